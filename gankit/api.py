@@ -1,0 +1,129 @@
+"""The Python API over a run folder: load a trained model, sample from it, walk its latent space."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .config import Config, from_dict
+from .errors import GankitError
+from .nets import NETWORKS
+from .train.checkpoint import load_checkpoint
+from .utils import atomic_write_bytes, resolve_device
+
+
+class GAN:
+    """A trained generator (the EMA copy when the run kept one) with its config and data facts."""
+
+    def __init__(self, cfg: Config, G: torch.nn.Module, D: torch.nn.Module, data: dict, step: int,
+                 run_dir: Optional[Path] = None):
+        self.cfg, self.G, self.D, self.data, self.step, self.run_dir = cfg, G, D, data, step, run_dir
+        self.G.eval()
+        self.D.eval()
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.data["num_classes"])
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.G.parameters()).device
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: Optional[int] = 0, labels: Optional[torch.Tensor | int] = None,
+               batch_size: int = 500) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``n`` samples in the data's range: (n, C, H, W) or (n, D) float32 on the CPU, and labels
+        (n,) for conditional models (``labels`` an int picks one class; None cycles through all)."""
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        z = torch.randn(n, self.cfg.model.z_dim, generator=g)
+        y = None
+        if self.num_classes:
+            if labels is None:
+                y = torch.arange(n) % self.num_classes
+            elif isinstance(labels, int):
+                if not 0 <= labels < self.num_classes:
+                    raise GankitError(f"--class {labels}: this model has classes 0..{self.num_classes - 1}")
+                y = torch.full((n,), labels, dtype=torch.long)
+            else:
+                y = torch.as_tensor(labels, dtype=torch.long)
+        elif labels is not None:
+            raise GankitError("this model is not conditional: it takes no class label")
+        out = []
+        for i in range(0, n, batch_size):
+            yi = y[i:i + batch_size].to(self.device) if y is not None else None
+            out.append(self.G(z[i:i + batch_size].to(self.device), yi).float().cpu())
+        return torch.cat(out) if out else z.new_zeros((0, *self.data["sample_shape"])), y
+
+    @torch.no_grad()
+    def interpolate(self, rows: int = 8, steps: int = 10, seed: int = 0) -> torch.Tensor:
+        """A latent walk: ``rows`` spherical interpolations between random z pairs, ``steps`` each.
+        Returns (rows·steps, *sample_shape)."""
+        g = torch.Generator().manual_seed(seed)
+        a, b = torch.randn(rows, self.cfg.model.z_dim, generator=g), torch.randn(rows, self.cfg.model.z_dim, generator=g)
+        t = torch.linspace(0, 1, steps).view(1, steps, 1)
+        # slerp keeps the walk on the Gaussian shell where z's norm concentrates (White 2016).
+        omega = torch.acos((a / a.norm(dim=1, keepdim=True) * b / b.norm(dim=1, keepdim=True)).sum(1).clamp(-1, 1))
+        omega = omega.view(rows, 1, 1)
+        so = torch.sin(omega).clamp_min(1e-6)
+        z = (torch.sin((1 - t) * omega) / so) * a.unsqueeze(1) + (torch.sin(t * omega) / so) * b.unsqueeze(1)
+        z = z.reshape(rows * steps, -1)
+        y = None
+        if self.num_classes:
+            y = (torch.arange(rows) % self.num_classes).repeat_interleave(steps).to(self.device)
+        return self.G(z.to(self.device), y).float().cpu()
+
+
+def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: bool = True) -> GAN:
+    """Rebuild a trained model from a run folder (or a checkpoint file) without running its code."""
+    path = Path(run_dir)
+    if path.is_dir():
+        run = path
+        path = path / "checkpoints" / f"{which}.safetensors"
+    else:
+        run = path.parent.parent
+    state = load_checkpoint(path)
+    cfg = from_dict(Config, state["config"])
+    data = state["data"]
+    family = NETWORKS.get(cfg.model.arch)
+    G, D = family.build(cfg.model.z_dim, tuple(data["sample_shape"]), int(data["num_classes"]),
+                        dict(cfg.model.g), dict(cfg.model.d))
+    mods = state["modules"]
+    G.load_state_dict(mods["G_ema"] if ema and "G_ema" in mods else mods["G"])
+    D.load_state_dict(mods["D"])
+    dev = resolve_device(device)
+    return GAN(cfg, G.to(dev), D.to(dev), data, int(state["trainer"]["step"]), run)
+
+
+def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
+           label: Optional[int] = None, interpolate: bool = False, which: str = "latest") -> Path:
+    """Write samples of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays ``x`` [and ``y``]."""
+    from .viz import save_samples_figure
+
+    model = load(run_dir, which=which)
+    out = Path(out)
+    if out.suffix not in (".png", ".npz"):
+        raise GankitError(f"{out}: the output must end in .png (a picture) or .npz (arrays)")
+    if interpolate:
+        if out.suffix != ".png":
+            raise GankitError("--interpolate writes a picture: give -o FILE.png")
+        x = model.interpolate(seed=seed)
+        if x.ndim != 4:
+            raise GankitError("--interpolate needs an image model; for 1D/2D data sample to .png instead")
+        from .viz.grids import save_image_grid
+        save_image_grid(x, out, nrow=10)
+        return out
+    x, y = model.sample(n, seed=seed, labels=label)
+    if out.suffix == ".npz":
+        import io
+        buf = io.BytesIO()
+        arrays = {"x": x.numpy().astype(np.float32)}
+        if y is not None:
+            arrays["y"] = y.numpy().astype(np.int64)
+        np.savez(buf, **arrays)
+        atomic_write_bytes(out, buf.getvalue())
+    else:
+        modes = torch.tensor(model.data["modes"]) if "modes" in model.data else None
+        save_samples_figure(x, out, modes=modes)
+    return out

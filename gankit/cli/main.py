@@ -1,0 +1,36 @@
+"""``gankit`` command line: registers one small module per subcommand."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from ..errors import GankitError
+from . import recipes_cmd, sample_cmd, train_cmd
+
+COMMANDS = [recipes_cmd, train_cmd, sample_cmd]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="gankit", description="Train, sample and evaluate GANs.")
+    parser.add_argument("--version", action="version", version=f"gankit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for cmd in COMMANDS:
+        cmd.register(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except GankitError as e:
+        print(f"gankit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gankit: interrupted; the last checkpoint is kept (resume with gankit train --resume RUN_DIR)",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,26 @@
+"""gankit sample: samples of a trained run as a PNG grid or an NPZ of arrays."""
+
+
+def register(sub):
+    p = sub.add_parser("sample", help="write samples of a trained run",
+                       description="Write samples: -o FILE.png (grid or scatter) or -o FILE.npz "
+                                   "(array x: (N, C, H, W) or (N, D) float32; y: labels if conditional).")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("-o", "--out", default="samples.png", help="output file, .png or .npz")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class", dest="label", type=int, default=None, help="class to sample (conditional models)")
+    p.add_argument("--interpolate", action="store_true", help="latent walk between random z's")
+    p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..api import sample
+    from ..errors import GankitError
+
+    if args.n < 1:
+        raise GankitError(f"-n {args.n}: give at least one sample")
+    path = sample(args.run_dir, n=args.n, out=args.out, seed=args.seed, label=args.label,
+                  interpolate=args.interpolate, which=args.checkpoint)
+    print(path)

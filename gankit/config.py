@@ -1,0 +1,336 @@
+"""Typed, frozen run configuration: YAML recipes -> dataclasses, with ``--set`` overrides.
+
+Every key is checked before training starts: an unknown key or a value of the wrong
+type fails with one line naming the key and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "fashion-mnist"          # key in gankit.data.DATASETS
+    root: Optional[str] = None           # folder with the files; None = the dataset's default place
+    resolution: Optional[int] = None     # images: side length after pad/resize; None = native
+    channels: Optional[int] = None       # images: 1 or 3; None = native
+    size: int = 50_000                   # 1D/2D mixtures: number of points drawn once from the seed
+    limit: Optional[int] = None          # use only the first N samples (quick tests)
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    arch: str = "dcgan"                  # key in gankit.nets.NETWORKS: a family with G and D
+    # Keyword arguments for the family's generator / discriminator constructors;
+    # checked against their signatures (unknown names are rejected).
+    g: Dict[str, Any] = field(default_factory=dict)
+    d: Dict[str, Any] = field(default_factory=dict)
+    z_dim: int = 100
+    conditional: bool = False            # give G and D the class label (needs a labelled dataset)
+
+
+@dataclass(frozen=True)
+class RegularizerConfig:
+    name: str = "r1"                     # key in gankit.losses.REGULARIZERS
+    weight: float = 10.0
+    every: int = 1                       # lazy regularisation: run as its own phase every N D-steps
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: str = "non-saturating"         # key in gankit.losses.LOSSES
+    regularizers: Tuple[RegularizerConfig, ...] = ()
+    clip_d_weights: Optional[float] = None  # WGAN weight clipping to [-c, c] after each D step
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: str = "adam"                   # adam | rmsprop | sgd
+    lr: float = 2e-4
+    betas: Tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: Optional[int] = None          # number of generator updates (takes precedence over epochs)
+    epochs: Optional[float] = None       # passes over the data, counted in D-step batches
+    minutes: Optional[float] = None      # stop after this much wall time (any bound that comes first)
+    batch_size: int = 64
+    d_steps: int = 1                     # k discriminator steps per generator step (Goodfellow et al. 2014, Alg. 1)
+    g_optim: OptimConfig = OptimConfig()
+    d_optim: OptimConfig = OptimConfig()
+    ema: Optional[float] = None          # decay of an exponential moving average of G's weights; None = off
+    ema_start: int = 0                   # G-step from which the EMA tracks (copies G before that)
+    device: str = "auto"                 # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"              # fp32 | bf16 | fp16 | auto
+    log_every: int = 50                  # G-steps between metrics.jsonl records
+    sample_every: Optional[int] = None   # G-steps between sample grids; None = once per epoch
+    checkpoint_every: int = 1000         # G-steps between checkpoints (one is always written at the end)
+    num_samples: int = 64                # fixed-noise samples in each grid
+    threads: Optional[int] = None        # torch intra-op threads; None = PyTorch's default
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "custom"
+    description: str = ""
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: NetConfig = NetConfig()
+    loss: LossConfig = LossConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict:
+        return _to_plain(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self, **overrides) -> "Config":
+        """A copy with dotted-key overrides, e.g. ``cfg.replace(**{"train.steps": 10})``."""
+        return apply_overrides(self, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+
+
+def _to_plain(obj):
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if origin in (tuple, Tuple):
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return f"a list of {len(args)} values"
+    if origin in (dict, Dict):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value, tp, key: str):
+    """Check ``value`` against type ``tp`` and convert (int->float, list->tuple, dict->dataclass)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=key + ".")
+    if origin in (tuple, Tuple):
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp} at {key}")
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass ``cls`` from a plain dict, rejecting unknown keys by name."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!s}; allowed keys here: {', '.join(names)}")
+    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def set_dotted(tree: dict, key: str, value) -> None:
+    """Set ``tree['a']['b'] = value`` for ``key='a.b'``; list items by index (``loss.regularizers.0.weight``)."""
+    parts = key.split(".")
+    node = tree
+    for i, p in enumerate(parts[:-1]):
+        here = ".".join(parts[:i + 1])
+        if isinstance(node, list):
+            if not p.isdigit() or int(p) >= len(node):
+                raise ConfigError(f"--set {key}: {here} is not an index of a list of {len(node)}")
+            node = node[int(p)]
+        else:
+            if p not in node or node[p] is None:
+                node[p] = {}
+            elif not isinstance(node[p], (dict, list)):
+                raise ConfigError(f"--set {key}: {here} is a value, not a section")
+            node = node[p]
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"--set {key}: index {last} is out of range")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``'train.steps=100'`` -> ``('train.steps', 100)``; values are parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. train.steps=1000")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(cfg: Config, overrides: List[str]) -> Config:
+    tree = cfg.to_dict()
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(tree, key, value)
+    return validate(from_dict(Config, tree))
+
+
+def load_config(source: str | Path | dict, overrides: Optional[List[str]] = None) -> Config:
+    """Load a recipe by name, a YAML file path or a dict, then apply ``key=value`` overrides."""
+    from .recipes import recipe_path
+
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.suffix in (".yaml", ".yml") or not path.exists():
+            path = recipe_path(str(source))
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {str(e).splitlines()[0]})")
+        if data is None:
+            data = {}
+    cfg = validate(from_dict(Config, data))
+    return apply_overrides(cfg, overrides or [])
+
+
+_CHOICES = {
+    "train.precision": ("fp32", "bf16", "fp16", "auto"),
+    "train.g_optim.name": ("adam", "rmsprop", "sgd"),
+    "train.d_optim.name": ("adam", "rmsprop", "sgd"),
+}
+
+
+def validate(cfg: Config) -> Config:
+    """Value checks that types alone cannot express; names are checked against the registries."""
+    from .data import DATASETS
+    from .losses import LOSSES, REGULARIZERS
+    from .nets import NETWORKS
+
+    def check(key, ok, allowed):
+        if not ok:
+            raise ConfigError(f"{key}: invalid value; allowed: {allowed}")
+
+    tree = cfg.to_dict()
+
+    def get(key):
+        node = tree
+        for p in key.split("."):
+            node = node[p]
+        return node
+
+    for key, allowed in _CHOICES.items():
+        check(key, get(key) in allowed, ", ".join(allowed))
+    check("data.name", cfg.data.name in DATASETS, ", ".join(DATASETS.names()))
+    check("model.arch", cfg.model.arch in NETWORKS, ", ".join(NETWORKS.names()))
+    check("loss.name", cfg.loss.name in LOSSES, ", ".join(LOSSES.names()))
+    for i, r in enumerate(cfg.loss.regularizers):
+        check(f"loss.regularizers.{i}.name", r.name in REGULARIZERS, ", ".join(REGULARIZERS.names()))
+        check(f"loss.regularizers.{i}.every", r.every >= 1, "an integer >= 1")
+    t = cfg.train
+    check("train.steps", t.steps is None or t.steps >= 0, "an integer >= 0 or null")
+    check("train.epochs", t.epochs is None or t.epochs > 0, "a number > 0 or null")
+    check("train.minutes", t.minutes is None or t.minutes > 0, "a number > 0 or null")
+    check("train", t.steps is not None or t.epochs is not None or t.minutes is not None,
+          "set at least one of train.steps, train.epochs, train.minutes")
+    check("train.batch_size", t.batch_size >= 1, "an integer >= 1")
+    check("train.d_steps", t.d_steps >= 1, "an integer >= 1")
+    check("train.ema", t.ema is None or 0.0 < t.ema < 1.0, "a number in (0, 1) or null")
+    check("train.log_every", t.log_every >= 1, "an integer >= 1")
+    check("train.sample_every", t.sample_every is None or t.sample_every >= 1, "an integer >= 1 or null")
+    check("train.checkpoint_every", t.checkpoint_every >= 1, "an integer >= 1")
+    check("train.device", t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
+          "auto, cpu, cuda or cuda:N")
+    for side in ("g_optim", "d_optim"):
+        o = getattr(t, side)
+        check(f"train.{side}.lr", o.lr > 0, "a number > 0")
+        check(f"train.{side}.betas", all(0.0 <= b < 1.0 for b in o.betas), "two numbers in [0, 1)")
+    check("model.z_dim", cfg.model.z_dim >= 1, "an integer >= 1")
+    check("data.resolution", cfg.data.resolution is None or cfg.data.resolution >= 4, "an integer >= 4 or null")
+    check("data.channels", cfg.data.channels in (None, 1, 3), "1, 3 or null")
+    check("data.size", cfg.data.size >= 1, "an integer >= 1")
+    check("data.limit", cfg.data.limit is None or cfg.data.limit >= 1, "an integer >= 1 or null")
+    # Network keyword arguments are checked against the constructors' signatures.
+    NETWORKS.get(cfg.model.arch).check_kwargs(cfg.model.g, cfg.model.d)
+    return cfg
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    from .utils import atomic_write_text
+
+    atomic_write_text(Path(path), cfg.to_yaml())

@@ -1,0 +1,19 @@
+"""Datasets: one interface (:class:`Dataset`), many sources, nothing downloaded."""
+from __future__ import annotations
+
+from . import idx, images, toy  # noqa: F401  (register the datasets)
+from .base import DATASETS, Dataset, EpochSampler, fit_resolution, to_model_range, to_uint8
+
+
+def load_dataset(cfg, split: str = "train", seed: int = 0) -> Dataset:
+    """Build the dataset named by ``cfg`` (a :class:`~gankit.config.DataConfig`)."""
+    ds = DATASETS.get(cfg.name)(cfg, split=split, seed=seed)
+    if ds.kind == "image":
+        ds.x = fit_resolution(ds.x, cfg.resolution, cfg.channels)
+    if cfg.limit is not None:
+        ds.x = ds.x[: cfg.limit]
+        ds.y = ds.y[: cfg.limit] if ds.y is not None else None
+    return ds
+
+
+__all__ = ["DATASETS", "Dataset", "EpochSampler", "load_dataset", "to_model_range", "to_uint8", "fit_resolution"]

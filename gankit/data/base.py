@@ -1,0 +1,143 @@
+"""One dataset interface for images and vectors, held in memory and sampled by index."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..registry import Registry
+
+#: name -> factory(cfg: DataConfig, split: str, seed: int) -> Dataset
+DATASETS = Registry("dataset")
+
+
+@dataclass
+class Dataset:
+    """A whole dataset as tensors.
+
+    ``x`` is uint8 (N, C, H, W) for images (model range [-1, 1] after :meth:`batch`)
+    or float32 (N, D) for vectors (used as is). ``y`` holds int64 class labels (N,)
+    or is None when the data has none.
+    """
+
+    name: str
+    x: torch.Tensor
+    y: Optional[torch.Tensor]
+    kind: str  # "image" | "vector"
+    num_classes: int = 0
+    # For the 2D/1D mixtures: component means (M, D) and the per-axis std of each component.
+    modes: Optional[torch.Tensor] = None
+    mode_std: Optional[float] = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in ("image", "vector"):
+            raise ValueError(f"kind must be 'image' or 'vector', got {self.kind!r}")
+        if self.kind == "image" and (self.x.dtype != torch.uint8 or self.x.ndim != 4):
+            raise ValueError(f"image data must be uint8 (N, C, H, W), got {self.x.dtype} {tuple(self.x.shape)}")
+        if self.kind == "vector" and self.x.ndim != 2:
+            raise ValueError(f"vector data must be (N, D), got {tuple(self.x.shape)}")
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def sample_shape(self) -> tuple:
+        """Shape of one sample: (C, H, W) or (D,)."""
+        return tuple(self.x.shape[1:])
+
+    def to(self, device) -> "Dataset":
+        self.x = self.x.to(device)
+        if self.y is not None:
+            self.y = self.y.to(device)
+        return self
+
+    def batch(self, index: torch.Tensor):
+        """Samples ``index`` in model range: images float32 in [-1, 1], vectors as stored."""
+        x = self.x[index]
+        x = to_model_range(x) if self.kind == "image" else x
+        y = self.y[index] if self.y is not None else None
+        return x, y
+
+    def all_model_range(self) -> torch.Tensor:
+        return to_model_range(self.x) if self.kind == "image" else self.x
+
+
+def to_model_range(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return x_uint8.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255] (clamped, rounded)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def fit_resolution(x: torch.Tensor, resolution: Optional[int], channels: Optional[int] = None) -> torch.Tensor:
+    """Bring uint8 images (N, C, H, W) to ``resolution`` and ``channels``.
+
+    28 -> 32 pads with the border value (as the 32x32 MNIST-family convention);
+    other sizes resize with antialiased bilinear filtering. Done once at load time.
+    """
+    if channels is not None and channels != x.shape[1]:
+        if x.shape[1] == 1:
+            x = x.expand(-1, channels, -1, -1).contiguous()
+        elif channels == 1:
+            w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            x = (x.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        else:
+            raise ValueError(f"cannot convert {x.shape[1]} channels to {channels}")
+    if resolution is None or (x.shape[2] == resolution and x.shape[3] == resolution):
+        return x
+    h, w = x.shape[2:]
+    if h == w and resolution > h and (resolution - h) % 2 == 0 and resolution - h <= 4:
+        pad = (resolution - h) // 2
+        return F.pad(x, (pad, pad, pad, pad), value=0)
+    out = []
+    for chunk in x.split(4096):
+        y = F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear",
+                          antialias=True, align_corners=False)
+        out.append(y.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+class EpochSampler:
+    """Shuffled index batches without replacement, epoch after epoch (drop_last).
+
+    Its whole state (permutation, position, generator) goes into checkpoints so a
+    resumed run draws exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        if batch_size > n:
+            raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} samples)")
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch = 0
+        self.position = 0
+        self.perm = torch.randperm(n, generator=self.generator)
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return self.n // self.batch_size
+
+    def next(self) -> torch.Tensor:
+        if self.position + self.batch_size > self.n:
+            self.epoch += 1
+            self.position = 0
+            self.perm = torch.randperm(self.n, generator=self.generator)
+        idx = self.perm[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "perm": self.perm.clone(),
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.position = int(state["position"])
+        self.perm = state["perm"].clone()
+        self.generator.set_state(state["generator"])

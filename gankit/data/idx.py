@@ -1,0 +1,77 @@
+"""MNIST-family datasets from IDX files (LeCun's format), gzipped or raw."""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .base import DATASETS, Dataset
+
+# Where Debian's dataset-fashion-mnist package puts the files.
+FASHION_MNIST_DEFAULT = "/usr/share/datasets/fashion-mnist"
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_PREFIX = {"train": "train", "test": "t10k"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse one IDX file (magic 0x0000TTDD: type code TT, DD dimensions, big-endian sizes)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read IDX file ({e})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+    dtype = np.dtype(_DTYPES[raw[2]])
+    count = int(np.prod(dims))
+    body = raw[4 + 4 * ndim:]
+    if len(body) < count * dtype.itemsize:
+        raise DataError(f"{path}: truncated IDX file ({len(body)} bytes for shape {dims})")
+    return np.frombuffer(body, dtype=dtype, count=count).reshape(dims)
+
+
+def find_idx(root: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx") + ".gz", stem.replace("-idx", ".idx")):
+        if (root / name).exists():
+            return root / name
+    raise FileNotFoundError(root / (stem + ".gz"))
+
+
+def load_idx_dataset(name: str, root: Path, split: str, hint: str) -> Dataset:
+    if split not in _PREFIX:
+        raise DataError(f"{name}: unknown split {split!r}; use train or test")
+    prefix = _PREFIX[split]
+    try:
+        images = read_idx(find_idx(root, f"{prefix}-images-idx3-ubyte"))
+        labels = read_idx(find_idx(root, f"{prefix}-labels-idx1-ubyte"))
+    except FileNotFoundError as e:
+        raise DataError(f"{name}: no IDX file at {e.args[0]} (nor unzipped); {hint}") from None
+    if images.ndim != 3 or labels.shape[0] != images.shape[0]:
+        raise DataError(f"{name}: {root} holds images {images.shape} and labels {labels.shape}, which do not match")
+    x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, 28, 28) uint8
+    y = torch.from_numpy(labels.astype(np.int64))
+    return Dataset(name=name, x=x, y=y, kind="image", num_classes=int(y.max()) + 1,
+                   info={"root": str(root), "split": split})
+
+
+@DATASETS.register("fashion-mnist")
+def fashion_mnist(cfg, split: str = "train", seed: int = 0) -> Dataset:
+    root = Path(cfg.root or FASHION_MNIST_DEFAULT)
+    return load_idx_dataset("fashion-mnist", root, split,
+                            "install it with `apt-get install dataset-fashion-mnist` or set data.root "
+                            "to a folder with the four IDX files")
+
+
+@DATASETS.register("mnist")
+def mnist(cfg, split: str = "train", seed: int = 0) -> Dataset:
+    if not cfg.root:
+        raise DataError("mnist: set data.root to a folder with train-images-idx3-ubyte(.gz) and the other "
+                        "three IDX files (gankit never downloads), or use data.name=mnist-5k")
+    return load_idx_dataset("mnist", Path(cfg.root), split, "set data.root to a folder with the four IDX files")

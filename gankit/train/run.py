@@ -1,0 +1,229 @@
+"""A training run end to end: run folder, loop, logging, samples, checkpoints, resume.
+
+Run folder layout::
+
+    config.yaml              the resolved config (what actually ran)
+    metrics.jsonl            one JSON record per logged step
+    samples/step_NNNNNN.png  grids from fixed noise (scatter plots for 1D/2D data)
+    checkpoints/latest.safetensors, checkpoints/best.safetensors
+    curves.png               losses and D accuracy
+    tb/                      TensorBoard event files
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+import torch
+
+from ..config import Config, load_config, save_config
+from ..errors import ConfigError, GankitError
+from ..viz import plot_curves, save_samples_figure
+from .checkpoint import load_checkpoint, save_checkpoint
+from .loop import Trainer
+
+LATEST = "checkpoints/latest.safetensors"
+BEST = "checkpoints/best.safetensors"
+
+
+class Callback:
+    """Hooks the run calls after the loop's work; none of them changes the training step.
+
+    ``on_log`` may return ``{"score": float}`` (lower is better) to choose the best checkpoint.
+    """
+
+    def on_start(self, run: "Run") -> None: ...
+    def on_log(self, run: "Run", record: dict) -> Optional[dict]: ...
+    def on_end(self, run: "Run") -> None: ...
+
+
+class Run:
+    """Owns a run folder and drives a :class:`Trainer` through it."""
+
+    def __init__(self, cfg: Config, run_dir: Path, quiet: bool = False, callbacks: Iterable[Callback] = ()):
+        self.cfg, self.dir, self.quiet = cfg, Path(run_dir), quiet
+        self.trainer = Trainer(cfg)
+        self.callbacks: List[Callback] = list(callbacks)
+        self.records: List[dict] = []
+        self._tb = None
+
+    # -- files ----------------------------------------------------------------------------------
+    def data_meta(self) -> dict:
+        d = self.trainer.data
+        meta = {"name": d.name, "kind": d.kind, "sample_shape": list(d.sample_shape),
+                "num_classes": self.trainer.num_classes}
+        if d.modes is not None:
+            meta["modes"] = d.modes.cpu().tolist()
+            meta["mode_std"] = d.mode_std
+        return meta
+
+    def save(self, which: str = LATEST) -> Path:
+        state = self.trainer.state_dict()
+        state["config"] = self.cfg.to_dict()
+        state["data"] = self.data_meta()
+        state["precision"] = self.trainer.precision
+        path = self.dir / which
+        save_checkpoint(path, state)
+        return path
+
+    def write_record(self, record: dict) -> None:
+        self.records.append(record)
+        with open(self.dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("step",):
+                    self._tb.add_scalar(k, v, record["step"])
+
+    def write_samples(self, name: str) -> Path:
+        t = self.trainer
+        x = t.fixed_samples()
+        path = self.dir / "samples" / f"{name}.png"
+        real = t.data.x[:2000].cpu() if t.data.kind == "vector" else None
+        save_samples_figure(x, path, real=real, modes=t.data.modes, title=f"{self.cfg.name} {name}")
+        if self._tb is not None and x.ndim == 4:
+            from ..viz.grids import image_grid
+            self._tb.add_image("samples", image_grid(x), t.state.step, dataformats="HWC")
+        return path
+
+    def _open_tensorboard(self) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: the run still has metrics.jsonl
+            return
+        self._tb = SummaryWriter(log_dir=str(self.dir / "tb"), flush_secs=30)
+
+    # -- the run --------------------------------------------------------------------------------
+    def fit(self) -> "Run":
+        t, cfg = self.trainer, self.cfg
+        self.dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.dir / "config.yaml")
+        self._open_tensorboard()
+        for cb in self.callbacks:
+            cb.on_start(self)
+        if t.state.step == 0:
+            self.write_samples("step_000000")
+        bar = None
+        if not self.quiet:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=t.total_steps, initial=t.state.step, desc=cfg.name, unit="step",
+                       dynamic_ncols=True, file=sys.stderr)
+        log_every = cfg.train.log_every
+        last_log = time.monotonic()
+        try:
+            while not t.done():
+                tic = time.monotonic()
+                t.train_step()
+                t.state.seconds += time.monotonic() - tic
+                step = t.state.step
+                if bar is not None:
+                    bar.update(1)
+                final = t.done()
+                if step % log_every == 0 or final:
+                    now = time.monotonic()
+                    record = {"step": step, "epoch": round(t.epoch, 4), "seconds": round(t.state.seconds, 3)}
+                    record.update({k: round(v, 6) for k, v in t.pop_stats().items()})
+                    record["steps_per_s"] = round(log_every / max(now - last_log, 1e-9), 3) if not final else None
+                    last_log = now
+                    for cb in self.callbacks:
+                        out = cb.on_log(self, record) or {}
+                        if "score" in out and (t.state.best_score is None or out["score"] < t.state.best_score):
+                            t.state.best_score, t.state.best_step = out["score"], step
+                            self.save(BEST)
+                    self.write_record(record)
+                    if bar is not None:
+                        bar.set_postfix({k: f"{record[k]:.3f}" for k in ("d_loss", "g_loss", "acc_real", "acc_fake")
+                                         if k in record}, refresh=False)
+                    else:
+                        print(json.dumps(record), file=sys.stderr, flush=True)
+                if step % t.sample_every == 0 or final:
+                    self.write_samples(f"step_{step:06d}")
+                if step % cfg.train.checkpoint_every == 0 and not final:
+                    self.save(LATEST)
+        finally:
+            if bar is not None:
+                bar.close()
+        self.save(LATEST)
+        if not (self.dir / BEST).exists():
+            self.save(BEST)  # without an evaluator, the best known checkpoint is the last one
+        self.finish()
+        return self
+
+    def finish(self) -> None:
+        records = read_metrics(self.dir)
+        if records:
+            plot_curves(records, self.dir / "curves.png")
+        for cb in self.callbacks:
+            cb.on_end(self)
+        if self._tb is not None:
+            self._tb.close()
+
+    @property
+    def latest_samples(self) -> Path:
+        return self.dir / "samples" / f"step_{self.trainer.state.step:06d}.png"
+
+
+def read_metrics(run_dir: Path) -> List[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _default_out(cfg: Config) -> Path:
+    base = Path("runs") / cfg.name
+    path, i = base, 2
+    while path.exists():
+        path = base.with_name(f"{base.name}-{i}")
+        i += 1
+    return path
+
+
+def train(recipe: str | Path | dict | Config = "dcgan-fashion-mnist", overrides: Optional[List[str]] = None,
+          out: Optional[str | Path] = None, quiet: bool = False, resume: Optional[str | Path] = None,
+          callbacks: Iterable[Callback] = ()) -> Run:
+    """Train a GAN and return the finished :class:`Run` (its folder is ``run.dir``).
+
+    ``recipe`` is a shipped recipe name, a YAML path, a dict or a Config; ``overrides`` are
+    ``"key=value"`` strings as on the command line. ``resume`` continues the run folder
+    from its latest checkpoint; ``overrides`` may then change only ``train.*`` keys
+    (typically a longer ``train.steps``).
+    """
+    from ..train.health import default_callbacks
+
+    overrides = list(overrides or [])
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").exists():
+            raise GankitError(f"{run_dir}: not a gankit run folder (no config.yaml); give the folder `gankit train` wrote")
+        for o in overrides:
+            if not o.split("=", 1)[0].strip().startswith("train."):
+                raise ConfigError(f"--set {o}: only train.* keys can change when resuming")
+        cfg = load_config(run_dir / "config.yaml", overrides)
+        state = load_checkpoint(run_dir / LATEST)
+        run = Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg))
+        run.trainer.load_state_dict(state)
+        _truncate_metrics(run_dir, run.trainer.state.step)
+        return run.fit()
+    cfg = recipe if isinstance(recipe, Config) else load_config(recipe, overrides)
+    if isinstance(recipe, Config) and overrides:
+        from ..config import apply_overrides
+        cfg = apply_overrides(cfg, overrides)
+    run_dir = Path(out) if out is not None else _default_out(cfg)
+    if (run_dir / LATEST).exists():
+        raise GankitError(f"{run_dir}: already holds a trained run; resume it with `gankit train --resume {run_dir}` "
+                          "or choose another --out")
+    run = Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg))
+    return run.fit()
+
+
+def _truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drop records written after the checkpoint we resume from (they will be written again)."""
+    path = run_dir / "metrics.jsonl"
+    if path.exists():
+        from ..utils import atomic_write_text
+        keep = [json.dumps(r) for r in read_metrics(run_dir) if r["step"] <= step]
+        atomic_write_text(path, "".join(line + "\n" for line in keep))

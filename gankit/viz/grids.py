@@ -1,0 +1,94 @@
+"""Sample grids for images and scatter/density plots for 1D/2D samples."""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..utils import atomic_write_bytes
+
+
+def image_grid(x: torch.Tensor, nrow: Optional[int] = None, padding: int = 2) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> (H', W', C) uint8 grid with ``padding`` pixels between tiles."""
+    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+    n, c, h, w = x.shape
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    ncol = int(math.ceil(n / nrow))
+    grid = torch.zeros(c, ncol * (h + padding) + padding, nrow * (w + padding) + padding, dtype=torch.uint8)
+    for i in range(n):
+        r, q = divmod(i, nrow)
+        top, left = padding + r * (h + padding), padding + q * (w + padding)
+        grid[:, top:top + h, left:left + w] = x[i]
+    return grid.permute(1, 2, 0).numpy()
+
+
+def png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
+    from PIL import Image
+
+    img = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_image_grid(x: torch.Tensor, path: Path, nrow: Optional[int] = None) -> None:
+    """Write a PNG grid of images in [-1, 1]; small images are enlarged (nearest) to ≥ 256 px wide."""
+    grid = image_grid(x, nrow)
+    scale = max(1, 256 // grid.shape[1])
+    atomic_write_bytes(Path(path), png_bytes(grid, scale))
+
+
+def scatter_samples(x: torch.Tensor, real: Optional[torch.Tensor] = None, modes: Optional[torch.Tensor] = None,
+                    title: str = "") -> bytes:
+    """PNG bytes: generated 2D points over the real ones (or 1D histograms), modes marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = x.detach().float().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    if x.shape[1] == 1:
+        bins = 80
+        lo = min(x.min(), real.min().item() if real is not None else x.min())
+        hi = max(x.max(), real.max().item() if real is not None else x.max())
+        if real is not None:
+            ax.hist(real.cpu().numpy()[:, 0], bins=bins, range=(lo, hi), density=True, alpha=0.4,
+                    color="tab:blue", label="real")
+        ax.hist(x[:, 0], bins=bins, range=(lo, hi), density=True, alpha=0.6, color="tab:orange", label="generated")
+        ax.legend(loc="upper right", fontsize=8)
+    else:
+        if real is not None:
+            r = real.detach().cpu().numpy()[:2000]
+            ax.scatter(r[:, 0], r[:, 1], s=2, c="tab:blue", alpha=0.3, label="real")
+        ax.scatter(x[:, 0], x[:, 1], s=3, c="tab:orange", alpha=0.6, label="generated")
+        if modes is not None:
+            m = modes.cpu().numpy()
+            ax.scatter(m[:, 0], m[:, 1], marker="x", s=30, c="black", label="modes")
+            pad = 0.25 * (m.max() - m.min() + 1e-9)
+            ax.set_xlim(m[:, 0].min() - pad, m[:, 0].max() + pad)
+            ax.set_ylim(m[:, 1].min() - pad, m[:, 1].max() + pad)
+        ax.set_aspect("equal")
+        ax.legend(loc="upper right", fontsize=7, markerscale=3)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def save_samples_figure(x: torch.Tensor, path: Path, real: Optional[torch.Tensor] = None,
+                        modes: Optional[torch.Tensor] = None, title: str = "") -> None:
+    """Images -> grid PNG; vectors -> scatter/histogram PNG over the real data."""
+    if x.ndim == 4:
+        save_image_grid(x, path)
+    else:
+        atomic_write_bytes(Path(path), scatter_samples(x, real, modes, title))
