@@ -1,6 +1,7 @@
-"""Training-health callbacks added to every run (filled in by the health monitor)."""
+"""Training-health monitor (mode collapse, vanishing gradients, instability, divergence)."""
 from __future__ import annotations
 
 
-def default_callbacks(cfg) -> list:
+def health_callbacks(cfg) -> list:
+    """The health callbacks a run with ``cfg`` gets."""
     return []

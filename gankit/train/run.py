@@ -192,7 +192,7 @@ def train(recipe: str | Path | dict | Config = "dcgan-fashion-mnist", overrides:
     from its latest checkpoint; ``overrides`` may then change only ``train.*`` keys
     (typically a longer ``train.steps``).
     """
-    from ..train.health import default_callbacks
+    from .callbacks import default_callbacks
 
     overrides = list(overrides or [])
     if resume is not None:

@@ -1,0 +1,9 @@
+"""The callbacks every run gets, from the modules that own them."""
+from __future__ import annotations
+
+
+def default_callbacks(cfg) -> list:
+    from ..metrics.callback import eval_callbacks
+    from .health import health_callbacks
+
+    return [*eval_callbacks(cfg), *health_callbacks(cfg)]
