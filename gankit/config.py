@@ -51,6 +51,10 @@ class LossConfig:
     name: str = "non-saturating"         # key in gankit.losses.LOSSES
     regularizers: Tuple[RegularizerConfig, ...] = ()
     clip_d_weights: Optional[float] = None  # WGAN weight clipping to [-c, c] after each D step
+    objective: str = "gan"               # key in gankit.train.OBJECTIVES: gan | acgan | unrolled
+    augment: str = ""                    # DiffAugment policy for everything D sees, e.g. "color,translation,cutout"; "" = none
+    unroll_steps: int = 5                # objective unrolled: k D updates G's loss looks through (Metz et al. 2017)
+    aux_weight: float = 1.0              # objective acgan: weight of the class cross-entropy (Odena et al. 2017)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,33 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """The training-health monitor (gankit/train/health.py): signals, thresholds, policies."""
+
+    enabled: bool = True                 # diagnose the run on every log record (events.jsonl, health.json)
+    window: int = 5                      # log records a diagnosis looks at (each averages train.log_every steps)
+    warmup: int = 200                    # G-steps before any diagnosis but `diverged`
+    grad_norms: bool = True              # measure gradient norms of G (per layer) and D on log steps
+    samples: int = 256                   # generated and real samples for diversity signals; 0 = none
+    collapse_diversity: float = 0.2      # mode_collapse: generated / real mean pairwise distance below this
+    collapse_entropy: float = 0.5        # mode_collapse: generated / real nearest-mode histogram entropy below this
+    vanishing_ratio: float = 0.01        # vanishing_gradients: G's gradient norm below this × its peak window median
+    vanishing_abs: float = 1e-6          # vanishing_gradients: ... or below this absolute norm
+    spike_z: float = 6.0                 # unstable: a loss further than this many robust std devs from the window median
+    swing: float = 0.3                   # unstable: mean change of D's accuracy on fake between records above this
+    explode_factor: float = 100.0        # diverged: |loss| above this × its median over the previous window (≥ 1)
+    chance_tol: float = 0.05             # d_lost/converged: D's balanced accuracy within 0.5 ± this ...
+    patience: int = 5                    # ... and no quality improvement for this many log records
+    min_delta: float = 0.05              # relative drop of the energy distance that counts as an improvement
+    on_converged: str = "stop"           # stop | warn: what d_lost / converged does
+    on_diverged: str = "rollback"        # rollback (to the last healthy record, lower lr) | stop | warn
+    max_rollbacks: int = 3               # rollbacks before the run stops at its last healthy state
+    lr_factor: float = 0.5               # learning rates × this at each rollback
+    on_vanishing: str = "warn"           # warn | non-saturating (switch a minimax loss) | instance-noise
+    instance_noise: float = 0.1          # σ of instance noise on D's inputs (on_vanishing: instance-noise), annealed to 0
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "custom"
     description: str = ""
@@ -90,6 +121,7 @@ class Config:
     model: NetConfig = NetConfig()
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
+    health: HealthConfig = HealthConfig()
 
     def to_dict(self) -> dict:
         return _to_plain(self)
@@ -167,6 +199,11 @@ def _coerce(value, tp, key: str):
     if tp is Any:
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
@@ -302,6 +339,15 @@ def validate(cfg: Config) -> Config:
     for i, r in enumerate(cfg.loss.regularizers):
         check(f"loss.regularizers.{i}.name", r.name in REGULARIZERS, ", ".join(REGULARIZERS.names()))
         check(f"loss.regularizers.{i}.every", r.every >= 1, "an integer >= 1")
+    from .train.augment import parse_policy
+    from .train.objective import OBJECTIVES
+
+    check("loss.objective", cfg.loss.objective in OBJECTIVES, ", ".join(OBJECTIVES.names()))
+    parse_policy(cfg.loss.augment)
+    check("loss.unroll_steps", cfg.loss.unroll_steps >= 0, "an integer >= 0")
+    check("loss.aux_weight", cfg.loss.aux_weight >= 0, "a number >= 0")
+    check("loss.objective", cfg.loss.objective != "acgan" or cfg.model.conditional,
+          "acgan needs model.conditional: true (a labelled dataset)")
     t = cfg.train
     check("train.steps", t.steps is None or t.steps >= 0, "an integer >= 0 or null")
     check("train.epochs", t.epochs is None or t.epochs > 0, "a number > 0 or null")
@@ -325,6 +371,22 @@ def validate(cfg: Config) -> Config:
     check("data.channels", cfg.data.channels in (None, 1, 3), "1, 3 or null")
     check("data.size", cfg.data.size >= 1, "an integer >= 1")
     check("data.limit", cfg.data.limit is None or cfg.data.limit >= 1, "an integer >= 1 or null")
+    h = cfg.health
+    for key in ("window", "patience"):
+        check(f"health.{key}", getattr(h, key) >= 1, "an integer >= 1")
+    for key in ("warmup", "samples", "max_rollbacks"):
+        check(f"health.{key}", getattr(h, key) >= 0, "an integer >= 0")
+    for key in ("collapse_diversity", "collapse_entropy", "vanishing_ratio", "swing", "chance_tol", "min_delta"):
+        check(f"health.{key}", 0.0 <= getattr(h, key) <= 1.0, "a number in [0, 1]")
+    for key in ("vanishing_abs", "instance_noise"):
+        check(f"health.{key}", getattr(h, key) >= 0, "a number >= 0")
+    check("health.spike_z", h.spike_z > 0, "a number > 0")
+    check("health.explode_factor", h.explode_factor > 1, "a number > 1")
+    check("health.lr_factor", 0.0 < h.lr_factor < 1.0, "a number in (0, 1)")
+    check("health.on_converged", h.on_converged in ("stop", "warn"), "stop, warn")
+    check("health.on_diverged", h.on_diverged in ("rollback", "stop", "warn"), "rollback, stop, warn")
+    check("health.on_vanishing", h.on_vanishing in ("warn", "non-saturating", "instance-noise"),
+          "warn, non-saturating, instance-noise")
     # Network keyword arguments are checked against the constructors' signatures.
     NETWORKS.get(cfg.model.arch).check_kwargs(cfg.model.g, cfg.model.d)
     return cfg

@@ -1,6 +1,7 @@
 """MNIST-family datasets from IDX files (LeCun's format), gzipped or raw."""
 from __future__ import annotations
 
+import functools
 import gzip
 import struct
 from pathlib import Path
@@ -18,7 +19,22 @@ _PREFIX = {"train": "train", "test": "t10k"}
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Parse one IDX file (magic 0x0000TTDD: type code TT, DD dimensions, big-endian sizes)."""
+    """Parse one IDX file (magic 0x0000TTDD: type code TT, DD dimensions, big-endian sizes).
+
+    Parsed arrays are kept per (path, size, mtime), so a process that builds several runs
+    or evaluations decompresses Fashion-MNIST once. The result is read-only.
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read IDX file ({e})") from None
+    return _read_idx_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx_cached(name: str, size: int, mtime_ns: int) -> np.ndarray:
+    path = Path(name)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
@@ -55,7 +71,7 @@ def load_idx_dataset(name: str, root: Path, split: str, hint: str) -> Dataset:
         raise DataError(f"{name}: no IDX file at {e.args[0]} (nor unzipped); {hint}") from None
     if images.ndim != 3 or labels.shape[0] != images.shape[0]:
         raise DataError(f"{name}: {root} holds images {images.shape} and labels {labels.shape}, which do not match")
-    x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, 28, 28) uint8
+    x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, 28, 28) uint8, a private copy
     y = torch.from_numpy(labels.astype(np.int64))
     return Dataset(name=name, x=x, y=y, kind="image", num_classes=int(y.max()) + 1,
                    info={"root": str(root), "split": split})

@@ -2,5 +2,6 @@
 from .loop import Trainer
 from .objective import GANObjective, Phase
 from .run import Callback, Run, train
+from . import acgan, unrolled  # noqa: F401,E402  (register the objectives)
 
 __all__ = ["Trainer", "GANObjective", "Phase", "Run", "Callback", "train"]

@@ -20,7 +20,7 @@ from ..data import Dataset, EpochSampler, load_dataset
 from ..nets import NETWORKS
 from ..utils import resolve_device, seed_everything
 from .ema import EMA
-from .objective import GANObjective, Phase
+from .objective import OBJECTIVES, Phase
 from .precision import autocast_factory, resolve_precision
 
 
@@ -67,8 +67,9 @@ class Trainer:
         self.ema = EMA(self.G, t.ema) if t.ema else None
         self.g_opt = build_optimizer(self.G.parameters(), t.g_optim)
         self.d_opt = build_optimizer(self.D.parameters(), t.d_optim)
-        self.objective = GANObjective(self.G, self.D, cfg.loss, cfg.model.z_dim, self.num_classes,
-                                      autocast=autocast_factory(self.precision, self.device))
+        objective_cls = OBJECTIVES.get(cfg.loss.objective)  # a new variant is a new registered class
+        self.objective = objective_cls(self.G, self.D, cfg.loss, cfg.model.z_dim, self.num_classes,
+                                       autocast=autocast_factory(self.precision, self.device))
         self.phases: List[Phase] = self.objective.build_phases(self.g_opt, self.d_opt, t.d_steps)
         self.sampler = EpochSampler(len(self.data), t.batch_size, seed=cfg.seed)
         # Fixed noise (and labels) for the sample grids, so a user watches the same z's evolve.
@@ -82,6 +83,8 @@ class Trainer:
         self.sample_every = t.sample_every or max(1, round(self.sampler.batches_per_epoch / t.d_steps))
         self._sums: Dict[str, torch.Tensor] = {}
         self._counts: Dict[str, int] = defaultdict(int)
+        # Set by a health monitor: steps that end on a log boundary also measure gradient norms.
+        self.grad_norms = False
 
     # -- budget -------------------------------------------------------------------------
     def _total_steps(self) -> Optional[int]:
@@ -105,6 +108,7 @@ class Trainer:
     # -- one generator step ---------------------------------------------------------------
     def train_step(self) -> None:
         step = self.state.step
+        norms_due = self.grad_norms and self._log_due(step + 1)
         for phase in self.phases:
             if step % phase.every:
                 continue
@@ -117,6 +121,8 @@ class Trainer:
                     real, y = self.data.batch(self.sampler.next())
                 phase.optimizer.zero_grad(set_to_none=True)
                 stats = self.objective.accumulate_gradients(phase.name, real, y, self.cfg.train.batch_size)
+                if norms_due:
+                    stats = {**stats, **self.grad_norm_stats(phase)}
                 phase.optimizer.step()
                 self.objective.after_step(phase.name)
                 self._accumulate(stats)
@@ -132,6 +138,26 @@ class Trainer:
             else:
                 self._sums[k] = v.float().clone()
             self._counts[k] += 1
+
+    def _log_due(self, step: int) -> bool:
+        return step % self.cfg.train.log_every == 0 or (self.total_steps is not None and step >= self.total_steps)
+
+    @staticmethod
+    def grad_norm_stats(phase: Phase) -> Dict[str, torch.Tensor]:
+        """L2 norms of the gradients ``phase`` just accumulated, on the device (no host sync):
+        ``grad/<phase>`` over all parameters and ``grad/<phase>/<layer>`` per module that owns
+        parameters, input side first."""
+        named = [(n, p.grad) for n, p in phase.module.named_parameters() if p.grad is not None]
+        if not named:
+            return {}
+        norms = [n.float() for n in torch._foreach_norm([g for _, g in named])]
+        layers: Dict[str, List[torch.Tensor]] = {}
+        for (name, _), norm in zip(named, norms):
+            layers.setdefault(name.rpartition(".")[0], []).append(norm)
+        key = f"grad/{phase.name}"
+        out = {key: torch.stack(norms).norm()}
+        out.update({f"{key}/{layer}": torch.stack(ns).norm() for layer, ns in layers.items()})
+        return out
 
     def pop_stats(self) -> Dict[str, float]:
         """Means since the last call, read from the device in one transfer."""
@@ -193,3 +219,19 @@ class Trainer:
         self.state.best_score = tr["best_score"]
         self.state.best_step = tr["best_step"]
         self.fixed_z = state["fixed_z"].to(self.device)
+
+    def rollback(self, state: dict, lr_scale: float = 1.0) -> None:
+        """Return networks, optimisers, data position and step to ``state`` (a :meth:`state_dict`)
+        with every learning rate at ``lr_scale`` × its configured value. Wall time, the best score
+        and the RNG keep going forward: training continues from there rather than replaying."""
+        from .checkpoint import rng_state, set_rng_state
+
+        keep = (self.state.seconds, self.state.best_score, self.state.best_step, rng_state())
+        self.load_state_dict(state)
+        self.state.seconds, self.state.best_score, self.state.best_step, rng = keep
+        set_rng_state(rng)
+        for opt, o in ((self.g_opt, self.cfg.train.g_optim), (self.d_opt, self.cfg.train.d_optim)):
+            for group in opt.param_groups:
+                group["lr"] = o.lr * lr_scale
+        self._sums.clear()
+        self._counts.clear()

@@ -14,7 +14,13 @@ from typing import Callable, Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError
 from ..losses import LOSSES, REGULARIZERS
+from ..registry import Registry
+from .augment import DiffAugment
+
+#: ``loss.objective`` -> an objective class built as ``cls(G, D, loss_cfg, z_dim, num_classes, autocast=...)``
+OBJECTIVES = Registry("objective")
 
 
 @dataclass
@@ -34,16 +40,19 @@ def identity(x: Tensor) -> Tensor:
     return x
 
 
+@OBJECTIVES.register("gan")
 class GANObjective:
     """Losses for the phases ``D``, ``G`` and ``reg:<name>`` (lazy regularisers).
 
     Real batches arrive in model range; fake batches come from ``G(z, y)`` with
     z ~ N(0, I) drawn from torch's global RNG (so runs are reproducible and resumable).
+    Subclasses (other objectives) change what D's output means via :meth:`discriminate`
+    or what a phase computes, never the loop.
     """
 
     def __init__(self, G: nn.Module, D: nn.Module, loss_cfg, z_dim: int, num_classes: int,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-                 augment: Callable[[Tensor], Tensor] = identity):
+                 augment: Optional[Callable[[Tensor], Tensor]] = None):
         self.G, self.D = G, D
         self.loss = LOSSES.get(loss_cfg.name)
         self.eager_regs = [(r.name, REGULARIZERS.get(r.name), r.weight) for r in loss_cfg.regularizers if r.every == 1]
@@ -52,7 +61,10 @@ class GANObjective:
         self.clip = loss_cfg.clip_d_weights
         self.z_dim, self.num_classes = z_dim, num_classes
         self.autocast = autocast
-        self.augment = augment
+        # DiffAugment from ``loss.augment`` unless a callable is given; applied to real and fake alike.
+        self.augment = augment if augment is not None else DiffAugment(getattr(loss_cfg, "augment", ""))
+        # PacGAN: D scores groups of ``pack`` samples, so every batch must be a multiple of it.
+        self.pack = int(getattr(D, "pack", 1))
         self.reuse_fake = False       # set by build_phases when d_steps == 1
         self._cached: Optional[tuple] = None
 
@@ -84,10 +96,19 @@ class GANObjective:
         """D with labels bound and augmentation applied, returning fp32 scores (B,)."""
         return lambda x: self.D(self.augment(x), y).float()
 
+    def discriminate(self, x: Tensor, y: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor], Dict[str, Tensor]]:
+        """D's scores (B / pack,) for ``x`` (augmented), an auxiliary loss to add to the phase's
+        loss (None here; ACGAN's class cross-entropy) and statistics to log about it."""
+        return self.D(self.augment(x), y).float(), None, {}
+
     # -- the step the loop calls ---------------------------------------------------------
     def accumulate_gradients(self, phase: str, real: Optional[Tensor], y: Optional[Tensor],
                              batch_size: int) -> Dict[str, Tensor]:
         """Backpropagate ``phase``'s loss; return detached statistics for logging."""
+        n = real.shape[0] if real is not None else batch_size
+        if n % self.pack:
+            raise ConfigError(f"train.batch_size={n} is not a multiple of model.d.pack={self.pack} "
+                              "(PacGAN's D scores groups of pack samples)")
         if phase == "D":
             return self._d_step(real, y)
         if phase == "G":
@@ -114,16 +135,21 @@ class GANObjective:
             with torch.no_grad():
                 fake_d, _ = self.generate(n, real.device, y_fake)
         with self.autocast():
-            critic = self.critic(y)
-            out_real = critic(real)
-            out_fake = self.D(self.augment(fake_d), y_fake).float()
+            out_real, aux_real, aux_stats_r = self.discriminate(real, y)
+            out_fake, aux_fake, aux_stats_f = self.discriminate(fake_d, y_fake)
         loss = self.loss.d(out_real, out_fake)
         stats = {"d_loss": loss.detach()}
+        for aux in (aux_real, aux_fake):
+            if aux is not None:
+                loss = loss + aux
+        stats.update({f"{k}_real": v for k, v in aux_stats_r.items()})
+        stats.update({f"{k}_fake": v for k, v in aux_stats_f.items()})
         for name, fn, weight in self.eager_regs:
             penalty = fn(self.critic(y), real, fake_d)  # fp32, outside autocast
             loss = loss + weight * penalty
             stats[name] = penalty.detach()
         loss.backward()
+        # With pack > 1 each score (and each accuracy count) is one decision about a group of samples.
         says_real_r = self.loss.says_real(out_real.detach())
         says_real_f = self.loss.says_real(out_fake.detach())
         stats.update(
@@ -141,10 +167,13 @@ class GANObjective:
         else:
             fake, y = self.generate(n, device)
         with self.autocast():
-            out_fake = self.D(self.augment(fake), y).float()
+            out_fake, aux, aux_stats = self.discriminate(fake, y)
         loss = self.loss.g(out_fake)
+        stats = {"g_loss": loss.detach(), **{f"g_{k}": v for k, v in aux_stats.items()}}
+        if aux is not None:
+            loss = loss + aux
         loss.backward()
-        return {"g_loss": loss.detach()}
+        return stats
 
     def _lazy_reg_step(self, phase: str, real: Tensor, y: Optional[Tensor]) -> Dict[str, Tensor]:
         fn, weight, every = self.lazy_regs[phase]

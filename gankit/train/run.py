@@ -49,6 +49,8 @@ class Run:
         self.callbacks: List[Callback] = list(callbacks)
         self.records: List[dict] = []
         self._tb = None
+        self.stop_reason: Optional[str] = None   # set by request_stop(): the run ends after this log step
+        self._rollback: Optional[tuple] = None   # set by request_rollback(): (state, lr_scale)
 
     # -- files ----------------------------------------------------------------------------------
     def data_meta(self) -> dict:
@@ -96,6 +98,24 @@ class Run:
             return
         self._tb = SummaryWriter(log_dir=str(self.dir / "tb"), flush_secs=30)
 
+    # -- requests from callbacks (applied by the loop after the current log step) --------------
+    def request_stop(self, reason: str) -> None:
+        """End the run after this log step (early stop); latest and best checkpoints are saved as usual."""
+        self.stop_reason = reason
+
+    def request_rollback(self, state: dict, lr_scale: float = 1.0) -> None:
+        """Go back to ``state`` (a :meth:`Trainer.state_dict`) after this log step, learning rates at
+        ``lr_scale`` × the configured ones; metrics.jsonl loses the records after that step."""
+        self._rollback = (state, lr_scale)
+
+    def _apply_rollback(self) -> None:
+        state, lr_scale = self._rollback
+        self._rollback = None
+        self.trainer.rollback(state, lr_scale)
+        step = self.trainer.state.step
+        _truncate_metrics(self.dir, step)
+        self.records = [r for r in self.records if r["step"] <= step]
+
     # -- the run --------------------------------------------------------------------------------
     def fit(self) -> "Run":
         t, cfg = self.trainer, self.cfg
@@ -135,17 +155,30 @@ class Run:
                             self.save(BEST)
                     self.write_record(record)
                     if bar is not None:
-                        bar.set_postfix({k: f"{record[k]:.3f}" for k in ("d_loss", "g_loss", "acc_real", "acc_fake")
-                                         if k in record}, refresh=False)
+                        post = {k: f"{record[k]:.3f}" for k in ("d_loss", "g_loss", "acc_real", "acc_fake") if k in record}
+                        if "health" in record:
+                            post["health"] = record["health"]
+                        bar.set_postfix(post, refresh=False)
                     else:
                         print(json.dumps(record), file=sys.stderr, flush=True)
                 if step % t.sample_every == 0 or final:
                     self.write_samples(f"step_{step:06d}")
-                if step % cfg.train.checkpoint_every == 0 and not final:
+                rolled_back = self._rollback is not None
+                if rolled_back:
+                    self._apply_rollback()
+                    if bar is not None:
+                        bar.n = t.state.step
+                if self.stop_reason is not None:
+                    if not self.latest_samples.exists():
+                        self.write_samples(f"step_{t.state.step:06d}")
+                    break
+                if step % cfg.train.checkpoint_every == 0 and not final and not rolled_back:
                     self.save(LATEST)
         finally:
             if bar is not None:
                 bar.close()
+        if self.stop_reason is not None:
+            print(f"{cfg.name}: stopped at step {t.state.step}: {self.stop_reason}", file=sys.stderr, flush=True)
         self.save(LATEST)
         if not (self.dir / BEST).exists():
             self.save(BEST)  # without an evaluator, the best known checkpoint is the last one

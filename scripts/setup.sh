@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs gankit and everything it needs on a fresh machine (Debian/Ubuntu, Python >= 3.10).
+#   bash scripts/setup.sh          # the package, PyTorch (CPU wheel unless a CUDA GPU is present), Fashion-MNIST
+#   bash scripts/setup.sh --test   # also what the test suite needs (pytest, Chromium, Playwright)
+# PyTorch is installed first and pinned, so pip never replaces it with a multi-GB CUDA build
+# on a CPU machine. Off this machine, CPU-only users may point GANKIT_TORCH_INDEX at PyTorch's
+# CPU wheel index.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PIP="python3 -m pip"
+with_test=0
+[ "${1:-}" = "--test" ] && with_test=1
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+
+apt_pkgs=()
+[ -d /usr/share/datasets/fashion-mnist ] || apt_pkgs+=(dataset-fashion-mnist)
+if [ "$with_test" = 1 ]; then
+  command -v chromium >/dev/null || apt_pkgs+=(chromium)
+fi
+if [ ${#apt_pkgs[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_pkgs[@]}" >/dev/null
+fi
+
+if ! python3 -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
+    $PIP install -q "torch>=2.2"                       # CUDA build for a GPU machine
+  else
+    $PIP install -q "torch==2.13.0" ${GANKIT_TORCH_INDEX:+--index-url "$GANKIT_TORCH_INDEX"}
+  fi
+fi
+if [ "$with_test" = 1 ]; then
+  $PIP install -q -e ".[test]"
+else
+  $PIP install -q -e .
+fi
+python3 -c "import gankit, torch; print(f'gankit {gankit.__version__} with torch {torch.__version__} installed')"

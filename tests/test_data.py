@@ -1,0 +1,131 @@
+"""Datasets: IDX parsing, the real Fashion-MNIST files, mixtures, folders, CIFAR pickles, errors."""
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from gankit.config import DataConfig
+from gankit.data import EpochSampler, fit_resolution, load_dataset
+from gankit.data.idx import FASHION_MNIST_DEFAULT, read_idx
+from gankit.data.images import safe_unpickle
+from gankit.errors import DataError
+
+
+def write_idx(path, array, gz):
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_round_trip(tmp_path, gz):
+    imgs = np.random.default_rng(0).integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    labels = np.array([0, 1, 2, 3, 9], dtype=np.uint8)
+    suffix = ".gz" if gz else ""
+    write_idx(tmp_path / f"train-images-idx3-ubyte{suffix}", imgs, gz)
+    write_idx(tmp_path / f"train-labels-idx1-ubyte{suffix}", labels, gz)
+    ds = load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
+    assert ds.x.shape == (5, 1, 28, 28) and ds.x.dtype == torch.uint8
+    assert np.array_equal(ds.x[:, 0].numpy(), imgs) and ds.y.tolist() == [0, 1, 2, 3, 9]
+    x, y = ds.batch(torch.tensor([0, 4]))
+    assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+
+
+def test_truncated_idx_is_a_clear_error(tmp_path):
+    imgs = np.zeros((5, 28, 28), np.uint8)
+    write_idx(tmp_path / "x", imgs, False)
+    (tmp_path / "y").write_bytes((tmp_path / "x").read_bytes()[:-10])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(tmp_path / "y")
+
+
+def test_missing_dataset_names_the_path(tmp_path):
+    with pytest.raises(DataError, match=str(tmp_path)) as e:
+        load_dataset(DataConfig(name="fashion-mnist", root=str(tmp_path)))
+    assert "dataset-fashion-mnist" in str(e.value)
+
+
+def test_missing_dataset_through_cli_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "gankit", "train", "dcgan-fashion-mnist", "--set",
+                           f"data.root={tmp_path}", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert str(tmp_path) in proc.stderr
+
+
+def test_real_fashion_mnist():
+    train = load_dataset(DataConfig(name="fashion-mnist"))
+    test = load_dataset(DataConfig(name="fashion-mnist"), split="test")
+    assert train.x.shape == (60000, 1, 28, 28) and test.x.shape == (10000, 1, 28, 28)
+    assert train.num_classes == 10 and torch.bincount(train.y).tolist() == [6000] * 10
+    assert FASHION_MNIST_DEFAULT in train.info["root"]
+
+
+def test_resolution_pads_28_to_32_and_resizes_to_64():
+    x = torch.full((2, 1, 28, 28), 200, dtype=torch.uint8)
+    p = fit_resolution(x, 32)
+    assert p.shape == (2, 1, 32, 32) and p[0, 0, 0, 0] == 0 and p[0, 0, 2, 2] == 200
+    r = fit_resolution(x, 64, channels=3)
+    assert r.shape == (2, 3, 64, 64) and abs(int(r[0, 0, 32, 32]) - 200) <= 1
+
+
+@pytest.mark.parametrize("name,n_modes,std", [("ring8", 8, 0.01), ("grid25", 25, 0.05), ("gaussian1d", 1, 0.5)])
+def test_mixtures_match_their_definition(name, n_modes, std):
+    ds = load_dataset(DataConfig(name=name, size=20000), seed=3)
+    assert ds.modes.shape[0] == n_modes and ds.mode_std == std
+    err = ds.x - ds.modes[ds.y]
+    assert err.std().item() == pytest.approx(std, rel=0.03)
+    assert torch.bincount(ds.y, minlength=n_modes).min() > 20000 / n_modes * 0.8
+    if name == "ring8":
+        assert torch.allclose(ds.modes.norm(dim=1), torch.ones(8))
+    if name == "grid25":
+        assert sorted(set(ds.modes[:, 0].tolist())) == [-4, -2, 0, 2, 4]
+
+
+def test_digits_and_split_are_disjoint():
+    tr = load_dataset(DataConfig(name="digits"))
+    te = load_dataset(DataConfig(name="digits"), split="test")
+    assert len(tr) + len(te) == 1797 and tr.x.shape[1:] == (1, 8, 8) and tr.x.max() == 255
+
+
+def test_folder_dataset_with_class_subfolders(tmp_path):
+    from PIL import Image
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((40, 50, 3), 60 * i, np.uint8)).save(tmp_path / cls / f"{i}.png")
+    ds = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=16))
+    assert ds.x.shape == (6, 3, 16, 16) and ds.num_classes == 2 and ds.y.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_cifar_pickles_load_and_code_in_them_does_not_run(tmp_path):
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    batch = {b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1, 2, 3]}
+    for i in range(1, 6):
+        (root / f"data_batch_{i}").write_bytes(pickle.dumps(batch))
+    ds = load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+    assert ds.x.shape == (20, 3, 32, 32)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    (root / "evil").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        safe_unpickle(root / "evil")
+
+
+def test_sampler_is_an_epoch_permutation_and_resumable():
+    s = EpochSampler(10, 3, seed=0)
+    first = torch.cat([s.next() for _ in range(3)])
+    assert sorted(first.tolist()) == sorted(set(first.tolist()))  # no repeats within an epoch
+    state = s.state_dict()
+    a = [s.next().tolist() for _ in range(5)]
+    s2 = EpochSampler(10, 3, seed=99)
+    s2.load_state_dict(state)
+    assert [s2.next().tolist() for _ in range(5)] == a
