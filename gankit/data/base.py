@@ -108,12 +108,21 @@ class EpochSampler:
 
     Its whole state (permutation, position, generator) goes into checkpoints so a
     resumed run draws exactly the batches an uninterrupted run would.
+
+    Data-parallel runs: every rank holds the same sampler (same seed, hence one global
+    permutation) and :meth:`next` returns rank ``rank``'s slice of the global batch of
+    ``batch_size``. The state is the same on every rank and for any ``world_size``, so a
+    checkpoint resumes on any number of processes.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int):
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if batch_size > n:
             raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} samples)")
+        if batch_size % world_size or not 0 <= rank < world_size:
+            raise ValueError(f"batch_size {batch_size} cannot be split evenly over {world_size} processes")
         self.n, self.batch_size = n, batch_size
+        self.rank, self.world_size = rank, world_size
+        self.local_batch_size = batch_size // world_size  # rows of each global batch this rank draws
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch = 0
         self.position = 0
@@ -128,7 +137,8 @@ class EpochSampler:
             self.epoch += 1
             self.position = 0
             self.perm = torch.randperm(self.n, generator=self.generator)
-        idx = self.perm[self.position:self.position + self.batch_size]
+        start = self.position + self.rank * self.local_batch_size
+        idx = self.perm[start:start + self.local_batch_size]  # this rank's slice of the global batch
         self.position += self.batch_size
         return idx
 

@@ -67,6 +67,9 @@ class GANObjective:
         self.pack = int(getattr(D, "pack", 1))
         self.reuse_fake = False       # set by build_phases when d_steps == 1
         self._cached: Optional[tuple] = None
+        # Set by the Trainer: ``(n, device) -> z`` for this rank's slice of the global batch's noise
+        # (gankit/train/distributed.py ShardedNoise); None = torch's global RNG.
+        self.noise_source: Optional[Callable[[int, torch.device], Tensor]] = None
 
     # -- phases -------------------------------------------------------------------------
     def build_phases(self, g_opt, d_opt, d_steps: int) -> List[Phase]:
@@ -81,6 +84,8 @@ class GANObjective:
 
     # -- sampling -----------------------------------------------------------------------
     def noise(self, n: int, device) -> Tensor:
+        if self.noise_source is not None:
+            return self.noise_source(n, device)
         return torch.randn(n, self.z_dim, device=device)
 
     def random_labels(self, n: int, device) -> Optional[Tensor]:
