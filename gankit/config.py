@@ -83,6 +83,9 @@ class TrainConfig:
     checkpoint_every: int = 1000         # G-steps between checkpoints (one is always written at the end)
     num_samples: int = 64                # fixed-noise samples in each grid
     threads: Optional[int] = None        # torch intra-op threads; None = PyTorch's default
+    # Under torchrun (gankit/train/distributed.py); ignored in a single process:
+    sync_batchnorm: bool = False         # BatchNorm statistics over the global batch (all ranks), not each rank's shard
+    dist_timeout_s: float = 1800.0       # seconds a process waits for the others (rendezvous, each collective) before failing
 
 
 @dataclass(frozen=True)
@@ -360,6 +363,7 @@ def validate(cfg: Config) -> Config:
     check("train.log_every", t.log_every >= 1, "an integer >= 1")
     check("train.sample_every", t.sample_every is None or t.sample_every >= 1, "an integer >= 1 or null")
     check("train.checkpoint_every", t.checkpoint_every >= 1, "an integer >= 1")
+    check("train.dist_timeout_s", t.dist_timeout_s > 0, "a number of seconds > 0")
     check("train.device", t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
           "auto, cpu, cuda or cuda:N")
     for side in ("g_optim", "d_optim"):
