@@ -99,11 +99,13 @@ class HealthConfig:
     samples: int = 256                   # generated and real samples for diversity signals; 0 = none
     collapse_diversity: float = 0.2      # mode_collapse: generated / real mean pairwise distance below this
     collapse_entropy: float = 0.5        # mode_collapse: generated / real nearest-mode histogram entropy below this
-    vanishing_ratio: float = 0.01        # vanishing_gradients: G's gradient norm below this × its peak window median
-    vanishing_abs: float = 1e-6          # vanishing_gradients: ... or below this absolute norm
-    spike_z: float = 6.0                 # unstable: a loss further than this many robust std devs from the window median
+    vanishing_rel: float = 1e-3          # vanishing_gradients: G's gradient norm below this × G's weight norm ...
+    vanishing_ratio: float = 0.01        # ... or below this × its largest window median so far
+    spike_z: float = 4.0                 # unstable: a loss further than this many robust std devs from the window median
+    oscillation: float = 0.5             # unstable: a loss's mean jump between records over (|median| + 0.1) above this
     swing: float = 0.3                   # unstable: mean change of D's accuracy on fake between records above this
-    explode_factor: float = 100.0        # diverged: |loss| above this × its median over the previous window (≥ 1)
+    explode_factor: float = 100.0        # diverged: |loss| above this × its median over the previous window (≥ 1) ...
+    explode_abs: float = 1000.0          # ... or above this (no registered loss gets near it in a working run)
     chance_tol: float = 0.05             # d_lost/converged: D's balanced accuracy within 0.5 ± this ...
     patience: int = 5                    # ... and no quality improvement for this many log records
     min_delta: float = 0.05              # relative drop of the energy distance that counts as an improvement
@@ -382,10 +384,12 @@ def validate(cfg: Config) -> Config:
         check(f"health.{key}", getattr(h, key) >= 0, "an integer >= 0")
     for key in ("collapse_diversity", "collapse_entropy", "vanishing_ratio", "swing", "chance_tol", "min_delta"):
         check(f"health.{key}", 0.0 <= getattr(h, key) <= 1.0, "a number in [0, 1]")
-    for key in ("vanishing_abs", "instance_noise"):
+    for key in ("vanishing_rel", "instance_noise"):
         check(f"health.{key}", getattr(h, key) >= 0, "a number >= 0")
     check("health.spike_z", h.spike_z > 0, "a number > 0")
+    check("health.oscillation", h.oscillation > 0, "a number > 0")
     check("health.explode_factor", h.explode_factor > 1, "a number > 1")
+    check("health.explode_abs", h.explode_abs > 0, "a number > 0")
     check("health.lr_factor", 0.0 < h.lr_factor < 1.0, "a number in (0, 1)")
     check("health.on_converged", h.on_converged in ("stop", "warn"), "stop, warn")
     check("health.on_diverged", h.on_diverged in ("rollback", "stop", "warn"), "rollback, stop, warn")

@@ -108,12 +108,22 @@ def mean_pairwise_distance(a: torch.Tensor, b: Optional[torch.Tensor] = None) ->
     return float(torch.cdist(a, b).mean())
 
 
-def mode_histogram(x: torch.Tensor, modes: torch.Tensor, std: float) -> torch.Tensor:
-    """Counts (M,) of samples whose nearest mode is within 3σ (further ones count nowhere)."""
+def mode_radius(modes: torch.Tensor, std: float) -> float:
+    """How near a sample must be to a mode to count for it: a quarter of the smallest distance
+    between modes (loose on purpose: early, imprecise samples still show which modes G visits),
+    and never less than 3σ·√D."""
+    r = 3 * std * math.sqrt(modes.shape[1])
+    if len(modes) > 1:
+        d = torch.cdist(modes.float(), modes.float()) + torch.eye(len(modes)) * 1e9
+        r = max(r, 0.25 * float(d.min()))
+    return r
+
+
+def mode_histogram(x: torch.Tensor, modes: torch.Tensor, radius: float) -> torch.Tensor:
+    """Counts (M,) of samples whose nearest mode is within ``radius`` (further ones count nowhere)."""
     d = torch.cdist(x.float(), modes.float().to(x.device))   # (N, M)
     dist, idx = d.min(1)
-    near = dist <= 3 * std * math.sqrt(x.shape[1])
-    return torch.bincount(idx[near], minlength=modes.shape[0]).float()
+    return torch.bincount(idx[dist <= radius], minlength=modes.shape[0]).float()
 
 
 def entropy(counts: torch.Tensor) -> float:
@@ -122,7 +132,13 @@ def entropy(counts: torch.Tensor) -> float:
 
 
 class SampleProbe:
-    """Generated vs real samples on fixed noise: diversity, energy distance, mode statistics."""
+    """Generated vs real samples on fixed noise: diversity, energy distance, histogram entropy.
+
+    Images are compared in the domain feature network's space when its cached weights exist
+    (``gankit features train DATASET``; never trained here), with the class histogram of its
+    predictions; otherwise in pixel space average-pooled to at most 16×16 (no class histogram).
+    1D/2D points are compared as they are, with the histogram of their nearest modes.
+    """
 
     def __init__(self, trainer, n: int, seed: int):
         self.trainer = trainer
@@ -131,40 +147,63 @@ class SampleProbe:
         n = min(n, len(data))
         idx = torch.randperm(len(data), generator=g)[:n]
         real, _ = data.batch(idx.to(data.x.device))
-        self.real = features(real)                                 # (n, F)
-        self.real_dist = max(mean_pairwise_distance(self.real), 1e-12)
         self.z = torch.randn(n, trainer.cfg.model.z_dim, generator=g).to(trainer.device)
         self.y = (torch.arange(n) % trainer.num_classes).to(trainer.device) if trainer.num_classes else None
-        self.modes, self.std = data.modes, data.mode_std
-        self.real_entropy = None
+        self.extractor, self.space = None, "points" if data.kind == "vector" else "pixels pooled to <=16x16"
+        if data.kind == "image":
+            try:
+                from ..errors import GankitError
+                from ..metrics.domain_net import DomainFeatures
+                self.extractor = DomainFeatures.for_dataset(trainer.cfg.data, train_if_missing=False)
+                self.space = self.extractor.name
+            except (ImportError, GankitError, KeyError, ValueError):
+                self.extractor = None
+        self.modes = data.modes.cpu() if data.modes is not None else None
         if self.modes is not None:
-            self.real_entropy = entropy(mode_histogram(self.real, self.modes, self.std))
+            self.radius = mode_radius(self.modes, data.mode_std)
+        self.real, real_counts = self._embed(real)
+        self.real_dist = max(mean_pairwise_distance(self.real), 1e-12)
+        self.real_entropy = entropy(real_counts) if real_counts is not None else None
+
+    def _embed(self, x: torch.Tensor):
+        """(features (N, F) on the CPU, histogram counts or None)."""
+        if self.extractor is not None:
+            out = self.extractor(x.detach().float().cpu())
+            counts = None
+            if out.logits is not None:
+                counts = torch.bincount(out.logits.argmax(1), minlength=out.logits.shape[1]).float()
+            return out.features, counts
+        f = features(x).cpu()
+        counts = mode_histogram(f, self.modes, self.radius) if self.modes is not None else None
+        return f, counts
 
     @torch.no_grad()
     def measure(self) -> Dict[str, float]:
         G = self.trainer.G
         was_training = G.training
         G.eval()
-        fake = features(G(self.z, self.y))
+        x = G(self.z, self.y)
         G.train(was_training)
-        if not torch.isfinite(fake).all():
+        if not torch.isfinite(x).all():
             return {"diversity": float("nan"), "energy": float("nan")}
+        fake, counts = self._embed(x)
         div = mean_pairwise_distance(fake)
         cross = mean_pairwise_distance(fake, self.real)
         out = {"diversity": div / self.real_dist,
                "energy": (2 * cross - div - self.real_dist) / self.real_dist}
+        if counts is not None and self.real_entropy:
+            out["entropy"] = entropy(counts) / self.real_entropy
         if self.modes is not None:
-            counts = mode_histogram(fake, self.modes, self.std)
             # A mode counts as covered when it holds at least 1/4 of its fair share of samples.
             out["modes"] = float((counts >= 0.25 * fake.shape[0] / len(self.modes)).float().mean())
-            out["entropy"] = entropy(counts) / max(self.real_entropy, 1e-12)
         return out
 
 
-def weights_finite(*modules: torch.nn.Module) -> bool:
-    """One host sync: are all parameters of ``modules`` finite?"""
-    params = [p.detach() for m in modules for p in m.parameters()]
-    return bool(torch.stack([n.float() for n in torch._foreach_norm(params)]).sum().isfinite())
+def weight_norms(*modules: torch.nn.Module) -> List[float]:
+    """L2 norm of all parameters of each module, read in one host sync (NaN/Inf shows through)."""
+    norms = [torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in m.parameters()])]).norm()
+             for m in modules]
+    return torch.stack(norms).tolist()
 
 
 def clone_state(obj):
@@ -245,18 +284,19 @@ class HealthMonitor:
         exploded = {}
         for key in ("d_loss", "g_loss"):
             v = sig.get(key)
-            if v is None or not math.isfinite(v) or not prev:
+            if v is None or not math.isfinite(v):
                 continue
-            ref = max(_median([abs(s[key]) for s in prev if key in s]), 1.0)
-            if abs(v) > self.cfg.explode_factor * ref:
-                exploded[key] = {"value": v, "recent_median_abs": ref}
+            ref = max(_median([abs(s[key]) for s in prev if key in s]), 1.0) if prev else math.inf
+            if abs(v) > min(self.cfg.explode_factor * ref, self.cfg.explode_abs):
+                exploded[key] = {"value": v, "recent_median_abs": ref if prev else None}
         if not bad and not exploded:
             return None
         if bad:
             msg = f"NaN/Inf in {', '.join(bad)}"
         else:
             msg = "loss exploded: " + ", ".join(
-                f"{k} = {e['value']:.4g} (> {self.cfg.explode_factor:g} × {e['recent_median_abs']:.3g})"
+                f"{k} = {e['value']:.4g}" + (f" (recent median {e['recent_median_abs']:.3g})"
+                                             if e["recent_median_abs"] is not None else "")
                 for k, e in exploded.items())
         return Event("diverged", sig["step"], msg, {"nonfinite": bad, "exploded": exploded}, ADVICE["diverged"])
 
@@ -286,36 +326,56 @@ class HealthMonitor:
         if not all("grad_g" in s for s in window):
             return None
         g = [s["grad_g"] for s in window]
-        limit = max(cfg.vanishing_abs, cfg.vanishing_ratio * self.grad_peak)
-        if not all(v < limit for v in g):
+        rel = [s.get("grad_g_rel", math.inf) for s in window]
+        limit = cfg.vanishing_ratio * self.grad_peak
+        small = all(r < cfg.vanishing_rel for r in rel)
+        dropped = all(v < limit for v in g)
+        if not (small or dropped):
             return None
         last = window[-1]
-        ev = {"grad_g": g[-1], "grad_g_peak": self.grad_peak, "limit": limit,
+        ev = {"grad_g": g[-1], "grad_g_relative": rel[-1], "relative_threshold": cfg.vanishing_rel,
+              "grad_g_peak": self.grad_peak, "peak_ratio_threshold": cfg.vanishing_ratio,
               "grad_g_layers": last.get("grad_g_layers", {}), "grad_d": last.get("grad_d"),
               "acc_fake": last.get("acc_fake"), "d_fake": last.get("d_fake")}
-        msg = (f"G's gradient norm {g[-1]:.2e} < {limit:.2e} for {len(window)} records "
-               f"(peak {self.grad_peak:.2e}); D calls {last.get('acc_fake', float('nan')):.0%} of fakes fake")
+        why = (f"{rel[-1]:.1e} of G's weight norm (< {cfg.vanishing_rel:g})" if small
+               else f"below {cfg.vanishing_ratio:g} × its peak {self.grad_peak:.2e}")
+        msg = (f"G's gradient norm {g[-1]:.2e} is {why} for {len(window)} records; "
+               f"D calls {last.get('acc_fake', float('nan')):.0%} of fakes fake")
         return Event("vanishing_gradients", last["step"], msg, ev, ADVICE["vanishing_gradients"])
 
     def _unstable(self, window: List[dict]) -> Optional[Event]:
         cfg = self.cfg
-        spikes = []
+        spikes, osc = [], {}
         for key in ("d_loss", "g_loss"):
             vals = [s[key] for s in window if key in s]
             if len(vals) < len(window):
                 continue
             med = _median(vals)
+            # Oscillation: mean jump between consecutive records relative to the loss's size
+            # (+0.1 so that a loss decaying towards 0 is not called oscillating).
+            osc[key] = sum(abs(a - b) for a, b in zip(vals, vals[1:])) / (len(vals) - 1) / (abs(med) + 0.1)
             mad = _median([abs(v - med) for v in vals])
-            scale = 1.4826 * mad + 0.05 * abs(med) + 1e-3
+            # The floor (0.1 + 10 % of the median) keeps a smooth trend or a near-zero loss from
+            # counting as spikes: a spike is a jump of about spike_z/10 of the loss's own size.
+            scale = 1.4826 * mad + 0.1 * abs(med) + 0.1
             spikes += [(s["step"], key, round(s[key], 4)) for s in window if abs(s[key] - med) / scale > cfg.spike_z]
         acc = [s["acc_fake"] for s in window if "acc_fake" in s]
         swing = (sum(abs(a - b) for a, b in zip(acc, acc[1:])) / (len(acc) - 1)) if len(acc) > 1 else 0.0
-        if len(spikes) < 2 and swing <= cfg.swing:
+        worst = max(osc, key=osc.get) if osc else None
+        oscillating = worst is not None and osc[worst] > cfg.oscillation
+        if len(spikes) < 2 and swing <= cfg.swing and not oscillating:
             return None
-        msg = (f"{len(spikes)} loss spikes and D's accuracy on fake moving {swing:.0%} per record "
-               f"over the last {len(window)} records")
+        parts = []
+        if oscillating:
+            parts.append(f"{worst} jumps by {osc[worst]:.0%} of its size between records")
+        if len(spikes) >= 2:
+            parts.append(f"{len(spikes)} loss spikes")
+        if swing > cfg.swing:
+            parts.append(f"D's accuracy on fake moves {swing:.0%} per record")
+        msg = "; ".join(parts) + f" over the last {len(window)} records"
         return Event("unstable", window[-1]["step"], msg,
-                     {"spikes": spikes, "acc_fake_swing": round(swing, 4), "swing_threshold": cfg.swing},
+                     {"oscillation": {k: round(v, 4) for k, v in osc.items()}, "oscillation_threshold": cfg.oscillation,
+                      "spikes": spikes, "acc_fake_swing": round(swing, 4), "swing_threshold": cfg.swing},
                      ADVICE["unstable"])
 
     def _chance(self, window: List[dict]) -> Optional[Event]:
@@ -357,6 +417,9 @@ class HealthCallback(Callback):
         t = run.trainer
         t.grad_norms = self.cfg.grad_norms
         self.probe = SampleProbe(t, self.cfg.samples, run.cfg.seed) if self.cfg.samples > 0 else None
+        # The state training starts from counts as healthy: a run that diverges before its first
+        # record goes back there with lower learning rates.
+        self.snapshot, self.snapshot_step = clone_state(t.state_dict()), t.state.step
         path = run.dir / "events.jsonl"
         if path.exists():  # resuming: drop events from steps that will be trained again
             from ..utils import atomic_write_text
@@ -367,7 +430,7 @@ class HealthCallback(Callback):
     def on_log(self, run, record: dict) -> Optional[dict]:
         t = run.trainer
         sig = self._signals(run, record)
-        for k in ("diversity", "energy", "modes", "entropy"):
+        for k in ("diversity", "energy", "modes", "entropy", "grad_g_rel"):
             if k in sig and math.isfinite(sig[k]):
                 record[f"health/{k}"] = round(sig[k], 5)
         new = self.monitor.observe(sig)
@@ -391,7 +454,7 @@ class HealthCallback(Callback):
         summary = {"status": self._status(run), "events": counts, "rollbacks": self.rollbacks,
                    "lr_scale": self.lr_scale, "stop_reason": run.stop_reason,
                    "final_step": run.trainer.state.step, "active": sorted(self.monitor.active),
-                   "signals": "samples pooled to <=16x16 pixels (images) or raw points (1D/2D)",
+                   "feature_space": self.probe.space if self.probe is not None else None,
                    "thresholds": asdict(self.cfg)}
         from ..utils import atomic_write_text
         atomic_write_text(run.dir / "health.json", json.dumps(summary, indent=2) + "\n")
@@ -414,8 +477,10 @@ class HealthCallback(Callback):
         if "grad/D" in record:
             sig["grad_d"] = record["grad/D"]
         bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
-        if not weights_finite(t.G, t.D):
-            bad.append("weights")
+        norm_g, norm_d = weight_norms(t.G, t.D)
+        bad += [f"{name}'s weights" for name, n in (("G", norm_g), ("D", norm_d)) if not math.isfinite(n)]
+        if "grad_g" in sig and math.isfinite(norm_g):
+            sig["grad_g_rel"] = sig["grad_g"] / max(norm_g, 1e-12)
         sig["nonfinite"] = bad
         if self.probe is not None and not bad:
             sig.update(self.probe.measure())
@@ -435,10 +500,6 @@ class HealthCallback(Callback):
     def _act(self, run, ev: Event) -> Optional[str]:
         cfg, t = self.cfg, run.trainer
         if ev.kind == "diverged" and cfg.on_diverged != "warn":
-            if self.snapshot is None:
-                run.request_stop(f"diverged at step {ev.step} before any healthy record ({ev.message}); "
-                                 "lower the learning rates")
-                return "stopped: no healthy state to roll back to"
             if cfg.on_diverged == "rollback" and self.rollbacks < cfg.max_rollbacks:
                 self.rollbacks += 1
                 self.lr_scale *= cfg.lr_factor

@@ -1,0 +1,21 @@
+"""gankit report: one self-contained HTML page about a run (report.html in the run folder)."""
+
+
+def register(sub):
+    p = sub.add_parser("report", help="write report.html about a run",
+                       description="Write RUN_DIR/report.html: sample grids over time, loss, D-accuracy, "
+                                   "gradient and metric curves, health events on a timeline, evaluation "
+                                   "cards and the config. Pictures are inlined: the page is one file.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("-o", "--out", default=None, help="output file (default RUN_DIR/report.html)")
+    p.add_argument("--samples", type=int, default=8, help="sample grids to show, evenly spaced (default 8)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..errors import GankitError
+    from ..viz.report import write_report
+
+    if args.samples < 1:
+        raise GankitError(f"--samples {args.samples}: show at least one grid")
+    print(write_report(args.run_dir, args.out, max_samples=args.samples))

@@ -1,0 +1,195 @@
+"""Training health: each diagnosis fires on a deliberately broken run and stays silent on a
+healthy one; the policies (rollback, early stop, remedies) act; the rules on hand-made records."""
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gankit.config import HealthConfig, load_config
+from gankit.errors import ConfigError
+from gankit.nets import NETWORKS
+from gankit.nets.base import register_family
+from gankit.nets.mlp import MLPDiscriminator
+from gankit.train.health import HealthMonitor
+from gankit.train.run import train
+
+# Small broken runs on ring8: narrow MLPs, 2,000 points, a record every 10-25 steps.
+SMALL = ["data.size=2000", "model.g.width=64", "model.d.width=64", "train.batch_size=64", "train.threads=1",
+         "train.checkpoint_every=100000", "train.sample_every=100000"]
+
+
+class ConstantGenerator(nn.Module):
+    """Ignores z: every sample is the same learnable point (total mode collapse by construction)."""
+
+    def __init__(self, z_dim, sample_shape, num_classes=0):
+        super().__init__()
+        self.c = nn.Parameter(torch.zeros(sample_shape))
+
+    def forward(self, z, y=None):
+        return self.c.expand(z.shape[0], *self.c.shape)
+
+
+if "test-constant-g" not in NETWORKS:
+    register_family("test-constant-g", ConstantGenerator, MLPDiscriminator)
+
+
+def run(tmp_path, overrides, name="run"):
+    return train("gan-ring8", SMALL + overrides, out=tmp_path / name, quiet=True)
+
+
+def events(run_dir):
+    path = run_dir / "events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def kinds(run_dir):
+    return {e["kind"] for e in events(run_dir)}
+
+
+def metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+# -- real runs -----------------------------------------------------------------------------------
+def test_healthy_gan_ring8_raises_no_alarm(tmp_path):
+    # The shipped recipe with its own sizes and health defaults, only shorter.
+    r = train("gan-ring8", ["train.steps=600", "train.log_every=50", "train.threads=1"], out=tmp_path / "ok",
+              quiet=True)
+    assert events(r.dir) == []
+    recs = metrics(r.dir)
+    assert all(rec["health"] == "ok" for rec in recs)
+    assert recs[-1]["health/diversity"] > 0.5 and recs[-1]["health/modes"] >= 0.75
+    assert all(rec["grad/G"] > 0 and rec["grad/D"] > 0 for rec in recs)
+    assert any(k.startswith("grad/G/net.") for k in recs[-1])      # per-layer norms of G
+    summary = json.loads((r.dir / "health.json").read_text())
+    assert summary["status"] == "healthy" and summary["stop_reason"] is None
+
+
+def test_constant_generator_is_diagnosed_as_mode_collapse(tmp_path):
+    r = run(tmp_path, ["model.arch=test-constant-g", "model.g={}", "train.steps=120", "train.log_every=10",
+                       "health.warmup=40", "health.on_converged=warn"])
+    ev = [e for e in events(r.dir) if e["kind"] == "mode_collapse"]
+    assert len(ev) == 1, events(r.dir)                     # reported once, not on every record
+    assert ev[0]["evidence"]["diversity"] < 1e-3 and ev[0]["evidence"]["entropy_ratio"] < 0.2
+    assert ev[0]["step"] == 50                             # first record after warmup with a full window
+    assert "mode_collapse" in metrics(r.dir)[-1]["health"]
+
+
+def test_minimax_with_d_far_ahead_is_diagnosed_as_vanishing_gradients(tmp_path):
+    broken = ["loss.name=minimax", "loss.regularizers=[]", "train.d_steps=5", "train.g_optim.lr=1e-5",
+              "train.steps=80", "train.log_every=10", "health.warmup=30", "health.on_converged=warn"]
+    r = run(tmp_path, broken)
+    ev = [e for e in events(r.dir) if e["kind"] == "vanishing_gradients"]
+    assert len(ev) == 1, events(r.dir)
+    assert ev[0]["evidence"]["grad_g_relative"] < 1e-3 and ev[0]["evidence"]["acc_fake"] > 0.95
+    assert ev[0]["evidence"]["grad_g_layers"]              # evidence names the per-layer norms
+    assert "non-saturating" in ev[0]["advice"]
+    # The remedy: switch to the non-saturating loss; G's gradient comes back at once.
+    r2 = run(tmp_path, broken + ["health.on_vanishing=non-saturating"], name="remedied")
+    ev2 = [e for e in events(r2.dir) if e["kind"] == "vanishing_gradients"]
+    assert ev2 and ev2[0]["action"].startswith("switched")
+    assert r2.trainer.objective.loss.name == "non-saturating"
+    after = [rec["health/grad_g_rel"] for rec in metrics(r2.dir) if rec["step"] > ev2[0]["step"]]
+    assert after and min(after) > 100 * ev2[0]["evidence"]["grad_g_relative"]
+
+
+def test_exploding_learning_rate_rolls_back_and_training_finishes(tmp_path):
+    r = run(tmp_path, ["train.g_optim.lr=0.5", "train.d_optim.lr=0.5", "train.steps=200", "train.log_every=20",
+                       "health.lr_factor=0.1", "health.on_converged=warn", "train.checkpoint_every=40"])
+    div = [e for e in events(r.dir) if e["kind"] == "diverged"]
+    assert div and div[0]["action"].startswith("rolled back to step 0, learning rates ×0.1")
+    assert r.stop_reason is None and r.trainer.state.step == 200          # continued to the end
+    steps = [rec["step"] for rec in metrics(r.dir)]
+    assert steps == sorted(set(steps)) and steps[-1] == 200              # no record of the diverged stretch
+    last = metrics(r.dir)[-1]
+    assert math.isfinite(last["d_loss"]) and abs(last["d_loss"]) < 10
+    scale = 0.1 ** len(div)
+    assert r.trainer.g_opt.param_groups[0]["lr"] == pytest.approx(0.5 * scale)
+    summary = json.loads((r.dir / "health.json").read_text())
+    assert summary["rollbacks"] == len(div) and summary["lr_scale"] == pytest.approx(scale)
+
+
+def test_divergence_that_persists_stops_at_the_last_healthy_state(tmp_path):
+    r = run(tmp_path, ["train.g_optim.lr=50", "train.d_optim.lr=50", "train.steps=200", "train.log_every=10",
+                       "health.max_rollbacks=2", "health.lr_factor=0.9"])
+    div = [e for e in events(r.dir) if e["kind"] == "diverged"]
+    assert len(div) == 3                                   # two rollbacks, then it gives up
+    assert div[-1]["action"].startswith("stopped at the last healthy step")
+    assert "still diverging after 2 rollbacks" in r.stop_reason
+    assert r.trainer.state.step < 200
+    from gankit.api import load
+    model = load(r.dir)                                    # the saved state is the healthy one
+    assert all(torch.isfinite(p).all() for p in model.G.parameters())
+
+
+def test_d_that_cannot_learn_is_d_lost_and_stops_early(tmp_path):
+    r = run(tmp_path, ["train.d_optim.lr=1e-7", "train.steps=400", "train.log_every=20", "health.warmup=100"])
+    ev = [e for e in events(r.dir) if e["kind"] in ("d_lost", "converged")]
+    assert [e["kind"] for e in ev] == ["d_lost"] and ev[0]["action"] == "stopped early"
+    assert r.trainer.state.step < 400 and "d_lost" in r.stop_reason
+    assert (r.dir / "checkpoints" / "best.safetensors").exists()
+    assert all(abs(b - 0.5) <= 0.05 for b in ev[0]["evidence"]["balanced_accuracy"])
+
+
+def test_oscillating_losses_are_diagnosed_as_unstable(tmp_path):
+    r = run(tmp_path, ["train.g_optim.lr=0.02", "train.d_optim.lr=0.02", "train.g_optim.betas=[0.9,0.999]",
+                       "train.d_optim.betas=[0.9,0.999]", "loss.regularizers=[]", "train.steps=150",
+                       "train.log_every=10", "health.warmup=50", "health.on_converged=warn"])
+    assert "unstable" in kinds(r.dir)
+
+
+# -- the rules on hand-made records ----------------------------------------------------------------
+def feed(monitor, records):
+    out = []
+    for i, rec in enumerate(records):
+        out += monitor.observe({"step": (i + 1) * 10, **rec})
+    return out
+
+
+HEALTHY = {"d_loss": 1.3, "g_loss": 0.75, "acc_real": 0.72, "acc_fake": 0.68, "grad_g": 0.5, "grad_g_rel": 0.05,
+           "diversity": 0.95, "energy": 0.01, "modes": 1.0, "entropy": 0.97}
+
+
+def test_each_rule_is_silent_on_healthy_records_and_fires_on_its_symptom():
+    cfg = HealthConfig(warmup=0, window=3, patience=2)
+    assert feed(HealthMonitor(cfg), [dict(HEALTHY, improved=True)] * 10) == []
+    cases = {
+        "mode_collapse": dict(diversity=0.05),
+        "vanishing_gradients": dict(grad_g=1e-5, grad_g_rel=1e-6),
+        "unstable": None,
+        "d_lost": dict(acc_real=0.0, acc_fake=1.0, modes=0.25, improved=False),
+        "converged": dict(acc_real=0.52, acc_fake=0.49, improved=False),
+    }
+    for kind, change in cases.items():
+        recs = [dict(HEALTHY, improved=True)] * 4
+        if kind == "unstable":
+            recs += [dict(HEALTHY, d_loss=v) for v in (0.2, 2.5, 0.1, 3.0)]
+        else:
+            recs += [dict(HEALTHY, **change)] * 4
+        found = feed(HealthMonitor(cfg), recs)
+        assert [e.kind for e in found] == [kind], (kind, [(e.kind, e.message) for e in found])
+        assert found[0].advice and found[0].evidence
+
+
+def test_diverged_fires_on_nan_and_on_explosion_and_ignores_warmup():
+    cfg = HealthConfig(warmup=10_000, window=3)
+    m = HealthMonitor(cfg)
+    assert feed(m, [HEALTHY] * 3) == []
+    ev = m.observe({"step": 40, **HEALTHY, "nonfinite": ["d_loss"]})
+    assert [e.kind for e in ev] == ["diverged"] and "NaN/Inf in d_loss" in ev[0].message
+    ev = m.observe({"step": 50, **dict(HEALTHY, g_loss=500.0)})
+    assert [e.kind for e in ev] == ["diverged"] and "g_loss" in ev[0].evidence["exploded"]
+    assert HealthMonitor(cfg).observe({"step": 10, **dict(HEALTHY, d_loss=5000.0)})   # first record, absolute cap
+
+
+def test_health_config_rejects_unknown_keys_and_bad_values():
+    assert load_config("gan-ring8", ["health.window=3"]).health.window == 3
+    with pytest.raises(ConfigError, match="health.windw"):
+        load_config("gan-ring8", ["health.windw=3"])
+    with pytest.raises(ConfigError, match="health.on_diverged"):
+        load_config("gan-ring8", ["health.on_diverged=ignore"])
+    with pytest.raises(ConfigError, match="health.lr_factor"):
+        load_config("gan-ring8", ["health.lr_factor=2"])
+    assert load_config("gan-ring8", ["health.enabled=false"]).health.enabled is False
