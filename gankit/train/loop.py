@@ -19,6 +19,8 @@ from ..config import Config
 from ..data import Dataset, EpochSampler, load_dataset
 from ..nets import NETWORKS
 from ..utils import resolve_device, seed_everything
+from .distributed import ShardedNoise, convert_sync_batchnorm, has_batchnorm, rank_seed
+from .distributed import setup as setup_distributed
 from .ema import EMA
 from .objective import OBJECTIVES, Phase
 from .precision import autocast_factory, resolve_precision
@@ -52,8 +54,9 @@ class Trainer:
         t = cfg.train
         if t.threads:
             torch.set_num_threads(t.threads)
-        seed_everything(cfg.seed)
-        self.device = resolve_device(t.device)
+        seed_everything(cfg.seed)  # the same on every rank: identical initial weights
+        self.dist = setup_distributed(cfg)  # rank, world size, device; a single-process Dist outside torchrun
+        self.device = self.dist.device
         self.precision = resolve_precision(t.precision, self.device)
         self.data = (data if data is not None else load_dataset(cfg.data, "train", seed=cfg.seed)).to(self.device)
         if cfg.model.conditional and self.data.y is None:
@@ -63,7 +66,14 @@ class Trainer:
         family = NETWORKS.get(cfg.model.arch)
         G, D = family.build(cfg.model.z_dim, self.data.sample_shape, self.num_classes,
                             dict(cfg.model.g), dict(cfg.model.d))
+        if self.dist.enabled and t.sync_batchnorm:
+            G, D = convert_sync_batchnorm(G), convert_sync_batchnorm(D)
+        elif self.dist.enabled and self.dist.is_main and (has_batchnorm(G) or has_batchnorm(D)):
+            print(f"note: BatchNorm normalises with each process's shard ({t.batch_size // self.dist.world_size} "
+                  "samples); set train.sync_batchnorm=true for the global batch's statistics", flush=True)
         self.G, self.D = G.to(self.device), D.to(self.device)
+        self.dist.broadcast_module(self.G)
+        self.dist.broadcast_module(self.D)
         self.ema = EMA(self.G, t.ema) if t.ema else None
         self.g_opt = build_optimizer(self.G.parameters(), t.g_optim)
         self.d_opt = build_optimizer(self.D.parameters(), t.d_optim)
@@ -71,7 +81,15 @@ class Trainer:
         self.objective = objective_cls(self.G, self.D, cfg.loss, cfg.model.z_dim, self.num_classes,
                                        autocast=autocast_factory(self.precision, self.device))
         self.phases: List[Phase] = self.objective.build_phases(self.g_opt, self.d_opt, t.d_steps)
-        self.sampler = EpochSampler(len(self.data), t.batch_size, seed=cfg.seed)
+        if t.batch_size % self.dist.world_size:
+            from ..errors import ConfigError
+            raise ConfigError(f"train.batch_size={t.batch_size}: the global batch must split evenly over "
+                              f"the {self.dist.world_size} processes")
+        # One global permutation and one global noise stream; each rank draws its slice of both.
+        self.sampler = EpochSampler(len(self.data), t.batch_size, seed=cfg.seed,
+                                    rank=self.dist.rank, world_size=self.dist.world_size)
+        self.noise = ShardedNoise(cfg.model.z_dim, cfg.seed + 2, self.dist.rank, self.dist.world_size)
+        self.objective.noise_source = self.noise
         # Fixed noise (and labels) for the sample grids, so a user watches the same z's evolve.
         # Vector data is shown as a scatter plot, which needs more points than an image grid.
         n_fixed = t.num_samples if self.data.kind == "image" else max(t.num_samples, 1000)
@@ -85,6 +103,8 @@ class Trainer:
         self._counts: Dict[str, int] = defaultdict(int)
         # Set by a health monitor: steps that end on a log boundary also measure gradient norms.
         self.grad_norms = False
+        if self.dist.rank:  # other randomness (augmentation, GP mixing, dropout) is each rank's own
+            seed_everything(rank_seed(cfg.seed, self.dist.rank))
 
     # -- budget -------------------------------------------------------------------------
     def _total_steps(self) -> Optional[int]:
@@ -99,7 +119,10 @@ class Trainer:
         t = self.cfg.train
         if self.total_steps is not None and self.state.step >= self.total_steps:
             return True
-        return t.minutes is not None and self.state.seconds >= t.minutes * 60
+        if t.minutes is None:
+            return False
+        # Wall time differs between processes: rank 0's clock decides for all of them.
+        return bool(self.dist.broadcast_json(self.state.seconds >= t.minutes * 60))
 
     @property
     def epoch(self) -> float:
@@ -120,7 +143,8 @@ class Trainer:
                 if phase.needs_data:
                     real, y = self.data.batch(self.sampler.next())
                 phase.optimizer.zero_grad(set_to_none=True)
-                stats = self.objective.accumulate_gradients(phase.name, real, y, self.cfg.train.batch_size)
+                stats = self.objective.accumulate_gradients(phase.name, real, y, self.sampler.local_batch_size)
+                self.dist.average_gradients(phase.module)  # the global batch's gradient on every rank
                 if norms_due:
                     stats = {**stats, **self.grad_norm_stats(phase)}
                 phase.optimizer.step()
@@ -163,9 +187,7 @@ class Trainer:
         """Means since the last call, read from the device in one transfer."""
         if not self._sums:
             return {}
-        keys = list(self._sums)
-        values = torch.stack([self._sums[k] for k in keys]).cpu().tolist()  # the one host sync
-        out = {k: v / self._counts[k] for k, v in zip(keys, values)}
+        out = self.dist.mean_stats(self._sums, self._counts)  # averaged over ranks; the one host sync
         self._sums.clear()
         self._counts.clear()
         return out
@@ -198,6 +220,7 @@ class Trainer:
             "modules": {k: m.state_dict() for k, m in self.modules().items()},
             "optimizers": {"G": self.g_opt.state_dict(), "D": self.d_opt.state_dict()},
             "sampler": self.sampler.state_dict(),
+            "noise": self.noise.state_dict(),
             "rng": rng_state(),
             "trainer": {"step": self.state.step, "seconds": self.state.seconds,
                         "best_score": self.state.best_score, "best_step": self.state.best_step},
@@ -212,13 +235,26 @@ class Trainer:
         self.g_opt.load_state_dict(state["optimizers"]["G"])
         self.d_opt.load_state_dict(state["optimizers"]["D"])
         self.sampler.load_state_dict(state["sampler"])
-        set_rng_state(state["rng"])
+        if "noise" in state:  # absent from checkpoints written before distributed training
+            self.noise.load_state_dict(state["noise"])
+        set_rng_state(state["rng"])  # rank 0's; other ranks continue from their own seed below
         tr = state["trainer"]
         self.state.step = int(tr["step"])
         self.state.seconds = float(tr["seconds"])
         self.state.best_score = tr["best_score"]
         self.state.best_step = tr["best_step"]
         self.fixed_z = state["fixed_z"].to(self.device)
+        if self.dist.rank:
+            seed_everything(rank_seed(self.cfg.seed, self.dist.rank, self.state.step))
+
+    def sync_from_main(self) -> None:
+        """Under torchrun, after rank 0 changed its state alone (a rollback its callbacks asked for):
+        every rank takes rank 0's networks, optimisers, data position and step."""
+        state = self.dist.broadcast_state(self.state_dict() if self.dist.is_main else None)
+        if not self.dist.is_main:
+            self.load_state_dict(state)
+            self._sums.clear()
+            self._counts.clear()
 
     def rollback(self, state: dict, lr_scale: float = 1.0) -> None:
         """Return networks, optimisers, data position and step to ``state`` (a :meth:`state_dict`)
@@ -226,10 +262,11 @@ class Trainer:
         and the RNG keep going forward: training continues from there rather than replaying."""
         from .checkpoint import rng_state, set_rng_state
 
-        keep = (self.state.seconds, self.state.best_score, self.state.best_step, rng_state())
+        keep = (self.state.seconds, self.state.best_score, self.state.best_step, rng_state(), self.noise.state_dict())
         self.load_state_dict(state)
-        self.state.seconds, self.state.best_score, self.state.best_step, rng = keep
+        self.state.seconds, self.state.best_score, self.state.best_step, rng, noise = keep
         set_rng_state(rng)
+        self.noise.load_state_dict(noise)
         for opt, o in ((self.g_opt, self.cfg.train.g_optim), (self.d_opt, self.cfg.train.d_optim)):
             for group in opt.param_groups:
                 group["lr"] = o.lr * lr_scale

@@ -112,6 +112,7 @@ class Run:
         state, lr_scale = self._rollback
         self._rollback = None
         self.trainer.rollback(state, lr_scale)
+        self.trainer.sync_from_main()  # torchrun: every rank continues from rank 0's rolled-back state
         step = self.trainer.state.step
         _truncate_metrics(self.dir, step)
         self.records = [r for r in self.records if r["step"] <= step]
@@ -119,11 +120,14 @@ class Run:
     # -- the run --------------------------------------------------------------------------------
     def fit(self) -> "Run":
         t, cfg = self.trainer, self.cfg
+        if not t.dist.is_main:
+            return self._follow()
         self.dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.dir / "config.yaml")
         self._open_tensorboard()
         for cb in self.callbacks:
             cb.on_start(self)
+        t.dist.broadcast_json(t.grad_norms)  # torchrun: the other ranks measure what rank 0's callbacks asked for
         if t.state.step == 0:
             self.write_samples("step_000000")
         bar = None
@@ -161,6 +165,8 @@ class Run:
                         bar.set_postfix(post, refresh=False)
                     else:
                         print(json.dumps(record), file=sys.stderr, flush=True)
+                    # torchrun: what the callbacks decided goes to the other ranks (see _follow).
+                    t.dist.broadcast_json({"rollback": self._rollback is not None, "stop": self.stop_reason})
                 if step % t.sample_every == 0 or final:
                     self.write_samples(f"step_{step:06d}")
                 rolled_back = self._rollback is not None
@@ -183,6 +189,24 @@ class Run:
         if not (self.dir / BEST).exists():
             self.save(BEST)  # without an evaluator, the best known checkpoint is the last one
         self.finish()
+        return self
+
+    def _follow(self) -> "Run":
+        """Ranks > 0 under torchrun: train in step with rank 0, write nothing, and obey what rank 0's
+        callbacks decide. Every collective here matches one in :meth:`fit` on rank 0."""
+        t = self.trainer
+        t.grad_norms = t.dist.broadcast_json(None)
+        while not t.done():
+            t.train_step()
+            final = t.done()
+            if t.state.step % self.cfg.train.log_every == 0 or final:
+                t.pop_stats()
+                control = t.dist.broadcast_json(None)
+                if control["rollback"]:
+                    t.sync_from_main()
+                if control["stop"] is not None:
+                    self.stop_reason = control["stop"]
+                    break
         return self
 
     def finish(self) -> None:
@@ -239,7 +263,8 @@ def train(recipe: str | Path | dict | Config = "dcgan-fashion-mnist", overrides:
         state = load_checkpoint(run_dir / LATEST)
         run = Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg))
         run.trainer.load_state_dict(state)
-        _truncate_metrics(run_dir, run.trainer.state.step)
+        if run.trainer.dist.is_main:
+            _truncate_metrics(run_dir, run.trainer.state.step)
         return run.fit()
     cfg = recipe if isinstance(recipe, Config) else load_config(recipe, overrides)
     if isinstance(recipe, Config) and overrides:

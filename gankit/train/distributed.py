@@ -1,0 +1,349 @@
+"""Data-parallel training over several processes, GPUs and machines (``torchrun``).
+
+Start ``torchrun --nproc-per-node N -m gankit train RECIPE ...``: every process builds the
+same Trainer from the same seed and they agree, step by step, on one training run whose
+batch is ``train.batch_size`` (the *global* batch). Backend: gloo on CPU, NCCL on CUDA,
+one device per process (``cuda:LOCAL_RANK``).
+
+How the pieces fit (and why it is not ``DistributedDataParallel``):
+
+* **Gradients.** G and D are not wrapped in DDP. After each phase's backward, the loop
+  averages the gradients of the phase's trained module across ranks with one
+  ``all_reduce`` per dtype on a flattened buffer (:meth:`Dist.average_gradients`). Each
+  rank's loss is a mean over its shard, so the average is the gradient of the global-batch
+  loss, exactly. The trade-off: DDP overlaps the all-reduce of gradient buckets with the
+  backward pass, which matters on fast GPUs with large models; we buy simplicity and
+  exactness where DDP is awkward for GANs:
+
+  - *D-only / G-only phases*: only the trained module's gradients are reduced; the frozen
+    one's are neither computed nor communicated, and nothing "expects" a backward that
+    never comes (DDP's unused-parameter errors, or ``find_unused_parameters`` overhead).
+  - *R1, R2, gradient penalty*: double backward runs through the plain modules (DDP's
+    reducer does not support it); the penalty's parameter gradients are averaged with
+    the rest.
+  - *Unrolled GAN*: the k look-ahead D updates use D's global-batch gradient, averaged with
+    a differentiable all-reduce (:func:`mean_across_ranks`), so G's gradient through the
+    unrolled steps is the single-process one.
+
+* **Data and noise.** The :class:`~gankit.data.EpochSampler` keeps one permutation shared by
+  all ranks (seeded from the run seed); each global batch is cut in ``world_size`` slices
+  and rank r takes slice r. Latent codes come the same way from :class:`ShardedNoise`: the
+  global batch's z from one generator seeded from the run seed, rank r keeping its slice.
+  So rank r's data and noise are its own, the sampler and noise states are the same on all
+  ranks and saveable whatever the world size, and a run on N processes follows the
+  single-process run with the same global batch (to float rounding). Other randomness
+  (DiffAugment, the gradient penalty's mixing weights, dropout, ACGAN's fake labels) comes
+  from torch's global RNG, seeded from the run seed and the rank.
+
+* **BatchNorm** normalises with the statistics of the rank's shard (batch B / N) unless
+  ``train.sync_batchnorm`` is on: then :class:`SyncBatchNorm` uses the global batch's
+  statistics via differentiable all-reduces (any backend, double backward included).
+  Minibatch discrimination and PacGAN packing also work within a shard.
+
+* **EMA** needs nothing: G is identical on every rank, so is its average.
+
+* **Only rank 0 writes** the run folder (config, metrics, samples, checkpoints) and runs the
+  callbacks; what they decide (stop, roll back) is broadcast to the other ranks. Logged
+  statistics are averaged over ranks. Checkpoints hold the plain modules' state dicts, the
+  global sampler and noise states: they resume on any number of processes.
+
+* **Failures** raise :class:`DistributedError` instead of hanging: the rendezvous and every
+  collective time out after ``train.dist_timeout_s``; ``torchrun`` also stops the other
+  workers as soon as one exits with an error.
+"""
+from __future__ import annotations
+
+import atexit
+import datetime
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ..errors import ConfigError, GankitError
+
+
+class DistributedError(GankitError):
+    """Processes of a torchrun job could not meet or lost one another (timeout, dead rank)."""
+
+
+def env_world() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank) from torchrun's environment; (0, 1, 0) outside torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """A seed for rank ``rank``'s own randomness, different per rank and per resume point."""
+    return (seed + 1_000_003 * rank + 7_919 * step) % 2**63
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the job. ``Dist()`` is the single-process case (no-op collectives)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: Optional[torch.device] = None   # where collectives run: the training device
+    timeout_s: float = 1800.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # -- collectives (all no-ops in a single process) ------------------------------------------
+    def _run(self, what: str, fn):
+        try:
+            return fn()
+        except (RuntimeError, dist.DistError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DistributedError(
+                f"rank {self.rank}/{self.world_size}: {what} failed ({first}); another process died or "
+                f"stalled for more than train.dist_timeout_s={self.timeout_s:g} s. Its own error is in "
+                "torchrun's log; resume from the last checkpoint with `gankit train --resume RUN_DIR`") from None
+
+    def average_gradients(self, module: nn.Module) -> None:
+        """Replace each gradient of ``module`` by its mean over ranks (one all-reduce per dtype).
+
+        Parameters without a gradient are skipped; which ones have one is decided by the
+        code path, the same on every rank."""
+        if not self.enabled:
+            return
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        by_dtype: Dict[torch.dtype, List[Tensor]] = {}
+        for g in grads:
+            by_dtype.setdefault(g.dtype, []).append(g)
+        for group in by_dtype.values():
+            flat = torch.cat([g.reshape(-1) for g in group])
+            self._run("all-reduce of gradients", lambda: dist.all_reduce(flat))
+            flat.div_(self.world_size)
+            torch._foreach_copy_(group, [f.view_as(g) for f, g in zip(flat.split([g.numel() for g in group]), group)])
+
+    def broadcast_module(self, module: nn.Module) -> None:
+        """Make every rank's parameters and buffers rank 0's (identical seeds make them so already;
+        this guards against nondeterministic initialisation)."""
+        if not self.enabled:
+            return
+        with torch.no_grad():
+            for t in list(module.parameters()) + list(module.buffers()):
+                self._run("broadcast of initial weights", lambda: dist.broadcast(t.data, 0))
+
+    def mean_stats(self, sums: Dict[str, Tensor], counts: Dict[str, int]) -> Dict[str, float]:
+        """Means of logged statistics over all ranks and accumulated steps: ``Σ sums / Σ counts``
+        per key; a key some rank did not log is averaged over the ranks that did. One host sync."""
+        if not self.enabled:
+            keys = list(sums)
+            values = torch.stack([sums[k].float() for k in keys]).cpu().tolist() if keys else []
+            return {k: v / counts[k] for k, v in zip(keys, values)}
+        keys = list(dict.fromkeys(k for keys in self.gather_json(list(sums)) for k in keys))  # rank 0's order first
+        if not keys:
+            return {}
+        zero = torch.zeros((), device=self.device)
+        vals = torch.stack([sums[k].float().to(self.device) if k in sums else zero for k in keys]
+                           + [torch.tensor(float(counts.get(k, 0)), device=self.device) for k in keys])
+        self._run("all-reduce of logged statistics", lambda: dist.all_reduce(vals))
+        vals = vals.cpu().tolist()
+        n = len(keys)
+        return {k: vals[i] / vals[n + i] for i, k in enumerate(keys) if vals[n + i] > 0}
+
+    def _bytes_tensor(self, data: bytes) -> Tensor:
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8).to(self.device) if data else \
+            torch.zeros(0, dtype=torch.uint8, device=self.device)
+
+    def broadcast_bytes(self, data: Optional[bytes]) -> bytes:
+        """Rank 0's ``data`` on every rank (other ranks pass None)."""
+        if not self.enabled:
+            return data
+        size = torch.tensor([len(data) if self.is_main else 0], dtype=torch.int64, device=self.device)
+        self._run("broadcast from rank 0", lambda: dist.broadcast(size, 0))
+        buf = self._bytes_tensor(data) if self.is_main else torch.empty(int(size), dtype=torch.uint8, device=self.device)
+        self._run("broadcast from rank 0", lambda: dist.broadcast(buf, 0))
+        return bytes(buf.cpu().numpy())
+
+    def broadcast_json(self, obj: Any) -> Any:
+        """Rank 0's JSON-able ``obj`` on every rank (no pickle)."""
+        if not self.enabled:
+            return obj
+        data = json.dumps(obj).encode() if self.is_main else None
+        return json.loads(self.broadcast_bytes(data).decode())
+
+    def gather_json(self, obj: Any) -> List[Any]:
+        """Every rank's JSON-able ``obj``, in rank order."""
+        if not self.enabled:
+            return [obj]
+        data = json.dumps(obj).encode()
+        size = torch.tensor([len(data)], dtype=torch.int64, device=self.device)
+        sizes = [torch.zeros_like(size) for _ in range(self.world_size)]
+        self._run("all-gather", lambda: dist.all_gather(sizes, size))
+        longest = int(max(s.item() for s in sizes))
+        buf = torch.zeros(longest, dtype=torch.uint8, device=self.device)
+        buf[:len(data)] = self._bytes_tensor(data)
+        bufs = [torch.zeros_like(buf) for _ in range(self.world_size)]
+        self._run("all-gather", lambda: dist.all_gather(bufs, buf))
+        return [json.loads(bytes(b[:int(s)].cpu().numpy()).decode()) for b, s in zip(bufs, sizes)]
+
+    def broadcast_state(self, state: Optional[dict]) -> dict:
+        """Rank 0's nested ``state`` (a Trainer state dict) on every rank, sent in the checkpoint
+        format (safetensors tensors + a JSON skeleton), so nothing is unpickled."""
+        from safetensors.torch import load as st_load, save as st_save
+
+        from .checkpoint import flatten, unflatten
+
+        if not self.enabled:
+            return state
+        skeleton = tensors = None
+        if self.is_main:
+            tensors = {}
+            skeleton = flatten(state, "s", tensors)
+        skeleton = self.broadcast_json(skeleton)
+        payload = self.broadcast_bytes(st_save(tensors) if self.is_main else None)
+        return state if self.is_main else unflatten(skeleton, st_load(payload))
+
+    def barrier(self) -> None:
+        if self.enabled:
+            self._run("barrier", lambda: dist.barrier())
+
+
+def setup(cfg) -> Dist:
+    """Join the torchrun job described by the environment (or return the single-process
+    :class:`Dist`). Picks the device (``cuda:LOCAL_RANK`` for CUDA) and the backend (NCCL for
+    CUDA, gloo for CPU); fails with :class:`DistributedError` after ``train.dist_timeout_s``
+    if the other processes do not show up."""
+    from ..utils import resolve_device
+
+    t = cfg.train
+    rank, world, local_rank = env_world()
+    device = resolve_device(t.device)
+    if world <= 1:
+        return Dist(device=device, timeout_s=t.dist_timeout_s)
+    if cfg.health.enabled and cfg.health.on_vanishing != "warn":
+        raise ConfigError(f"health.on_vanishing={cfg.health.on_vanishing}: this policy changes the objective on "
+                          "rank 0 only; use warn when training on several processes")
+    if device.type == "cuda":
+        if device.index is not None and world > 1 and t.device != "cuda:0":
+            raise ConfigError(f"train.device={t.device}: under torchrun each process uses cuda:LOCAL_RANK; "
+                              "set train.device=cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        where = f"{os.environ.get('MASTER_ADDR', '?')}:{os.environ.get('MASTER_PORT', '?')}"
+        try:
+            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=t.dist_timeout_s),
+                                    **({"device_id": device} if backend == "nccl" else {}))
+        except (RuntimeError, ValueError, dist.DistError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DistributedError(
+                f"rank {rank}/{world}: could not join the other processes at {where} within "
+                f"train.dist_timeout_s={t.dist_timeout_s:g} s ({first}); check that all processes were "
+                "started with the same --rdzv-endpoint / MASTER_ADDR:MASTER_PORT and that the port is open") from None
+        atexit.register(_destroy)
+    return Dist(rank=rank, world_size=world, local_rank=local_rank, device=device, timeout_s=t.dist_timeout_s)
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def mean_across_ranks(tensors: Sequence[Tensor]) -> List[Tensor]:
+    """Differentiable mean over ranks of each tensor (identity in a single process). Its backward
+    all-reduces the incoming gradients, so second-order paths (the unrolled GAN) stay exact."""
+    tensors = list(tensors)
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensors
+    from torch.distributed.nn.functional import all_reduce
+
+    world = dist.get_world_size()
+    sizes = [t.numel() for t in tensors]
+    flat = all_reduce(torch.cat([t.reshape(-1) for t in tensors])) / world
+    return [f.view_as(t) for f, t in zip(flat.split(sizes), tensors)]
+
+
+class ShardedNoise:
+    """Latent codes for the global batch from one generator shared by all ranks; rank r keeps
+    rows ``[r·n, (r+1)·n)``. Drawn on the CPU, so z is also the same on CPU and CUDA."""
+
+    def __init__(self, z_dim: int, seed: int, rank: int = 0, world_size: int = 1):
+        self.z_dim, self.rank, self.world_size = z_dim, rank, world_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, n: int, device) -> Tensor:
+        z = torch.randn(n * self.world_size, self.z_dim, generator=self.generator)  # (n·W, z_dim)
+        return z[self.rank * n:(self.rank + 1) * n].to(device, non_blocking=True)  # (n, z_dim)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
+class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch over all ranks.
+
+    Same parameters and buffers as ``nn.BatchNorm{1,2,3}d`` (checkpoints are interchangeable).
+    Mean and variance are computed in two passes, each one differentiable all-reduce of
+    per-channel sums, so gradients (and double backward for R1) are exact on any backend —
+    unlike ``torch.nn.SyncBatchNorm``, which needs a GPU. In eval mode, or in a single
+    process, it is plain BatchNorm.
+    """
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2D input (N, C, ...), got {x.dim()}D")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        self._check_input_dim(x)
+        C = x.shape[1]
+        dims = [0] + list(range(2, x.dim()))
+        shape = [1, C] + [1] * (x.dim() - 2)
+        xf = x.float()
+        local_n = torch.tensor([x.numel() / C], device=x.device)
+        packed = all_reduce(torch.cat([xf.sum(dims), local_n]))          # (C + 1,)
+        count = packed[C].detach()
+        mean = packed[:C] / count                                         # (C,)
+        var = all_reduce((xf - mean.view(shape)).pow(2).sum(dims)) / count  # biased, as BN normalises
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach(), m)
+                self.running_var.lerp_(var.detach() * count / max(float(count) - 1, 1.0), m)
+        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(x.dtype)
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.BatchNorm1d/2d/3d`` in ``module`` by :class:`SyncBatchNorm` (same
+    weights, buffers and state-dict keys)."""
+    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+        new = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                            module.track_running_stats)
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        new_child = convert_sync_batchnorm(child)
+        if new_child is not child:
+            setattr(module, name, new_child)
+    return module
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
