@@ -1,0 +1,155 @@
+"""Each regulariser against its definition, on critics whose input gradient is known in closed form."""
+import copy
+
+import pytest
+import torch
+
+from gankit.config import load_config
+from gankit.losses import REGULARIZERS
+from gankit.train.ema import EMA
+from gankit.train.loop import Trainer
+from gankit.train.objective import GANObjective
+
+torch.set_num_threads(1)
+
+
+def linear_critic(w: torch.Tensor, b: float = 0.3):
+    """D(x) = ⟨w, x⟩ + b, so ∇ₓD = w at every x."""
+    return lambda x: x.flatten(1) @ w.flatten() + b
+
+
+def square_critic(x):
+    """D(x) = ½‖x‖², so ∇ₓD = x."""
+    return 0.5 * x.flatten(1).pow(2).sum(1)
+
+
+@pytest.fixture
+def batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(16, 1, 3, 3, generator=g), torch.randn(16, 1, 3, 3, generator=g)
+
+
+def test_gradient_penalty_linear_critic(batch):
+    real, fake = batch
+    w = torch.zeros(9)
+    w[0], w[1] = 3.0, 4.0  # ‖∇D‖ = 5 everywhere -> (5 − 1)² = 16 whatever the interpolates are
+    gp = REGULARIZERS.get("gradient-penalty")(linear_critic(w), real, fake)
+    assert gp.item() == pytest.approx(16.0, rel=1e-6)
+    unit = w / 5  # a 1-Lipschitz linear critic is not penalised
+    assert REGULARIZERS.get("gradient-penalty")(linear_critic(unit), real, fake).item() == pytest.approx(0, abs=1e-10)
+
+
+def test_gradient_penalty_is_taken_at_interpolates(batch):
+    real, fake = batch
+    torch.manual_seed(5)
+    gp = REGULARIZERS.get("gradient-penalty")(square_critic, real, fake)
+    torch.manual_seed(5)  # the same ε the penalty drew
+    eps = torch.rand(16, 1, 1, 1)
+    mixed = (eps * real + (1 - eps) * fake).flatten(1)
+    expected = (mixed.norm(dim=1) - 1).pow(2).mean()  # ∇(½‖x‖²) = x
+    assert gp.item() == pytest.approx(expected.item(), rel=1e-5)
+    # and not at the real points: ε ~ U[0, 1] makes those differ almost surely
+    at_real = (real.flatten(1).norm(dim=1) - 1).pow(2).mean()
+    assert abs(gp.item() - at_real.item()) > 1e-3
+
+
+def test_gradient_penalty_backpropagates_to_critic_weights(batch):
+    real, fake = batch
+    w = torch.tensor([3.0, 4.0] + [0.0] * 7, requires_grad=True)
+    gp = REGULARIZERS.get("gradient-penalty")(linear_critic(w), real, fake)
+    (grad,) = torch.autograd.grad(gp, w)
+    # d/dw (‖w‖ − 1)² = 2(‖w‖ − 1) w / ‖w‖ = 2·4·w/5
+    assert torch.allclose(grad, 1.6 * w.detach(), atol=1e-5)
+
+
+def test_r1_and_r2(batch):
+    real, fake = batch
+    w = torch.arange(9.0)
+    assert REGULARIZERS.get("r1")(linear_critic(w), real, fake).item() == pytest.approx(0.5 * w.pow(2).sum().item())
+    r1 = REGULARIZERS.get("r1")(square_critic, real, fake)
+    assert r1.item() == pytest.approx(0.5 * real.flatten(1).pow(2).sum(1).mean().item(), rel=1e-6)
+    r2 = REGULARIZERS.get("r2")(square_critic, real, fake)
+    assert r2.item() == pytest.approx(0.5 * fake.flatten(1).pow(2).sum(1).mean().item(), rel=1e-6)
+
+
+def test_drift(batch):
+    real, fake = batch
+    assert REGULARIZERS.get("drift")(square_critic, real, fake).item() == pytest.approx(
+        square_critic(real).pow(2).mean().item(), rel=1e-6)
+
+
+TOY = {"data": {"name": "ring8", "size": 256}, "model": {"arch": "mlp", "z_dim": 4, "g": {"width": 8},
+                                                          "d": {"width": 8}},
+       "train": {"steps": 40, "batch_size": 32}}
+
+
+def _tiny(*extra):
+    """A tiny MLP GAN on the ring (independent of the shipped recipes, which get tuned)."""
+    return load_config(TOY, list(extra))
+
+
+def test_lazy_r1_is_its_own_phase_every_n_steps_with_n_times_the_weight():
+    cfg = _tiny("loss.regularizers=[{name: r1, weight: 10, every: 16}]")
+    tr = Trainer(cfg)
+    names = [(p.name, p.every) for p in tr.phases]
+    assert names == [("D", 1), ("reg:r1", 16), ("G", 1)]
+    ran = []
+    orig = tr.objective.accumulate_gradients
+    tr.objective.accumulate_gradients = lambda ph, *a: (ran.append((tr.state.step, ph)), orig(ph, *a))[1]
+    for _ in range(33):
+        tr.train_step()
+    assert [s for s, ph in ran if ph == "reg:r1"] == [0, 16, 32]
+    assert sum(ph == "D" for _, ph in ran) == 33
+    # The phase's gradient is every · weight · ∇penalty, on real data only.
+    real, y = tr.data.batch(torch.arange(32))
+    tr.D.requires_grad_(True)
+    tr.D.zero_grad(set_to_none=True)
+    stats = tr.objective.accumulate_gradients("reg:r1", real, y, 32)
+    params = list(tr.D.parameters())
+    got = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params]
+    penalty = REGULARIZERS.get("r1")(tr.objective.critic(None), real, real)
+    want = torch.autograd.grad(penalty * 10 * 16, params, allow_unused=True, materialize_grads=True)
+    assert stats["r1"].item() == pytest.approx(penalty.item(), rel=1e-5)
+    assert sum(g.abs().sum() for g in want) > 0
+    for g_got, g_want in zip(got, want):
+        assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
+
+
+def test_eager_regulariser_is_added_to_the_d_loss():
+    cfg = _tiny("loss.regularizers=[{name: r1, weight: 2.5}]")
+    tr = Trainer(cfg)
+    assert [p.name for p in tr.phases] == ["D", "G"]
+    real, y = tr.data.batch(torch.arange(32))
+    tr.D.requires_grad_(True)
+    obj = tr.objective
+    D0 = copy.deepcopy(tr.D)
+    torch.manual_seed(3)
+    tr.D.zero_grad(set_to_none=True)
+    obj.accumulate_gradients("D", real, y, 32)
+    with_reg = [p.grad.clone() for p in tr.D.parameters()]
+    plain = GANObjective(obj.G, D0, load_config(TOY).loss, cfg.model.z_dim, 0)
+    plain.reuse_fake = obj.reuse_fake
+    torch.manual_seed(3)
+    plain.accumulate_gradients("D", real, y, 32)
+    penalty = REGULARIZERS.get("r1")(lambda x: D0(x).float(), real, real)
+    extra = torch.autograd.grad(2.5 * penalty, list(D0.parameters()), allow_unused=True, materialize_grads=True)
+    for g, p, e in zip(with_reg, D0.parameters(), extra):
+        assert (g - (p.grad + e)).abs().max() < 1e-5 * max(1.0, g.abs().max().item()), (g - p.grad - e).abs().max()
+
+
+def test_ema_tracks_the_average_and_is_what_samples():
+    G = torch.nn.Linear(2, 2)
+    ema = EMA(G, 0.9)
+    start = ema.module.weight.clone()
+    with torch.no_grad():
+        G.weight.add_(1.0)
+    ema.update(G)
+    assert torch.allclose(ema.module.weight, 0.9 * start + 0.1 * G.weight)
+    tr = Trainer(_tiny("train.ema=0.99", "train.steps=3"))
+    for _ in range(3):
+        tr.train_step()
+    assert tr.sampling_generator is tr.ema.module
+    assert not torch.allclose(next(tr.ema.module.parameters()), next(tr.G.parameters()))
+    with torch.no_grad():
+        want = tr.ema.module(tr.fixed_z)
+    assert torch.allclose(tr.fixed_samples(), want)

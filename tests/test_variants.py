@@ -1,0 +1,410 @@
+"""The GAN variants as parts: every shipped recipe runs, and each part does what its paper says."""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gankit.config import load_config
+from gankit.errors import ConfigError
+from gankit.nets import NETWORKS
+from gankit.nets.attention import SelfAttention
+from gankit.nets.layers import MinibatchDiscrimination, MinibatchStdDev
+from gankit.recipes import recipe_names
+from gankit.train.acgan import ACGANObjective
+from gankit.train.augment import AUGMENTS, DiffAugment
+from gankit.train.loop import Trainer
+from gankit.train.objective import OBJECTIVES, GANObjective
+from gankit.train.unrolled import UnrolledObjective
+
+torch.set_num_threads(1)
+
+TOY = {"data": {"name": "ring8", "size": 256}, "model": {"arch": "mlp", "z_dim": 4, "g": {"width": 16},
+                                                          "d": {"width": 16}},
+       "train": {"steps": 10, "batch_size": 32}}
+
+
+# -- every shipped recipe: a few steps at tiny widths -------------------------------------------------
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_recipe_smoke(name):
+    cfg = load_config(name)
+    tiny = ["train.steps=2", "train.batch_size=16", "data.size=256", "data.limit=64", "model.g.width=8",
+            "model.d.width=8", "train.threads=1", "train.device=cpu"]
+    if cfg.model.arch == "mlp" and "minibatch_kernels" in cfg.model.d:
+        tiny.append("model.d.minibatch_kernels=4")
+    cfg = load_config(name, tiny)
+    tr = Trainer(cfg)
+    for _ in range(2):
+        tr.train_step()
+    stats = tr.pop_stats()
+    assert {"d_loss", "g_loss"} <= set(stats)
+    assert all(math.isfinite(v) for v in stats.values()), stats
+    x = tr.fixed_samples()
+    assert x.shape[1:] == tr.data.sample_shape and torch.isfinite(x).all()
+    real, y = tr.data.batch(torch.arange(16))
+    with torch.no_grad():
+        out = tr.D(real, y if tr.num_classes else None)
+    assert out.shape == (16 // tr.objective.pack,)
+
+
+def test_recipe_names_say_variant_and_data():
+    names = set(recipe_names())
+    for want in ("wgan-gp-grid25", "pacgan-ring8", "sngan-fashion-mnist", "cgan-fashion-mnist", "acgan-fashion-mnist",
+                 "wgan-fashion-mnist", "lsgan-fashion-mnist", "sagan-fashion-mnist", "unrolled-ring8"):
+        assert want in names
+    for name in names:
+        assert load_config(name).name == name
+
+
+# -- objectives registry and config -----------------------------------------------------------------------
+
+def test_objective_registry_and_config_checks():
+    assert {"gan", "acgan", "unrolled"} <= set(OBJECTIVES.names())
+    with pytest.raises(ConfigError, match="loss.objective"):
+        load_config(TOY, ["loss.objective=nope"])
+    with pytest.raises(ConfigError, match="loss.augment"):
+        load_config(TOY, ["loss.augment=color,zoom"])
+    with pytest.raises(ConfigError, match="loss.unroll_steps"):
+        load_config(TOY, ["loss.unroll_steps=-1"])
+    with pytest.raises(ConfigError, match="acgan"):
+        load_config(TOY, ["loss.objective=acgan"])  # not conditional
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_config(TOY, ["loss.unroll=3"])
+    assert type(Trainer(load_config(TOY, ["loss.objective=unrolled"])).objective) is UnrolledObjective
+
+
+# -- cGAN / ACGAN labels -----------------------------------------------------------------------------------
+
+def _labelled_images(n=32, classes=3, side=8):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(classes, (n,), generator=g)
+    x = torch.randn(n, 1, side, side, generator=g).clamp(-1, 1)
+    return x, y
+
+
+@pytest.mark.parametrize("arch,d_kwargs", [("dcgan", {}), ("resnet", {"conditioning": "projection"}),
+                                          ("resnet", {"conditioning": "concat"}), ("mlp", {})])
+def test_conditional_g_and_d_use_the_label(arch, d_kwargs):
+    torch.manual_seed(0)
+    shape = (1, 8, 8) if arch != "mlp" else (2,)
+    G, D = NETWORKS.get(arch).build(4, shape, 3, {"width": 8}, {"width": 8, **d_kwargs})
+    G.eval()
+    z = torch.randn(1, 4).repeat(3, 1)
+    y = torch.arange(3)
+    x = G(z, y)
+    assert not torch.allclose(x[0], x[1])  # same z, other class, other sample
+    with torch.no_grad():
+        for m in D.modules():  # move the label embeddings off their tiny init
+            if isinstance(m, torch.nn.Embedding):
+                m.weight.normal_()
+    xs = x[:1].detach().repeat(3, *[1] * len(shape))
+    out = D(xs, y)
+    assert out.shape == (3,) and not torch.allclose(out[0], out[1])  # same sample, other class, other score
+    with pytest.raises(ValueError, match="conditional"):
+        G(z, None)
+
+
+def _acgan(aux_weight=1.0):
+    cfg = load_config({"data": {"name": "digits", "resolution": 8}, "model": {
+        "arch": "resnet", "conditional": True, "z_dim": 4, "g": {"width": 8}, "d": {"width": 8, "conditioning": "aux"}},
+        "loss": {"objective": "acgan", "aux_weight": aux_weight}, "train": {"steps": 1}})
+    torch.manual_seed(0)
+    G, D = NETWORKS.get("resnet").build(4, (1, 8, 8), 3, dict(cfg.model.g), dict(cfg.model.d))
+    return ACGANObjective(G, D, cfg.loss, 4, 3), cfg
+
+
+def test_acgan_adds_class_cross_entropy_on_both_sides():
+    obj, cfg = _acgan(aux_weight=0.7)
+    x, y = _labelled_images()
+    obj.D.eval()  # spectral norm's power iteration would move between the two calls otherwise
+    scores, aux, stats = obj.discriminate(x, y)
+    s_ref, logits = obj.D.scores_and_classes(x)
+    obj.D.train()
+    assert scores.shape == (32,) and logits.shape == (32, 3)
+    assert aux.item() == pytest.approx(0.7 * F.cross_entropy(logits, y).item(), rel=1e-5)
+    assert stats["cls_acc"].item() == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    obj.build_phases(torch.optim.SGD(obj.G.parameters(), 0.1), torch.optim.SGD(obj.D.parameters(), 0.1), 1)
+    d_stats = obj.accumulate_gradients("D", x, y, 32)
+    assert {"cls_loss_real", "cls_loss_fake", "cls_acc_real", "cls_acc_fake"} <= set(d_stats)
+    assert obj.D.classifier.bias.grad is not None and obj.D.classifier.bias.grad.abs().sum() > 0
+    # The fake batch in the D step carries the real batch's labels; G's loss uses its own labels.
+    assert obj._cached[1] is y
+    g_stats = obj.accumulate_gradients("G", None, None, 32)
+    assert "g_cls_loss" in g_stats
+    g_aux = [p.grad.clone() for p in obj.G.parameters()]
+    # With aux_weight 0, G's gradient is the adversarial part alone: it must differ.
+    obj0, _ = _acgan(aux_weight=0.0)
+    obj0.G.load_state_dict(obj.G.state_dict())
+    obj0.D.load_state_dict(obj.D.state_dict())
+    obj0.build_phases(torch.optim.SGD(obj0.G.parameters(), 0.1), torch.optim.SGD(obj0.D.parameters(), 0.1), 1)
+    torch.manual_seed(1)
+    obj0.accumulate_gradients("G", None, None, 32)
+    torch.manual_seed(1)
+    obj.G.zero_grad()
+    obj.accumulate_gradients("G", None, None, 32)
+    assert any(not torch.allclose(a.grad, b.grad) for a, b in zip(obj.G.parameters(), obj0.G.parameters()))
+
+
+def test_acgan_needs_a_classifier_d():
+    cfg = load_config({"data": {"name": "digits"}, "model": {"arch": "dcgan", "conditional": True},
+                       "loss": {"objective": "acgan"}, "train": {"steps": 1}})
+    G, D = NETWORKS.get("dcgan").build(4, (1, 8, 8), 3, {"width": 8}, {"width": 8})
+    with pytest.raises(ConfigError, match="auxiliary classifier"):
+        ACGANObjective(G, D, cfg.loss, 4, 3)
+
+
+def test_acgan_classifier_learns_the_labels():
+    """A few ACGAN D steps on two trivially separable classes teach the aux head to name them."""
+    obj, _ = _acgan()
+    x = torch.cat([torch.full((16, 1, 8, 8), -0.8), torch.full((16, 1, 8, 8), 0.8)])
+    y = torch.cat([torch.zeros(16, dtype=torch.long), torch.ones(16, dtype=torch.long)])
+    opt = torch.optim.Adam(obj.D.parameters(), 1e-2)
+    obj.build_phases(torch.optim.SGD(obj.G.parameters(), 0.0), opt, 2)
+    for _ in range(30):
+        opt.zero_grad()
+        stats = obj.accumulate_gradients("D", x, y, 32)
+        opt.step()
+    assert stats["cls_acc_real"].item() == 1.0
+
+
+def test_sample_class_from_a_trained_conditional_run(tmp_path):
+    import gankit
+
+    cfg = ["train.steps=2", "data.limit=64", "train.batch_size=16", "model.g.width=8", "model.d.width=8"]
+    gankit.train("cgan-fashion-mnist", cfg, out=tmp_path / "run", quiet=True)
+    gan = gankit.load(tmp_path / "run")
+    x, y = gan.sample(6, seed=0, labels=4)
+    assert x.shape == (6, 1, 28, 28) and (y == 4).all()
+
+
+# -- unrolled GAN -------------------------------------------------------------------------------------------
+
+def _pair(loss="non-saturating"):
+    torch.manual_seed(0)
+    G, D = NETWORKS.get("mlp").build(4, (2,), 0, {"width": 16, "depth": 2}, {"width": 16, "depth": 2})
+    cfg = load_config(TOY, [f"loss.name={loss}"])
+    return G, D, cfg
+
+
+def _g_grads(obj, real, seed=7):
+    obj.G.zero_grad(set_to_none=True)
+    obj.G.requires_grad_(True)
+    obj.D.requires_grad_(False)
+    torch.manual_seed(seed)
+    stats = obj.accumulate_gradients("G", real, None, real.shape[0])
+    obj.D.requires_grad_(True)
+    return stats["g_loss"].item(), [p.grad.clone() for p in obj.G.parameters()]
+
+
+def test_unrolled_with_k0_equals_the_plain_objective():
+    G, D, cfg = _pair()
+    real = torch.randn(32, 2)
+    plain = GANObjective(G, D, cfg.loss, 4, 0)
+    plain.build_phases(torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters()), 2)
+    unrolled = UnrolledObjective(G, D, load_config(TOY, ["loss.objective=unrolled", "loss.unroll_steps=0"]).loss, 4, 0)
+    phases = unrolled.build_phases(torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters()), 2)
+    assert not [p for p in phases if p.name == "G"][0].needs_data
+    l0, g0 = _g_grads(plain, real)
+    l1, g1 = _g_grads(unrolled, real)
+    assert l0 == pytest.approx(l1, rel=1e-6)
+    for a, b in zip(g0, g1):
+        assert torch.allclose(a, b, atol=1e-7)
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam", "rmsprop"])
+def test_unrolled_steps_are_d_optimiser_steps(opt_name):
+    """G's unrolled loss equals its plain loss against a copy of D stepped k times by D's optimiser."""
+    G, D, cfg = _pair()
+    real = torch.randn(32, 2)
+    make = {"sgd": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.5),
+            "adam": lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.5, 0.9)),
+            "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=0.01)}[opt_name]
+    d_opt = make(D.parameters())
+    # one real D step first, so the optimiser has moments the unrolling must start from
+    (D(real).sum() * 0.1).backward()
+    d_opt.step()
+    d_opt.zero_grad()
+    k = 3
+    obj = UnrolledObjective(G, D, load_config(TOY, ["loss.objective=unrolled", f"loss.unroll_steps={k}"]).loss, 4, 0)
+    obj.build_phases(torch.optim.SGD(G.parameters(), 0.0), d_opt, 2)  # d_steps 2: fresh fake in the G step
+    loss_unrolled, grads_k = _g_grads(obj, real)
+    # the same fake batch, then k explicit optimiser steps on a copy of D
+    torch.manual_seed(7)
+    fake = G(torch.randn(32, 4)).detach()
+    D2 = copy.deepcopy(D)
+    opt2 = make(D2.parameters())
+    opt2.load_state_dict(d_opt.state_dict())
+    for _ in range(k):
+        opt2.zero_grad()
+        obj.loss.d(D2(real), D2(fake)).backward()
+        opt2.step()
+    assert loss_unrolled == pytest.approx(obj.loss.g(D2(fake)).item(), rel=1e-4)
+    assert torch.allclose(D(real), D(real))  # the real D is untouched ...
+    assert all(p.grad is None for p in D.parameters())  # ... and gets no gradient from G's step
+    # G's gradient sees through the unrolled updates: it differs from the gradient against D_k held fixed.
+    fixed = GANObjective(G, D2, cfg.loss, 4, 0)
+    fixed.build_phases(torch.optim.SGD(G.parameters(), 0.0), make(D2.parameters()), 2)
+    loss_fixed, grads_fixed = _g_grads(fixed, real)
+    assert loss_fixed == pytest.approx(loss_unrolled, rel=1e-4)
+    assert any(not torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_k, grads_fixed))
+
+
+def test_unrolled_trains_end_to_end():
+    tr = Trainer(load_config(TOY, ["loss.objective=unrolled", "loss.unroll_steps=2", "train.steps=3"]))
+    assert [p.needs_data for p in tr.phases] == [True, True]
+    for _ in range(3):
+        tr.train_step()
+    assert all(math.isfinite(v) for v in tr.pop_stats().values())
+
+
+# -- DiffAugment --------------------------------------------------------------------------------------------
+
+def test_diffaugment_is_differentiable():
+    for name in ["color", "translation", "cutout", "color,translation,cutout"]:
+        aug = DiffAugment(name)
+        x = torch.randn(2, 2, 8, 8, dtype=torch.float64, requires_grad=True)
+
+        def fixed_draw(x):
+            torch.manual_seed(11)  # the same random transform at every evaluation
+            return aug(x)
+
+        assert torch.autograd.gradcheck(fixed_draw, (x,), eps=1e-6, atol=1e-5)
+
+
+def test_diffaugment_draws_per_sample_within_the_reference_ranges():
+    torch.manual_seed(0)
+    n = 4000
+    x = torch.zeros(n, 1, 8, 8)
+    b = AUGMENTS.get("color")(x)  # from 0: brightness U[-.5, .5], then contrast keeps the mean
+    m = b.mean(dim=(1, 2, 3))
+    assert -0.5 <= m.min() and m.max() <= 0.5 and abs(m.mean()) < 0.03 and m.std() == pytest.approx(1 / 12 ** 0.5, rel=0.1)
+    img = torch.zeros(n, 1, 8, 8)
+    img[:, :, 4, 4] = 1.0  # a single bright pixel shows the shift
+    t = AUGMENTS.get("translation")(img)
+    pos = t.flatten(1).argmax(1)
+    dy, dx = pos // 8 - 4, pos % 8 - 4
+    kept = t.flatten(1).amax(1) > 0
+    assert kept.all()  # shifts of at most 1 pixel (1/8 of 8) keep the centre pixel inside
+    assert set(dy.tolist()) == {-1, 0, 1} and set(dx.tolist()) == {-1, 0, 1}
+    c = AUGMENTS.get("cutout")(torch.ones(n, 1, 8, 8))
+    zeros = (c == 0).flatten(1).sum(1).float()
+    assert zeros.max() == 16 and zeros.min() >= 4  # a 4x4 hole, clipped by the border at most to 2x2
+
+
+def test_diffaugment_applies_the_same_policy_to_real_and_fake_and_g_trains_through_it():
+    seen = []
+
+    def recording(x):
+        seen.append((x.requires_grad, tuple(x.shape)))
+        return DiffAugment("translation,cutout")(x)
+
+    torch.manual_seed(0)
+    G, D = NETWORKS.get("dcgan").build(4, (1, 8, 8), 0, {"width": 8}, {"width": 8, "batchnorm": False})
+    obj = GANObjective(G, D, load_config(TOY).loss, 4, 0, augment=recording)
+    obj.build_phases(torch.optim.SGD(G.parameters(), 0.1), torch.optim.SGD(D.parameters(), 0.1), 2)
+    real = torch.rand(8, 1, 8, 8) * 2 - 1
+    obj.accumulate_gradients("D", real, None, 8)
+    assert seen == [(False, (8, 1, 8, 8)), (False, (8, 1, 8, 8))]  # real, then detached fake
+    seen.clear()
+    D.requires_grad_(False)
+    obj.accumulate_gradients("G", None, None, 8)
+    assert seen == [(True, (8, 1, 8, 8))]  # G's fake goes through the augmentation with its graph
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters() if p.ndim > 1)
+
+
+def test_diffaugment_from_config_and_only_for_images():
+    tr = Trainer(load_config({"data": {"name": "digits", "resolution": 8}, "model": {
+        "arch": "dcgan", "z_dim": 4, "g": {"width": 8}, "d": {"width": 8}},
+        "loss": {"augment": "color,cutout"}, "train": {"steps": 1, "batch_size": 16}}))
+    assert tr.objective.augment.names == ["color", "cutout"]
+    tr.train_step()
+    toy = Trainer(load_config(TOY, ["loss.augment=translation"]))
+    with pytest.raises(ConfigError, match="needs images"):
+        toy.train_step()
+
+
+# -- PacGAN, minibatch discrimination, minibatch std ---------------------------------------------------------
+
+def test_pacgan_batches_are_multiples_of_pack_and_accuracy_counts_packs():
+    tr = Trainer(load_config(TOY, ["model.d.pack=4", "train.batch_size=32"]))
+    real, _ = tr.data.batch(torch.arange(32))
+    assert tr.D(real).shape == (8,)
+    tr.train_step()
+    stats = tr.pop_stats()
+    # 8 decisions per batch: accuracies are multiples of 1/8
+    for k in ("acc_real", "acc_fake"):
+        assert 0 <= stats[k] <= 1 and (stats[k] * 8) == pytest.approx(round(stats[k] * 8))
+    bad = Trainer(load_config(TOY, ["model.d.pack=3", "train.batch_size=32"]))
+    with pytest.raises(ConfigError, match="multiple of model.d.pack=3"):
+        bad.train_step()
+
+
+def test_pacgan_d_sees_the_samples_of_a_pack_jointly():
+    torch.manual_seed(0)
+    _, D = NETWORKS.get("mlp").build(4, (2,), 0, {}, {"width": 8, "pack": 2})
+    x = torch.randn(4, 2)
+    y = x.clone()
+    y[1] += 1.0  # change the second member of the first pack only
+    a, b = D(x), D(y)
+    assert not torch.allclose(a[0], b[0]) and torch.allclose(a[1], b[1])
+
+
+def test_minibatch_std_sees_collapse():
+    layer = MinibatchStdDev(group=4)
+    same = torch.randn(1, 3, 4, 4).repeat(8, 1, 1, 1)
+    out = layer(same)
+    assert out.shape == (8, 4, 4, 4) and out[:, 3].abs().max() < 1e-3
+    diverse = layer(torch.randn(8, 3, 4, 4))
+    assert diverse[:, 3].min() > 0.5  # about E|std| of unit normals
+
+
+def test_minibatch_discrimination_sees_collapse():
+    torch.manual_seed(0)
+    layer = MinibatchDiscrimination(6, kernels=5, kernel_dim=3)
+    same = layer(torch.ones(4, 6))
+    assert same.shape == (4, 11) and torch.allclose(same[:, 6:], torch.full((4, 5), 3.0))  # exp(0) · (B − 1)
+    far = layer(torch.randn(4, 6) * 100)
+    assert far[:, 6:].max() < 1e-3
+
+
+@pytest.mark.parametrize("arch,shape,kw", [("mlp", (2,), {"minibatch_kernels": 5}),
+                                          ("resnet", (1, 8, 8), {"minibatch_std": True}),
+                                          ("dcgan", (1, 8, 8), {"minibatch_std": True})])
+def test_minibatch_layers_make_d_score_depend_on_the_batch(arch, shape, kw):
+    torch.manual_seed(0)
+    _, D = NETWORKS.get(arch).build(4, shape, 0, {"width": 8}, {"width": 8, **kw})
+    x = torch.randn(8, *shape)
+    y = x.clone()
+    y[1:] = x[:1]  # the others collapse onto sample 0; sample 0 itself is unchanged
+    assert not torch.allclose(D(x)[0], D(y)[0])
+
+
+# -- ResNet family and self-attention ----------------------------------------------------------------------
+
+def test_self_attention_starts_as_identity_and_mixes_positions():
+    torch.manual_seed(0)
+    att = SelfAttention(16)
+    x = torch.randn(2, 16, 8, 8)
+    assert torch.equal(att(x), x)
+    with torch.no_grad():
+        att.gamma.fill_(1.0)
+    y = x.clone()
+    y[:, :, 0, 0] += 5.0
+    assert not torch.allclose(att(x)[:, :, 7, 7], att(y)[:, :, 7, 7])  # a far position sees the change
+
+
+@pytest.mark.parametrize("res", [28, 32])
+def test_resnet_family_shapes_and_spectral_norm(res):
+    G, D = NETWORKS.get("resnet").build(8, (3, res, res), 0, {"width": 8, "attention": 2 * res // 4 // 2 * 2,
+                                                                "spectral": True},
+                                        {"width": 8, "attention": res // 2})
+    x = G(torch.randn(4, 8))
+    assert x.shape == (4, 3, res, res) and x.abs().max() <= 1
+    assert D(x).shape == (4,)
+    sn_layers = [m for m in D.modules() if hasattr(m, "parametrizations")]
+    assert sn_layers and any(isinstance(m, SelfAttention) for m in D.modules())
+    assert any(hasattr(m, "parametrizations") for m in G.modules())
+    with pytest.raises(ConfigError, match="attention"):
+        NETWORKS.get("resnet").build(8, (3, res, res), 0, {"attention": 5}, {})
