@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from .distributed import mean_across_ranks
 from .objective import OBJECTIVES, GANObjective, Phase
 
 
@@ -65,6 +66,7 @@ class UnrolledObjective(GANObjective):
                 d_loss = self.loss.d(d(real, y_real, params), d(fake, y, params))
             names = list(params)
             grads = torch.autograd.grad(d_loss, [params[k] for k in names], create_graph=True)
+            grads = mean_across_ranks(grads)  # torchrun: D's global-batch gradient, differentiably (identity otherwise)
             params = update(params, dict(zip(names, grads)))
         with self.autocast():
             loss = self.loss.g(d(fake, y, params))
