@@ -1,0 +1,74 @@
+"""gankit report: one self-contained HTML page, checked as text and in a real headless Chromium."""
+import json
+import re
+import shutil
+
+import pytest
+
+from gankit.cli.main import main
+from gankit.train.run import train
+from gankit.viz.report import write_report
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny ring8 run that diverges once (so it has health events), with an eval.json beside it."""
+    out = tmp_path_factory.mktemp("report") / "run"
+    train("gan-ring8", ["data.size=2000", "model.g.width=32", "model.d.width=32", "train.batch_size=64",
+                        "train.threads=1", "train.steps=120", "train.log_every=10", "train.sample_every=30",
+                        "train.g_optim.lr=0.5", "train.d_optim.lr=0.5", "health.lr_factor=0.1",
+                        "health.on_converged=warn"], out=out, quiet=True)
+    (out / "eval.json").write_text(json.dumps({"fid": 12.5, "modes": {"modes": 7, "hq": 81.2}}))
+    return out
+
+
+def test_report_is_one_self_contained_page(run_dir):
+    path = write_report(run_dir)
+    assert path == run_dir / "report.html"
+    page = path.read_text()
+    srcs = re.findall(r'<img src="([^"]*)"', page)
+    assert len(srcs) >= 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r'(src|href)="(https?:|file:|/)', page)          # nothing outside the file
+    for title in ("Health", "Samples over time", "Losses and discriminator accuracy", "Gradient norms",
+                  "Health signals", "Evaluation", "Configuration"):
+        assert f"<h2>{title}</h2>" in page
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert events and page.count("<tr><td>") >= len(events)
+    assert "diverged" in page and "rolled back to step 0" in page
+    assert "12.5" in page and "hq" in page                               # evaluation cards
+    assert "name: gan-ring8" in page                                     # the config
+
+
+def test_report_command(run_dir, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(run_dir), "-o", str(out), "--samples", "2"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert len(re.findall(r"<figcaption>step", out.read_text())) == 2
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a gankit run folder" in capsys.readouterr().err
+
+
+def test_report_renders_in_headless_chromium(run_dir, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    path = write_report(run_dir)
+    shot = tmp_path / "report.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1200, "height": 900})
+        try:
+            page = browser.new_page()
+            page.goto(path.as_uri())
+            page.wait_for_load_state("load")
+            images = page.evaluate("() => Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    assert len(images) >= 6
+    assert all(complete and width > 0 for _, complete, width in images), images
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
