@@ -1,0 +1,211 @@
+"""Data-parallel training (gankit/train/distributed.py) with real processes on the CPU (gloo).
+
+The claim under test: N processes with a global batch B train exactly the run one process
+with batch B trains (to float rounding), write one run folder, and leave checkpoints that
+resume on any number of processes. Processes run with one thread each.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gankit.config import load_config
+from gankit.data import EpochSampler
+from gankit.train.checkpoint import load_checkpoint
+from gankit.train.distributed import Dist, ShardedNoise
+from gankit.train.loop import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+# A tiny gan-ring8: R1 in D (double backward), BatchNorm in G synced over ranks, an EMA of G.
+TINY = ["model.g.width=32", "model.d.width=32", "model.g.batchnorm=true", "train.sync_batchnorm=true",
+        "train.ema=0.9", "train.batch_size=64", "train.log_every=5", "train.checkpoint_every=10",
+        "train.sample_every=1000", "train.threads=1", "health.samples=64", "train.dist_timeout_s=60"]
+TOL = 1e-4  # max |difference| of any logged number or weight between 2 processes and 1 (float rounding)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env(**extra) -> dict:
+    e = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    e.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), **{k: str(v) for k, v in extra.items()})
+    return e
+
+
+def sets(overrides) -> list:
+    return [a for o in overrides for a in ("--set", o)]
+
+
+def gankit_train(args, cwd, nproc=1, wait=True, **kw):
+    """``gankit train ARGS --quiet`` in ``nproc`` processes (torchrun when > 1); waits unless told not to."""
+    launcher = [sys.executable]
+    if nproc > 1:
+        launcher += ["-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", str(free_port())]
+    p = subprocess.Popen(launcher + ["-m", "gankit", "train", *args, "--quiet"], cwd=cwd, env=env(**kw),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return finish(p) if wait else p
+
+
+def finish(p: subprocess.Popen, ok: bool = True) -> tuple:
+    out, err = p.communicate(timeout=120)
+    if ok:
+        assert p.returncode == 0, err[-3000:]
+    return out, err, p.returncode
+
+
+def records(run_dir: Path) -> dict:
+    return {r["step"]: r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())}
+
+
+def max_diff(a: dict, b: dict, keys) -> float:
+    return max(abs(a[k] - b[k]) for k in keys)
+
+
+def test_two_processes_train_the_single_process_run_and_resume_in_one(tmp_path):
+    # 2 processes × 32 samples for 20 steps, then that checkpoint resumed in 1 process to step 30,
+    # against 1 process × 64 samples for 30 steps straight.
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    one = gankit_train(["gan-ring8", "--out", str(single), *sets(TINY + ["train.steps=30"])], tmp_path, wait=False)
+    out, _, _ = gankit_train(["gan-ring8", "--out", str(ddp), *sets(TINY + ["train.steps=20"])], tmp_path, nproc=2)
+    finish(one)
+    assert out.count("trained gan-ring8") == 1  # rank 0 speaks for the job
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp", "single"]  # one folder per run, nothing else
+    assert not list(ddp.glob("**/*rank*"))
+
+    ref, got = records(single), records(ddp)
+    assert sorted(got) == [5, 10, 15, 20]
+    keys = ["d_loss", "g_loss", "r1", "acc_real", "acc_fake", "d_real", "d_fake", "grad/D", "grad/G"]
+    for step in got:
+        assert max_diff(got[step], ref[step], keys) < TOL, (step, got[step], ref[step])
+    # The losses moved: equality is not two runs that did nothing.
+    assert max_diff(ref[20], ref[5], keys) > 100 * TOL
+
+    # Resume the 2-process checkpoint in one process: it continues the same run.
+    gankit_train(["--resume", str(ddp), *sets(["train.steps=30"])], tmp_path)
+    got = records(ddp)
+    assert sorted(got) == [5, 10, 15, 20, 25, 30]
+    for step in (25, 30):
+        assert max_diff(got[step], ref[step], keys) < TOL, (step, got[step], ref[step])
+    a, b = load_checkpoint(ddp / "checkpoints/latest.safetensors"), load_checkpoint(single / "checkpoints/latest.safetensors")
+    assert a["trainer"]["step"] == b["trainer"]["step"] == 30
+    # The biases of G's layers that feed a BatchNorm have a gradient of exactly 0, so Adam turns
+    # its rounding noise into steps of up to lr = 1e-3 (differently in the two runs); BatchNorm
+    # cancels them and its running mean carries them. Every other tensor agrees to 1e-6.
+    lr_steps = {f"net.{i}.bias" for i in (0, 3, 6)} | {f"net.{i}.running_mean" for i in (1, 4, 7)}
+    for net in ("G", "D", "G_ema"):
+        for k, v in b["modules"][net].items():
+            atol = 30 * 1e-3 if net != "D" and k in lr_steps else 1e-6
+            assert torch.allclose(a["modules"][net][k].float(), v.float(), atol=atol), (net, k)
+
+
+WORKER = textwrap.dedent("""
+    import os, sys, json, torch
+    from gankit.config import load_config
+    from gankit.train.loop import Trainer
+    from gankit.train.checkpoint import save_checkpoint
+
+    cfg = load_config("gan-ring8", json.loads(sys.argv[1]))
+    mode, out = sys.argv[2], sys.argv[3]
+    t = Trainer(cfg)
+    for step in range(int(sys.argv[4])):
+        if mode == "die" and t.dist.rank == 1 and step == 2:
+            os._exit(3)  # a rank that dies without a word
+        t.train_step()
+    stats = t.pop_stats()
+    if t.dist.is_main:
+        save_checkpoint(out, {"G": t.G.state_dict(), "D": t.D.state_dict(), "stats": stats})
+""")
+
+
+def run_workers(tmp_path, overrides, mode, steps, world, timeout=90):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    out = tmp_path / f"{mode}-{world}.safetensors"
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, str(script), json.dumps(overrides), mode, str(out), str(steps)],
+                              env=env(RANK=r, WORLD_SIZE=world, LOCAL_RANK=r, MASTER_ADDR="127.0.0.1", MASTER_PORT=port),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in range(world)]
+    results = [p.communicate(timeout=timeout) + (p.returncode,) for p in procs]
+    return out, results
+
+
+def test_unrolled_gan_matches_one_process_exactly(tmp_path):
+    # The unrolled inner loop all-reduces D's look-ahead gradients differentiably, and R1 takes a
+    # double backward through D: 2 processes must still give 1 process's weights.
+    overrides = ["loss.objective=unrolled", "loss.unroll_steps=2", "model.g.width=16", "model.d.width=16",
+                 "train.batch_size=32", "train.threads=1", "train.steps=3", "health.enabled=false",
+                 "train.dist_timeout_s=60"]
+    out, res = run_workers(tmp_path, overrides, "ok", 3, world=2)
+    assert all(rc == 0 for _, _, rc in res), [e[-2000:] for _, e, _ in res]
+    a = load_checkpoint(out)
+    t = Trainer(load_config("gan-ring8", overrides))  # one process, here
+    for _ in range(3):
+        t.train_step()
+    stats = t.pop_stats()
+    for net, m in (("G", t.G), ("D", t.D)):
+        for k, v in m.state_dict().items():
+            assert torch.allclose(a[net][k], v, atol=1e-6), (net, k, (a[net][k] - v).abs().max())
+    assert abs(a["stats"]["g_loss"] - stats["g_loss"]) < 1e-6 and stats["g_loss"] != 0
+
+
+def test_a_dead_rank_or_a_missing_one_is_an_error_not_a_hang(tmp_path):
+    overrides = ["model.g.width=16", "model.d.width=16", "train.batch_size=32", "train.threads=1",
+                 "train.steps=50", "health.enabled=false", "train.dist_timeout_s=5"]
+    tic = time.monotonic()
+    # Rendezvous: rank 0 of 2 waits for a rank 1 that never comes, then says so (run alongside).
+    alone = gankit_train(["gan-ring8", "--out", str(tmp_path / "r"), *sets(overrides + ["train.dist_timeout_s=2"])],
+                         tmp_path, wait=False, RANK=0, WORLD_SIZE=2, LOCAL_RANK=0, MASTER_ADDR="127.0.0.1",
+                         MASTER_PORT=free_port())
+    # Rank 1 dies at its third step: rank 0's next all-reduce fails.
+    _, res = run_workers(tmp_path, overrides, "die", 50, world=2, timeout=60)
+    (_, err0, rc0), (_, _, rc1) = res
+    assert rc1 == 3 and rc0 != 0
+    assert "another process died or stalled" in err0 and "train.dist_timeout_s=5" in err0, err0[-2000:]
+    _, err, rc = finish(alone, ok=False)
+    assert rc == 2 and "could not join the other processes" in err, err[-2000:]
+    assert not (tmp_path / "r").exists()
+    assert time.monotonic() - tic < 50
+
+
+def test_sampler_and_noise_slices_make_up_the_global_batch():
+    # Rank r's slice of every global batch and of every noise draw; together the single-process ones.
+    one = EpochSampler(100, 16, seed=3)
+    ranks = [EpochSampler(100, 16, seed=3, rank=r, world_size=4) for r in range(4)]
+    for _ in range(13):  # crosses epoch boundaries (6 batches per epoch)
+        assert torch.equal(torch.cat([s.next() for s in ranks]), one.next())
+    assert all(s.state_dict()["position"] == one.state_dict()["position"] for s in ranks)
+    # A checkpoint of the 4-rank sampler resumes in one process at the same place.
+    resumed = EpochSampler(100, 16, seed=0)
+    resumed.load_state_dict(ranks[2].state_dict())
+    assert torch.equal(resumed.next(), one.next())
+    with pytest.raises(ValueError, match="split evenly"):
+        EpochSampler(100, 10, seed=0, rank=0, world_size=4)
+
+    z1 = ShardedNoise(8, seed=5)
+    zs = [ShardedNoise(8, seed=5, rank=r, world_size=2) for r in range(2)]
+    for _ in range(3):
+        assert torch.equal(torch.cat([z(6, "cpu") for z in zs]), z1(12, "cpu"))
+
+
+def test_single_process_dist_is_a_no_op():
+    d = Dist()
+    m = torch.nn.Linear(3, 2)
+    m(torch.randn(4, 3)).sum().backward()
+    g = m.weight.grad.clone()
+    d.average_gradients(m)
+    assert torch.equal(m.weight.grad, g)
+    assert d.mean_stats({"a": torch.tensor(3.0)}, {"a": 2}) == {"a": 1.5}
+    assert d.broadcast_json({"x": 1}) == {"x": 1}
