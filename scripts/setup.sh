@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs gankit and everything it needs on a fresh machine (Debian/Ubuntu, Python >= 3.10).
-#   bash scripts/setup.sh          # the package, PyTorch (CPU wheel unless a CUDA GPU is present), Fashion-MNIST
-#   bash scripts/setup.sh --test   # also what the test suite needs (pytest, Chromium, Playwright)
+#   bash scripts/setup.sh            # the package, PyTorch (CPU wheel unless a CUDA GPU is present),
+#                                    # Fashion-MNIST, and what the tests need (pytest, Chromium, Playwright)
+#   bash scripts/setup.sh --no-test  # without the test tools
 # PyTorch is installed first and pinned, so pip never replaces it with a multi-GB CUDA build
 # on a CPU machine. Off this machine, CPU-only users may point GANKIT_TORCH_INDEX at PyTorch's
 # CPU wheel index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP="python3 -m pip"
-with_test=0
-[ "${1:-}" = "--test" ] && with_test=1
+with_test=1
+[ "${1:-}" = "--no-test" ] && with_test=0
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
 
