@@ -193,3 +193,18 @@ def test_health_config_rejects_unknown_keys_and_bad_values():
     with pytest.raises(ConfigError, match="health.lr_factor"):
         load_config("gan-ring8", ["health.lr_factor=2"])
     assert load_config("gan-ring8", ["health.enabled=false"]).health.enabled is False
+
+
+def test_resume_keeps_events_up_to_the_checkpoint_and_goes_on(tmp_path):
+    first = run(tmp_path, ["train.g_optim.lr=0.5", "train.d_optim.lr=0.5", "train.steps=60", "train.log_every=20",
+                           "health.lr_factor=0.1", "health.on_converged=warn"])
+    before = events(first.dir)
+    assert before and all(e["step"] <= 60 for e in before)
+    # A stale event after the checkpoint (as a crash would leave) is dropped on resume.
+    with open(first.dir / "events.jsonl", "a") as f:
+        f.write(json.dumps({"kind": "unstable", "step": 999, "message": "stale"}) + "\n")
+    again = train(None, ["train.steps=100"], resume=first.dir, quiet=True)
+    assert again.trainer.state.step == 100
+    after = events(first.dir)
+    assert after[:len(before)] == before and all(e["step"] != 999 for e in after)
+    assert json.loads((first.dir / "health.json").read_text())["final_step"] == 100

@@ -6,11 +6,12 @@ Every log record (``train.log_every`` generator steps) the monitor reads cheap s
   loop measured on that step (``grad/G``, ``grad/G/<layer>``, ``grad/D``; see
   :meth:`Trainer.grad_norm_stats`);
 * from ``health.samples`` samples of G on fixed noise against as many real samples, in a feature
-  space (the data itself for 1D/2D points; pixels average-pooled to at most 16×16 for images):
-  diversity = mean pairwise distance of generated / of real samples, energy distance between
-  the two sets divided by the real mean distance (a quality proxy: 0 = same distribution) and,
-  for the 1D/2D mixtures, the modes covered and the entropy of the nearest-mode histogram of
-  generated samples divided by the real data's;
+  space (1D/2D points as they are; images in the domain feature network's space when its
+  weights are cached, else pixels average-pooled to at most 16×16): diversity = mean pairwise
+  distance of generated / of real samples; energy distance between the two sets divided by the
+  real mean distance (a quality proxy: 0 = same distribution); the entropy of the histogram of
+  generated samples over the data's classes (domain network) or nearest modes (mixtures)
+  divided by the real data's; for mixtures, the share of modes covered;
 * whether any logged number or any weight of G or D is NaN or infinite.
 
 From the last ``health.window`` records it diagnoses (thresholds are ``health.*`` keys):
@@ -20,10 +21,11 @@ From the last ``health.window`` records it diagnoses (thresholds are ``health.*`
                        ``explode_factor`` × its median over the previous window (at least 1).
 ``mode_collapse``      over the whole window, diversity < ``collapse_diversity``, or the mode
                        histogram entropy ratio < ``collapse_entropy``.
-``vanishing_gradients`` over the whole window, G's gradient norm < ``vanishing_ratio`` × the
-                       largest window median seen so far, or below ``vanishing_abs``.
-``unstable``           in the window, ≥ 2 loss spikes (robust z-score > ``spike_z``), or D's
-                       accuracy on fake swinging by > ``swing`` between records on average.
+``vanishing_gradients`` over the whole window, G's gradient norm < ``vanishing_rel`` × the norm of
+                       G's weights, or < ``vanishing_ratio`` × its largest window median so far.
+``unstable``           in the window, a loss jumping between records by more than ``oscillation``
+                       × (|its median| + 0.1) on average, ≥ 2 loss spikes (robust z-score >
+                       ``spike_z``), or D's accuracy on fake moving by > ``swing`` per record.
 ``d_lost``/``converged`` over the whole window D's balanced accuracy is 0.5 ± ``chance_tol``, and
                        the quality score (the evaluator's if there is one, else the energy
                        distance) has not improved for ``patience`` records. ``converged`` when
@@ -46,6 +48,7 @@ import json
 import math
 import statistics
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -128,7 +131,7 @@ def mode_histogram(x: torch.Tensor, modes: torch.Tensor, radius: float) -> torch
 
 def entropy(counts: torch.Tensor) -> float:
     p = counts / counts.sum().clamp_min(1e-12)
-    return float(-(p[p > 0] * p[p > 0].log()).sum())
+    return float(-(p[p > 0] * p[p > 0].log()).sum()) + 0.0  # + 0.0: no "-0"
 
 
 class SampleProbe:
@@ -411,9 +414,22 @@ class HealthCallback(Callback):
         self.best_energy: Optional[float] = None
         self.noise_sigma = 0.0
         self.probe: Optional[SampleProbe] = None
+        self.seconds = 0.0                        # wall time spent in this monitor (its own cost)
 
     # -- hooks ------------------------------------------------------------------------------
     def on_start(self, run) -> None:
+        tic = time.perf_counter()
+        self._start(run)
+        self.seconds += time.perf_counter() - tic
+
+    def on_log(self, run, record: dict) -> Optional[dict]:
+        tic = time.perf_counter()
+        try:
+            return self._on_log(run, record)
+        finally:
+            self.seconds += time.perf_counter() - tic
+
+    def _start(self, run) -> None:
         t = run.trainer
         t.grad_norms = self.cfg.grad_norms
         self.probe = SampleProbe(t, self.cfg.samples, run.cfg.seed) if self.cfg.samples > 0 else None
@@ -427,7 +443,7 @@ class HealthCallback(Callback):
                     if line.strip() and json.loads(line)["step"] <= t.state.step]
             atomic_write_text(path, "".join(line + "\n" for line in keep))
 
-    def on_log(self, run, record: dict) -> Optional[dict]:
+    def _on_log(self, run, record: dict) -> Optional[dict]:
         t = run.trainer
         sig = self._signals(run, record)
         for k in ("diversity", "energy", "modes", "entropy", "grad_g_rel"):
@@ -454,6 +470,7 @@ class HealthCallback(Callback):
         summary = {"status": self._status(run), "events": counts, "rollbacks": self.rollbacks,
                    "lr_scale": self.lr_scale, "stop_reason": run.stop_reason,
                    "final_step": run.trainer.state.step, "active": sorted(self.monitor.active),
+                   "monitor_seconds": round(self.seconds, 3), "train_seconds": round(run.trainer.state.seconds, 3),
                    "feature_space": self.probe.space if self.probe is not None else None,
                    "thresholds": asdict(self.cfg)}
         from ..utils import atomic_write_text
@@ -547,6 +564,8 @@ class HealthCallback(Callback):
             return last if last in ("converged", "d_lost") else "stopped: " + last
         if self.monitor.active:
             return ",".join(sorted(self.monitor.active))
+        if self.rollbacks:
+            return "recovered"
         return "healthy" if not self.events else "finished"
 
 
