@@ -103,6 +103,7 @@ class Trainer:
         self._counts: Dict[str, int] = defaultdict(int)
         # Set by a health monitor: steps that end on a log boundary also measure gradient norms.
         self.grad_norms = False
+        self._time_up = False  # torchrun with train.minutes: rank 0's verdict, see train_step
         if self.dist.rank:  # other randomness (augmentation, GP mixing, dropout) is each rank's own
             seed_everything(rank_seed(cfg.seed, self.dist.rank))
 
@@ -121,8 +122,9 @@ class Trainer:
             return True
         if t.minutes is None:
             return False
-        # Wall time differs between processes: rank 0's clock decides for all of them.
-        return bool(self.dist.broadcast_json(self.state.seconds >= t.minutes * 60))
+        if self.dist.enabled:  # rank 0's clock, agreed on at the start of each step (done() never communicates)
+            return self._time_up
+        return self.state.seconds >= t.minutes * 60
 
     @property
     def epoch(self) -> float:
@@ -132,6 +134,8 @@ class Trainer:
     def train_step(self) -> None:
         step = self.state.step
         norms_due = self.grad_norms and self._log_due(step + 1)
+        if self.dist.enabled and self.cfg.train.minutes is not None:  # wall time differs between processes
+            self._time_up = bool(self.dist.broadcast_json(self.state.seconds >= self.cfg.train.minutes * 60))
         for phase in self.phases:
             if step % phase.every:
                 continue
