@@ -1,0 +1,131 @@
+"""Training-step speed: gankit's step against a plain fp32 eager PyTorch step of the same networks.
+
+Both are timed in the same process, in alternating windows after warm-up, so the ratio
+survives a noisy machine; images/s are medians over windows. FLOPs per image are the model
+FLOPs of one plain step (G forward, D forward on real and fake, both backward passes), counted
+with ``torch.utils.flop_counter``; "% of peak" divides achieved GFLOP/s by this machine's
+measured dense matmul throughput in the same dtype.
+"""
+from __future__ import annotations
+
+import copy
+import resource
+import statistics
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from .config import load_config
+from .train.loop import Trainer
+
+
+def matmul_peak_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 0.5) -> float:
+    """Best-of-windows dense (n×n)·(n×n) throughput in GFLOP/s on the CPU/GPU in use."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(5):
+        reps, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds / 5:
+            a @ b
+            reps += 1
+        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def plain_step(trainer: Trainer) -> Callable[[], None]:
+    """The straightforward PyTorch step for the trainer's networks: fp32, eager, BCE-with-logits
+    (non-saturating), fresh copies of G and D, no EMA, no tricks."""
+    G, D = copy.deepcopy(trainer.G).float(), copy.deepcopy(trainer.D).float()
+    G = G.to(memory_format=torch.contiguous_format)
+    D = D.to(memory_format=torch.contiguous_format)
+    g_opt = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    data, sampler, z_dim = trainer.data, copy.deepcopy(trainer.sampler), trainer.cfg.model.z_dim
+    n_cls = trainer.num_classes
+
+    def step():
+        real, y = data.batch(sampler.next())
+        y = y if n_cls else None
+        z = torch.randn(real.shape[0], z_dim, device=real.device)
+        fake = G(z, y)
+        d_opt.zero_grad()
+        out_real, out_fake = D(real, y), D(fake.detach(), y)
+        d_loss = F.binary_cross_entropy_with_logits(out_real, torch.ones_like(out_real)) + \
+            F.binary_cross_entropy_with_logits(out_fake, torch.zeros_like(out_fake))
+        d_loss.backward()
+        d_opt.step()
+        g_opt.zero_grad()
+        out = D(fake, y)
+        F.binary_cross_entropy_with_logits(out, torch.ones_like(out)).backward()
+        g_opt.step()
+
+    return step
+
+
+def flops_per_image(step: Callable[[], None], batch_size: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / batch_size
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench(recipe: str, overrides: Optional[List[str]] = None, windows: int = 7, steps_per_window: int = 5,
+          warmup: int = 3) -> Dict[str, float | str]:
+    """Measure one recipe; returns a dict of figures (see module docstring)."""
+    cfg = load_config(recipe, list(overrides or []) + ["train.steps=1000000", "train.log_every=1000000"])
+    trainer = Trainer(cfg)
+    baseline = plain_step(trainer)
+    batch = cfg.train.batch_size
+    ours_fn = trainer.train_step
+    for _ in range(warmup):
+        ours_fn()
+        baseline()
+    _sync(trainer.device)
+    times = {"ours": [], "plain": []}
+    for _ in range(windows):
+        for name, fn in (("ours", ours_fn), ("plain", baseline)):
+            t0 = time.perf_counter()
+            for _ in range(steps_per_window):
+                fn()
+            _sync(trainer.device)
+            times[name].append((time.perf_counter() - t0) / steps_per_window)
+    trainer.pop_stats()
+    flops = flops_per_image(baseline, batch)
+    ours_s, plain_s = statistics.median(times["ours"]), statistics.median(times["plain"])
+    peak32 = matmul_peak_gflops(torch.float32)
+    peak16 = matmul_peak_gflops(torch.bfloat16)
+    ours_gflops = flops * batch / ours_s / 1e9
+    plain_gflops = flops * batch / plain_s / 1e9
+    peak_ours = peak16 if trainer.precision == "bf16" else peak32
+    return {
+        "recipe": cfg.name, "precision": trainer.precision, "batch": batch,
+        "ours_img_s": batch / ours_s, "plain_img_s": batch / plain_s, "speedup": plain_s / ours_s,
+        "mflop_per_img": flops / 1e6, "ours_gflops": ours_gflops, "plain_gflops": plain_gflops,
+        "peak_fp32_gflops": peak32, "peak_bf16_gflops": peak16,
+        "ours_peak_frac": ours_gflops / peak_ours, "plain_peak_frac": plain_gflops / peak32,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def format_table(rows: List[Dict[str, float | str]]) -> str:
+    head = ("| recipe | precision | batch | gankit img/s | plain fp32 img/s | speed-up | MFLOP/img | "
+            "gankit GFLOP/s (% of peak) | plain GFLOP/s (% of fp32 peak) | peak fp32 / bf16 GFLOP/s | peak RSS MB |")
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for r in rows:
+        lines.append(
+            f"| {r['recipe']} | {r['precision']} | {r['batch']} | {r['ours_img_s']:.0f} | {r['plain_img_s']:.0f} | "
+            f"{r['speedup']:.2f}x | {r['mflop_per_img']:.1f} | {r['ours_gflops']:.1f} ({100 * r['ours_peak_frac']:.0f}%) | "
+            f"{r['plain_gflops']:.1f} ({100 * r['plain_peak_frac']:.0f}%) | "
+            f"{r['peak_fp32_gflops']:.0f} / {r['peak_bf16_gflops']:.0f} | {r['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
