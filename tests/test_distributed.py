@@ -6,6 +6,7 @@ resume on any number of processes. Processes run with one thread each.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -111,7 +112,7 @@ def test_two_processes_train_the_single_process_run_and_resume_in_one(tmp_path):
 
 
 WORKER = textwrap.dedent("""
-    import os, sys, json, torch
+    import copy, os, sys, json, torch
     from gankit.config import load_config
     from gankit.train.loop import Trainer
     from gankit.train.checkpoint import save_checkpoint
@@ -123,9 +124,17 @@ WORKER = textwrap.dedent("""
         if mode == "die" and t.dist.rank == 1 and step == 2:
             os._exit(3)  # a rank that dies without a word
         t.train_step()
+        if step == 0:
+            snapshot = copy.deepcopy(t.state_dict())
     stats = t.pop_stats()
+    # Rank 0 alone rolls back (as when its health monitor asks), then every rank takes its state.
     if t.dist.is_main:
-        save_checkpoint(out, {"G": t.G.state_dict(), "D": t.D.state_dict(), "stats": stats})
+        t.rollback(snapshot, lr_scale=0.5)
+    t.sync_from_main()
+    t.train_step()
+    after = t.pop_stats()
+    if t.dist.is_main:
+        save_checkpoint(out, {"G": t.G.state_dict(), "D": t.D.state_dict(), "stats": stats, "after": after})
 """)
 
 
@@ -142,23 +151,30 @@ def run_workers(tmp_path, overrides, mode, steps, world, timeout=90):
     return out, results
 
 
-def test_unrolled_gan_matches_one_process_exactly(tmp_path):
+def test_unrolled_gan_and_a_rollback_match_one_process_exactly(tmp_path):
     # The unrolled inner loop all-reduces D's look-ahead gradients differentiably, and R1 takes a
-    # double backward through D: 2 processes must still give 1 process's weights.
+    # double backward through D: 2 processes must still give 1 process's weights; so must a
+    # rollback that rank 0 alone performs and then sends to the others.
     overrides = ["loss.objective=unrolled", "loss.unroll_steps=2", "model.g.width=16", "model.d.width=16",
                  "train.batch_size=32", "train.threads=1", "train.steps=3", "health.enabled=false",
                  "train.dist_timeout_s=60"]
     out, res = run_workers(tmp_path, overrides, "ok", 3, world=2)
     assert all(rc == 0 for _, _, rc in res), [e[-2000:] for _, e, _ in res]
     a = load_checkpoint(out)
-    t = Trainer(load_config("gan-ring8", overrides))  # one process, here
-    for _ in range(3):
+    t = Trainer(load_config("gan-ring8", overrides))  # one process, here, the same moves
+    for step in range(3):
         t.train_step()
+        if step == 0:
+            snapshot = copy.deepcopy(t.state_dict())
     stats = t.pop_stats()
+    t.rollback(snapshot, lr_scale=0.5)
+    t.train_step()
+    assert t.state.step == 2
     for net, m in (("G", t.G), ("D", t.D)):
         for k, v in m.state_dict().items():
             assert torch.allclose(a[net][k], v, atol=1e-6), (net, k, (a[net][k] - v).abs().max())
     assert abs(a["stats"]["g_loss"] - stats["g_loss"]) < 1e-6 and stats["g_loss"] != 0
+    assert abs(a["after"]["d_loss"] - t.pop_stats()["d_loss"]) < 1e-6
 
 
 def test_a_dead_rank_or_a_missing_one_is_an_error_not_a_hang(tmp_path):

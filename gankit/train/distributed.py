@@ -255,17 +255,37 @@ def _destroy() -> None:
         dist.destroy_process_group()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Σ over ranks, differentiable any number of times: the backward of a sum over ranks is
+    the sum over ranks of the incoming gradients (each rank's loss depends on every rank's input)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x = x.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return _AllReduceSum.apply(grad)
+
+
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """Differentiable Σ of ``x`` over ranks (``x`` itself in a single process)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    return _AllReduceSum.apply(x)
+
+
 def mean_across_ranks(tensors: Sequence[Tensor]) -> List[Tensor]:
     """Differentiable mean over ranks of each tensor (identity in a single process). Its backward
     all-reduces the incoming gradients, so second-order paths (the unrolled GAN) stay exact."""
     tensors = list(tensors)
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return tensors
-    from torch.distributed.nn.functional import all_reduce
-
     world = dist.get_world_size()
     sizes = [t.numel() for t in tensors]
-    flat = all_reduce(torch.cat([t.reshape(-1) for t in tensors])) / world
+    flat = all_reduce_sum(torch.cat([t.reshape(-1) for t in tensors])) / world
     return [f.view_as(t) for f, t in zip(flat.split(sizes), tensors)]
 
 
@@ -305,18 +325,16 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         self._check_input_dim(x)
         C = x.shape[1]
         dims = [0] + list(range(2, x.dim()))
         shape = [1, C] + [1] * (x.dim() - 2)
         xf = x.float()
         local_n = torch.tensor([x.numel() / C], device=x.device)
-        packed = all_reduce(torch.cat([xf.sum(dims), local_n]))          # (C + 1,)
+        packed = all_reduce_sum(torch.cat([xf.sum(dims), local_n]))          # (C + 1,)
         count = packed[C].detach()
         mean = packed[:C] / count                                         # (C,)
-        var = all_reduce((xf - mean.view(shape)).pow(2).sum(dims)) / count  # biased, as BN normalises
+        var = all_reduce_sum((xf - mean.view(shape)).pow(2).sum(dims)) / count  # biased, as BN normalises
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
