@@ -118,6 +118,17 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    every: Optional[int] = None          # G-steps between evaluations during training (and one at the end); None = off
+    metrics: Tuple[str, ...] = ("fid",)  # keys in gankit.metrics.METRICS, e.g. [fid, kid, pr]
+    n: int = 2000                        # generated samples per evaluation (and as many real ones from `split`)
+    features: Optional[str] = None       # key in gankit.metrics.FEATURES; None = domain (images) or raw (vectors)
+    split: str = "test"                  # reference split of the run's dataset
+    score: Optional[str] = "fid"         # value that picks checkpoints/best (lower is better: fid, kid, rkl); None = none
+    seed: int = 0                        # seed of the generated noise and of the real subset (same every evaluation)
+
+
+@dataclass(frozen=True)
 class Config:
     name: str = "custom"
     description: str = ""
@@ -127,6 +138,7 @@ class Config:
     loss: LossConfig = LossConfig()
     train: TrainConfig = TrainConfig()
     health: HealthConfig = HealthConfig()
+    eval: EvalConfig = EvalConfig()
 
     def to_dict(self) -> dict:
         return _to_plain(self)
@@ -395,6 +407,18 @@ def validate(cfg: Config) -> Config:
     check("health.on_diverged", h.on_diverged in ("rollback", "stop", "warn"), "rollback, stop, warn")
     check("health.on_vanishing", h.on_vanishing in ("warn", "non-saturating", "instance-noise"),
           "warn, non-saturating, instance-noise")
+    from .metrics import FEATURES, METRICS
+
+    e = cfg.eval
+    check("eval.every", e.every is None or e.every >= 1, "an integer >= 1 or null")
+    for i, m in enumerate(e.metrics):
+        check(f"eval.metrics.{i}", m in METRICS, ", ".join(METRICS.names()))
+    check("eval.n", e.n >= 10, "an integer >= 10")
+    check("eval.features", e.features is None or e.features in FEATURES, ", ".join(FEATURES.names()) + " or null")
+    check("eval.split", e.split in ("train", "test"), "train, test")
+    check("eval.score", e.every is None or e.score is None or (e.score in ("fid", "kid", "rkl") and
+                                            (e.score == "rkl" and "modes" in e.metrics or e.score in e.metrics)),
+          "fid, kid or rkl (a value of one of eval.metrics; rkl comes from modes) or null")
     # Network keyword arguments are checked against the constructors' signatures.
     NETWORKS.get(cfg.model.arch).check_kwargs(cfg.model.g, cfg.model.d)
     return cfg

@@ -43,7 +43,8 @@ How the pieces fit (and why it is not ``DistributedDataParallel``):
 * **EMA** needs nothing: G is identical on every rank, so is its average.
 
 * **Only rank 0 writes** the run folder (config, metrics, samples, checkpoints) and runs the
-  callbacks; what they decide (stop, roll back) is broadcast to the other ranks. Logged
+  callbacks (health monitor, evaluation: the other ranks wait for it in their next
+  collective); what they decide (stop, roll back) is broadcast to the other ranks. Logged
   statistics are averaged over ranks. Checkpoints hold the plain modules' state dicts, the
   global sampler and noise states: they resume on any number of processes.
 

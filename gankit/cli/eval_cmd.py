@@ -1,0 +1,52 @@
+"""gankit eval: score runs or .npz files of samples; prints a table and writes eval.json."""
+
+
+def register(sub):
+    from ..metrics import FEATURES, METRICS
+    from ..metrics.evaluate import DEFAULT_N
+
+    p = sub.add_parser(
+        "eval", help="evaluate runs or .npz samples (FID, KID, IS, precision/recall, ...)",
+        description="Evaluate generated samples against real data. SOURCE is a run folder (samples are drawn "
+                    "from its checkpoint) or an .npz with x: (N, C, H, W) floats in [-1, 1] or (N, D), and "
+                    "optional y: (N,) labels (then give --data). Prints one column per SOURCE; numbers share a "
+                    "row only when their evaluation cards match. Writes RUN_DIR/eval.json "
+                    "(NAME.eval.json beside an .npz).")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="run folder or .npz file (several to compare)")
+    p.add_argument("--metrics", default=None,
+                   help=f"comma-separated, from: {','.join(METRICS.names())} "
+                        "(default: fid,kid,is,pr,dc for images; modes,fid,kid,pr,dc for 1D/2D data)")
+    p.add_argument("-n", type=int, default=DEFAULT_N, help=f"generated samples (default {DEFAULT_N}); "
+                   "as many real ones are drawn from --split")
+    p.add_argument("--features", choices=FEATURES.names(), default=None,
+                   help="feature extractor (default: domain for images, raw for 1D/2D data)")
+    p.add_argument("--inception-weights", metavar="PATH", default=None,
+                   help="pt_inception-2015-12-05 weights file for --features inception "
+                        "(or set $GANKIT_INCEPTION_WEIGHTS)")
+    p.add_argument("--split", default="test", choices=["test", "train"], help="reference split (default test)")
+    p.add_argument("--data", default=None, help="dataset the samples imitate (required for .npz; "
+                   "for a run it defaults to the run's dataset)")
+    p.add_argument("--data-root", default=None, help="folder of the dataset's files, when it needs one")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated noise and of the real subset")
+    p.add_argument("--checkpoint", default="latest", choices=["latest", "best"], help="checkpoint of a run")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest on a shared CPU)")
+    p.add_argument("--no-write", action="store_true", help="do not write eval.json")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..metrics import evaluate, format_table
+
+    columns = []
+    for src in args.sources:
+        result = evaluate(src, metrics=args.metrics, n=args.n, features=args.features, split=args.split,
+                          data=args.data, data_root=args.data_root, seed=args.seed,
+                          inception_weights=args.inception_weights, checkpoint=args.checkpoint,
+                          write=not args.no_write, threads=args.threads)
+        label = result.source.get("label", src)
+        if result.source.get("kind") == "run":
+            label += f"@{result.source.get('step')}"
+        columns.append((label, result.results))
+        if result.path is not None:
+            print(f"wrote {result.path}  ({result.seconds.get('total', 0):.1f} s)")
+    print(format_table(columns))

@@ -1,0 +1,388 @@
+"""``gankit.evaluate``: score a run, an ``.npz`` of samples or an array on one protocol.
+
+Stages: samples -> (checked) -> features (real ones cached per dataset, split and
+extractor) -> statistics -> metric values, each value with its evaluation card.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import GankitError
+from .base import METRICS, EvalContext
+from .cache import cache_dir, load_tensors, save_tensors, sha256_file, sha256_tensor
+from .card import card_id, format_table
+from .features import FeatureExtractor, Features, default_features, get_extractor, num_threads
+
+DEFAULT_N = 10_000
+IMAGE_METRICS = ("fid", "kid", "is", "pr", "dc")
+VECTOR_METRICS = ("modes", "fid", "kid", "pr", "dc")
+
+
+class EvalError(GankitError):
+    """Samples or options that cannot be evaluated; the message says what to change."""
+
+
+@dataclass
+class Samples:
+    """Generated samples to score, in model range, and where they came from."""
+
+    x: torch.Tensor                  # (N, C, H, W) float in [-1, 1] or (N, D)
+    y: Optional[torch.Tensor]        # (N,) int64 class labels, or None
+    data_cfg: object                 # DataConfig of the data they imitate
+    source: dict                     # what was evaluated (run folder + step, npz file + hash, array)
+    out_path: Optional[Path] = None  # where eval.json goes (None: not written)
+
+
+@dataclass
+class EvalResult:
+    """The values of one evaluation, each with its card; ``result["fid"]`` gives a value."""
+
+    source: dict
+    results: List[dict]
+    seconds: Dict[str, float] = field(default_factory=dict)
+    path: Optional[Path] = None
+
+    def __getitem__(self, name: str) -> float:
+        for r in self.results:
+            if r["name"] == name:
+                return r["value"]
+        raise KeyError(f"no metric {name!r} in this evaluation; have: {', '.join(self.names())}")
+
+    def names(self) -> List[str]:
+        return [r["name"] for r in self.results]
+
+    def scalars(self) -> Dict[str, float]:
+        out = {}
+        for r in self.results:
+            out[r["name"]] = r["value"]
+            if r.get("std") is not None:
+                out[r["name"] + "_std"] = r["std"]
+        return out
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "results": self.results, "seconds": self.seconds}
+
+    def table(self, label: Optional[str] = None) -> str:
+        return format_table([(label or self.source.get("label", "value"), self.results)])
+
+
+# -- samples ------------------------------------------------------------------------------------
+
+def _data_cfg(data, data_root=None, size=None):
+    from ..config import DataConfig
+
+    if data is None:
+        return None
+    if isinstance(data, DataConfig):
+        return data
+    from ..data import DATASETS
+    if data not in DATASETS:
+        raise EvalError(f"--data {data}: unknown dataset; choose one of: {', '.join(DATASETS.names())}")
+    kw = {"name": data, "root": data_root}
+    if size is not None:
+        kw["size"] = size
+    return DataConfig(**kw)
+
+
+def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root: Optional[str] = None,
+                 checkpoint: str = "latest", labels=None) -> Samples:
+    """Resolve ``source`` (run folder, checkpoint file, ``.npz``, :class:`~gankit.GAN`, array) to samples."""
+    from ..api import GAN, load
+    from ..config import DataConfig
+
+    if isinstance(source, (str, Path)) and Path(source).suffix == ".npz":
+        return _load_npz(Path(source), n, data, data_root)
+    if isinstance(source, (torch.Tensor, np.ndarray)):
+        cfg = _data_cfg(data, data_root)
+        if cfg is None:
+            raise EvalError("evaluating an array needs data=NAME (the dataset it imitates)")
+        x = torch.as_tensor(np.asarray(source) if isinstance(source, np.ndarray) else source).float()
+        y = torch.as_tensor(labels).long() if labels is not None else None
+        return Samples(x[:n], y[:n] if y is not None else None, cfg, {"kind": "array", "label": "samples"})
+    if isinstance(source, GAN):
+        model, path = source, source.run_dir
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise EvalError(f"{path}: no such run folder or .npz file")
+        if path.is_dir() and not (path / "checkpoints" / f"{checkpoint}.safetensors").exists():
+            raise EvalError(f"{path}: no checkpoints/{checkpoint}.safetensors; give a folder `gankit train` wrote "
+                            "or an .npz of samples with --data")
+        model = load(path, which=checkpoint)
+    cfg = model.cfg.data
+    ref = _data_cfg(data, data_root) if data is not None else DataConfig(name=cfg.name, root=cfg.root, size=cfg.size)
+    x, y = model.sample(n, seed=seed, labels=labels)
+    run_dir = Path(path) if path is not None and Path(path).is_dir() else None
+    src = {"kind": "run", "path": str(path) if path else None, "name": model.cfg.name, "checkpoint": checkpoint,
+           "step": model.step, "label": Path(path).name if path else model.cfg.name}
+    return Samples(x, y, ref, src, run_dir / "eval.json" if run_dir else None)
+
+
+def _load_npz(path: Path, n: int, data, data_root) -> Samples:
+    if not path.is_file():
+        raise EvalError(f"{path}: no such file")
+    cfg = _data_cfg(data, data_root)
+    if cfg is None:
+        raise EvalError(f"{path}: an .npz of samples needs --data NAME (the dataset the samples imitate)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f.files:
+                raise EvalError(f"{path}: no array 'x' (found: {', '.join(f.files) or 'none'}); save samples as "
+                                "np.savez(path, x=samples, y=labels)")
+            x, y = f["x"], (f["y"] if "y" in f.files else None)
+    except (OSError, ValueError) as e:
+        raise EvalError(f"{path}: not a readable .npz ({e})") from None
+    if not np.issubdtype(x.dtype, np.number):
+        raise EvalError(f"{path}: x has dtype {x.dtype}; expected floats in [-1, 1]")
+    if y is not None and (y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer)):
+        raise EvalError(f"{path}: y must be integer class labels of shape ({len(x)},), got {y.dtype} {y.shape}")
+    xt = torch.from_numpy(np.ascontiguousarray(x[:n])).float()
+    yt = torch.from_numpy(y[:n].astype(np.int64)) if y is not None else None
+    src = {"kind": "npz", "path": str(path), "sha256": sha256_file(path), "label": path.name}
+    return Samples(xt, yt, cfg, src, path.with_name(path.stem + ".eval.json"))
+
+
+def check_samples(x: torch.Tensor, kind: str, ref_shape: tuple, exact_shape: bool) -> List[str]:
+    """Raise :class:`EvalError` for unusable samples; return warnings for doubtful ones."""
+    warnings = []
+    want = "(N, C, H, W) images" if kind == "image" else f"(N, {ref_shape[0]}) vectors"
+    if x.ndim != len(ref_shape) + 1:
+        raise EvalError(f"samples have shape {tuple(x.shape)}; the reference data holds {want}")
+    if exact_shape and tuple(x.shape[1:]) != tuple(ref_shape):
+        raise EvalError(f"samples have shape {tuple(x.shape[1:])} per sample, the reference data "
+                        f"{tuple(ref_shape)}; these features compare them only at the same shape")
+    if kind == "image" and x.shape[1] not in (1, 3):
+        raise EvalError(f"samples have {x.shape[1]} channels; images need 1 or 3 (shape (N, C, H, W))")
+    if len(x) < 2:
+        raise EvalError(f"{len(x)} sample(s): need at least 2 (use -n)")
+    bad = (~torch.isfinite(x)).reshape(len(x), -1).any(1)
+    if bad.any():
+        raise EvalError(f"{int(bad.sum())} of {len(x)} samples contain NaN or inf; the generator diverged "
+                        "or the file is corrupt")
+    if kind == "image":
+        lo, hi = float(x.min()), float(x.max())
+        if hi > 1.5 or lo < -1.5:
+            hint = " (looks like [0, 255]: use x / 127.5 - 1)" if lo >= 0 and hi > 2 else ""
+            raise EvalError(f"sample values span [{lo:.3g}, {hi:.3g}]; expected [-1, 1]{hint}")
+        if lo >= 0.0 and hi <= 1.0:
+            warnings.append(f"all sample values lie in [{lo:.3g}, {hi:.3g}]: gankit expects [-1, 1]; "
+                            "if the samples are in [0, 1], pass x * 2 - 1")
+        out = float(((x < -1) | (x > 1)).float().mean())
+        if out > 0:
+            warnings.append(f"{100 * out:.2f}% of sample values were outside [-1, 1] and were clamped")
+    return warnings
+
+
+# -- reference data and its cached features -----------------------------------------------------
+
+def load_reference(data_cfg, split: str):
+    from ..config import DataConfig
+    from ..data import load_dataset
+
+    cfg = DataConfig(name=data_cfg.name, root=data_cfg.root, size=data_cfg.size)
+    try:
+        ds = load_dataset(cfg, split, seed=0)
+    except (ValueError, KeyError) as e:
+        raise EvalError(f"reference data {data_cfg.name} split {split!r}: {e}") from None
+    return ds
+
+
+def reference_features(extractor: FeatureExtractor, ds, split: str, data_sha: str,
+                       log: Optional[Callable[[str], None]] = None) -> Features:
+    """Features of the whole reference split, cached under ``<cache>/stats``."""
+    if extractor.name == "raw":
+        return extractor(ds.all_model_range())
+    import hashlib
+    pre = hashlib.sha256(extractor.preprocessing.encode()).hexdigest()[:8]
+    path = (cache_dir() / "stats" /
+            f"{ds.name}-{split}-{extractor.name}-{extractor.sha256[:12]}-{pre}-{data_sha[:12]}.safetensors")
+    if path.exists():
+        try:
+            t, _ = load_tensors(path)
+            return Features(t["features"], t.get("logits"))
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: recompute and overwrite
+    if log:
+        log(f"computing {extractor.name} features of {ds.name}/{split} ({len(ds)} images; cached at {path})")
+    feats = extractor(ds.all_model_range())
+    tensors = {"features": feats.features}
+    if feats.logits is not None:
+        tensors["logits"] = feats.logits
+    mu = feats.features.double().mean(0)
+    tensors["mu"] = mu
+    tensors["sigma"] = torch.from_numpy(np.cov(feats.features.double().numpy(), rowvar=False))
+    save_tensors(path, tensors, {"dataset": ds.name, "split": split, "features": extractor.name,
+                                 "features_sha256": extractor.sha256, "preprocessing": extractor.preprocessing,
+                                 "data_sha256": data_sha, "n": len(ds)})
+    return feats
+
+
+# -- the evaluation -----------------------------------------------------------------------------
+
+def resolve_metrics(metrics, kind: str, has_modes: bool) -> List[str]:
+    if metrics is None:
+        names = list(IMAGE_METRICS if kind == "image" else VECTOR_METRICS)
+        return [m for m in names if m != "modes" or has_modes]
+    names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
+    for m in names:
+        if m not in METRICS:
+            raise EvalError(f"--metrics {m}: unknown metric; choose from: {', '.join(METRICS.names())}")
+        if kind not in METRICS.get(m).kinds:
+            raise EvalError(f"--metrics {m}: only for {' or '.join(METRICS.get(m).kinds)} data, "
+                            f"and this data is {kind}")
+    return names
+
+
+DEFAULT_THREADS = 1  # one thread beats two contended ones by 5-10x on shared 2-core machines (measured)
+
+
+def evaluate_samples(samples: Samples, metrics=None, features: Optional[str] = None, split: str = "test",
+                     seed: int = 0, n_real: Optional[int] = None, inception_weights: Optional[str] = None,
+                     extractor: Optional[FeatureExtractor] = None, reference=None,
+                     log: Optional[Callable[[str], None]] = None, threads: Optional[int] = DEFAULT_THREADS
+                     ) -> EvalResult:
+    """Score ``samples`` against ``split`` of their dataset. ``extractor``/``reference`` may be
+    passed in to reuse them across calls (the training callback does). ``threads``: torch
+    threads while evaluating (None = leave as is)."""
+    with num_threads(threads):
+        return _evaluate_samples(samples, metrics, features, split, seed, n_real, inception_weights, extractor,
+                                 reference, log)
+
+
+def _evaluate_samples(samples, metrics, features, split, seed, n_real, inception_weights, extractor, reference,
+                      log) -> EvalResult:
+    from .. import __version__
+
+    tic = time.monotonic()
+    ds = reference if reference is not None else load_reference(samples.data_cfg, split)
+    kind = ds.kind
+    names = resolve_metrics(metrics, kind, ds.modes is not None)
+    need_features = any(METRICS.get(m).uses_features for m in names)
+    if extractor is None and need_features:
+        fname = features or default_features(samples.data_cfg, kind)
+        extractor = get_extractor(fname, samples.data_cfg, inception_weights=inception_weights)
+    x = samples.x
+    warnings = check_samples(x, kind, ds.sample_shape, exact_shape=extractor is None or extractor.name == "raw")
+    if kind == "image":
+        x = x.clamp(-1, 1)
+    if samples.y is not None and ds.num_classes and (samples.y.min() < 0 or samples.y.max() >= ds.num_classes):
+        raise EvalError(f"labels y span {int(samples.y.min())}..{int(samples.y.max())}; "
+                        f"{ds.name} has classes 0..{ds.num_classes - 1}")
+    data_sha = sha256_tensor(ds.x)
+    n_ref = min(n_real or len(x), len(ds))
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n_ref]
+    real, real_y = ds.batch(idx)
+    seconds: Dict[str, float] = {"load": time.monotonic() - tic}
+
+    def real_feats():
+        t0 = time.monotonic()
+        full = reference_features(extractor, ds, split, data_sha, log)
+        seconds["real_features"] = time.monotonic() - t0
+        return Features(full.features[idx], full.logits[idx] if full.logits is not None else None)
+
+    ctx = EvalContext(fake=x, fake_labels=samples.y, real=real, real_labels=real_y, dataset=ds,
+                      data_cfg=samples.data_cfg, extractor=extractor, seed=seed, real_features_fn=real_feats,
+                      log=log)
+    if need_features:
+        t0 = time.monotonic()
+        ctx.fake_features  # noqa: B018  (compute once, timed)
+        seconds["fake_features"] = time.monotonic() - t0
+    results = []
+    for m in names:
+        metric = METRICS.get(m)
+        t0 = time.monotonic()
+        try:
+            values = metric.compute(ctx)
+        except ValueError as e:
+            raise EvalError(f"metric {m}: {e}") from None
+        seconds[m] = time.monotonic() - t0
+        card = _card(metric, ctx, extractor, ds, split, data_sha, n_ref, len(x), seed, __version__, warnings)
+        for out in metric.outputs:
+            v = values[out]
+            std = values.get(out + "_std")
+            c = dict(card, metric=out)
+            results.append({"name": out, "value": _num(v), "std": _num(std), "card": c, "card_id": card_id(c)})
+    seconds["total"] = time.monotonic() - tic
+    return EvalResult(samples.source, results, {k: round(v, 3) for k, v in seconds.items()})
+
+
+def _num(v):
+    if v is None:
+        return None
+    v = float(v) if not isinstance(v, int) else v
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, version, warnings) -> dict:
+    params = dict(metric.params)
+    w = list(warnings)
+    if metric.name == "kid":
+        params["subset_size"] = min(params["subset_size"], n_real, n_fake)
+    if metric.name == "modes":
+        n_fake = min(n_fake, params["samples"])
+        params.update(num_modes=len(ds.modes), mode_std=ds.mode_std)
+        if n_fake < params["samples"]:
+            w.append(f"{n_fake} samples scored; the VEEGAN/PacGAN protocol uses {params['samples']}")
+    if metric.uses_features and extractor is not None:
+        dim = ctx.fake_features.features.shape[1]
+        if metric.name == "fid" and min(n_real, n_fake) <= dim:
+            w.append(f"{min(n_real, n_fake)} samples for {dim}-d features: the covariance is singular and FID "
+                     "is unreliable; use more samples (-n)")
+        elif metric.name == "fid" and min(n_real, n_fake) < 2000:
+            w.append(f"FID from {min(n_real, n_fake)} samples is biased upwards; compare only at equal n")
+    if metric.name == "cas":
+        params["classifier"] = "DomainNet" if ds.kind == "image" else "MLP"
+    card = {
+        "metric": metric.name,
+        "params": params,
+        "features": extractor.name if metric.uses_features and extractor is not None else None,
+        "features_sha256": extractor.sha256 if metric.uses_features and extractor is not None else None,
+        "preprocessing": extractor.preprocessing if metric.uses_features and extractor is not None else None,
+        "reference": {"dataset": ds.name, "split": split, "sha256": data_sha},
+        "n_real": n_real if metric.uses_real else 0,
+        "n_fake": n_fake,
+        "seed": seed,
+        "gankit": version,
+        "warnings": w,
+    }
+    if metric.name == "cas":
+        card["n_real"] = len(ds)
+    return card
+
+
+def evaluate(source, metrics=None, n: int = DEFAULT_N, features: Optional[str] = None, split: str = "test",
+             data: Optional[str] = None, data_root: Optional[str] = None, seed: int = 0,
+             inception_weights: Optional[str] = None, checkpoint: str = "latest", write: bool = True,
+             labels=None, quiet: bool = False, threads: Optional[int] = DEFAULT_THREADS) -> EvalResult:
+    """Evaluate generated samples against real data; the function behind ``gankit eval``.
+
+    ``source``: a run folder, a checkpoint file, an ``.npz`` with ``x`` (N, C, H, W) in [-1, 1]
+    or (N, D) and optional ``y`` labels, a :class:`~gankit.GAN`, or an array (then ``data`` names
+    the dataset). ``metrics``: names or "fid,kid" (default: fid, kid, is, pr, dc for images;
+    modes, fid, kid, pr, dc for vectors). ``n``: generated samples (and at most as many real
+    ones from ``split``). ``features``: extractor name (default: ``domain`` for images, ``raw``
+    for vectors). Writes ``eval.json`` in the run folder (``<name>.eval.json`` beside an .npz)
+    when ``write``. ``threads``: torch threads while evaluating (default 1; None = as set).
+    """
+    if n < 2:
+        raise EvalError(f"-n {n}: need at least 2 samples")
+    log = None if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    samples = load_samples(source, n=n, seed=seed, data=data, data_root=data_root, checkpoint=checkpoint,
+                           labels=labels)
+    result = evaluate_samples(samples, metrics=metrics, features=features, split=split, seed=seed,
+                              inception_weights=inception_weights, log=log, threads=threads)
+    if write and samples.out_path is not None:
+        from ..utils import atomic_write_text
+        atomic_write_text(samples.out_path, json.dumps(result.to_dict(), indent=1) + "\n")
+        result.path = samples.out_path
+    return result

@@ -1,0 +1,218 @@
+"""The evaluation pipeline: feature networks, cached reference features, cards, bad input, CLI, training hook."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from gankit.config import DataConfig
+from gankit.errors import GankitError
+from gankit.metrics import EvalError, evaluate
+from gankit.metrics.domain_net import domain_net_path, load_domain_net, train_domain_net
+
+CARD_KEYS = {"metric", "params", "features", "features_sha256", "preprocessing", "reference", "n_real", "n_fake",
+             "seed", "gankit", "warnings"}
+
+
+@pytest.fixture
+def digits_net():
+    """The digits domain net, trained once per test session (10 epochs of 1,438 8x8 images: seconds)."""
+    path = domain_net_path("digits")
+    if not path.exists():
+        train_domain_net(DataConfig(name="digits"), epochs=10)
+    return path
+
+
+def _digits_npz(tmp_path, split="train", n=359, name="real.npz", labels=True):
+    from gankit.data import load_dataset
+
+    ds = load_dataset(DataConfig(name="digits"), split)
+    x, y = ds.batch(torch.arange(min(n, len(ds))))
+    path = tmp_path / name
+    arrays = {"x": x.numpy()}
+    if labels:
+        arrays["y"] = y.numpy()
+    np.savez(path, **arrays)
+    return path
+
+
+def test_domain_net_is_accurate_cached_and_loadable(digits_net):
+    net, meta = load_domain_net(digits_net)
+    assert meta["test_accuracy"] >= 0.95 and meta["dataset"] == "digits"
+    feats, logits = net(torch.zeros(3, 1, 8, 8))
+    assert feats.shape == (3, 128) and logits.shape == (3, 10)
+    mtime = digits_net.stat().st_mtime_ns
+    from gankit.metrics.domain_net import DomainFeatures
+    DomainFeatures.for_dataset(DataConfig(name="digits"))        # cached: not retrained
+    assert digits_net.stat().st_mtime_ns == mtime
+
+
+def test_real_vs_real_is_close_and_noise_is_far(digits_net, tmp_path):
+    real = evaluate(_digits_npz(tmp_path), data="digits", n=359, metrics="fid,kid,is,pr,dc", quiet=True)
+    noise_path = tmp_path / "noise.npz"
+    np.savez(noise_path, x=np.random.default_rng(0).uniform(-1, 1, (359, 1, 8, 8)).astype(np.float32))
+    noise = evaluate(noise_path, data="digits", n=359, metrics="fid,kid,is,pr,dc", quiet=True)
+    assert real["fid"] < 0.1 * noise["fid"]
+    assert real["kid"] < 0.1 * noise["kid"]
+    assert real["is"] > 7 > 3 > noise["is"] >= 1
+    assert real["precision"] > 0.6 and real["recall"] > 0.6
+    assert real["coverage"] > 0.6 > 0.3 > noise["coverage"]
+    assert noise["density"] < 0.5 * real["density"]
+    # every value carries a full card; numbers are comparable only between identical protocols
+    for r in real.results:
+        assert set(r["card"]) == CARD_KEYS
+        assert r["card"]["features"] == "domain-digits" or r["name"] in ("is",) and r["card"]["n_real"] == 0
+    card = real.results[0]["card"]
+    assert card["features_sha256"] == __import__("hashlib").sha256(digits_net.read_bytes()).hexdigest()
+    assert card["reference"]["dataset"] == "digits" and card["reference"]["split"] == "test"
+    assert card["n_real"] == card["n_fake"] == 359
+    written = json.loads((tmp_path / "real.eval.json").read_text())
+    assert [r["name"] for r in written["results"]] == real.names()
+    assert written["source"]["kind"] == "npz" and len(written["source"]["sha256"]) == 64
+
+
+def test_reference_features_are_cached(digits_net, tmp_path):
+    from gankit.metrics.cache import cache_dir
+
+    evaluate(_digits_npz(tmp_path, n=100), data="digits", n=100, metrics="fid", quiet=True)
+    files = list((cache_dir() / "stats").glob("digits-test-domain-digits-*.safetensors"))
+    assert len(files) == 1
+    mtime = files[0].stat().st_mtime_ns
+    again = evaluate(_digits_npz(tmp_path, n=100), data="digits", n=100, metrics="fid", quiet=True)
+    assert files[0].stat().st_mtime_ns == mtime and "real_features" in again.seconds
+    from gankit.metrics.cache import load_tensors
+    t, meta = load_tensors(files[0])
+    assert t["features"].shape == (359, 128) and t["sigma"].dtype == torch.float64 and meta["n"] == 359
+
+
+@pytest.mark.parametrize("x,msg", [
+    (np.full((50, 1, 8, 8), np.nan, np.float32), "NaN"),
+    (np.full((50, 1, 8, 8), 200.0, np.float32), "[0, 255]"),
+    (np.zeros((50, 64), np.float32), "shape"),
+    (np.zeros((50, 2, 8, 8), np.float32), "channels"),
+    (np.zeros((1, 1, 8, 8), np.float32), "at least 2"),
+])
+def test_bad_samples_are_refused(digits_net, tmp_path, x, msg):
+    path = tmp_path / "bad.npz"
+    np.savez(path, x=x)
+    with pytest.raises(EvalError, match=msg.replace("[", r"\[").replace("]", r"\]")):
+        evaluate(path, data="digits", metrics="fid", quiet=True)
+
+
+def test_doubtful_samples_get_warnings_on_the_card(digits_net, tmp_path):
+    path = _digits_npz(tmp_path, n=60)
+    with np.load(path) as f:
+        x = f["x"]
+    np.savez(path, x=(x + 1) / 2)                      # [0, 1] instead of [-1, 1]
+    res = evaluate(path, data="digits", n=60, metrics="fid,kid", quiet=True)
+    warnings = res.results[0]["card"]["warnings"]
+    assert any("[0, 1]" in w for w in warnings)
+    assert any("covariance is singular" in w for w in warnings)   # 60 samples, 128-d features
+    with pytest.raises(EvalError, match="needs --data"):
+        evaluate(path, quiet=True)
+    with pytest.raises(EvalError, match="unknown metric"):
+        evaluate(path, data="digits", metrics="fid,nope", quiet=True)
+
+
+def test_inception_loads_a_pytorch_fid_state_dict(tmp_path):
+    from gankit.metrics.inception import FIDInceptionV3, InceptionFeatures, load_fid_inception
+
+    torch.manual_seed(0)
+    net = FIDInceptionV3()
+    state = net.state_dict()
+    # Names and shapes as in pytorch-fid's fid_inception_v3() (torchvision Inception3, 1008 classes, no aux).
+    assert state["Conv2d_1a_3x3.conv.weight"].shape == (32, 3, 3, 3)
+    assert state["Mixed_5b.branch_pool.conv.weight"].shape == (32, 192, 1, 1)
+    assert state["Mixed_6e.branch7x7dbl_5.conv.weight"].shape == (192, 192, 1, 7)
+    assert state["Mixed_7c.branch3x3dbl_3b.bn.running_var"].shape == (384,)
+    assert state["fc.weight"].shape == (1008, 2048)
+    assert sum(p.numel() for p in net.parameters()) == 23_850_960  # torchvision's 27,161,264 - aux + 8 classes
+    # a random "weights file" as pytorch-fid ships it: a plain state dict without num_batches_tracked
+    plain = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    for k in plain:
+        if k.endswith("running_var"):
+            plain[k] = torch.rand_like(plain[k]) + 0.5
+    path = tmp_path / "pt_inception-test.pth"
+    torch.save(plain, path)
+    loaded = load_fid_inception(path)
+    assert torch.equal(loaded.state_dict()["Mixed_7b.branch1x1.bn.running_var"], plain["Mixed_7b.branch1x1.bn.running_var"])
+    ext = InceptionFeatures.from_file(path)
+    out = ext(torch.rand(2, 1, 28, 28) * 2 - 1)
+    assert out.features.shape == (2, 2048) and out.logits.shape == (2, 1008)
+    assert torch.isfinite(out.features).all() and len(ext.sha256) == 64
+    # wrong files fail with one clear line
+    bad = dict(plain)
+    bad.pop("fc.bias")
+    torch.save(bad, tmp_path / "missing.pth")
+    with pytest.raises(GankitError, match="not the FID InceptionV3 state dict"):
+        load_fid_inception(tmp_path / "missing.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a weights file")
+    with pytest.raises(GankitError, match="not a readable weights file"):
+        load_fid_inception(tmp_path / "junk.pth")
+    with pytest.raises(GankitError, match="never downloads"):
+        InceptionFeatures.from_file(None)
+
+
+def test_cli_eval_and_features(digits_net, tmp_path):
+    real = _digits_npz(tmp_path, n=200)
+    half = _digits_npz(tmp_path, n=100, name="half.npz")
+    proc = subprocess.run([sys.executable, "-m", "gankit", "eval", str(real), str(half), "--data", "digits",
+                           "--metrics", "fid,pr", "-n", "200"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "real.npz" in out and "half.npz" in out and "domain-digits" in out
+    # 200 vs 100 generated samples: different cards, so never on one row
+    assert "fid: rows with different cards are NOT comparable (they differ in: n_fake, n_real)" in out
+    proc = subprocess.run([sys.executable, "-m", "gankit", "features", "list"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "digits" in proc.stdout and "test accuracy" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "gankit", "eval", str(tmp_path / "none.npz"), "--data", "digits"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+
+
+def test_cas_real_samples_score_like_real_data(digits_net, tmp_path):
+    res = evaluate(_digits_npz(tmp_path, split="train", n=600), data="digits", n=600, metrics="cas", quiet=True)
+    assert res["cas_real"] > 0.85 and abs(res["cas"] - res["cas_real"]) < 0.1
+    shuffled = tmp_path / "shuffled.npz"
+    with np.load(tmp_path / "real.npz") as f:
+        np.savez(shuffled, x=f["x"], y=np.random.default_rng(0).permutation(f["y"]))
+    res = evaluate(shuffled, data="digits", n=600, metrics="cas", quiet=True)
+    assert res["cas"] < 0.4 < res["cas_real"]      # labels that do not match the images teach nothing
+    with pytest.raises(EvalError, match="class labels"):
+        evaluate(_digits_npz(tmp_path, n=50, labels=False), data="digits", metrics="cas", quiet=True)
+
+
+def test_run_folder_eval_and_training_hook(tmp_path):
+    from gankit import train
+    from gankit.train.run import read_metrics
+
+    run = train("gan-ring8", ["train.steps=40", "train.log_every=10", "eval.every=20", "eval.n=500",
+                              "eval.metrics=[fid, modes]"], out=tmp_path / "run", quiet=True)
+    records = read_metrics(run.dir)
+    evals = [r for r in records if "fid" in r]
+    assert [r["step"] for r in evals] == [20, 40]
+    assert all(r["fid"] >= 0 and 0 <= r["modes"] <= 8 and "hq" in r for r in evals)
+    assert (run.dir / "checkpoints" / "best.safetensors").exists()
+    best = min(evals, key=lambda r: r["fid"])["step"]
+    assert run.trainer.state.best_step == best
+    cards = json.loads((run.dir / "eval_cards.json").read_text())
+    assert cards["step"] == 40 and {r["card"]["n_fake"] for r in cards["results"]} == {500}
+    res = evaluate(run.dir, n=2500, quiet=True)       # 2D data: modes, fid, kid, pr, dc on raw coordinates
+    assert res.names()[:3] == ["modes", "hq", "rkl"] and res.results[0]["card"]["n_fake"] == 2500
+    assert json.loads((run.dir / "eval.json").read_text())["source"]["step"] == 40
+
+
+def test_eval_config_is_checked():
+    from gankit.config import load_config
+    from gankit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval.metrics.0"):
+        load_config("gan-ring8", ["eval.metrics=[fidd]"])
+    with pytest.raises(ConfigError, match="unknown config key eval.evry"):
+        load_config("gan-ring8", ["eval.evry=10"])
+    with pytest.raises(ConfigError, match="eval.score"):
+        load_config("gan-ring8", ["eval.every=10", "eval.metrics=[kid]"])
+    assert load_config("gan-ring8", ["eval.every=10"]).eval.n == 2000
