@@ -95,6 +95,18 @@ def test_minimax_with_d_far_ahead_is_diagnosed_as_vanishing_gradients(tmp_path):
     assert after and min(after) > 100 * ev2[0]["evidence"]["grad_g_relative"]
 
 
+def test_instance_noise_remedy_is_added_and_annealed(tmp_path):
+    r = run(tmp_path, ["loss.name=minimax", "loss.regularizers=[]", "train.d_steps=5", "train.g_optim.lr=1e-5",
+                       "train.steps=80", "train.log_every=10", "health.warmup=30", "health.on_converged=warn",
+                       "health.on_vanishing=instance-noise", "health.instance_noise=0.2"])
+    ev = [e for e in events(r.dir) if e["kind"] == "vanishing_gradients"]
+    assert ev and ev[0]["action"] == "added instance noise σ=0.2, annealed to 0"
+    sigma = [rec["health/instance_noise"] for rec in metrics(r.dir) if "health/instance_noise" in rec]
+    assert sigma and sigma == sorted(sigma, reverse=True) and sigma[-1] == 0.0 and sigma[0] < 0.2
+    x = torch.zeros(4, 2)
+    assert torch.equal(r.trainer.objective.augment(x), x)   # annealed to 0 at the end of the run
+
+
 def test_exploding_learning_rate_rolls_back_and_training_finishes(tmp_path):
     r = run(tmp_path, ["train.g_optim.lr=0.5", "train.d_optim.lr=0.5", "train.steps=200", "train.log_every=20",
                        "health.lr_factor=0.1", "health.on_converged=warn", "train.checkpoint_every=40"])
@@ -171,6 +183,15 @@ def test_each_rule_is_silent_on_healthy_records_and_fires_on_its_symptom():
         found = feed(HealthMonitor(cfg), recs)
         assert [e.kind for e in found] == [kind], (kind, [(e.kind, e.message) for e in found])
         assert found[0].advice and found[0].evidence
+
+
+def test_records_without_an_evaluation_do_not_count_as_stagnation():
+    cfg = HealthConfig(warmup=0, window=3, patience=2)
+    at_chance = dict(HEALTHY, acc_real=0.5, acc_fake=0.5)
+    recs = [dict(at_chance, improved=True)] + [dict(at_chance, improved=None)] * 6
+    assert feed(HealthMonitor(cfg), recs) == []
+    found = feed(HealthMonitor(cfg), recs + [dict(at_chance, improved=False)] * 2)
+    assert [e.kind for e in found] == ["converged"]
 
 
 def test_diverged_fires_on_nan_and_on_explosion_and_ignores_warmup():

@@ -22,7 +22,12 @@ def run_dir(tmp_path_factory):
                         "train.threads=1", "train.steps=120", "train.log_every=10", "train.sample_every=30",
                         "train.g_optim.lr=0.5", "train.d_optim.lr=0.5", "health.lr_factor=0.1",
                         "health.on_converged=warn"], out=out, quiet=True)
-    (out / "eval.json").write_text(json.dumps({"fid": 12.5, "modes": {"modes": 7, "hq": 81.2}}))
+    card = {"features": "raw", "n_fake": 2000, "n_real": 2000, "reference": {"dataset": "ring8", "split": "test"},
+            "warnings": ["2000 samples scored; the VEEGAN/PacGAN protocol uses 2500"]}
+    results = [{"name": "fid", "value": 12.5, "std": None, "card": card, "card_id": "0daaa6666a"},
+               {"name": "kid", "value": 0.0123, "std": 0.0004, "card": card, "card_id": "1b2c3d4e5f"}]
+    (out / "eval.json").write_text(json.dumps({"source": {"kind": "run", "checkpoint": "latest", "step": 120},
+                                               "results": results}))
     return out
 
 
@@ -39,7 +44,8 @@ def test_report_is_one_self_contained_page(run_dir):
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert events and page.count("<tr><td>") >= len(events)
     assert "diverged" in page and "rolled back to step 0" in page
-    assert "12.5" in page and "hq" in page                               # evaluation cards
+    assert "12.5" in page and "0.0123 ± 0.0004" in page and "ring8 test" in page   # evaluation cards
+    assert "latest checkpoint at step 120" in page and "PacGAN protocol" in page
     assert "name: gan-ring8" in page                                     # the config
 
 

@@ -244,6 +244,7 @@ class HealthMonitor:
         self.history: List[dict] = []
         self.active: set = set()
         self.last_improved: Optional[int] = None   # index in history of the last quality improvement
+        self.stale = 0                              # judged records since then without improvement
         self.grad_peak = 0.0
 
     def observe(self, sig: dict) -> List[Event]:
@@ -252,6 +253,9 @@ class HealthMonitor:
         i = len(self.history) - 1
         if sig.get("improved") or self.last_improved is None:
             self.last_improved = i
+            self.stale = 0
+        elif sig.get("improved") is False or "improved" not in sig:
+            self.stale += 1          # a judged record without improvement (None: not judged)
         found: Dict[str, Event] = {}
         ev = self._diverged(sig)
         if ev is not None:
@@ -279,6 +283,7 @@ class HealthMonitor:
         """After a rollback to ``step``: drop the records that came later."""
         self.history = [s for s in self.history if s["step"] <= step]
         self.last_improved = min(self.last_improved or 0, max(len(self.history) - 1, 0))
+        self.stale = 0
 
     # Each rule returns an Event or None.
     def _diverged(self, sig: dict) -> Optional[Event]:
@@ -386,7 +391,7 @@ class HealthMonitor:
         if not all("acc_real" in s and "acc_fake" in s for s in window):
             return None
         bal = [(s["acc_real"] + s["acc_fake"]) / 2 for s in window]
-        stale = len(self.history) - 1 - (self.last_improved or 0)
+        stale = self.stale
         if not all(abs(b - 0.5) <= cfg.chance_tol for b in bal) or stale < cfg.patience:
             return None
         last = window[-1]
@@ -504,9 +509,12 @@ class HealthCallback(Callback):
             if not math.isfinite(sig["diversity"]):
                 bad.append("G's samples")
                 del sig["diversity"], sig["energy"]
-        # Quality improvement: the evaluator's best step if one scores the run, else energy distance.
+        # Quality improvement: the evaluator's best step if one scores the run (None = it did not
+        # evaluate at this record, which then neither counts as progress nor as stagnation),
+        # else the energy distance.
         if t.state.best_step is not None:
-            sig["improved"] = t.state.best_step == t.state.step
+            evaluated = t.state.best_step == t.state.step or "eval_seconds" in record
+            sig["improved"] = (t.state.best_step == t.state.step) if evaluated else None
         elif "energy" in sig:
             e = sig["energy"]
             sig["improved"] = self.best_energy is None or e < self.best_energy - self.cfg.min_delta * max(abs(self.best_energy), 1e-3)

@@ -2,8 +2,9 @@
 
 Everything is inlined (pictures as ``data:image/png;base64`` URIs, no scripts, no external
 files), so the page can be mailed or archived alone. It reads only the run folder:
-``config.yaml``, ``metrics.jsonl``, ``events.jsonl``, ``health.json``, ``eval.json`` (when an
-evaluation wrote one) and ``samples/step_*.png``.
+``config.yaml``, ``metrics.jsonl``, ``events.jsonl``, ``health.json``, ``eval.json`` (written by
+``gankit eval``) or else ``eval_cards.json`` (the last evaluation during training), and
+``samples/step_*.png``.
 """
 from __future__ import annotations
 
@@ -168,6 +169,45 @@ def _cards(data: dict) -> str:
     return '<div class="cards">' + "".join(out) + "</div>"
 
 
+def _result_cards(results: List[dict]) -> str:
+    """``eval.json`` results (name, value, std, card): the number big, the card's facts below it."""
+    out = []
+    for r in results:
+        value = r.get("value")
+        big = _fmt(value) + (f" ± {_fmt(r['std'])}" if r.get("std") is not None else "")
+        card = r.get("card") or {}
+        ref = card.get("reference") or {}
+        facts = {"features": card.get("features"), "generated": card.get("n_fake"), "real": card.get("n_real"),
+                 "reference": f"{ref.get('dataset', '')} {ref.get('split', '')}".strip() or None,
+                 "card": r.get("card_id")}
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>"
+                       for k, v in facts.items() if v not in (None, ""))
+        warn = "".join(f'<div class="muted">⚠ {html.escape(str(w))}</div>' for w in card.get("warnings", []))
+        out.append(f'<div class="card"><h4>{html.escape(str(r.get("name", "?")))}</h4>'
+                   f'<div class="big">{html.escape(big)}</div><table>{rows}</table>{warn}</div>')
+    return '<div class="cards">' + "".join(out) + "</div>"
+
+
+def _evaluation(run_dir: Path) -> Optional[str]:
+    """The Evaluation section: ``eval.json`` (gankit eval), else the last evaluation during training."""
+    for name, what in (("eval.json", "gankit eval"), ("eval_cards.json", "the last evaluation during training")):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            raise GankitError(f"{path}: not valid JSON; the file is damaged") from None
+        if isinstance(data, dict) and isinstance(data.get("results"), list):
+            src = data.get("source") or {}
+            where = f", {src.get('checkpoint')} checkpoint at step {src.get('step')}" if src.get("step") is not None \
+                else (f", step {data['step']}" if "step" in data else "")
+            return (f"<p class=\"muted\">From {html.escape(what)} ({html.escape(name)}{html.escape(where)}).</p>"
+                    + _result_cards(data["results"]))
+        return _cards(data if isinstance(data, dict) else {name: data})
+    return None
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -202,7 +242,6 @@ def build_report(run_dir: str | Path, max_samples: int = 8) -> str:
     records = _read_jsonl(run_dir / "metrics.jsonl")
     events = _read_jsonl(run_dir / "events.jsonl")
     health = json.loads((run_dir / "health.json").read_text()) if (run_dir / "health.json").exists() else None
-    evaluation = json.loads((run_dir / "eval.json").read_text()) if (run_dir / "eval.json").exists() else None
 
     name = html.escape(str(cfg.get("name", run_dir.name)))
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>gankit report: {name}</title>"
@@ -264,8 +303,9 @@ def build_report(run_dir: str | Path, max_samples: int = 8) -> str:
         if png is not None:
             parts.append("<h2>Metrics</h2>" + _img(png, "metrics"))
 
+    evaluation = _evaluation(run_dir)
     if evaluation is not None:
-        parts.append("<h2>Evaluation</h2>" + _cards(evaluation if isinstance(evaluation, dict) else {"eval": evaluation}))
+        parts.append("<h2>Evaluation</h2>" + evaluation)
     parts.append(f"<h2>Configuration</h2><pre>{html.escape(config_text)}</pre>")
     parts.append(f"<p class=\"muted\">Written by <code>gankit report {html.escape(str(run_dir))}</code>.</p>"
                  "</body></html>")
