@@ -229,3 +229,30 @@ def test_resume_keeps_events_up_to_the_checkpoint_and_goes_on(tmp_path):
     after = events(first.dir)
     assert after[:len(before)] == before and all(e["step"] != 999 for e in after)
     assert json.loads((first.dir / "health.json").read_text())["final_step"] == 100
+
+
+TINY_IMAGES = ["train.steps=20", "train.log_every=10", "train.batch_size=16", "model.g.width=8", "model.d.width=8",
+               "train.threads=1", "train.sample_every=100000"]
+
+
+def test_image_runs_compare_in_domain_features_when_cached_else_pixels(tmp_path, monkeypatch):
+    r = train("dcgan-digits", TINY_IMAGES, out=tmp_path / "pixels", quiet=True)   # no cached network here
+    assert json.loads((r.dir / "health.json").read_text())["feature_space"] == "pixels pooled to <=16x16"
+    rec = metrics(r.dir)[-1]
+    assert "health/diversity" in rec and "health/entropy" not in rec
+
+    from gankit.metrics import domain_net
+    from gankit.metrics.features import FeatureExtractor
+
+    class TenClasses(FeatureExtractor):      # stands in for a cached domain network
+        name, num_classes = "domain-test", 10
+
+        def forward(self, x):
+            f = x.flatten(1)[:, :10]
+            return f, f
+
+    monkeypatch.setattr(domain_net.DomainFeatures, "for_dataset", classmethod(lambda cls, *a, **k: TenClasses()))
+    r = train("dcgan-digits", TINY_IMAGES, out=tmp_path / "domain", quiet=True)
+    assert json.loads((r.dir / "health.json").read_text())["feature_space"] == "domain-test"
+    rec = metrics(r.dir)[-1]
+    assert 0 <= rec["health/entropy"] <= 1.5 and rec["health/diversity"] > 0

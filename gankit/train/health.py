@@ -243,19 +243,16 @@ class HealthMonitor:
         self.cfg = cfg
         self.history: List[dict] = []
         self.active: set = set()
-        self.last_improved: Optional[int] = None   # index in history of the last quality improvement
-        self.stale = 0                              # judged records since then without improvement
+        self.stale = 0                              # judged records since the quality score last improved
         self.grad_peak = 0.0
 
     def observe(self, sig: dict) -> List[Event]:
         cfg = self.cfg
         self.history.append(sig)
-        i = len(self.history) - 1
-        if sig.get("improved") or self.last_improved is None:
-            self.last_improved = i
+        if sig.get("improved"):
             self.stale = 0
-        elif sig.get("improved") is False or "improved" not in sig:
-            self.stale += 1          # a judged record without improvement (None: not judged)
+        elif sig.get("improved", False) is False:
+            self.stale += 1          # no improvement, or no quality score at all (None: not judged here)
         found: Dict[str, Event] = {}
         ev = self._diverged(sig)
         if ev is not None:
@@ -282,7 +279,6 @@ class HealthMonitor:
     def forget_after(self, step: int) -> None:
         """After a rollback to ``step``: drop the records that came later."""
         self.history = [s for s in self.history if s["step"] <= step]
-        self.last_improved = min(self.last_improved or 0, max(len(self.history) - 1, 0))
         self.stale = 0
 
     # Each rule returns an Event or None.
@@ -294,9 +290,10 @@ class HealthMonitor:
             v = sig.get(key)
             if v is None or not math.isfinite(v):
                 continue
-            ref = max(_median([abs(s[key]) for s in prev if key in s]), 1.0) if prev else math.inf
+            recent = [abs(s[key]) for s in prev if key in s and math.isfinite(s[key])]
+            ref = max(_median(recent), 1.0) if recent else math.inf
             if abs(v) > min(self.cfg.explode_factor * ref, self.cfg.explode_abs):
-                exploded[key] = {"value": v, "recent_median_abs": ref if prev else None}
+                exploded[key] = {"value": v, "recent_median_abs": ref if recent else None}
         if not bad and not exploded:
             return None
         if bad:
@@ -324,8 +321,8 @@ class HealthMonitor:
         if "entropy" in last:
             ev.update(entropy_ratio=round(last["entropy"], 4), entropy_threshold=cfg.collapse_entropy,
                       modes_covered=last.get("modes"))
-            parts.append(f"mode histogram entropy {last['entropy']:.0%} of the data's, "
-                         f"{last.get('modes', 0):.0%} of modes covered")
+            parts.append(f"histogram entropy {last['entropy']:.0%} of the data's"
+                         + (f", {last['modes']:.0%} of modes covered" if "modes" in last else ""))
         return Event("mode_collapse", last["step"], "; ".join(parts) + f" for {len(window)} records",
                      ev, ADVICE["mode_collapse"])
 
@@ -395,7 +392,7 @@ class HealthMonitor:
         if not all(abs(b - 0.5) <= cfg.chance_tol for b in bal) or stale < cfg.patience:
             return None
         last = window[-1]
-        good = "mode_collapse" not in self.active and (last.get("modes") is None or last["modes"] >= 0.9)
+        good = self._collapse(window) is None and (last.get("modes") is None or last["modes"] >= 0.9)
         kind = "converged" if good else "d_lost"
         ev = {"balanced_accuracy": [round(b, 4) for b in bal], "records_without_improvement": stale,
               "modes_covered": last.get("modes"), "energy": last.get("energy")}
