@@ -230,7 +230,7 @@ def setup(cfg) -> Dist:
         raise ConfigError(f"health.on_vanishing={cfg.health.on_vanishing}: this policy changes the objective on "
                           "rank 0 only; use warn when training on several processes")
     if device.type == "cuda":
-        if device.index is not None and world > 1 and t.device != "cuda:0":
+        if device.index is not None:
             raise ConfigError(f"train.device={t.device}: under torchrun each process uses cuda:LOCAL_RANK; "
                               "set train.device=cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES")
         device = torch.device("cuda", local_rank)

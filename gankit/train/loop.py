@@ -189,7 +189,7 @@ class Trainer:
 
     def pop_stats(self) -> Dict[str, float]:
         """Means since the last call, read from the device in one transfer."""
-        if not self._sums:
+        if not self._sums and not self.dist.enabled:  # under torchrun every rank takes part, even with nothing
             return {}
         out = self.dist.mean_stats(self._sums, self._counts)  # averaged over ranks; the one host sync
         self._sums.clear()
