@@ -78,3 +78,14 @@ def test_report_renders_in_headless_chromium(run_dir, tmp_path):
     assert len(images) >= 6
     assert all(complete and width > 0 for _, complete, width in images), images
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+def test_report_of_a_run_without_health_monitor(tmp_path):
+    out = tmp_path / "plain"
+    train("gan-ring8", ["data.size=500", "model.g.width=8", "model.d.width=8", "train.batch_size=32", "train.steps=10",
+                        "train.log_every=5", "train.threads=1", "health.enabled=false"], out=out, quiet=True)
+    assert not (out / "events.jsonl").exists() and not (out / "health.json").exists()
+    page = write_report(out).read_text()
+    assert "no health record" in page and "No health events." in page
+    assert "grad/" not in page and "<h2>Gradient norms</h2>" not in page   # nothing measured, nothing drawn
+    assert "<h2>Evaluation</h2>" not in page
