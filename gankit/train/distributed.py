@@ -112,6 +112,17 @@ class Dist:
                 f"stalled for more than train.dist_timeout_s={self.timeout_s:g} s. Its own error is in "
                 "torchrun's log; resume from the last checkpoint with `gankit train --resume RUN_DIR`") from None
 
+    def _flat(self, what: str, tensors: List[Tensor], collective) -> None:
+        """Run ``collective`` in place on ``tensors`` as one flat buffer per dtype (any memory
+        layout, e.g. channels_last), then write the results back."""
+        by_dtype: Dict[torch.dtype, List[Tensor]] = {}
+        for x in tensors:
+            by_dtype.setdefault(x.dtype, []).append(x)
+        for group in by_dtype.values():
+            flat = torch.cat([x.reshape(-1) for x in group])
+            self._run(what, lambda: collective(flat))
+            torch._foreach_copy_(group, [f.view(x.shape) for f, x in zip(flat.split([x.numel() for x in group]), group)])
+
     def average_gradients(self, module: nn.Module) -> None:
         """Replace each gradient of ``module`` by its mean over ranks (one all-reduce per dtype).
 
@@ -120,14 +131,7 @@ class Dist:
         if not self.enabled:
             return
         grads = [p.grad for p in module.parameters() if p.grad is not None]
-        by_dtype: Dict[torch.dtype, List[Tensor]] = {}
-        for g in grads:
-            by_dtype.setdefault(g.dtype, []).append(g)
-        for group in by_dtype.values():
-            flat = torch.cat([g.reshape(-1) for g in group])
-            self._run("all-reduce of gradients", lambda: dist.all_reduce(flat))
-            flat.div_(self.world_size)
-            torch._foreach_copy_(group, [f.view_as(g) for f, g in zip(flat.split([g.numel() for g in group]), group)])
+        self._flat("all-reduce of gradients", grads, lambda flat: dist.all_reduce(flat.div_(self.world_size)))
 
     def broadcast_module(self, module: nn.Module) -> None:
         """Make every rank's parameters and buffers rank 0's (identical seeds make them so already;
@@ -135,8 +139,8 @@ class Dist:
         if not self.enabled:
             return
         with torch.no_grad():
-            for t in list(module.parameters()) + list(module.buffers()):
-                self._run("broadcast of initial weights", lambda: dist.broadcast(t.data, 0))
+            tensors = [t.data for t in list(module.parameters()) + list(module.buffers())]
+            self._flat("broadcast of initial weights", tensors, lambda flat: dist.broadcast(flat, 0))
 
     def mean_stats(self, sums: Dict[str, Tensor], counts: Dict[str, int]) -> Dict[str, float]:
         """Means of logged statistics over all ranks and accumulated steps: ``Σ sums / Σ counts``
