@@ -256,3 +256,12 @@ def test_image_runs_compare_in_domain_features_when_cached_else_pixels(tmp_path,
     assert json.loads((r.dir / "health.json").read_text())["feature_space"] == "domain-test"
     rec = metrics(r.dir)[-1]
     assert 0 <= rec["health/entropy"] <= 1.5 and rec["health/diversity"] > 0
+
+
+def test_events_show_in_the_progress_bar_and_the_summary(tmp_path, capsys):
+    train("gan-ring8", SMALL + ["train.g_optim.lr=0.5", "train.d_optim.lr=0.5", "train.steps=40", "train.log_every=20",
+                                "health.lr_factor=0.1"], out=tmp_path / "bar", quiet=False)
+    err = capsys.readouterr().err
+    assert "[health] step 20: diverged: loss exploded" in err          # a line above the bar
+    assert "health=ok" in err                                          # the bar's postfix
+    assert "health: recovered (diverged ×1); 1 rollback(s)" in err     # the end-of-run summary

@@ -223,7 +223,7 @@ h1{margin-bottom:4px} h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-
 table.events{border-collapse:collapse;width:100%;font-size:14px}
 table.events td,table.events th{border:1px solid #ddd;padding:4px 8px;vertical-align:top;text-align:left}
 .kind{font-weight:600;white-space:nowrap}
-.samples{display:flex;flex-wrap:wrap;gap:12px} .samples figure{margin:0;text-align:center;font-size:13px}
+.samples{display:flex;flex-wrap:wrap;gap:12px} .samples figure{margin:0;text-align:center;font-size:13px} .samples img{image-rendering:pixelated}
 .cards{display:flex;flex-wrap:wrap;gap:12px} .card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:140px}
 .card h4{margin:0 0 4px 0;font-size:13px;color:#555} .card .big{font-size:22px;font-weight:600}
 .card table{font-size:13px} pre{background:#f6f6f6;padding:12px;overflow-x:auto;font-size:12px}
