@@ -78,6 +78,7 @@ class TrainConfig:
     ema_start: int = 0                   # G-step from which the EMA tracks (copies G before that)
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     precision: str = "fp32"              # fp32 | bf16 | fp16 | auto
+    channels_last: Optional[bool] = None  # NHWC memory layout for conv nets; None = on for image data
     log_every: int = 50                  # G-steps between metrics.jsonl records
     sample_every: Optional[int] = None   # G-steps between sample grids; None = once per epoch
     checkpoint_every: int = 1000         # G-steps between checkpoints (one is always written at the end)

@@ -72,6 +72,11 @@ class Trainer:
             print(f"note: BatchNorm normalises with each process's shard ({t.batch_size // self.dist.world_size} "
                   "samples); set train.sync_batchnorm=true for the global batch's statistics", flush=True)
         self.G, self.D = G.to(self.device), D.to(self.device)
+        # NHWC lets oneDNN/cuDNN pick their fastest conv kernels; a no-op for MLPs and vectors.
+        self.channels_last = t.channels_last if t.channels_last is not None else self.data.kind == "image"
+        if self.channels_last:
+            self.G.to(memory_format=torch.channels_last)
+            self.D.to(memory_format=torch.channels_last)
         self.dist.broadcast_module(self.G)
         self.dist.broadcast_module(self.D)
         self.ema = EMA(self.G, t.ema) if t.ema else None
@@ -146,6 +151,8 @@ class Trainer:
                 real = y = None
                 if phase.needs_data:
                     real, y = self.data.batch(self.sampler.next())
+                    if self.channels_last and real.ndim == 4:
+                        real = real.contiguous(memory_format=torch.channels_last)
                 phase.optimizer.zero_grad(set_to_none=True)
                 stats = self.objective.accumulate_gradients(phase.name, real, y, self.sampler.local_batch_size)
                 self.dist.average_gradients(phase.module)  # the global batch's gradient on every rank

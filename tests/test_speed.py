@@ -1,0 +1,66 @@
+"""Speed features: precision choice, channels_last, the bench command, bf16 training learns."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import gankit
+from gankit.bench import bench, format_table
+from gankit.config import load_config
+from gankit.errors import ConfigError
+from gankit.train.loop import Trainer
+from gankit.train.precision import cpu_has_bf16, resolve_precision
+
+TINY_DCGAN = ["train.steps=2", "train.batch_size=8", "data.limit=64", "model.g.width=4", "model.d.width=4"]
+
+
+def test_precision_resolution():
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    assert resolve_precision("auto", cpu) in ("fp32", "bf16")
+    with pytest.raises(ConfigError, match="fp16"):
+        resolve_precision("fp16", cpu)
+
+
+def test_channels_last_for_conv_nets_only():
+    tr = Trainer(load_config("dcgan-fashion-mnist", TINY_DCGAN))
+    conv = next(m for m in tr.D.modules() if isinstance(m, torch.nn.Conv2d))
+    assert tr.channels_last and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    tr.train_step()
+    ring = Trainer(load_config("gan-ring8", ["train.steps=2", "data.size=500", "train.batch_size=32"]))
+    assert not ring.channels_last
+
+
+def test_channels_last_does_not_change_the_math():
+    a = Trainer(load_config("dcgan-fashion-mnist", TINY_DCGAN + ["train.channels_last=false"]))
+    b = Trainer(load_config("dcgan-fashion-mnist", TINY_DCGAN + ["train.channels_last=true"]))
+    for tr in (a, b):
+        tr.train_step()
+        tr.train_step()
+    sa, sb = a.pop_stats(), b.pop_stats()
+    for key in ("d_loss", "g_loss"):
+        assert sa[key] == pytest.approx(sb[key], rel=1e-4, abs=1e-5)  # same math, other kernel order
+
+
+def test_bench_reports_consistent_figures():
+    row = bench("dcgan-fashion-mnist", TINY_DCGAN, windows=1, steps_per_window=1, warmup=1)
+    assert row["ours_img_s"] > 0 and row["plain_img_s"] > 0
+    assert row["speedup"] == pytest.approx(row["ours_img_s"] / row["plain_img_s"], rel=1e-9)
+    # FLOPs of one plain step / image for width-4 DCGAN at 28x28: order 1e5-1e7.
+    assert 1e-2 < row["mflop_per_img"] < 10
+    assert row["ours_gflops"] == pytest.approx(row["mflop_per_img"] * 1e-3 * row["ours_img_s"], rel=1e-6)
+    assert "x |" in format_table([row])
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16 (machine feature, not missing work)")
+def test_bf16_training_stays_finite_and_learns_the_ring(tmp_path):
+    run = gankit.train("gan-ring8", ["train.precision=bf16", "train.log_every=200"], out=tmp_path / "r", quiet=True)
+    assert run.trainer.precision == "bf16"
+    assert all(np.isfinite(r["d_loss"]) and np.isfinite(r["g_loss"]) for r in run.records)
+    x, _ = gankit.load(run.dir).sample(2500)
+    from gankit.data.toy import ring_means
+    dist = torch.cdist(x.double(), ring_means())
+    hq = dist.min(1).values < 0.03
+    assert len(torch.unique(dist.argmin(1)[hq])) >= 6
