@@ -61,6 +61,7 @@ def test_healthy_gan_ring8_raises_no_alarm(tmp_path):
     recs = metrics(r.dir)
     assert all(rec["health"] == "ok" for rec in recs)
     assert recs[-1]["health/diversity"] > 0.5 and recs[-1]["health/modes"] >= 0.75
+    assert 0 <= recs[-1]["health/modes_hq"] <= 1
     assert all(rec["grad/G"] > 0 and rec["grad/D"] > 0 for rec in recs)
     assert any(k.startswith("grad/G/net.") for k in recs[-1])      # per-layer norms of G
     summary = json.loads((r.dir / "health.json").read_text())
@@ -73,6 +74,7 @@ def test_constant_generator_is_diagnosed_as_mode_collapse(tmp_path):
     ev = [e for e in events(r.dir) if e["kind"] == "mode_collapse"]
     assert len(ev) == 1, events(r.dir)                     # reported once, not on every record
     assert ev[0]["evidence"]["diversity"] < 1e-3 and ev[0]["evidence"]["entropy_ratio"] < 0.2
+    assert ev[0]["evidence"]["modes_covered"] <= 0.125
     assert ev[0]["step"] == 50                             # first record after warmup with a full window
     assert "mode_collapse" in metrics(r.dir)[-1]["health"]
 
@@ -171,7 +173,7 @@ def test_each_rule_is_silent_on_healthy_records_and_fires_on_its_symptom():
         "mode_collapse": dict(diversity=0.05),
         "vanishing_gradients": dict(grad_g=1e-5, grad_g_rel=1e-6),
         "unstable": None,
-        "d_lost": dict(acc_real=0.0, acc_fake=1.0, modes=0.25, improved=False),
+        "d_lost": dict(acc_real=0.0, acc_fake=1.0, modes_hq=0.25, improved=False),
         "converged": dict(acc_real=0.52, acc_fake=0.49, improved=False),
     }
     for kind, change in cases.items():

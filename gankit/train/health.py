@@ -11,7 +11,9 @@ Every log record (``train.log_every`` generator steps) the monitor reads cheap s
   distance of generated / of real samples; energy distance between the two sets divided by the
   real mean distance (a quality proxy: 0 = same distribution); the entropy of the histogram of
   generated samples over the data's classes (domain network) or nearest modes (mixtures)
-  divided by the real data's; for mixtures, the share of modes covered;
+  divided by the real data's; for mixtures, the share of modes visited (≥ 1/4 of a fair share of
+  samples within a quarter of the spacing between modes) and covered (VEEGAN/PacGAN protocol:
+  within 3σ, its 20-of-2,500 count scaled to the sample count);
 * whether any logged number or any weight of G or D is NaN or infinite.
 
 From the last ``health.window`` records it diagnoses (thresholds are ``health.*`` keys):
@@ -164,6 +166,7 @@ class SampleProbe:
         self.modes = data.modes.cpu() if data.modes is not None else None
         if self.modes is not None:
             self.radius = mode_radius(self.modes, data.mode_std)
+            self.mode_std = data.mode_std
         self.real, real_counts = self._embed(real)
         self.real_dist = max(mean_pairwise_distance(self.real), 1e-12)
         self.real_entropy = entropy(real_counts) if real_counts is not None else None
@@ -197,8 +200,14 @@ class SampleProbe:
         if counts is not None and self.real_entropy:
             out["entropy"] = entropy(counts) / self.real_entropy
         if self.modes is not None:
-            # A mode counts as covered when it holds at least 1/4 of its fair share of samples.
+            # Visited: a mode holds at least 1/4 of its fair share of samples within the loose radius.
             out["modes"] = float((counts >= 0.25 * fake.shape[0] / len(self.modes)).float().mean())
+            # Covered as the VEEGAN/PacGAN protocol counts it (within 3σ; its 20 of 2,500 samples
+            # scaled to this sample count), as `gankit eval --metrics modes` reports it.
+            from ..metrics.modes import MIN_COUNT, NUM_SAMPLES, mode_stats
+            st = mode_stats(fake, self.modes, self.mode_std,
+                            min_count=max(1, round(MIN_COUNT * fake.shape[0] / NUM_SAMPLES)))
+            out["modes_hq"] = st["modes"] / st["num_modes"]
         return out
 
 
@@ -320,9 +329,9 @@ class HealthMonitor:
         parts = [f"generated samples are {last['diversity']:.0%} as spread out as real ones"]
         if "entropy" in last:
             ev.update(entropy_ratio=round(last["entropy"], 4), entropy_threshold=cfg.collapse_entropy,
-                      modes_covered=last.get("modes"))
+                      modes_visited=last.get("modes"), modes_covered=last.get("modes_hq"))
             parts.append(f"histogram entropy {last['entropy']:.0%} of the data's"
-                         + (f", {last['modes']:.0%} of modes covered" if "modes" in last else ""))
+                         + (f", {last['modes']:.0%} of modes visited" if "modes" in last else ""))
         return Event("mode_collapse", last["step"], "; ".join(parts) + f" for {len(window)} records",
                      ev, ADVICE["mode_collapse"])
 
@@ -392,10 +401,10 @@ class HealthMonitor:
         if not all(abs(b - 0.5) <= cfg.chance_tol for b in bal) or stale < cfg.patience:
             return None
         last = window[-1]
-        good = self._collapse(window) is None and (last.get("modes") is None or last["modes"] >= 0.9)
+        good = self._collapse(window) is None and last.get("modes_hq", 1.0) >= 0.9
         kind = "converged" if good else "d_lost"
         ev = {"balanced_accuracy": [round(b, 4) for b in bal], "records_without_improvement": stale,
-              "modes_covered": last.get("modes"), "energy": last.get("energy")}
+              "modes_covered": last.get("modes_hq"), "modes_visited": last.get("modes"), "energy": last.get("energy")}
         msg = (f"D's balanced accuracy {bal[-1]:.0%} (chance) for {len(window)} records and no quality "
                f"improvement for {stale} records" + ("" if good else "; samples are still off"))
         return Event(kind, last["step"], msg, ev, ADVICE[kind])
@@ -448,7 +457,7 @@ class HealthCallback(Callback):
     def _on_log(self, run, record: dict) -> Optional[dict]:
         t = run.trainer
         sig = self._signals(run, record)
-        for k in ("diversity", "energy", "modes", "entropy", "grad_g_rel"):
+        for k in ("diversity", "energy", "modes", "modes_hq", "entropy", "grad_g_rel"):
             if k in sig and math.isfinite(sig[k]):
                 record[f"health/{k}"] = round(sig[k], 5)
         new = self.monitor.observe(sig)
