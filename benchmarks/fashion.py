@@ -78,13 +78,12 @@ def main(argv=None) -> int:
                   file=sys.stderr, flush=True)
     print(f"\nFashion-MNIST, {args.minutes:g} min of training per recipe, {args.n} samples vs the test split, "
           f"domain features\n")
-    head = f"{'recipe':<26} {'steps':>6} {'CPU s':>7} {'wall s':>7} {'FID':>8} {'KID x1e3':>9} {'prec':>6} {'recall':>6}"
+    head = f"{'recipe':<26} {'steps':>6} {'CPU s':>7} {'wall s':>7} {'FID':>8} {'KID':>9} {'prec':>6} {'recall':>6}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        kid = r.get("kid")
         print(f"{r['recipe']:<26} {r['steps']:>6} {r['cpu_s']:>7.0f} {r['wall_s']:>7.0f} {fmt(r.get('fid'), '8.2f')} "
-              f"{fmt(kid * 1e3 if kid is not None else None, '9.2f')} {fmt(r.get('precision'), '6.3f')} "
+              f"{fmt(r.get('kid'), '9.3f')} {fmt(r.get('precision'), '6.3f')} "
               f"{fmt(r.get('recall'), '6.3f')}")
     if args.json:
         from gankit.utils import atomic_write_text
