@@ -267,6 +267,9 @@ def _evaluate_samples(samples, metrics, features, split, seed, n_real, inception
     ds = reference if reference is not None else load_reference(samples.data_cfg, split)
     kind = ds.kind
     names = resolve_metrics(metrics, kind, ds.modes is not None)
+    if "cas" in names and samples.y is None:  # fail before any expensive stage
+        raise EvalError("metric cas: needs class labels with the generated samples (a conditional model, "
+                        "or y in the .npz)")
     need_features = any(METRICS.get(m).uses_features for m in names)
     if extractor is None and need_features:
         fname = features or default_features(samples.data_cfg, kind)
