@@ -30,9 +30,11 @@ BEST = "checkpoints/best.safetensors"
 
 
 class Callback:
-    """Hooks the run calls after the loop's work; none of them changes the training step.
+    """Hooks the run calls between training steps, never inside one.
 
     ``on_log`` may return ``{"score": float}`` (lower is better) to choose the best checkpoint.
+    A callback acts on the run only through :meth:`Run.request_stop` and
+    :meth:`Run.request_rollback` (the health monitor's policies), which take effect after the step.
     """
 
     def on_start(self, run: "Run") -> None: ...
