@@ -195,3 +195,16 @@ def test_cards_decide_what_is_comparable():
     rows = [line for line in diff.splitlines() if line.startswith("fid ")]
     assert len(rows) == 2
     assert "fid: rows with different cards are NOT comparable (they differ in: n_fake)" in diff
+
+
+def test_fit_images_undoes_padding_and_resizes():
+    from gankit.data import fit_resolution
+    from gankit.metrics.features import fit_images, quantize
+
+    x = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    padded = fit_resolution(x, 32).float() / 127.5 - 1           # how a run at 32x32 sees Fashion-MNIST
+    assert torch.equal(fit_images(padded, 1, 28), x.float() / 127.5 - 1)
+    big = fit_images(torch.rand(2, 3, 64, 64) * 2 - 1, 1, 28)
+    assert big.shape == (2, 1, 28, 28) and big.min() >= -1 and big.max() <= 1
+    q = quantize(torch.tensor([-1.2, -0.0031, 0.5, 1.0]))
+    assert torch.allclose((q + 1) * 127.5, torch.tensor([0.0, 127.0, 191.0, 255.0]), atol=1e-4)
