@@ -71,11 +71,11 @@ def test_kid_matches_direct_computation():
 
 def test_kid_subsets_same_distribution_near_zero_and_seeded():
     a, b = _features(1200, 16, 0), _features(1200, 16, 1)
-    m1, s1 = kid(a, b, num_subsets=20, subset_size=400, seed=5)
-    m2, s2 = kid(a, b, num_subsets=20, subset_size=400, seed=5)
+    m1, s1 = kid(a, b, num_subsets=10, subset_size=300, seed=5)
+    m2, s2 = kid(a, b, num_subsets=10, subset_size=300, seed=5)
     assert (m1, s1) == (m2, s2)
     assert abs(m1) < 3 * s1 + 1e-3
-    far, _ = kid(a, _features(1200, 16, 2, 1.0), num_subsets=20, subset_size=400)
+    far, _ = kid(a, _features(1200, 16, 2, 1.0), num_subsets=10, subset_size=300)
     assert far > 10 * (abs(m1) + s1)
 
 

@@ -56,16 +56,30 @@ def describe(card: dict, skip=()) -> str:
 
 
 def describe_all(cards: List[dict]) -> str:
-    """Cards one after another, with the fields they all share printed once at the top."""
-    shared = [f for f in _SHARED if all(c.get(f) == cards[0].get(f) for c in cards)
-              and f != "features_sha256"]
+    """Cards grouped by protocol: cards that differ only in the metric (and its constants) share
+    one block, e.g. ``cards 1a2b3c4d5e precision, 6f7a8b9c0d recall (k=3):`` then the fields."""
+    groups: Dict[str, List[dict]] = {}
+    for c in cards:
+        key = json.dumps([{k: c.get(k) for k in _SHARED + ("features_sha256",)}, c.get("params"),
+                          c.get("warnings", [])], sort_keys=True)
+        groups.setdefault(key, []).append(c)
+    shared = [f for f in _SHARED if all(c.get(f) == cards[0].get(f) for c in cards)]
     if "features" in shared and any(c.get("features_sha256") != cards[0].get("features_sha256") for c in cards):
         shared.remove("features")
+    if len(groups) == 1:
+        shared = []
     out = []
-    if len(cards) > 1 and shared:
-        out.append("shared by the cards below:")
+    if shared:
+        out.append("shared by all cards:")
         out += ["  " + line for line in _field_lines(cards[0], shared)]
-    out += [describe(c, skip=shared if len(cards) > 1 else ()) for c in cards]
+    for members in groups.values():
+        c = members[0]
+        head = ("card " if len(members) == 1 else "cards ") + ", ".join(f"{card_id(m)} {m['metric']}" for m in members)
+        if c.get("params"):
+            head += " (" + ", ".join(f"{k}={v}" for k, v in c["params"].items()) + ")"
+        out.append(head + ":")
+        out += ["  " + line for line in _field_lines(c, [f for f in _SHARED if f not in shared])]
+        out += [f"  WARNING       {w}" for w in c.get("warnings", [])]
     return "\n".join(out)
 
 
