@@ -86,9 +86,9 @@ def describe_all(cards: List[dict]) -> str:
 def _fmt(v) -> str:
     if v is None:
         return "-"
-    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e6 and v != 0 and abs(v) >= 1):
-        return f"{v:g}" if isinstance(v, float) else str(v)
-    if isinstance(v, float) and v != v:
+    if isinstance(v, int):
+        return str(v)
+    if v != v:
         return "nan"
     return f"{v:.4f}" if abs(v) >= 0.01 or v == 0 else f"{v:.3e}"
 
