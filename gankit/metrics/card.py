@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 CARD_FIELDS = ("metric", "params", "features", "features_sha256", "preprocessing", "reference",
                "n_real", "n_fake", "seed", "gankit")

@@ -5,14 +5,13 @@ extractor) -> statistics -> metric values, each value with its evaluation card.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import torch
