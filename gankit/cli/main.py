@@ -6,9 +6,9 @@ import sys
 from typing import List, Optional
 
 from ..errors import GankitError
-from . import eval_cmd, features_cmd, recipes_cmd, report_cmd, sample_cmd, train_cmd
+from . import bench_cmd, eval_cmd, features_cmd, recipes_cmd, report_cmd, sample_cmd, train_cmd
 
-COMMANDS = [recipes_cmd, train_cmd, sample_cmd, report_cmd, eval_cmd, features_cmd]
+COMMANDS = [recipes_cmd, train_cmd, sample_cmd, report_cmd, eval_cmd, features_cmd, bench_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
