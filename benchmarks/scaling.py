@@ -6,7 +6,7 @@ For each global batch size it trains the same recipe (same seed, same global bat
 same run: see tests/test_distributed.py) three ways:
 
 * ``1p×1t``  one process, one thread (the baseline),
-* ``1p×2t``  one process, two intra-op threads,
+* ``1p×2t``  one process, two intra-op threads (also with ``OMP_WAIT_POLICY=PASSIVE``),
 * ``2p×1t``  two processes under ``torchrun`` (gloo), one thread each, batch split in halves,
 
 and reports training throughput (samples per second of training time: set-up, sample
@@ -43,10 +43,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CONFIGS = {  # name: (processes, threads per process)
-    "1p×1t": (1, 1),
-    "1p×2t": (1, 2),
-    "2p×1t": (2, 1),
+CONFIGS = {  # name: (processes, threads per process, extra environment)
+    "1p×1t": (1, 1, {}),
+    "1p×2t": (1, 2, {}),
+    "1p×2t passive": (1, 2, {"OMP_WAIT_POLICY": "PASSIVE"}),  # OpenMP threads sleep instead of spinning
+    "2p×1t": (2, 1, {}),
 }
 
 
@@ -56,7 +57,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_once(recipe: str, steps: int, batch: int, procs: int, threads: int, work: Path) -> float:
+def run_once(recipe: str, steps: int, batch: int, procs: int, threads: int, extra_env: dict, work: Path) -> float:
     """Train and return samples per second of training time (rank 0's clock)."""
     out = Path(tempfile.mkdtemp(dir=work))
     sets = [f"train.steps={steps}", f"train.batch_size={batch}", f"train.threads={threads}",
@@ -67,7 +68,7 @@ def run_once(recipe: str, steps: int, batch: int, procs: int, threads: int, work
         cmd += ["-m", "torch.distributed.run", "--nproc-per-node", str(procs), "--master-port", str(free_port())]
     cmd += ["-m", "gankit", "train", recipe, "--out", str(out / "run"), "--quiet"]
     cmd += [a for s in sets for a in ("--set", s)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT), **extra_env}
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
@@ -88,8 +89,8 @@ def main() -> None:
         results = {}
         for batch in args.batch:
             for rep in range(args.reps):
-                for name, (procs, threads) in CONFIGS.items():
-                    rate = run_once(args.recipe, args.steps, batch, procs, threads, Path(tmp))
+                for name, (procs, threads, extra_env) in CONFIGS.items():
+                    rate = run_once(args.recipe, args.steps, batch, procs, threads, extra_env, Path(tmp))
                     results.setdefault((batch, name), []).append(rate)
                     print(f"  batch {batch} rep {rep + 1} {name}: {rate:,.0f} samples/s", flush=True)
     print(f"load average at end {os.getloadavg()[0]:.1f}\n")
@@ -97,7 +98,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for batch in args.batch:
         base = statistics.median(results[(batch, "1p×1t")])
-        for name, (procs, threads) in CONFIGS.items():
+        for name, (procs, threads, _) in CONFIGS.items():
             rates = results[(batch, name)]
             med = statistics.median(rates)
             cores = procs * threads

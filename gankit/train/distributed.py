@@ -213,9 +213,12 @@ class Dist:
         payload = self.broadcast_bytes(st_save(tensors) if self.is_main else None)
         return state if self.is_main else unflatten(skeleton, st_load(payload))
 
-    def barrier(self) -> None:
-        if self.enabled:
-            self._run("barrier", lambda: dist.barrier())
+    def close(self) -> None:
+        """End of training: wait for every rank (rank 0 may still be writing), then leave the
+        process group together, so no rank tears down connections another is still using."""
+        if self.enabled and dist.is_initialized():
+            self._run("final barrier", lambda: dist.barrier())
+            dist.destroy_process_group()
 
 
 def setup(cfg) -> Dist:

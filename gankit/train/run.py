@@ -191,6 +191,7 @@ class Run:
         if not (self.dir / BEST).exists():
             self.save(BEST)  # without an evaluator, the best known checkpoint is the last one
         self.finish()
+        t.dist.close()  # torchrun: the other ranks have waited for the files above
         return self
 
     def _follow(self) -> "Run":
@@ -209,6 +210,7 @@ class Run:
                 if control["stop"] is not None:
                     self.stop_reason = control["stop"]
                     break
+        t.dist.close()
         return self
 
     def finish(self) -> None:
