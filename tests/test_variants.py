@@ -397,7 +397,7 @@ def test_self_attention_starts_as_identity_and_mixes_positions():
 
 @pytest.mark.parametrize("res", [28, 32])
 def test_resnet_family_shapes_and_spectral_norm(res):
-    G, D = NETWORKS.get("resnet").build(8, (3, res, res), 0, {"width": 8, "attention": 2 * res // 4 // 2 * 2,
+    G, D = NETWORKS.get("resnet").build(8, (3, res, res), 0, {"width": 8, "attention": res // 2,
                                                                 "spectral": True},
                                         {"width": 8, "attention": res // 2})
     x = G(torch.randn(4, 8))
