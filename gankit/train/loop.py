@@ -86,6 +86,9 @@ class Trainer:
         self.objective = objective_cls(self.G, self.D, cfg.loss, cfg.model.z_dim, self.num_classes,
                                        autocast=autocast_factory(self.precision, self.device))
         self.phases: List[Phase] = self.objective.build_phases(self.g_opt, self.d_opt, t.d_steps)
+        # fp16 (CUDA without bf16): one loss scaler per phase, so D's and G's scales adapt apart.
+        self.scalers = ({p.name: torch.amp.GradScaler(self.device.type) for p in self.phases}
+                        if self.precision == "fp16" else {})
         if t.batch_size % self.dist.world_size:
             from ..errors import ConfigError
             raise ConfigError(f"train.batch_size={t.batch_size}: the global batch must split evenly over "
@@ -154,11 +157,19 @@ class Trainer:
                     if self.channels_last and real.ndim == 4:
                         real = real.contiguous(memory_format=torch.channels_last)
                 phase.optimizer.zero_grad(set_to_none=True)
+                scaler = self.scalers.get(phase.name)
+                self.objective.loss_scale = scaler.scale if scaler is not None else None
                 stats = self.objective.accumulate_gradients(phase.name, real, y, self.sampler.local_batch_size)
+                if scaler is not None:
+                    scaler.unscale_(phase.optimizer)  # true gradients for averaging, norms and the step
                 self.dist.average_gradients(phase.module)  # the global batch's gradient on every rank
                 if norms_due:
                     stats = {**stats, **self.grad_norm_stats(phase)}
-                phase.optimizer.step()
+                if scaler is not None:
+                    scaler.step(phase.optimizer)  # skipped when the gradients overflowed
+                    scaler.update()
+                else:
+                    phase.optimizer.step()
                 self.objective.after_step(phase.name)
                 self._accumulate(stats)
         if self.ema is not None:

@@ -71,6 +71,13 @@ class GANObjective:
         # (gankit/train/distributed.py ShardedNoise); None = torch's global RNG.
         self.noise_source: Optional[Callable[[int, torch.device], Tensor]] = None
 
+    # Set by the Trainer for fp16: scales a loss before backward (torch.amp.GradScaler.scale).
+    loss_scale: Optional[Callable[[Tensor], Tensor]] = None
+
+    def backward(self, loss: Tensor) -> None:
+        """Backpropagate ``loss``, scaled when training in fp16 so small gradients do not underflow."""
+        (self.loss_scale(loss) if self.loss_scale is not None else loss).backward()
+
     # -- phases -------------------------------------------------------------------------
     def build_phases(self, g_opt, d_opt, d_steps: int) -> List[Phase]:
         # With one D step per G step, G's forward pass serves both steps: the D step
@@ -153,7 +160,7 @@ class GANObjective:
             penalty = fn(self.critic(y), real, fake_d)  # fp32, outside autocast
             loss = loss + weight * penalty
             stats[name] = penalty.detach()
-        loss.backward()
+        self.backward(loss)
         # With pack > 1 each score (and each accuracy count) is one decision about a group of samples.
         says_real_r = self.loss.says_real(out_real.detach())
         says_real_f = self.loss.says_real(out_fake.detach())
@@ -177,7 +184,7 @@ class GANObjective:
         stats = {"g_loss": loss.detach(), **{f"g_{k}": v for k, v in aux_stats.items()}}
         if aux is not None:
             loss = loss + aux
-        loss.backward()
+        self.backward(loss)
         return stats
 
     def _lazy_reg_step(self, phase: str, real: Tensor, y: Optional[Tensor]) -> Dict[str, Tensor]:
@@ -186,5 +193,5 @@ class GANObjective:
             fake, _ = self.generate(real.shape[0], real.device, y if self.num_classes else None)
         penalty = fn(self.critic(y), real, fake)
         # Applied every N steps with N× the weight, as in StyleGAN2's lazy regularisation.
-        (weight * every * penalty).backward()
+        self.backward(weight * every * penalty)
         return {phase.split(":", 1)[1]: penalty.detach()}

@@ -70,7 +70,7 @@ class UnrolledObjective(GANObjective):
             params = update(params, dict(zip(names, grads)))
         with self.autocast():
             loss = self.loss.g(d(fake, y, params))
-        loss.backward()
+        self.backward(loss)
         return {"g_loss": loss.detach()}
 
 
