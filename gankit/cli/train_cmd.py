@@ -16,6 +16,7 @@ def register(sub):
 
 def run(args):
     from ..errors import GankitError
+    from ..train.distributed import exit_worker
     from ..train.run import train
 
     if args.resume and args.recipe:
@@ -24,8 +25,8 @@ def run(args):
         raise GankitError("give a recipe (see `gankit recipes`) or --resume RUN_DIR")
     result = train(args.recipe, args.overrides, out=args.out, quiet=args.quiet, resume=args.resume)
     t = result.trainer
-    if not t.dist.is_main:  # torchrun: rank 0 speaks for the job
-        return
-    print(f"trained {result.cfg.name}: {t.state.step} steps, {t.epoch:.2f} epochs, {t.state.seconds:.1f} s")
-    print(f"run folder: {result.dir}")
-    print(f"samples:    {result.dir / 'samples'} (latest: {result.latest_samples})")
+    if t.dist.is_main:  # torchrun: rank 0 speaks for the job
+        print(f"trained {result.cfg.name}: {t.state.step} steps, {t.epoch:.2f} epochs, {t.state.seconds:.1f} s")
+        print(f"run folder: {result.dir}")
+        print(f"samples:    {result.dir / 'samples'} (latest: {result.latest_samples})")
+    exit_worker(0)  # torchrun: leave now, everything is written (a no-op in a single process)

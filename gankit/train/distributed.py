@@ -258,6 +258,19 @@ def setup(cfg) -> Dist:
     return Dist(rank=rank, world_size=world, local_rank=local_rank, device=device, timeout_s=t.dist_timeout_s)
 
 
+def exit_worker(code: int = 0) -> None:
+    """End a torchrun worker once its work is done and its files are closed, skipping C++
+    static destructors: in about 1 run in 10 a gloo worker aborted there ("terminate called
+    without an active exception", SIGABRT) after training had finished, which made torchrun
+    report the job as failed. Outside torchrun it returns and the process exits normally."""
+    if env_world()[1] > 1:
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def _destroy() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
