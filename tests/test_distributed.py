@@ -116,6 +116,7 @@ WORKER = textwrap.dedent("""
     from gankit.config import load_config
     from gankit.train.loop import Trainer
     from gankit.train.checkpoint import save_checkpoint
+    from gankit.train.distributed import exit_worker
 
     cfg = load_config("gan-ring8", json.loads(sys.argv[1]))
     mode, out = sys.argv[2], sys.argv[3]
@@ -135,6 +136,8 @@ WORKER = textwrap.dedent("""
     after = t.pop_stats()
     if t.dist.is_main:
         save_checkpoint(out, {"G": t.G.state_dict(), "D": t.D.state_dict(), "stats": stats, "after": after})
+    t.dist.close()
+    exit_worker(0)  # as `gankit train` does: skip C++ teardown (see exit_worker)
 """)
 
 
