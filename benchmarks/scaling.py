@@ -28,6 +28,27 @@ sizes). gankit reduces gradients after each phase's backward instead of overlapp
 reduction with backward as DDP's buckets do; for big models on many GPUs that costs a few
 per cent, which we accept for exact double-backward penalties and phase-wise updates
 (see gankit/train/distributed.py).
+
+Measured on 2026-11-22 (2 vCPUs shared with other jobs, load average 5-6 throughout, so
+no configuration could count on two free cores; medians of 3 alternated runs, 150 steps)::
+
+    | global batch | config        | cores | samples/s | runs                   | speed-up | efficiency |
+    | 256          | 1p×1t         | 1     | 53,631    | 54,779, 53,186, 53,631 | 1.00×    | 100%       |
+    | 256          | 1p×2t         | 2     | 1,154     | 8,531, 970, 1,154      | 0.02×    | 1%         |
+    | 256          | 1p×2t passive | 2     | 40,421    | 42,572, 40,167, 40,421 | 0.75×    | 38%        |
+    | 256          | 2p×1t         | 2     | 28,381    | 32,215, 28,381, 27,331 | 0.53×    | 26%        |
+    | 1024         | 1p×1t         | 1     | 32,426    | 59,743, 28,550, 32,426 | 1.00×    | 100%       |
+    | 1024         | 1p×2t         | 2     | 4,746     | 3,671, 4,746, 7,426    | 0.15×    | 7%         |
+    | 1024         | 1p×2t passive | 2     | 29,959    | 33,457, 28,905, 29,959 | 0.92×    | 46%        |
+    | 1024         | 2p×1t         | 2     | 36,039    | 37,647, 36,039, 32,954 | 1.11×    | 56%        |
+
+Read with care: on a loaded machine the second core is mostly not there. What stands
+out is that spinning OpenMP threads (the default) collapse under contention, 10-50×
+slower than one thread, while processes degrade gracefully and beat threads by 6-25×;
+``OMP_WAIT_POLICY=PASSIVE`` repairs the threads. With 4 samples per ms per core at batch
+256 a step of gan-ring8 lasts ~5 ms, so two small all-reduces per step cost a visible
+share; at batch 1024 processes gain over one core (1.11×). Rerun on an idle machine for
+real efficiencies.
 """
 from __future__ import annotations
 
