@@ -45,10 +45,10 @@ no configuration could count on two free cores; medians of 3 alternated runs, 15
 Read with care: on a loaded machine the second core is mostly not there. What stands
 out is that spinning OpenMP threads (the default) collapse under contention, 10-50×
 slower than one thread, while processes degrade gracefully and beat threads by 6-25×;
-``OMP_WAIT_POLICY=PASSIVE`` repairs the threads. With 4 samples per ms per core at batch
-256 a step of gan-ring8 lasts ~5 ms, so two small all-reduces per step cost a visible
-share; at batch 1024 processes gain over one core (1.11×). Rerun on an idle machine for
-real efficiencies.
+``OMP_WAIT_POLICY=PASSIVE`` repairs the threads. At ~54,000 samples/s a gan-ring8 step of
+batch 256 lasts ~5 ms on one core, so the two small all-reduces per step (D's and G's
+gradients) and waiting for the slower process cost a visible share; at batch 1024
+processes gain over one core (1.11×). Rerun on an idle machine for real efficiencies.
 """
 from __future__ import annotations
 
