@@ -3,8 +3,10 @@
 Both are timed in the same process, in alternating windows after warm-up, so the ratio
 survives a noisy machine; images/s are medians over windows. FLOPs per image are the model
 FLOPs of one plain step (G forward, D forward on real and fake, both backward passes), counted
-with ``torch.utils.flop_counter``; "% of peak" divides achieved GFLOP/s by this machine's
-measured dense matmul throughput in the same dtype.
+with ``torch.utils.flop_counter``. Images/s count generator steps × batch (a recipe with
+``train.d_steps`` = k does k D updates per step, and so does the plain step). "% of peak"
+divides achieved GFLOP/s by this machine's measured dense 1024² matmul throughput in the same
+dtype (large convolutions can exceed it).
 """
 from __future__ import annotations
 
@@ -38,26 +40,28 @@ def matmul_peak_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 0.5) 
 
 def plain_step(trainer: Trainer) -> Callable[[], None]:
     """The straightforward PyTorch step for the trainer's networks: fp32, eager, BCE-with-logits
-    (non-saturating), fresh copies of G and D, no EMA, no tricks."""
+    (non-saturating), fresh copies of G and D, no EMA, no tricks; ``train.d_steps`` D updates
+    (each on a new batch and new noise) per G update, like the recipe."""
     G, D = copy.deepcopy(trainer.G).float(), copy.deepcopy(trainer.D).float()
     G = G.to(memory_format=torch.contiguous_format)
     D = D.to(memory_format=torch.contiguous_format)
     g_opt = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
     data, sampler, z_dim = trainer.data, copy.deepcopy(trainer.sampler), trainer.cfg.model.z_dim
-    n_cls = trainer.num_classes
+    n_cls, d_steps = trainer.num_classes, trainer.cfg.train.d_steps
 
     def step():
-        real, y = data.batch(sampler.next())
-        y = y if n_cls else None
-        z = torch.randn(real.shape[0], z_dim, device=real.device)
-        fake = G(z, y)
-        d_opt.zero_grad()
-        out_real, out_fake = D(real, y), D(fake.detach(), y)
-        d_loss = F.binary_cross_entropy_with_logits(out_real, torch.ones_like(out_real)) + \
-            F.binary_cross_entropy_with_logits(out_fake, torch.zeros_like(out_fake))
-        d_loss.backward()
-        d_opt.step()
+        for _ in range(d_steps):
+            real, y = data.batch(sampler.next())
+            y = y if n_cls else None
+            z = torch.randn(real.shape[0], z_dim, device=real.device)
+            fake = G(z, y)
+            d_opt.zero_grad()
+            out_real, out_fake = D(real, y), D(fake.detach(), y)
+            d_loss = F.binary_cross_entropy_with_logits(out_real, torch.ones_like(out_real)) + \
+                F.binary_cross_entropy_with_logits(out_fake, torch.zeros_like(out_fake))
+            d_loss.backward()
+            d_opt.step()
         g_opt.zero_grad()
         out = D(fake, y)
         F.binary_cross_entropy_with_logits(out, torch.ones_like(out)).backward()
@@ -71,7 +75,7 @@ def flops_per_image(step: Callable[[], None], batch_size: int) -> float:
 
     with FlopCounterMode(display=False) as counter:
         step()
-    return counter.get_total_flops() / batch_size
+    return counter.get_total_flops() / batch_size  # per image of the G step's batch
 
 
 def _sync(device: torch.device) -> None:
