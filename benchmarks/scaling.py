@@ -29,26 +29,27 @@ reduction with backward as DDP's buckets do; for big models on many GPUs that co
 per cent, which we accept for exact double-backward penalties and phase-wise updates
 (see gankit/train/distributed.py).
 
-Measured on 2026-11-22 (2 vCPUs shared with other jobs, load average 5-6 throughout, so
-no configuration could count on two free cores; medians of 3 alternated runs, 150 steps)::
+Measured on 2026-11-22 on the idle machine (2 vCPUs, load ~1.7 at the end; medians of
+3 alternated runs, gan-ring8, 150 steps)::
 
     | global batch | config        | cores | samples/s | runs                   | speed-up | efficiency |
-    | 256          | 1p×1t         | 1     | 53,631    | 54,779, 53,186, 53,631 | 1.00×    | 100%       |
-    | 256          | 1p×2t         | 2     | 1,154     | 8,531, 970, 1,154      | 0.02×    | 1%         |
-    | 256          | 1p×2t passive | 2     | 40,421    | 42,572, 40,167, 40,421 | 0.75×    | 38%        |
-    | 256          | 2p×1t         | 2     | 28,381    | 32,215, 28,381, 27,331 | 0.53×    | 26%        |
-    | 1024         | 1p×1t         | 1     | 32,426    | 59,743, 28,550, 32,426 | 1.00×    | 100%       |
-    | 1024         | 1p×2t         | 2     | 4,746     | 3,671, 4,746, 7,426    | 0.15×    | 7%         |
-    | 1024         | 1p×2t passive | 2     | 29,959    | 33,457, 28,905, 29,959 | 0.92×    | 46%        |
-    | 1024         | 2p×1t         | 2     | 36,039    | 37,647, 36,039, 32,954 | 1.11×    | 56%        |
+    | 256          | 1p×1t         | 1     | 42,128    | 38,612, 42,128, 43,414 | 1.00×    | 100%       |
+    | 256          | 1p×2t         | 2     | 44,755    | 34,704, 58,226, 44,755 | 1.06×    | 53%        |
+    | 256          | 1p×2t passive | 2     | 19,448    | 18,268, 22,229, 19,448 | 0.46×    | 23%        |
+    | 256          | 2p×1t         | 2     | 27,224    | 24,412, 31,631, 27,224 | 0.65×    | 32%        |
+    | 1024         | 1p×1t         | 1     | 51,656    | 51,285, 51,857, 51,656 | 1.00×    | 100%       |
+    | 1024         | 1p×2t         | 2     | 81,377    | 82,315, 79,380, 81,377 | 1.58×    | 79%        |
+    | 1024         | 1p×2t passive | 2     | 41,363    | 41,363, 41,756, 38,656 | 0.80×    | 40%        |
+    | 1024         | 2p×1t         | 2     | 62,835    | 61,861, 62,835, 63,563 | 1.22×    | 61%        |
 
-Read with care: on a loaded machine the second core is mostly not there. What stands
-out is that spinning OpenMP threads (the default) collapse under contention, 10-50×
-slower than one thread, while processes degrade gracefully and beat threads by 6-25×;
-``OMP_WAIT_POLICY=PASSIVE`` repairs the threads. At ~54,000 samples/s a gan-ring8 step of
-batch 256 lasts ~5 ms on one core, so the two small all-reduces per step (D's and G's
-gradients) and waiting for the slower process cost a visible share; at batch 1024
-processes gain over one core (1.11×). Rerun on an idle machine for real efficiencies.
+On an idle machine one process with two threads is the fastest way to use two cores for
+this small MLP; two processes gain over one core only once the batch is large (1.22× at
+1024: the two small all-reduces per step and waiting for the slower process cost a visible
+share of a ~5 ms step at 256). ``OMP_WAIT_POLICY=PASSIVE`` hurts when the cores are free.
+The picture flips on a shared, loaded machine: the same benchmark at load 5-6 measured
+spinning OpenMP threads 10-50× slower than one thread (1p×2t: 1,154 samples/s at batch
+256) while processes degraded gracefully (2p×1t: 28,381). Processes are for many GPUs and
+machines; on one CPU use threads, or ``train.threads: 1`` if the machine is shared.
 """
 from __future__ import annotations
 
