@@ -29,7 +29,8 @@ def register(sub):
     p.add_argument("--data-root", default=None, help="folder of the dataset's files, when it needs one")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated noise and of the real subset")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"], help="checkpoint of a run")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: fastest on a shared CPU)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: PyTorch's; 1 is fastest on a shared, busy CPU)")
     p.add_argument("--no-write", action="store_true", help="do not write eval.json")
     p.set_defaults(func=run)
 
