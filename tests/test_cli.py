@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from gankit.cli.main import COMMANDS, build_parser
+from gankit.cli.main import build_parser
 
 
 def subcommands():

@@ -1,6 +1,4 @@
 """Speed features: precision choice, channels_last, the bench command, bf16 training learns."""
-import subprocess
-import sys
 
 import numpy as np
 import pytest

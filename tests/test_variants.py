@@ -133,7 +133,6 @@ def test_acgan_adds_class_cross_entropy_on_both_sides():
     assert obj._cached[1] is y
     g_stats = obj.accumulate_gradients("G", None, None, 32)
     assert "g_cls_loss" in g_stats
-    g_aux = [p.grad.clone() for p in obj.G.parameters()]
     # With aux_weight 0, G's gradient is the adversarial part alone: it must differ.
     obj0, _ = _acgan(aux_weight=0.0)
     obj0.G.load_state_dict(obj.G.state_dict())

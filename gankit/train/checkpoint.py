@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -83,10 +83,6 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dic
     return state
 
 
-def module_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
-    return {k: v for k, v in module.state_dict().items()}
-
-
 def rng_state() -> Dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -98,7 +94,3 @@ def set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))
-
-
-def split_state(state: Dict[str, Any]) -> Tuple[dict, dict]:
-    return state.get("modules", {}), {k: v for k, v in state.items() if k != "modules"}

@@ -7,10 +7,8 @@ Statistics stay on the device and are read once per ``log_every`` steps.
 from __future__ import annotations
 
 import math
-import time
 from collections import defaultdict
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import torch
@@ -18,7 +16,7 @@ import torch
 from ..config import Config
 from ..data import Dataset, EpochSampler, load_dataset
 from ..nets import NETWORKS
-from ..utils import resolve_device, seed_everything
+from ..utils import seed_everything
 from .distributed import ShardedNoise, convert_sync_batchnorm, has_batchnorm, rank_seed
 from .distributed import setup as setup_distributed
 from .ema import EMA
@@ -43,7 +41,6 @@ class State:
     seconds: float = 0.0           # training wall time so far (excludes set-up)
     best_score: Optional[float] = None
     best_step: Optional[int] = None
-    history: List[dict] = field(default_factory=list)
 
 
 class Trainer:

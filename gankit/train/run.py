@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Iterable, List, Optional
 
-import torch
 
 from ..config import Config, load_config, save_config
 from ..errors import ConfigError, GankitError

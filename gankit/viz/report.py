@@ -14,7 +14,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from ..errors import GankitError
 from ..utils import atomic_write_text
