@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from ..data.base import to_model_range, to_uint8
 from ..registry import Registry
 
 #: name -> factory(data_cfg: DataConfig, **options) -> FeatureExtractor
@@ -96,7 +97,7 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     Generated samples are scored as they would be once saved as PNG, which is what real
     data already is (clean-fid, Parmar et al. 2022, recommend the same).
     """
-    return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+    return to_model_range(to_uint8(x))
 
 
 def fit_images(x: torch.Tensor, channels: int, size: int) -> torch.Tensor:

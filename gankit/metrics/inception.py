@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data.base import to_uint8
 from ..errors import GankitError
 from .cache import sha256_file
 from .features import FeatureExtractor
@@ -214,7 +215,7 @@ def clean_resize(x: torch.Tensor, size: int = 299) -> torch.Tensor:
     on float32 -> (N, C, size, size) float in [0, 255] (not clipped, as clean-fid)."""
     from PIL import Image
 
-    u8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+    u8 = to_uint8(x).cpu().numpy()
     out = np.empty((u8.shape[0], u8.shape[1], size, size), dtype=np.float32)
     for i in range(u8.shape[0]):
         for c in range(u8.shape[1]):

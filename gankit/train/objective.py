@@ -36,10 +36,6 @@ class Phase:
     frozen: tuple = field(default_factory=tuple)  # networks held fixed: no parameter gradients
 
 
-def identity(x: Tensor) -> Tensor:
-    return x
-
-
 @OBJECTIVES.register("gan")
 class GANObjective:
     """Losses for the phases ``D``, ``G`` and ``reg:<name>`` (lazy regularisers).

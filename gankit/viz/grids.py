@@ -9,12 +9,13 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..data.base import to_uint8
 from ..utils import atomic_write_bytes
 
 
 def image_grid(x: torch.Tensor, nrow: Optional[int] = None, padding: int = 2) -> np.ndarray:
     """(N, C, H, W) in [-1, 1] -> (H', W', C) uint8 grid with ``padding`` pixels between tiles."""
-    x = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+    x = to_uint8(x.detach()).cpu()
     n, c, h, w = x.shape
     nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
     ncol = int(math.ceil(n / nrow))
