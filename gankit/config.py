@@ -74,6 +74,11 @@ class TrainConfig:
     d_steps: int = 1                     # k discriminator steps per generator step (Goodfellow et al. 2014, Alg. 1)
     g_optim: OptimConfig = OptimConfig()
     d_optim: OptimConfig = OptimConfig()
+    # Learning rates × schedule(progress), progress = fraction of the budget (steps or minutes) spent;
+    # see gankit/train/schedules.py. constant | linear | cosine
+    lr_schedule: str = "constant"
+    lr_decay_start: float = 0.0          # progress in [0, 1) where the decay begins
+    lr_final: float = 0.0                # multiplier of both learning rates at the end of the budget
     ema: Optional[float] = None          # decay of an exponential moving average of G's weights; None = off
     ema_start: int = 0                   # G-step from which the EMA tracks (copies G before that)
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
@@ -374,6 +379,11 @@ def validate(cfg: Config) -> Config:
           "set at least one of train.steps, train.epochs, train.minutes")
     check("train.batch_size", t.batch_size >= 1, "an integer >= 1")
     check("train.d_steps", t.d_steps >= 1, "an integer >= 1")
+    from .train.schedules import SCHEDULES
+
+    check("train.lr_schedule", t.lr_schedule in SCHEDULES, ", ".join(SCHEDULES.names()))
+    check("train.lr_decay_start", 0.0 <= t.lr_decay_start < 1.0, "a number in [0, 1)")
+    check("train.lr_final", 0.0 <= t.lr_final <= 1.0, "a number in [0, 1]")
     check("train.ema", t.ema is None or 0.0 < t.ema < 1.0, "a number in (0, 1) or null")
     check("train.log_every", t.log_every >= 1, "an integer >= 1")
     check("train.sample_every", t.sample_every is None or t.sample_every >= 1, "an integer >= 1 or null")

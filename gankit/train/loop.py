@@ -22,6 +22,7 @@ from .distributed import setup as setup_distributed
 from .ema import EMA
 from .objective import OBJECTIVES, Phase
 from .precision import autocast_factory, resolve_precision
+from .schedules import SCHEDULES
 
 
 def build_optimizer(params, cfg) -> torch.optim.Optimizer:
@@ -103,6 +104,9 @@ class Trainer:
         self.fixed_y = (torch.arange(n_fixed) % self.num_classes).to(self.device) if self.num_classes else None
         self.state = State()
         self.total_steps = self._total_steps()
+        self.schedule = SCHEDULES.get(t.lr_schedule)
+        self.lr_scale = 1.0       # set by rollbacks (health policy); multiplies the schedule
+        self.lr_mult = 1.0        # the multiplier of the configured learning rates now in the optimisers
         self.sample_every = t.sample_every or max(1, round(self.sampler.batches_per_epoch / t.d_steps))
         self._sums: Dict[str, torch.Tensor] = {}
         self._counts: Dict[str, int] = defaultdict(int)
@@ -131,6 +135,24 @@ class Trainer:
             return self._time_up
         return self.state.seconds >= t.minutes * 60
 
+    def progress(self, seconds: Optional[float] = None) -> float:
+        """Fraction of the budget spent, in [0, 1]: the further along of steps and wall time."""
+        t = self.cfg.train
+        fraction = self.state.step / self.total_steps if self.total_steps else 0.0
+        if t.minutes is not None:
+            fraction = max(fraction, (self.state.seconds if seconds is None else seconds) / (t.minutes * 60))
+        return min(1.0, fraction)
+
+    def _apply_lr(self, progress: float) -> None:
+        t = self.cfg.train
+        mult = self.lr_scale * self.schedule(progress, t.lr_decay_start, t.lr_final)
+        if mult == self.lr_mult:
+            return
+        for opt, o in ((self.g_opt, t.g_optim), (self.d_opt, t.d_optim)):
+            for group in opt.param_groups:
+                group["lr"] = o.lr * mult
+        self.lr_mult = mult
+
     @property
     def epoch(self) -> float:
         return self.sampler.epoch + self.sampler.position / max(1, self.sampler.n)
@@ -139,8 +161,11 @@ class Trainer:
     def train_step(self) -> None:
         step = self.state.step
         norms_due = self.grad_norms and self._log_due(step + 1)
+        seconds = self.state.seconds
         if self.dist.enabled and self.cfg.train.minutes is not None:  # wall time differs between processes
-            self._time_up = bool(self.dist.broadcast_json(self.state.seconds >= self.cfg.train.minutes * 60))
+            seconds = float(self.dist.broadcast_json(seconds))  # rank 0's clock decides time and schedule
+            self._time_up = seconds >= self.cfg.train.minutes * 60
+        self._apply_lr(self.progress(seconds))
         for phase in self.phases:
             if step % phase.every:
                 continue
@@ -242,7 +267,8 @@ class Trainer:
             "noise": self.noise.state_dict(),
             "rng": rng_state(),
             "trainer": {"step": self.state.step, "seconds": self.state.seconds,
-                        "best_score": self.state.best_score, "best_step": self.state.best_step},
+                        "best_score": self.state.best_score, "best_step": self.state.best_step,
+                        "lr_scale": self.lr_scale},
             "fixed_z": self.fixed_z,
         }
 
@@ -262,6 +288,8 @@ class Trainer:
         self.state.seconds = float(tr["seconds"])
         self.state.best_score = tr["best_score"]
         self.state.best_step = tr["best_step"]
+        self.lr_scale = float(tr.get("lr_scale", 1.0))  # absent before learning-rate schedules
+        self.lr_mult = float("nan")  # the next step sets the learning rates (resume may change train.*_optim.lr)
         self.fixed_z = state["fixed_z"].to(self.device)
         if self.dist.rank:
             seed_everything(rank_seed(self.cfg.seed, self.dist.rank, self.state.step))
@@ -277,7 +305,7 @@ class Trainer:
 
     def rollback(self, state: dict, lr_scale: float = 1.0) -> None:
         """Return networks, optimisers, data position and step to ``state`` (a :meth:`state_dict`)
-        with every learning rate at ``lr_scale`` × its configured value. Wall time, the best score
+        with every learning rate at ``lr_scale`` × its configured (scheduled) value. Wall time, the best score
         and the RNG keep going forward: training continues from there rather than replaying."""
         from .checkpoint import rng_state, set_rng_state
 
@@ -286,8 +314,7 @@ class Trainer:
         self.state.seconds, self.state.best_score, self.state.best_step, rng, noise = keep
         set_rng_state(rng)
         self.noise.load_state_dict(noise)
-        for opt, o in ((self.g_opt, self.cfg.train.g_optim), (self.d_opt, self.cfg.train.d_optim)):
-            for group in opt.param_groups:
-                group["lr"] = o.lr * lr_scale
+        self.lr_scale = lr_scale
+        self._apply_lr(self.progress())
         self._sums.clear()
         self._counts.clear()

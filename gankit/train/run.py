@@ -149,7 +149,8 @@ class Run:
                 final = t.done()
                 if step % log_every == 0 or final:
                     now = time.monotonic()
-                    record = {"step": step, "epoch": round(t.epoch, 4), "seconds": round(t.state.seconds, 3)}
+                    record = {"step": step, "epoch": round(t.epoch, 4), "seconds": round(t.state.seconds, 3),
+                              "lr_mult": round(t.lr_mult, 6)}  # learning rates / configured ones (schedule × rollbacks)
                     record.update({k: round(v, 6) for k, v in t.pop_stats().items()})
                     record["steps_per_s"] = round(log_every / max(now - last_log, 1e-9), 3) if not final else None
                     last_log = now
