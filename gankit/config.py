@@ -81,9 +81,13 @@ class TrainConfig:
     lr_final: float = 0.0                # multiplier of both learning rates at the end of the budget
     ema: Optional[float] = None          # decay of an exponential moving average of G's weights; None = off
     ema_start: int = 0                   # G-step from which the EMA tracks (copies G before that)
+    # EMA half-life ramp-up (StyleGAN2-ADA's ema_rampup): the half-life in steps is at most this
+    # fraction of the steps done, so early on the average covers only recent, better weights; null = off.
+    ema_rampup: Optional[float] = None
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     precision: str = "fp32"              # fp32 | bf16 | fp16 | auto
     channels_last: Optional[bool] = None  # NHWC memory layout for conv nets; None = on for image data
+    compile: bool = False                # torch.compile G's and D's forward (first steps pay the compile time)
     log_every: int = 50                  # G-steps between metrics.jsonl records
     sample_every: Optional[int] = None   # G-steps between sample grids; None = once per epoch
     checkpoint_every: int = 1000         # G-steps between checkpoints (one is always written at the end)
@@ -384,7 +388,13 @@ def validate(cfg: Config) -> Config:
     check("train.lr_schedule", t.lr_schedule in SCHEDULES, ", ".join(SCHEDULES.names()))
     check("train.lr_decay_start", 0.0 <= t.lr_decay_start < 1.0, "a number in [0, 1)")
     check("train.lr_final", 0.0 <= t.lr_final <= 1.0, "a number in [0, 1]")
+    double_backward = [r.name for r in cfg.loss.regularizers
+                       if getattr(REGULARIZERS.get(r.name), "double_backward", False)]
+    check("train.compile", not t.compile or not double_backward and cfg.loss.objective != "unrolled",
+          "false for this recipe: torch.compile does not support the double backward of "
+          f"{', '.join(double_backward) or 'the unrolled objective'}")
     check("train.ema", t.ema is None or 0.0 < t.ema < 1.0, "a number in (0, 1) or null")
+    check("train.ema_rampup", t.ema_rampup is None or t.ema_rampup > 0, "a number > 0 or null")
     check("train.log_every", t.log_every >= 1, "an integer >= 1")
     check("train.sample_every", t.sample_every is None or t.sample_every >= 1, "an integer >= 1 or null")
     check("train.checkpoint_every", t.checkpoint_every >= 1, "an integer >= 1")

@@ -151,3 +151,41 @@ def test_ema_tracks_the_average_and_is_what_samples():
     with torch.no_grad():
         want = tr.ema.module(tr.fixed_z)
     assert torch.allclose(tr.fixed_samples(), want)
+
+
+def test_ema_batchnorm_statistics_are_re_estimated_for_the_averaged_weights(tmp_path):
+    """G's running statistics describe G, not the EMA's weights: the sampling copy re-estimates them
+    (SWA's update_bn) on fixed noise, so its first BatchNorm mean is the mean of its own activations."""
+    import gankit
+
+    tiny = ["train.steps=8", "train.batch_size=8", "data.limit=64", "model.g.width=4", "model.d.width=4",
+            "train.ema=0.5", "train.log_every=4", "train.checkpoint_every=100", "train.sample_every=100"]
+    run = gankit.train("dcgan-fashion-mnist", tiny, out=tmp_path / "r", quiet=True)
+    tr = run.trainer
+    G = tr.sampling_generator
+    bn = G.net[1]
+    batches = tr._standing_noise()
+    with torch.no_grad():
+        first = torch.cat([G.net[0](z.view(*z.shape, 1, 1)) for z, _ in batches])  # (N, C, 7, 7) before BN
+    assert torch.allclose(bn.running_mean, first.mean((0, 2, 3)), atol=1e-5)
+    raw_bn = tr.G.net[1]
+    assert not torch.allclose(bn.running_mean, raw_bn.running_mean, atol=1e-3)  # not G's statistics
+    # An update makes them stale again; the next use re-estimates them.
+    tr.train_step()
+    assert tr.ema.stale and torch.equal(tr.ema.module.net[1].running_mean, raw_bn.running_mean)
+    tr.sampling_generator
+    assert not tr.ema.stale
+    # What the checkpoint holds samples the same as the trainer's copy.
+    run.save()
+    gan = gankit.load(run.dir)
+    with torch.no_grad():
+        assert torch.allclose(gan.G(tr.fixed_z), tr.sampling_generator(tr.fixed_z), atol=1e-6)
+
+
+def test_ema_decay_start_and_rampup():
+    tr = Trainer(_tiny("train.ema=0.999", "train.steps=3", "train.ema_start=10"))
+    assert tr.ema_decay(9) == 0.0 and tr.ema_decay(10) == 0.999
+    tr = Trainer(_tiny("train.ema=0.999", "train.steps=3", "train.ema_rampup=0.1"))
+    # step 99 (100 steps done): half-life 10 steps, so β¹⁰ = ½; late on the configured 0.999 caps it.
+    assert tr.ema_decay(99) ** 10 == pytest.approx(0.5)
+    assert tr.ema_decay(100_000) == 0.999

@@ -2,21 +2,29 @@
 from __future__ import annotations
 
 import copy
+from typing import Callable, Optional
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 
 class EMA(nn.Module):
     """Holds a copy of ``model`` whose parameters track θ_ema ← β·θ_ema + (1 − β)·θ.
 
-    Buffers (BatchNorm statistics, spectral-norm vectors) are copied, not averaged.
+    Buffers (BatchNorm statistics, spectral-norm vectors) are copied, not averaged. A
+    BatchNorm running mean/variance copied from G describes G's activations, not the
+    averaged weights'; :meth:`refresh_batchnorm` re-estimates them for the averaged
+    weights (BigGAN's "standing statistics", SWA's ``update_bn``) before the copy is
+    used for sampling, so EMA and BatchNorm work together.
     """
 
     def __init__(self, model: nn.Module, decay: float):
         super().__init__()
         self.decay = decay
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.module = _local_batchnorm(copy.deepcopy(model)).eval().requires_grad_(False)
+        self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.module.modules())
+        self.stale = self.has_batchnorm  # BatchNorm statistics not yet estimated for the current weights
 
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float | None = None) -> None:
@@ -26,3 +34,55 @@ class EMA(nn.Module):
         torch._foreach_lerp_(ema_p, src_p, 1.0 - beta)
         for b_ema, b in zip(self.module.buffers(), model.buffers()):
             b_ema.copy_(b)
+        self.stale = self.has_batchnorm
+
+    @torch.no_grad()
+    def refresh_batchnorm(self, inputs: Callable[[], list]) -> None:
+        """Re-estimate BatchNorm statistics as the exact mean over ``inputs()`` (a list of argument
+        tuples for the generator, e.g. [(z, y), ...]); a no-op without BatchNorm or when fresh."""
+        if not self.stale:
+            return
+        update_bn(((batch,) for batch in inputs()), _Unpack(self.module))
+        self.module.eval()
+        self.stale = False
+
+
+def _local_batchnorm(module: nn.Module) -> nn.Module:
+    """Swap SyncBatchNorm (torchrun with train.sync_batchnorm) for BatchNorm2d with the same state:
+    the average is only ever run by one process, so its statistics need no collective."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.SyncBatchNorm):
+            plain = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                   child.track_running_stats)
+            plain.load_state_dict(child.state_dict())
+            setattr(module, name, plain.to(next(iter(child.state_dict().values())).device))
+        else:
+            _local_batchnorm(child)
+    return module
+
+
+class _Unpack(nn.Module):
+    """``update_bn`` calls ``model(batch)``; a generator takes ``(z, y)``."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, batch: tuple) -> torch.Tensor:
+        return self.module(*batch)
+
+
+def standing_noise(z_dim: int, num_classes: int, device, seed: int, batches: int = 8, batch_size: int = 256
+                   ) -> Callable[[], list]:
+    """A function returning the same ``batches`` × (z, y) every call (a private RNG: training's is untouched)."""
+
+    def make() -> list:
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for _ in range(batches):
+            z = torch.randn(batch_size, z_dim, generator=g).to(device)
+            y = (torch.randint(num_classes, (batch_size,), generator=g).to(device) if num_classes else None)
+            out.append((z, y))
+        return out
+
+    return make

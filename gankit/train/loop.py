@@ -19,7 +19,7 @@ from ..nets import NETWORKS
 from ..utils import seed_everything
 from .distributed import ShardedNoise, convert_sync_batchnorm, has_batchnorm, rank_seed
 from .distributed import setup as setup_distributed
-from .ema import EMA
+from .ema import EMA, standing_noise
 from .objective import OBJECTIVES, Phase
 from .precision import autocast_factory, resolve_precision
 from .schedules import SCHEDULES
@@ -77,7 +77,11 @@ class Trainer:
             self.D.to(memory_format=torch.channels_last)
         self.dist.broadcast_module(self.G)
         self.dist.broadcast_module(self.D)
-        self.ema = EMA(self.G, t.ema) if t.ema else None
+        self.ema = EMA(self.G, t.ema) if t.ema else None  # an uncompiled copy: sampling never waits for a compile
+        if t.compile:
+            # In place: parameter names (and so checkpoints) stay those of the plain modules.
+            self.G.compile()
+            self.D.compile()
         self.g_opt = build_optimizer(self.G.parameters(), t.g_optim)
         self.d_opt = build_optimizer(self.D.parameters(), t.d_optim)
         objective_cls = OBJECTIVES.get(cfg.loss.objective)  # a new variant is a new registered class
@@ -102,6 +106,8 @@ class Trainer:
         g = torch.Generator().manual_seed(cfg.seed + 1)
         self.fixed_z = torch.randn(n_fixed, cfg.model.z_dim, generator=g).to(self.device)
         self.fixed_y = (torch.arange(n_fixed) % self.num_classes).to(self.device) if self.num_classes else None
+        # Noise on which the EMA generator's BatchNorm statistics are re-estimated (see EMA.refresh_batchnorm).
+        self._standing_noise = standing_noise(cfg.model.z_dim, self.num_classes, self.device, cfg.seed + 3)
         self.state = State()
         self.total_steps = self._total_steps()
         self.schedule = SCHEDULES.get(t.lr_schedule)
@@ -195,9 +201,20 @@ class Trainer:
                 self.objective.after_step(phase.name)
                 self._accumulate(stats)
         if self.ema is not None:
-            # Before ema_start the average just copies G (decay 0), as in StyleGAN's ramp-up.
-            self.ema.update(self.G, 0.0 if step < self.cfg.train.ema_start else None)
+            self.ema.update(self.G, self.ema_decay(step))
         self.state.step += 1
+
+    def ema_decay(self, step: int) -> float:
+        """β of the EMA update after G-step ``step`` (0-based): 0 (copy G) before ``ema_start``; with
+        ``ema_rampup`` r, the half-life is min(ln ½ / ln train.ema, r · steps done) steps (Karras et al.
+        2020, ADA's ema_rampup counted in steps); else train.ema."""
+        t = self.cfg.train
+        if step < t.ema_start:
+            return 0.0
+        if t.ema_rampup is None:
+            return t.ema
+        half_life = t.ema_rampup * (step + 1 - t.ema_start)
+        return min(t.ema, 0.5 ** (1.0 / half_life))
 
     def _accumulate(self, stats: Dict[str, torch.Tensor]) -> None:
         for k, v in stats.items():
@@ -239,7 +256,11 @@ class Trainer:
     # -- sampling for grids and the API -------------------------------------------------------
     @property
     def sampling_generator(self) -> torch.nn.Module:
-        return self.ema.module if self.ema is not None else self.G
+        """The EMA of G when the run keeps one (BatchNorm statistics re-estimated for its weights), else G."""
+        if self.ema is None:
+            return self.G
+        self.ema.refresh_batchnorm(self._standing_noise)
+        return self.ema.module
 
     @torch.no_grad()
     def fixed_samples(self) -> torch.Tensor:
@@ -254,7 +275,7 @@ class Trainer:
     def modules(self) -> Dict[str, torch.nn.Module]:
         mods = {"G": self.G, "D": self.D}
         if self.ema is not None:
-            mods["G_ema"] = self.ema.module
+            mods["G_ema"] = self.sampling_generator
         return mods
 
     def state_dict(self) -> dict:

@@ -1,0 +1,253 @@
+"""Sample quality against training wall time: a paper-settings DCGAN vs ``fast-fashion-mnist``.
+
+Every entry trains for the same ``--minutes`` of training-step wall time on this machine
+(``train.minutes``; set-up, sample grids and evaluation are not counted), one run per
+seed, entries alternating within a seed so a slow patch of a shared machine hits all
+of them. At each ``--marks`` minute the sampling generator (and G itself when the
+recipe keeps an EMA, which gives the "minus EMA" row of the same run for free) is
+copied; after training every copy draws ``--n`` samples that are scored with
+domain-feature FID, KID and precision/recall against the Fashion-MNIST test split.
+
+Entries:
+    baseline     dcgan-fashion-mnist with the DCGAN paper's settings (Adam 2e-4, β1 0.5,
+                 batch 128, fp32, no EMA)
+    fast         the fast-fashion-mnist recipe
+    -ema         fast's own run, scored with G instead of its EMA
+    -<name>      fast with one ingredient taken out (see ABLATIONS)
+
+Results go to ``--out``/results.jsonl as they arrive (a later call with ``--report-only``
+rebuilds the table and plot from it), the plot to ``--plot``.
+
+    python benchmarks/quality_vs_time.py                           # 12 min x 3 seeds x 2 entries: ~75 min
+    python benchmarks/quality_vs_time.py --entries -bf16 -schedule --seeds 0
+    python benchmarks/quality_vs_time.py --minutes 2 --marks 1 2 --n 2000 --seeds 0   # a quick look
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+BASELINE = ("dcgan-fashion-mnist", ["train.precision=fp32"])
+FAST = ("fast-fashion-mnist", [])
+#: entry -> overrides of fast-fashion-mnist that take one ingredient out
+ABLATIONS = {
+    "-bf16": ["train.precision=fp32"],
+    "-schedule": ["train.lr_schedule=constant"],
+    "-small-batch": ["train.batch_size=128", "train.g_optim.lr=2e-4", "train.d_optim.lr=2e-4"],  # the paper's
+    "+diffaug": ["loss.augment=color,translation,cutout"],
+}
+
+
+VARIANTS: dict = {}  # --variant NAME=key=value,key=value: fast with these overrides
+
+
+def entry_recipe(entry: str):
+    if entry in VARIANTS:
+        return FAST[0], FAST[1] + VARIANTS[entry]
+    if entry == "baseline":
+        return BASELINE
+    if entry in ("fast", "-ema"):
+        return FAST
+    if entry in ABLATIONS:
+        return FAST[0], FAST[1] + ABLATIONS[entry]
+    raise SystemExit(f"--entries: unknown entry {entry!r}; choose baseline, fast, -ema, {', '.join(ABLATIONS)}")
+
+
+def train_with_snapshots(recipe: str, overrides: list, seed: int, minutes: float, marks: list, threads: int):
+    """Train ``minutes`` of step time; return [(mark, seconds, step, G_sampling, G_raw or None)] and totals."""
+    import torch
+
+    from gankit.config import load_config
+    from gankit.train.loop import Trainer
+
+    cfg = load_config(recipe, overrides + [f"seed={seed}", f"train.minutes={minutes}", "train.steps=null",
+                                           "train.epochs=null", "train.device=cpu"]
+                      + ([f"train.threads={threads}"] if threads else []))
+    trainer = Trainer(cfg)
+    snaps, pending = [], sorted(marks)
+    cpu0 = time.process_time()
+    while not trainer.done():
+        tic = time.monotonic()
+        trainer.train_step()
+        trainer.state.seconds += time.monotonic() - tic
+        while pending and (trainer.state.seconds >= pending[0] * 60 or trainer.done()):
+            raw = copy.deepcopy(trainer.G).cpu().eval() if trainer.ema is not None else None
+            snaps.append((pending.pop(0), trainer.state.seconds, trainer.state.step,
+                          copy.deepcopy(trainer.sampling_generator).cpu().eval(), raw))
+    totals = {"steps": trainer.state.step, "total_train_s": trainer.state.seconds, "cpu_s": time.process_time() - cpu0,
+              "images_per_s": trainer.state.step * cfg.train.batch_size * cfg.train.d_steps / trainer.state.seconds,
+              "train_precision": trainer.precision, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return cfg, snaps, totals
+
+
+def score(cfg, G, n: int, metrics: str) -> dict:
+    import torch
+    from torch import nn
+
+    from gankit.api import GAN
+    from gankit.config import DataConfig
+    from gankit.metrics.evaluate import Samples, evaluate_samples
+
+    C, H = 1, cfg.data.resolution or 28
+    gan = GAN(cfg, G, nn.Identity(), {"num_classes": 0, "sample_shape": [C, H, H]}, step=0)
+    x, _ = gan.sample(n, seed=12345)  # the same z for every entry and mark
+    if x.shape[-1] == 32:  # recipes that pad 28 -> 32: crop back to the reference's 28x28 (exact inverse)
+        x = x[..., 2:-2, 2:-2]
+    samples = Samples(x.clamp(-1, 1), None, DataConfig(name=cfg.data.name, root=cfg.data.root), {"kind": "array"})
+    return evaluate_samples(samples, metrics=metrics, split="test").scalars()
+
+
+def run_entry(entry: str, seed: int, args, results_path: Path) -> list:
+    from gankit.utils import atomic_write_text
+
+    recipe, overrides = entry_recipe(entry)
+    cfg, snaps, totals = train_with_snapshots(recipe, overrides, seed, args.minutes, args.marks, args.threads)
+    rows = []
+    for mark, seconds, step, G, raw in snaps:
+        names = [("fast" if entry == "fast" else entry, G)]
+        if entry == "fast" and raw is not None:
+            names.append(("-ema", raw))
+        for name, net in names:
+            row = {"entry": name, "seed": seed, "mark_min": mark, "train_s": round(seconds, 2), "step": step,
+                   **totals, **score(cfg, net, args.n, args.metrics)}
+            rows.append(row)
+            print(f"  {json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})}",
+                  file=sys.stderr, flush=True)
+        if mark == max(args.marks) and args.grids:
+            from gankit.viz.grids import save_image_grid
+            import torch
+
+            with torch.no_grad():
+                z = torch.randn(64, cfg.model.z_dim, generator=torch.Generator().manual_seed(7))
+                save_image_grid(G(z, None).float(), Path(args.grids) / f"{entry}-seed{seed}-{mark:g}min.png")
+    old = results_path.read_text() if results_path.exists() else ""
+    atomic_write_text(results_path, old + "".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def summarise(rows: list, minutes: float) -> list:
+    """One line per entry at the last mark: mean ± std over seeds of each value."""
+    out = []
+    entries = list(dict.fromkeys(r["entry"] for r in rows))
+    for e in entries:
+        last = [r for r in rows if r["entry"] == e and r["mark_min"] == minutes]
+        if not last:
+            continue
+        line = {"entry": e, "seeds": len(last)}
+        for k in ("fid", "kid", "precision", "recall", "steps", "images_per_s", "peak_rss_mb"):
+            vals = [r[k] for r in last if r.get(k) is not None]
+            if vals:
+                line[k] = (statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0)
+        out.append(line)
+    return out
+
+
+def print_table(summary: list, minutes: float, n: int) -> None:
+    print(f"\nFashion-MNIST at {minutes:g} minutes of training (mean ± std over seeds); {n} samples vs the test "
+          f"split, domain features\n")
+    print("| entry | seeds | FID | KID | precision | recall | G steps | images/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    base = next((s for s in summary if s["entry"] == "baseline"), None)
+    for s in summary:
+        def pm(k, scale=1.0, spec=".2f"):
+            if k not in s:
+                return "-"
+            m, d = s[k]
+            return f"{m * scale:{spec}} ± {d * scale:{spec}}"
+        fid = pm("fid")
+        if base and "fid" in s and s is not base:
+            fid += f" ({s['fid'][0] / base['fid'][0]:.2f}× baseline)"
+        print(f"| {s['entry']} | {s['seeds']} | {fid} | {pm('kid', spec='.3f')} | {pm('precision', spec='.3f')} | "
+              f"{pm('recall', spec='.3f')} | {s['steps'][0]:.0f} | {s['images_per_s'][0]:.0f} |")
+
+
+def plot(rows: list, path: Path, minutes: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gankit.utils import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for e in dict.fromkeys(r["entry"] for r in rows):
+        marks = sorted({r["mark_min"] for r in rows if r["entry"] == e})
+        mean, lo, hi, xs = [], [], [], []
+        for m in marks:
+            vals = [r["fid"] for r in rows if r["entry"] == e and r["mark_min"] == m]
+            mu = statistics.mean(vals)
+            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            xs.append(statistics.mean(r["train_s"] / 60 for r in rows if r["entry"] == e and r["mark_min"] == m))
+            mean.append(mu), lo.append(mu - sd), hi.append(mu + sd)
+        style = {"baseline": dict(color="black", lw=2), "fast": dict(color="tab:red", lw=2.5)}.get(e, dict(lw=1, ls="--"))
+        seeds = len({r["seed"] for r in rows if r["entry"] == e})
+        ax.plot(xs, mean, marker="o", label=f"{e} ({seeds} seed{'s' * (seeds > 1)})", **style)
+        if seeds > 1:
+            ax.fill_between(xs, lo, hi, alpha=0.15, color=style.get("color"))
+    ax.set_yscale("log")
+    ax.set_xlabel("training wall time (minutes, 2-core CPU)")
+    ax.set_ylabel("FID, domain features (log scale, lower is better)")
+    ax.set_title(f"Fashion-MNIST 28x28: quality per minute (mean ± std over seeds)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--entries", nargs="*", default=["baseline", "fast"],
+                   help=f"baseline, fast (also scores -ema) and ablations {', '.join(ABLATIONS)}")
+    p.add_argument("--minutes", type=float, default=12.0, help="training wall time per run (default 12)")
+    p.add_argument("--marks", type=float, nargs="*", default=None, help="minutes at which to score (default 1 2 4 8 12)")
+    p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    p.add_argument("--n", type=int, default=10_000, help="generated samples scored per point (default 10,000)")
+    p.add_argument("--metrics", default="fid,kid,pr")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's, all cores)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/quality_vs_time"), help="folder for results.jsonl and grids")
+    p.add_argument("--plot", type=Path, default=None, help="PNG of FID against minutes (default OUT/quality_vs_time.png)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE[,KEY=VALUE]",
+                   help="an extra entry: fast-fashion-mnist with these overrides (repeatable)")
+    p.add_argument("--report-only", action="store_true", help="rebuild table and plot from OUT/results.jsonl")
+    args = p.parse_args(argv)
+    args.marks = sorted(args.marks or [m for m in (1, 2, 4, 8, 12) if m < args.minutes] + [args.minutes])
+    if args.marks[-1] != args.minutes:
+        args.marks.append(args.minutes)
+    args.out.mkdir(parents=True, exist_ok=True)
+    args.grids = args.out / "grids"
+    args.grids.mkdir(exist_ok=True)
+    results = args.out / "results.jsonl"
+    for v in args.variant:
+        name, _, overrides = v.partition("=")
+        VARIANTS[name] = [o for o in overrides.split(",") if o]
+        args.entries.append(name)
+    if not args.report_only:
+        for e in args.entries:
+            entry_recipe(e)
+        for seed in args.seeds:
+            for e in args.entries:
+                if e == "-ema":
+                    continue  # scored from fast's run
+                run_entry(e, seed, args, results)
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.exists() else []
+    rows = [r for r in rows if math.isclose(max(x["mark_min"] for x in rows if x["entry"] == r["entry"]), args.minutes)]
+    summary = summarise(rows, args.minutes)
+    print_table(summary, args.minutes, args.n)
+    plot(rows, args.plot or args.out / "quality_vs_time.png", args.minutes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
