@@ -4,7 +4,7 @@ Every entry trains for the same ``--minutes`` of training-step wall time on this
 (``train.minutes``; set-up, sample grids and evaluation are not counted), one run per
 seed, entries alternating within a seed so a slow patch of a shared machine hits all
 of them. At each ``--marks`` minute the sampling generator (and G itself when the
-recipe keeps an EMA, which gives the "minus EMA" row of the same run for free) is
+recipe keeps an EMA, which gives the "no-ema" row of the same run for free) is
 copied; after training every copy draws ``--n`` samples that are scored with
 domain-feature FID, KID and precision/recall against the Fashion-MNIST test split.
 
@@ -12,14 +12,15 @@ Entries:
     baseline     dcgan-fashion-mnist with the DCGAN paper's settings (Adam 2e-4, β1 0.5,
                  batch 128, fp32, no EMA)
     fast         the fast-fashion-mnist recipe
-    -ema         fast's own run, scored with G instead of its EMA
-    -<name>      fast with one ingredient taken out (see ABLATIONS)
+    no-ema       fast's own run, scored with G instead of its EMA
+    no-<name>    fast with one ingredient taken out, with-<name> one added (see ABLATIONS)
+    --variant    any other overrides of fast, named on the command line
 
 Results go to ``--out``/results.jsonl as they arrive (a later call with ``--report-only``
 rebuilds the table and plot from it), the plot to ``--plot``.
 
-    python benchmarks/quality_vs_time.py                           # 12 min x 3 seeds x 2 entries: ~75 min
-    python benchmarks/quality_vs_time.py --entries -bf16 -schedule --seeds 0
+    python benchmarks/quality_vs_time.py                           # 12 min x 3 seeds x 2 entries: ~81 min
+    python benchmarks/quality_vs_time.py --entries no-bf16 no-schedule --seeds 0
     python benchmarks/quality_vs_time.py --minutes 2 --marks 1 2 --n 2000 --seeds 0   # a quick look
 """
 from __future__ import annotations
@@ -38,10 +39,10 @@ BASELINE = ("dcgan-fashion-mnist", ["train.precision=fp32"])
 FAST = ("fast-fashion-mnist", [])
 #: entry -> overrides of fast-fashion-mnist that take one ingredient out
 ABLATIONS = {
-    "-bf16": ["train.precision=fp32"],
-    "-schedule": ["train.lr_schedule=constant"],
-    "-small-batch": ["train.batch_size=128", "train.g_optim.lr=2e-4", "train.d_optim.lr=2e-4"],  # the paper's
-    "+diffaug": ["loss.augment=color,translation,cutout"],
+    "no-bf16": ["train.precision=fp32"],
+    "no-schedule": ["train.lr_schedule=constant"],
+    "paper-batch": ["train.batch_size=128", "train.g_optim.lr=2e-4", "train.d_optim.lr=2e-4"],  # the paper's
+    "with-diffaug": ["loss.augment=color,translation,cutout"],
 }
 
 
@@ -53,11 +54,11 @@ def entry_recipe(entry: str):
         return FAST[0], FAST[1] + VARIANTS[entry]
     if entry == "baseline":
         return BASELINE
-    if entry in ("fast", "-ema"):
+    if entry in ("fast", "no-ema"):
         return FAST
     if entry in ABLATIONS:
         return FAST[0], FAST[1] + ABLATIONS[entry]
-    raise SystemExit(f"--entries: unknown entry {entry!r}; choose baseline, fast, -ema, {', '.join(ABLATIONS)}")
+    raise SystemExit(f"--entries: unknown entry {entry!r}; choose baseline, fast, no-ema, {', '.join(ABLATIONS)}")
 
 
 def train_with_snapshots(recipe: str, overrides: list, seed: int, minutes: float, marks: list, threads: int):
@@ -113,7 +114,7 @@ def run_entry(entry: str, seed: int, args, results_path: Path) -> list:
     for mark, seconds, step, G, raw in snaps:
         names = [("fast" if entry == "fast" else entry, G)]
         if entry == "fast" and raw is not None:
-            names.append(("-ema", raw))
+            names.append(("no-ema", raw))
         for name, net in names:
             row = {"entry": name, "seed": seed, "mark_min": mark, "train_s": round(seconds, 2), "step": step,
                    **totals, **score(cfg, net, args.n, args.metrics)}
@@ -163,9 +164,27 @@ def print_table(summary: list, minutes: float, n: int) -> None:
             return f"{m * scale:{spec}} ± {d * scale:{spec}}"
         fid = pm("fid")
         if base and "fid" in s and s is not base:
-            fid += f" ({s['fid'][0] / base['fid'][0]:.2f}× baseline)"
+            fid += f" ({s['fid'][0] / base['fid'][0]:.2f}× the baseline's)"
         print(f"| {s['entry']} | {s['seeds']} | {fid} | {pm('kid', spec='.3f')} | {pm('precision', spec='.3f')} | "
               f"{pm('recall', spec='.3f')} | {s['steps'][0]:.0f} | {s['images_per_s'][0]:.0f} |")
+
+
+def print_curve_table(rows: list) -> None:
+    """FID (mean ± std over seeds) of every entry at every mark: the plot's numbers."""
+    marks = sorted({r["mark_min"] for r in rows})
+    print("\n| entry | " + " | ".join(f"{m:g} min" for m in marks) + " |")
+    print("|---|" + "---|" * len(marks))
+    for e in dict.fromkeys(r["entry"] for r in rows):
+        cells = []
+        for m in marks:
+            vals = [r["fid"] for r in rows if r["entry"] == e and r["mark_min"] == m]
+            if not vals:
+                cells.append("-")
+            elif len(vals) == 1:
+                cells.append(f"{vals[0]:.2f}")
+            else:
+                cells.append(f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}")
+        print(f"| {e} | " + " | ".join(cells) + " |")
 
 
 def plot(rows: list, path: Path, minutes: float) -> None:
@@ -176,7 +195,9 @@ def plot(rows: list, path: Path, minutes: float) -> None:
 
     from gankit.utils import atomic_write_bytes
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    others = iter(["tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
+                   "tab:cyan", "tab:gray"])
     for e in dict.fromkeys(r["entry"] for r in rows):
         marks = sorted({r["mark_min"] for r in rows if r["entry"] == e})
         mean, lo, hi, xs = [], [], [], []
@@ -186,12 +207,21 @@ def plot(rows: list, path: Path, minutes: float) -> None:
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             xs.append(statistics.mean(r["train_s"] / 60 for r in rows if r["entry"] == e and r["mark_min"] == m))
             mean.append(mu), lo.append(mu - sd), hi.append(mu + sd)
-        style = {"baseline": dict(color="black", lw=2), "fast": dict(color="tab:red", lw=2.5)}.get(e, dict(lw=1, ls="--"))
+        style = {"baseline": dict(color="black", lw=2), "fast": dict(color="tab:red", lw=2.5)}.get(e)
+        style = style or dict(color=next(others, None), lw=1.2, ls="--")
         seeds = len({r["seed"] for r in rows if r["entry"] == e})
         ax.plot(xs, mean, marker="o", label=f"{e} ({seeds} seed{'s' * (seeds > 1)})", **style)
         if seeds > 1:
             ax.fill_between(xs, lo, hi, alpha=0.15, color=style.get("color"))
+        if e == "baseline":  # the issue's goal: a third of the baseline's FID at equal time
+            ax.plot(xs, [m / 3 for m in mean], color="gray", lw=1, ls=":", label="goal: baseline / 3")
     ax.set_yscale("log")
+    from matplotlib.ticker import ScalarFormatter
+
+    for axis in (ax.yaxis,):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("training wall time (minutes, 2-core CPU)")
     ax.set_ylabel("FID, domain features (log scale, lower is better)")
     ax.set_title(f"Fashion-MNIST 28x28: quality per minute (mean ± std over seeds)")
@@ -209,7 +239,7 @@ def plot(rows: list, path: Path, minutes: float) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--entries", nargs="*", default=["baseline", "fast"],
-                   help=f"baseline, fast (also scores -ema) and ablations {', '.join(ABLATIONS)}")
+                   help=f"baseline, fast (also scores no-ema) and ablations {', '.join(ABLATIONS)}")
     p.add_argument("--minutes", type=float, default=12.0, help="training wall time per run (default 12)")
     p.add_argument("--marks", type=float, nargs="*", default=None, help="minutes at which to score (default 1 2 4 8 12)")
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
@@ -238,13 +268,14 @@ def main(argv=None) -> int:
             entry_recipe(e)
         for seed in args.seeds:
             for e in args.entries:
-                if e == "-ema":
+                if e == "no-ema":
                     continue  # scored from fast's run
                 run_entry(e, seed, args, results)
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()] if results.exists() else []
     rows = [r for r in rows if math.isclose(max(x["mark_min"] for x in rows if x["entry"] == r["entry"]), args.minutes)]
     summary = summarise(rows, args.minutes)
     print_table(summary, args.minutes, args.n)
+    print_curve_table(rows)
     plot(rows, args.plot or args.out / "quality_vs_time.png", args.minutes)
     return 0
 
