@@ -384,5 +384,30 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+class LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Plain BatchNorm for any (N, C, ...) input: what a SyncBatchNorm becomes in a copy that only
+    one process runs (the EMA generator), so re-estimating its statistics needs no collective."""
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2D input (N, C, ...), got {x.dim()}D")
+
+
+def local_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every SyncBatchNorm (gankit's or torch's) in ``module`` by :class:`LocalBatchNorm`
+    (same weights, buffers and state-dict keys)."""
+    if isinstance(module, (SyncBatchNorm, nn.SyncBatchNorm)):
+        new = LocalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                             module.track_running_stats)
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        return new.to(next(iter(module.state_dict().values())).device)
+    for name, child in module.named_children():
+        new_child = local_batchnorm(child)
+        if new_child is not child:
+            setattr(module, name, new_child)
+    return module
+
+
 def has_batchnorm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())

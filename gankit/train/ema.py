@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import copy
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
+
+from .distributed import local_batchnorm
 
 
 class EMA(nn.Module):
@@ -22,7 +24,8 @@ class EMA(nn.Module):
     def __init__(self, model: nn.Module, decay: float):
         super().__init__()
         self.decay = decay
-        self.module = _local_batchnorm(copy.deepcopy(model)).eval().requires_grad_(False)
+        # SyncBatchNorm (torchrun) becomes plain: only rank 0 samples, so its statistics need no collective.
+        self.module = local_batchnorm(copy.deepcopy(model)).eval().requires_grad_(False)
         self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.module.modules())
         self.stale = self.has_batchnorm  # BatchNorm statistics not yet estimated for the current weights
 
@@ -45,20 +48,6 @@ class EMA(nn.Module):
         update_bn(((batch,) for batch in inputs()), _Unpack(self.module))
         self.module.eval()
         self.stale = False
-
-
-def _local_batchnorm(module: nn.Module) -> nn.Module:
-    """Swap SyncBatchNorm (torchrun with train.sync_batchnorm) for BatchNorm2d with the same state:
-    the average is only ever run by one process, so its statistics need no collective."""
-    for name, child in module.named_children():
-        if isinstance(child, nn.SyncBatchNorm):
-            plain = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                   child.track_running_stats)
-            plain.load_state_dict(child.state_dict())
-            setattr(module, name, plain.to(next(iter(child.state_dict().values())).device))
-        else:
-            _local_batchnorm(child)
-    return module
 
 
 class _Unpack(nn.Module):
