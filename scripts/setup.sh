@@ -18,6 +18,7 @@ apt_pkgs=()
 [ -d /usr/share/datasets/fashion-mnist ] || apt_pkgs+=(dataset-fashion-mnist)
 if [ "$with_test" = 1 ]; then
   command -v chromium >/dev/null || apt_pkgs+=(chromium)
+  command -v g++ >/dev/null || apt_pkgs+=(g++)  # torch.compile (inductor) builds C++ kernels on CPU; tested
 fi
 if [ ${#apt_pkgs[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   as_root apt-get update -qq
