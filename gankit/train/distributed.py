@@ -59,7 +59,7 @@ import datetime
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -368,20 +368,25 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y.to(x.dtype)
 
 
-def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every ``nn.BatchNorm1d/2d/3d`` in ``module`` by :class:`SyncBatchNorm` (same
-    weights, buffers and state-dict keys)."""
-    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
-        new = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                            module.track_running_stats)
+def _swap_batchnorm(module: nn.Module, replace: Callable[[nn.Module], bool], cls: type) -> nn.Module:
+    """Replace every BatchNorm layer for which ``replace(layer)`` holds by a ``cls`` with the same
+    weights, buffers, state-dict keys, mode and device."""
+    if replace(module):
+        new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
         new.load_state_dict(module.state_dict())
         new.train(module.training)
-        return new
+        return new.to(next(module.buffers()).device)
     for name, child in module.named_children():
-        new_child = convert_sync_batchnorm(child)
+        new_child = _swap_batchnorm(child, replace, cls)
         if new_child is not child:
             setattr(module, name, new_child)
     return module
+
+
+def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.BatchNorm1d/2d/3d`` in ``module`` by :class:`SyncBatchNorm`."""
+    return _swap_batchnorm(module, lambda m: type(m) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d),
+                           SyncBatchNorm)
 
 
 class LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -394,19 +399,8 @@ class LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def local_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every SyncBatchNorm (gankit's or torch's) in ``module`` by :class:`LocalBatchNorm`
-    (same weights, buffers and state-dict keys)."""
-    if isinstance(module, (SyncBatchNorm, nn.SyncBatchNorm)):
-        new = LocalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                             module.track_running_stats)
-        new.load_state_dict(module.state_dict())
-        new.train(module.training)
-        return new.to(next(iter(module.state_dict().values())).device)
-    for name, child in module.named_children():
-        new_child = local_batchnorm(child)
-        if new_child is not child:
-            setattr(module, name, new_child)
-    return module
+    """Replace every SyncBatchNorm (gankit's or torch's) in ``module`` by :class:`LocalBatchNorm`."""
+    return _swap_batchnorm(module, lambda m: isinstance(m, (SyncBatchNorm, nn.SyncBatchNorm)), LocalBatchNorm)
 
 
 def has_batchnorm(module: nn.Module) -> bool:

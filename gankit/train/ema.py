@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from .distributed import local_batchnorm
+from .distributed import has_batchnorm, local_batchnorm
 
 
 class EMA(nn.Module):
@@ -26,7 +26,7 @@ class EMA(nn.Module):
         self.decay = decay
         # SyncBatchNorm (torchrun) becomes plain: only rank 0 samples, so its statistics need no collective.
         self.module = local_batchnorm(copy.deepcopy(model)).eval().requires_grad_(False)
-        self.has_batchnorm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.module.modules())
+        self.has_batchnorm = has_batchnorm(self.module)
         self.stale = self.has_batchnorm  # BatchNorm statistics not yet estimated for the current weights
 
     @torch.no_grad()
