@@ -89,3 +89,39 @@ def test_dcgan_init_is_normal_0_02():
     G, D = build("dcgan", (1, 32, 32), {"width": 32}, {"width": 32}, 0)
     w = G.net[0].weight
     assert abs(w.mean().item()) < 0.002 and abs(w.std().item() - 0.02) < 0.002
+
+
+# -- layers that exist for speed must compute exactly what the plain layers compute -------------
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_latent_conv_transpose_is_the_transposed_conv(bias, channels_last):
+    from gankit.nets.layers import LatentConvTranspose2d
+
+    torch.manual_seed(0)
+    fast, plain = LatentConvTranspose2d(10, 6, 7, bias=bias), torch.nn.ConvTranspose2d(10, 6, 7, bias=bias)
+    plain.load_state_dict(fast.state_dict())  # same parameters, same keys
+    if channels_last:
+        fast.to(memory_format=torch.channels_last)
+    z = torch.randn(4, 10, 1, 1)
+    out, ref = fast(z), plain(z)
+    assert out.shape == (4, 6, 7, 7)
+    assert torch.allclose(out, ref, atol=1e-6)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    out.square().sum().backward()
+    ref.square().sum().backward()
+    assert torch.allclose(fast.weight.grad, plain.weight.grad, atol=1e-5)
+    # anything but a 1x1 input falls back to the transposed conv itself
+    x = torch.randn(2, 10, 3, 3)
+    assert torch.allclose(fast(x), plain(x), atol=1e-6)
+
+
+def test_flatten_features_keeps_order_and_hands_back_the_inputs_layout():
+    from gankit.nets.layers import flatten_features
+
+    h = torch.randn(3, 4, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    out = flatten_features(h)
+    assert torch.equal(out, h.detach().flatten(1))  # C, H, W order, as a plain flatten
+    w = torch.randn(out.shape[1])
+    (out * w).sum().backward()
+    assert torch.equal(h.grad, w.view(1, 4, 5, 5).expand(3, -1, -1, -1))
+    assert h.grad.is_contiguous(memory_format=torch.channels_last) and not h.grad.is_contiguous()

@@ -168,3 +168,28 @@ def test_ring8_through_the_cli_covers_the_modes(tmp_path):
     covered = np.unique(dist.argmin(1)[hq])
     assert len(covered) >= 6, f"covered modes {covered.tolist()}"
     assert elapsed < 60
+
+
+def test_optimizer_state_takes_its_parameters_layout_on_load():
+    # Checkpoints hold contiguous tensors; fused Adam pairs elements by memory position, so a
+    # channels_last parameter must get channels_last moments back, or the next step goes wrong.
+    import importlib
+
+    loop = importlib.import_module("gankit.train.loop")
+    torch.manual_seed(0)
+    p = torch.randn(4, 3, 2, 2).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    q = p.detach().clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    cfg = load_config("fast-fashion-mnist").train.g_optim
+    a, b = loop.build_optimizer([p], cfg), loop.build_optimizer([q], cfg)
+    for opt, x in ((a, p), (b, q)):
+        x.grad = torch.arange(x.numel(), dtype=torch.float32).view(4, 3, 2, 2).contiguous(memory_format=torch.channels_last)
+        opt.step()
+    saved = a.state_dict()  # holds a's own tensors: copy them, as a checkpoint would
+    saved["state"] = {k: {n: v.clone(memory_format=torch.contiguous_format) for n, v in s.items()}
+                      for k, s in saved["state"].items()}
+    loop.load_optimizer_state(b, saved)
+    assert b.state[q]["exp_avg"].stride() == q.stride()
+    for opt, x in ((a, p), (b, q)):
+        x.grad = torch.ones_like(x)
+        opt.step()
+    assert torch.equal(p, q)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .base import register_family
-from .layers import LabelToNoise, MinibatchStdDev, ProjectionHead, dcgan_init
+from .layers import (LabelToNoise, LatentConvTranspose2d, MinibatchStdDev, ProjectionHead, dcgan_init,
+                     flatten_features)
 
 
 def stages(resolution: int) -> tuple[int, int]:
@@ -39,7 +40,7 @@ class DCGANGenerator(nn.Module):
         s0, n = stages(res)
         self.cond = LabelToNoise(num_classes, embed_dim)
         c = width * 2 ** (n - 1)
-        layers = [nn.ConvTranspose2d(z_dim + self.cond.extra, c, s0, 1, 0, bias=False),
+        layers = [LatentConvTranspose2d(z_dim + self.cond.extra, c, s0, 1, 0, bias=False),
                   nn.BatchNorm2d(c), nn.ReLU(True)]
         for _ in range(n - 1):
             layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(True)]
@@ -82,7 +83,7 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         if self.pack > 1:
             x = x.reshape(x.shape[0] // self.pack, -1, *x.shape[2:])
-        h = self.body(x).flatten(1)  # (B, C·s0·s0)
+        h = flatten_features(self.body(x))  # (B, C·s0·s0)
         return self.head(h, y if self.pack == 1 else None)
 
 

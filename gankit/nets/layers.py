@@ -22,6 +22,51 @@ class LabelToNoise(nn.Module):
         return torch.cat([z, self.embed(y)], 1)
 
 
+class _GradInInputsFormat(torch.autograd.Function):
+    """Identity whose backward hands the gradient over in the input's memory format."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.channels_last = x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous(memory_format=torch.channels_last) if ctx.channels_last else grad
+
+
+def flatten_features(h: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, C·H·W) in C, H, W order, whatever h's memory format.
+
+    A plain ``flatten`` of a channels_last h sends its gradient back in NCHW order, and the
+    element-wise backward passes before it (LeakyReLU, BatchNorm) then read two layouts at once,
+    which on CPU is a slow path: a 128×64×14×14 LeakyReLU backward took 5.2 ms against 0.15 ms
+    with matching layouts (bf16). Here the gradient is converted once, back to h's format.
+    """
+    return _GradInInputsFormat.apply(h).flatten(1)
+
+
+class LatentConvTranspose2d(nn.ConvTranspose2d):
+    """The DCGAN generator's first layer, a transposed conv from z (B, C_in, 1, 1) to
+    (B, C_out, k, k), computed as the one matrix product it is: out[b, o, i, j] =
+    Σ_c z[b, c] · W[c, o, i, j] (+ bias[o]). oneDNN ran it 5× faster than as a transposed conv
+    with channels_last weights (0.50 vs 2.49 ms, batch 128, bf16). Same parameters and state-dict
+    keys as ``nn.ConvTranspose2d(C_in, C_out, k)``; the output takes the weight's memory format."""
+
+    def forward(self, z: Tensor) -> Tensor:
+        if z.shape[2:] != (1, 1) or self.stride != (1, 1) or self.padding != (0, 0):
+            return super().forward(z)
+        b, w = z.shape[0], self.weight  # w: (C_in, C_out, k, k)
+        k = self.kernel_size
+        if w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
+            # memory order (C_in, k, k, C_out): the product lands in channels_last order, no copies
+            out = (z.reshape(b, -1) @ w.permute(0, 2, 3, 1).reshape(w.shape[0], -1))
+            out = out.view(b, k[0], k[1], self.out_channels).permute(0, 3, 1, 2)
+        else:
+            out = (z.reshape(b, -1) @ w.reshape(w.shape[0], -1)).view(b, self.out_channels, *k)
+        return out if self.bias is None else out + self.bias.view(1, -1, 1, 1).to(out.dtype)
+
+
 class ProjectionHead(nn.Module):
     """D's last layer: ψ(h) + ⟨embed(y), h⟩ when conditional (projection discriminator,
     Miyato & Koyama 2018, Eq. 3), a plain linear score otherwise.  h: (B, F) -> (B,)."""
