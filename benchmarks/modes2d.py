@@ -46,8 +46,11 @@ def two_d_recipes() -> list[str]:
     return [n for n in recipe_names() if load_config(n).data.name in ("ring8", "grid25")]
 
 
-def run_one(recipe: str, seed: int, overrides: list[str]) -> dict:
-    """Train ``recipe`` with ``seed`` in this process; return its mode statistics and CPU time."""
+def run_one(recipe: str, seed: int, overrides: list[str], rejection: bool = False) -> list[dict]:
+    """Train ``recipe`` with ``seed`` in this process; return its mode statistics and CPU time.
+    ``rejection``: also score what discriminator rejection sampling keeps of the same run
+    (gankit.sampling; D is fitted to the final sampling generator for 1,000 steps, and that
+    row's CPU time includes the fitting)."""
     import torch
 
     from gankit.config import load_config
@@ -65,10 +68,22 @@ def run_one(recipe: str, seed: int, overrides: list[str]) -> dict:
     with torch.no_grad():
         g = torch.Generator().manual_seed(10_000 + seed)  # scoring noise, apart from training's
         x = G(torch.randn(NUM_SAMPLES, cfg.model.z_dim, generator=g).to(tr.device)).float().cpu()
-    st = mode_stats(x, tr.data.modes, tr.data.mode_std)
-    return {"recipe": recipe, "data": cfg.data.name, "seed": seed, "modes": st["modes"], "hq": st["hq"],
-            "rkl": st["rkl"] if st["rkl"] is not None else math.inf, "cpu_s": cpu,
-            "wall_s": time.perf_counter() - wall0, "steps": tr.state.step, "num_modes": st["num_modes"]}
+    runs = [(recipe, x, cpu, None)]
+    if rejection:
+        from gankit.sampling import rejection_sampler
+
+        cpu1 = time.process_time()
+        drs = rejection_sampler(G, tr.D, tr.data, cfg.model.z_dim, tr.num_classes, seed=10_000 + seed)
+        x_drs, _ = drs.sample(NUM_SAMPLES, seed=10_000 + seed)
+        runs.append((recipe + " + DRS", x_drs, cpu + time.process_time() - cpu1, drs.acceptance))
+    out = []
+    for name, samples, cpu_s, acceptance in runs:
+        st = mode_stats(samples, tr.data.modes, tr.data.mode_std)
+        out.append({"recipe": name, "data": cfg.data.name, "seed": seed, "modes": st["modes"], "hq": st["hq"],
+                    "rkl": st["rkl"] if st["rkl"] is not None else math.inf, "cpu_s": cpu_s,
+                    "wall_s": time.perf_counter() - wall0, "steps": tr.state.step, "num_modes": st["num_modes"],
+                    "acceptance": acceptance})
+    return out
 
 
 def score_data(data: str, seed: int) -> dict:
@@ -136,18 +151,20 @@ def main(argv=None) -> int:
                    help="config override for every run (repeatable)")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel, one CPU thread each (default 2)")
     p.add_argument("--json", type=Path, help="also write every run's numbers here")
+    p.add_argument("--rejection", action="store_true",
+                   help="also score each run's samples after discriminator rejection sampling (a second row)")
     args = p.parse_args(argv)
     recipes = args.recipes or two_d_recipes()
     overrides = list(args.overrides) + ([f"train.steps={args.steps}"] if args.steps is not None else [])
     jobs = [(r, s) for r in recipes for s in range(args.seeds)]
     results = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_one, r, s, overrides) for r, s in jobs]
-        for f in futures:
-            res = f.result()
+        futures = [pool.submit(run_one, r, s, overrides, args.rejection) for r, s in jobs]
+        for res in (res for f in futures for res in f.result()):
             results.append(res)
             print(f"  {res['recipe']:<20} seed {res['seed']}: {res['modes']}/{res['num_modes']} modes, "
-                  f"HQ {res['hq']:.1f}%, rKL {res['rkl']:.3f}, {res['cpu_s']:.0f} CPU s ({res['steps']} steps)",
+                  f"HQ {res['hq']:.1f}%, rKL {res['rkl']:.3f}, {res['cpu_s']:.0f} CPU s ({res['steps']} steps)"
+                  + (f", kept {res['acceptance']:.0%}" if res["acceptance"] is not None else ""),
                   file=sys.stderr, flush=True)
     data_sets = list(dict.fromkeys(r["data"] for r in results))
     rows = summarise(results + [score_data(d, s) for d in data_sets for s in range(args.seeds)])

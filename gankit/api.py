@@ -1,6 +1,7 @@
 """The Python API over a run folder: load a trained model, sample from it, walk its latent space."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -56,6 +57,17 @@ class GAN:
             out.append(self.G(z[i:i + batch_size].to(self.device), yi).float().cpu())
         return torch.cat(out) if out else z.new_zeros((0, *self.data["sample_shape"])), y
 
+    def rejection_sampler(self, steps: int = 1000, percentile: Optional[float] = None, seed: int = 0):
+        """Discriminator rejection sampling (Azadi et al. 2019) for this model: a copy of D is fitted to
+        G's density ratio on the run's training data (``steps`` Adam steps), then
+        ``.sample(n, seed, label)`` keeps G's samples in proportion to it (see :mod:`gankit.sampling`)."""
+        from .data import load_dataset
+        from .sampling import rejection_sampler
+
+        data = load_dataset(self.cfg.data, "train", seed=self.cfg.seed)
+        return rejection_sampler(self.G, self.D, data, self.cfg.model.z_dim, self.num_classes, steps=steps,
+                                 percentile=percentile, seed=seed)
+
     @torch.no_grad()
     def interpolate(self, rows: int = 8, steps: int = 10, seed: int = 0) -> torch.Tensor:
         """A latent walk: ``rows`` spherical interpolations between random z pairs, ``steps`` each.
@@ -97,8 +109,12 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
 
 
 def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
-           label: Optional[int] = None, interpolate: bool = False, which: str = "latest") -> Path:
-    """Write samples of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays ``x`` [and ``y``]."""
+           label: Optional[int] = None, interpolate: bool = False, which: str = "latest",
+           rejection: bool = False, rejection_steps: int = 1000,
+           rejection_percentile: Optional[float] = None) -> Path:
+    """Write samples of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays ``x`` [and ``y``].
+    ``rejection``: keep only the samples discriminator rejection sampling accepts (see
+    :meth:`GAN.rejection_sampler`)."""
     from .viz import save_samples_figure
 
     model = load(run_dir, which=which)
@@ -106,6 +122,8 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
     if out.suffix not in (".png", ".npz"):
         raise GankitError(f"{out}: the output must end in .png (a picture) or .npz (arrays)")
     if interpolate:
+        if rejection:
+            raise GankitError("--interpolate walks the latent space; it cannot reject samples: drop --rejection")
         if out.suffix != ".png":
             raise GankitError("--interpolate writes a picture: give -o FILE.png")
         x = model.interpolate(seed=seed)
@@ -114,7 +132,16 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
         from .viz.grids import save_image_grid
         save_image_grid(x, out, nrow=10)
         return out
-    x, y = model.sample(n, seed=seed, labels=label)
+    if rejection:
+        if label is not None and not model.num_classes:
+            raise GankitError("this model is not conditional: it takes no class label")
+        if label is not None and not 0 <= label < model.num_classes:
+            raise GankitError(f"--class {label}: this model has classes 0..{model.num_classes - 1}")
+        drs = model.rejection_sampler(steps=rejection_steps, percentile=rejection_percentile, seed=seed)
+        x, y = drs.sample(n, seed=seed, label=label)
+        print(f"rejection sampling kept {drs.acceptance:.1%} of G's samples", file=sys.stderr)
+    else:
+        x, y = model.sample(n, seed=seed, labels=label)
     if out.suffix == ".npz":
         import io
         buf = io.BytesIO()

@@ -12,6 +12,12 @@ def register(sub):
     p.add_argument("--class", dest="label", type=int, default=None, help="class to sample (conditional models)")
     p.add_argument("--interpolate", action="store_true", help="latent walk between random z's")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
+    p.add_argument("--rejection", action="store_true",
+                   help="discriminator rejection sampling (Azadi et al. 2019): fit a copy of D to G's density "
+                        "ratio on the training data, keep samples in proportion to it")
+    p.add_argument("--rejection-steps", type=int, default=1000, help="Adam steps fitting D (default 1000)")
+    p.add_argument("--rejection-percentile", type=float, default=None,
+                   help="shift acceptance by this percentile of F per batch (the paper's γ; default: exact rejection)")
     p.set_defaults(func=run)
 
 
@@ -21,6 +27,9 @@ def run(args):
 
     if args.n < 1:
         raise GankitError(f"-n {args.n}: give at least one sample")
+    if args.rejection_steps < 0:
+        raise GankitError(f"--rejection-steps {args.rejection_steps}: give 0 or more")
     path = sample(args.run_dir, n=args.n, out=args.out, seed=args.seed, label=args.label,
-                  interpolate=args.interpolate, which=args.checkpoint)
+                  interpolate=args.interpolate, which=args.checkpoint, rejection=args.rejection,
+                  rejection_steps=args.rejection_steps, rejection_percentile=args.rejection_percentile)
     print(path)
