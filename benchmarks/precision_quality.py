@@ -34,7 +34,7 @@ def run_one(recipe: str, precision: str, seed: int, steps: int, n: int) -> dict:
         trainer.train_step()
     seconds = time.monotonic() - tic
     values = score(cfg, trainer.sampling_generator, n, "fid,kid,pr")
-    return {"precision": trainer.precision, "asked": precision, "seed": seed, "steps": steps,
+    return {"train_precision": trainer.precision, "asked": precision, "seed": seed, "steps": steps,
             "train_s": seconds, **values}
 
 
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
             sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
             return f"{statistics.mean(vals):{spec}} ± {sd:{spec}}"
         means[asked] = [r["fid"] for r in rs]
-        print(f"| {asked} ({rs[0]['precision']}) | {ms('fid')} | {ms('kid', '.3f')} | {ms('precision', '.3f')} | "
+        print(f"| {asked} ({rs[0]['train_precision']}) | {ms('fid')} | {ms('kid', '.3f')} | {ms('precision', '.3f')} | "
               f"{ms('recall', '.3f')} | {ms('train_s', '.0f')} |")
     if len(args.seeds) > 1:
         diff = statistics.mean(means["auto"]) - statistics.mean(means["fp32"])
