@@ -32,6 +32,15 @@ class GAN:
     def device(self) -> torch.device:
         return next(self.G.parameters()).device
 
+    def check_class(self, label: Optional[int]) -> None:
+        """Fail with one line unless ``label`` is None or a class of this (conditional) model."""
+        if label is None:
+            return
+        if not self.num_classes:
+            raise GankitError("this model is not conditional: it takes no class label")
+        if not 0 <= label < self.num_classes:
+            raise GankitError(f"--class {label}: this model has classes 0..{self.num_classes - 1}")
+
     @torch.no_grad()
     def sample(self, n: int, seed: Optional[int] = 0, labels: Optional[torch.Tensor | int] = None,
                batch_size: int = 500) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -44,8 +53,7 @@ class GAN:
             if labels is None:
                 y = torch.arange(n) % self.num_classes
             elif isinstance(labels, int):
-                if not 0 <= labels < self.num_classes:
-                    raise GankitError(f"--class {labels}: this model has classes 0..{self.num_classes - 1}")
+                self.check_class(labels)
                 y = torch.full((n,), labels, dtype=torch.long)
             else:
                 y = torch.as_tensor(labels, dtype=torch.long)
@@ -133,10 +141,7 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
         save_image_grid(x, out, nrow=10)
         return out
     if rejection:
-        if label is not None and not model.num_classes:
-            raise GankitError("this model is not conditional: it takes no class label")
-        if label is not None and not 0 <= label < model.num_classes:
-            raise GankitError(f"--class {label}: this model has classes 0..{model.num_classes - 1}")
+        model.check_class(label)
         drs = model.rejection_sampler(steps=rejection_steps, percentile=rejection_percentile, seed=seed)
         x, y = drs.sample(n, seed=seed, label=label)
         print(f"rejection sampling kept {drs.acceptance:.1%} of G's samples", file=sys.stderr)

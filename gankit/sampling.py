@@ -73,14 +73,20 @@ class DiscriminatorRejectionSampler:
         return next(self.G.parameters()).device
 
     @torch.no_grad()
-    def _propose(self, n: int, gen: torch.Generator, label: Optional[int]) -> tuple[Tensor, Optional[Tensor], Tensor]:
-        """n samples of G, their labels and D's logits (n,)."""
+    def generate(self, n: int, gen: torch.Generator, label: Optional[int] = None) -> tuple[Tensor, Optional[Tensor]]:
+        """n samples of G (fp32) and their labels: ``label``, else uniform over the classes (None if
+        unconditional)."""
         z = torch.randn(n, self.z_dim, generator=gen).to(self.device)
         y = None
         if self.num_classes:
             y = (torch.full((n,), label, dtype=torch.long) if label is not None
                  else torch.randint(self.num_classes, (n,), generator=gen)).to(self.device)
-        x = self.G(z, y).float()
+        return self.G(z, y).float(), y
+
+    @torch.no_grad()
+    def _propose(self, n: int, gen: torch.Generator, label: Optional[int]) -> tuple[Tensor, Optional[Tensor], Tensor]:
+        """n samples of G, their labels and D's logits (n,)."""
+        x, y = self.generate(n, gen, label)
         return x, y, self.D(x, y).float().flatten()
 
     @torch.no_grad()
@@ -91,8 +97,8 @@ class DiscriminatorRejectionSampler:
             burn = [self._propose(min(self.batch_size, self.burn_in - i), gen, label)[2]
                     for i in range(0, self.burn_in, self.batch_size)]
             self.logit_max = torch.cat(burn).max()
-        xs, ys, have = [], [], 0
-        while have < n:
+        xs, ys = [], []
+        while sum(len(x) for x in xs) < n:
             if self.tried > self.max_tries * max(n, self.accepted + 1):
                 raise GankitError(f"rejection sampling accepted {self.accepted} of {self.tried} samples; "
                                   "D rejects nearly everything (fit it longer, or give a percentile)")
@@ -107,7 +113,6 @@ class DiscriminatorRejectionSampler:
             self.accepted += int(keep.sum())
             xs.append(x[keep].cpu())
             ys.append(y[keep].cpu() if y is not None else None)
-            have += int(keep.sum())
         x = torch.cat(xs)[:n]
         return x, (torch.cat(ys)[:n] if self.num_classes else None)
 
@@ -122,19 +127,13 @@ def rejection_sampler(G: nn.Module, D: nn.Module, data, z_dim: int, num_classes:
                       seed: int = 0) -> DiscriminatorRejectionSampler:
     """DRS for a trained pair: fit a copy of ``D`` to ``G``'s density ratio on ``data`` (a
     :class:`gankit.data.Dataset`, its training split) and return the sampler."""
-    device = next(G.parameters()).device
+    sampler = DiscriminatorRejectionSampler(G, D, z_dim, num_classes, percentile=percentile)
     gen = torch.Generator().manual_seed(seed)
-    G = G.eval()
 
     def real(n: int):
         x, y = data.batch(torch.randint(len(data), (n,), generator=gen).to(data.x.device))
-        return x.to(device), (y.to(device) if num_classes else None)
+        return x.to(sampler.device), (y.to(sampler.device) if num_classes else None)
 
-    @torch.no_grad()
-    def fake(n: int):
-        z = torch.randn(n, z_dim, generator=gen).to(device)
-        y = torch.randint(num_classes, (n,), generator=gen).to(device) if num_classes else None
-        return G(z, y).float(), y
-
-    D_ratio = fit_density_ratio(D, fake, real, steps=steps, batch_size=batch_size, lr=lr)
-    return DiscriminatorRejectionSampler(G, D_ratio, z_dim, num_classes, percentile=percentile)
+    sampler.D = fit_density_ratio(D, lambda n: sampler.generate(n, gen), real, steps=steps,
+                                  batch_size=batch_size, lr=lr)
+    return sampler

@@ -49,8 +49,8 @@ def flatten_features(h: Tensor) -> Tensor:
 class LatentConvTranspose2d(nn.ConvTranspose2d):
     """The DCGAN generator's first layer, a transposed conv from z (B, C_in, 1, 1) to
     (B, C_out, k, k), computed as the one matrix product it is: out[b, o, i, j] =
-    Σ_c z[b, c] · W[c, o, i, j] (+ bias[o]). oneDNN ran it 5× faster than as a transposed conv
-    with channels_last weights (0.50 vs 2.49 ms, batch 128, bf16). Same parameters and state-dict
+    Σ_c z[b, c] · W[c, o, i, j] (+ bias[o]). As a matrix product it ran 5× faster than oneDNN's
+    transposed conv with channels_last weights (0.50 vs 2.49 ms, batch 128, bf16). Same parameters and state-dict
     keys as ``nn.ConvTranspose2d(C_in, C_out, k)``; the output takes the weight's memory format."""
 
     def forward(self, z: Tensor) -> Tensor:
