@@ -13,7 +13,8 @@ CASES = {
     "dcgan": [((1, 28, 28), {"width": 8}, {"width": 8}),
               ((3, 32, 32), {"width": 8}, {"width": 8}),
               ((3, 64, 64), {"width": 4}, {"width": 4}),
-              ((1, 16, 16), {"width": 8}, {"width": 8, "spectral": True, "minibatch_std": True})],
+              ((1, 16, 16), {"width": 8}, {"width": 8, "spectral": True, "minibatch_std": True}),
+              ((1, 28, 28), {"width": 8, "extra_layers": 1}, {"width": 8, "extra_layers": 2})],
 }
 PARAMS = [(fam, *case, nc) for fam, cases in CASES.items() for case in cases for nc in (0, 3)]
 
@@ -83,6 +84,19 @@ def test_dcgan_rejects_unsupported_resolution_and_unknown_kwargs():
         NETWORKS.get("dcgan").build(8, (1, 30, 30), 0, {}, {})
     with pytest.raises(ConfigError, match="model.g.widht"):
         NETWORKS.get("dcgan").build(8, (1, 28, 28), 0, {"widht": 3}, {})
+
+
+def test_dcgan_extra_layers_are_3x3_convs_at_the_lowest_resolution():
+    G, D = build("dcgan", (1, 28, 28), {"width": 8, "extra_layers": 2}, {"width": 8, "extra_layers": 1}, 0)
+    g_extra = [m for m in G.modules() if isinstance(m, torch.nn.Conv2d)]
+    d_convs = [m for m in D.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in g_extra] == [(16, 16, (3, 3), (1, 1))] * 2
+    assert [(m.kernel_size, m.stride) for m in d_convs] == [((4, 4), (2, 2))] * 2 + [((3, 3), (1, 1))]
+    assert d_convs[-1].in_channels == d_convs[-1].out_channels == 16  # at 7x7, after the last stride-2 conv
+    shapes = []
+    D.body[-3].register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape)))
+    D(G(torch.randn(2, 8)))
+    assert shapes == [(2, 16, 7, 7)]
 
 
 def test_dcgan_init_is_normal_0_02():

@@ -34,7 +34,8 @@ def _check_image(sample_shape) -> tuple[int, int]:
 
 class DCGANGenerator(nn.Module):
     def __init__(self, z_dim: int, sample_shape: tuple, num_classes: int = 0, width: int = 64,
-                 embed_dim: int = 32):
+                 embed_dim: int = 32, extra_layers: int = 0):
+        """``extra_layers`` adds that many [Conv 3x3 stride 1, BN, ReLU] at s0×s0, after the first layer."""
         super().__init__()
         channels, res = _check_image(sample_shape)
         s0, n = stages(res)
@@ -42,6 +43,8 @@ class DCGANGenerator(nn.Module):
         c = width * 2 ** (n - 1)
         layers = [LatentConvTranspose2d(z_dim + self.cond.extra, c, s0, 1, 0, bias=False),
                   nn.BatchNorm2d(c), nn.ReLU(True)]
+        for _ in range(extra_layers):
+            layers += [nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
         for _ in range(n - 1):
             layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(True)]
             c //= 2
@@ -56,10 +59,11 @@ class DCGANGenerator(nn.Module):
 
 class DCGANDiscriminator(nn.Module):
     def __init__(self, sample_shape: tuple, num_classes: int = 0, width: int = 64, batchnorm: bool = True,
-                 minibatch_std: bool = False, spectral: bool = False, pack: int = 1):
+                 minibatch_std: bool = False, spectral: bool = False, pack: int = 1, extra_layers: int = 0):
         """``spectral`` applies spectral normalisation (Miyato et al. 2018) to every conv instead of BN;
         ``minibatch_std`` appends the minibatch-std channel before the last conv (Karras et al. 2018);
-        ``pack`` > 1 scores groups of ``pack`` samples stacked on the channel axis (PacGAN)."""
+        ``pack`` > 1 scores groups of ``pack`` samples stacked on the channel axis (PacGAN);
+        ``extra_layers`` adds that many [Conv 3x3 stride 1, (BN), LeakyReLU 0.2] at s0×s0, before the head."""
         super().__init__()
         channels, res = _check_image(sample_shape)
         s0, n = stages(res)
@@ -72,6 +76,11 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(nn.BatchNorm2d(c))
             layers.append(nn.LeakyReLU(0.2, True))
             c_in, c = c, c * 2
+        for _ in range(extra_layers):
+            layers.append(sn(nn.Conv2d(c_in, c_in, 3, 1, 1, bias=not batchnorm or spectral)))
+            if batchnorm and not spectral:
+                layers.append(nn.BatchNorm2d(c_in))
+            layers.append(nn.LeakyReLU(0.2, True))
         if minibatch_std:
             layers.append(MinibatchStdDev())
             c_in += 1
