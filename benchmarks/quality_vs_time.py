@@ -2,10 +2,11 @@
 
 Every entry trains for the same ``--minutes`` of training-step wall time on this machine
 (``train.minutes``; set-up, sample grids and evaluation are not counted), one run per
-seed, entries alternating within a seed so a slow patch of a shared machine hits all
-of them. At each ``--marks`` minute the sampling generator (and G itself when the
-recipe keeps an EMA, which gives the "no-ema" row of the same run for free) is
-copied; after training every copy draws ``--n`` samples that are scored with
+seed, entries alternating within a seed (in the opposite order each seed) so a slow patch
+of a shared machine hits all of them, after ``--warmup`` seconds of discarded training.
+At each ``--marks`` minute the sampling generator is copied (at the last mark also G
+itself when the recipe keeps an EMA, which gives the "no-ema" row of the same run for
+free); after training every copy draws ``--n`` samples that are scored with
 domain-feature FID, KID and precision/recall against the Fashion-MNIST test split.
 
 Entries:
@@ -19,8 +20,8 @@ Entries:
 Results go to ``--out``/results.jsonl as they arrive (a later call with ``--report-only``
 rebuilds the table and plot from it), the plot to ``--plot``.
 
-    python benchmarks/quality_vs_time.py                           # 12 min x 3 seeds x 2 entries: ~81 min
-    python benchmarks/quality_vs_time.py --entries no-bf16 no-schedule --seeds 0
+    python benchmarks/quality_vs_time.py                           # 12 min x 3 seeds x 2 entries: ~80 min
+    python benchmarks/quality_vs_time.py --entries no-extra-layers no-bf16 --seeds 0
     python benchmarks/quality_vs_time.py --minutes 2 --marks 1 2 --n 2000 --seeds 0   # a quick look
 """
 from __future__ import annotations

@@ -84,6 +84,8 @@ def test_dcgan_rejects_unsupported_resolution_and_unknown_kwargs():
         NETWORKS.get("dcgan").build(8, (1, 30, 30), 0, {}, {})
     with pytest.raises(ConfigError, match="model.g.widht"):
         NETWORKS.get("dcgan").build(8, (1, 28, 28), 0, {"widht": 3}, {})
+    with pytest.raises(ConfigError, match="extra_layers must be an integer >= 0, got -1"):
+        NETWORKS.get("dcgan").build(8, (1, 28, 28), 0, {}, {"extra_layers": -1})
 
 
 def test_dcgan_extra_layers_are_3x3_convs_at_the_lowest_resolution():

@@ -1,9 +1,14 @@
 """DCGAN (Radford et al. 2016) for any resolution 4·2ⁿ or 7·2ⁿ (8, 16, 28, 32, 64, 128, ...).
 
-G: z -> (transposed conv) s0×s0 -> n × [ConvT 4x4 stride 2, BN, ReLU] -> tanh.
-D: n × [Conv 4x4 stride 2, (BN), LeakyReLU 0.2] -> linear score of the s0×s0 features.
+G: z -> (transposed conv) s0×s0 -> e × [Conv 3x3, BN, ReLU] -> n × [ConvT 4x4 stride 2, BN, ReLU] -> tanh.
+D: n × [Conv 4x4 stride 2, (BN), LeakyReLU 0.2] -> e × [Conv 3x3, (BN), LeakyReLU 0.2] -> linear score
+of the s0×s0 features.
 s0 is 4 (32, 64, ...) or 7 (28, 56, ...); channels halve (G) / double (D) per stage
-from ``width``; all weights N(0, 0.02).
+from ``width``; all weights N(0, 0.02). The paper's networks have e = 0 ``extra_layers``: extra
+stride-1 layers at the smallest resolution add capacity where it is cheapest (at 7×7 one costs
+about as much as a stride-2 layer at 14×14), in the spirit of the "extra layers" option of the
+WGAN authors' DCGAN code (``n_extra_layers``), which adds them at the largest feature maps instead
+(after D's first layer, before G's last).
 """
 from __future__ import annotations
 
@@ -26,6 +31,12 @@ def stages(resolution: int) -> tuple[int, int]:
     raise ValueError(f"DCGAN needs a resolution of 4·2ⁿ or 7·2ⁿ (8, 16, 28, 32, 64, ...), got {resolution}")
 
 
+def _check_extra_layers(extra_layers: int) -> int:
+    if not isinstance(extra_layers, int) or isinstance(extra_layers, bool) or extra_layers < 0:
+        raise ValueError(f"extra_layers must be an integer >= 0, got {extra_layers!r}")
+    return extra_layers
+
+
 def _check_image(sample_shape) -> tuple[int, int]:
     if len(sample_shape) != 3 or sample_shape[1] != sample_shape[2]:
         raise ValueError(f"DCGAN needs square images (C, H, H), got sample shape {tuple(sample_shape)}")
@@ -43,7 +54,7 @@ class DCGANGenerator(nn.Module):
         c = width * 2 ** (n - 1)
         layers = [LatentConvTranspose2d(z_dim + self.cond.extra, c, s0, 1, 0, bias=False),
                   nn.BatchNorm2d(c), nn.ReLU(True)]
-        for _ in range(extra_layers):
+        for _ in range(_check_extra_layers(extra_layers)):
             layers += [nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
         for _ in range(n - 1):
             layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(True)]
@@ -76,7 +87,7 @@ class DCGANDiscriminator(nn.Module):
                 layers.append(nn.BatchNorm2d(c))
             layers.append(nn.LeakyReLU(0.2, True))
             c_in, c = c, c * 2
-        for _ in range(extra_layers):
+        for _ in range(_check_extra_layers(extra_layers)):
             layers.append(sn(nn.Conv2d(c_in, c_in, 3, 1, 1, bias=not batchnorm or spectral)))
             if batchnorm and not spectral:
                 layers.append(nn.BatchNorm2d(c_in))

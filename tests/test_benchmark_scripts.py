@@ -1,0 +1,46 @@
+"""The benchmark scripts' own logic: what they parse and the configs they would train."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from gankit.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+qvt = load_script("quality_vs_time")
+
+
+def test_variant_overrides_split_on_top_level_commas_only():
+    text = "train.g_optim.lr=8e-4,train.g_optim.betas=[0.0, 0.99],loss.regularizers=[{name: r1, every: 16}],seed=3"
+    assert qvt.split_overrides(text) == ["train.g_optim.lr=8e-4", "train.g_optim.betas=[0.0, 0.99]",
+                                         "loss.regularizers=[{name: r1, every: 16}]", "seed=3"]
+    assert qvt.split_overrides("") == []
+
+
+@pytest.mark.parametrize("entry", ["baseline", "fast", "no-ema", *qvt.ABLATIONS])
+def test_every_entry_is_a_valid_config_that_differs_as_named(entry):
+    recipe, overrides = qvt.entry_recipe(entry)
+    cfg = load_config(recipe, overrides)
+    fast = load_config("fast-fashion-mnist")
+    if entry == "baseline":  # the DCGAN paper's settings
+        assert (cfg.train.batch_size, cfg.train.g_optim.lr, cfg.train.g_optim.betas[0], cfg.train.precision,
+                cfg.train.ema) == (128, 2e-4, 0.5, "fp32", None)
+        assert cfg.model.g.get("extra_layers", 0) == cfg.model.d.get("extra_layers", 0) == 0
+    elif entry in ("fast", "no-ema"):
+        assert cfg == fast
+    else:
+        assert cfg != fast
+
+
+def test_unknown_entry_names_the_choices():
+    with pytest.raises(SystemExit, match="unknown entry 'nope'.*baseline, fast"):
+        qvt.entry_recipe("nope")
