@@ -26,6 +26,7 @@ class DataConfig:
     channels: Optional[int] = None       # images: 1 or 3; None = native
     size: int = 50_000                   # 1D/2D mixtures: number of points drawn once from the seed
     limit: Optional[int] = None          # use only the first N samples (quick tests)
+    direction: str = "AtoB"              # translation data: AtoB (input A, target B) or BtoA (swapped)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,36 @@ import torch.nn.functional as F
 
 from ..registry import Registry
 
-#: name -> factory(cfg: DataConfig, split: str, seed: int) -> Dataset
+#: name -> factory(cfg: DataConfig, split: str, seed: int) -> Dataset (or another dataset with fields)
 DATASETS = Registry("dataset")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One named entry of a batch: what it holds and how it is normalised and resized.
+
+    ``kind``: ``image`` (stored uint8 (N, C, H, W), handed to networks as float32 in [-1, 1]),
+    ``mask`` (uint8 {0, 1} or label map (N, 1, H, W), handed over as float32 {0, 1} / as stored),
+    ``vector`` (float32 (N, D), as stored), ``label`` (int64 (N,) class indices), ``float`` (float32
+    arrays of any shape, e.g. spectrograms, as stored). ``resize``: how a spatial field changes size
+    — images ``bilinear`` (antialiased), masks and label maps ``nearest`` (never blended).
+    """
+
+    kind: str
+    resize: str = "bilinear"
+
+    def __post_init__(self):
+        if self.kind not in FIELD_KINDS:
+            raise ValueError(f"field kind must be one of {', '.join(FIELD_KINDS)}, got {self.kind!r}")
+        if self.resize not in ("bilinear", "nearest", "none"):
+            raise ValueError(f"field resize must be bilinear, nearest or none, got {self.resize!r}")
+
+
+FIELD_KINDS = ("image", "mask", "vector", "label", "float")
+IMAGE = Field("image", "bilinear")
+MASK = Field("mask", "nearest")
+LABEL = Field("label", "none")
+VECTOR = Field("vector", "none")
 
 
 @dataclass
