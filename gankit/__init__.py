@@ -1,12 +1,20 @@
 """gankit: generative adversarial networks, trained, diagnosed and evaluated honestly."""
+from importlib import import_module
+
 __version__ = "0.1.0"
 
-from .api import GAN, load, sample  # noqa: E402
-from .config import Config, load_config  # noqa: E402
-from .errors import GankitError  # noqa: E402
-from .metrics import evaluate  # noqa: E402
-from .recipes import recipe_names as recipes  # noqa: E402
-from .train.run import train  # noqa: E402
+# Imported on first use, so `import gankit.config` (or reading a checkpoint) loads only what it needs.
+_EXPORTS = {"GAN": ".api", "load": ".api", "sample": ".api", "translate": ".api", "Config": ".config",
+            "load_config": ".config", "GankitError": ".errors", "evaluate": ".metrics", "train": ".train.run"}
 
-__all__ = ["GAN", "Config", "GankitError", "evaluate", "load", "load_config", "recipes", "sample", "train",
-           "__version__"]
+
+def __getattr__(name):
+    if name == "recipes":
+        return import_module(".recipes", __name__).recipe_names
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["GAN", "Config", "GankitError", "evaluate", "load", "load_config", "recipes", "sample", "translate",
+           "train", "__version__"]

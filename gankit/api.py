@@ -1,32 +1,47 @@
-"""The Python API over a run folder: load a trained model, sample from it, walk its latent space."""
+"""The Python API over a run folder: load a trained model, sample from it, walk its latent space,
+translate images with it."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
 
 from .config import Config, from_dict
 from .errors import GankitError
-from .nets import NETWORKS
-from .train.checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint
 from .utils import atomic_write_bytes, resolve_device
 
 
 class GAN:
-    """A trained generator (the EMA copy when the run kept one) with its config and data facts."""
+    """A trained model: its networks by name (sampling uses the EMA copies when the run kept them),
+    its config, data facts and task — how outputs are made from inputs (:mod:`gankit.tasks`)."""
 
-    def __init__(self, cfg: Config, G: torch.nn.Module, D: torch.nn.Module, data: dict, step: int,
+    def __init__(self, cfg: Config, nets: Dict[str, torch.nn.Module], data: dict, step: int,
                  run_dir: Optional[Path] = None):
-        self.cfg, self.G, self.D, self.data, self.step, self.run_dir = cfg, G, D, data, step, run_dir
-        self.G.eval()
-        self.D.eval()
+        from .objectives import OBJECTIVES, DataInfo
+
+        self.cfg, self.nets, self.data, self.step, self.run_dir = cfg, nets, data, step, run_dir
+        for m in nets.values():
+            m.eval()
+        self.info = DataInfo.from_meta(data)
+        self.objective = OBJECTIVES.get(cfg.loss.objective)(nets, cfg, self.info)
+        self.task = self.objective.task
+
+    @property
+    def G(self) -> torch.nn.Module:
+        """The network the task runs (a generator or a translator)."""
+        return self.nets[self.task.net]
+
+    @property
+    def D(self) -> Optional[torch.nn.Module]:
+        return self.nets.get("D")
 
     @property
     def num_classes(self) -> int:
-        return int(self.data["num_classes"])
+        return self.info.num_classes
 
     @property
     def device(self) -> torch.device:
@@ -41,29 +56,40 @@ class GAN:
         if not 0 <= label < self.num_classes:
             raise GankitError(f"--class {label}: this model has classes 0..{self.num_classes - 1}")
 
+    def _generation(self) -> None:
+        if self.task.name != "generation":
+            raise GankitError(f"this is a {self.task.name} model ({self.cfg.loss.objective}): it makes outputs "
+                              "from inputs; use translate (gankit translate RUN INPUT...)")
+
     @torch.no_grad()
     def sample(self, n: int, seed: Optional[int] = 0, labels: Optional[torch.Tensor | int] = None,
                batch_size: int = 500) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``n`` samples in the data's range: (n, C, H, W) or (n, D) float32 on the CPU, and labels
         (n,) for conditional models (``labels`` an int picks one class; None cycles through all)."""
+        self._generation()
+        if isinstance(labels, int):
+            self.check_class(labels)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
-        z = torch.randn(n, self.cfg.model.z_dim, generator=g)
-        y = None
-        if self.num_classes:
-            if labels is None:
-                y = torch.arange(n) % self.num_classes
-            elif isinstance(labels, int):
-                self.check_class(labels)
-                y = torch.full((n,), labels, dtype=torch.long)
-            else:
-                y = torch.as_tensor(labels, dtype=torch.long)
-        elif labels is not None:
-            raise GankitError("this model is not conditional: it takes no class label")
-        out = []
-        for i in range(0, n, batch_size):
-            yi = y[i:i + batch_size].to(self.device) if y is not None else None
-            out.append(self.G(z[i:i + batch_size].to(self.device), yi).float().cpu())
-        return torch.cat(out) if out else z.new_zeros((0, *self.data["sample_shape"])), y
+        inputs = self.task.draw(n, g, labels)
+        if n == 0:
+            return torch.zeros((0, *self.info.sample_shape)), inputs["y"]
+        return self.task.generate(self.G, inputs, batch_size), inputs["y"]
+
+    @torch.no_grad()
+    def translate(self, x: torch.Tensor, direction: Optional[str] = None, batch_size: int = 64) -> torch.Tensor:
+        """Outputs for input images ``x`` (N, C, H, W) in [-1, 1]; ``direction`` picks one of
+        :meth:`directions` (CycleGAN: ``AtoB`` or ``BtoA``), the first by default."""
+        tasks = self.objective.tasks()
+        if self.task.name != "translation":
+            raise GankitError(f"this is a {self.task.name} model: it takes no input images; use sample")
+        name = direction or next(iter(tasks))
+        if name not in tasks:
+            raise GankitError(f"--direction {name}: this model translates {', '.join(tasks)}")
+        task = tasks[name]
+        return task.generate(self.nets[task.net], {"x": x}, batch_size)
+
+    def directions(self) -> list:
+        return list(self.objective.tasks())
 
     def rejection_sampler(self, steps: int = 1000, percentile: Optional[float] = None, seed: int = 0):
         """Discriminator rejection sampling (Azadi et al. 2019) for this model: a copy of D is fitted to
@@ -72,14 +98,15 @@ class GAN:
         from .data import load_dataset
         from .sampling import rejection_sampler
 
+        self._generation()
         data = load_dataset(self.cfg.data, "train", seed=self.cfg.seed)
-        return rejection_sampler(self.G, self.D, data, self.cfg.model.z_dim, self.num_classes, steps=steps,
-                                 percentile=percentile, seed=seed)
+        return rejection_sampler(self.G, self.D, data, self.task, steps=steps, percentile=percentile, seed=seed)
 
     @torch.no_grad()
     def interpolate(self, rows: int = 8, steps: int = 10, seed: int = 0) -> torch.Tensor:
         """A latent walk: ``rows`` spherical interpolations between random z pairs, ``steps`` each.
         Returns (rows·steps, *sample_shape)."""
+        self._generation()
         g = torch.Generator().manual_seed(seed)
         a, b = torch.randn(rows, self.cfg.model.z_dim, generator=g), torch.randn(rows, self.cfg.model.z_dim, generator=g)
         t = torch.linspace(0, 1, steps).view(1, steps, 1)
@@ -89,14 +116,14 @@ class GAN:
         so = torch.sin(omega).clamp_min(1e-6)
         z = (torch.sin((1 - t) * omega) / so) * a.unsqueeze(1) + (torch.sin(t * omega) / so) * b.unsqueeze(1)
         z = z.reshape(rows * steps, -1)
-        y = None
-        if self.num_classes:
-            y = (torch.arange(rows) % self.num_classes).repeat_interleave(steps).to(self.device)
-        return self.G(z.to(self.device), y).float().cpu()
+        y = (torch.arange(rows) % self.num_classes).repeat_interleave(steps) if self.num_classes else None
+        return self.task.generate(self.G, {"z": z, "y": y})
 
 
 def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: bool = True) -> GAN:
     """Rebuild a trained model from a run folder (or a checkpoint file) without running its code."""
+    from .objectives import OBJECTIVES, DataInfo
+
     path = Path(run_dir)
     if path.is_dir():
         run = path
@@ -106,14 +133,12 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
     state = load_checkpoint(path)
     cfg = from_dict(Config, state["config"])
     data = state["data"]
-    family = NETWORKS.get(cfg.model.arch)
-    G, D = family.build(cfg.model.z_dim, tuple(data["sample_shape"]), int(data["num_classes"]),
-                        dict(cfg.model.g), dict(cfg.model.d))
+    nets = OBJECTIVES.get(cfg.loss.objective).build_networks(cfg, DataInfo.from_meta(data))
     mods = state["modules"]
-    G.load_state_dict(mods["G_ema"] if ema and "G_ema" in mods else mods["G"])
-    D.load_state_dict(mods["D"])
+    for name, net in nets.items():
+        net.load_state_dict(mods[f"{name}_ema"] if ema and f"{name}_ema" in mods else mods[name])
     dev = resolve_device(device)
-    return GAN(cfg, G.to(dev), D.to(dev), data, int(state["trainer"]["step"]), run)
+    return GAN(cfg, {k: m.to(dev) for k, m in nets.items()}, data, int(state["trainer"]["step"]), run)
 
 
 def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,

@@ -42,7 +42,7 @@ def plain_step(trainer: Trainer) -> Callable[[], None]:
     """The straightforward PyTorch step for the trainer's networks: fp32, eager, BCE-with-logits
     (non-saturating), fresh copies of G and D, no EMA, no tricks; ``train.d_steps`` D updates
     (each on a new batch and new noise) per G update, like the recipe."""
-    G, D = copy.deepcopy(trainer.G).float(), copy.deepcopy(trainer.D).float()
+    G, D = copy.deepcopy(trainer.nets["G"]).float(), copy.deepcopy(trainer.nets["D"]).float()
     G = G.to(memory_format=torch.contiguous_format)
     D = D.to(memory_format=torch.contiguous_format)
     g_opt = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
@@ -52,7 +52,8 @@ def plain_step(trainer: Trainer) -> Callable[[], None]:
 
     def step():
         for _ in range(d_steps):
-            real, y = data.batch(sampler.next())
+            batch = data.batch(sampler.next())
+            real, y = batch["x"], batch["y"]
             y = y if n_cls else None
             z = torch.randn(real.shape[0], z_dim, device=real.device)
             fake = G(z, y)

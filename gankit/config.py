@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -31,11 +31,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class NetConfig:
-    arch: str = "dcgan"                  # key in gankit.nets.NETWORKS: a family with G and D
-    # Keyword arguments for the family's generator / discriminator constructors;
-    # checked against their signatures (unknown names are rejected).
+    arch: str = "dcgan"                  # key in gankit.nets.NETWORKS: a family with a G and a D
+    # Keyword arguments for the family's generator / discriminator constructors, for every
+    # network of that role (G, or G_AB and G_BA); checked against their signatures.
     g: Dict[str, Any] = field(default_factory=dict)
     d: Dict[str, Any] = field(default_factory=dict)
+    # Per network, by the objective's names (G, D; G_AB, G_BA, D_A, D_B): keyword arguments over
+    # model.g / model.d, and optionally `arch` (another family for that one network).
+    nets: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     z_dim: int = 100
     conditional: bool = False            # give G and D the class label (needs a labelled dataset)
 
@@ -52,7 +55,10 @@ class LossConfig:
     name: str = "non-saturating"         # key in gankit.losses.LOSSES
     regularizers: Tuple[RegularizerConfig, ...] = ()
     clip_d_weights: Optional[float] = None  # WGAN weight clipping to [-c, c] after each D step
-    objective: str = "gan"               # key in gankit.train.OBJECTIVES: gan | acgan | unrolled
+    objective: str = "gan"               # key in gankit.train.OBJECTIVES: gan | acgan | unrolled | pix2pix | cyclegan
+    # The objective's own settings (e.g. pix2pix l1_weight, cyclegan cycle_weight), checked against
+    # the objective's Options dataclass: unknown keys are rejected by name.
+    options: Dict[str, Any] = field(default_factory=dict)
     augment: str = ""                    # DiffAugment policy for everything D sees, e.g. "color,translation,cutout"; "" = none
     unroll_steps: int = 5                # objective unrolled: k D updates G's loss looks through (Metz et al. 2017)
     aux_weight: float = 1.0              # objective acgan: weight of the class cross-entropy (Odena et al. 2017)
@@ -73,8 +79,10 @@ class TrainConfig:
     minutes: Optional[float] = None      # stop after this much wall time (any bound that comes first)
     batch_size: int = 64
     d_steps: int = 1                     # k discriminator steps per generator step (Goodfellow et al. 2014, Alg. 1)
-    g_optim: OptimConfig = OptimConfig()
-    d_optim: OptimConfig = OptimConfig()
+    g_optim: OptimConfig = OptimConfig()  # short form: the optimiser of the generator(s), `optim.G`
+    d_optim: OptimConfig = OptimConfig()  # short form: the optimiser of the discriminator(s), `optim.D`
+    # Optimisers by the objective's names (G, D, ...); a name given here replaces its short form.
+    optim: Dict[str, OptimConfig] = field(default_factory=dict)
     # Learning rates × schedule(progress), progress = fraction of the budget (steps or minutes) spent;
     # see gankit/train/schedules.py. constant | linear | cosine
     lr_schedule: str = "constant"
@@ -223,7 +231,8 @@ def _coerce(value, tp, key: str):
     if origin in (dict, Dict):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
+        _, value_type = typing.get_args(tp) or (str, Any)
+        return {k: _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
     if tp is float:
@@ -334,49 +343,39 @@ def load_config(source: str | Path | dict, overrides: Optional[List[str]] = None
     return apply_overrides(cfg, overrides or [])
 
 
-_CHOICES = {
-    "train.precision": ("fp32", "bf16", "fp16", "auto"),
-    "train.g_optim.name": ("adam", "rmsprop", "sgd"),
-    "train.d_optim.name": ("adam", "rmsprop", "sgd"),
-}
+#: Checks of config sections by the package that owns the names they refer to (datasets,
+#: networks, losses, objectives, metrics); each registers itself with :func:`register_check`
+#: when imported, so this module imports none of them.
+CHECKS: List[Callable[["Config"], None]] = []
+
+#: The packages whose imports register the checks of :data:`CHECKS` (imported by :func:`load_config`).
+OWNERS = ("gankit.data", "gankit.nets", "gankit.losses", "gankit.train", "gankit.metrics")
+
+
+def register_check(fn: Callable[["Config"], None]) -> Callable[["Config"], None]:
+    """Register ``fn(cfg)``, which raises :class:`ConfigError` naming the key it rejects."""
+    CHECKS.append(fn)
+    return fn
+
+
+def check(key: str, ok: bool, allowed: str) -> None:
+    """Raise one ConfigError line naming ``key`` and what is allowed unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{key}: invalid value; allowed: {allowed}")
+
+
+def check_name(key: str, name: str, registry) -> None:
+    check(key, name in registry, ", ".join(registry.names()))
 
 
 def validate(cfg: Config) -> Config:
-    """Value checks that types alone cannot express; names are checked against the registries."""
-    from .data import DATASETS
-    from .losses import LOSSES, REGULARIZERS
-    from .nets import NETWORKS
+    """Value checks that types alone cannot express, then every registered section check."""
+    import importlib
 
-    def check(key, ok, allowed):
-        if not ok:
-            raise ConfigError(f"{key}: invalid value; allowed: {allowed}")
-
-    tree = cfg.to_dict()
-
-    def get(key):
-        node = tree
-        for p in key.split("."):
-            node = node[p]
-        return node
-
-    for key, allowed in _CHOICES.items():
-        check(key, get(key) in allowed, ", ".join(allowed))
-    check("data.name", cfg.data.name in DATASETS, ", ".join(DATASETS.names()))
-    check("model.arch", cfg.model.arch in NETWORKS, ", ".join(NETWORKS.names()))
-    check("loss.name", cfg.loss.name in LOSSES, ", ".join(LOSSES.names()))
-    for i, r in enumerate(cfg.loss.regularizers):
-        check(f"loss.regularizers.{i}.name", r.name in REGULARIZERS, ", ".join(REGULARIZERS.names()))
-        check(f"loss.regularizers.{i}.every", r.every >= 1, "an integer >= 1")
-    from .train.augment import parse_policy
-    from .train.objective import OBJECTIVES
-
-    check("loss.objective", cfg.loss.objective in OBJECTIVES, ", ".join(OBJECTIVES.names()))
-    parse_policy(cfg.loss.augment)
-    check("loss.unroll_steps", cfg.loss.unroll_steps >= 0, "an integer >= 0")
-    check("loss.aux_weight", cfg.loss.aux_weight >= 0, "a number >= 0")
-    check("loss.objective", cfg.loss.objective != "acgan" or cfg.model.conditional,
-          "acgan needs model.conditional: true (a labelled dataset)")
+    for owner in OWNERS:
+        importlib.import_module(owner)
     t = cfg.train
+    check("train.precision", t.precision in ("fp32", "bf16", "fp16", "auto"), "fp32, bf16, fp16, auto")
     check("train.steps", t.steps is None or t.steps >= 0, "an integer >= 0 or null")
     check("train.epochs", t.epochs is None or t.epochs > 0, "a number > 0 or null")
     check("train.minutes", t.minutes is None or t.minutes > 0, "a number > 0 or null")
@@ -384,16 +383,8 @@ def validate(cfg: Config) -> Config:
           "set at least one of train.steps, train.epochs, train.minutes")
     check("train.batch_size", t.batch_size >= 1, "an integer >= 1")
     check("train.d_steps", t.d_steps >= 1, "an integer >= 1")
-    from .train.schedules import SCHEDULES
-
-    check("train.lr_schedule", t.lr_schedule in SCHEDULES, ", ".join(SCHEDULES.names()))
     check("train.lr_decay_start", 0.0 <= t.lr_decay_start < 1.0, "a number in [0, 1)")
     check("train.lr_final", 0.0 <= t.lr_final <= 1.0, "a number in [0, 1]")
-    double_backward = [r.name for r in cfg.loss.regularizers
-                       if getattr(REGULARIZERS.get(r.name), "double_backward", False)]
-    check("train.compile", not t.compile or not double_backward and cfg.loss.objective != "unrolled",
-          "false for this recipe: torch.compile does not support the double backward of "
-          f"{', '.join(double_backward) or 'the unrolled objective'}")
     check("train.ema", t.ema is None or 0.0 < t.ema < 1.0, "a number in (0, 1) or null")
     check("train.ema_rampup", t.ema_rampup is None or t.ema_rampup > 0, "a number > 0 or null")
     check("train.log_every", t.log_every >= 1, "an integer >= 1")
@@ -402,15 +393,17 @@ def validate(cfg: Config) -> Config:
     check("train.dist_timeout_s", t.dist_timeout_s > 0, "a number of seconds > 0")
     check("train.device", t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
           "auto, cpu, cuda or cuda:N")
-    for side in ("g_optim", "d_optim"):
-        o = getattr(t, side)
-        check(f"train.{side}.lr", o.lr > 0, "a number > 0")
-        check(f"train.{side}.betas", all(0.0 <= b < 1.0 for b in o.betas), "two numbers in [0, 1)")
+    optims = {"g_optim": t.g_optim, "d_optim": t.d_optim, **{f"optim.{k}": v for k, v in t.optim.items()}}
+    for key, o in optims.items():
+        check(f"train.{key}.name", o.name in ("adam", "rmsprop", "sgd"), "adam, rmsprop, sgd")
+        check(f"train.{key}.lr", o.lr > 0, "a number > 0")
+        check(f"train.{key}.betas", all(0.0 <= b < 1.0 for b in o.betas), "two numbers in [0, 1)")
     check("model.z_dim", cfg.model.z_dim >= 1, "an integer >= 1")
     check("data.resolution", cfg.data.resolution is None or cfg.data.resolution >= 4, "an integer >= 4 or null")
     check("data.channels", cfg.data.channels in (None, 1, 3), "1, 3 or null")
     check("data.size", cfg.data.size >= 1, "an integer >= 1")
     check("data.limit", cfg.data.limit is None or cfg.data.limit >= 1, "an integer >= 1 or null")
+    check("data.direction", cfg.data.direction in ("AtoB", "BtoA"), "AtoB, BtoA")
     h = cfg.health
     for key in ("window", "patience"):
         check(f"health.{key}", getattr(h, key) >= 1, "an integer >= 1")
@@ -429,20 +422,12 @@ def validate(cfg: Config) -> Config:
     check("health.on_diverged", h.on_diverged in ("rollback", "stop", "warn"), "rollback, stop, warn")
     check("health.on_vanishing", h.on_vanishing in ("warn", "non-saturating", "instance-noise"),
           "warn, non-saturating, instance-noise")
-    from .metrics import FEATURES, METRICS
-
     e = cfg.eval
     check("eval.every", e.every is None or e.every >= 1, "an integer >= 1 or null")
-    for i, m in enumerate(e.metrics):
-        check(f"eval.metrics.{i}", m in METRICS, ", ".join(METRICS.names()))
     check("eval.n", e.n >= 10, "an integer >= 10")
-    check("eval.features", e.features is None or e.features in FEATURES, ", ".join(FEATURES.names()) + " or null")
     check("eval.split", e.split in ("train", "test"), "train, test")
-    check("eval.score", e.every is None or e.score is None or (e.score in ("fid", "kid", "rkl") and
-                                            (e.score == "rkl" and "modes" in e.metrics or e.score in e.metrics)),
-          "fid, kid or rkl (a value of one of eval.metrics; rkl comes from modes) or null")
-    # Network keyword arguments are checked against the constructors' signatures.
-    NETWORKS.get(cfg.model.arch).check_kwargs(cfg.model.g, cfg.model.d)
+    for fn in CHECKS:
+        fn(cfg)
     return cfg
 
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import GankitError
+from .tasks import GenerationTask
 
 
 def fit_density_ratio(D: nn.Module, sample_fake: Callable[[int], tuple[Tensor, Optional[Tensor]]],
@@ -57,12 +58,13 @@ class DiscriminatorRejectionSampler:
     per accepted one before giving up (a D that rejects nearly everything is a bad ratio estimate).
     """
 
-    def __init__(self, G: nn.Module, D: nn.Module, z_dim: int, num_classes: int = 0,
+    def __init__(self, G: nn.Module, D: nn.Module, task: GenerationTask,
                  percentile: Optional[float] = None, epsilon: float = 1e-6, burn_in: int = 10_000,
                  batch_size: int = 1000, max_tries: int = 1000):
         if percentile is not None and not 0 <= percentile <= 100:
             raise GankitError(f"percentile {percentile}: give a number in [0, 100], or none for exact rejection")
-        self.G, self.D, self.z_dim, self.num_classes = G.eval(), D.eval(), z_dim, num_classes
+        self.G, self.D, self.task = G.eval(), D.eval(), task
+        self.num_classes = task.num_classes
         self.percentile, self.epsilon, self.burn_in = percentile, epsilon, burn_in
         self.batch_size, self.max_tries = batch_size, max_tries
         self.logit_max: Optional[Tensor] = None  # D̃_M
@@ -76,12 +78,8 @@ class DiscriminatorRejectionSampler:
     def generate(self, n: int, gen: torch.Generator, label: Optional[int] = None) -> tuple[Tensor, Optional[Tensor]]:
         """n samples of G (fp32) and their labels: ``label``, else uniform over the classes (None if
         unconditional)."""
-        z = torch.randn(n, self.z_dim, generator=gen).to(self.device)
-        y = None
-        if self.num_classes:
-            y = (torch.full((n,), label, dtype=torch.long) if label is not None
-                 else torch.randint(self.num_classes, (n,), generator=gen)).to(self.device)
-        return self.G(z, y).float(), y
+        inputs = self.task.draw(n, gen, labels=label if label is not None else "random", device=self.device)
+        return self.task.run(self.G, inputs).float(), inputs["y"]
 
     @torch.no_grad()
     def _propose(self, n: int, gen: torch.Generator, label: Optional[int]) -> tuple[Tensor, Optional[Tensor], Tensor]:
@@ -122,17 +120,18 @@ class DiscriminatorRejectionSampler:
         return self.accepted / max(1, self.tried)
 
 
-def rejection_sampler(G: nn.Module, D: nn.Module, data, z_dim: int, num_classes: int = 0, steps: int = 1000,
+def rejection_sampler(G: nn.Module, D: nn.Module, data, task: GenerationTask, steps: int = 1000,
                       batch_size: int = 256, lr: float = 1e-3, percentile: Optional[float] = None,
                       seed: int = 0) -> DiscriminatorRejectionSampler:
     """DRS for a trained pair: fit a copy of ``D`` to ``G``'s density ratio on ``data`` (a
     :class:`gankit.data.Dataset`, its training split) and return the sampler."""
-    sampler = DiscriminatorRejectionSampler(G, D, z_dim, num_classes, percentile=percentile)
+    sampler = DiscriminatorRejectionSampler(G, D, task, percentile=percentile)
     gen = torch.Generator().manual_seed(seed)
 
     def real(n: int):
-        x, y = data.batch(torch.randint(len(data), (n,), generator=gen).to(data.x.device))
-        return x.to(sampler.device), (y.to(sampler.device) if num_classes else None)
+        batch = data.batch(torch.randint(len(data), (n,), generator=gen).to(data.x.device))
+        y = batch.get("y")
+        return batch["x"].to(sampler.device), (y.to(sampler.device) if task.num_classes else None)
 
     sampler.D = fit_density_ratio(D, lambda n: sampler.generate(n, gen), real, steps=steps,
                                   batch_size=batch_size, lr=lr)

@@ -1,13 +1,21 @@
 """Datasets: one interface (:class:`Dataset`), many sources, nothing downloaded."""
 from __future__ import annotations
 
-from . import idx, images, toy  # noqa: F401  (register the datasets)
-from .base import DATASETS, Dataset, EpochSampler, fit_resolution, to_model_range, to_uint8
+from . import idx, images, toy, translation  # noqa: F401  (register the datasets)
+from .base import DATASETS, Dataset, EpochSampler, Field, fit_resolution, to_model_range, to_uint8
+from ..config import check_name, register_check
+
+
+@register_check
+def _check_data(cfg) -> None:
+    check_name("data.name", cfg.data.name, DATASETS)
 
 
 def load_dataset(cfg, split: str = "train", seed: int = 0) -> Dataset:
     """Build the dataset named by ``cfg`` (a :class:`~gankit.config.DataConfig`)."""
     ds = DATASETS.get(cfg.name)(cfg, split=split, seed=seed)
+    if ds.kind == "translation":  # resolution, channels, limit and direction are the dataset's own
+        return ds
     if ds.kind == "image":
         ds.x = fit_resolution(ds.x, cfg.resolution, cfg.channels)
     if cfg.limit is not None:
@@ -16,4 +24,4 @@ def load_dataset(cfg, split: str = "train", seed: int = 0) -> Dataset:
     return ds
 
 
-__all__ = ["DATASETS", "Dataset", "EpochSampler", "load_dataset", "to_model_range", "to_uint8", "fit_resolution"]
+__all__ = ["DATASETS", "Dataset", "EpochSampler", "Field", "load_dataset", "to_model_range", "to_uint8", "fit_resolution"]

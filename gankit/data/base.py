@@ -82,12 +82,21 @@ class Dataset:
             self.y = self.y.to(device)
         return self
 
-    def batch(self, index: torch.Tensor):
-        """Samples ``index`` in model range: images float32 in [-1, 1], vectors as stored."""
+    @property
+    def fields(self) -> dict:
+        """The batch's fields: ``x`` (image or vector) and ``y`` (class labels) when there are labels."""
+        out = {"x": IMAGE if self.kind == "image" else VECTOR}
+        if self.y is not None:
+            out["y"] = LABEL
+        return out
+
+    def batch(self, index: torch.Tensor) -> dict:
+        """Samples ``index`` as a batch dict: ``x`` in model range (images float32 in [-1, 1],
+        vectors as stored) and ``y`` (int64 labels, or None when the data has none)."""
         x = self.x[index]
         x = to_model_range(x) if self.kind == "image" else x
         y = self.y[index] if self.y is not None else None
-        return x, y
+        return {"x": x, "y": y}
 
     def all_model_range(self) -> torch.Tensor:
         return to_model_range(self.x) if self.kind == "image" else self.x

@@ -1,5 +1,15 @@
 """Losses and regularisers, chosen by name from registries."""
 from .adversarial import LOSSES, AdversarialLoss
 from .regularizers import REGULARIZERS
+from ..config import check, check_name, register_check
+
+
+@register_check
+def _check_loss(cfg) -> None:
+    check_name("loss.name", cfg.loss.name, LOSSES)
+    for i, r in enumerate(cfg.loss.regularizers):
+        check_name(f"loss.regularizers.{i}.name", r.name, REGULARIZERS)
+        check(f"loss.regularizers.{i}.every", r.every >= 1, "an integer >= 1")
+
 
 __all__ = ["LOSSES", "REGULARIZERS", "AdversarialLoss"]

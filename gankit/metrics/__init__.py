@@ -15,6 +15,19 @@ from .inception_score import inception_score
 from .kid import kid, mmd2_unbiased
 from .modes import mode_stats
 from .prdc import prdc
+from ..config import check, check_name, register_check
+
+
+@register_check
+def _check_eval(cfg) -> None:
+    e = cfg.eval
+    for i, m in enumerate(e.metrics):
+        check_name(f"eval.metrics.{i}", m, METRICS)
+    if e.features is not None:
+        check_name("eval.features", e.features, FEATURES)
+    check("eval.score", e.every is None or e.score is None or (e.score in ("fid", "kid", "rkl") and
+                                            (e.score == "rkl" and "modes" in e.metrics or e.score in e.metrics)),
+          "fid, kid or rkl (a value of one of eval.metrics; rkl comes from modes) or null")
 
 __all__ = ["METRICS", "FEATURES", "EvalContext", "Metric", "EvalError", "EvalResult", "FeatureExtractor", "Features",
            "card_id", "differences", "format_table", "evaluate", "evaluate_samples", "load_samples", "get_extractor",

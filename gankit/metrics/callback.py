@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from ..train.run import Callback
+from ..train.callback import Callback
 
 
 class EvalCallback(Callback):
@@ -42,20 +42,10 @@ class EvalCallback(Callback):
 
     @torch.no_grad()
     def _sample(self, trainer):
-        G = trainer.sampling_generator
-        was_training = G.training
-        G.eval()
-        n = self.ecfg.n
-        g = torch.Generator().manual_seed(self.ecfg.seed)
-        z = torch.randn(n, self.cfg.model.z_dim, generator=g)
-        y = torch.arange(n) % trainer.num_classes if trainer.num_classes else None
-        out = []
-        dev = next(G.parameters()).device
-        for i in range(0, n, 500):
-            yi = y[i:i + 500].to(dev) if y is not None else None
-            out.append(G(z[i:i + 500].to(dev), yi).float().cpu())
-        G.train(was_training)
-        return torch.cat(out), y
+        """``eval.n`` outputs of the sampling network on the same inputs every time, and their labels."""
+        task = trainer.task
+        inputs = task.seeded(self.ecfg.n, self.ecfg.seed)
+        return task.generate(trainer.sampling_net(), inputs), inputs["y"]
 
     def on_log(self, run, record: dict) -> Optional[dict]:
         from .evaluate import Samples, evaluate_samples

@@ -65,7 +65,8 @@ def _cas_metric(ctx):
     train = load_dataset(DataConfig(name=cfg.name, root=cfg.root, size=cfg.size), "train", seed=ctx.seed)
     n = min(len(ctx.fake), len(train))
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(ctx.seed))[:n]
-    x_train, y_train = train.batch(idx)
+    batch = train.batch(idx)
+    x_train, y_train = batch["x"], batch["y"]
     x_test, y_test = ds.all_model_range(), ds.y
     x_fake = ctx.fake
     if x_fake.shape[1:] != x_test.shape[1:]:

@@ -285,7 +285,8 @@ def _evaluate_samples(samples, metrics, features, split, seed, n_real, inception
     data_sha = sha256_tensor(ds.x)
     n_ref = min(n_real or len(x), len(ds))
     idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[:n_ref]
-    real, real_y = ds.batch(idx)
+    batch = ds.batch(idx)
+    real, real_y = batch["x"], batch["y"]
     seconds: Dict[str, float] = {"load": time.monotonic() - tic}
 
     def real_feats():

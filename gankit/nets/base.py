@@ -1,9 +1,16 @@
-"""The network registry and the interface every G/D family follows.
+"""The network registry and the interface every family follows.
 
-A generator is ``G(z: (B, z_dim), y: (B,) int64 | None) -> (B, *sample_shape)``;
-a discriminator is ``D(x: (B, *sample_shape), y | None) -> (B,)`` raw scores ("logits").
-Both are built from ``(sample_shape, num_classes, **kwargs)`` so one family serves every
-resolution and channel count.
+A family is a generator and a discriminator designed together (one file each). What their
+constructors receive from the engine (the *fixed* arguments) depends on the objective that
+builds them; everything else is a keyword argument with a default, set from the config:
+
+* noise generators (objectives ``gan``, ``acgan``, ``unrolled``):
+  ``G(z_dim=, sample_shape=, num_classes=)``, ``G(z: (B, z_dim), y: (B,) int64 | None) -> (B, *sample_shape)``;
+  ``D(sample_shape=, num_classes=)``, ``D(x, y | None) -> (B,)`` raw scores ("logits");
+* translators (``pix2pix``, ``cyclegan``): ``G(in_channels=, out_channels=)``, ``G(x) -> y``;
+  ``D(in_channels=)``, ``D(x, cond | None) -> (B, 1, h, w)`` patch logits.
+
+One family serves every resolution and channel count.
 """
 from __future__ import annotations
 
@@ -17,7 +24,8 @@ from ..registry import Registry
 
 NETWORKS = Registry("network family")
 
-_FIXED = {"self", "z_dim", "sample_shape", "num_classes"}
+#: Arguments the engine passes; never set from a config.
+_FIXED = {"self", "z_dim", "sample_shape", "num_classes", "in_channels", "out_channels"}
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,9 @@ class Family:
                     raise ConfigError(f"unknown config key model.{side}.{k} for arch {self.name!r}; "
                                       f"allowed: {', '.join(allowed)}")
 
+    def role(self, role: str) -> type:
+        return self.generator if role == "G" else self.discriminator
+
     def build(self, z_dim: int, sample_shape: tuple, num_classes: int, g_kwargs: dict, d_kwargs: dict):
         self.check_kwargs(g_kwargs, d_kwargs)
         try:
@@ -46,6 +57,42 @@ class Family:
         except (ValueError, TypeError) as e:
             raise ConfigError(f"model ({self.name}): {e}") from None
         return g, d
+
+
+def net_kwargs(model_cfg, name: str, role: str) -> tuple[str, dict, str]:
+    """``(arch, kwargs, key prefix)`` of network ``name`` (role ``G`` or ``D``): ``model.g`` /
+    ``model.d`` overlaid by ``model.nets.NAME``, whose ``arch`` may pick another family."""
+    kwargs = dict(model_cfg.g if role == "G" else model_cfg.d)
+    own = dict(model_cfg.nets.get(name, {}))
+    arch = own.pop("arch", model_cfg.arch)
+    kwargs.update(own)
+    prefix = f"model.nets.{name}" if own else f"model.{role.lower()}"
+    return arch, kwargs, prefix
+
+
+def check_net_kwargs(model_cfg, name: str, role: str) -> None:
+    """Fail with one line naming the key unless network ``name``'s settings fit its constructor."""
+    arch, kwargs, prefix = net_kwargs(model_cfg, name, role)
+    if arch not in NETWORKS:
+        raise ConfigError(f"{prefix}.arch: invalid value {arch!r}; allowed: {', '.join(NETWORKS.names())}")
+    cls = NETWORKS.get(arch).role(role)
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in _FIXED]
+    for k in kwargs:
+        if k not in allowed:
+            where = f"model.nets.{name}" if k in model_cfg.nets.get(name, {}) else f"model.{role.lower()}"
+            raise ConfigError(f"unknown config key {where}.{k} for arch {arch!r} ({name}); "
+                              f"allowed: {', '.join(allowed)}")
+
+
+def build_net(model_cfg, name: str, role: str, **fixed) -> nn.Module:
+    """Network ``name`` of ``role`` (``G`` or ``D``), built from the config and the engine's ``fixed``
+    arguments (see the module docstring)."""
+    check_net_kwargs(model_cfg, name, role)
+    arch, kwargs, _ = net_kwargs(model_cfg, name, role)
+    try:
+        return NETWORKS.get(arch).role(role)(**fixed, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"model ({arch}, {name}): {e}") from None
 
 
 def register_family(name: str, generator: type, discriminator: type, reference: str = "") -> Family:

@@ -1,7 +1,17 @@
-"""The training engine: objective (what each phase computes), loop (phases), run (folder)."""
-from .loop import Trainer
-from .objective import GANObjective, Phase
-from .run import Callback, Run, train
-from . import acgan, unrolled  # noqa: F401,E402  (register the objectives)
+"""The training engine: the loop (phases over named networks), the run folder, callbacks.
 
-__all__ = ["Trainer", "GANObjective", "Phase", "Run", "Callback", "train"]
+Submodules import on first use, so reading a checkpoint or a config never imports the loop.
+"""
+from importlib import import_module
+
+_EXPORTS = {"Trainer": ".loop", "Run": ".run", "train": ".run", "Callback": ".callback",
+            "Phase": "..objectives", "GANObjective": "..objectives", "OBJECTIVES": "..objectives"}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

@@ -66,6 +66,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..errors import ConfigError, GankitError
+from ..nets.batchnorm import all_reduce_sum, convert_sync_batchnorm, has_batchnorm, local_batchnorm  # noqa: F401  (re-exported)
 
 
 class DistributedError(GankitError):
@@ -123,14 +124,15 @@ class Dist:
             self._run(what, lambda: collective(flat))
             torch._foreach_copy_(group, [f.view(x.shape) for f, x in zip(flat.split([x.numel() for x in group]), group)])
 
-    def average_gradients(self, module: nn.Module) -> None:
-        """Replace each gradient of ``module`` by its mean over ranks (one all-reduce per dtype).
+    def average_gradients(self, modules: nn.Module | Sequence[nn.Module]) -> None:
+        """Replace each gradient of ``modules`` by its mean over ranks (one all-reduce per dtype).
 
         Parameters without a gradient are skipped; which ones have one is decided by the
         code path, the same on every rank."""
         if not self.enabled:
             return
-        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        modules = [modules] if isinstance(modules, nn.Module) else list(modules)
+        grads = [p.grad for m in modules for p in m.parameters() if p.grad is not None]
         self._flat("all-reduce of gradients", grads, lambda flat: dist.all_reduce(flat.div_(self.world_size)))
 
     def broadcast_module(self, module: nn.Module) -> None:
@@ -201,7 +203,7 @@ class Dist:
         format (safetensors tensors + a JSON skeleton), so nothing is unpickled."""
         from safetensors.torch import load as st_load, save as st_save
 
-        from .checkpoint import flatten, unflatten
+        from ..checkpoint import flatten, unflatten
 
         if not self.enabled:
             return state
@@ -276,28 +278,6 @@ def _destroy() -> None:
         dist.destroy_process_group()
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Σ over ranks, differentiable any number of times: the backward of a sum over ranks is
-    the sum over ranks of the incoming gradients (each rank's loss depends on every rank's input)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        x = x.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return _AllReduceSum.apply(grad)
-
-
-def all_reduce_sum(x: Tensor) -> Tensor:
-    """Differentiable Σ of ``x`` over ranks (``x`` itself in a single process)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    return _AllReduceSum.apply(x)
-
-
 def mean_across_ranks(tensors: Sequence[Tensor]) -> List[Tensor]:
     """Differentiable mean over ranks of each tensor (identity in a single process). Its backward
     all-reduces the incoming gradients, so second-order paths (the unrolled GAN) stay exact."""
@@ -327,81 +307,3 @@ class ShardedNoise:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
-
-
-class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm whose training statistics are those of the global batch over all ranks.
-
-    Same parameters and buffers as ``nn.BatchNorm{1,2,3}d`` (checkpoints are interchangeable).
-    Mean and variance are computed in two passes, each one differentiable all-reduce of
-    per-channel sums, so gradients (and double backward for R1) are exact on any backend —
-    unlike ``torch.nn.SyncBatchNorm``, which needs a GPU. In eval mode, or in a single
-    process, it is plain BatchNorm.
-    """
-
-    def _check_input_dim(self, x: Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f"expected at least 2D input (N, C, ...), got {x.dim()}D")
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return super().forward(x)
-        self._check_input_dim(x)
-        C = x.shape[1]
-        dims = [0] + list(range(2, x.dim()))
-        shape = [1, C] + [1] * (x.dim() - 2)
-        xf = x.float()
-        local_n = torch.tensor([x.numel() / C], device=x.device)
-        packed = all_reduce_sum(torch.cat([xf.sum(dims), local_n]))          # (C + 1,)
-        count = packed[C].detach()
-        mean = packed[:C] / count                                         # (C,)
-        var = all_reduce_sum((xf - mean.view(shape)).pow(2).sum(dims)) / count  # biased, as BN normalises
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.lerp_(mean.detach(), m)
-                self.running_var.lerp_(var.detach() * count / max(float(count) - 1, 1.0), m)
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y.to(x.dtype)
-
-
-def _swap_batchnorm(module: nn.Module, replace: Callable[[nn.Module], bool], cls: type) -> nn.Module:
-    """Replace every BatchNorm layer for which ``replace(layer)`` holds by a ``cls`` with the same
-    weights, buffers, state-dict keys, mode and device."""
-    if replace(module):
-        new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
-        new.load_state_dict(module.state_dict())
-        new.train(module.training)
-        return new.to(next(module.buffers()).device)
-    for name, child in module.named_children():
-        new_child = _swap_batchnorm(child, replace, cls)
-        if new_child is not child:
-            setattr(module, name, new_child)
-    return module
-
-
-def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every ``nn.BatchNorm1d/2d/3d`` in ``module`` by :class:`SyncBatchNorm`."""
-    return _swap_batchnorm(module, lambda m: type(m) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d),
-                           SyncBatchNorm)
-
-
-class LocalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """Plain BatchNorm for any (N, C, ...) input: what a SyncBatchNorm becomes in a copy that only
-    one process runs (the EMA generator), so re-estimating its statistics needs no collective."""
-
-    def _check_input_dim(self, x: Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f"expected at least 2D input (N, C, ...), got {x.dim()}D")
-
-
-def local_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every SyncBatchNorm (gankit's or torch's) in ``module`` by :class:`LocalBatchNorm`."""
-    return _swap_batchnorm(module, lambda m: isinstance(m, (SyncBatchNorm, nn.SyncBatchNorm)), LocalBatchNorm)
-
-
-def has_batchnorm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())

@@ -1,4 +1,4 @@
-"""Exponential moving average of G's weights (Karras et al. 2018; Yazıcı et al. 2019)."""
+"""Exponential moving average of a network's weights (Karras et al. 2018; Yazıcı et al. 2019)."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from .distributed import has_batchnorm, local_batchnorm
+from ..nets.batchnorm import has_batchnorm, local_batchnorm
 
 
 class EMA(nn.Module):
@@ -40,38 +40,23 @@ class EMA(nn.Module):
         self.stale = self.has_batchnorm
 
     @torch.no_grad()
-    def refresh_batchnorm(self, inputs: Callable[[], list]) -> None:
-        """Re-estimate BatchNorm statistics as the exact mean over ``inputs()`` (a list of argument
-        tuples for the generator, e.g. [(z, y), ...]); a no-op without BatchNorm or when fresh."""
+    def refresh_batchnorm(self, inputs: Callable[[], list], run: Callable[[nn.Module, dict], torch.Tensor]) -> None:
+        """Re-estimate BatchNorm statistics as the exact mean over ``inputs()`` (a list of input dicts
+        of the task, e.g. [{"z": ..., "y": ...}, ...]) fed through ``run(module, inputs)`` (the task's
+        :meth:`~gankit.tasks.Task.run`); a no-op without BatchNorm or when fresh."""
         if not self.stale:
             return
-        update_bn(((batch,) for batch in inputs()), _Unpack(self.module))
+        update_bn(((batch,) for batch in inputs()), _Run(self.module, run))
         self.module.eval()
         self.stale = False
 
 
-class _Unpack(nn.Module):
-    """``update_bn`` calls ``model(batch)``; a generator takes ``(z, y)``."""
+class _Run(nn.Module):
+    """``update_bn`` calls ``model(batch)``; the task knows how a batch of inputs becomes outputs."""
 
-    def __init__(self, module: nn.Module):
+    def __init__(self, module: nn.Module, run: Callable[[nn.Module, dict], torch.Tensor]):
         super().__init__()
-        self.module = module
+        self.module, self.run = module, run
 
-    def forward(self, batch: tuple) -> torch.Tensor:
-        return self.module(*batch)
-
-
-def standing_noise(z_dim: int, num_classes: int, device, seed: int, batches: int = 8, batch_size: int = 256
-                   ) -> Callable[[], list]:
-    """A function returning the same ``batches`` × (z, y) every call (a private RNG: training's is untouched)."""
-
-    def make() -> list:
-        g = torch.Generator().manual_seed(seed)
-        out = []
-        for _ in range(batches):
-            z = torch.randn(batch_size, z_dim, generator=g).to(device)
-            y = (torch.randint(num_classes, (batch_size,), generator=g).to(device) if num_classes else None)
-            out.append((z, y))
-        return out
-
-    return make
+    def forward(self, inputs: dict) -> torch.Tensor:
+        return self.run(self.module, inputs)

@@ -150,9 +150,14 @@ class SampleProbe:
         g = torch.Generator().manual_seed(seed + 7)
         n = min(n, len(data))
         idx = torch.randperm(len(data), generator=g)[:n]
-        real, _ = data.batch(idx.to(data.x.device))
-        self.z = torch.randn(n, trainer.cfg.model.z_dim, generator=g).to(trainer.device)
-        self.y = (torch.arange(n) % trainer.num_classes).to(trainer.device) if trainer.num_classes else None
+        task = trainer.task
+        batch = data.batch(idx.to(trainer.device))
+        if task.name == "generation":  # G's samples against the data
+            real = batch["x"]
+            self.inputs = task.draw(n, g, device=trainer.device)
+        else:  # outputs against the target domain
+            real = batch[task.target]
+            self.inputs = task.from_batch(batch)
         self.extractor, self.space = None, "points" if data.kind == "vector" else "pixels pooled to <=16x16"
         if data.kind == "image":
             try:
@@ -162,7 +167,7 @@ class SampleProbe:
                 self.space = self.extractor.name
             except (ImportError, GankitError, KeyError, ValueError):
                 self.extractor = None
-        self.modes = data.modes.cpu() if data.modes is not None else None
+        self.modes = data.modes.cpu() if getattr(data, "modes", None) is not None else None
         if self.modes is not None:
             self.radius = mode_radius(self.modes, data.mode_std)
             self.mode_std = data.mode_std
@@ -184,11 +189,8 @@ class SampleProbe:
 
     @torch.no_grad()
     def measure(self) -> Dict[str, float]:
-        G = self.trainer.G
-        was_training = G.training
-        G.eval()
-        x = G(self.z, self.y)
-        G.train(was_training)
+        task = self.trainer.task
+        x = task.generate(self.trainer.nets[task.net], self.inputs, cpu=False)
         if not torch.isfinite(x).all():
             return {"diversity": float("nan"), "energy": float("nan")}
         fake, counts = self._embed(x)
@@ -504,7 +506,10 @@ class HealthCallback(Callback):
         if "grad/D" in record:
             sig["grad_d"] = record["grad/D"]
         bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
-        norm_g, norm_d = weight_norms(t.G, t.D)
+        # The networks the G and D phases train (G_AB and G_BA together), as one norm each.
+        norm_g, norm_d = (math.sqrt(sum(n * n for n in weight_norms(*[t.nets[k] for p in t.phases
+                                                                      if p.name == side for k in p.nets])))
+                          for side in ("G", "D"))
         bad += [f"{name}'s weights" for name, n in (("G", norm_g), ("D", norm_d)) if not math.isfinite(n)]
         if "grad_g" in sig and math.isfinite(norm_g):
             sig["grad_g_rel"] = sig["grad_g"] / max(norm_g, 1e-12)

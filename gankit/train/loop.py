@@ -1,7 +1,9 @@
-"""The training loop: phases in order, callbacks after. It names no loss.
+"""The training loop: phases over named networks, callbacks after. It names no loss and no network.
 
-One iteration = for each phase due at this generator step: ``repeats`` times
-[draw a real batch if needed → zero grads → objective.accumulate_gradients → optimiser step].
+The objective (:mod:`gankit.objectives`) declares the networks, optimisers, EMAs, phases and
+task; the loop builds and steps them. One iteration = for each phase due at this generator
+step: ``repeats`` times [draw a batch (a dict of fields) if needed → zero grads →
+objective.accumulate_gradients → average gradients over ranks → optimiser step].
 Statistics stay on the device and are read once per ``log_every`` steps.
 """
 from __future__ import annotations
@@ -13,14 +15,16 @@ from typing import Dict, List, Optional
 
 import torch
 
-from ..config import Config
-from ..data import Dataset, EpochSampler, load_dataset
-from ..nets import NETWORKS
+from ..checkpoint import rng_state, set_rng_state
+from ..config import Config, OptimConfig
+from ..data import EpochSampler, load_dataset
+from ..errors import ConfigError
+from ..nets.batchnorm import convert_sync_batchnorm, has_batchnorm
+from ..objectives import OBJECTIVES, DataInfo, Phase
 from ..utils import seed_everything
-from .distributed import ShardedNoise, convert_sync_batchnorm, has_batchnorm, rank_seed
+from .distributed import ShardedNoise, rank_seed
 from .distributed import setup as setup_distributed
-from .ema import EMA, standing_noise
-from .objective import OBJECTIVES, Phase
+from .ema import EMA
 from .precision import autocast_factory, resolve_precision
 from .schedules import SCHEDULES
 
@@ -62,10 +66,15 @@ class State:
     best_step: Optional[int] = None
 
 
+def optim_config(cfg: Config, name: str, short: str) -> OptimConfig:
+    """Settings of optimiser ``name``: ``train.optim.<name>``, else its short form ``train.<short>``."""
+    return cfg.train.optim.get(name) or getattr(cfg.train, short)
+
+
 class Trainer:
     """Builds every part from a :class:`Config` and runs the phases; see :func:`gankit.train`."""
 
-    def __init__(self, cfg: Config, data: Optional[Dataset] = None):
+    def __init__(self, cfg: Config, data=None):
         self.cfg = cfg
         t = cfg.train
         if t.threads:
@@ -75,57 +84,65 @@ class Trainer:
         self.device = self.dist.device
         self.precision = resolve_precision(t.precision, self.device)
         self.data = (data if data is not None else load_dataset(cfg.data, "train", seed=cfg.seed)).to(self.device)
-        if cfg.model.conditional and self.data.y is None:
-            from ..errors import ConfigError
-            raise ConfigError(f"model.conditional: dataset {cfg.data.name!r} has no labels")
-        self.num_classes = self.data.num_classes if cfg.model.conditional else 0
-        family = NETWORKS.get(cfg.model.arch)
-        G, D = family.build(cfg.model.z_dim, self.data.sample_shape, self.num_classes,
-                            dict(cfg.model.g), dict(cfg.model.d))
+        self.info = DataInfo.of(self.data, cfg.model.conditional)
+        self.num_classes = self.info.num_classes
+        objective_cls = OBJECTIVES.get(cfg.loss.objective)  # a new model is a new registered class
+        nets = objective_cls.build_networks(cfg, self.info)
         if self.dist.enabled and t.sync_batchnorm:
-            G, D = convert_sync_batchnorm(G), convert_sync_batchnorm(D)
-        elif self.dist.enabled and self.dist.is_main and (has_batchnorm(G) or has_batchnorm(D)):
+            nets = {k: convert_sync_batchnorm(m) for k, m in nets.items()}
+        elif self.dist.enabled and self.dist.is_main and any(has_batchnorm(m) for m in nets.values()):
             print(f"note: BatchNorm normalises with each process's shard ({t.batch_size // self.dist.world_size} "
                   "samples); set train.sync_batchnorm=true for the global batch's statistics", flush=True)
-        self.G, self.D = G.to(self.device), D.to(self.device)
         # NHWC lets oneDNN/cuDNN pick their fastest conv kernels; a no-op for MLPs and vectors.
-        self.channels_last = t.channels_last if t.channels_last is not None else self.data.kind == "image"
-        if self.channels_last:
-            self.G.to(memory_format=torch.channels_last)
-            self.D.to(memory_format=torch.channels_last)
-        self.dist.broadcast_module(self.G)
-        self.dist.broadcast_module(self.D)
-        self.ema = EMA(self.G, t.ema) if t.ema else None  # an uncompiled copy: sampling never waits for a compile
+        self.channels_last = t.channels_last if t.channels_last is not None else self.info.kind != "vector"
+        for m in nets.values():
+            m.to(self.device)
+            if self.channels_last:
+                m.to(memory_format=torch.channels_last)
+            self.dist.broadcast_module(m)
+        self.nets: Dict[str, torch.nn.Module] = nets
+        self.objective = objective_cls(nets, cfg, self.info, autocast=autocast_factory(self.precision, self.device))
+        self.task = self.objective.task
+        # Uncompiled copies: sampling never waits for a compile.
+        self.emas: Dict[str, EMA] = {k: EMA(nets[k], t.ema) for k in self.objective.ema} if t.ema else {}
         if t.compile:
-            # In place: parameter names (and so checkpoints) stay those of the plain modules.
-            self.G.compile()
-            self.D.compile()
-        self.g_opt = build_optimizer(self.G.parameters(), t.g_optim)
-        self.d_opt = build_optimizer(self.D.parameters(), t.d_optim)
-        objective_cls = OBJECTIVES.get(cfg.loss.objective)  # a new variant is a new registered class
-        self.objective = objective_cls(self.G, self.D, cfg.loss, cfg.model.z_dim, self.num_classes,
-                                       autocast=autocast_factory(self.precision, self.device))
-        self.phases: List[Phase] = self.objective.build_phases(self.g_opt, self.d_opt, t.d_steps)
-        # fp16 (CUDA without bf16): one loss scaler per phase, so D's and G's scales adapt apart.
+            for m in nets.values():  # in place: parameter names (and so checkpoints) stay those of the plain modules
+                m.compile()
+        self.optimizers: Dict[str, torch.optim.Optimizer] = {}
+        self.optim_cfgs: Dict[str, OptimConfig] = {}
+        for name, group in self.objective.optimizers.items():
+            self.optim_cfgs[name] = optim_config(cfg, name, group.short)
+            params = [p for k in group.nets for p in nets[k].parameters()]
+            self.optimizers[name] = build_optimizer(params, self.optim_cfgs[name])
+        unknown = sorted(set(t.optim) - set(self.optimizers))
+        if unknown:
+            raise ConfigError(f"train.optim.{unknown[0]}: objective {cfg.loss.objective!r} has no optimiser of that "
+                              f"name; its optimisers: {', '.join(self.optimizers)}")
+        if hasattr(self.objective, "bind_optimizers"):
+            self.objective.bind_optimizers(self.optimizers)
+        self.phases: List[Phase] = self.objective.phases(t.d_steps)
+        # fp16 (CUDA without bf16): one loss scaler per phase, so each phase's scale adapts on its own.
         self.scalers = ({p.name: torch.amp.GradScaler(self.device.type) for p in self.phases}
                         if self.precision == "fp16" else {})
         if t.batch_size % self.dist.world_size:
-            from ..errors import ConfigError
             raise ConfigError(f"train.batch_size={t.batch_size}: the global batch must split evenly over "
                               f"the {self.dist.world_size} processes")
-        # One global permutation and one global noise stream; each rank draws its slice of both.
-        self.sampler = EpochSampler(len(self.data), t.batch_size, seed=cfg.seed,
-                                    rank=self.dist.rank, world_size=self.dist.world_size)
-        self.noise = ShardedNoise(cfg.model.z_dim, cfg.seed + 2, self.dist.rank, self.dist.world_size)
-        self.objective.noise_source = self.noise
-        # Fixed noise (and labels) for the sample grids, so a user watches the same z's evolve.
-        # Vector data is shown as a scatter plot, which needs more points than an image grid.
-        n_fixed = t.num_samples if self.data.kind == "image" else max(t.num_samples, 1000)
-        g = torch.Generator().manual_seed(cfg.seed + 1)
-        self.fixed_z = torch.randn(n_fixed, cfg.model.z_dim, generator=g).to(self.device)
-        self.fixed_y = (torch.arange(n_fixed) % self.num_classes).to(self.device) if self.num_classes else None
-        # Noise on which the EMA generator's BatchNorm statistics are re-estimated (see EMA.refresh_batchnorm).
-        self._standing_noise = standing_noise(cfg.model.z_dim, self.num_classes, self.device, cfg.seed + 3)
+        # One global permutation per index space of the data (unpaired data: one per domain, each
+        # with its own seed); each rank draws its slice of every batch.
+        sizes = getattr(self.data, "index_sizes", None) or {"x": len(self.data)}
+        self.samplers = {k: EpochSampler(n, t.batch_size, seed=cfg.seed + i * SAMPLER_SEED_STRIDE,
+                                         rank=self.dist.rank, world_size=self.dist.world_size)
+                         for i, (k, n) in enumerate(sizes.items())}
+        self.sampler = next(iter(self.samplers.values()))  # the first space counts epochs
+        # Noise of noise-driven objectives: one global stream, each rank draws its slice.
+        self.noise = None
+        if hasattr(self.objective, "noise_source"):
+            self.noise = ShardedNoise(cfg.model.z_dim, cfg.seed + SEED_NOISE, self.dist.rank, self.dist.world_size)
+            self.objective.noise_source = self.noise
+        # Fixed inputs for the sample grids, so a user watches the same inputs evolve. Vector data is
+        # shown as a scatter plot, which needs more points than an image grid.
+        n_fixed = t.num_samples if self.info.kind != "vector" else max(t.num_samples, 1000)
+        self.fixed_inputs = self._fixed_inputs(n_fixed)
         self.state = State()
         self.total_steps = self._total_steps()
         self.schedule = SCHEDULES.get(t.lr_schedule)
@@ -139,6 +156,23 @@ class Trainer:
         self._time_up = False  # torchrun with train.minutes: rank 0's verdict, see train_step
         if self.dist.rank:  # other randomness (augmentation, GP mixing, dropout) is each rank's own
             seed_everything(rank_seed(cfg.seed, self.dist.rank))
+
+    def _fixed_inputs(self, n: int) -> dict:
+        if self.task.name == "generation":
+            return self.task.seeded(n, self.cfg.seed + SEED_GRID, device=self.device)
+        return self.task.seeded(min(n, len(self.data)), self.cfg.seed + SEED_GRID, self.data, device=self.device)
+
+    def standing_inputs(self) -> list:
+        """The same inputs at every call, on which an averaged network's BatchNorm statistics are
+        re-estimated (8 batches of 256; a private RNG, training's is untouched)."""
+        g = torch.Generator().manual_seed(self.cfg.seed + SEED_STANDING)
+        if self.task.name == "generation":
+            return [self.task.draw(256, g, labels="random", device=self.device) for _ in range(8)]
+        out = []
+        for _ in range(8):
+            index = torch.randint(len(self.data), (min(256, len(self.data)),), generator=g)
+            out.append(self.task.from_batch(self.data.batch(index.to(self.device))))
+        return out
 
     # -- budget -------------------------------------------------------------------------
     def _total_steps(self) -> Optional[int]:
@@ -172,14 +206,27 @@ class Trainer:
         mult = self.lr_scale * self.schedule(progress, t.lr_decay_start, t.lr_final)
         if mult == self.lr_mult:
             return
-        for opt, o in ((self.g_opt, t.g_optim), (self.d_opt, t.d_optim)):
+        for name, opt in self.optimizers.items():
             for group in opt.param_groups:
-                group["lr"] = o.lr * mult
+                group["lr"] = self.optim_cfgs[name].lr * mult
         self.lr_mult = mult
 
     @property
     def epoch(self) -> float:
         return self.sampler.epoch + self.sampler.position / max(1, self.sampler.n)
+
+    def next_batch(self) -> Dict[str, torch.Tensor]:
+        """The next training batch: a dict of fields in model range, image fields channels_last."""
+        if len(self.samplers) == 1:
+            batch = self.data.batch(self.sampler.next())
+        else:
+            batch = self.data.batch({k: s.next() for k, s in self.samplers.items()})
+        if not isinstance(batch, dict):  # a dataset of the (x, y) interface
+            batch = {"x": batch[0], "y": batch[1]}
+        if self.channels_last:
+            batch = {k: (v.contiguous(memory_format=torch.channels_last) if v is not None and v.ndim == 4 else v)
+                     for k, v in batch.items()}
+        return batch
 
     # -- one generator step ---------------------------------------------------------------
     def train_step(self) -> None:
@@ -189,42 +236,41 @@ class Trainer:
         if self.dist.enabled and self.cfg.train.minutes is not None:  # wall time differs between processes
             seconds = float(self.dist.broadcast_json(seconds))  # rank 0's clock decides time and schedule
             self._time_up = seconds >= self.cfg.train.minutes * 60
-        self._apply_lr(self.progress(seconds))
+        progress = self.progress(seconds)
+        self._apply_lr(progress)
+        self.objective.on_step(step, progress)
         for phase in self.phases:
             if step % phase.every:
                 continue
-            phase.module.requires_grad_(True)
-            for m in phase.frozen:
-                m.requires_grad_(False)
+            for name, net in self.nets.items():
+                net.requires_grad_(name in phase.nets or name in phase.graph)
+            trained = [self.nets[k] for k in phase.nets]
+            optimizer = self.optimizers[phase.optimizer]
             for _ in range(phase.repeats):
-                real = y = None
-                if phase.needs_data:
-                    real, y = self.data.batch(self.sampler.next())
-                    if self.channels_last and real.ndim == 4:
-                        real = real.contiguous(memory_format=torch.channels_last)
-                phase.optimizer.zero_grad(set_to_none=True)
+                batch = self.next_batch() if phase.needs_data else None
+                optimizer.zero_grad(set_to_none=True)
                 scaler = self.scalers.get(phase.name)
                 self.objective.loss_scale = scaler.scale if scaler is not None else None
-                stats = self.objective.accumulate_gradients(phase.name, real, y, self.sampler.local_batch_size)
+                stats = self.objective.accumulate_gradients(phase.name, batch, self.sampler.local_batch_size)
                 if scaler is not None:
-                    scaler.unscale_(phase.optimizer)  # true gradients for averaging, norms and the step
-                self.dist.average_gradients(phase.module)  # the global batch's gradient on every rank
+                    scaler.unscale_(optimizer)  # true gradients for averaging, norms and the step
+                self.dist.average_gradients(trained)  # the global batch's gradient on every rank
                 if norms_due:
                     stats = {**stats, **self.grad_norm_stats(phase)}
                 if scaler is not None:
-                    scaler.step(phase.optimizer)  # skipped when the gradients overflowed
+                    scaler.step(optimizer)  # skipped when the gradients overflowed
                     scaler.update()
                 else:
-                    phase.optimizer.step()
+                    optimizer.step()
                 self.objective.after_step(phase.name)
                 self._accumulate(stats)
-        if self.ema is not None:
-            self.ema.update(self.G, self.ema_decay(step))
+        for name, ema in self.emas.items():
+            ema.update(self.nets[name], self.ema_decay(step))
         self.state.step += 1
 
     def ema_decay(self, step: int) -> float:
-        """β of the EMA update after G-step ``step`` (0-based): 0 (copy G) before ``ema_start``; with
-        ``ema_rampup`` r, the half-life is min(ln ½ / ln train.ema, r · steps done) steps (Karras et al.
+        """β of the EMA update after G-step ``step`` (0-based): 0 (copy the network) before ``ema_start``;
+        with ``ema_rampup`` r, the half-life is min(ln ½ / ln train.ema, r · steps done) steps (Karras et al.
         2020, ADA's ema_rampup counted in steps); else train.ema."""
         t = self.cfg.train
         if step < t.ema_start:
@@ -245,12 +291,13 @@ class Trainer:
     def _log_due(self, step: int) -> bool:
         return step % self.cfg.train.log_every == 0 or (self.total_steps is not None and step >= self.total_steps)
 
-    @staticmethod
-    def grad_norm_stats(phase: Phase) -> Dict[str, torch.Tensor]:
+    def grad_norm_stats(self, phase: Phase) -> Dict[str, torch.Tensor]:
         """L2 norms of the gradients ``phase`` just accumulated, on the device (no host sync):
         ``grad/<phase>`` over all parameters and ``grad/<phase>/<layer>`` per module that owns
-        parameters, input side first."""
-        named = [(n, p.grad) for n, p in phase.module.named_parameters() if p.grad is not None]
+        parameters, input side first (layers prefixed by the network's name when a phase trains several)."""
+        prefix = len(phase.nets) > 1
+        named = [(f"{k}.{n}" if prefix else n, p.grad) for k in phase.nets
+                 for n, p in self.nets[k].named_parameters() if p.grad is not None]
         if not named:
             return {}
         norms = [n.float() for n in torch._foreach_norm([g for _, g in named])]
@@ -272,54 +319,65 @@ class Trainer:
         return out
 
     # -- sampling for grids and the API -------------------------------------------------------
+    def sampling_net(self, name: Optional[str] = None) -> torch.nn.Module:
+        """Network ``name`` (the task's by default) for sampling: its EMA when the run keeps one
+        (BatchNorm statistics re-estimated for the averaged weights), else the network itself."""
+        name = name or self.task.net
+        ema = self.emas.get(name)
+        if ema is None:
+            return self.nets[name]
+        ema.refresh_batchnorm(self.standing_inputs, self.task.run)
+        return ema.module
+
     @property
     def sampling_generator(self) -> torch.nn.Module:
-        """The EMA of G when the run keeps one (BatchNorm statistics re-estimated for its weights), else G."""
-        if self.ema is None:
-            return self.G
-        self.ema.refresh_batchnorm(self._standing_noise)
-        return self.ema.module
+        return self.sampling_net()
 
     @torch.no_grad()
-    def fixed_samples(self) -> torch.Tensor:
-        G = self.sampling_generator
-        was_training = G.training
-        G.eval()
-        x = G(self.fixed_z, self.fixed_y).float()
-        G.train(was_training)
-        return x.cpu()
+    def fixed_samples(self) -> Dict[str, torch.Tensor]:
+        """Outputs for the fixed grid inputs, on the CPU, with the inputs a grid shows beside them:
+        ``{"output": ...}`` plus ``"input"`` and ``"target"`` for translation."""
+        inputs = {k: v for k, v in self.fixed_inputs.items() if k in ("z", "y", "x")}
+        out = {"output": self.task.generate(self.sampling_net(), inputs)}
+        if "x" in self.fixed_inputs:
+            out["input"] = self.fixed_inputs["x"].float().cpu()
+        if "target" in self.fixed_inputs:
+            out["target"] = self.fixed_inputs["target"].float().cpu()
+        return out
 
     # -- state for checkpoints ------------------------------------------------------------------
     def modules(self) -> Dict[str, torch.nn.Module]:
-        mods = {"G": self.G, "D": self.D}
-        if self.ema is not None:
-            mods["G_ema"] = self.sampling_generator
+        mods = dict(self.nets)
+        for name in self.emas:
+            mods[f"{name}_ema"] = self.sampling_net(name)
         return mods
 
     def state_dict(self) -> dict:
-        from .checkpoint import rng_state
-
-        return {
+        state = {
             "modules": {k: m.state_dict() for k, m in self.modules().items()},
-            "optimizers": {"G": self.g_opt.state_dict(), "D": self.d_opt.state_dict()},
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "sampler": self.sampler.state_dict(),
-            "noise": self.noise.state_dict(),
+            "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
             "rng": rng_state(),
             "trainer": {"step": self.state.step, "seconds": self.state.seconds,
                         "best_score": self.state.best_score, "best_step": self.state.best_step,
                         "lr_scale": self.lr_scale},
-            "fixed_z": self.fixed_z,
+            "objective": self.objective.state_dict(),
+            "fixed_inputs": {k: v for k, v in self.fixed_inputs.items() if v is not None},
         }
+        if self.noise is not None:
+            state["noise"] = self.noise.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
-        from .checkpoint import set_rng_state
-
         for k, m in self.modules().items():
             m.load_state_dict(state["modules"][k])
-        load_optimizer_state(self.g_opt, state["optimizers"]["G"])
-        load_optimizer_state(self.d_opt, state["optimizers"]["D"])
-        self.sampler.load_state_dict(state["sampler"])
-        if "noise" in state:  # absent from checkpoints written before distributed training
+        for k, opt in self.optimizers.items():
+            load_optimizer_state(opt, state["optimizers"][k])
+        samplers = state.get("samplers") or {next(iter(self.samplers)): state["sampler"]}  # v1: one sampler
+        for k, s in self.samplers.items():
+            s.load_state_dict(samplers[k])
+        if "noise" in state and self.noise is not None:  # absent from checkpoints written before distributed training
             self.noise.load_state_dict(state["noise"])
         set_rng_state(state["rng"])  # rank 0's; other ranks continue from their own seed below
         tr = state["trainer"]
@@ -329,7 +387,12 @@ class Trainer:
         self.state.best_step = tr["best_step"]
         self.lr_scale = float(tr.get("lr_scale", 1.0))  # absent before learning-rate schedules
         self.lr_mult = float("nan")  # the next step sets the learning rates (resume may change train.*_optim.lr)
-        self.fixed_z = state["fixed_z"].to(self.device)
+        self.objective.load_state_dict(state.get("objective", {}))
+        if "fixed_inputs" in state:
+            self.fixed_inputs = {k: v.to(self.device) for k, v in state["fixed_inputs"].items()}
+            self.fixed_inputs.setdefault("y", None) if self.task.name == "generation" else None
+        elif "fixed_z" in state:  # v1
+            self.fixed_inputs["z"] = state["fixed_z"].to(self.device)
         if self.dist.rank:
             seed_everything(rank_seed(self.cfg.seed, self.dist.rank, self.state.step))
 
@@ -346,14 +409,21 @@ class Trainer:
         """Return networks, optimisers, data position and step to ``state`` (a :meth:`state_dict`)
         with every learning rate at ``lr_scale`` × its configured (scheduled) value. Wall time, the best score
         and the RNG keep going forward: training continues from there rather than replaying."""
-        from .checkpoint import rng_state, set_rng_state
-
-        keep = (self.state.seconds, self.state.best_score, self.state.best_step, rng_state(), self.noise.state_dict())
+        noise = self.noise.state_dict() if self.noise is not None else None
+        keep = (self.state.seconds, self.state.best_score, self.state.best_step, rng_state())
         self.load_state_dict(state)
-        self.state.seconds, self.state.best_score, self.state.best_step, rng, noise = keep
+        self.state.seconds, self.state.best_score, self.state.best_step, rng = keep
         set_rng_state(rng)
-        self.noise.load_state_dict(noise)
+        if noise is not None:
+            self.noise.load_state_dict(noise)
         self.lr_scale = lr_scale
         self._apply_lr(self.progress())
         self._sums.clear()
         self._counts.clear()
+
+
+# Named seed streams, offsets from the run's seed (one place, so no two uses collide).
+SEED_GRID = 1                 # the fixed inputs of the sample grids
+SEED_NOISE = 2                # the training noise (ShardedNoise)
+SEED_STANDING = 3             # inputs on which EMA BatchNorm statistics are re-estimated
+SAMPLER_SEED_STRIDE = 1000    # the data sampler of index space i uses seed + i × this

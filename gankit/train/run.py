@@ -21,24 +21,12 @@ from typing import Iterable, List, Optional
 from ..config import Config, load_config, save_config
 from ..errors import ConfigError, GankitError
 from ..viz import plot_curves, save_samples_figure
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import load_checkpoint, save_checkpoint
+from .callback import Callback
 from .loop import Trainer
 
 LATEST = "checkpoints/latest.safetensors"
 BEST = "checkpoints/best.safetensors"
-
-
-class Callback:
-    """Hooks the run calls between training steps, never inside one.
-
-    ``on_log`` may return ``{"score": float}`` (lower is better) to choose the best checkpoint.
-    A callback acts on the run only through :meth:`Run.request_stop` and
-    :meth:`Run.request_rollback` (the health monitor's policies), which take effect after the step.
-    """
-
-    def on_start(self, run: "Run") -> None: ...
-    def on_log(self, run: "Run", record: dict) -> Optional[dict]: ...
-    def on_end(self, run: "Run") -> None: ...
 
 
 class Run:
@@ -55,10 +43,12 @@ class Run:
 
     # -- files ----------------------------------------------------------------------------------
     def data_meta(self) -> dict:
-        d = self.trainer.data
-        meta = {"name": d.name, "kind": d.kind, "sample_shape": list(d.sample_shape),
-                "num_classes": self.trainer.num_classes}
-        if d.modes is not None:
+        d, info = self.trainer.data, self.trainer.info
+        meta = {"name": d.name, "kind": info.kind, "sample_shape": list(info.sample_shape),
+                "num_classes": info.num_classes}
+        if info.target_shape is not None:
+            meta["target_shape"] = list(info.target_shape)
+        if getattr(d, "modes", None) is not None:
             meta["modes"] = d.modes.cpu().tolist()
             meta["mode_std"] = d.mode_std
         return meta
@@ -68,6 +58,7 @@ class Run:
         state["config"] = self.cfg.to_dict()
         state["data"] = self.data_meta()
         state["precision"] = self.trainer.precision
+        state["objective_name"] = self.cfg.loss.objective
         path = self.dir / which
         save_checkpoint(path, state)
         return path
@@ -83,13 +74,19 @@ class Run:
 
     def write_samples(self, name: str) -> Path:
         t = self.trainer
-        x = t.fixed_samples()
+        out = t.fixed_samples()
+        x = out["output"]
         path = self.dir / "samples" / f"{name}.png"
-        real = t.data.x[:2000].cpu() if t.data.kind == "vector" else None
-        save_samples_figure(x, path, real=real, modes=t.data.modes, title=f"{self.cfg.name} {name}")
+        real = t.data.x[:2000].cpu() if t.info.kind == "vector" else None
+        save_samples_figure(x, path, real=real, modes=getattr(t.data, "modes", None), title=f"{self.cfg.name} {name}",
+                            inputs=out.get("input"), targets=out.get("target"))
         if self._tb is not None and x.ndim == 4:
-            from ..viz.grids import image_grid
-            self._tb.add_image("samples", image_grid(x), t.state.step, dataformats="HWC")
+            from ..viz.grids import image_grid, translation_columns
+            if "input" in out:
+                tiles, k = translation_columns(out["input"], x, out.get("target"))
+                self._tb.add_image("samples", image_grid(tiles, nrow=4 * k), t.state.step, dataformats="HWC")
+            else:
+                self._tb.add_image("samples", image_grid(x), t.state.step, dataformats="HWC")
         return path
 
     def _open_tensorboard(self) -> None:

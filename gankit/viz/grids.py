@@ -45,6 +45,23 @@ def save_image_grid(x: torch.Tensor, path: Path, nrow: Optional[int] = None) -> 
     atomic_write_bytes(Path(path), png_bytes(grid, scale))
 
 
+def translation_columns(inputs: torch.Tensor, outputs: torch.Tensor, targets: Optional[torch.Tensor] = None
+                        ) -> tuple[torch.Tensor, int]:
+    """Tiles input | output [| target] side by side, one triple per sample, channels made equal
+    (grey tiles repeated to RGB beside colour ones). Returns the tiles and how many form one triple."""
+    parts = [inputs, outputs] + ([targets] if targets is not None else [])
+    c = max(p.shape[1] for p in parts)
+    parts = [p.float().cpu().expand(-1, c, -1, -1) if p.shape[1] != c else p.float().cpu() for p in parts]
+    return torch.stack(parts, 1).flatten(0, 1), len(parts)  # (N·k, C, H, W)
+
+
+def save_translation_grid(inputs: torch.Tensor, outputs: torch.Tensor, path: Path,
+                          targets: Optional[torch.Tensor] = None, per_row: int = 4) -> None:
+    """A PNG of ``per_row`` samples a row, each as input | output [| target]."""
+    tiles, k = translation_columns(inputs, outputs, targets)
+    save_image_grid(tiles, path, nrow=k * per_row)
+
+
 def scatter_samples(x: torch.Tensor, real: Optional[torch.Tensor] = None, modes: Optional[torch.Tensor] = None,
                     title: str = "") -> bytes:
     """PNG bytes: generated 2D points over the real ones (or 1D histograms), modes marked."""
@@ -87,9 +104,13 @@ def scatter_samples(x: torch.Tensor, real: Optional[torch.Tensor] = None, modes:
 
 
 def save_samples_figure(x: torch.Tensor, path: Path, real: Optional[torch.Tensor] = None,
-                        modes: Optional[torch.Tensor] = None, title: str = "") -> None:
-    """Images -> grid PNG; vectors -> scatter/histogram PNG over the real data."""
-    if x.ndim == 4:
+                        modes: Optional[torch.Tensor] = None, title: str = "",
+                        inputs: Optional[torch.Tensor] = None, targets: Optional[torch.Tensor] = None) -> None:
+    """Images -> grid PNG (input | output | target triples when ``inputs`` are given: translation);
+    vectors -> scatter/histogram PNG over the real data."""
+    if inputs is not None:
+        save_translation_grid(inputs, x, path, targets)
+    elif x.ndim == 4:
         save_image_grid(x, path)
     else:
         atomic_write_bytes(Path(path), scatter_samples(x, real, modes, title))

@@ -21,34 +21,32 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from .distributed import mean_across_ranks
-from .objective import OBJECTIVES, GANObjective, Phase
+from ..train.distributed import mean_across_ranks
+from .base import Phase, register_objective
+from .gan import GANObjective
 
 
-@OBJECTIVES.register("unrolled")
+@register_objective("unrolled")
 class UnrolledObjective(GANObjective):
-    def __init__(self, G, D, loss_cfg, z_dim: int, num_classes: int, **kwargs):
-        super().__init__(G, D, loss_cfg, z_dim, num_classes, **kwargs)
-        self.k = loss_cfg.unroll_steps
+    def __init__(self, nets, cfg, data, **kwargs):
+        super().__init__(nets, cfg, data, **kwargs)
+        self.k = cfg.loss.unroll_steps
+        # D's optimiser, whose update the unrolled steps apply; set by the Trainer (bind_optimizers).
         self.d_opt: Optional[torch.optim.Optimizer] = None
-        self._real: Optional[tuple] = None
 
-    def build_phases(self, g_opt, d_opt, d_steps: int) -> List[Phase]:
-        phases = super().build_phases(g_opt, d_opt, d_steps)
-        self.d_opt = d_opt
+    def bind_optimizers(self, optimizers: Dict[str, torch.optim.Optimizer]) -> None:
+        self.d_opt = optimizers["D"]
+
+    def phases(self, d_steps: int) -> List[Phase]:
+        phases = super().phases(d_steps)
         for p in phases:
             if p.name == "G":
                 p.needs_data = self.k > 0  # the unrolled D updates train on a real batch
         return phases
 
-    def accumulate_gradients(self, phase: str, real, y, batch_size: int) -> Dict[str, Tensor]:
-        if phase == "G":
-            self._real = (real, y)
-        return super().accumulate_gradients(phase, real, y, batch_size)
-
-    def _g_step(self, n: int, device) -> Dict[str, Tensor]:
-        real, y_real = self._real if self._real is not None else (None, None)
-        self._real = None
+    def _g_step(self, n: int, device, batch=None) -> Dict[str, Tensor]:
+        real = batch["x"] if batch is not None else None
+        y_real = batch.get("y") if batch is not None else None
         if self.reuse_fake and self._cached is not None:
             fake, y = self._cached
             self._cached = None
@@ -84,7 +82,7 @@ class _OptimizerUpdate:
 
     def __init__(self, opt: Optional[torch.optim.Optimizer], module: torch.nn.Module):
         if opt is None:
-            raise RuntimeError("UnrolledObjective.build_phases must run before the first G step")
+            raise RuntimeError("UnrolledObjective.bind_optimizers must run before the first G step")
         self.kind = type(opt).__name__.lower()
         if self.kind not in ("adam", "rmsprop", "sgd"):
             raise NotImplementedError(f"unrolling {type(opt).__name__} is not implemented (adam, rmsprop, sgd)")

@@ -15,19 +15,27 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from .objective import OBJECTIVES, GANObjective
+from .base import register_objective
+from .gan import GANObjective
 
 
-@OBJECTIVES.register("acgan")
+@register_objective("acgan")
 class ACGANObjective(GANObjective):
-    def __init__(self, G, D, loss_cfg, z_dim: int, num_classes: int, **kwargs):
-        super().__init__(G, D, loss_cfg, z_dim, num_classes, **kwargs)
-        if not num_classes:
+    def __init__(self, nets, cfg, data, **kwargs):
+        super().__init__(nets, cfg, data, **kwargs)
+        if not self.num_classes:
             raise ConfigError("loss.objective=acgan needs model.conditional: true and a labelled dataset")
-        if getattr(D, "aux_classes", 0) != num_classes:
+        if getattr(self.D, "aux_classes", 0) != self.num_classes:
             raise ConfigError(f"loss.objective=acgan needs a discriminator with an auxiliary classifier; "
-                              f"{type(D).__name__} has none: use model.arch resnet with model.d.conditioning: aux")
-        self.aux_weight = loss_cfg.aux_weight
+                              f"{type(self.D).__name__} has none: use model.arch resnet with model.d.conditioning: aux")
+        self.aux_weight = cfg.loss.aux_weight
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
+        if not cfg.model.conditional:
+            raise ConfigError("loss.objective: invalid value; allowed: acgan needs model.conditional: true "
+                              "(a labelled dataset)")
 
     def discriminate(self, x: Tensor, y: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor], Dict[str, Tensor]]:
         scores, class_logits = self.D.scores_and_classes(self.augment(x))  # (B,), (B, K)

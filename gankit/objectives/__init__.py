@@ -1,0 +1,16 @@
+"""Objectives: what a model is made of (named networks, optimisers, phases, task) and what each
+phase computes. One file per family; ``loss.objective`` picks one from :data:`OBJECTIVES`."""
+from .base import OBJECTIVES, DataInfo, Objective, OptimGroup, Phase, parse_options, register_objective
+from .gan import GANObjective
+from . import acgan, cyclegan, pix2pix, unrolled  # noqa: F401,E402  (register the objectives)
+from ..config import check_name, register_check
+
+
+@register_check
+def _check_objective(cfg) -> None:
+    check_name("loss.objective", cfg.loss.objective, OBJECTIVES)
+    OBJECTIVES.get(cfg.loss.objective).check_config(cfg)
+
+
+__all__ = ["OBJECTIVES", "DataInfo", "Objective", "OptimGroup", "Phase", "GANObjective", "parse_options",
+           "register_objective"]

