@@ -5,12 +5,14 @@ __version__ = "0.1.0"
 
 # Imported on first use, so `import gankit.config` (or reading a checkpoint) loads only what it needs.
 _EXPORTS = {"GAN": ".api", "load": ".api", "sample": ".api", "translate": ".api", "Config": ".config",
-            "load_config": ".config", "GankitError": ".errors", "evaluate": ".metrics", "train": ".train.run"}
+            "load_config": ".config", "GankitError": ".errors", "evaluate": ".metrics"}
 
 
 def __getattr__(name):
     if name == "recipes":
         return import_module(".recipes", __name__).recipe_names
+    if name == "train":  # the package, callable as gankit.train.run.train (see gankit/train/__init__.py)
+        return import_module(".train", __name__)
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,7 +30,9 @@ def test_idx_round_trip(tmp_path, gz):
     ds = load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
     assert ds.x.shape == (5, 1, 28, 28) and ds.x.dtype == torch.uint8
     assert np.array_equal(ds.x[:, 0].numpy(), imgs) and ds.y.tolist() == [0, 1, 2, 3, 9]
-    x, y = ds.batch(torch.tensor([0, 4]))
+    batch = ds.batch(torch.tensor([0, 4]))
+    x, y = batch["x"], batch["y"]
+    assert y.tolist() == [0, 9]
     assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
 
 

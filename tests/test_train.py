@@ -25,30 +25,33 @@ def records(run_dir):
 def test_d_step_gives_g_no_gradients_and_g_step_leaves_d_unchanged():
     for d_steps in (1, 3):
         tr = Trainer(load_config("gan-ring8", TINY_RING + [f"train.d_steps={d_steps}"]))
-        d_before = [p.detach().clone() for p in tr.D.parameters()]
-        g_before = [p.detach().clone() for p in tr.G.parameters()]
+        G, D = tr.nets["G"], tr.nets["D"]
+        d_before = [p.detach().clone() for p in D.parameters()]
+        g_before = [p.detach().clone() for p in G.parameters()]
         d_phase, g_phase = tr.phases[0], tr.phases[-1]
         assert (d_phase.name, d_phase.repeats, g_phase.name) == ("D", d_steps, "G")
+        assert (d_phase.optimizer, d_phase.nets, g_phase.optimizer, g_phase.nets) == ("D", ("D",), "G", ("G",))
+        d_opt, g_opt = tr.optimizers[d_phase.optimizer], tr.optimizers[g_phase.optimizer]
         # D phase alone: G's weights unchanged and G holds no parameter gradients.
-        real, y = tr.data.batch(tr.sampler.next())
-        d_phase.optimizer.zero_grad()
-        tr.objective.accumulate_gradients("D", real, y, 32)
-        assert all(p.grad is None or p.grad.abs().sum() == 0 for p in tr.G.parameters())
-        assert all(p.grad is not None for p in tr.D.parameters())
-        d_phase.optimizer.step()
-        assert all(torch.equal(a, b) for a, b in zip(g_before, tr.G.parameters()))
+        batch = tr.data.batch(tr.sampler.next())
+        d_opt.zero_grad()
+        tr.objective.accumulate_gradients("D", batch, 32)
+        assert all(p.grad is None or p.grad.abs().sum() == 0 for p in G.parameters())
+        assert all(p.grad is not None for p in D.parameters())
+        d_opt.step()
+        assert all(torch.equal(a, b) for a, b in zip(g_before, G.parameters()))
         # G phase: D frozen (no gradients), D's weights unchanged by the G update.
-        d_mid = [p.detach().clone() for p in tr.D.parameters()]
-        tr.D.requires_grad_(False)
-        tr.G.requires_grad_(True)
-        d_phase.optimizer.zero_grad(set_to_none=True)
-        g_phase.optimizer.zero_grad()
-        tr.objective.accumulate_gradients("G", None, None, 32)
-        g_phase.optimizer.step()
-        assert all(p.grad is None for p in tr.D.parameters())
-        assert all(torch.equal(a, b) for a, b in zip(d_mid, tr.D.parameters()))
+        d_mid = [p.detach().clone() for p in D.parameters()]
+        D.requires_grad_(False)
+        G.requires_grad_(True)
+        d_opt.zero_grad(set_to_none=True)
+        g_opt.zero_grad()
+        tr.objective.accumulate_gradients("G", None, 32)
+        g_opt.step()
+        assert all(p.grad is None for p in D.parameters())
+        assert all(torch.equal(a, b) for a, b in zip(d_mid, D.parameters()))
         assert not all(torch.equal(a, b) for a, b in zip(d_before, d_mid))
-        assert not all(torch.equal(a, b) for a, b in zip(g_before, tr.G.parameters()))
+        assert not all(torch.equal(a, b) for a, b in zip(g_before, G.parameters()))
 
 
 def test_k_discriminator_steps_per_generator_step():

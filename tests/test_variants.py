@@ -12,17 +12,30 @@ from gankit.nets import NETWORKS
 from gankit.nets.attention import SelfAttention
 from gankit.nets.layers import MinibatchDiscrimination, MinibatchStdDev
 from gankit.recipes import recipe_names
-from gankit.train.acgan import ACGANObjective
+from gankit.objectives import OBJECTIVES, DataInfo, GANObjective
+from gankit.objectives.acgan import ACGANObjective
+from gankit.objectives.unrolled import UnrolledObjective
 from gankit.train.augment import AUGMENTS, DiffAugment
 from gankit.train.loop import Trainer
-from gankit.train.objective import OBJECTIVES, GANObjective
-from gankit.train.unrolled import UnrolledObjective
 
 torch.set_num_threads(1)
 
 TOY = {"data": {"name": "ring8", "size": 256}, "model": {"arch": "mlp", "z_dim": 4, "g": {"width": 16},
                                                           "d": {"width": 16}},
        "train": {"steps": 10, "batch_size": 32}}
+TOY_INFO = DataInfo("vector", (2,), 0)
+
+
+def _objective(cls, G, D, cfg, info=TOY_INFO, **kwargs):
+    """Objective ``cls`` over the pair (G, D) built by hand, outside a Trainer."""
+    return cls({"G": G, "D": D}, cfg, info, **kwargs)
+
+
+def _optimizers(obj, g_opt, d_opt, d_steps):
+    """What the Trainer does with its optimisers: bind them (unrolled needs D's) and build the phases."""
+    if hasattr(obj, "bind_optimizers"):
+        obj.bind_optimizers({"G": g_opt, "D": d_opt})
+    return obj.phases(d_steps)
 
 
 # -- every shipped recipe: a few steps at tiny widths -------------------------------------------------
@@ -41,12 +54,14 @@ def test_recipe_smoke(name):
     stats = tr.pop_stats()
     assert {"d_loss", "g_loss"} <= set(stats)
     assert all(math.isfinite(v) for v in stats.values()), stats
-    x = tr.fixed_samples()
-    assert x.shape[1:] == tr.data.sample_shape and torch.isfinite(x).all()
-    real, y = tr.data.batch(torch.arange(16))
-    with torch.no_grad():
-        out = tr.D(real, y if tr.num_classes else None)
-    assert out.shape == (16 // tr.objective.pack,)
+    x = tr.fixed_samples()["output"]
+    out_shape = tr.info.sample_shape if tr.task.name == "generation" else tr.info.target_shape
+    assert x.shape[1:] == out_shape and torch.isfinite(x).all()
+    if tr.task.name == "generation":
+        batch = tr.data.batch(torch.arange(16))
+        with torch.no_grad():
+            out = tr.nets["D"](batch["x"], batch["y"] if tr.num_classes else None)
+        assert out.shape == (16 // tr.objective.pack,)
 
 
 def test_recipe_names_say_variant_and_data():
@@ -112,7 +127,7 @@ def _acgan(aux_weight=1.0):
         "loss": {"objective": "acgan", "aux_weight": aux_weight}, "train": {"steps": 1}})
     torch.manual_seed(0)
     G, D = NETWORKS.get("resnet").build(4, (1, 8, 8), 3, dict(cfg.model.g), dict(cfg.model.d))
-    return ACGANObjective(G, D, cfg.loss, 4, 3), cfg
+    return _objective(ACGANObjective, G, D, cfg, DataInfo("image", (1, 8, 8), 3)), cfg
 
 
 def test_acgan_adds_class_cross_entropy_on_both_sides():
@@ -125,24 +140,24 @@ def test_acgan_adds_class_cross_entropy_on_both_sides():
     assert scores.shape == (32,) and logits.shape == (32, 3)
     assert aux.item() == pytest.approx(0.7 * F.cross_entropy(logits, y).item(), rel=1e-5)
     assert stats["cls_acc"].item() == pytest.approx((logits.argmax(1) == y).float().mean().item())
-    obj.build_phases(torch.optim.SGD(obj.G.parameters(), 0.1), torch.optim.SGD(obj.D.parameters(), 0.1), 1)
-    d_stats = obj.accumulate_gradients("D", x, y, 32)
+    _optimizers(obj, torch.optim.SGD(obj.G.parameters(), 0.1), torch.optim.SGD(obj.D.parameters(), 0.1), 1)
+    d_stats = obj.accumulate_gradients("D", {"x": x, "y": y}, 32)
     assert {"cls_loss_real", "cls_loss_fake", "cls_acc_real", "cls_acc_fake"} <= set(d_stats)
     assert obj.D.classifier.bias.grad is not None and obj.D.classifier.bias.grad.abs().sum() > 0
     # The fake batch in the D step carries the real batch's labels; G's loss uses its own labels.
     assert obj._cached[1] is y
-    g_stats = obj.accumulate_gradients("G", None, None, 32)
+    g_stats = obj.accumulate_gradients("G", None, 32)
     assert "g_cls_loss" in g_stats
     # With aux_weight 0, G's gradient is the adversarial part alone: it must differ.
     obj0, _ = _acgan(aux_weight=0.0)
     obj0.G.load_state_dict(obj.G.state_dict())
     obj0.D.load_state_dict(obj.D.state_dict())
-    obj0.build_phases(torch.optim.SGD(obj0.G.parameters(), 0.1), torch.optim.SGD(obj0.D.parameters(), 0.1), 1)
+    _optimizers(obj0, torch.optim.SGD(obj0.G.parameters(), 0.1), torch.optim.SGD(obj0.D.parameters(), 0.1), 1)
     torch.manual_seed(1)
-    obj0.accumulate_gradients("G", None, None, 32)
+    obj0.accumulate_gradients("G", None, 32)
     torch.manual_seed(1)
     obj.G.zero_grad()
-    obj.accumulate_gradients("G", None, None, 32)
+    obj.accumulate_gradients("G", None, 32)
     assert any(not torch.allclose(a.grad, b.grad) for a, b in zip(obj.G.parameters(), obj0.G.parameters()))
 
 
@@ -151,7 +166,7 @@ def test_acgan_needs_a_classifier_d():
                        "loss": {"objective": "acgan"}, "train": {"steps": 1}})
     G, D = NETWORKS.get("dcgan").build(4, (1, 8, 8), 3, {"width": 8}, {"width": 8})
     with pytest.raises(ConfigError, match="auxiliary classifier"):
-        ACGANObjective(G, D, cfg.loss, 4, 3)
+        _objective(ACGANObjective, G, D, cfg, DataInfo("image", (1, 8, 8), 3))
 
 
 def test_acgan_classifier_learns_the_labels():
@@ -160,10 +175,10 @@ def test_acgan_classifier_learns_the_labels():
     x = torch.cat([torch.full((16, 1, 8, 8), -0.8), torch.full((16, 1, 8, 8), 0.8)])
     y = torch.cat([torch.zeros(16, dtype=torch.long), torch.ones(16, dtype=torch.long)])
     opt = torch.optim.Adam(obj.D.parameters(), 1e-2)
-    obj.build_phases(torch.optim.SGD(obj.G.parameters(), 0.0), opt, 2)
+    _optimizers(obj, torch.optim.SGD(obj.G.parameters(), 0.0), opt, 2)
     for _ in range(30):
         opt.zero_grad()
-        stats = obj.accumulate_gradients("D", x, y, 32)
+        stats = obj.accumulate_gradients("D", {"x": x, "y": y}, 32)
         opt.step()
     assert stats["cls_acc_real"].item() == 1.0
 
@@ -192,7 +207,7 @@ def _g_grads(obj, real, seed=7):
     obj.G.requires_grad_(True)
     obj.D.requires_grad_(False)
     torch.manual_seed(seed)
-    stats = obj.accumulate_gradients("G", real, None, real.shape[0])
+    stats = obj.accumulate_gradients("G", {"x": real, "y": None}, real.shape[0])
     obj.D.requires_grad_(True)
     return stats["g_loss"].item(), [p.grad.clone() for p in obj.G.parameters()]
 
@@ -200,10 +215,10 @@ def _g_grads(obj, real, seed=7):
 def test_unrolled_with_k0_equals_the_plain_objective():
     G, D, cfg = _pair()
     real = torch.randn(32, 2)
-    plain = GANObjective(G, D, cfg.loss, 4, 0)
-    plain.build_phases(torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters()), 2)
-    unrolled = UnrolledObjective(G, D, load_config(TOY, ["loss.objective=unrolled", "loss.unroll_steps=0"]).loss, 4, 0)
-    phases = unrolled.build_phases(torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters()), 2)
+    plain = _objective(GANObjective, G, D, cfg)
+    _optimizers(plain, torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters()), 2)
+    unrolled = _objective(UnrolledObjective, G, D, load_config(TOY, ["loss.objective=unrolled", "loss.unroll_steps=0"]))
+    phases = _optimizers(unrolled, torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters()), 2)
     assert not [p for p in phases if p.name == "G"][0].needs_data
     l0, g0 = _g_grads(plain, real)
     l1, g1 = _g_grads(unrolled, real)
@@ -226,8 +241,8 @@ def test_unrolled_steps_are_d_optimiser_steps(opt_name):
     d_opt.step()
     d_opt.zero_grad()
     k = 3
-    obj = UnrolledObjective(G, D, load_config(TOY, ["loss.objective=unrolled", f"loss.unroll_steps={k}"]).loss, 4, 0)
-    obj.build_phases(torch.optim.SGD(G.parameters(), 0.0), d_opt, 2)  # d_steps 2: fresh fake in the G step
+    obj = _objective(UnrolledObjective, G, D, load_config(TOY, ["loss.objective=unrolled", f"loss.unroll_steps={k}"]))
+    _optimizers(obj, torch.optim.SGD(G.parameters(), 0.0), d_opt, 2)  # d_steps 2: fresh fake in the G step
     loss_unrolled, grads_k = _g_grads(obj, real)
     # the same fake batch, then k explicit optimiser steps on a copy of D
     torch.manual_seed(7)
@@ -243,8 +258,8 @@ def test_unrolled_steps_are_d_optimiser_steps(opt_name):
     assert torch.allclose(D(real), D(real))  # the real D is untouched ...
     assert all(p.grad is None for p in D.parameters())  # ... and gets no gradient from G's step
     # G's gradient sees through the unrolled updates: it differs from the gradient against D_k held fixed.
-    fixed = GANObjective(G, D2, cfg.loss, 4, 0)
-    fixed.build_phases(torch.optim.SGD(G.parameters(), 0.0), make(D2.parameters()), 2)
+    fixed = _objective(GANObjective, G, D2, cfg)
+    _optimizers(fixed, torch.optim.SGD(G.parameters(), 0.0), make(D2.parameters()), 2)
     loss_fixed, grads_fixed = _g_grads(fixed, real)
     assert loss_fixed == pytest.approx(loss_unrolled, rel=1e-4)
     assert any(not torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_k, grads_fixed))
@@ -301,14 +316,14 @@ def test_diffaugment_applies_the_same_policy_to_real_and_fake_and_g_trains_throu
 
     torch.manual_seed(0)
     G, D = NETWORKS.get("dcgan").build(4, (1, 8, 8), 0, {"width": 8}, {"width": 8, "batchnorm": False})
-    obj = GANObjective(G, D, load_config(TOY).loss, 4, 0, augment=recording)
-    obj.build_phases(torch.optim.SGD(G.parameters(), 0.1), torch.optim.SGD(D.parameters(), 0.1), 2)
+    obj = _objective(GANObjective, G, D, load_config(TOY), DataInfo("image", (1, 8, 8), 0), augment=recording)
+    _optimizers(obj, torch.optim.SGD(G.parameters(), 0.1), torch.optim.SGD(D.parameters(), 0.1), 2)
     real = torch.rand(8, 1, 8, 8) * 2 - 1
-    obj.accumulate_gradients("D", real, None, 8)
+    obj.accumulate_gradients("D", {"x": real, "y": None}, 8)
     assert seen == [(False, (8, 1, 8, 8)), (False, (8, 1, 8, 8))]  # real, then detached fake
     seen.clear()
     D.requires_grad_(False)
-    obj.accumulate_gradients("G", None, None, 8)
+    obj.accumulate_gradients("G", None, 8)
     assert seen == [(True, (8, 1, 8, 8))]  # G's fake goes through the augmentation with its graph
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters() if p.ndim > 1)
 
@@ -328,8 +343,8 @@ def test_diffaugment_from_config_and_only_for_images():
 
 def test_pacgan_batches_are_multiples_of_pack_and_accuracy_counts_packs():
     tr = Trainer(load_config(TOY, ["model.d.pack=4", "train.batch_size=32"]))
-    real, _ = tr.data.batch(torch.arange(32))
-    assert tr.D(real).shape == (8,)
+    real = tr.data.batch(torch.arange(32))["x"]
+    assert tr.nets["D"](real).shape == (8,)
     tr.train_step()
     stats = tr.pop_stats()
     # 8 decisions per batch: accuracies are multiples of 1/8

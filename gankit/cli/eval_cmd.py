@@ -35,11 +35,35 @@ def register(sub):
     p.set_defaults(func=run)
 
 
+def _is_translation_run(src: str) -> bool:
+    from pathlib import Path
+
+    import yaml
+
+    cfg = Path(src) / "config.yaml"
+    if not cfg.exists():
+        return False
+    data = yaml.safe_load(cfg.read_text()) or {}
+    from ..objectives import OBJECTIVES
+
+    name = (data.get("loss") or {}).get("objective", "gan")
+    return name in OBJECTIVES and OBJECTIVES.get(name).kind == "translation"
+
+
 def run(args):
     from ..metrics import evaluate, format_table
+    from ..metrics.evaluate import DEFAULT_N
 
     columns = []
     for src in args.sources:
+        if _is_translation_run(src):
+            from ..metrics.translation import evaluate_translation, format_translation
+            n = None if args.n == DEFAULT_N else args.n  # a translator is scored on the whole held-out split
+            results = evaluate_translation(src, split=args.split, n=n, seed=args.seed, checkpoint=args.checkpoint,
+                                           write=not args.no_write)
+            print(f"{src} (translation, {args.split} split)")
+            print(format_translation(results))
+            continue
         result = evaluate(src, metrics=args.metrics, n=args.n, features=args.features, split=args.split,
                           data=args.data, data_root=args.data_root, seed=args.seed,
                           inception_weights=args.inception_weights, checkpoint=args.checkpoint,
@@ -50,4 +74,5 @@ def run(args):
         columns.append((label, result.results))
         if result.path is not None:
             print(f"wrote {result.path}  ({result.seconds.get('total', 0):.1f} s)")
-    print(format_table(columns))
+    if columns:
+        print(format_table(columns))

@@ -6,9 +6,9 @@ import sys
 from typing import List, Optional
 
 from ..errors import GankitError
-from . import bench_cmd, eval_cmd, features_cmd, recipes_cmd, report_cmd, sample_cmd, train_cmd
+from . import bench_cmd, eval_cmd, features_cmd, recipes_cmd, report_cmd, sample_cmd, train_cmd, translate_cmd
 
-COMMANDS = [recipes_cmd, train_cmd, sample_cmd, report_cmd, eval_cmd, features_cmd, bench_cmd]
+COMMANDS = [recipes_cmd, train_cmd, sample_cmd, translate_cmd, report_cmd, eval_cmd, features_cmd, bench_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,6 +58,9 @@ class TranslationDataset:
     a_labels: Optional[torch.Tensor] = None
     b_labels: Optional[torch.Tensor] = None
     label_classes: int = 0               # classes in a_labels / b_labels; 0 when there are none
+    # The registered dataset each domain is drawn from, when there is one ({"B": "fashion-mnist"}):
+    # evaluation uses its domain feature network (FID, and its classifier for content kept).
+    domains: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
     # Read by the engine as on a generation Dataset: no class conditioning, no known modes.
@@ -160,7 +163,8 @@ class TranslationDataset:
         direction = "BtoA" if self.info.get("direction", "AtoB") == "AtoB" else "AtoB"
         return TranslationDataset(name=self.name, a=self.b, b=self.a, paired=self.paired,
                                   a_labels=self.b_labels, b_labels=self.a_labels,
-                                  label_classes=self.label_classes, info={**self.info, "direction": direction})
+                                  label_classes=self.label_classes, info={**self.info, "direction": direction},
+                                  domains={{"A": "B", "B": "A"}[k]: v for k, v in self.domains.items()})
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,7 +292,7 @@ def edges2fashion(cfg, split: str = "train", seed: int = 0) -> TranslationDatase
     channels = cfg.channels
     ds = TranslationDataset(name="edges2fashion", a=_fit(edges, None, channels, "edges2fashion"),
                             b=_fit(x, None, channels, "edges2fashion"), paired=True,
-                            a_labels=y, b_labels=y.clone(), label_classes=10,
+                            a_labels=y, b_labels=y.clone(), label_classes=10, domains={"B": "fashion-mnist"},
                             info={"split": split, "root": items.info.get("root"),
                                   "edges": f"canny sigma={CANNY_SIGMA} thresholds={CANNY_LOW}/{CANNY_HIGH}"})
     return _finish(ds, direction)
@@ -311,7 +315,8 @@ def digits2mnist(cfg, split: str = "train", seed: int = 0) -> TranslationDataset
                             a=_fit(_limit(digits.x, cfg.limit), res, cfg.channels, "digits2mnist"),
                             b=_fit(_limit(mnist.x, cfg.limit), res, cfg.channels, "digits2mnist"),
                             paired=False, a_labels=_limit(digits.y, cfg.limit),
-                            b_labels=_limit(mnist.y, cfg.limit), label_classes=10, info={"split": split})
+                            b_labels=_limit(mnist.y, cfg.limit), label_classes=10,
+                            domains={"A": "digits", "B": "mnist-5k"}, info={"split": split})
     return _finish(ds, direction)
 
 

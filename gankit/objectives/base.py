@@ -66,6 +66,7 @@ class Objective:
     """Base class: see the module docstring for what a subclass declares."""
 
     Options = NoOptions                # the dataclass of ``loss.options`` for this objective
+    kind = "generation"                # what its task does: generation | translation
     ema: Tuple[str, ...] = ()
     optimizers: Dict[str, OptimGroup] = {}
 

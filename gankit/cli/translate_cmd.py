@@ -1,0 +1,24 @@
+"""gankit translate: apply a trained translator (pix2pix, cyclegan) to image files or folders."""
+
+
+def register(sub):
+    p = sub.add_parser("translate", help="translate images with a trained pix2pix/cyclegan run",
+                       description="Translate each INPUT image (files, or folders searched recursively for "
+                                   "PNG/JPEG/BMP/WEBP) with a trained translation run. Images are converted to the "
+                                   "model's channels and resized to its training resolution; each output is "
+                                   "written as OUT_DIR/<name>.png (with --side-by-side: input | output).")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="folder for the outputs")
+    p.add_argument("--direction", default=None, help="AtoB or BtoA (CycleGAN); default: the first the model has")
+    p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
+    p.add_argument("--side-by-side", action="store_true", help="write input | output pairs")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from ..api import translate
+
+    paths = translate(args.run_dir, args.inputs, args.out, direction=args.direction, which=args.checkpoint,
+                      side_by_side=args.side_by_side)
+    print(f"wrote {len(paths)} image(s) to {args.out}")
