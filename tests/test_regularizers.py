@@ -8,7 +8,7 @@ from gankit.config import load_config
 from gankit.losses import REGULARIZERS
 from gankit.train.ema import EMA
 from gankit.train.loop import Trainer
-from gankit.train.objective import GANObjective
+from gankit.objectives import DataInfo, GANObjective
 
 torch.set_num_threads(1)
 
@@ -88,27 +88,33 @@ def _tiny(*extra):
     return load_config(TOY, list(extra))
 
 
-def test_lazy_r1_is_its_own_phase_every_n_steps_with_n_times_the_weight():
-    cfg = _tiny("loss.regularizers=[{name: r1, weight: 10, every: 16}]")
+@pytest.mark.parametrize("d_steps,every_g,interval", [(1, 16, 16), (3, 5, 15), (4, 4, 16)])
+def test_lazy_r1_is_its_own_phase_every_n_d_steps_with_n_times_the_weight(d_steps, every_g, interval):
+    """``every: 16`` counts D-steps (StyleGAN2's lazy R1). With k D-steps per G-step the phase runs
+    every round(16 / k) G-steps, and its weight is the interval it stands for in D-steps,
+    round(16 / k) · k; with k = 1 both are 16."""
+    cfg = _tiny("loss.regularizers=[{name: r1, weight: 10, every: 16}]", f"train.d_steps={d_steps}")
     tr = Trainer(cfg)
-    names = [(p.name, p.every) for p in tr.phases]
-    assert names == [("D", 1), ("reg:r1", 16), ("G", 1)]
+    names = [(p.name, p.every, p.repeats) for p in tr.phases]
+    assert names == [("D", 1, d_steps), ("reg:r1", every_g, 1), ("G", 1, 1)]
     ran = []
     orig = tr.objective.accumulate_gradients
     tr.objective.accumulate_gradients = lambda ph, *a: (ran.append((tr.state.step, ph)), orig(ph, *a))[1]
-    for _ in range(33):
+    steps = 2 * every_g + 1
+    for _ in range(steps):
         tr.train_step()
-    assert [s for s, ph in ran if ph == "reg:r1"] == [0, 16, 32]
-    assert sum(ph == "D" for _, ph in ran) == 33
-    # The phase's gradient is every · weight · ∇penalty, on real data only.
-    real, y = tr.data.batch(torch.arange(32))
-    tr.D.requires_grad_(True)
-    tr.D.zero_grad(set_to_none=True)
-    stats = tr.objective.accumulate_gradients("reg:r1", real, y, 32)
-    params = list(tr.D.parameters())
+    assert [s for s, ph in ran if ph == "reg:r1"] == [0, every_g, 2 * every_g]
+    assert sum(ph == "D" for _, ph in ran) == steps * d_steps
+    # The phase's gradient is interval · weight · ∇penalty, on real data only.
+    batch = tr.data.batch(torch.arange(32))
+    D = tr.nets["D"].requires_grad_(True)
+    D.zero_grad(set_to_none=True)
+    stats = tr.objective.accumulate_gradients("reg:r1", batch, 32)
+    params = list(D.parameters())
     got = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in params]
+    real = batch["x"]
     penalty = REGULARIZERS.get("r1")(tr.objective.critic(None), real, real)
-    want = torch.autograd.grad(penalty * 10 * 16, params, allow_unused=True, materialize_grads=True)
+    want = torch.autograd.grad(penalty * 10 * interval, params, allow_unused=True, materialize_grads=True)
     assert stats["r1"].item() == pytest.approx(penalty.item(), rel=1e-5)
     assert sum(g.abs().sum() for g in want) > 0
     for g_got, g_want in zip(got, want):
@@ -119,15 +125,15 @@ def test_eager_regulariser_is_added_to_the_d_loss():
     cfg = _tiny("loss.regularizers=[{name: r1, weight: 2.5}]")
     tr = Trainer(cfg)
     assert [p.name for p in tr.phases] == ["D", "G"]
-    real, _ = tr.data.batch(torch.arange(32))
-    G, D = tr.G, tr.D.requires_grad_(True)
+    real = tr.data.batch(torch.arange(32))["x"]
+    G, D = tr.nets["G"], tr.nets["D"].requires_grad_(True)
     D0 = copy.deepcopy(D)
-    with_reg = GANObjective(G, D, cfg.loss, cfg.model.z_dim, 0)
-    plain = GANObjective(G, D0, load_config(TOY).loss, cfg.model.z_dim, 0)
+    with_reg = GANObjective({"G": G, "D": D}, cfg, tr.info)
+    plain = GANObjective({"G": G, "D": D0}, load_config(TOY), DataInfo("vector", (2,), 0))
     for obj in (with_reg, plain):
-        obj.build_phases(torch.optim.SGD(G.parameters(), 0.0), torch.optim.SGD(obj.D.parameters(), 0.0), 2)
+        obj.phases(2)
         torch.manual_seed(3)  # the same fake batch for both
-        obj.accumulate_gradients("D", real, None, 32)
+        obj.accumulate_gradients("D", {"x": real, "y": None}, 32)
     penalty = REGULARIZERS.get("r1")(lambda x: D0(x).float(), real, real)
     extra = torch.autograd.grad(2.5 * penalty, list(D0.parameters()), allow_unused=True, materialize_grads=True)
     assert sum(e.abs().sum() for e in extra) > 0
@@ -146,11 +152,12 @@ def test_ema_tracks_the_average_and_is_what_samples():
     tr = Trainer(_tiny("train.ema=0.99", "train.steps=3"))
     for _ in range(3):
         tr.train_step()
-    assert tr.sampling_generator is tr.ema.module
-    assert not torch.allclose(next(tr.ema.module.parameters()), next(tr.G.parameters()))
+    ema = tr.emas["G"]
+    assert tr.sampling_generator is ema.module and tr.sampling_net("G") is ema.module
+    assert not torch.allclose(next(ema.module.parameters()), next(tr.nets["G"].parameters()))
     with torch.no_grad():
-        want = tr.ema.module(tr.fixed_z)
-    assert torch.allclose(tr.fixed_samples(), want)
+        want = ema.module(tr.fixed_inputs["z"])
+    assert torch.allclose(tr.fixed_samples()["output"], want)
 
 
 def test_ema_batchnorm_statistics_are_re_estimated_for_the_averaged_weights(tmp_path):
@@ -164,22 +171,24 @@ def test_ema_batchnorm_statistics_are_re_estimated_for_the_averaged_weights(tmp_
     tr = run.trainer
     G = tr.sampling_generator
     bn = G.net[1]
-    batches = tr._standing_noise()
+    batches = tr.standing_inputs()
     with torch.no_grad():
-        first = torch.cat([G.net[0](z.view(*z.shape, 1, 1)) for z, _ in batches])  # (N, C, 7, 7) before BN
+        first = torch.cat([G.net[0](b["z"].view(*b["z"].shape, 1, 1)) for b in batches])  # (N, C, 7, 7) before BN
     assert torch.allclose(bn.running_mean, first.mean((0, 2, 3)), atol=1e-5)
-    raw_bn = tr.G.net[1]
+    raw_bn = tr.nets["G"].net[1]
     assert not torch.allclose(bn.running_mean, raw_bn.running_mean, atol=1e-3)  # not G's statistics
     # An update makes them stale again; the next use re-estimates them.
     tr.train_step()
-    assert tr.ema.stale and torch.equal(tr.ema.module.net[1].running_mean, raw_bn.running_mean)
+    ema = tr.emas["G"]
+    assert ema.stale and torch.equal(ema.module.net[1].running_mean, raw_bn.running_mean)
     tr.sampling_generator
-    assert not tr.ema.stale
+    assert not ema.stale
     # What the checkpoint holds samples the same as the trainer's copy.
     run.save()
     gan = gankit.load(run.dir)
     with torch.no_grad():
-        assert torch.allclose(gan.G(tr.fixed_z), tr.sampling_generator(tr.fixed_z), atol=1e-6)
+        z = tr.fixed_inputs["z"]
+        assert torch.allclose(gan.G(z), tr.sampling_generator(z), atol=1e-6)
 
 
 def test_ema_decay_start_and_rampup():

@@ -72,6 +72,11 @@ class GANObjective(Objective):
         super().check_config(cfg)
         for name in ("G", "D"):
             check_net_kwargs(cfg.model, name, name)
+        # The settings of this family's variants, checked whichever of them is chosen.
+        if cfg.loss.unroll_steps < 0:
+            raise ConfigError("loss.unroll_steps: invalid value; allowed: an integer >= 0")
+        if cfg.loss.aux_weight < 0:
+            raise ConfigError("loss.aux_weight: invalid value; allowed: a number >= 0")
 
     # -- phases -------------------------------------------------------------------------
     def phases(self, d_steps: int) -> List[Phase]:

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
+from ..errors import ConfigError
 from ..train.distributed import mean_across_ranks
 from .base import Phase, register_objective
 from .gan import GANObjective
@@ -33,6 +34,13 @@ class UnrolledObjective(GANObjective):
         self.k = cfg.loss.unroll_steps
         # D's optimiser, whose update the unrolled steps apply; set by the Trainer (bind_optimizers).
         self.d_opt: Optional[torch.optim.Optimizer] = None
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
+        if cfg.train.compile:
+            raise ConfigError("train.compile: invalid value; allowed: false for this recipe: torch.compile does "
+                              "not support the double backward of the unrolled objective")
 
     def bind_optimizers(self, optimizers: Dict[str, torch.optim.Optimizer]) -> None:
         self.d_opt = optimizers["D"]

@@ -10,6 +10,12 @@ import sys
 import types
 from importlib import import_module
 
+from ..config import check, register_check
+
+# The engine's objectives register their own config check (loss.objective, model.*); importing
+# them here makes that check part of every load_config, which imports this package (config.OWNERS).
+import_module("..objectives", __name__)
+
 _EXPORTS = {"Trainer": ".loop", "Run": ".run", "train": ".run", "Callback": ".callback",
             "Phase": "..objectives", "GANObjective": "..objectives", "OBJECTIVES": "..objectives"}
 
@@ -18,6 +24,23 @@ def __getattr__(name):
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@register_check
+def _check_train(cfg) -> None:
+    """Settings whose values name something this package owns: schedules, augmentations, what
+    torch.compile supports (config.OWNERS imports this package)."""
+    from ..losses import REGULARIZERS
+    from .augment import parse_policy
+    from .schedules import SCHEDULES
+
+    parse_policy(cfg.loss.augment)  # DiffAugment's names (loss.augment)
+    t = cfg.train
+    check("train.lr_schedule", t.lr_schedule in SCHEDULES, ", ".join(SCHEDULES.names()))
+    double_backward = [r.name for r in cfg.loss.regularizers
+                       if getattr(REGULARIZERS.get(r.name), "double_backward", False)]
+    check("train.compile", not t.compile or not double_backward,
+          f"false for this recipe: torch.compile does not support the double backward of {', '.join(double_backward)}")
 
 
 class _CallablePackage(types.ModuleType):
