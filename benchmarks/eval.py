@@ -55,7 +55,8 @@ def main():
 
     train = load_dataset(data, "train")
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(123))[:args.n]
-    x, y = train.batch(idx)
+    batch = train.batch(idx)
+    x, y = batch["x"], batch["y"]
 
     for old in (cache_dir() / "stats").glob("fashion-mnist-test-*"):
         old.unlink()  # so the first timing includes the real side's feature extraction

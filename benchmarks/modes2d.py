@@ -73,7 +73,7 @@ def run_one(recipe: str, seed: int, overrides: list[str], rejection: bool = Fals
         from gankit.sampling import rejection_sampler
 
         cpu1 = time.process_time()
-        drs = rejection_sampler(G, tr.D, tr.data, cfg.model.z_dim, tr.num_classes, seed=10_000 + seed)
+        drs = rejection_sampler(G, tr.nets["D"], tr.data, tr.task, seed=10_000 + seed)
         x_drs, _ = drs.sample(NUM_SAMPLES, seed=10_000 + seed)
         runs.append((recipe + " + DRS", x_drs, cpu + time.process_time() - cpu1, drs.acceptance))
     out = []

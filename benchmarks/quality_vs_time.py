@@ -94,7 +94,7 @@ def train_with_snapshots(recipe: str, overrides: list, seed: int, minutes: float
         trainer.train_step()
         trainer.state.seconds += time.monotonic() - tic
         while pending and (trainer.state.seconds >= pending[0] * 60 or trainer.done()):
-            raw = copy.deepcopy(trainer.G).cpu().eval() if trainer.ema is not None else None
+            raw = copy.deepcopy(trainer.nets["G"]).cpu().eval() if "G" in trainer.emas else None
             snaps.append((pending.pop(0), trainer.state.seconds, trainer.state.step,
                           copy.deepcopy(trainer.sampling_generator).cpu().eval(), raw))
     totals = {"steps": trainer.state.step, "total_train_s": trainer.state.seconds, "cpu_s": time.process_time() - cpu0,
@@ -112,7 +112,8 @@ def score(cfg, G, n: int, metrics: str, num_classes: int = 0) -> dict:
     from gankit.metrics.evaluate import Samples, evaluate_samples
 
     C, H = 1, cfg.data.resolution or 28
-    gan = GAN(cfg, G, nn.Identity(), {"num_classes": num_classes, "sample_shape": [C, H, H]}, step=0)
+    gan = GAN(cfg, {"G": G, "D": nn.Identity()}, {"kind": "image", "num_classes": num_classes,
+                                                  "sample_shape": [C, H, H]}, step=0)
     x, _ = gan.sample(n, seed=12345)  # the same z for every entry and mark
     if x.shape[-1] == 32:  # recipes that pad 28 -> 32: crop back to the reference's 28x28 (exact inverse)
         x = x[..., 2:-2, 2:-2]

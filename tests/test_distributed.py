@@ -21,7 +21,7 @@ import torch
 
 from gankit.config import load_config
 from gankit.data import EpochSampler
-from gankit.train.checkpoint import load_checkpoint
+from gankit.checkpoint import load_checkpoint
 from gankit.train.distributed import Dist, ShardedNoise
 from gankit.train.loop import Trainer
 
@@ -115,7 +115,7 @@ WORKER = textwrap.dedent("""
     import copy, os, sys, json, torch
     from gankit.config import load_config
     from gankit.train.loop import Trainer
-    from gankit.train.checkpoint import save_checkpoint
+    from gankit.checkpoint import save_checkpoint
     from gankit.train.distributed import exit_worker
 
     cfg = load_config("gan-ring8", json.loads(sys.argv[1]))
@@ -135,7 +135,8 @@ WORKER = textwrap.dedent("""
     t.train_step()
     after = t.pop_stats()
     if t.dist.is_main:
-        save_checkpoint(out, {"G": t.G.state_dict(), "D": t.D.state_dict(), "stats": stats, "after": after})
+        save_checkpoint(out, {"G": t.nets["G"].state_dict(), "D": t.nets["D"].state_dict(), "stats": stats,
+                              "after": after})
     t.dist.close()
     exit_worker(0)  # as `gankit train` does: skip C++ teardown (see exit_worker)
 """)
@@ -173,7 +174,7 @@ def test_unrolled_gan_and_a_rollback_match_one_process_exactly(tmp_path):
     t.rollback(snapshot, lr_scale=0.5)
     t.train_step()
     assert t.state.step == 2
-    for net, m in (("G", t.G), ("D", t.D)):
+    for net, m in t.nets.items():
         for k, v in m.state_dict().items():
             assert torch.allclose(a[net][k], v, atol=1e-6), (net, k, (a[net][k] - v).abs().max())
     assert abs(a["stats"]["g_loss"] - stats["g_loss"]) < 1e-6 and stats["g_loss"] != 0

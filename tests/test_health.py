@@ -120,7 +120,7 @@ def test_exploding_learning_rate_rolls_back_and_training_finishes(tmp_path):
     last = metrics(r.dir)[-1]
     assert math.isfinite(last["d_loss"]) and abs(last["d_loss"]) < 10
     scale = 0.1 ** len(div)
-    assert r.trainer.g_opt.param_groups[0]["lr"] == pytest.approx(0.5 * scale)
+    assert r.trainer.optimizers["G"].param_groups[0]["lr"] == pytest.approx(0.5 * scale)
     summary = json.loads((r.dir / "health.json").read_text())
     assert summary["rollbacks"] == len(div) and summary["lr_scale"] == pytest.approx(scale)
 

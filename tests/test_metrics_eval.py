@@ -29,7 +29,8 @@ def _digits_npz(tmp_path, split="train", n=359, name="real.npz", labels=True):
     from gankit.data import load_dataset
 
     ds = load_dataset(DataConfig(name="digits"), split)
-    x, y = ds.batch(torch.arange(min(n, len(ds))))
+    batch = ds.batch(torch.arange(min(n, len(ds))))
+    x, y = batch["x"], batch["y"]
     path = tmp_path / name
     arrays = {"x": x.numpy()}
     if labels:

@@ -11,10 +11,12 @@ from torch import nn
 import gankit
 from gankit.errors import GankitError
 from gankit.sampling import DiscriminatorRejectionSampler, fit_density_ratio
+from gankit.tasks import GenerationTask
 
 # p_g = N(0, 1) (G passes z through), p_data = N(1, 0.5²): log p_data/p_g is bounded above because
 # the data's variance is the smaller one, so exact rejection sampling applies.
 MU, SIGMA = 1.0, 0.5
+TASK = GenerationTask(z_dim=1)  # unconditional: G(z) with z ~ N(0, 1)
 
 
 def log_ratio(x):
@@ -38,7 +40,7 @@ class ExactRatio(nn.Module):
 def test_exact_density_ratio_turns_g_into_the_data():
     # With D's logit = log p_data/p_g and γ = 0, DRS is rejection sampling: the kept samples follow
     # p_data. 20k samples: the standard errors of mean and std are 0.0035 and 0.0025; ±0.02 is > 5 SE.
-    drs = DiscriminatorRejectionSampler(PassThrough(), ExactRatio(), z_dim=1, burn_in=50_000, batch_size=5000)
+    drs = DiscriminatorRejectionSampler(PassThrough(), ExactRatio(), task=TASK, burn_in=50_000, batch_size=5000)
     x, y = drs.sample(20_000, seed=1)
     assert y is None and x.shape == (20_000, 1)
     assert x.mean().item() == pytest.approx(MU, abs=0.02)
@@ -49,14 +51,14 @@ def test_exact_density_ratio_turns_g_into_the_data():
 
 
 def test_a_percentile_accepts_more_and_is_no_longer_exact():
-    exact = DiscriminatorRejectionSampler(PassThrough(), ExactRatio(), z_dim=1, batch_size=5000)
-    shifted = DiscriminatorRejectionSampler(PassThrough(), ExactRatio(), z_dim=1, batch_size=5000, percentile=50)
+    exact = DiscriminatorRejectionSampler(PassThrough(), ExactRatio(), task=TASK, batch_size=5000)
+    shifted = DiscriminatorRejectionSampler(PassThrough(), ExactRatio(), task=TASK, batch_size=5000, percentile=50)
     x_exact, _ = exact.sample(5000, seed=2)
     x_shift, _ = shifted.sample(5000, seed=2)
     assert shifted.acceptance > 1.5 * exact.acceptance
     assert x_shift.std().item() > x_exact.std().item() + 0.05  # closer to G's own spread of 1
     with pytest.raises(GankitError, match="percentile"):
-        DiscriminatorRejectionSampler(PassThrough(), ExactRatio(), z_dim=1, percentile=120)
+        DiscriminatorRejectionSampler(PassThrough(), ExactRatio(), task=TASK, percentile=120)
 
 
 def test_fitting_d_learns_the_log_density_ratio():

@@ -8,7 +8,7 @@ import torch
 import gankit
 from gankit.config import load_config
 from gankit.errors import ConfigError
-from gankit.train.run import Callback
+from gankit.train.callback import Callback
 from gankit.train.schedules import SCHEDULES
 
 TINY_RING = ["train.steps=20", "train.batch_size=32", "data.size=2000", "model.g.width=16", "model.d.width=16",
@@ -48,8 +48,8 @@ def test_loop_applies_the_schedule_to_both_optimisers(tmp_path):
     assert mult[16] == pytest.approx(1 - (15 / 20 - 0.5) / 0.5, abs=1e-6)
     assert mult[20] == pytest.approx(0.1, abs=1e-6)
     cfg, t = run.cfg.train, run.trainer
-    assert t.g_opt.param_groups[0]["lr"] == pytest.approx(cfg.g_optim.lr * 0.1)
-    assert t.d_opt.param_groups[0]["lr"] == pytest.approx(cfg.d_optim.lr * 0.1)
+    assert t.optimizers["G"].param_groups[0]["lr"] == pytest.approx(cfg.g_optim.lr * 0.1)
+    assert t.optimizers["D"].param_groups[0]["lr"] == pytest.approx(cfg.d_optim.lr * 0.1)
 
 
 class StopAt(Callback):
@@ -80,7 +80,7 @@ def test_rollback_scale_multiplies_the_schedule_and_survives_a_checkpoint(tmp_pa
     t = run.trainer
     state = t.state_dict()
     t.rollback(state, lr_scale=0.25)  # progress 1 (20 of 20 steps): schedule 0.5, times 0.25
-    assert t.g_opt.param_groups[0]["lr"] == pytest.approx(run.cfg.train.g_optim.lr * 0.125)
+    assert t.optimizers["G"].param_groups[0]["lr"] == pytest.approx(run.cfg.train.g_optim.lr * 0.125)
     assert t.state_dict()["trainer"]["lr_scale"] == 0.25
 
 
@@ -101,5 +101,5 @@ def test_minutes_budget_drives_the_schedule():
     t.state.seconds = 90.0  # three quarters of two minutes
     assert t.progress() == pytest.approx(0.75)
     t._apply_lr(t.progress())
-    assert t.d_opt.param_groups[0]["lr"] == pytest.approx(cfg.train.d_optim.lr * 0.25)
+    assert t.optimizers["D"].param_groups[0]["lr"] == pytest.approx(cfg.train.d_optim.lr * 0.25)
     assert torch.isfinite(torch.tensor(t.lr_mult))

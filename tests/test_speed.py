@@ -24,7 +24,7 @@ def test_precision_resolution():
 
 def test_channels_last_for_conv_nets_only():
     tr = Trainer(load_config("dcgan-fashion-mnist", TINY_DCGAN))
-    conv = next(m for m in tr.D.modules() if isinstance(m, torch.nn.Conv2d))
+    conv = next(m for m in tr.nets["D"].modules() if isinstance(m, torch.nn.Conv2d))
     assert tr.channels_last and conv.weight.is_contiguous(memory_format=torch.channels_last)
     tr.train_step()
     ring = Trainer(load_config("gan-ring8", ["train.steps=2", "data.size=500", "train.batch_size=32"]))
@@ -72,13 +72,13 @@ def test_fp16_path_scales_losses_and_trains(monkeypatch):
     monkeypatch.setattr(loop, "resolve_precision", lambda name, device: "fp16")
     tr = Trainer(load_config("gan-ring8", ["train.steps=3", "data.size=500", "train.batch_size=32"]))
     assert set(tr.scalers) == {p.name for p in tr.phases}
-    before = [p.detach().clone() for p in tr.G.parameters()]
+    before = [p.detach().clone() for p in tr.nets["G"].parameters()]
     for _ in range(3):
         tr.train_step()
     stats = tr.pop_stats()
     assert np.isfinite(stats["d_loss"]) and np.isfinite(stats["g_loss"])
     assert tr.scalers["D"].get_scale() > 1  # losses were scaled
-    assert not all(torch.equal(a, b) for a, b in zip(before, tr.G.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(before, tr.nets["G"].parameters()))
 
 
 def test_compile_gives_the_same_steps_and_plain_checkpoint_names(tmp_path):

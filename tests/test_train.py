@@ -183,14 +183,14 @@ def test_optimizer_state_takes_its_parameters_layout_on_load():
     p = torch.randn(4, 3, 2, 2).contiguous(memory_format=torch.channels_last).requires_grad_(True)
     q = p.detach().clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
     cfg = load_config("fast-fashion-mnist").train.g_optim
-    a, b = loop.build_optimizer([p], cfg), loop.build_optimizer([q], cfg)
+    a, b = loop.make_optimizer([p], cfg), loop.make_optimizer([q], cfg)
     for opt, x in ((a, p), (b, q)):
         x.grad = torch.arange(x.numel(), dtype=torch.float32).view(4, 3, 2, 2).contiguous(memory_format=torch.channels_last)
         opt.step()
     saved = a.state_dict()  # holds a's own tensors: copy them, as a checkpoint would
     saved["state"] = {k: {n: v.clone(memory_format=torch.contiguous_format) for n, v in s.items()}
                       for k, s in saved["state"].items()}
-    loop.load_optimizer_state(b, saved)
+    loop.restore_optimizer_state(b, saved)
     assert b.state[q]["exp_avg"].stride() == q.stride()
     for opt, x in ((a, p), (b, q)):
         x.grad = torch.ones_like(x)

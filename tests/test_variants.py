@@ -34,8 +34,8 @@ def _objective(cls, G, D, cfg, info=TOY_INFO, **kwargs):
 
 def _optimizers(obj, g_opt, d_opt, d_steps):
     """What the Trainer does with its optimisers: bind them (unrolled needs D's) and build the phases."""
-    if hasattr(obj, "bind_optimizers"):
-        obj.bind_optimizers({"G": g_opt, "D": d_opt})
+    if hasattr(obj, "attach_optimizers"):
+        obj.attach_optimizers({"G": g_opt, "D": d_opt})
     return obj.phases(d_steps)
 
 

@@ -32,7 +32,7 @@ class UnrolledObjective(GANObjective):
     def __init__(self, nets, cfg, data, **kwargs):
         super().__init__(nets, cfg, data, **kwargs)
         self.k = cfg.loss.unroll_steps
-        # D's optimiser, whose update the unrolled steps apply; set by the Trainer (bind_optimizers).
+        # D's optimiser, whose update the unrolled steps apply; set by the Trainer (attach_optimizers).
         self.d_opt: Optional[torch.optim.Optimizer] = None
 
     @classmethod
@@ -42,7 +42,7 @@ class UnrolledObjective(GANObjective):
             raise ConfigError("train.compile: invalid value; allowed: false for this recipe: torch.compile does "
                               "not support the double backward of the unrolled objective")
 
-    def bind_optimizers(self, optimizers: Dict[str, torch.optim.Optimizer]) -> None:
+    def attach_optimizers(self, optimizers: Dict[str, torch.optim.Optimizer]) -> None:
         self.d_opt = optimizers["D"]
 
     def phases(self, d_steps: int) -> List[Phase]:
@@ -90,7 +90,7 @@ class _OptimizerUpdate:
 
     def __init__(self, opt: Optional[torch.optim.Optimizer], module: torch.nn.Module):
         if opt is None:
-            raise RuntimeError("UnrolledObjective.bind_optimizers must run before the first G step")
+            raise RuntimeError("UnrolledObjective.attach_optimizers must run before the first G step")
         self.kind = type(opt).__name__.lower()
         if self.kind not in ("adam", "rmsprop", "sgd"):
             raise NotImplementedError(f"unrolling {type(opt).__name__} is not implemented (adam, rmsprop, sgd)")

@@ -46,7 +46,11 @@ class EMA(nn.Module):
         :meth:`~gankit.tasks.Task.run`); a no-op without BatchNorm or when fresh."""
         if not self.stale:
             return
-        update_bn(((batch,) for batch in inputs()), _Run(self.module, run))
+        # Dropout (a U-Net's noise) runs in train mode here: fork the RNG so re-estimating statistics, which
+        # happens whenever the copy is used (grids, checkpoints), never shifts training's random stream.
+        device = next(self.module.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            update_bn(((batch,) for batch in inputs()), _Run(self.module, run))
         self.module.eval()
         self.stale = False
 
