@@ -214,6 +214,8 @@ class SampleProbe:
 
 def weight_norms(*modules: torch.nn.Module) -> List[float]:
     """L2 norm of all parameters of each module, read in one host sync (NaN/Inf shows through)."""
+    if not modules:
+        return []
     norms = [torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in m.parameters()])]).norm()
              for m in modules]
     return torch.stack(norms).tolist()

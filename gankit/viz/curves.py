@@ -9,22 +9,33 @@ from ..utils import atomic_write_bytes
 
 
 def plot_curves(records: List[dict], path: Path | None = None) -> bytes:
-    """Two panels: D and G loss; D's accuracy on real and fake (0.5 = D cannot tell)."""
+    """Two panels: the losses (and reconstruction terms); each D's accuracy on real and fake (0.5 = D cannot tell)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recs = [r for r in records if "d_loss" in r]
+    recs = [r for r in records if any(k in r for k in ("d_loss", "g_loss", "l1"))]
     steps = [r["step"] for r in recs]
+    present = {k for r in recs for k in r}
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
-    for key, label in (("d_loss", "D loss"), ("g_loss", "G loss")):
-        a.plot(steps, [r.get(key, float("nan")) for r in recs], label=label)
+    # Adversarial losses, then the reconstruction terms translation objectives log (pix2pix L1,
+    # CycleGAN cycle and identity), each as its own line.
+    for key, label in (("d_loss", "D loss"), ("g_loss", "G loss"), ("l1", "L1"), ("cycle_A", "cycle A"),
+                       ("cycle_B", "cycle B"), ("identity", "identity")):
+        if key in present:
+            a.plot(steps, [r.get(key, float("nan")) for r in recs], label=label)
     a.set_xlabel("generator step")
     a.set_title("losses")
     a.legend()
-    for key, label in (("acc_real", "D accuracy on real"), ("acc_fake", "D accuracy on fake")):
-        b.plot(steps, [r.get(key, float("nan")) for r in recs], label=label)
+    # One pair of lines per discriminator when there are several (acc_real/D_A, ...).
+    per_d = sorted({k.split("/", 1)[1] for k in present if k.startswith("acc_real/")})
+    pairs = ([(f"acc_real/{d}", f"{d} accuracy on real") for d in per_d] +
+             [(f"acc_fake/{d}", f"{d} accuracy on fake") for d in per_d]) if per_d else \
+        [("acc_real", "D accuracy on real"), ("acc_fake", "D accuracy on fake")]
+    for key, label in pairs:
+        if key in present:
+            b.plot(steps, [r.get(key, float("nan")) for r in recs], label=label)
     b.axhline(0.5, color="grey", ls="--", lw=0.8, label="chance (converged)")
     b.set_ylim(-0.02, 1.02)
     b.set_xlabel("generator step")
