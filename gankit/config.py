@@ -349,7 +349,7 @@ def load_config(source: str | Path | dict, overrides: Optional[List[str]] = None
 CHECKS: List[Callable[["Config"], None]] = []
 
 #: The packages whose imports register the checks of :data:`CHECKS` (imported by :func:`load_config`).
-OWNERS = ("gankit.data", "gankit.nets", "gankit.losses", "gankit.train", "gankit.metrics")
+OWNERS = ("gankit.data", "gankit.nets", "gankit.losses", "gankit.objectives", "gankit.train", "gankit.metrics")
 
 
 def register_check(fn: Callable[["Config"], None]) -> Callable[["Config"], None]:

@@ -12,10 +12,6 @@ from importlib import import_module
 
 from ..config import check, register_check
 
-# The engine's objectives register their own config check (loss.objective, model.*); importing
-# them here makes that check part of every load_config, which imports this package (config.OWNERS).
-import_module("..objectives", __name__)
-
 _EXPORTS = {"Trainer": ".loop", "Run": ".run", "train": ".run", "Callback": ".callback",
             "Phase": "..objectives", "GANObjective": "..objectives", "OBJECTIVES": "..objectives"}
 
