@@ -15,17 +15,56 @@ CASES = {
               ((3, 64, 64), {"width": 4}, {"width": 4}),
               ((1, 16, 16), {"width": 8}, {"width": 8, "spectral": True, "minibatch_std": True}),
               ((1, 28, 28), {"width": 8, "extra_layers": 1}, {"width": 8, "extra_layers": 2})],
+    "resnet": [((3, 32, 32), {"width": 8}, {"width": 8}),
+               ((1, 32, 32), {"width": 8, "attention": 16, "spectral": True},
+                {"width": 8, "attention": 16, "minibatch_std": True})],
 }
+# Translation families: (family, in_channels, out_channels, (H, W), tiny G kwargs, tiny D kwargs, D sees
+# the input too (pix2pix's conditional D)). Shapes and layers are tested in tests/test_nets_translation.py.
+TRANSLATION = {
+    "pix2pix": [(1, 3, (32, 32), {"width": 8, "depth": 5}, {"width": 8, "n_layers": 2}, True),
+                (3, 3, (16, 24), {"width": 4, "depth": 3, "norm": "instance"}, {"width": 4, "n_layers": 1,
+                                                                                  "norm": "none"}, True)],
+    "cyclegan": [(1, 1, (32, 32), {"width": 8, "n_blocks": 2}, {"width": 8, "n_layers": 2, "norm": "instance"},
+                  False)],
+}
+T_PARAMS = [(fam, *case) for fam, cases in TRANSLATION.items() for case in cases]
 PARAMS = [(fam, *case, nc) for fam, cases in CASES.items() for case in cases for nc in (0, 3)]
 
 
 def test_every_registered_family_is_covered():
-    assert set(NETWORKS.names()) <= set(CASES) | set(_extra_families())
+    assert set(NETWORKS.names()) == set(CASES) | set(TRANSLATION)
+    assert not set(CASES) & set(TRANSLATION)
 
 
-def _extra_families():
-    # Families added by other modules bring their own tests (tests/test_variants*.py).
-    return [n for n in NETWORKS.names() if n not in CASES]
+def build_translation(fam, c_in, c_out, gk, dk, cond, seed=0):
+    torch.manual_seed(seed)
+    family = NETWORKS.get(fam)
+    return (family.role("G")(in_channels=c_in, out_channels=c_out, **gk),
+            family.role("D")(in_channels=c_out + (c_in if cond else 0), **dk))
+
+
+@pytest.mark.parametrize("fam,c_in,c_out,hw,gk,dk,cond", T_PARAMS)
+def test_translation_save_load_same_output_and_deterministic(fam, c_in, c_out, hw, gk, dk, cond, tmp_path):
+    G, D = build_translation(fam, c_in, c_out, gk, dk, cond, seed=0)
+    G.eval(), D.eval()
+    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, tmp_path / "g.safetensors")
+    save_file({k: v.contiguous() for k, v in D.state_dict().items()}, tmp_path / "d.safetensors")
+    G2, D2 = build_translation(fam, c_in, c_out, gk, dk, cond, seed=1)
+    x = torch.rand(2, c_in, *hw) * 2 - 1
+    with torch.no_grad():
+        assert not torch.equal(G(x), G2.eval()(x))       # another seed, other weights
+    G2.load_state_dict(load_file(tmp_path / "g.safetensors"))
+    D2.load_state_dict(load_file(tmp_path / "d.safetensors"))
+    G2.eval(), D2.eval()
+    with torch.no_grad():
+        y = G(x)
+        assert y.shape == (2, c_out, *hw) and torch.equal(y, G2(x))
+        cond_x = x if cond else None
+        assert torch.equal(D(y, cond_x), D2(y, cond_x))
+    G3, _ = build_translation(fam, c_in, c_out, gk, dk, cond, seed=0)
+    with torch.no_grad():
+        assert torch.equal(G3.eval()(x), y)              # the same seed builds the same network
 
 
 def build(fam, shape, gk, dk, nc, seed=0):
