@@ -36,6 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stats import mean_std  # noqa: E402  (benchmarks/stats.py)
+
 BASELINE = ("dcgan-fashion-mnist", ["train.precision=fp32"])
 FAST = ("fast-fashion-mnist", [])
 #: entry -> overrides of fast-fashion-mnist that take one ingredient out
@@ -206,15 +209,7 @@ def print_curve_table(rows: list) -> None:
     print("\n| entry | " + " | ".join(f"{m:g} min" for m in marks) + " |")
     print("|---|" + "---|" * len(marks))
     for e in entries_in_order(rows):
-        cells = []
-        for m in marks:
-            vals = [r["fid"] for r in rows if r["entry"] == e and r["mark_min"] == m]
-            if not vals:
-                cells.append("-")
-            elif len(vals) == 1:
-                cells.append(f"{vals[0]:.2f}")
-            else:
-                cells.append(f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}")
+        cells = [mean_std([r["fid"] for r in rows if r["entry"] == e and r["mark_min"] == m]) for m in marks]
         print(f"| {e} | " + " | ".join(cells) + " |")
 
 

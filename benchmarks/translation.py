@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stats import mean_std  # noqa: E402  (benchmarks/stats.py)
 
 ENTRIES = {
     "pix2pix": ("pix2pix-edges2fashion", []),
@@ -85,16 +87,7 @@ def summarise(records: list) -> str:
             continue
         dirs = [k for k in runs[0]["results"] if k != "protocol"]
         for d in dirs:
-            cells = []
-            for key in SHOWN:
-                vals = [r["results"][d].get(key) for r in runs]
-                vals = [v for v in vals if isinstance(v, (int, float)) and math.isfinite(v)]
-                if not vals:
-                    cells.append("")
-                elif len(vals) == 1:
-                    cells.append(f"{vals[0]:.3g}")
-                else:
-                    cells.append(f"{statistics.mean(vals):.3g} ± {statistics.stdev(vals):.2g}")
+            cells = [mean_std([r["results"][d].get(key) for r in runs], ".3g", ".2g", "") for key in SHOWN]
             steps = statistics.mean(r["steps"] for r in runs)
             lines.append(f"| {entry} | {d} | {len(runs)} | {steps:,.0f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

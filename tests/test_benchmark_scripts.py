@@ -44,3 +44,25 @@ def test_every_entry_is_a_valid_config_that_differs_as_named(entry):
 def test_unknown_entry_names_the_choices():
     with pytest.raises(SystemExit, match="unknown entry 'nope'.*baseline, fast"):
         qvt.entry_recipe("nope")
+
+
+translation = load_script("translation")
+
+
+@pytest.mark.parametrize("entry", list(translation.ENTRIES))
+def test_translation_entries_are_valid_configs_that_differ_as_named(entry):
+    recipe, overrides = translation.ENTRIES[entry]
+    cfg = load_config(recipe, overrides)
+    opts = cfg.loss.options
+    assert cfg.loss.objective == ("pix2pix" if entry in ("pix2pix", "l1-only") else "cyclegan")
+    assert opts.get("adversarial", True) == (entry != "l1-only")
+    assert opts.get("cycle_weight", 10.0) == (0 if entry == "no-cycle" else 10.0)
+    assert opts.get("identity_weight", 0.5) == (0 if entry == "no-identity" else 0.5)
+
+
+def test_translation_table_gives_mean_and_spread_per_direction():
+    rec = lambda seed, fid: {"entry": "cyclegan", "seed": seed, "steps": 10,  # noqa: E731
+                             "results": {"protocol": {}, "AtoB": {"fid": fid, "content_kept": 0.5}}}
+    table = translation.summarise([rec(0, 10.0), rec(1, 14.0)])
+    row = next(line for line in table.splitlines() if line.startswith("| cyclegan"))
+    assert "12 ± 2.8" in row and "| AtoB | 2 |" in row

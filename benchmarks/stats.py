@@ -1,0 +1,15 @@
+"""What the benchmark tables share: a mean ± sample standard deviation cell."""
+from __future__ import annotations
+
+import math
+import statistics
+
+
+def mean_std(values, fmt: str = ".2f", std_fmt: str | None = None, empty: str = "-") -> str:
+    """``"m ± s"`` over the finite ``values`` (one value: itself; none: ``empty``)."""
+    vals = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not vals:
+        return empty
+    if len(vals) == 1:
+        return format(vals[0], fmt)
+    return f"{format(statistics.mean(vals), fmt)} ± {format(statistics.stdev(vals), std_fmt or fmt)}"
