@@ -33,7 +33,8 @@ PARAMS = [(fam, *case, nc) for fam, cases in CASES.items() for case in cases for
 
 
 def test_every_registered_family_is_covered():
-    assert set(NETWORKS.names()) == set(CASES) | set(TRANSLATION)
+    shipped = {n for n, fam in NETWORKS.items() if fam.generator.__module__.startswith("gankit.")}  # not tests' own
+    assert shipped == set(CASES) | set(TRANSLATION)
     assert not set(CASES) & set(TRANSLATION)
 
 
