@@ -39,36 +39,113 @@ def matmul_peak_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 0.5) 
 
 
 def plain_step(trainer: Trainer) -> Callable[[], None]:
+    """The straightforward PyTorch step of the trainer's model (see :data:`PLAIN_STEPS`)."""
+    objective = trainer.cfg.loss.objective
+    make = PLAIN_STEPS.get(objective)
+    if make is None and trainer.objective.kind == "generation":  # every noise-driven G/D pair
+        make = PLAIN_STEPS["gan"]
+    if make is None:
+        from .errors import GankitError
+        raise GankitError(f"gankit bench has no plain PyTorch step for objective {objective!r}; "
+                          f"it measures: {', '.join(PLAIN_STEPS)}")
+    return make(trainer)
+
+
+def _plain_copies(trainer: Trainer) -> Dict[str, torch.nn.Module]:
+    """Fresh fp32, contiguous copies of the trainer's networks."""
+    return {k: copy.deepcopy(m).float().to(memory_format=torch.contiguous_format) for k, m in trainer.nets.items()}
+
+
+def _adam(*nets) -> torch.optim.Optimizer:
+    return torch.optim.Adam([p for n in nets for p in n.parameters()], lr=2e-4, betas=(0.5, 0.999))
+
+
+def _bce(out: torch.Tensor, real: bool) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(out, torch.full_like(out, float(real)))
+
+
+def plain_gan_step(trainer: Trainer) -> Callable[[], None]:
     """The straightforward PyTorch step for the trainer's networks: fp32, eager, BCE-with-logits
     (non-saturating), fresh copies of G and D, no EMA, no tricks; ``train.d_steps`` D updates
     (each on a new batch and new noise) per G update, like the recipe."""
-    G, D = copy.deepcopy(trainer.nets["G"]).float(), copy.deepcopy(trainer.nets["D"]).float()
-    G = G.to(memory_format=torch.contiguous_format)
-    D = D.to(memory_format=torch.contiguous_format)
-    g_opt = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    d_opt = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    nets = _plain_copies(trainer)
+    G, D = nets["G"], nets["D"]
+    g_opt, d_opt = _adam(G), _adam(D)
     data, sampler, z_dim = trainer.data, copy.deepcopy(trainer.sampler), trainer.cfg.model.z_dim
     n_cls, d_steps = trainer.num_classes, trainer.cfg.train.d_steps
 
     def step():
         for _ in range(d_steps):
             batch = data.batch(sampler.next())
-            real, y = batch["x"], batch["y"]
-            y = y if n_cls else None
+            real, y = batch["x"], batch["y"] if n_cls else None
             z = torch.randn(real.shape[0], z_dim, device=real.device)
             fake = G(z, y)
             d_opt.zero_grad()
-            out_real, out_fake = D(real, y), D(fake.detach(), y)
-            d_loss = F.binary_cross_entropy_with_logits(out_real, torch.ones_like(out_real)) + \
-                F.binary_cross_entropy_with_logits(out_fake, torch.zeros_like(out_fake))
+            d_loss = _bce(D(real, y), True) + _bce(D(fake.detach(), y), False)
             d_loss.backward()
             d_opt.step()
         g_opt.zero_grad()
-        out = D(fake, y)
-        F.binary_cross_entropy_with_logits(out, torch.ones_like(out)).backward()
+        _bce(D(fake, y), True).backward()
         g_opt.step()
 
     return step
+
+
+def plain_pix2pix_step(trainer: Trainer) -> Callable[[], None]:
+    """Pix2Pix as its reference trains it: G(x); D on (x, y) and (x, G(x)) with BCE, halved; then G
+    with BCE + 100·L1; fp32, eager, fresh copies, no EMA. Without D (L1 alone) only the G update."""
+    nets = _plain_copies(trainer)
+    G, D = nets["G"], nets.get("D")
+    g_opt, d_opt = _adam(G), (_adam(D) if D is not None else None)
+    data, sampler = trainer.data, copy.deepcopy(trainer.sampler)
+    lam = trainer.objective.options.l1_weight
+
+    def step():
+        batch = data.batch(sampler.next())
+        x, y = batch["A"], batch["B"]
+        fake = G(x)
+        loss = lam * F.l1_loss(fake, y)
+        if D is not None:
+            d_opt.zero_grad()
+            (0.5 * (_bce(D(y, cond=x), True) + _bce(D(fake.detach(), cond=x), False))).backward()
+            d_opt.step()
+            loss = loss + _bce(D(fake, cond=x), True)
+        g_opt.zero_grad()
+        loss.backward()
+        g_opt.step()
+
+    return step
+
+
+def plain_cyclegan_step(trainer: Trainer) -> Callable[[], None]:
+    """CycleGAN as its reference trains it: both generators on LSGAN + 10·cycle + 5·identity, then both
+    discriminators on real vs the step's fakes (no pool); fp32, eager, fresh copies, no EMA."""
+    n = _plain_copies(trainer)
+    g_opt, d_opt = _adam(n["G_AB"], n["G_BA"]), _adam(n["D_A"], n["D_B"])
+    data, samplers = trainer.data, {k: copy.deepcopy(s) for k, s in trainer.samplers.items()}
+    mse = lambda out, t: F.mse_loss(out, torch.full_like(out, t))  # noqa: E731
+
+    def step():
+        batch = data.batch({k: s.next() for k, s in samplers.items()})
+        a, b = batch["A"], batch["B"]
+        fake_b, fake_a = n["G_AB"](a), n["G_BA"](b)
+        loss = (mse(n["D_B"](fake_b), 1) + mse(n["D_A"](fake_a), 1)
+                + 10 * (F.l1_loss(n["G_BA"](fake_b), a) + F.l1_loss(n["G_AB"](fake_a), b))
+                + 5 * (F.l1_loss(n["G_AB"](b), b) + F.l1_loss(n["G_BA"](a), a)))
+        g_opt.zero_grad()
+        loss.backward()
+        g_opt.step()
+        d_opt.zero_grad()
+        d_loss = 0.5 * (mse(n["D_A"](a), 1) + mse(n["D_A"](fake_a.detach()), 0)
+                        + mse(n["D_B"](b), 1) + mse(n["D_B"](fake_b.detach()), 0))
+        d_loss.backward()
+        d_opt.step()
+
+    return step
+
+
+#: objective (or "gan" for every noise-driven one) -> the plain PyTorch step gankit's is timed against
+PLAIN_STEPS = {"gan": plain_gan_step, "pix2pix": plain_pix2pix_step, "cyclegan": plain_cyclegan_step}
 
 
 def flops_per_image(step: Callable[[], None], batch_size: int) -> float:

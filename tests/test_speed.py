@@ -101,3 +101,28 @@ def test_compile_is_refused_where_it_cannot_run():
         load_config("r1-ema-ring8", ["train.compile=true"])
     with pytest.raises(ConfigError, match="train.compile.*unrolled"):
         load_config("unrolled-ring8", ["train.compile=true"])
+
+
+TINY_TRANSLATION = {
+    "pix2pix-edges2fashion": ["data.limit=64", "model.g.width=4", "model.d.width=4", "train.batch_size=8"],
+    "cyclegan-digits2mnist": ["data.limit=32", "model.g.width=4", "model.g.n_blocks=1", "model.d.width=4",
+                              "train.batch_size=4"],
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(TINY_TRANSLATION))
+def test_bench_times_translation_objectives_against_their_plain_step(recipe):
+    import copy
+
+    from gankit.bench import plain_step
+    from gankit.config import load_config
+    from gankit.train.loop import Trainer
+
+    tr = Trainer(load_config(recipe, TINY_TRANSLATION[recipe] + ["health.enabled=false"]))
+    step = plain_step(tr)  # it trains its own copies: the trainer's networks stay as they are
+    before = {k: copy.deepcopy(m.state_dict()) for k, m in tr.nets.items()}
+    step()
+    for k, m in tr.nets.items():
+        assert all(torch.equal(v, m.state_dict()[n]) for n, v in before[k].items())
+    row = bench(recipe, TINY_TRANSLATION[recipe], windows=1, steps_per_window=1, warmup=1)
+    assert row["ours_img_s"] > 0 and row["plain_img_s"] > 0 and row["mflop_per_img"] > 0
