@@ -131,3 +131,19 @@ def test_sampler_is_an_epoch_permutation_and_resumable():
     s2 = EpochSampler(10, 3, seed=99)
     s2.load_state_dict(state)
     assert [s2.next().tolist() for _ in range(5)] == a
+
+
+def test_fields_resize_images_bilinear_and_masks_nearest():
+    from gankit.data.base import IMAGE, LABEL, MASK, Field, resize
+
+    labels = torch.tensor([0, 3, 7], dtype=torch.uint8)
+    x = labels[torch.randint(3, (2, 1, 32, 32), generator=torch.Generator().manual_seed(0))]
+    as_mask = resize(x, (20, 24), MASK)
+    assert as_mask.shape == (2, 1, 20, 24) and set(as_mask.unique().tolist()) <= {0, 3, 7}
+    as_image = resize(x, (20, 24), IMAGE)
+    assert as_image.shape == (2, 1, 20, 24) and not set(as_image.unique().tolist()) <= {0, 3, 7}  # blended
+    assert resize(x, (20, 24), LABEL) is x  # labels have no size
+    with pytest.raises(ValueError, match="field kind"):
+        Field("picture")
+    ds_fields = load_dataset(DataConfig(name="digits")).fields
+    assert ds_fields["x"] == IMAGE and ds_fields["y"] == LABEL

@@ -132,10 +132,20 @@ def fit_resolution(x: torch.Tensor, resolution: Optional[int], channels: Optiona
     if h == w and resolution > h and (resolution - h) % 2 == 0 and resolution - h <= 4:
         pad = (resolution - h) // 2
         return F.pad(x, (pad, pad, pad, pad), value=0)
+    return resize(x, (resolution, resolution), IMAGE)
+
+
+def resize(x: torch.Tensor, size: tuple, field: Field = IMAGE) -> torch.Tensor:
+    """uint8 (N, C, H, W) to ``size`` (H, W) as ``field`` says: images bilinear with antialiasing,
+    masks and label maps nearest (a label is never blended with its neighbour's)."""
+    if tuple(x.shape[2:]) == tuple(size) or field.resize == "none":
+        return x
     out = []
     for chunk in x.split(4096):
-        y = F.interpolate(chunk.float(), size=(resolution, resolution), mode="bilinear",
-                          antialias=True, align_corners=False)
+        if field.resize == "nearest":
+            out.append(F.interpolate(chunk, size=tuple(size), mode="nearest-exact"))
+            continue
+        y = F.interpolate(chunk.float(), size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
         out.append(y.round().clamp(0, 255).to(torch.uint8))
     return torch.cat(out)
 
