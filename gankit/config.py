@@ -109,7 +109,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class HealthConfig:
-    """The training-health monitor (gankit/train/health.py): signals, thresholds, policies."""
+    """The training-health monitor (gankit/train/health/): signals, thresholds, policies."""
 
     enabled: bool = True                 # diagnose the run on every log record (events.jsonl, health.json)
     window: int = 5                      # log records a diagnosis looks at (each averages train.log_every steps)

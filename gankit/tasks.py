@@ -49,6 +49,15 @@ class Task:
     def from_batch(self, batch: Dict[str, Tensor]) -> Inputs:
         raise NotImplementedError
 
+    def seeded(self, n: int, seed: int, data=None, device="cpu", labels=None) -> Inputs:
+        """The same ``n`` inputs for the same seed (grids, evaluation), from a private generator."""
+        raise NotImplementedError
+
+    def standing(self, seed: int, data, device="cpu", batches: int = 8, batch_size: int = 256) -> list:
+        """``batches`` input dicts, the same for the same seed, on which an averaged network's
+        BatchNorm statistics are re-estimated (a private generator: training's RNG is untouched)."""
+        raise NotImplementedError
+
 
 class GenerationTask(Task):
     """``G(z, y)``: z ~ N(0, I) of ``z_dim``; y class labels when ``num_classes`` > 0."""
@@ -80,9 +89,12 @@ class GenerationTask(Task):
         y = self.labels(n, labels, generator)
         return {"z": z.to(device), "y": y.to(device) if y is not None else None}
 
-    def seeded(self, n: int, seed: int, labels=None, device="cpu") -> Inputs:
-        """The same ``n`` inputs for the same seed, from a private generator (training's RNG untouched)."""
+    def seeded(self, n: int, seed: int, data=None, device="cpu", labels=None) -> Inputs:
         return self.draw(n, torch.Generator().manual_seed(seed), labels, device)
+
+    def standing(self, seed: int, data=None, device="cpu", batches: int = 8, batch_size: int = 256) -> list:
+        g = torch.Generator().manual_seed(seed)
+        return [self.draw(batch_size, g, labels="random", device=device) for _ in range(batches)]
 
     def run(self, net: nn.Module, inputs: Inputs) -> Tensor:
         return net(inputs["z"], inputs.get("y"))
@@ -108,9 +120,10 @@ class TranslationTask(Task):
     def from_batch(self, batch: Dict[str, Tensor]) -> Inputs:
         return {"x": batch[self.source]}
 
-    def seeded(self, n: int, seed: int, data, device="cpu", labels=None) -> Inputs:
-        """``n`` inputs from ``data`` (its first n, or a seeded draw when it has more), with their
-        targets under ``"target"`` when the data is paired (for grids and scores)."""
+    def seeded(self, n: int, seed: int, data=None, device="cpu", labels=None) -> Inputs:
+        """``n`` inputs drawn from ``data`` (at most all of it), with their targets under ``"target"``
+        when the data is paired and their labels under ``"label"`` when it has them."""
+        n = min(n, len(data))
         index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         batch = data.batch(index.to(_device_of(data)))
         out = {"x": batch[self.source].to(device)}
@@ -120,6 +133,14 @@ class TranslationTask(Task):
         if label is not None:
             out["label"] = label.to(device)
         return out
+
+    def standing(self, seed: int, data=None, device="cpu", batches: int = 8, batch_size: int = 256) -> list:
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for _ in range(batches):
+            index = torch.randint(len(data), (min(batch_size, len(data)),), generator=g)
+            out.append(self.from_batch(data.batch(index.to(_device_of(data)))))
+        return [{k: v.to(device) for k, v in inputs.items()} for inputs in out]
 
 
 def _device_of(data) -> torch.device:

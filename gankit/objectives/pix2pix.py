@@ -38,6 +38,9 @@ def check_translation_config(cfg, name: str) -> None:
         raise ConfigError(f"loss.regularizers: objective {name} takes none; remove them")
     if cfg.loss.clip_d_weights is not None:
         raise ConfigError(f"loss.clip_d_weights: objective {name} does not clip; set it to null")
+    if cfg.eval.every is not None:
+        raise ConfigError(f"eval.every: objective {name} is scored after training (gankit eval RUN: PSNR, SSIM, "
+                          "FID, content kept); set eval.every to null")
     if cfg.model.conditional:
         raise ConfigError(f"model.conditional: objective {name} is conditioned on its input image, not a class; "
                           "set it to false")

@@ -142,7 +142,7 @@ class Trainer:
         # Fixed inputs for the sample grids, so a user watches the same inputs evolve. Vector data is
         # shown as a scatter plot, which needs more points than an image grid.
         n_fixed = t.num_samples if self.info.kind != "vector" else max(t.num_samples, 1000)
-        self.fixed_inputs = self._fixed_inputs(n_fixed)
+        self.fixed_inputs = self.task.seeded(n_fixed, self.cfg.seed + SEED_GRID, self.data, self.device)
         self.state = State()
         self.total_steps = self._total_steps()
         self.schedule = SCHEDULES.get(t.lr_schedule)
@@ -157,22 +157,10 @@ class Trainer:
         if self.dist.rank:  # other randomness (augmentation, GP mixing, dropout) is each rank's own
             seed_everything(rank_seed(cfg.seed, self.dist.rank))
 
-    def _fixed_inputs(self, n: int) -> dict:
-        if self.task.name == "generation":
-            return self.task.seeded(n, self.cfg.seed + SEED_GRID, device=self.device)
-        return self.task.seeded(min(n, len(self.data)), self.cfg.seed + SEED_GRID, self.data, device=self.device)
-
     def standing_inputs(self) -> list:
         """The same inputs at every call, on which an averaged network's BatchNorm statistics are
         re-estimated (8 batches of 256; a private RNG, training's is untouched)."""
-        g = torch.Generator().manual_seed(self.cfg.seed + SEED_STANDING)
-        if self.task.name == "generation":
-            return [self.task.draw(256, g, labels="random", device=self.device) for _ in range(8)]
-        out = []
-        for _ in range(8):
-            index = torch.randint(len(self.data), (min(256, len(self.data)),), generator=g)
-            out.append(self.task.from_batch(self.data.batch(index.to(self.device))))
-        return out
+        return self.task.standing(self.cfg.seed + SEED_STANDING, self.data, self.device)
 
     # -- budget -------------------------------------------------------------------------
     def _total_steps(self) -> Optional[int]:
@@ -390,7 +378,8 @@ class Trainer:
         self.objective.load_state_dict(state.get("objective", {}))
         if "fixed_inputs" in state:
             self.fixed_inputs = {k: v.to(self.device) for k, v in state["fixed_inputs"].items()}
-            self.fixed_inputs.setdefault("y", None) if self.task.name == "generation" else None
+            if "z" in self.fixed_inputs:
+                self.fixed_inputs.setdefault("y", None)  # None is not stored: an unconditional G
         elif "fixed_z" in state:  # v1
             self.fixed_inputs["z"] = state["fixed_z"].to(self.device)
         if self.dist.rank:

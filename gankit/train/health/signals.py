@@ -1,0 +1,156 @@
+"""Training health, what is measured: cheap signals read on every log record.
+
+Every log record (``train.log_every`` generator steps) the health monitor reads:
+
+* from the record: D's accuracy on real and fake, D and G losses, and the gradient norms the
+  loop measured on that step (``grad/G``, ``grad/G/<layer>``, ``grad/D``; see
+  :meth:`Trainer.grad_norm_stats`);
+* from ``health.samples`` samples of G on fixed noise against as many real samples, in a feature
+  space (1D/2D points as they are; images in the domain feature network's space when its
+  weights are cached, else pixels average-pooled to at most 16×16): diversity = mean pairwise
+  distance of generated / of real samples; energy distance between the two sets divided by the
+  real mean distance (a quality proxy: 0 = same distribution); the entropy of the histogram of
+  generated samples over the data's classes (domain network) or nearest modes (mixtures)
+  divided by the real data's; for mixtures, the share of modes visited (≥ 1/4 of a fair share of
+  samples within a quarter of the spacing between modes) and covered (VEEGAN/PacGAN protocol:
+  within 3σ, its 20-of-2,500 count scaled to the sample count);
+* whether any logged number or any weight of G or D is NaN or infinite.
+
+This module holds the measurements on samples and weights (:class:`SampleProbe`,
+:func:`weight_norms` and the distance/histogram helpers); :mod:`.rules` turns a window of
+signals into diagnoses and :mod:`.policy` acts on them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional
+
+import torch
+
+
+# -- signals ------------------------------------------------------------------------------------
+def features(x: torch.Tensor) -> torch.Tensor:
+    """(N, ...) samples -> (N, F) float features for distances: vectors as they are; images
+    average-pooled to at most 16×16 pixels (a cheap stand-in for a domain feature network)."""
+    x = x.detach().float()
+    if x.ndim == 4:
+        side = min(16, x.shape[-1])
+        x = torch.nn.functional.adaptive_avg_pool2d(x, side)
+    return x.reshape(x.shape[0], -1)
+
+
+def mean_pairwise_distance(a: torch.Tensor, b: Optional[torch.Tensor] = None) -> float:
+    """Mean Euclidean distance over pairs (i ≠ j within ``a``; all pairs between ``a`` and ``b``)."""
+    if b is None:
+        n = a.shape[0]
+        return float(torch.cdist(a, a).sum() / max(n * (n - 1), 1))
+    return float(torch.cdist(a, b).mean())
+
+
+def mode_radius(modes: torch.Tensor, std: float) -> float:
+    """How near a sample must be to a mode to count for it: a quarter of the smallest distance
+    between modes (loose on purpose: early, imprecise samples still show which modes G visits),
+    and never less than 3σ·√D."""
+    r = 3 * std * math.sqrt(modes.shape[1])
+    if len(modes) > 1:
+        d = torch.cdist(modes.float(), modes.float()) + torch.eye(len(modes)) * 1e9
+        r = max(r, 0.25 * float(d.min()))
+    return r
+
+
+def mode_histogram(x: torch.Tensor, modes: torch.Tensor, radius: float) -> torch.Tensor:
+    """Counts (M,) of samples whose nearest mode is within ``radius`` (further ones count nowhere)."""
+    d = torch.cdist(x.float(), modes.float().to(x.device))   # (N, M)
+    dist, idx = d.min(1)
+    return torch.bincount(idx[dist <= radius], minlength=modes.shape[0]).float()
+
+
+def entropy(counts: torch.Tensor) -> float:
+    p = counts / counts.sum().clamp_min(1e-12)
+    return float(-(p[p > 0] * p[p > 0].log()).sum()) + 0.0  # + 0.0: no "-0"
+
+
+class SampleProbe:
+    """Generated vs real samples on fixed noise: diversity, energy distance, histogram entropy.
+
+    Images are compared in the domain feature network's space when its cached weights exist
+    (``gankit features train DATASET``; never trained here), with the class histogram of its
+    predictions; otherwise in pixel space average-pooled to at most 16×16 (no class histogram).
+    1D/2D points are compared as they are, with the histogram of their nearest modes.
+    """
+
+    def __init__(self, trainer, n: int, seed: int):
+        self.trainer = trainer
+        data = trainer.data
+        g = torch.Generator().manual_seed(seed + 7)
+        n = min(n, len(data))
+        idx = torch.randperm(len(data), generator=g)[:n]
+        task = trainer.task
+        batch = data.batch(idx.to(trainer.device))
+        if task.name == "generation":  # G's samples against the data
+            real = batch["x"]
+            self.inputs = task.draw(n, g, device=trainer.device)
+        else:  # outputs against the target domain
+            real = batch[task.target]
+            self.inputs = task.from_batch(batch)
+        self.extractor, self.space = None, "points" if data.kind == "vector" else "pixels pooled to <=16x16"
+        if data.kind == "image":
+            try:
+                from ...errors import GankitError
+                from ...metrics.domain_net import DomainFeatures
+                self.extractor = DomainFeatures.for_dataset(trainer.cfg.data, train_if_missing=False)
+                self.space = self.extractor.name
+            except (ImportError, GankitError, KeyError, ValueError):
+                self.extractor = None
+        self.modes = data.modes.cpu() if getattr(data, "modes", None) is not None else None
+        if self.modes is not None:
+            self.radius = mode_radius(self.modes, data.mode_std)
+            self.mode_std = data.mode_std
+        self.real, real_counts = self._embed(real)
+        self.real_dist = max(mean_pairwise_distance(self.real), 1e-12)
+        self.real_entropy = entropy(real_counts) if real_counts is not None else None
+
+    def _embed(self, x: torch.Tensor):
+        """(features (N, F) on the CPU, histogram counts or None)."""
+        if self.extractor is not None:
+            out = self.extractor(x.detach().float().cpu())
+            counts = None
+            if out.logits is not None:
+                counts = torch.bincount(out.logits.argmax(1), minlength=out.logits.shape[1]).float()
+            return out.features, counts
+        f = features(x).cpu()
+        counts = mode_histogram(f, self.modes, self.radius) if self.modes is not None else None
+        return f, counts
+
+    @torch.no_grad()
+    def measure(self) -> Dict[str, float]:
+        task = self.trainer.task
+        x = task.generate(self.trainer.nets[task.net], self.inputs, cpu=False)
+        if not torch.isfinite(x).all():
+            return {"diversity": float("nan"), "energy": float("nan")}
+        fake, counts = self._embed(x)
+        div = mean_pairwise_distance(fake)
+        cross = mean_pairwise_distance(fake, self.real)
+        out = {"diversity": div / self.real_dist,
+               "energy": (2 * cross - div - self.real_dist) / self.real_dist}
+        if counts is not None and self.real_entropy:
+            out["entropy"] = entropy(counts) / self.real_entropy
+        if self.modes is not None:
+            # Visited: a mode holds at least 1/4 of its fair share of samples within the loose radius.
+            out["modes"] = float((counts >= 0.25 * fake.shape[0] / len(self.modes)).float().mean())
+            # Covered as the VEEGAN/PacGAN protocol counts it (within 3σ; its 20 of 2,500 samples
+            # scaled to this sample count), as `gankit eval --metrics modes` reports it.
+            from ...metrics.modes import MIN_COUNT, NUM_SAMPLES, mode_stats
+            st = mode_stats(fake, self.modes, self.mode_std,
+                            min_count=max(1, round(MIN_COUNT * fake.shape[0] / NUM_SAMPLES)))
+            out["modes_hq"] = st["modes"] / st["num_modes"]
+        return out
+
+
+def weight_norms(*modules: torch.nn.Module) -> List[float]:
+    """L2 norm of all parameters of each module, read in one host sync (NaN/Inf shows through)."""
+    if not modules:
+        return []
+    norms = [torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in m.parameters()])]).norm()
+             for m in modules]
+    return torch.stack(norms).tolist()
