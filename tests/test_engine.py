@@ -78,7 +78,7 @@ def test_phases_train_their_networks_and_freeze_the_others(objective):
 @pytest.mark.parametrize("objective", sorted(CASES))
 def test_resume_is_exact_and_a_checkpoint_rebuilds_the_model(objective, tmp_path):
     straight = train(config(objective, steps=4), out=tmp_path / "a", quiet=True)
-    half = train(config(objective, steps=2), out=tmp_path / "b", quiet=True)
+    train(config(objective, steps=2), out=tmp_path / "b", quiet=True)
     resumed = train(resume=tmp_path / "b", overrides=["train.steps=4"], quiet=True)
     for k, m in straight.trainer.nets.items():
         for (name, p), q in zip(m.state_dict().items(), resumed.trainer.nets[k].state_dict().values()):

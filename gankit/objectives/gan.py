@@ -7,6 +7,7 @@ this and change what D's output means (:meth:`GANObjective.discriminate`) or wha
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -31,9 +32,10 @@ class GANObjective(Objective):
     ema = ("G",)
     optimizers = {"G": OptimGroup(("G",), "g_optim"), "D": OptimGroup(("D",), "d_optim")}
 
-    def __init__(self, nets: Dict[str, nn.Module], cfg, data, autocast=None,
+    def __init__(self, nets: Dict[str, nn.Module], cfg, data,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
                  augment: Optional[Callable[[Tensor], Tensor]] = None):
-        super().__init__(nets, cfg, data, **({"autocast": autocast} if autocast is not None else {}))
+        super().__init__(nets, cfg, data, autocast)
         loss_cfg = cfg.loss
         self.loss = LOSSES.get(loss_cfg.name)
         self.eager_regs = [(r.name, REGULARIZERS.get(r.name), r.weight) for r in loss_cfg.regularizers if r.every == 1]

@@ -59,14 +59,14 @@ import datetime
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..errors import ConfigError, GankitError
-from ..nets.batchnorm import all_reduce_sum, convert_sync_batchnorm, has_batchnorm, local_batchnorm  # noqa: F401  (re-exported)
+from ..nets.batchnorm import all_reduce_sum
 
 
 class DistributedError(GankitError):
