@@ -238,6 +238,7 @@ TINY_IMAGES = ["train.steps=20", "train.log_every=10", "train.batch_size=16", "m
 
 
 def test_image_runs_compare_in_domain_features_when_cached_else_pixels(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "empty-cache"))  # whatever other tests cached
     r = train("dcgan-digits", TINY_IMAGES, out=tmp_path / "pixels", quiet=True)   # no cached network here
     assert json.loads((r.dir / "health.json").read_text())["feature_space"] == "pixels pooled to <=16x16"
     rec = metrics(r.dir)[-1]

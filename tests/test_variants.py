@@ -16,7 +16,7 @@ from gankit.recipes import recipe_names
 from gankit.objectives import OBJECTIVES, DataInfo, GANObjective
 from gankit.objectives.acgan import ACGANObjective
 from gankit.objectives.unrolled import UnrolledObjective
-from gankit.train.augment import AUGMENTS, DiffAugment
+from gankit.losses.augment import AUGMENTS, DiffAugment
 from gankit.train.loop import Trainer
 
 torch.set_num_threads(1)

@@ -1,10 +1,10 @@
 """BatchNorm across processes and back: SyncBatchNorm for data-parallel training, plain
 BatchNorm again in copies that one process runs (an EMA generator), and the differentiable
-all-reduce they rest on. Used by the training engine; networks stay plain ``nn.BatchNorm``.
+collectives they rest on (also used by the unrolled GAN's look-ahead). Used by the training engine; networks stay plain ``nn.BatchNorm``.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, List, Sequence
 
 import torch
 import torch.distributed as dist
@@ -31,6 +31,18 @@ def all_reduce_sum(x: Tensor) -> Tensor:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
     return _AllReduceSum.apply(x)
+
+
+def mean_across_ranks(tensors: Sequence[Tensor]) -> List[Tensor]:
+    """Differentiable mean over ranks of each tensor (identity in a single process). Its backward
+    all-reduces the incoming gradients, so second-order paths (the unrolled GAN) stay exact."""
+    tensors = list(tensors)
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensors
+    world = dist.get_world_size()
+    sizes = [t.numel() for t in tensors]
+    flat = all_reduce_sum(torch.cat([t.reshape(-1) for t in tensors])) / world
+    return [f.view_as(t) for f, t in zip(flat.split(sizes), tensors)]
 
 
 class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):

@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..losses import LOSSES, REGULARIZERS
 from ..nets import build_net, check_net_kwargs
 from ..tasks import GenerationTask
-from ..train.augment import DiffAugment
+from ..losses.augment import DiffAugment
 from .base import Objective, OptimGroup, Phase, register_objective
 
 

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from ..errors import ConfigError
-from ..train.distributed import mean_across_ranks
+from ..nets.batchnorm import mean_across_ranks
 from .base import Phase, register_objective
 from .gan import GANObjective
 

@@ -27,7 +27,7 @@ def _check_train(cfg) -> None:
     """Settings whose values name something this package owns: schedules, augmentations, what
     torch.compile supports (config.OWNERS imports this package)."""
     from ..losses import REGULARIZERS
-    from .augment import parse_policy
+    from ..losses.augment import parse_policy
     from .schedules import SCHEDULES
 
     parse_policy(cfg.loss.augment)  # DiffAugment's names (loss.augment)

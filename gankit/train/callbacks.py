@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def default_callbacks(cfg) -> list:
-    from ..metrics.callback import eval_callbacks
+    from .evaluation import eval_callbacks
     from .health import health_callbacks
 
     return [*eval_callbacks(cfg), *health_callbacks(cfg)]

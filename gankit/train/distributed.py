@@ -66,7 +66,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..errors import ConfigError, GankitError
-from ..nets.batchnorm import all_reduce_sum
+from ..nets.batchnorm import all_reduce_sum, mean_across_ranks  # noqa: F401  (the engine's collectives)
 
 
 class DistributedError(GankitError):
@@ -276,18 +276,6 @@ def exit_worker(code: int = 0) -> None:
 def _destroy() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def mean_across_ranks(tensors: Sequence[Tensor]) -> List[Tensor]:
-    """Differentiable mean over ranks of each tensor (identity in a single process). Its backward
-    all-reduces the incoming gradients, so second-order paths (the unrolled GAN) stay exact."""
-    tensors = list(tensors)
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return tensors
-    world = dist.get_world_size()
-    sizes = [t.numel() for t in tensors]
-    flat = all_reduce_sum(torch.cat([t.reshape(-1) for t in tensors])) / world
-    return [f.view_as(t) for f, t in zip(flat.split(sizes), tensors)]
 
 
 class ShardedNoise:

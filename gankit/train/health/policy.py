@@ -22,7 +22,7 @@ from typing import List, Optional
 
 import torch
 
-from ..run import Callback
+from ..callback import Callback
 from .rules import KINDS, Event, HealthMonitor
 from .signals import SampleProbe, weight_norms
 

@@ -16,7 +16,11 @@ from typing import Optional
 
 import torch
 
-from ..train.callback import Callback
+from ..metrics import METRICS
+from ..metrics.evaluate import Samples, evaluate_samples, load_reference
+from ..metrics.features import default_features, get_extractor
+from ..utils import atomic_write_text
+from .callback import Callback
 
 
 class EvalCallback(Callback):
@@ -31,10 +35,6 @@ class EvalCallback(Callback):
         self.last_step = run.trainer.state.step
 
     def _setup(self):
-        from .base import METRICS
-        from .evaluate import load_reference
-        from .features import default_features, get_extractor
-
         self.reference = load_reference(self.cfg.data, self.ecfg.split)
         if any(METRICS.get(m).uses_features for m in self.ecfg.metrics):
             name = self.ecfg.features or default_features(self.cfg.data, self.reference.kind)
@@ -48,9 +48,6 @@ class EvalCallback(Callback):
         return task.generate(trainer.sampling_net(), inputs), inputs["y"]
 
     def on_log(self, run, record: dict) -> Optional[dict]:
-        from .evaluate import Samples, evaluate_samples
-        from ..utils import atomic_write_text
-
         step = record["step"]
         if step - (self.last_step or 0) < self.ecfg.every and not run.trainer.done():
             return None
