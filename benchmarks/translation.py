@@ -52,7 +52,6 @@ def worker(entry: str, seed: int, minutes: float, n, out: Path) -> dict:
     from gankit.api import load
     from gankit.metrics.translation import evaluate_translation
     from gankit.train.run import train
-    from gankit.viz.grids import save_translation_grid
 
     recipe, overrides = ENTRIES[entry]
     run_dir = out / "runs" / f"{entry}-seed{seed}"
@@ -61,18 +60,26 @@ def worker(entry: str, seed: int, minutes: float, n, out: Path) -> dict:
                 out=run_dir, quiet=True)
     model = load(run_dir)
     results = evaluate_translation(model, n=n, seed=0, write=True)
-    # A strip of 8 held-out images per direction: input | output | target.
-    from gankit.data import load_dataset
-    data = load_dataset(model.cfg.data, "test", seed=model.cfg.seed)
-    for direction in model.directions():
-        d = data if direction in ("AtoB", model.cfg.data.direction) else data.swapped()
-        batch = d.batch(torch.arange(8))
-        y = model.translate(batch["A"], direction if len(model.directions()) > 1 else None)
-        save_translation_grid(batch["A"], y, out / "strips" / f"{entry}-seed{seed}-{direction}.png",
-                              targets=batch["B"] if d.paired else None, per_row=8)
+    write_strips(model, out / "strips", f"{entry}-seed{seed}")
     return {"entry": entry, "recipe": recipe, "overrides": overrides, "seed": seed, "minutes": minutes,
             "steps": run.trainer.state.step, "train_seconds": round(run.trainer.state.seconds, 1),
             "wall_seconds": round(time.time() - t0, 1), "results": results}
+
+
+def write_strips(model, folder: Path, name: str, n: int = 8, per_row: int = 4) -> None:
+    """The first ``n`` held-out images per direction as input | output [| target], ``per_row`` a row."""
+    import torch
+
+    from gankit.data import load_dataset
+    from gankit.viz.grids import save_translation_grid
+
+    data = load_dataset(model.cfg.data, "test", seed=model.cfg.seed)
+    for direction in model.directions():
+        d = data if direction in ("AtoB", model.cfg.data.direction) else data.swapped()
+        batch = d.batch(torch.arange(n))
+        y = model.translate(batch["A"], direction if len(model.directions()) > 1 else None)
+        save_translation_grid(batch["A"], y, folder / f"{name}-{direction}.png",
+                              targets=batch["B"] if d.paired else None, per_row=per_row, min_width=640)
 
 
 def summarise(records: list) -> str:
@@ -102,6 +109,7 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2, help="runs at a time, one thread each (default 2)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/translation"))
     p.add_argument("--report-only", action="store_true", help="rebuild the table from results.jsonl")
+    p.add_argument("--strips-only", action="store_true", help="rebuild the sample strips from the saved runs")
     p.add_argument("--worker", nargs=2, metavar=("ENTRY", "SEED"), help=argparse.SUPPRESS)
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -110,6 +118,11 @@ def main() -> None:
         record = worker(args.worker[0], int(args.worker[1]), args.minutes, args.n, args.out)
         with open(results_path, "a") as f:
             f.write(json.dumps(record) + "\n")
+        return
+    if args.strips_only:
+        from gankit.api import load
+        for run_dir in sorted((args.out / "runs").iterdir()):
+            write_strips(load(run_dir), args.out / "strips", run_dir.name)
         return
     if not args.report_only:
         jobs = [(e, s) for s in args.seeds for e in args.entries]

@@ -38,10 +38,10 @@ def png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
     return buf.getvalue()
 
 
-def save_image_grid(x: torch.Tensor, path: Path, nrow: Optional[int] = None) -> None:
-    """Write a PNG grid of images in [-1, 1]; small images are enlarged (nearest) to ≥ 256 px wide."""
+def save_image_grid(x: torch.Tensor, path: Path, nrow: Optional[int] = None, min_width: int = 256) -> None:
+    """Write a PNG grid of images in [-1, 1]; small images are enlarged (nearest) to ≥ ``min_width`` px wide."""
     grid = image_grid(x, nrow)
-    scale = max(1, 256 // grid.shape[1])
+    scale = max(1, min_width // grid.shape[1])
     atomic_write_bytes(Path(path), png_bytes(grid, scale))
 
 
@@ -56,10 +56,10 @@ def translation_columns(inputs: torch.Tensor, outputs: torch.Tensor, targets: Op
 
 
 def save_translation_grid(inputs: torch.Tensor, outputs: torch.Tensor, path: Path,
-                          targets: Optional[torch.Tensor] = None, per_row: int = 4) -> None:
+                          targets: Optional[torch.Tensor] = None, per_row: int = 4, min_width: int = 256) -> None:
     """A PNG of ``per_row`` samples a row, each as input | output [| target]."""
     tiles, k = translation_columns(inputs, outputs, targets)
-    save_image_grid(tiles, path, nrow=k * per_row)
+    save_image_grid(tiles, path, nrow=k * per_row, min_width=min_width)
 
 
 def scatter_samples(x: torch.Tensor, real: Optional[torch.Tensor] = None, modes: Optional[torch.Tensor] = None,
