@@ -20,6 +20,7 @@ sample strips (input | output | target) to ``--out``/strips/.
     python benchmarks/translation.py                                  # 15 min x 3 seeds x 5 entries
     python benchmarks/translation.py --entries pix2pix l1-only --minutes 5 --seeds 0 1 2
     python benchmarks/translation.py --minutes 0.5 --seeds 0 --n 500   # a quick look
+    python benchmarks/translation.py --jobs cyclegan:2 no-cycle:0      # chosen (entry, seed) pairs
 """
 from __future__ import annotations
 
@@ -104,6 +105,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--entries", nargs="+", default=list(ENTRIES), choices=list(ENTRIES))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--jobs", nargs="+", default=None, metavar="ENTRY:SEED",
+                   help="run exactly these (entry, seed) pairs, in this order, instead of --entries x --seeds")
     p.add_argument("--minutes", type=float, default=15.0, help="training minutes per run (default 15)")
     p.add_argument("--n", type=int, default=None, help="held-out images scored (default: the whole test split)")
     p.add_argument("--parallel", type=int, default=2, help="runs at a time, one thread each (default 2)")
@@ -126,6 +129,11 @@ def main() -> None:
         return
     if not args.report_only:
         jobs = [(e, s) for s in args.seeds for e in args.entries]
+        if args.jobs:
+            jobs = [(j.split(":")[0], int(j.split(":")[1])) for j in args.jobs]
+            unknown = [e for e, _ in jobs if e not in ENTRIES]
+            if unknown:
+                p.error(f"--jobs: unknown entry {unknown[0]!r}; entries: {', '.join(ENTRIES)}")
         running: list = []
         while jobs or running:
             while jobs and len(running) < args.parallel:
