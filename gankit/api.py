@@ -186,13 +186,12 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
     return out
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
 def read_images(inputs, channels: int, size: tuple) -> tuple[list, torch.Tensor]:
     """Image files (or folders, searched recursively) -> (paths, (N, C, H, W) float32 in [-1, 1]) with
     ``channels`` and spatial ``size`` (H, W); resized with Pillow's bicubic filter when they differ."""
     from PIL import Image, UnidentifiedImageError
+
+    from .data.translation import IMAGE_SUFFIXES
 
     paths = []
     for item in inputs:
