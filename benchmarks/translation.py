@@ -80,7 +80,7 @@ def write_strips(model, folder: Path, name: str, n: int = 8, per_row: int = 4) -
         batch = d.batch(torch.arange(n))
         y = model.translate(batch["A"], direction if len(model.directions()) > 1 else None)
         save_translation_grid(batch["A"], y, folder / f"{name}-{direction}.png",
-                              targets=batch["B"] if d.paired else None, per_row=per_row, min_width=640)
+                              targets=batch["B"] if d.paired else None, per_row=per_row, min_width=1200)
 
 
 def summarise(records: list) -> str:
