@@ -72,13 +72,14 @@ def write_strips(model, folder: Path, name: str, n: int = 8, per_row: int = 4) -
     import torch
 
     from gankit.data import load_dataset
+    from gankit.metrics.translation import oriented
     from gankit.viz.grids import save_translation_grid
 
     data = load_dataset(model.cfg.data, "test", seed=model.cfg.seed)
-    for direction in model.directions():
-        d = data if direction in ("AtoB", model.cfg.data.direction) else data.swapped()
+    for direction, task in model.objective.tasks().items():
+        d = oriented(data, task)
         batch = d.batch(torch.arange(n))
-        y = model.translate(batch["A"], direction if len(model.directions()) > 1 else None)
+        y = model.translate(batch["A"], direction)
         save_translation_grid(batch["A"], y, folder / f"{name}-{direction}.png",
                               targets=batch["B"] if d.paired else None, per_row=per_row, min_width=1200)
 

@@ -189,15 +189,16 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
 def read_images(inputs, channels: int, size: tuple) -> tuple[list, torch.Tensor]:
     """Image files (or folders, searched recursively) -> (paths, (N, C, H, W) float32 in [-1, 1]) with
     ``channels`` and spatial ``size`` (H, W); resized with Pillow's bicubic filter when they differ."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    from .data.translation import IMAGE_SUFFIXES
+    from .data.base import to_model_range
+    from .data.images import list_images, open_image, stack_images
 
     paths = []
     for item in inputs:
         p = Path(item).expanduser()
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            found = list_images(p)
             if not found:
                 raise GankitError(f"{p}: no PNG/JPEG/BMP/WEBP images in this folder")
             paths += found
@@ -207,17 +208,11 @@ def read_images(inputs, channels: int, size: tuple) -> tuple[list, torch.Tensor]
             raise GankitError(f"{p}: no such file or folder")
     arrays = []
     for p in paths:
-        try:
-            with Image.open(p) as img:
-                img = img.convert("L" if channels == 1 else "RGB")
-                if img.size != (size[1], size[0]):
-                    img = img.resize((size[1], size[0]), Image.Resampling.BICUBIC)
-                arrays.append(np.asarray(img, dtype=np.uint8))
-        except (UnidentifiedImageError, OSError) as e:
-            raise GankitError(f"{p}: not an image Pillow can read ({type(e).__name__}); remove it or convert it") from None
-    x = torch.from_numpy(np.stack(arrays))
-    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
-    return paths, x.float().div(127.5).sub(1.0)
+        img = open_image(p, "L" if channels == 1 else "RGB", "translate")
+        if img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.Resampling.BICUBIC)
+        arrays.append(np.asarray(img, dtype=np.uint8))
+    return paths, to_model_range(stack_images(arrays))
 
 
 def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optional[str] = None,
@@ -239,7 +234,7 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     paths, x = read_images(inputs, shape[0], tuple(shape[1:]))
-    y = model.translate(x, name if len(tasks) > 1 else None)
+    y = model.translate(x, name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written, used = [], set()

@@ -122,16 +122,13 @@ class TranslationTask(Task):
 
     def seeded(self, n: int, seed: int, data=None, device="cpu", labels=None) -> Inputs:
         """``n`` inputs drawn from ``data`` (at most all of it), with their targets under ``"target"``
-        when the data is paired and their labels under ``"label"`` when it has them."""
+        when the data is paired (grids show them beside the outputs)."""
         n = min(n, len(data))
         index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values
         batch = data.batch(index.to(_device_of(data)))
         out = {"x": batch[self.source].to(device)}
         if getattr(data, "paired", False):
             out["target"] = batch[self.target].to(device)
-        label = batch.get(f"{self.source}_y")
-        if label is not None:
-            out["label"] = label.to(device)
         return out
 
     def standing(self, seed: int, data=None, device="cpu", batches: int = 8, batch_size: int = 256) -> list:

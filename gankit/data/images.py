@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import pickle
 from pathlib import Path
+from typing import List
 
 import numpy as np
 import torch
@@ -95,7 +96,48 @@ def cifar10(cfg, split: str = "train", seed: int = 0) -> Dataset:
                    info={"root": str(root), "split": split})
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def list_images(folder: Path) -> List[Path]:
+    """PNG/JPEG/BMP/WEBP files under ``folder`` (recursively), sorted by path."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def open_image(path: Path, mode: str, name: str):
+    """The image at ``path`` fully decoded and converted to ``mode`` ("RGB" or "L"); an unreadable
+    file is one DataError line naming it (``name``: who asks, e.g. the dataset)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert(mode)
+    except (OSError, Image.DecompressionBombError, ValueError) as e:
+        raise DataError(f"{name}: cannot read image {path} ({type(e).__name__}: {e}); "
+                        f"remove it or replace it with a PNG/JPEG/BMP/WEBP file") from None
+
+
+def centre_square(im, res: int, resample: str = "BILINEAR"):
+    """Centre square of side min(w, h), resized to res x res (Pillow antialiases downscales).
+
+    The same, up to rounding, as resizing the shorter side to ``res`` and centre-cropping. Cropped
+    first, so no pixel outside the square leaks into the filter.
+    """
+    from PIL import Image
+
+    w, h = im.size
+    s = min(w, h)
+    if w != h:
+        left, top = (w - s) // 2, (h - s) // 2
+        im = im.crop((left, top, left + s, top + s))
+    return im if s == res else im.resize((res, res), getattr(Image.Resampling, resample))
+
+
+def stack_images(arrays: List[np.ndarray]) -> torch.Tensor:
+    """(H, W) or (H, W, C) uint8 arrays -> uint8 (N, C, H, W)."""
+    x = np.stack(arrays)
+    return torch.from_numpy(x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2).copy())
 
 
 @DATASETS.register("folder")
@@ -104,35 +146,21 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
 
     Images in sub-folders get the sub-folder as class label (sorted names -> 0, 1, ...).
     """
-    from PIL import Image
-
     if not cfg.root:
         raise DataError("folder: set data.root to a folder of PNG/JPEG images")
     root = Path(cfg.root)
     if not root.is_dir():
         raise DataError(f"folder: {root} is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(root)
     if not files:
         raise DataError(f"folder: no PNG/JPEG images under {root}")
     res = cfg.resolution or 64
     mode = "L" if cfg.channels == 1 else "RGB"
     classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
     has_labels = len(classes) > 1
-    xs, ys = [], []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                im = im.convert(mode)
-                w, h = im.size
-                s = min(w, h)
-                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-                im = im.resize((res, res), Image.Resampling.BICUBIC)
-                a = np.asarray(im, dtype=np.uint8)
-        except OSError as e:
-            raise DataError(f"folder: cannot read image {p} ({e})") from None
-        xs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-        ys.append(classes.index(p.parent.relative_to(root).as_posix()))
-    return Dataset(name="folder", x=torch.from_numpy(np.stack(xs)),
+    xs = [np.asarray(centre_square(open_image(p, mode, "folder"), res, "BICUBIC"), dtype=np.uint8) for p in files]
+    ys = [classes.index(p.parent.relative_to(root).as_posix()) for p in files]
+    return Dataset(name="folder", x=stack_images(xs),
                    y=torch.tensor(ys) if has_labels else None, kind="image",
                    num_classes=len(classes) if has_labels else 0,
                    info={"root": str(root), "classes": classes if has_labels else []})

@@ -27,8 +27,8 @@ import torch
 
 from ..errors import DataError
 from .base import DATASETS, IMAGE, LABEL, Dataset, Field, fit_resolution, to_model_range
+from .images import centre_square, list_images, open_image, stack_images
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 DIRECTIONS = ("AtoB", "BtoA")
 
 # edges2fashion: Canny (Canny 1986, via scikit-image) on the item scaled to [0, 1] at the final
@@ -201,51 +201,11 @@ def _pil_mode(cfg, name: str) -> str:
     return "L" if cfg.channels == 1 else "RGB"
 
 
-def _list_images(folder: Path) -> List[Path]:
-    """PNG/JPEG/BMP/WEBP files under ``folder`` (recursively), sorted by path."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def _nonempty_images(folder: Path, name: str, what: str) -> List[Path]:
-    files = _list_images(folder)
+    files = list_images(folder)
     if not files:
         raise DataError(f"{name}: {folder} holds no PNG/JPEG/BMP/WEBP images; put {what} there")
     return files
-
-
-def _open(path: Path, mode: str, name: str):
-    """The image at ``path`` fully decoded and converted to ``mode`` ("RGB" or "L")."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.convert(mode)
-    except (OSError, Image.DecompressionBombError, ValueError) as e:
-        raise DataError(f"{name}: cannot read image {path} ({type(e).__name__}: {e}); "
-                        f"remove it or replace it with a PNG/JPEG/BMP/WEBP file") from None
-
-
-def _square(im, res: int):
-    """Centre square of side min(w, h), resized to res x res (bilinear; Pillow antialiases downscales).
-
-    The same, up to rounding, as resizing the shorter side to ``res`` and centre-cropping. Cropped
-    first, so no pixel outside the square leaks into the filter.
-    """
-    from PIL import Image
-
-    w, h = im.size
-    s = min(w, h)
-    if w != h:
-        left, top = (w - s) // 2, (h - s) // 2
-        im = im.crop((left, top, left + s, top + s))
-    return im if s == res else im.resize((res, res), Image.Resampling.BILINEAR)
-
-
-def _stack(arrays: List[np.ndarray]) -> torch.Tensor:
-    """(H, W) or (H, W, C) uint8 arrays -> uint8 (N, C, H, W)."""
-    x = np.stack(arrays)
-    return torch.from_numpy(x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2).copy())
 
 
 def _limit(items, limit: Optional[int]):
@@ -346,7 +306,7 @@ def _read_side_by_side(files: List[Path], res: int, mode: str) -> Tuple[list, li
     a, b = [], []
     first = None
     for p in files:
-        im = _open(p, mode, "paired-folder")
+        im = open_image(p, mode, "paired-folder")
         w, h = im.size
         if first is None:
             first = (p, im.size)
@@ -356,8 +316,8 @@ def _read_side_by_side(files: List[Path], res: int, mode: str) -> Tuple[list, li
         elif im.size != first[1]:
             raise DataError(f"paired-folder: {p} is {w}x{h} but {first[0]} is {first[1][0]}x{first[1][1]}; "
                             f"side-by-side A|B images in one folder must all have one size")
-        a.append(np.asarray(_square(im.crop((0, 0, h, h)), res)))
-        b.append(np.asarray(_square(im.crop((h, 0, w, h)), res)))
+        a.append(np.asarray(centre_square(im.crop((0, 0, h, h)), res)))
+        b.append(np.asarray(centre_square(im.crop((h, 0, w, h)), res)))
     return a, b
 
 
@@ -421,13 +381,13 @@ def paired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationDatase
         pairs = _limit(_match_names(a_dir, b_dir), cfg.limit)
         a, b = [], []
         for pa, pb in pairs:
-            ia, ib = _open(pa, mode, "paired-folder"), _open(pb, mode, "paired-folder")
+            ia, ib = open_image(pa, mode, "paired-folder"), open_image(pb, mode, "paired-folder")
             (wa, ha), (wb, hb) = ia.size, ib.size
             if abs(wa * hb - wb * ha) > 0.01 * max(wa * hb, wb * ha):
                 raise DataError(f"paired-folder: {pa} is {wa}x{ha} but its partner {pb} is {wb}x{hb}; "
                                 f"a pair must have one aspect ratio to stay aligned")
-            a.append(np.asarray(_square(ia, res)))
-            b.append(np.asarray(_square(ib, res)))
+            a.append(np.asarray(centre_square(ia, res)))
+            b.append(np.asarray(centre_square(ib, res)))
         layout, folder = "A/B", a_dir
     else:
         folder = _split_dir(root, split)
@@ -439,7 +399,7 @@ def paired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationDatase
         files = _limit(_nonempty_images(folder, "paired-folder", "side-by-side A|B images"), cfg.limit)
         a, b = _read_side_by_side(files, res, mode)
         layout = "side-by-side"
-    ds = TranslationDataset(name="paired-folder", a=_stack(a), b=_stack(b), paired=True,
+    ds = TranslationDataset(name="paired-folder", a=stack_images(a), b=stack_images(b), paired=True,
                             info={"root": str(root), "folder": str(folder), "split": split, "layout": layout})
     return _finish(ds, direction)
 
@@ -467,7 +427,7 @@ def unpaired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationData
     for side in ("A", "B"):
         folder = root / f"{split}{side}"
         files = _limit(_nonempty_images(folder, "unpaired-folder", f"the domain-{side} images"), cfg.limit)
-        sides.append(_stack([np.asarray(_square(_open(p, mode, "unpaired-folder"), res)) for p in files]))
+        sides.append(stack_images([np.asarray(centre_square(open_image(p, mode, "unpaired-folder"), res)) for p in files]))
     ds = TranslationDataset(name="unpaired-folder", a=sides[0], b=sides[1], paired=False,
                             info={"root": str(root), "split": split})
     return _finish(ds, direction)

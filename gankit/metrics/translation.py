@@ -61,6 +61,11 @@ def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Opt
     return out
 
 
+def oriented(data, task):
+    """``data`` with the task's source as its side A (CycleGAN's B->A task reads the swapped data)."""
+    return data.swapped() if task.source == "B" else data
+
+
 def evaluate_translation(source, split: str = "test", n: Optional[int] = None, seed: int = 0,
                          checkpoint: str = "latest", write: bool = True, metrics=("fid", "kid")) -> dict:
     """Score a translation run (folder, checkpoint or loaded :class:`~gankit.GAN`) on ``split``:
@@ -78,12 +83,12 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
                             "ssim": "Wang et al. 2004, Gaussian window 11, sigma 1.5, per channel, mean",
                             "features": "domain network of the target domain (trained on its train split)"}}
     for direction, task in model.objective.tasks().items():
-        d = data if direction == "AtoB" or len(model.objective.tasks()) == 1 else data.swapped()
+        d = oriented(data, task)
         count = len(d) if n is None else min(n, len(d))
         index = torch.randperm(len(d), generator=torch.Generator().manual_seed(seed))[:count].sort().values
         batch = d.batch(index)
         inputs = batch["A"]
-        outputs = model.translate(inputs, direction if len(model.objective.tasks()) > 1 else None)
+        outputs = model.translate(inputs, direction)
         targets = batch["B"] if d.paired else None
         labels = batch.get("A_y")
         # FID against the target domain's own held-out images: every B of the split for unpaired data.

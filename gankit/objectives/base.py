@@ -94,6 +94,10 @@ class Objective:
         """Backpropagate ``loss``, scaled when training in fp16 so small gradients do not underflow."""
         (self.loss_scale(loss) if self.loss_scale is not None else loss).backward()
 
+    def attach_optimizers(self, optimizers: Dict[str, torch.optim.Optimizer]) -> None:
+        """Called once the engine has built the optimisers (by name), for an objective that needs
+        them inside a phase (the unrolled GAN applies D's update)."""
+
     def phases(self, d_steps: int) -> List[Phase]:
         raise NotImplementedError
 

@@ -50,7 +50,8 @@ class GANObjective(Objective):
         self.pack = int(getattr(self.D, "pack", 1))
         self.reuse_fake = False       # set by phases() when d_steps == 1
         self._cached: Optional[tuple] = None
-        self.d_steps = 1
+        # Lazy regulariser -> the D-steps between its runs, as its phase is scheduled (set by phases()).
+        self.reg_interval: Dict[str, int] = {}
         # Set by the Trainer: ``(n, device) -> z`` for this rank's slice of the global batch's noise
         # (gankit/train/distributed.py ShardedNoise); None = torch's global RNG.
         self.noise_source: Optional[Callable[[int, torch.device], Tensor]] = None
@@ -85,11 +86,11 @@ class GANObjective(Objective):
         # With one D step per G step, G's forward pass serves both steps: the D step
         # sees it detached, the G step backpropagates through it (saves one G forward).
         self.reuse_fake = d_steps == 1
-        self.d_steps = d_steps
         phases = [Phase("D", "D", ("D",), repeats=d_steps, graph=("G",) if self.reuse_fake else ())]
         for name, (_, _, every) in self.lazy_regs.items():
             # ``every`` counts D steps (StyleGAN2's lazy R1 interval); the loop counts G steps.
             every_g = max(1, round(every / d_steps))
+            self.reg_interval[name] = every_g * d_steps
             phases.append(Phase(name, "D", ("D",), every=every_g))
         phases.append(Phase("G", "G", ("G",), needs_data=False))
         return phases
@@ -182,14 +183,13 @@ class GANObjective(Objective):
         return stats
 
     def _lazy_reg_step(self, phase: str, real: Tensor, y: Optional[Tensor]) -> Dict[str, Tensor]:
-        fn, weight, every = self.lazy_regs[phase]
+        fn, weight, _ = self.lazy_regs[phase]
         with torch.no_grad():
             fake, _ = self.generate(real.shape[0], real.device, y if self.num_classes else None)
         penalty = fn(self.critic(y), real, fake)
         # StyleGAN2's lazy regularisation: applied once every N D-steps with N× the weight. The phase
         # runs every round(N / d_steps) G-steps, i.e. every that many × d_steps D-steps.
-        interval = max(1, round(every / self.d_steps)) * self.d_steps
-        self.backward(weight * interval * penalty)
+        self.backward(weight * self.reg_interval[phase] * penalty)
         return {phase.split(":", 1)[1]: penalty.detach()}
 
 

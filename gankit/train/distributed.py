@@ -22,7 +22,7 @@ How the pieces fit (and why it is not ``DistributedDataParallel``):
     reducer does not support it); the penalty's parameter gradients are averaged with
     the rest.
   - *Unrolled GAN*: the k look-ahead D updates use D's global-batch gradient, averaged with
-    a differentiable all-reduce (:func:`mean_across_ranks`), so G's gradient through the
+    a differentiable all-reduce (:func:`gankit.nets.batchnorm.mean_across_ranks`), so G's gradient through the
     unrolled steps is the single-process one.
 
 * **Data and noise.** The :class:`~gankit.data.EpochSampler` keeps one permutation shared by
@@ -66,7 +66,6 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..errors import ConfigError, GankitError
-from ..nets.batchnorm import all_reduce_sum, mean_across_ranks  # noqa: F401  (the engine's collectives)
 
 
 class DistributedError(GankitError):

@@ -118,8 +118,7 @@ class Trainer:
         if unknown:
             raise ConfigError(f"train.optim.{unknown[0]}: objective {cfg.loss.objective!r} has no optimiser of that "
                               f"name; its optimisers: {', '.join(self.optimizers)}")
-        if hasattr(self.objective, "attach_optimizers"):
-            self.objective.attach_optimizers(self.optimizers)
+        self.objective.attach_optimizers(self.optimizers)
         self.phases: List[Phase] = self.objective.phases(t.d_steps)
         # fp16 (CUDA without bf16): one loss scaler per phase, so each phase's scale adapts on its own.
         self.scalers = ({p.name: torch.amp.GradScaler(self.device.type) for p in self.phases}
@@ -209,8 +208,6 @@ class Trainer:
             batch = self.data.batch(self.sampler.next())
         else:
             batch = self.data.batch({k: s.next() for k, s in self.samplers.items()})
-        if not isinstance(batch, dict):  # a dataset of the (x, y) interface
-            batch = {"x": batch[0], "y": batch[1]}
         if self.channels_last:
             batch = {k: (v.contiguous(memory_format=torch.channels_last) if v is not None and v.ndim == 4 else v)
                      for k, v in batch.items()}
@@ -344,7 +341,6 @@ class Trainer:
         state = {
             "modules": {k: m.state_dict() for k, m in self.modules().items()},
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
-            "sampler": self.sampler.state_dict(),
             "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
             "rng": rng_state(),
             "trainer": {"step": self.state.step, "seconds": self.state.seconds,
