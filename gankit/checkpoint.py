@@ -8,13 +8,16 @@ tensor leaf becomes ``prefix/path/to/leaf`` in the file, and the JSON skeleton k
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_save
 
+from . import faults
 from .errors import CheckpointError
 from .utils import atomic_write_bytes
 
@@ -24,6 +27,13 @@ from .utils import atomic_write_bytes
 #: objective state; it loads unchanged (``state["format_version"]`` says which was read).
 FORMAT = "gankit-checkpoint-v2"
 FORMATS = {"gankit-checkpoint-v1": 1, "gankit-checkpoint-v2": 2}
+
+# A run folder's checkpoints. Writing ``latest`` first moves the one before it to ``previous``, so a
+# run whose latest checkpoint is damaged (or missing: killed between the two renames) resumes from
+# the one before; ``best`` is the evaluator's choice (the final state without an evaluator).
+LATEST = "checkpoints/latest.safetensors"
+PREVIOUS = "checkpoints/previous.safetensors"
+BEST = "checkpoints/best.safetensors"
 
 
 def flatten(obj: Any, prefix: str, tensors: Dict[str, torch.Tensor]) -> Any:
@@ -64,7 +74,8 @@ def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
     tensors: Dict[str, torch.Tensor] = {}
     skeleton = flatten(state, "s", tensors)
     meta = {"format": FORMAT, "state": json.dumps(skeleton)}
-    atomic_write_bytes(Path(path), safetensors_save(tensors, metadata=meta))
+    atomic_write_bytes(Path(path), safetensors_save(tensors, metadata=meta),
+                       before_replace=lambda: faults.reached("checkpoint-write"))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
@@ -86,7 +97,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dic
         raise
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
         raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e}); "
-                              "use the other checkpoint in the same folder or retrain") from None
+                              "use the other checkpoint in the same folder (previous, best) or retrain") from None
     return state
 
 
@@ -101,3 +112,36 @@ def set_rng_state(state: Dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+def save_latest(run_dir: Path, state: Dict[str, Any]) -> Path:
+    """Write ``state`` as the run's latest checkpoint, keeping the one before as ``previous``."""
+    latest = Path(run_dir) / LATEST
+    if latest.exists():
+        os.replace(latest, Path(run_dir) / PREVIOUS)  # atomic: every moment has one good checkpoint
+    save_checkpoint(latest, state)
+    return latest
+
+
+def load_latest(run_dir: Path) -> Optional[Tuple[Dict[str, Any], Path]]:
+    """``(state, path)`` of the newest readable checkpoint of a run folder: ``latest``, else
+    ``previous`` (saying so on stderr); None when the run has none yet. Raises CheckpointError when
+    every checkpoint there is damaged."""
+    errors = []
+    for rel in (LATEST, PREVIOUS):
+        path = Path(run_dir) / rel
+        if not path.exists():
+            continue
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as e:
+            errors.append(str(e))
+            continue
+        for e in errors:
+            print(f"warning: {e}\nwarning: using {path} (step {state['trainer']['step']}) instead", file=sys.stderr)
+        return state, path
+    if errors:
+        raise CheckpointError(f"{run_dir}: no readable checkpoint ({' | '.join(e.split('; use ')[0] for e in errors)}); "
+                              f"to start the run again from its config.yaml, move {Path(run_dir) / 'checkpoints'} away "
+                              "and resume")
+    return None

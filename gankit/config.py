@@ -100,6 +100,9 @@ class TrainConfig:
     log_every: int = 50                  # G-steps between metrics.jsonl records
     sample_every: Optional[int] = None   # G-steps between sample grids; None = once per epoch
     checkpoint_every: int = 1000         # G-steps between checkpoints (one is always written at the end)
+    # Minutes of wall time between checkpoints, whichever of the two comes first; the first one is
+    # written at the first metrics record, so a run is never long without one. None = steps only.
+    checkpoint_minutes: Optional[float] = 5.0
     num_samples: int = 64                # fixed-noise samples in each grid
     threads: Optional[int] = None        # torch intra-op threads; None = PyTorch's default
     # Under torchrun (gankit/train/distributed.py); ignored in a single process:
@@ -390,6 +393,8 @@ def validate(cfg: Config) -> Config:
     check("train.log_every", t.log_every >= 1, "an integer >= 1")
     check("train.sample_every", t.sample_every is None or t.sample_every >= 1, "an integer >= 1 or null")
     check("train.checkpoint_every", t.checkpoint_every >= 1, "an integer >= 1")
+    check("train.checkpoint_minutes", t.checkpoint_minutes is None or t.checkpoint_minutes > 0,
+          "a number of minutes > 0 or null")
     check("train.dist_timeout_s", t.dist_timeout_s > 0, "a number of seconds > 0")
     check("train.device", t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"),
           "auto, cpu, cuda or cuda:N")

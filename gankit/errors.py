@@ -15,3 +15,12 @@ class DataError(GankitError):
 
 class CheckpointError(GankitError):
     """A checkpoint is missing, truncated or corrupt."""
+
+
+class Interrupted(GankitError):
+    """Training stopped on a signal after writing a checkpoint; ``exit_code`` is 128 + the signal
+    number (130 for SIGINT, 143 for SIGTERM), what a shell reports for a process the signal ended."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)

@@ -10,8 +10,10 @@ import numpy as np
 import torch
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
+def atomic_write_bytes(path: Path, data: bytes, before_replace=None) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename: a reader
+    sees the old file or the new one, never part of one, whenever the writer dies. ``before_replace``
+    (no arguments) is called between the two (the crash tests kill the process there)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -23,6 +25,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -30,8 +34,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+TMP_GLOB = ".*.tmp"  # what atomic_write_bytes leaves behind when the process is killed mid-write
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_jsonl(path: Path) -> list:
+    """The records of a JSON-lines file ([] if absent). A damaged last line, what a crash in the
+    middle of an append leaves, is skipped; a damaged line before it raises GankitError naming it."""
+    import json
+
+    from .errors import GankitError
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text(errors="replace").splitlines()
+    out = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines):
+                break
+            raise GankitError(f"{path}:{i}: not valid JSON; the file is damaged (delete the line or the file)") from None
+    return out
 
 
 def seed_everything(seed: int) -> None:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import List, Optional
 
-from ..errors import GankitError
+from ..errors import GankitError, Interrupted
 from . import bench_cmd, eval_cmd, features_cmd, recipes_cmd, report_cmd, sample_cmd, train_cmd, translate_cmd
 
 COMMANDS = [recipes_cmd, train_cmd, sample_cmd, translate_cmd, report_cmd, eval_cmd, features_cmd, bench_cmd]
@@ -27,6 +27,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except Interrupted as e:  # a checkpoint was written; 130 for SIGINT, 143 for SIGTERM
+        print(f"gankit: {e}", file=sys.stderr)
+        return e.exit_code
     except GankitError as e:
         print(f"gankit: error: {e}", file=sys.stderr)
         return 2

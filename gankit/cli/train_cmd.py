@@ -9,21 +9,37 @@ def register(sub):
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.steps=2000 (repeatable)")
     p.add_argument("--out", help="run folder (default: runs/NAME, numbered if taken)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its latest checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", nargs="?", const=True,
+                   help="continue RUN_DIR from its latest checkpoint; with RECIPE and no RUN_DIR: continue --out "
+                        "(default runs/NAME) if it holds this recipe's run, else start it, so the same command "
+                        "restarts a killed job")
     p.add_argument("--quiet", action="store_true", help="no progress bar; one JSON log line per record")
     p.set_defaults(func=run)
 
 
 def run(args):
-    from ..errors import GankitError
-    from ..train.distributed import exit_worker
+    import sys
+
+    from ..errors import GankitError, Interrupted
+    from ..train.distributed import env_world, exit_worker
     from ..train.run import train
 
-    if args.resume and args.recipe:
-        raise GankitError("give either RECIPE or --resume RUN_DIR, not both")
+    if args.resume not in (None, True) and args.recipe:
+        raise GankitError("give either RECIPE (with --resume and no folder to continue its --out) or "
+                          "--resume RUN_DIR, not both")
+    if args.resume is True and not args.recipe:
+        raise GankitError("--resume without RUN_DIR continues a recipe's run: give the recipe, or --resume RUN_DIR")
     if not args.resume and not args.recipe:
         raise GankitError("give a recipe (see `gankit recipes`) or --resume RUN_DIR")
-    result = train(args.recipe, args.overrides, out=args.out, quiet=args.quiet, resume=args.resume)
+    try:
+        result = train(args.recipe, args.overrides, out=args.out, quiet=args.quiet, resume=args.resume)
+    except Interrupted as e:
+        rank, world, _ = env_world()
+        if world > 1:  # torchrun: every rank leaves now with the code, rank 0 says why
+            if rank == 0:
+                print(f"gankit: {e}", file=sys.stderr)
+            exit_worker(e.exit_code)
+        raise  # gankit.cli.main reports it and returns the code
     t = result.trainer
     if t.dist.is_main:  # torchrun: rank 0 speaks for the job
         print(f"trained {result.cfg.name}: {t.state.step} steps, {t.epoch:.2f} epochs, {t.state.seconds:.1f} s")

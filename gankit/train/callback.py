@@ -10,8 +10,20 @@ class Callback:
     ``on_log`` may return ``{"score": float}`` (lower is better) to choose the best checkpoint.
     A callback acts on the run only through :meth:`Run.request_stop` and
     :meth:`Run.request_rollback` (the health monitor's policies), which take effect after the step.
+
+    A callback whose decisions depend on what it has seen (a window of records, remedies applied)
+    sets ``key`` and returns that state from :meth:`state_dict` (tensors and JSON-able values); the
+    run stores it in every checkpoint under ``callbacks/<key>`` and hands it back to
+    :meth:`load_state_dict` before :meth:`on_start` when it resumes.
     """
+
+    key: str = ""   # name of this callback's state in checkpoints; "" = it keeps none
 
     def on_start(self, run) -> None: ...
     def on_log(self, run, record: dict) -> Optional[dict]: ...
     def on_end(self, run) -> None: ...
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...

@@ -161,6 +161,16 @@ class Dist:
         n = len(keys)
         return {k: vals[i] / vals[n + i] for i, k in enumerate(keys) if vals[n + i] > 0}
 
+    def agree(self, seconds: float, stop: bool) -> tuple[float, bool]:
+        """Rank 0's ``seconds`` and whether any rank wants to ``stop``, on every rank: one all-reduce
+        of two numbers (the other ranks contribute 0 seconds)."""
+        if not self.enabled:
+            return seconds, stop
+        vals = torch.tensor([seconds if self.is_main else 0.0, float(stop)], dtype=torch.float64, device=self.device)
+        self._run("all-reduce of the clock and stop requests", lambda: dist.all_reduce(vals))
+        clock, stops = vals.cpu().tolist()
+        return clock, stops > 0
+
     def _bytes_tensor(self, data: bytes) -> Tensor:
         return torch.frombuffer(bytearray(data), dtype=torch.uint8).to(self.device) if data else \
             torch.zeros(0, dtype=torch.uint8, device=self.device)

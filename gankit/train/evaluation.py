@@ -24,6 +24,8 @@ from .callback import Callback
 
 
 class EvalCallback(Callback):
+    key = "eval"
+
     def __init__(self, cfg):
         self.cfg = cfg
         self.ecfg = cfg.eval
@@ -32,7 +34,14 @@ class EvalCallback(Callback):
         self.reference = None
 
     def on_start(self, run) -> None:
-        self.last_step = run.trainer.state.step
+        if self.last_step is None:  # a resumed run keeps the step of its last evaluation
+            self.last_step = run.trainer.state.step
+
+    def state_dict(self) -> dict:
+        return {"last_step": self.last_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_step = state.get("last_step")
 
     def _setup(self):
         self.reference = load_reference(self.cfg.data, self.ecfg.split)

@@ -153,8 +153,18 @@ class Trainer:
         # Set by a health monitor: steps that end on a log boundary also measure gradient norms.
         self.grad_norms = False
         self._time_up = False  # torchrun with train.minutes: rank 0's verdict, see train_step
+        # A signal (SIGINT, SIGTERM) asked this process to stop: its name, else None. Set by the run's
+        # signal handler; see ``stopping``.
+        self.stop_requested: Optional[str] = None
+        self._stop_agreed = False
         if self.dist.rank:  # other randomness (augmentation, GP mixing, dropout) is each rank's own
             seed_everything(rank_seed(cfg.seed, self.dist.rank))
+
+    @property
+    def stopping(self) -> bool:
+        """Stop after the step just trained: a signal arrived (under torchrun: at any rank before
+        this step began, agreed on by all at its start, so every rank stops after the same step)."""
+        return self._stop_agreed if self.dist.enabled else self.stop_requested is not None
 
     def standing_inputs(self) -> list:
         """The same inputs at every call, on which an averaged network's BatchNorm statistics are
@@ -218,9 +228,12 @@ class Trainer:
         step = self.state.step
         norms_due = self.grad_norms and self._log_due(step + 1)
         seconds = self.state.seconds
-        if self.dist.enabled and self.cfg.train.minutes is not None:  # wall time differs between processes
-            seconds = float(self.dist.broadcast_json(seconds))  # rank 0's clock decides time and schedule
-            self._time_up = seconds >= self.cfg.train.minutes * 60
+        if self.dist.enabled:
+            # One all-reduce at the start of every step: rank 0's clock (wall time differs between
+            # processes; it decides the budget and the schedule) and whether any rank was asked to
+            # stop, so every rank finishes this same step and stops after it.
+            seconds, self._stop_agreed = self.dist.agree(seconds, self.stop_requested is not None)
+            self._time_up = self.cfg.train.minutes is not None and seconds >= self.cfg.train.minutes * 60
         progress = self.progress(seconds)
         self._apply_lr(progress)
         self.objective.on_step(step, progress)
@@ -348,6 +361,9 @@ class Trainer:
                         "lr_scale": self.lr_scale},
             "objective": self.objective.state_dict(),
             "fixed_inputs": {k: v for k, v in self.fixed_inputs.items() if v is not None},
+            # Statistics summed since the last record: a checkpoint between records (by time, on a
+            # signal) resumes to the same next record.
+            "pending_stats": {"sums": dict(self._sums), "counts": dict(self._counts)},
         }
         if self.noise is not None:
             state["noise"] = self.noise.state_dict()
@@ -372,6 +388,9 @@ class Trainer:
         self.lr_scale = float(tr.get("lr_scale", 1.0))  # absent before learning-rate schedules
         self.lr_mult = float("nan")  # the next step sets the learning rates (resume may change train.*_optim.lr)
         self.objective.load_state_dict(state.get("objective", {}))
+        pending = state.get("pending_stats", {"sums": {}, "counts": {}})  # absent before checkpoints by time
+        self._sums = {k: v.to(self.device) for k, v in pending["sums"].items()}
+        self._counts = defaultdict(int, {k: int(v) for k, v in pending["counts"].items()})
         if "fixed_inputs" in state:
             self.fixed_inputs = {k: v.to(self.device) for k, v in state["fixed_inputs"].items()}
             if "z" in self.fixed_inputs:

@@ -1,32 +1,44 @@
-"""A training run end to end: run folder, loop, logging, samples, checkpoints, resume.
+"""A training run end to end: run folder, loop, logging, samples, checkpoints, resume, signals.
 
 Run folder layout::
 
     config.yaml              the resolved config (what actually ran)
     metrics.jsonl            one JSON record per logged step
     samples/step_NNNNNN.png  grids from fixed noise (scatter plots for 1D/2D data)
-    checkpoints/latest.safetensors, checkpoints/best.safetensors
+    checkpoints/latest.safetensors, previous.safetensors, best.safetensors
     curves.png               losses and D accuracy
     tb/                      TensorBoard event files
+
+A run can be killed at any moment and continued with ``gankit train --resume RUN_DIR`` (or the
+command that started it plus ``--resume``): checkpoints are written every
+``train.checkpoint_every`` steps or ``train.checkpoint_minutes`` minutes, whichever comes first,
+and at the first record; SIGINT and SIGTERM finish the step, write one and exit 130 / 143.
+Resuming drops whatever was logged after the checkpoint (records, events, sample grids,
+TensorBoard steps), so those files read as one uninterrupted run.
 """
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, List, Optional
 
 
-from ..config import Config, load_config, save_config
-from ..errors import ConfigError, GankitError
+from .. import faults
+from ..config import Config, from_dict, load_config, save_config
+from ..errors import ConfigError, GankitError, Interrupted
 from ..viz import plot_curves, save_samples_figure
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import BEST, LATEST, PREVIOUS, load_latest, save_checkpoint, save_latest  # noqa: F401
+from ..utils import TMP_GLOB, atomic_write_text, read_jsonl
 from .callback import Callback
 from .loop import Trainer
 
-LATEST = "checkpoints/latest.safetensors"
-BEST = "checkpoints/best.safetensors"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Run:
@@ -40,6 +52,9 @@ class Run:
         self._tb = None
         self.stop_reason: Optional[str] = None   # set by request_stop(): the run ends after this log step
         self._rollback: Optional[tuple] = None   # set by request_rollback(): (state, lr_scale)
+        self.resumed = False                     # continues a checkpoint (set by load_state_dict)
+        self.finished = False                    # the budget is spent (or a callback stopped the run)
+        self.checkpoint_seconds = 0.0            # wall time spent writing latest checkpoints in this process
 
     # -- files ----------------------------------------------------------------------------------
     def data_meta(self) -> dict:
@@ -53,14 +68,37 @@ class Run:
             meta["mode_std"] = d.mode_std
         return meta
 
-    def save(self, which: str = LATEST) -> Path:
+    def state_dict(self) -> dict:
+        """The trainer's state plus what rebuilding and continuing the run needs."""
         state = self.trainer.state_dict()
         state["config"] = self.cfg.to_dict()
         state["data"] = self.data_meta()
         state["precision"] = self.trainer.precision
         state["objective_name"] = self.cfg.loss.objective
+        state["callbacks"] = {cb.key: cb.state_dict() for cb in self.callbacks if cb.key}
+        state["run"] = {"finished": self.finished, "stop_reason": self.stop_reason}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.trainer.load_state_dict(state)
+        stored = state.get("callbacks", {})  # absent before callbacks kept state
+        for cb in self.callbacks:
+            if cb.key and cb.key in stored:
+                cb.load_state_dict(stored[cb.key])
+        run = state.get("run", {})
+        self.finished, self.stop_reason = bool(run.get("finished", False)), run.get("stop_reason")
+        self.resumed = True
+
+    def save(self, which: str = LATEST) -> Path:
+        """Write a checkpoint: ``LATEST`` keeps the one before as ``PREVIOUS``; ``BEST`` is overwritten."""
+        tic = time.perf_counter()
+        if which == LATEST:
+            path = save_latest(self.dir, self.state_dict())
+            self.checkpoint_seconds += time.perf_counter() - tic
+            self._last_checkpoint = time.monotonic()
+            return path
         path = self.dir / which
-        save_checkpoint(path, state)
+        save_checkpoint(path, self.state_dict())
         return path
 
     def write_record(self, record: dict) -> None:
@@ -94,7 +132,19 @@ class Run:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard not installed: the run still has metrics.jsonl
             return
-        self._tb = SummaryWriter(log_dir=str(self.dir / "tb"), flush_secs=30)
+        # Resumed: TensorBoard discards the old files' steps after the checkpoint (they are trained again).
+        purge = self.trainer.state.step + 1 if self.resumed else None
+        self._tb = SummaryWriter(log_dir=str(self.dir / "tb"), flush_secs=30, purge_step=purge)
+
+    def _drop_after(self, step: int) -> None:
+        """Resuming at ``step``: remove what was written after it (records, grids) and the temporary
+        files of writes a crash cut short, so the folder reads as one uninterrupted run."""
+        _truncate_metrics(self.dir, step)
+        for png in (self.dir / "samples").glob("step_*.png"):
+            if png.stem[5:].isdigit() and int(png.stem[5:]) > step:
+                png.unlink()
+        for tmp in self.dir.rglob(TMP_GLOB):
+            tmp.unlink()
 
     # -- requests from callbacks (applied by the loop after the current log step) --------------
     def request_stop(self, reason: str) -> None:
@@ -115,13 +165,63 @@ class Run:
         _truncate_metrics(self.dir, step)
         self.records = [r for r in self.records if r["step"] <= step]
 
+    # -- signals ----------------------------------------------------------------------------------
+    @contextmanager
+    def _stop_on_signals(self):
+        """While training, SIGINT and SIGTERM ask the trainer to stop after the current step (the
+        run then writes a checkpoint and raises :class:`Interrupted`); the same signal again exits at
+        once, which is safe because every file is written atomically. Python allows handlers only
+        in the main thread; elsewhere signals keep their default behaviour."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        t = self.trainer
+
+        def handler(signum, frame):
+            name = signal.Signals(signum).name
+            if t.stop_requested is not None:
+                print(f"{name} again: exiting now; the last checkpoint is kept", file=sys.stderr, flush=True)
+                raise SystemExit(128 + signum)
+            t.stop_requested = name
+            if t.dist.is_main:
+                print(f"\n{name}: finishing this step and writing a checkpoint (send it again to quit at once)",
+                      file=sys.stderr, flush=True)
+
+        before = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for s, h in before.items():
+                signal.signal(s, h)
+
+    def _interrupted(self) -> Interrupted:
+        t = self.trainer
+        name = t.stop_requested or "SIGTERM"  # another rank's signal under torchrun
+        return Interrupted(f"{name} at step {t.state.step}: checkpoint written to {self.dir / LATEST}; "
+                           f"continue with: gankit train --resume {self.dir}", getattr(signal, name))
+
     # -- the run --------------------------------------------------------------------------------
     def fit(self) -> "Run":
         t, cfg = self.trainer, self.cfg
-        if not t.dist.is_main:
-            return self._follow()
+        with self._stop_on_signals():
+            if not t.dist.is_main:
+                return self._follow()
+            return self._fit()
+
+    def _checkpoint_due(self, step: int, logged: bool) -> bool:
+        t = self.cfg.train
+        if step % t.checkpoint_every == 0:
+            return True
+        if logged and not (self.dir / LATEST).exists():
+            return True  # the first record: a run is never long without a checkpoint
+        return t.checkpoint_minutes is not None and time.monotonic() - self._last_checkpoint >= t.checkpoint_minutes * 60
+
+    def _fit(self) -> "Run":
+        t, cfg = self.trainer, self.cfg
         self.dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.dir / "config.yaml")
+        if self.resumed:
+            self._drop_after(t.state.step)
         self._open_tensorboard()
         for cb in self.callbacks:
             cb.on_start(self)
@@ -134,17 +234,19 @@ class Run:
             bar = tqdm(total=t.total_steps, initial=t.state.step, desc=cfg.name, unit="step",
                        dynamic_ncols=True, file=sys.stderr)
         log_every = cfg.train.log_every
-        last_log = time.monotonic()
+        last_log = self._last_checkpoint = time.monotonic()
         try:
             while not t.done():
                 tic = time.monotonic()
                 t.train_step()
                 t.state.seconds += time.monotonic() - tic
+                faults.reached("step")
                 step = t.state.step
                 if bar is not None:
                     bar.update(1)
                 final = t.done()
-                if step % log_every == 0 or final:
+                logged = step % log_every == 0 or final
+                if logged:
                     now = time.monotonic()
                     record = {"step": step, "epoch": round(t.epoch, 4), "seconds": round(t.state.seconds, 3),
                               "lr_mult": round(t.lr_mult, 6)}  # learning rates / configured ones (schedule × rollbacks)
@@ -177,13 +279,19 @@ class Run:
                     if not self.latest_samples.exists():
                         self.write_samples(f"step_{t.state.step:06d}")
                     break
-                if step % cfg.train.checkpoint_every == 0 and not final and not rolled_back:
+                if t.stopping and not final:
+                    self.save(LATEST)
+                    self._close_logs()
+                    t.dist.close()  # torchrun: the other ranks wait for this checkpoint, then all leave
+                    raise self._interrupted()
+                if not final and not rolled_back and self._checkpoint_due(step, logged):
                     self.save(LATEST)
         finally:
             if bar is not None:
                 bar.close()
         if self.stop_reason is not None:
             print(f"{cfg.name}: stopped at step {t.state.step}: {self.stop_reason}", file=sys.stderr, flush=True)
+        self.finished = True
         self.save(LATEST)
         if not (self.dir / BEST).exists():
             self.save(BEST)  # without an evaluator, the best known checkpoint is the last one
@@ -193,7 +301,7 @@ class Run:
 
     def _follow(self) -> "Run":
         """Ranks > 0 under torchrun: train in step with rank 0, write nothing, and obey what rank 0's
-        callbacks decide. Every collective here matches one in :meth:`fit` on rank 0."""
+        callbacks decide. Every collective here matches one in :meth:`_fit` on rank 0."""
         t = self.trainer
         t.grad_norms = t.dist.broadcast_json(None)
         while not t.done():
@@ -207,8 +315,16 @@ class Run:
                 if control["stop"] is not None:
                     self.stop_reason = control["stop"]
                     break
+            if t.stopping and not final:  # every rank agreed on this step at its start (Trainer.train_step)
+                t.dist.close()
+                raise self._interrupted()
         t.dist.close()
         return self
+
+    def _close_logs(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
 
     def finish(self) -> None:
         records = read_metrics(self.dir)
@@ -216,8 +332,7 @@ class Run:
             plot_curves(records, self.dir / "curves.png")
         for cb in self.callbacks:
             cb.on_end(self)
-        if self._tb is not None:
-            self._tb.close()
+        self._close_logs()
 
     @property
     def latest_samples(self) -> Path:
@@ -225,10 +340,7 @@ class Run:
 
 
 def read_metrics(run_dir: Path) -> List[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")
 
 
 def _default_out(cfg: Config) -> Path:
@@ -240,49 +352,139 @@ def _default_out(cfg: Config) -> Path:
     return path
 
 
-def train(recipe: str | Path | dict | Config = "dcgan-fashion-mnist", overrides: Optional[List[str]] = None,
-          out: Optional[str | Path] = None, quiet: bool = False, resume: Optional[str | Path] = None,
+def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", overrides: Optional[List[str]] = None,
+          out: Optional[str | Path] = None, quiet: bool = False, resume: str | Path | bool | None = None,
           callbacks: Iterable[Callback] = ()) -> Run:
     """Train a GAN and return the finished :class:`Run` (its folder is ``run.dir``).
 
     ``recipe`` is a shipped recipe name, a YAML path, a dict or a Config; ``overrides`` are
-    ``"key=value"`` strings as on the command line. ``resume`` continues the run folder
-    from its latest checkpoint; ``overrides`` may then change only ``train.*`` keys
-    (typically a longer ``train.steps``).
+    ``"key=value"`` strings as on the command line.
+
+    ``resume=RUN_DIR`` continues that run folder from its latest checkpoint (the previous one if
+    the latest is damaged; from its config.yaml if it has none yet); ``overrides`` may then change
+    only ``train.*`` keys (typically a longer ``train.steps``). A finished run is left as it is.
+    ``resume=True`` with a recipe continues ``out`` (default ``runs/NAME``) if it holds this
+    recipe's run and starts it otherwise: the same call (or command) restarts a killed job.
+
+    SIGINT or SIGTERM during training writes a checkpoint and raises :class:`~gankit.errors.Interrupted`.
     """
     from .callbacks import default_callbacks
 
     overrides = list(overrides or [])
-    if resume is not None:
-        run_dir = Path(resume)
+    if resume is True:
+        if recipe is None:
+            raise GankitError("resume=True continues the run of a recipe: give the recipe too, or resume=RUN_DIR")
+        cfg = _recipe_config(recipe, overrides)
+        run_dir = Path(out) if out is not None else Path("runs") / cfg.name
         if not (run_dir / "config.yaml").exists():
-            raise GankitError(f"{run_dir}: not a gankit run folder (no config.yaml); give the folder `gankit train` wrote")
-        for o in overrides:
-            if not o.split("=", 1)[0].strip().startswith("train."):
-                raise ConfigError(f"--set {o}: only train.* keys can change when resuming")
-        cfg = load_config(run_dir / "config.yaml", overrides)
-        state = load_checkpoint(run_dir / LATEST)
-        run = Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg))
-        run.trainer.load_state_dict(state)
-        if run.trainer.dist.is_main:
-            _truncate_metrics(run_dir, run.trainer.state.step)
-        return run.fit()
+            return train(cfg, out=run_dir, quiet=quiet, callbacks=callbacks)
+        _check_same_run(run_dir, cfg)
+        resume = run_dir
+        overrides = [o for o in overrides if o.split("=", 1)[0].strip().startswith("train.")]
+    if resume is not None:
+        return _resume(Path(resume), overrides, quiet, callbacks)
+    cfg = _recipe_config(recipe, overrides)
+    run_dir = Path(out) if out is not None else _default_out(cfg)
+    if (run_dir / "config.yaml").exists():
+        raise GankitError(f"{run_dir}: already holds a run; continue it with `gankit train --resume {run_dir}` "
+                          "or choose another --out")
+    run = Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg))
+    return run.fit()
+
+
+def _recipe_config(recipe, overrides: List[str]) -> Config:
     cfg = recipe if isinstance(recipe, Config) else load_config(recipe, overrides)
     if isinstance(recipe, Config) and overrides:
         from ..config import apply_overrides
         cfg = apply_overrides(cfg, overrides)
-    run_dir = Path(out) if out is not None else _default_out(cfg)
-    if (run_dir / LATEST).exists():
-        raise GankitError(f"{run_dir}: already holds a trained run; resume it with `gankit train --resume {run_dir}` "
-                          "or choose another --out")
+    return cfg
+
+
+def _check_same_run(run_dir: Path, cfg: Config) -> None:
+    """Refuse to continue a folder that holds another model (only train.* may differ)."""
+    saved = load_config(run_dir / "config.yaml").to_dict()
+    new = cfg.to_dict()
+
+    def diff(a, b, prefix=""):
+        for k in sorted(set(a) | set(b)):
+            key = f"{prefix}{k}"
+            if key == "train":
+                continue
+            if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+                found = diff(a[k], b[k], key + ".")
+                if found:
+                    return found
+            elif a.get(k) != b.get(k):
+                return key, a.get(k), b.get(k)
+        return None
+
+    found = diff(saved, new)
+    if found:
+        key, old, now = found
+        raise GankitError(f"{run_dir}: holds a run with {key}={old!r}, not {now!r}; choose another --out for this "
+                          "config, or continue that run with `gankit train --resume " + str(run_dir) + "`")
+
+
+def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterable[Callback]) -> Run:
+    from .callbacks import default_callbacks
+
+    if not run_dir.is_dir() or not (run_dir / "config.yaml").exists() and not (run_dir / LATEST).exists():
+        raise GankitError(f"{run_dir}: not a gankit run folder (no config.yaml); give the folder `gankit train` wrote")
+    for o in overrides:
+        if not o.split("=", 1)[0].strip().startswith("train."):
+            raise ConfigError(f"--set {o}: only train.* keys can change when resuming")
+    found = load_latest(run_dir)  # the previous checkpoint when the latest is damaged; None if there is none yet
+    from ..config import apply_overrides, validate
+    try:
+        cfg = load_config(run_dir / "config.yaml")
+    except (ConfigError, OSError) as e:
+        if found is None:
+            raise GankitError(f"{run_dir / 'config.yaml'}: unreadable ({e}) and the run has no checkpoint to take "
+                              "its config from; start the run again") from None
+        cfg = validate(from_dict(Config, found[0]["config"]))
+        print(f"warning: {run_dir / 'config.yaml'} is unreadable ({e}); using the config stored in {found[1]} "
+              "(config.yaml is written again)", file=sys.stderr)
+    cfg = apply_overrides(cfg, overrides)
     run = Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg))
+    if found is None:
+        if run.trainer.dist.is_main:
+            print(f"{run_dir}: no checkpoint yet; starting again from its config.yaml", file=sys.stderr, flush=True)
+            _clear_outputs(run_dir)
+        return run.fit()
+    state, path = found
+    latest = run_dir / LATEST
+    if path != latest and latest.exists() and run.trainer.dist.is_main:
+        # Kept for inspection, out of the way: the next checkpoint would otherwise push it onto `previous`.
+        os.replace(latest, latest.with_suffix(".damaged"))
+    run.load_state_dict(state)
+    t = run.trainer
+    if run.finished and (not overrides or t.done()):
+        if t.dist.is_main:
+            why = f" ({run.stop_reason})" if run.stop_reason else ""
+            longer = f"train.steps={2 * t.state.step}" if cfg.train.minutes is None else f"train.minutes={2 * cfg.train.minutes:g}"
+            print(f"{run_dir}: this run has finished at step {t.state.step}{why}; to train it longer: "
+                  f"gankit train --resume {run_dir} --set {longer}", file=sys.stderr, flush=True)
+        t.dist.close()
+        return run
+    run.finished = False
     return run.fit()
+
+
+def _clear_outputs(run_dir: Path) -> None:
+    """A restart from config.yaml: remove what the killed attempt logged (it is all made again)."""
+    import shutil
+
+    for name in ("metrics.jsonl", "events.jsonl", "health.json", "eval_cards.json", "curves.png"):
+        (run_dir / name).unlink(missing_ok=True)
+    for folder in ("samples", "tb", "checkpoints"):
+        shutil.rmtree(run_dir / folder, ignore_errors=True)
+    for tmp in run_dir.rglob(TMP_GLOB):
+        tmp.unlink()
 
 
 def _truncate_metrics(run_dir: Path, step: int) -> None:
     """Drop records written after the checkpoint we resume from (they will be written again)."""
     path = run_dir / "metrics.jsonl"
     if path.exists():
-        from ..utils import atomic_write_text
         keep = [json.dumps(r) for r in read_metrics(run_dir) if r["step"] <= step]
         atomic_write_text(path, "".join(line + "\n" for line in keep))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..errors import GankitError
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, read_jsonl
 from .curves import plot_curves
 
 # Colours of the diagnoses on the timeline and in the table.
@@ -26,19 +26,6 @@ KIND_COLOURS = {"diverged": "#d62728", "mode_collapse": "#9467bd", "vanishing_gr
 # Record keys drawn in their own panels, not among "other metrics".
 _KNOWN = {"step", "epoch", "seconds", "steps_per_s", "d_loss", "g_loss", "d_real", "d_fake", "acc_real",
           "acc_fake", "health", "events"}
-
-
-def _read_jsonl(path: Path) -> List[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise GankitError(f"{path}:{i}: not valid JSON; the file is damaged") from None
-    return out
 
 
 def _data_uri(png: bytes) -> str:
@@ -239,8 +226,8 @@ def build_report(run_dir: str | Path, max_samples: int = 8) -> str:
     config_text = (run_dir / "config.yaml").read_text()
     import yaml
     cfg = yaml.safe_load(config_text) or {}
-    records = _read_jsonl(run_dir / "metrics.jsonl")
-    events = _read_jsonl(run_dir / "events.jsonl")
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    events = read_jsonl(run_dir / "events.jsonl")
     health = json.loads((run_dir / "health.json").read_text()) if (run_dir / "health.json").exists() else None
 
     name = html.escape(str(cfg.get("name", run_dir.name)))

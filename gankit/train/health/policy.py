@@ -42,6 +42,8 @@ def clone_state(obj):
 class HealthCallback(Callback):
     """Measures signals on log steps, feeds :class:`HealthMonitor`, applies the policies."""
 
+    key = "health"
+
     def __init__(self, cfg):
         self.cfg = cfg
         self.monitor = HealthMonitor(cfg)
@@ -52,6 +54,7 @@ class HealthCallback(Callback):
         self.lr_scale = 1.0
         self.best_energy: Optional[float] = None
         self.noise_sigma = 0.0
+        self.remedies: List[str] = []             # remedies applied, in order (re-applied on resume)
         self.probe: Optional[SampleProbe] = None
         self.seconds = 0.0                        # wall time spent in this monitor (its own cost)
 
@@ -68,9 +71,28 @@ class HealthCallback(Callback):
         finally:
             self.seconds += time.perf_counter() - tic
 
+    def state_dict(self) -> dict:
+        """Everything the monitor's next decisions depend on, for checkpoints. The last healthy
+        state to roll back to is not stored: after a resume it is the state resumed from."""
+        state = {"monitor": self.monitor.state_dict(), "events": [e.to_dict() for e in self.events],
+                 "rollbacks": self.rollbacks, "lr_scale": self.lr_scale, "best_energy": self.best_energy,
+                 "noise_sigma": self.noise_sigma, "remedies": list(self.remedies), "seconds": self.seconds}
+        return json.loads(json.dumps(state, default=float))  # plain JSON values (evidence may hold numpy floats)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.monitor.load_state_dict(state["monitor"])
+        self.events = [Event(**e) for e in state["events"]]
+        self.rollbacks, self.lr_scale = int(state["rollbacks"]), float(state["lr_scale"])
+        self.best_energy, self.noise_sigma = state["best_energy"], float(state["noise_sigma"])
+        self.remedies, self.seconds = list(state["remedies"]), float(state["seconds"])
+
     def _start(self, run) -> None:
         t = run.trainer
         t.grad_norms = self.cfg.grad_norms
+        sigma = self.noise_sigma
+        for remedy in self.remedies:  # resumed: the objective is built afresh, without them
+            self._apply_remedy(t.objective, remedy)
+        self.noise_sigma = sigma
         self.probe = SampleProbe(t, self.cfg.samples, run.cfg.seed) if self.cfg.samples > 0 else None
         # The state training starts from counts as healthy: a run that diverges before its first
         # record goes back there with lower learning rates.
@@ -180,17 +202,25 @@ class HealthCallback(Callback):
         if ev.kind == "vanishing_gradients":
             obj = t.objective
             if cfg.on_vanishing == "non-saturating" and obj.loss.name == "minimax":
-                from ...losses import LOSSES
-                obj.loss = LOSSES.get("non-saturating")
+                self._apply_remedy(obj, "non-saturating")
                 return "switched G's loss from minimax to non-saturating"
             if cfg.on_vanishing == "instance-noise" and self.noise_sigma == 0:
-                self.noise_sigma = cfg.instance_noise
-                inner = obj.augment
-                # Instance noise (Sønderby et al. 2017; Arjovsky & Bottou 2017): Gaussian noise on
-                # every input of D, real and fake, annealed to 0 by the end of the run.
-                obj.augment = lambda x: inner(x) + self.noise_sigma * torch.randn_like(x)
+                self._apply_remedy(obj, "instance-noise")
                 return f"added instance noise σ={cfg.instance_noise:g}, annealed to 0"
         return None
+
+    def _apply_remedy(self, obj, remedy: str) -> None:
+        if remedy not in self.remedies:
+            self.remedies.append(remedy)
+        if remedy == "non-saturating":
+            from ...losses import LOSSES
+            obj.loss = LOSSES.get("non-saturating")
+        elif remedy == "instance-noise":
+            self.noise_sigma = self.cfg.instance_noise
+            inner = obj.augment
+            # Instance noise (Sønderby et al. 2017; Arjovsky & Bottou 2017): Gaussian noise on
+            # every input of D, real and fake, annealed to 0 by the end of the run.
+            obj.augment = lambda x: inner(x) + self.noise_sigma * torch.randn_like(x)
 
     def _emit(self, run, ev: Event) -> None:
         self.events.append(ev)

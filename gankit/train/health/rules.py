@@ -123,6 +123,18 @@ class HealthMonitor:
             self.active = set()
         return new
 
+    def state_dict(self) -> dict:
+        """What the diagnoses depend on: the recent records (a rollback needs one before the window),
+        the conditions active now, the records since quality improved and the gradient peak."""
+        return {"history": self.history[-2 * self.cfg.window:], "active": sorted(self.active),
+                "stale": self.stale, "grad_peak": self.grad_peak}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = list(state["history"])
+        self.active = set(state["active"])
+        self.stale = int(state["stale"])
+        self.grad_peak = float(state["grad_peak"])
+
     def forget_after(self, step: int) -> None:
         """After a rollback to ``step``: drop the records that came later."""
         self.history = [s for s in self.history if s["step"] <= step]
