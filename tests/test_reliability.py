@@ -215,7 +215,7 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(straight, tmp_path)
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
     p = run(command(run_dir), tmp_path)
     assert p.returncode == 0
-    assert f"this run has finished at step {STEPS}" in p.stderr and f"--set train.steps={2 * STEPS}" in p.stderr
+    assert f"this run has finished at step {STEPS}; to train it longer" in p.stderr and f"--set train.steps={2 * STEPS}" in p.stderr
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
     longer = run([*command(run_dir)[:4], "--resume", str(run_dir), "--set", f"train.steps={STEPS + 10}", "--quiet"],
                  tmp_path)

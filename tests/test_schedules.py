@@ -65,7 +65,8 @@ def test_resume_in_the_middle_of_a_decay_is_exact(tmp_path):
     sched = TINY_RING + ["train.lr_schedule=cosine", "train.lr_decay_start=0.2"]
     straight = gankit.train("gan-ring8", sched, out=tmp_path / "a", quiet=True)
     gankit.train("gan-ring8", sched, out=tmp_path / "b", quiet=True, callbacks=[StopAt(13)])
-    resumed = gankit.train(resume=tmp_path / "b", quiet=True)
+    # A run stopped early counts as finished: naming its budget continues it.
+    resumed = gankit.train(resume=tmp_path / "b", overrides=["train.steps=20"], quiet=True)
     a, b = records(straight.dir), records(resumed.dir)
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 21))
     for ra, rb in zip(a, b):

@@ -209,8 +209,8 @@ def reference_features(extractor: FeatureExtractor, ds, split: str, data_sha: st
         try:
             t, _ = load_tensors(path)
             return Features(t["features"], t.get("logits"))
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable: recompute and overwrite
+        except (OSError, ValueError, KeyError) as e:  # damaged: recompute and overwrite (atomically)
+            print(f"warning: {path}: unreadable cached features ({e}); computing them again", file=sys.stderr)
     if log:
         log(f"computing {extractor.name} features of {ds.name}/{split} ({len(ds)} images; cached at {path})")
     feats = extractor(ds.all_model_range())

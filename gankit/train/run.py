@@ -460,13 +460,19 @@ def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterabl
     t = run.trainer
     if run.finished and (not overrides or t.done()):
         if t.dist.is_main:
-            why = f" ({run.stop_reason})" if run.stop_reason else ""
-            longer = f"train.steps={2 * t.state.step}" if cfg.train.minutes is None else f"train.minutes={2 * cfg.train.minutes:g}"
-            print(f"{run_dir}: this run has finished at step {t.state.step}{why}; to train it longer: "
-                  f"gankit train --resume {run_dir} --set {longer}", file=sys.stderr, flush=True)
+            if run.stop_reason and not t.done():  # stopped early by a callback (the health monitor)
+                what = f"stopped early at step {t.state.step} ({run.stop_reason}); to go on anyway"
+                longer = (f"train.steps={t.total_steps}" if t.total_steps is not None
+                          else f"train.minutes={cfg.train.minutes:g}")
+            else:
+                what = f"finished at step {t.state.step}; to train it longer"
+                longer = (f"train.steps={2 * t.state.step}" if cfg.train.minutes is None
+                          else f"train.minutes={2 * cfg.train.minutes:g}")
+            print(f"{run_dir}: this run has {what}: gankit train --resume {run_dir} --set {longer}",
+                  file=sys.stderr, flush=True)
         t.dist.close()
         return run
-    run.finished = False
+    run.finished, run.stop_reason = False, None  # going on past an early stop, when asked to
     return run.fit()
 
 
