@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from .config import Config, from_dict
-from .errors import GankitError
-from .checkpoint import load_checkpoint
+from .checkpoint import LATEST, load_checkpoint, load_latest
+from .errors import CheckpointError, GankitError
 from .utils import atomic_write_bytes, resolve_device
 
 
@@ -125,12 +125,20 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
     from .objectives import OBJECTIVES, DataInfo
 
     path = Path(run_dir)
-    if path.is_dir():
+    if path.is_dir() and which == "latest":
         run = path
-        path = path / "checkpoints" / f"{which}.safetensors"
+        found = load_latest(path)  # the previous checkpoint (with a warning) when the latest is damaged
+        if found is None:
+            raise CheckpointError(f"{path / LATEST}: no checkpoint there yet; resume the run "
+                                  f"(gankit train --resume {path}) or wait for its first record")
+        state = found[0]
     else:
-        run = path.parent.parent
-    state = load_checkpoint(path)
+        if path.is_dir():
+            run = path
+            path = path / "checkpoints" / f"{which}.safetensors"
+        else:
+            run = path.parent.parent
+        state = load_checkpoint(path)
     cfg = from_dict(Config, state["config"])
     data = state["data"]
     nets = OBJECTIVES.get(cfg.loss.objective).build_networks(cfg, DataInfo.from_meta(data))

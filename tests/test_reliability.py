@@ -188,6 +188,17 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(straight, tm
     assert_same_run(straight, tmp_path / "run")
 
 
+def test_loading_a_run_with_a_damaged_latest_checkpoint_uses_the_previous_one(straight, tmp_path, capsys):
+    import gankit
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(straight, run_dir)
+    (run_dir / LATEST).write_bytes(b"not a checkpoint")
+    gan = gankit.load(run_dir)
+    assert gan.step == load_checkpoint(run_dir / PREVIOUS)["trainer"]["step"]
+    assert "using" in capsys.readouterr().err
+
+
 def test_an_unreadable_config_is_taken_from_the_checkpoint(straight, tmp_path):
     killed = run(command(tmp_path / "run"), tmp_path, GANKIT_FAULT="step:120")
     assert killed.returncode == -signal.SIGKILL

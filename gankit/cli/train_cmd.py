@@ -42,7 +42,8 @@ def run(args):
         raise  # gankit.cli.main reports it and returns the code
     t = result.trainer
     if t.dist.is_main:  # torchrun: rank 0 speaks for the job
-        print(f"trained {result.cfg.name}: {t.state.step} steps, {t.epoch:.2f} epochs, {t.state.seconds:.1f} s")
+        if not result.was_finished:
+            print(f"trained {result.cfg.name}: {t.state.step} steps, {t.epoch:.2f} epochs, {t.state.seconds:.1f} s")
         print(f"run folder: {result.dir}")
         print(f"samples:    {result.dir / 'samples'} (latest: {result.latest_samples})")
     exit_worker(0)  # torchrun: leave now, everything is written (a no-op in a single process)

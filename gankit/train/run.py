@@ -55,6 +55,7 @@ class Run:
         self.resumed = False                     # continues a checkpoint (set by load_state_dict)
         self.finished = False                    # the budget is spent (or a callback stopped the run)
         self.checkpoint_seconds = 0.0            # wall time spent writing latest checkpoints in this process
+        self.was_finished = False                # resumed a finished run: nothing was trained
 
     # -- files ----------------------------------------------------------------------------------
     def data_meta(self) -> dict:
@@ -471,6 +472,7 @@ def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterabl
             print(f"{run_dir}: this run has {what}: gankit train --resume {run_dir} --set {longer}",
                   file=sys.stderr, flush=True)
         t.dist.close()
+        run.was_finished = True
         return run
     run.finished, run.stop_reason = False, None  # going on past an early stop, when asked to
     return run.fit()
