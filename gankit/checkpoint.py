@@ -69,13 +69,13 @@ def unflatten(skeleton: Any, tensors: Dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
-def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
-    """Write ``state`` (nested dicts of tensors and plain values) atomically to ``path``."""
+def save_checkpoint(path: Path, state: Dict[str, Any], before_replace=None) -> None:
+    """Write ``state`` (nested dicts of tensors and plain values) atomically to ``path``
+    (``before_replace``: see :func:`~gankit.utils.atomic_write_bytes`)."""
     tensors: Dict[str, torch.Tensor] = {}
     skeleton = flatten(state, "s", tensors)
     meta = {"format": FORMAT, "state": json.dumps(skeleton)}
-    atomic_write_bytes(Path(path), safetensors_save(tensors, metadata=meta),
-                       before_replace=lambda: faults.reached("checkpoint-write"))
+    atomic_write_bytes(Path(path), safetensors_save(tensors, metadata=meta), before_replace=before_replace)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
@@ -119,7 +119,7 @@ def save_latest(run_dir: Path, state: Dict[str, Any]) -> Path:
     latest = Path(run_dir) / LATEST
     if latest.exists():
         os.replace(latest, Path(run_dir) / PREVIOUS)  # atomic: every moment has one good checkpoint
-    save_checkpoint(latest, state)
+    save_checkpoint(latest, state, before_replace=lambda: faults.reached("latest-write"))
     return latest
 
 

@@ -4,8 +4,9 @@
 what a power cut or the kernel's OOM killer does) the N-th time it reaches ``POINT``:
 
 ``step``              right after training step N (counted from 1 in this process)
-``checkpoint-write``  inside the N-th checkpoint write, after the temporary file is written and
-                      before it replaces the old checkpoint
+``latest-write``      inside the N-th write of the latest checkpoint, after the temporary file is
+                      written and before it replaces the old one (``latest`` has just become
+                      ``previous``, so the run has no ``latest`` at that moment)
 
 Unset (the normal case) it costs one dict lookup per call. Used by ``tests/test_reliability.py``;
 ``benchmarks/kill_resume.py`` kills from outside at random moments instead.
@@ -18,7 +19,7 @@ from collections import Counter
 
 from .errors import ConfigError
 
-POINTS = ("step", "checkpoint-write")
+POINTS = ("step", "latest-write")
 
 
 def _parse(spec: str) -> dict:

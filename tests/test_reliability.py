@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankit.checkpoint import LATEST, PREVIOUS, load_checkpoint
+from gankit.checkpoint import LATEST, PREVIOUS, load_checkpoint, load_latest
 from gankit.utils import TMP_GLOB
 
 from test_distributed import free_port
@@ -32,7 +32,8 @@ STEPS = 400
 # gan-ring8, tiny: a record every 5 steps (the first checkpoint comes with the first one, at step 5),
 # a checkpoint every 50 steps, grids every 100, the health monitor on (its state must survive too).
 TINY = ["data.size=2000", "model.g.width=32", "model.d.width=32", "train.batch_size=64", "train.threads=1",
-        "train.log_every=5", "train.checkpoint_every=50", "train.sample_every=100", "health.samples=256"]
+        "train.log_every=5", "train.checkpoint_every=50", "train.sample_every=100", "health.samples=256",
+        "eval.every=60", "eval.n=500"]   # FID every 60 steps picks checkpoints/best: the evaluator's state too
 TIMING = {"seconds", "steps_per_s", "eval_seconds"}  # wall-time fields: the only ones that may differ
 
 
@@ -68,6 +69,7 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert sorted(p.name for p in (b / "samples").iterdir()) == sorted(p.name for p in (a / "samples").iterdir())
     sa, sb = load_checkpoint(a / LATEST), load_checkpoint(b / LATEST)
     assert sb["trainer"]["step"] == sa["trainer"]["step"] == STEPS
+    assert sb["trainer"]["best_step"] == sa["trainer"]["best_step"] is not None
     for name, tensors in sa["modules"].items():
         for k, v in tensors.items():
             assert torch.equal(sb["modules"][name][k], v), f"{name}.{k} differs"
@@ -88,21 +90,20 @@ def straight(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("fault, resumes_from", [
     ("step:3", None),              # before the first checkpoint: restarts from config.yaml
-    ("checkpoint-write:3", 5),     # inside the write at step 50: `latest` was moved to `previous` (step 5)
+    ("latest-write:3", 50),        # inside the write at step 100: `latest` was moved to `previous` (step 50)
     ("step:137", 100),             # between checkpoints
 ])
 def test_a_killed_run_resumes_and_finishes_as_if_never_killed(straight, tmp_path, fault, resumes_from):
     killed = run(command(tmp_path / "run"), tmp_path, GANKIT_FAULT=fault)
     assert killed.returncode == -signal.SIGKILL
     ckpts = tmp_path / "run" / "checkpoints"
-    if fault.startswith("checkpoint-write"):
+    if fault.startswith("latest-write"):
         assert list(ckpts.glob(TMP_GLOB)) and not (ckpts / "latest.safetensors").exists()  # killed mid-write
+    found = load_latest(tmp_path / "run")
+    assert (found and found[0]["trainer"]["step"]) == resumes_from
     again = run(command(tmp_path / "run"), tmp_path)                     # the same command
     assert again.returncode == 0, again.stderr[-2000:]
-    if resumes_from is None:
-        assert "no checkpoint yet; starting again from its config.yaml" in again.stderr
-    else:
-        assert load_checkpoint(tmp_path / "run" / PREVIOUS)["trainer"]["step"] >= resumes_from
+    assert ("no checkpoint yet; starting again from its config.yaml" in again.stderr) == (resumes_from is None)
     assert_same_run(straight, tmp_path / "run")
 
 
@@ -155,19 +156,20 @@ def test_a_signal_writes_a_checkpoint_and_exits_with_its_code(straight, tmp_path
     assert_same_run(straight, tmp_path / "run")
 
 
-def test_sigterm_to_torchrun_stops_every_rank_at_one_step_and_resumes(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_torchrun_stops_every_rank_at_one_step_and_resumes(tmp_path, sig):
     out = tmp_path / "run"
     cmd = command(out, steps=100000, extra=["train.dist_timeout_s=60"])
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port())]
     p = subprocess.Popen(torchrun + cmd[1:], cwd=tmp_path, env=env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     wait_for_record(out, 20, p)
-    p.send_signal(signal.SIGTERM)          # what a scheduler sends on pre-emption; torchrun passes it on
+    p.send_signal(sig)          # SIGTERM: what a scheduler sends on pre-emption; torchrun passes it on
     _, err = p.communicate(timeout=120)
     assert p.returncode != 0
     step = load_checkpoint(out / LATEST)["trainer"]["step"]
     # Rank 0 wrote the checkpoint after the step all ranks agreed on, and says so once.
-    assert err.count(f"gankit: SIGTERM at step {step}: checkpoint written") == 1, err[-3000:]
+    assert err.count(f"gankit: {sig.name} at step {step}: checkpoint written") == 1, err[-3000:]
     assert "DistributedError" not in err and "/gankit/" not in err   # no traceback from gankit on any rank
     again = subprocess.run(torchrun[:-1] + [str(free_port())] + [*cmd[1:], "--set", f"train.steps={step + 10}"],
                            cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300)
