@@ -30,10 +30,10 @@ from typing import Iterable, List, Optional
 
 
 from .. import faults
-from ..config import Config, from_dict, load_config, save_config
+from ..config import Config, apply_overrides, from_dict, load_config, save_config, validate
 from ..errors import ConfigError, GankitError, Interrupted
 from ..viz import plot_curves, save_samples_figure
-from ..checkpoint import BEST, LATEST, PREVIOUS, load_latest, save_checkpoint, save_latest  # noqa: F401
+from ..checkpoint import BEST, LATEST, load_latest, save_checkpoint, save_latest
 from ..utils import TMP_GLOB, atomic_write_text, read_jsonl
 from .callback import Callback
 from .loop import Trainer
@@ -203,9 +203,8 @@ class Run:
 
     # -- the run --------------------------------------------------------------------------------
     def fit(self) -> "Run":
-        t, cfg = self.trainer, self.cfg
         with self._stop_on_signals():
-            if not t.dist.is_main:
+            if not self.trainer.dist.is_main:
                 return self._follow()
             return self._fit()
 
@@ -396,14 +395,16 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
 def _recipe_config(recipe, overrides: List[str]) -> Config:
     cfg = recipe if isinstance(recipe, Config) else load_config(recipe, overrides)
     if isinstance(recipe, Config) and overrides:
-        from ..config import apply_overrides
         cfg = apply_overrides(cfg, overrides)
     return cfg
 
 
 def _check_same_run(run_dir: Path, cfg: Config) -> None:
     """Refuse to continue a folder that holds another model (only train.* may differ)."""
-    saved = load_config(run_dir / "config.yaml").to_dict()
+    try:
+        saved = load_config(run_dir / "config.yaml").to_dict()
+    except ConfigError:
+        return  # unreadable: resuming takes the config stored in the checkpoint and says so
     new = cfg.to_dict()
 
     def diff(a, b, prefix=""):
@@ -435,7 +436,6 @@ def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterabl
         if not o.split("=", 1)[0].strip().startswith("train."):
             raise ConfigError(f"--set {o}: only train.* keys can change when resuming")
     found = load_latest(run_dir)  # the previous checkpoint when the latest is damaged; None if there is none yet
-    from ..config import apply_overrides, validate
     try:
         cfg = load_config(run_dir / "config.yaml")
     except (ConfigError, OSError) as e:
