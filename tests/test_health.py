@@ -95,6 +95,10 @@ def test_minimax_with_d_far_ahead_is_diagnosed_as_vanishing_gradients(tmp_path):
     assert r2.trainer.objective.loss.name == "non-saturating"
     after = [rec["health/grad_g_rel"] for rec in metrics(r2.dir) if rec["step"] > ev2[0]["step"]]
     assert after and min(after) > 100 * ev2[0]["evidence"]["grad_g_relative"]
+    # Resumed, the run keeps the remedy (the objective is rebuilt with the recipe's minimax loss).
+    r3 = train(None, ["train.steps=90"], resume=r2.dir, quiet=True)
+    assert r3.trainer.objective.loss.name == "non-saturating"
+    assert json.loads((r2.dir / "health.json").read_text())["events"]["vanishing_gradients"] == 1
 
 
 def test_instance_noise_remedy_is_added_and_annealed(tmp_path):
