@@ -22,7 +22,8 @@ from .errors import ConfigError
 class DataConfig:
     name: str = "fashion-mnist"          # key in gankit.data.DATASETS
     root: Optional[str] = None           # folder with the files; None = the dataset's default place
-    resolution: Optional[int] = None     # images: side length after pad/resize; None = native
+    # images: side length (square) or [H, W] after pad/resize/crop; None = native (docs/nonsquare.md)
+    resolution: Optional[int | Tuple[int, int]] = None
     channels: Optional[int] = None       # images: 1 or 3; None = native
     size: int = 50_000                   # 1D/2D mixtures: number of points drawn once from the seed
     limit: Optional[int] = None          # use only the first N samples (quick tests)
@@ -104,6 +105,10 @@ class TrainConfig:
     # written at the first metrics record, so a run is never long without one. None = steps only.
     checkpoint_minutes: Optional[float] = 5.0
     num_samples: int = 64                # fixed-noise samples in each grid
+    # G-steps between snapshots of G and D in snapshots/ (vector data; gankit animate draws them);
+    # None = off. At most snapshot_keep stay, evenly spread (gankit/train/snapshots.py).
+    snapshot_every: Optional[int] = None
+    snapshot_keep: int = 60
     threads: Optional[int] = None        # torch intra-op threads; None = PyTorch's default
     # Under torchrun (gankit/train/distributed.py); ignored in a single process:
     sync_batchnorm: bool = False         # BatchNorm statistics over the global batch (all ranks), not each rank's shard
@@ -393,6 +398,8 @@ def validate(cfg: Config) -> Config:
     check("train.log_every", t.log_every >= 1, "an integer >= 1")
     check("train.sample_every", t.sample_every is None or t.sample_every >= 1, "an integer >= 1 or null")
     check("train.checkpoint_every", t.checkpoint_every >= 1, "an integer >= 1")
+    check("train.snapshot_every", t.snapshot_every is None or t.snapshot_every >= 1, "an integer >= 1 or null")
+    check("train.snapshot_keep", t.snapshot_keep >= 2, "an integer >= 2")
     check("train.checkpoint_minutes", t.checkpoint_minutes is None or t.checkpoint_minutes > 0,
           "a number of minutes > 0 or null")
     check("train.dist_timeout_s", t.dist_timeout_s > 0, "a number of seconds > 0")
@@ -404,7 +411,9 @@ def validate(cfg: Config) -> Config:
         check(f"train.{key}.lr", o.lr > 0, "a number > 0")
         check(f"train.{key}.betas", all(0.0 <= b < 1.0 for b in o.betas), "two numbers in [0, 1)")
     check("model.z_dim", cfg.model.z_dim >= 1, "an integer >= 1")
-    check("data.resolution", cfg.data.resolution is None or cfg.data.resolution >= 4, "an integer >= 4 or null")
+    r = cfg.data.resolution
+    check("data.resolution", r is None or min((r, r) if isinstance(r, int) else r) >= 4,
+          "an integer >= 4 (square), a list [H, W] of integers >= 4, or null")
     check("data.channels", cfg.data.channels in (None, 1, 3), "1, 3 or null")
     check("data.size", cfg.data.size >= 1, "an integer >= 1")
     check("data.limit", cfg.data.limit is None or cfg.data.limit >= 1, "an integer >= 1 or null")

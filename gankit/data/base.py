@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -112,11 +112,25 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def fit_resolution(x: torch.Tensor, resolution: Optional[int], channels: Optional[int] = None) -> torch.Tensor:
-    """Bring uint8 images (N, C, H, W) to ``resolution`` and ``channels``.
+Resolution = Union[int, Tuple[int, int], None]
 
-    28 -> 32 pads with the border value (as the 32x32 MNIST-family convention);
-    other sizes resize with antialiased bilinear filtering. Done once at load time.
+
+def resolution_hw(resolution: Resolution) -> Optional[Tuple[int, int]]:
+    """``data.resolution`` as (H, W): an int is a square side, a pair is (H, W), None stays None."""
+    if resolution is None:
+        return None
+    if isinstance(resolution, int):
+        return resolution, resolution
+    h, w = resolution
+    return int(h), int(w)
+
+
+def fit_resolution(x: torch.Tensor, resolution: Resolution, channels: Optional[int] = None) -> torch.Tensor:
+    """Bring uint8 images (N, C, H, W) to ``resolution`` (a side, or (H, W)) and ``channels``.
+
+    Square 28 -> 32 pads with the border value (as the 32x32 MNIST-family convention);
+    other sizes, non-square ones included, resize with antialiased bilinear filtering (a square
+    image asked for at 32×64 is stretched, not cropped: all of it stays). Done once at load time.
     """
     if channels is not None and channels != x.shape[1]:
         if x.shape[1] == 1:
@@ -126,13 +140,15 @@ def fit_resolution(x: torch.Tensor, resolution: Optional[int], channels: Optiona
             x = (x.float() * w).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
         else:
             raise ValueError(f"cannot convert {x.shape[1]} channels to {channels}")
-    if resolution is None or (x.shape[2] == resolution and x.shape[3] == resolution):
+    size = resolution_hw(resolution)
+    if size is None or tuple(x.shape[2:]) == size:
         return x
     h, w = x.shape[2:]
-    if h == w and resolution > h and (resolution - h) % 2 == 0 and resolution - h <= 4:
-        pad = (resolution - h) // 2
+    res_h, res_w = size
+    if h == w and res_h == res_w and res_h > h and (res_h - h) % 2 == 0 and res_h - h <= 4:
+        pad = (res_h - h) // 2
         return F.pad(x, (pad, pad, pad, pad), value=0)
-    return resize(x, (resolution, resolution), IMAGE)
+    return resize(x, size, IMAGE)
 
 
 def resize(x: torch.Tensor, size: tuple, field: Field = IMAGE) -> torch.Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import DATASETS, Dataset
+from .base import DATASETS, Dataset, resolution_hw
 
 
 @DATASETS.register("digits")
@@ -118,20 +118,30 @@ def open_image(path: Path, mode: str, name: str):
                         f"remove it or replace it with a PNG/JPEG/BMP/WEBP file") from None
 
 
-def centre_square(im, res: int, resample: str = "BILINEAR"):
-    """Centre square of side min(w, h), resized to res x res (Pillow antialiases downscales).
+def centre_crop(im, size, resample: str = "BILINEAR"):
+    """The largest centred crop of ``size``'s aspect ratio, resized to ``size`` (an int side, or (H, W)).
 
-    The same, up to rounding, as resizing the shorter side to ``res`` and centre-cropping. Cropped
-    first, so no pixel outside the square leaks into the filter.
+    For a square size it is the centre square of side min(w, h); the same, up to rounding, as
+    resizing so that the image covers ``size`` and centre-cropping. Cropped first, so no pixel
+    outside the crop leaks into the filter (Pillow antialiases downscales).
     """
     from PIL import Image
 
+    out_h, out_w = resolution_hw(size)
     w, h = im.size
-    s = min(w, h)
-    if w != h:
-        left, top = (w - s) // 2, (h - s) // 2
-        im = im.crop((left, top, left + s, top + s))
-    return im if s == res else im.resize((res, res), getattr(Image.Resampling, resample))
+    if w * out_h > h * out_w:  # wider than the target: keep the full height
+        cw, ch = min(w, round(h * out_w / out_h)), h
+    else:                       # taller (or the same aspect): keep the full width
+        cw, ch = w, min(h, round(w * out_h / out_w))
+    if (cw, ch) != (w, h):
+        left, top = (w - cw) // 2, (h - ch) // 2
+        im = im.crop((left, top, left + cw, top + ch))
+    return im if (cw, ch) == (out_w, out_h) else im.resize((out_w, out_h), getattr(Image.Resampling, resample))
+
+
+def centre_square(im, res: int, resample: str = "BILINEAR"):
+    """Centre square of side min(w, h), resized to res x res: :func:`centre_crop` at (res, res)."""
+    return centre_crop(im, (res, res), resample)
 
 
 def stack_images(arrays: List[np.ndarray]) -> torch.Tensor:
@@ -142,7 +152,8 @@ def stack_images(arrays: List[np.ndarray]) -> torch.Tensor:
 
 @DATASETS.register("folder")
 def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
-    """Every PNG/JPEG under data.root, centre-cropped to a square and resized to data.resolution.
+    """Every PNG/JPEG under data.root, centre-cropped to data.resolution's aspect ratio (a square for an
+    int) and resized to it (default 64×64).
 
     Images in sub-folders get the sub-folder as class label (sorted names -> 0, 1, ...).
     """
@@ -154,11 +165,11 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     files = list_images(root)
     if not files:
         raise DataError(f"folder: no PNG/JPEG images under {root}")
-    res = cfg.resolution or 64
+    res = resolution_hw(cfg.resolution) or (64, 64)
     mode = "L" if cfg.channels == 1 else "RGB"
     classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
     has_labels = len(classes) > 1
-    xs = [np.asarray(centre_square(open_image(p, mode, "folder"), res, "BICUBIC"), dtype=np.uint8) for p in files]
+    xs = [np.asarray(centre_crop(open_image(p, mode, "folder"), res, "BICUBIC"), dtype=np.uint8) for p in files]
     ys = [classes.index(p.parent.relative_to(root).as_posix()) for p in files]
     return Dataset(name="folder", x=stack_images(xs),
                    y=torch.tensor(ys) if has_labels else None, kind="image",

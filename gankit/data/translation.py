@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .base import DATASETS, IMAGE, LABEL, Dataset, Field, fit_resolution, to_model_range
-from .images import centre_square, list_images, open_image, stack_images
+from .base import DATASETS, IMAGE, LABEL, Dataset, Field, fit_resolution, resolution_hw, to_model_range
+from .images import centre_crop, list_images, open_image, stack_images
 
 DIRECTIONS = ("AtoB", "BtoA")
 
@@ -247,7 +247,7 @@ def edges2fashion(cfg, split: str = "train", seed: int = 0) -> TranslationDatase
     _check_split("edges2fashion", split)
     items = DATASETS.get("fashion-mnist")(cfg, split=split, seed=seed)
     x, y = _limit(items.x, cfg.limit), _limit(items.y, cfg.limit)
-    x = _fit(x, cfg.resolution or 32, None, "edges2fashion")   # (N, 1, R, R)
+    x = _fit(x, cfg.resolution or 32, None, "edges2fashion")   # (N, 1, H, W)
     edges = canny_edges(x)
     channels = cfg.channels
     ds = TranslationDataset(name="edges2fashion", a=_fit(edges, None, channels, "edges2fashion"),
@@ -301,7 +301,7 @@ def _split_dir(base: Path, split: str) -> Optional[Path]:
     return None
 
 
-def _read_side_by_side(files: List[Path], res: int, mode: str) -> Tuple[list, list]:
+def _read_side_by_side(files: List[Path], res: Tuple[int, int], mode: str) -> Tuple[list, list]:
     """Split each A|B file in the middle; every file must have the first one's size, with width 2 x height."""
     a, b = [], []
     first = None
@@ -316,8 +316,8 @@ def _read_side_by_side(files: List[Path], res: int, mode: str) -> Tuple[list, li
         elif im.size != first[1]:
             raise DataError(f"paired-folder: {p} is {w}x{h} but {first[0]} is {first[1][0]}x{first[1][1]}; "
                             f"side-by-side A|B images in one folder must all have one size")
-        a.append(np.asarray(centre_square(im.crop((0, 0, h, h)), res)))
-        b.append(np.asarray(centre_square(im.crop((h, 0, w, h)), res)))
+        a.append(np.asarray(centre_crop(im.crop((0, 0, h, h)), res)))
+        b.append(np.asarray(centre_crop(im.crop((h, 0, w, h)), res)))
     return a, b
 
 
@@ -357,13 +357,14 @@ def paired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationDatase
       whole of A/ and B/ is ``train``.
 
     Files are read recursively (PNG/JPEG/BMP/WEBP, sorted by path), converted to RGB (L when
-    data.channels is 1), centre-cropped to a square and resized to data.resolution (default 256)
+    data.channels is 1), centre-cropped to data.resolution's aspect ratio (square for an int, H:W for
+    [H, W]) and resized to it (default 256)
     with Pillow's bilinear filter (antialiased when shrinking). data.limit keeps the first N pairs.
     """
     direction = _direction(cfg)
     _check_split("paired-folder", split)
     root = _root(cfg, "paired-folder", "side-by-side A|B images (train/, test/ or val/) or A/ and B/")
-    res, mode = cfg.resolution or 256, _pil_mode(cfg, "paired-folder")
+    res, mode = resolution_hw(cfg.resolution) or (256, 256), _pil_mode(cfg, "paired-folder")
     if (root / "A").is_dir() or (root / "B").is_dir():
         for side in ("A", "B"):
             if not (root / side).is_dir():
@@ -386,8 +387,8 @@ def paired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationDatase
             if abs(wa * hb - wb * ha) > 0.01 * max(wa * hb, wb * ha):
                 raise DataError(f"paired-folder: {pa} is {wa}x{ha} but its partner {pb} is {wb}x{hb}; "
                                 f"a pair must have one aspect ratio to stay aligned")
-            a.append(np.asarray(centre_square(ia, res)))
-            b.append(np.asarray(centre_square(ib, res)))
+            a.append(np.asarray(centre_crop(ia, res)))
+            b.append(np.asarray(centre_crop(ib, res)))
         layout, folder = "A/B", a_dir
     else:
         folder = _split_dir(root, split)
@@ -408,17 +409,17 @@ def paired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationDatase
 def unpaired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationDataset:
     """Unpaired images from data.root/trainA, trainB (split ``train``) or testA, testB (``test``).
 
-    The layout the CycleGAN datasets ship in. Images of any size: each is centre-cropped to a square
-    and resized to data.resolution (default 256) with Pillow's bilinear filter — the same as resizing
-    the shorter side and centre-cropping (the CycleGAN reference instead resizes to a load size and
-    crops at random each step; augmentation is the trainer's business, not the loader's). Files are
-    read recursively (PNG/JPEG/BMP/WEBP, sorted), as RGB (L when data.channels is 1); data.limit
-    keeps the first N of each side.
+    The layout the CycleGAN datasets ship in. Images of any size: each is centre-cropped to
+    data.resolution's aspect ratio (square for an int) and resized to it (default 256) with Pillow's
+    bilinear filter — the same as resizing the shorter side and centre-cropping (the CycleGAN
+    reference instead resizes to a load size and crops at random each step; augmentation is the
+    trainer's business, not the loader's). Files are read recursively (PNG/JPEG/BMP/WEBP, sorted), as
+    RGB (L when data.channels is 1); data.limit keeps the first N of each side.
     """
     direction = _direction(cfg)
     _check_split("unpaired-folder", split)
     root = _root(cfg, "unpaired-folder", "trainA/ and trainB/")
-    res, mode = cfg.resolution or 256, _pil_mode(cfg, "unpaired-folder")
+    res, mode = resolution_hw(cfg.resolution) or (256, 256), _pil_mode(cfg, "unpaired-folder")
     for side in ("A", "B"):
         if not (root / f"{split}{side}").is_dir():
             raise DataError(f"unpaired-folder: {root}: no {split}{side}/ folder; an unpaired-folder dataset "
@@ -427,7 +428,7 @@ def unpaired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationData
     for side in ("A", "B"):
         folder = root / f"{split}{side}"
         files = _limit(_nonempty_images(folder, "unpaired-folder", f"the domain-{side} images"), cfg.limit)
-        sides.append(stack_images([np.asarray(centre_square(open_image(p, mode, "unpaired-folder"), res)) for p in files]))
+        sides.append(stack_images([np.asarray(centre_crop(open_image(p, mode, "unpaired-folder"), res)) for p in files]))
     ds = TranslationDataset(name="unpaired-folder", a=sides[0], b=sides[1], paired=False,
                             info={"root": str(root), "split": split})
     return _finish(ds, direction)

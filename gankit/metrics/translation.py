@@ -27,9 +27,11 @@ from ..errors import GankitError
 from .paired import content_kept, paired_scores
 
 
-def _domain_cfg(name: str, resolution: int):
+def _domain_cfg(name: str, size: tuple):
+    """The target domain's dataset at the outputs' (H, W) (an int when square, as recipes write it)."""
     from ..config import DataConfig
-    return DataConfig(name=name, resolution=resolution)
+    h, w = int(size[0]), int(size[1])
+    return DataConfig(name=name, resolution=h if h == w else (h, w))
 
 
 def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Optional[torch.Tensor],
@@ -46,7 +48,7 @@ def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Opt
     from .evaluate import Samples, evaluate_samples
     from .features import get_extractor
 
-    cfg = _domain_cfg(domain, outputs.shape[-1])
+    cfg = _domain_cfg(domain, outputs.shape[-2:])
     extractor = get_extractor("domain", cfg)
     for key, x in (("", outputs), ("_input", inputs)):
         if x.shape[1] != extractor.channels:  # e.g. RGB inputs against a grey domain: compare in its channels

@@ -10,7 +10,9 @@ builds them; everything else is a keyword argument with a default, set from the 
 * translators (``pix2pix``, ``cyclegan``): ``G(in_channels=, out_channels=)``, ``G(x) -> y``;
   ``D(in_channels=)``, ``D(x, cond | None) -> (B, 1, h, w)`` patch logits.
 
-One family serves every resolution and channel count.
+One family serves every resolution and channel count, square or not (H ≠ W); a network with a size
+rule states it as ``check_size(h, w, **kwargs)`` (see :mod:`gankit.nets.sizes`), which the config
+check and the network itself both use.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import Registry
+from .sizes import ImageSizeError
 
 NETWORKS = Registry("network family")
 
@@ -54,6 +57,8 @@ class Family:
         try:
             g = self.generator(z_dim=z_dim, sample_shape=tuple(sample_shape), num_classes=num_classes, **g_kwargs)
             d = self.discriminator(sample_shape=tuple(sample_shape), num_classes=num_classes, **d_kwargs)
+        except ImageSizeError as e:
+            raise ConfigError(e.for_config()) from None
         except (ValueError, TypeError) as e:
             raise ConfigError(f"model ({self.name}): {e}") from None
         return g, d
@@ -91,6 +96,8 @@ def build_net(model_cfg, name: str, role: str, **fixed) -> nn.Module:
     arch, kwargs, _ = net_kwargs(model_cfg, name, role)
     try:
         return NETWORKS.get(arch).role(role)(**fixed, **kwargs)
+    except ImageSizeError as e:
+        raise ConfigError(e.for_config()) from None
     except (ValueError, TypeError) as e:
         raise ConfigError(f"model ({arch}, {name}): {e}") from None
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from .base import register_family
 from .pix2pix import PatchDiscriminator, _check_int, check_norm, init_normal, norm_layer
+from .sizes import check_multiple
 
 __all__ = ["ResnetBlock", "ResnetGenerator", "PatchDiscriminator"]
 
@@ -66,12 +67,16 @@ class ResnetGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         init_normal(self)
 
+    @classmethod
+    def check_size(cls, h: int, w: int, n_down: int = 2, **_) -> None:
+        """An :class:`~gankit.nets.sizes.ImageSizeError` unless h and w are multiples of 2**n_down and at
+        least max(4, 2**(n_down+1)); H ≠ W is fine (the net is convolutional throughout)."""
+        least = max(4, 2 ** (n_down + 1))
+        check_multiple(f"ResnetGenerator(n_down={n_down})", h, w, 2 ** n_down, least,
+                       f"needs H and W divisible by 2**{n_down} and at least {least}")
+
     def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[2:]
-        f, least = 2 ** self.n_down, max(4, 2 ** (self.n_down + 1))
-        if h % f or w % f or h < least or w < least:
-            raise ValueError(f"ResnetGenerator(n_down={self.n_down}) needs H and W divisible by 2**{self.n_down} "
-                             f"and at least {least}, got {h}x{w}")
+        self.check_size(*x.shape[2:], n_down=self.n_down)
         return self.net(x)  # (B, out_channels, H, W) in [-1, 1]
 
 

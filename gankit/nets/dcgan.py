@@ -1,9 +1,11 @@
-"""DCGAN (Radford et al. 2016) for any resolution 4·2ⁿ or 7·2ⁿ (8, 16, 28, 32, 64, 128, ...).
+"""DCGAN (Radford et al. 2016) for any resolution 4·2ⁿ or 7·2ⁿ (8, 16, 28, 32, 64, 128, ...), square
+or not: (H, W) with the shorter side 4·2ⁿ or 7·2ⁿ and the longer a multiple of 2ⁿ (32×64, 64×32, 28×56).
 
-G: z -> (transposed conv) s0×s0 -> e × [Conv 3x3, BN, ReLU] -> n × [ConvT 4x4 stride 2, BN, ReLU] -> tanh.
+G: z -> (transposed conv) h0×w0 -> e × [Conv 3x3, BN, ReLU] -> n × [ConvT 4x4 stride 2, BN, ReLU] -> tanh.
 D: n × [Conv 4x4 stride 2, (BN), LeakyReLU 0.2] -> e × [Conv 3x3, (BN), LeakyReLU 0.2] -> linear score
-of the s0×s0 features.
-s0 is 4 (32, 64, ...) or 7 (28, 56, ...); channels halve (G) / double (D) per stage
+of the h0×w0 features.
+(h0, w0) = (H, W) / 2ⁿ (:func:`gankit.nets.sizes.grid`): s0×s0 with s0 = 4 (32, 64, ...) or 7 (28, 56,
+...) for square images, 4×8 for 32×64; channels halve (G) / double (D) per stage
 from ``width``; all weights N(0, 0.02). The paper's networks have e = 0 ``extra_layers``: extra
 stride-1 layers at the smallest resolution add capacity where it is cheapest (at 7×7 one costs
 about as much as a stride-2 layer at 14×14), in the spirit of the "extra layers" option of the
@@ -17,18 +19,7 @@ from torch import Tensor, nn
 from .base import register_family
 from .layers import (LabelToNoise, LatentConvTranspose2d, MinibatchStdDev, ProjectionHead, dcgan_init,
                      flatten_features)
-
-
-def stages(resolution: int) -> tuple[int, int]:
-    """(s0, n) with resolution = s0 · 2ⁿ, s0 ∈ {4, 7}, n ≥ 1."""
-    for s0 in (4, 7):
-        r, n = resolution, 0
-        while r > s0 and r % 2 == 0:
-            r //= 2
-            n += 1
-        if r == s0 and n >= 1:
-            return s0, n
-    raise ValueError(f"DCGAN needs a resolution of 4·2ⁿ or 7·2ⁿ (8, 16, 28, 32, 64, ...), got {resolution}")
+from .sizes import check_grid, sample_grid
 
 
 def _check_extra_layers(extra_layers: int) -> int:
@@ -37,22 +28,15 @@ def _check_extra_layers(extra_layers: int) -> int:
     return extra_layers
 
 
-def _check_image(sample_shape) -> tuple[int, int]:
-    if len(sample_shape) != 3 or sample_shape[1] != sample_shape[2]:
-        raise ValueError(f"DCGAN needs square images (C, H, H), got sample shape {tuple(sample_shape)}")
-    return sample_shape[0], sample_shape[1]
-
-
 class DCGANGenerator(nn.Module):
     def __init__(self, z_dim: int, sample_shape: tuple, num_classes: int = 0, width: int = 64,
                  embed_dim: int = 32, extra_layers: int = 0):
-        """``extra_layers`` adds that many [Conv 3x3 stride 1, BN, ReLU] at s0×s0, after the first layer."""
+        """``extra_layers`` adds that many [Conv 3x3 stride 1, BN, ReLU] at h0×w0, after the first layer."""
         super().__init__()
-        channels, res = _check_image(sample_shape)
-        s0, n = stages(res)
+        channels, h0, w0, n = sample_grid("the dcgan generator", sample_shape)
         self.cond = LabelToNoise(num_classes, embed_dim)
         c = width * 2 ** (n - 1)
-        layers = [LatentConvTranspose2d(z_dim + self.cond.extra, c, s0, 1, 0, bias=False),
+        layers = [LatentConvTranspose2d(z_dim + self.cond.extra, c, (h0, w0), 1, 0, bias=False),
                   nn.BatchNorm2d(c), nn.ReLU(True)]
         for _ in range(_check_extra_layers(extra_layers)):
             layers += [nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
@@ -62,6 +46,11 @@ class DCGANGenerator(nn.Module):
         layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
+
+    @classmethod
+    def check_size(cls, h: int, w: int, **_) -> None:
+        """An :class:`~gankit.nets.sizes.ImageSizeError` unless images of h×w can be made."""
+        check_grid("the dcgan generator", h, w)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         h = self.cond(z, y)
@@ -74,10 +63,9 @@ class DCGANDiscriminator(nn.Module):
         """``spectral`` applies spectral normalisation (Miyato et al. 2018) to every conv instead of BN;
         ``minibatch_std`` appends the minibatch-std channel before the last conv (Karras et al. 2018);
         ``pack`` > 1 scores groups of ``pack`` samples stacked on the channel axis (PacGAN);
-        ``extra_layers`` adds that many [Conv 3x3 stride 1, (BN), LeakyReLU 0.2] at s0×s0, before the head."""
+        ``extra_layers`` adds that many [Conv 3x3 stride 1, (BN), LeakyReLU 0.2] at h0×w0, before the head."""
         super().__init__()
-        channels, res = _check_image(sample_shape)
-        s0, n = stages(res)
+        channels, h0, w0, n = sample_grid("the dcgan discriminator", sample_shape, up=False)
         self.pack = pack
         sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
         layers, c_in, c = [], channels * pack, width
@@ -96,14 +84,19 @@ class DCGANDiscriminator(nn.Module):
             layers.append(MinibatchStdDev())
             c_in += 1
         self.body = nn.Sequential(*layers)
-        # The paper's last s0×s0 conv to one output is a linear map of the flattened features.
-        self.head = ProjectionHead(c_in * s0 * s0, num_classes if pack == 1 else 0, spectral=spectral)
+        # The paper's last s0×s0 conv to one output is a linear map of the flattened h0×w0 features.
+        self.head = ProjectionHead(c_in * h0 * w0, num_classes if pack == 1 else 0, spectral=spectral)
         dcgan_init(self)
+
+    @classmethod
+    def check_size(cls, h: int, w: int, **_) -> None:
+        """An :class:`~gankit.nets.sizes.ImageSizeError` unless images of h×w can be scored."""
+        check_grid("the dcgan discriminator", h, w, up=False)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         if self.pack > 1:
             x = x.reshape(x.shape[0] // self.pack, -1, *x.shape[2:])
-        h = flatten_features(self.body(x))  # (B, C·s0·s0)
+        h = flatten_features(self.body(x))  # (B, C·h0·w0)
         return self.head(h, y if self.pack == 1 else None)
 
 

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import register_family
+from .sizes import check_multiple
 
 NORMS = ("batch", "instance", "none")
 
@@ -103,11 +104,14 @@ class UNetGenerator(nn.Module):
             self.up.append(nn.Sequential(*layers))
         init_normal(self)
 
+    @classmethod
+    def check_size(cls, h: int, w: int, depth: int | None = None, **_) -> None:
+        """An :class:`~gankit.nets.sizes.ImageSizeError` unless h and w are multiples of 2**depth."""
+        d = 8 if depth is None else depth
+        check_multiple(f"UNetGenerator(depth={d})", h, w, 2 ** d, 2 ** d, f"needs H and W divisible by 2**{d}")
+
     def forward(self, x: Tensor) -> Tensor:
-        h, w = x.shape[2:]
-        if h % 2 ** self.depth or w % 2 ** self.depth:
-            raise ValueError(f"UNetGenerator(depth={self.depth}) needs H and W divisible by 2**{self.depth}, "
-                             f"got {h}x{w}")
+        self.check_size(*x.shape[2:], depth=self.depth)
         skips = []
         for down in self.down:
             x = down(x)
@@ -168,16 +172,20 @@ class PatchDiscriminator(nn.Module):
                 if isinstance(m, nn.Conv2d):
                     nn.utils.parametrizations.spectral_norm(m)
 
+    @classmethod
+    def check_size(cls, h: int, w: int, n_layers: int = 3, **_) -> None:
+        """An :class:`~gankit.nets.sizes.ImageSizeError` unless h, w >= 3·2**n_layers (any other size works:
+        the convs are all the net has, so H ≠ W gives an h×w map of patch logits)."""
+        least = 3 * 2 ** _check_n_layers(n_layers)
+        check_multiple(f"PatchDiscriminator(n_layers={n_layers})", h, w, 1, least, f"needs H and W >= {least}")
+
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         if cond is not None:
             x = torch.cat([cond, x], 1)  # pix2pix's D sees (input, output)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"PatchDiscriminator(in_channels={self.in_channels}) got {x.shape[1]} channels"
                              + (" (cond and x together)" if cond is not None else ""))
-        h, w = x.shape[2:]
-        least = 3 * 2 ** self.n_layers
-        if h < least or w < least:
-            raise ValueError(f"PatchDiscriminator(n_layers={self.n_layers}) needs H and W >= {least}, got {h}x{w}")
+        self.check_size(*x.shape[2:], n_layers=self.n_layers)
         return self.net(x)  # (B, 1, h, w) logits, one per receptive_field(n_layers)² patch
 
 

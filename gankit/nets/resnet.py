@@ -1,15 +1,16 @@
 """ResNet G and D of SNGAN (Miyato et al. 2018, App. B, Table 4) with SAGAN's options.
 
-G: z -> linear to s0×s0×width -> n × up-block [BN, ReLU, ×2 nearest, conv3, BN, ReLU, conv3]
+G: z -> linear to h0×w0×width -> n × up-block [BN, ReLU, ×2 nearest, conv3, BN, ReLU, conv3]
    (+ shortcut ×2 nearest, conv1) -> BN, ReLU, conv3, tanh.
 D: down-blocks [ReLU, conv3, ReLU, conv3, avgpool2] (+ shortcut conv1, avgpool2; the first
    block without the leading ReLU) until the side is 2·s0, then ``extra`` blocks at that side
    -> ReLU -> sum over positions -> linear score. For 32×32 this is SNGAN's CIFAR model.
-Resolutions are s0·2ⁿ with s0 ∈ {4, 7} (32, 64, 28, 56, ...). ``attention`` inserts a SAGAN
-self-attention block where the feature map has that side (Zhang et al. 2019 use it in G and
-D, with spectral norm in both). Spectral norm is on by default in D (SNGAN), off in G
-(SAGAN turns it on). Weights: Glorot-uniform, gain √2 in the residual branch (the SNGAN
-reference code).
+Resolutions are s0·2ⁿ with s0 ∈ {4, 7} (32, 64, 28, 56, ...), or (H, W) with the shorter side s0·2ⁿ
+and the longer a multiple of 2ⁿ (32×64: G starts from a 4×8 map; :func:`gankit.nets.sizes.grid`).
+``attention`` inserts a SAGAN self-attention block where the feature map has that side (its shorter
+side when H ≠ W; Zhang et al. 2019 use it in G and D, with spectral norm in both). Spectral norm is
+on by default in D (SNGAN), off in G (SAGAN turns it on). Weights: Glorot-uniform, gain √2 in the
+residual branch (the SNGAN reference code).
 
 Conditioning (``num_classes`` > 0): G concatenates a label embedding to z (cGAN, Mirza &
 Osindero 2014; SNGAN's reference code uses conditional BN instead). D's ``conditioning`` is
@@ -27,8 +28,8 @@ from torch import Tensor, nn
 
 from .attention import SelfAttention
 from .base import register_family
-from .dcgan import _check_image, stages
 from .layers import LabelToNoise, MinibatchStdDev, ProjectionHead
+from .sizes import check_grid, sample_grid
 
 
 def _maybe_sn(spectral: bool):
@@ -83,18 +84,19 @@ class DownBlock(nn.Module):
 class ResNetGenerator(nn.Module):
     def __init__(self, z_dim: int, sample_shape: tuple, num_classes: int = 0, width: int = 256,
                  attention: int | None = None, spectral: bool = False, embed_dim: int = 32):
-        """``width``: channels of every block (SNGAN: 256); ``attention``: feature-map side with a
-        self-attention block after it (None = none); ``spectral``: spectral norm on every layer (SAGAN)."""
+        """``width``: channels of every block (SNGAN: 256); ``attention``: feature-map side (the shorter
+        one when H ≠ W) with a self-attention block after it (None = none); ``spectral``: spectral norm on
+        every layer (SAGAN)."""
         super().__init__()
-        channels, res = _check_image(sample_shape)
-        s0, n = stages(res)
+        channels, h0, w0, n = sample_grid("the resnet generator", sample_shape)
+        s0 = min(h0, w0)
         sides = [s0 * 2 ** (i + 1) for i in range(n)]
         if attention is not None and attention not in sides:
             raise ValueError(f"g.attention must be one of the feature-map sides {sides}, got {attention}")
         sn = _maybe_sn(spectral)
-        self.s0, self.width = s0, width
+        self.h0, self.w0, self.width = h0, w0, width
         self.cond = LabelToNoise(num_classes, embed_dim)
-        self.linear = sn(nn.Linear(z_dim + self.cond.extra, s0 * s0 * width))
+        self.linear = sn(nn.Linear(z_dim + self.cond.extra, h0 * w0 * width))
         blocks = []
         for side in sides:
             blocks.append(UpBlock(width, width, spectral))
@@ -104,8 +106,13 @@ class ResNetGenerator(nn.Module):
         self.out = nn.Sequential(nn.BatchNorm2d(width), nn.ReLU(), sn(nn.Conv2d(width, channels, 3, 1, 1)), nn.Tanh())
         _init(self)
 
+    @classmethod
+    def check_size(cls, h: int, w: int, **_) -> None:
+        """An :class:`~gankit.nets.sizes.ImageSizeError` unless images of h×w can be made."""
+        check_grid("the resnet generator", h, w)
+
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        h = self.linear(self.cond(z, y)).view(z.shape[0], self.width, self.s0, self.s0)
+        h = self.linear(self.cond(z, y)).view(z.shape[0], self.width, self.h0, self.w0)
         return self.out(self.blocks(h))  # (B, C, H, W)
 
 
@@ -116,13 +123,14 @@ class ResNetDiscriminator(nn.Module):
                  attention: int | None = None, spectral: bool = True, conditioning: str = "projection",
                  embed_dim: int = 8, minibatch_std: bool = False, pack: int = 1):
         """``width``: channels of every block (SNGAN: 128); ``extra``: blocks after the last downsampling;
-        ``attention``: feature-map side with a self-attention block after it; ``spectral``: spectral norm
-        (SNGAN); ``conditioning``: projection | concat | aux (see the module doc); ``embed_dim``: label
-        channels for concat; ``minibatch_std``: a minibatch-std channel before the last block (Karras et
-        al. 2018); ``pack`` > 1: score groups of ``pack`` samples stacked on the channel axis (PacGAN)."""
+        ``attention``: feature-map side (the shorter one when H ≠ W) with a self-attention block after it;
+        ``spectral``: spectral norm (SNGAN); ``conditioning``: projection | concat | aux (see the module
+        doc); ``embed_dim``: label channels for concat; ``minibatch_std``: a minibatch-std channel before
+        the last block (Karras et al. 2018); ``pack`` > 1: score groups of ``pack`` samples stacked on the
+        channel axis (PacGAN)."""
         super().__init__()
-        channels, res = _check_image(sample_shape)
-        s0, n = stages(res)
+        channels, _, _, n = sample_grid("the resnet discriminator", sample_shape, up=False)
+        res = min(sample_shape[1:])  # the shorter side names the feature maps
         if conditioning not in self.CONDITIONING:
             raise ValueError(f"d.conditioning must be one of {', '.join(self.CONDITIONING)}, got {conditioning!r}")
         if pack > 1 and num_classes:
@@ -150,6 +158,12 @@ class ResNetDiscriminator(nn.Module):
         self.head = ProjectionHead(width, num_classes if self.conditioning == "projection" else 0, spectral=spectral)
         self.classifier = sn(nn.Linear(width, num_classes)) if self.conditioning == "aux" else None
         _init(self)
+
+    @classmethod
+    def check_size(cls, h: int, w: int, **_) -> None:
+        """An :class:`~gankit.nets.sizes.ImageSizeError` unless images of h×w can be scored (the same
+        sizes as the generator's: sum pooling would take any, but the sides name the attention map)."""
+        check_grid("the resnet discriminator", h, w, up=False)
 
     def features(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """(B, C, H, W) -> (B / pack, width): sum-pooled ReLU features."""
