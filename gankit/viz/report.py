@@ -4,7 +4,7 @@ Everything is inlined (pictures as ``data:image/png;base64`` URIs, no scripts, n
 files), so the page can be mailed or archived alone. It reads only the run folder:
 ``config.yaml``, ``metrics.jsonl``, ``events.jsonl``, ``health.json``, ``eval.json`` (written by
 ``gankit eval``) or else ``eval_cards.json`` (the last evaluation during training), and
-``samples/step_*.png``.
+``samples/step_*.png`` and ``animation.gif`` (``gankit animate``).
 """
 from __future__ import annotations
 
@@ -271,6 +271,14 @@ def build_report(run_dir: str | Path, max_samples: int = 8) -> str:
             step = f.stem.split("_")[-1].lstrip("0") or "0"
             parts.append(f"<figure>{_img(f.read_bytes(), f.name, 250)}<figcaption>step {step}</figcaption></figure>")
         parts.append("</div>")
+
+    # The animation `gankit animate` wrote (1D/2D runs with snapshots), inlined like the pictures.
+    anim = run_dir / "animation.gif"
+    if anim.exists():
+        uri = "data:image/gif;base64," + base64.b64encode(anim.read_bytes()).decode("ascii")
+        parts.append("<h2>Training, animated</h2><p class=\"muted\">p_data, G's density and D(x) (1D) or G's samples "
+                     f"over D's output (2D) at each snapshot (<code>gankit animate</code>).</p><img src=\"{uri}\" "
+                     "alt=\"training animation\">")
 
     # Curves.
     if records:
