@@ -9,6 +9,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
+from . import provenance
 from .config import Config, from_dict
 from .checkpoint import LATEST, load_checkpoint, load_latest
 from .errors import CheckpointError, GankitError
@@ -121,17 +122,21 @@ class GAN:
 
 
 def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: bool = True) -> GAN:
-    """Rebuild a trained model from a run folder (or a checkpoint file) without running its code."""
+    """Rebuild a trained model from a run folder (or a checkpoint file, or a model folder written by
+    ``gankit export --format folder``) without running its code."""
     from .objectives import OBJECTIVES, DataInfo
 
     path = Path(run_dir)
+    if path.is_dir() and (path / "config.json").is_file() and not (path / "checkpoints").is_dir():
+        from .export import load_model_folder  # a folder `gankit export --format folder` wrote
+        return load_model_folder(path, device=device)
     if path.is_dir() and which == "latest":
         run = path
         found = load_latest(path)  # the previous checkpoint (with a warning) when the latest is damaged
         if found is None:
             raise CheckpointError(f"{path / LATEST}: no checkpoint there yet; resume the run "
                                   f"(gankit train --resume {path}) or wait for its first record")
-        state = found[0]
+        state, path = found  # path: the checkpoint file read (provenance records its SHA-256)
     else:
         if path.is_dir():
             run = path
@@ -146,19 +151,26 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
     for name, net in nets.items():
         net.load_state_dict(mods[f"{name}_ema"] if ema and f"{name}_ema" in mods else mods[name])
     dev = resolve_device(device)
-    return GAN(cfg, {k: m.to(dev) for k, m in nets.items()}, data, int(state["trainer"]["step"]), run)
+    model = GAN(cfg, {k: m.to(dev) for k, m in nets.items()}, data, int(state["trainer"]["step"]), run)
+    model.checkpoint_path = path  # the file it was loaded from (see gankit.provenance)
+    return model
 
 
+@provenance.scoped
 def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
            label: Optional[int] = None, interpolate: bool = False, which: str = "latest",
            rejection: bool = False, rejection_steps: int = 1000,
-           rejection_percentile: Optional[float] = None) -> Path:
+           rejection_percentile: Optional[float] = None, watermark: Optional[str] = None) -> Path:
     """Write samples of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays ``x`` [and ``y``].
     ``rejection``: keep only the samples discriminator rejection sampling accepts (see
-    :meth:`GAN.rejection_sampler`)."""
+    :meth:`GAN.rejection_sampler`). ``watermark``: a key; every image carries its invisible
+    watermark (:mod:`gankit.watermark`). The files carry their provenance (:mod:`gankit.provenance`)."""
     from .viz import save_samples_figure
+    from .watermark import METHOD, embed
 
     model = load(run_dir, which=which)
+    provenance.update_from_model(model, "gankit.sample", seed=seed, label=label, rejection=rejection or None,
+                                 watermark=METHOD if watermark is not None else None)
     out = Path(out)
     if out.suffix not in (".png", ".npz"):
         raise GankitError(f"{out}: the output must end in .png (a picture) or .npz (arrays)")
@@ -170,6 +182,7 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
         x = model.interpolate(seed=seed)
         if x.ndim != 4:
             raise GankitError("--interpolate needs an image model; for 1D/2D data sample to .png instead")
+        x = embed(x, watermark) if watermark is not None else x
         from .viz.grids import save_image_grid
         save_image_grid(x, out, nrow=10)
         return out
@@ -180,13 +193,14 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
         print(f"rejection sampling kept {drs.acceptance:.1%} of G's samples", file=sys.stderr)
     else:
         x, y = model.sample(n, seed=seed, labels=label)
+    x = embed(x, watermark) if watermark is not None else x  # per image, in the model's range
     if out.suffix == ".npz":
         import io
         buf = io.BytesIO()
         arrays = {"x": x.numpy().astype(np.float32)}
         if y is not None:
             arrays["y"] = y.numpy().astype(np.int64)
-        np.savez(buf, **arrays)
+        np.savez(buf, **arrays, **provenance.npz_field())
         atomic_write_bytes(out, buf.getvalue())
     else:
         modes = torch.tensor(model.data["modes"]) if "modes" in model.data else None
@@ -223,6 +237,7 @@ def read_images(inputs, channels: int, size: tuple) -> tuple[list, torch.Tensor]
     return paths, to_model_range(stack_images(arrays))
 
 
+@provenance.scoped
 def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optional[str] = None,
               which: str = "latest", side_by_side: bool = False) -> list:
     """Translate image files or folders with a trained translation run; writes ``out_dir/<name>.png``
@@ -238,6 +253,7 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
     name = direction or next(iter(tasks))
     if name not in tasks:
         raise GankitError(f"--direction {name}: this model translates {', '.join(tasks)}")
+    provenance.update_from_model(model, "gankit.translate", direction=name)  # in every PNG written below
     shape = model.info.sample_shape if tasks[name].source == "A" else model.info.target_shape
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]

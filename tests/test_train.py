@@ -116,6 +116,11 @@ def test_corrupt_or_truncated_checkpoint_is_a_clear_error(tmp_path):
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        gankit.load(ckpt)
+    # A run folder falls back to the previous checkpoint (tests/test_reliability.py); with that one
+    # damaged too, loading it is one clear error.
+    (run.dir / "checkpoints" / "previous.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="no readable checkpoint"):
         gankit.load(run.dir)
     ckpt.write_bytes(b"\x00" * 64)
     with pytest.raises(CheckpointError):

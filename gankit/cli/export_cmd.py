@@ -7,10 +7,11 @@ def register(sub):
                                    "--format onnx writes one .onnx file checked against PyTorch with onnxruntime; "
                                    "--format folder writes config + safetensors + model card, loadable with "
                                    "gankit.load(OUT) without the run folder.")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (or a model folder written by --format folder)")
     p.add_argument("--format", required=True, choices=["onnx", "folder"])
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="the .onnx file or the folder to write")
-    p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
+    p.add_argument("--checkpoint", default="latest", choices=["latest", "best"],
+                   help="the run's latest checkpoint (default) or the evaluator's best")
     p.add_argument("--direction", default=None, metavar="NAME",
                    help="translation models with two directions (CycleGAN): AtoB (default) or BtoA; onnx only")
     p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],

@@ -18,6 +18,8 @@ def register(sub):
     p.add_argument("--rejection-steps", type=int, default=1000, help="Adam steps fitting D (default 1000)")
     p.add_argument("--rejection-percentile", type=float, default=None,
                    help="shift acceptance by this percentile of F per batch (the paper's γ; default: exact rejection)")
+    p.add_argument("--watermark", metavar="KEY", default=None,
+                   help="embed an invisible watermark for KEY in every image (gankit detect FILE --key KEY finds it)")
     p.set_defaults(func=run)
 
 
@@ -31,5 +33,5 @@ def run(args):
         raise GankitError(f"--rejection-steps {args.rejection_steps}: give 0 or more")
     path = sample(args.run_dir, n=args.n, out=args.out, seed=args.seed, label=args.label,
                   interpolate=args.interpolate, which=args.checkpoint, rejection=args.rejection,
-                  rejection_steps=args.rejection_steps, rejection_percentile=args.rejection_percentile)
+                  rejection_steps=args.rejection_steps, rejection_percentile=args.rejection_percentile, watermark=args.watermark)
     print(path)

@@ -114,9 +114,10 @@ def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root
         path = Path(source)
         if not path.exists():
             raise EvalError(f"{path}: no such run folder or .npz file")
-        if path.is_dir() and not (path / "checkpoints" / f"{checkpoint}.safetensors").exists():
-            raise EvalError(f"{path}: no checkpoints/{checkpoint}.safetensors; give a folder `gankit train` wrote "
-                            "or an .npz of samples with --data")
+        exported = path.is_dir() and (path / "config.json").exists()  # a `gankit export --format folder` model
+        if path.is_dir() and not exported and not (path / "checkpoints" / f"{checkpoint}.safetensors").exists():
+            raise EvalError(f"{path}: no checkpoints/{checkpoint}.safetensors; give a folder `gankit train` wrote, "
+                            "a model folder `gankit export` wrote, or an .npz of samples with --data")
         model = load(path, which=checkpoint)
     cfg = model.cfg.data
     ref = _data_cfg(data, data_root) if data is not None else DataConfig(name=cfg.name, root=cfg.root, size=cfg.size)

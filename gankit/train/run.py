@@ -33,6 +33,7 @@ from .. import faults
 from ..config import Config, apply_overrides, from_dict, load_config, save_config, validate
 from ..errors import ConfigError, GankitError, Interrupted
 from ..viz import plot_curves, save_samples_figure
+from ..provenance import training_context
 from ..checkpoint import BEST, LATEST, load_latest, save_checkpoint, save_latest
 from ..utils import TMP_GLOB, atomic_write_text, read_jsonl
 from .callback import Callback
@@ -117,8 +118,9 @@ class Run:
         x = out["output"]
         path = self.dir / "samples" / f"{name}.png"
         real = t.data.x[:2000].cpu() if t.info.kind == "vector" else None
-        save_samples_figure(x, path, real=real, modes=getattr(t.data, "modes", None), title=f"{self.cfg.name} {name}",
-                            inputs=out.get("input"), targets=out.get("target"))
+        with training_context(self):  # provenance in the PNG's text chunks
+            save_samples_figure(x, path, real=real, modes=getattr(t.data, "modes", None),
+                                title=f"{self.cfg.name} {name}", inputs=out.get("input"), targets=out.get("target"))
         if self._tb is not None and x.ndim == 4:
             from ..viz.grids import image_grid, translation_columns
             if "input" in out:
@@ -329,7 +331,8 @@ class Run:
     def finish(self) -> None:
         records = read_metrics(self.dir)
         if records:
-            plot_curves(records, self.dir / "curves.png")
+            with training_context(self):
+                plot_curves(records, self.dir / "curves.png")
         for cb in self.callbacks:
             cb.on_end(self)
         self._close_logs()

@@ -5,6 +5,7 @@ import io
 from pathlib import Path
 from typing import List
 
+from ..provenance import png_text
 from ..utils import atomic_write_bytes
 
 
@@ -43,7 +44,7 @@ def plot_curves(records: List[dict], path: Path | None = None) -> bytes:
     b.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", metadata=png_text())  # provenance text chunks (gankit inspect)
     plt.close(fig)
     data = buf.getvalue()
     if path is not None:

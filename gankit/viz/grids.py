@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..data.base import to_uint8
+from ..provenance import context as provenance_context, png_info, png_text
 from ..utils import atomic_write_bytes
 
 
@@ -34,7 +35,7 @@ def png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     buf = io.BytesIO()
-    img.save(buf, format="PNG")
+    img.save(buf, format="PNG", pnginfo=png_info())  # provenance text chunks (gankit inspect)
     return buf.getvalue()
 
 
@@ -42,7 +43,10 @@ def save_image_grid(x: torch.Tensor, path: Path, nrow: Optional[int] = None, min
     """Write a PNG grid of images in [-1, 1]; small images are enlarged (nearest) to ≥ ``min_width`` px wide."""
     grid = image_grid(x, nrow)
     scale = max(1, min_width // grid.shape[1])
-    atomic_write_bytes(Path(path), png_bytes(grid, scale))
+    layout = {"images": len(x), "per_row": nrow or max(1, int(math.ceil(math.sqrt(len(x))))),
+              "tile": list(x.shape[2:]), "padding": 2, "scale": scale}  # gankit detect finds the images by it
+    with provenance_context(grid=layout):
+        atomic_write_bytes(Path(path), png_bytes(grid, scale))
 
 
 def translation_columns(inputs: torch.Tensor, outputs: torch.Tensor, targets: Optional[torch.Tensor] = None
@@ -98,7 +102,7 @@ def scatter_samples(x: torch.Tensor, real: Optional[torch.Tensor] = None, modes:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", metadata=png_text())
     plt.close(fig)
     return buf.getvalue()
 

@@ -1,0 +1,556 @@
+"""Export a trained generator: one ONNX file, or a self-contained model folder.
+
+* ``onnx``: the sampling network (the EMA copy when the run keeps one, BatchNorm and dropout in
+  eval mode, spectral norm folded into the weights) as an ONNX graph with a dynamic batch axis.
+  Generation: inputs ``z`` (N, z_dim) float32 [and ``y`` (N,) int64 for conditional models] ->
+  ``x`` (N, C, H, W) in [-1, 1] (or (N, D) for vector data). Translation: ``x`` (N, C, H, W) in
+  [-1, 1] -> ``y`` (N, C', H, W) in [-1, 1]. The file's ``metadata_props`` name the inputs, outputs,
+  shapes and value ranges and where the weights came from (:func:`onnx_metadata`). Before the file
+  is written, onnxruntime runs it on the same inputs as PyTorch at two batch sizes; a max absolute
+  difference above :data:`TOLERANCE` fails the export.
+* ``folder``: ``config.json`` (the run's resolved config and what rebuilding the networks needs),
+  ``model.safetensors`` (every network of the objective, the EMA weights where the run keeps them)
+  and ``README.md`` (a model card). ``gankit.load(folder)`` rebuilds the model from it without the
+  run folder; nothing in it is pickled or executed.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import hashlib
+import io
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .errors import CheckpointError, GankitError
+from .utils import atomic_write_bytes, atomic_write_text
+
+FORMATS = ("onnx", "folder")
+#: The largest max |ONNX - PyTorch| an export accepts (fp32 outputs in [-1, 1]: ~1000 ulps at 1).
+TOLERANCE = 1e-4
+#: Batch sizes of the check: the traced size and another one (the batch axis must be dynamic).
+CHECK_BATCHES = (8, 3)
+OPSET = 17
+EXPORTERS = ("torchscript", "dynamo")
+FOLDER_FORMAT = "gankit-model-v1"
+CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
+
+
+@dataclass
+class Source:
+    """A loaded model and where it came from."""
+
+    model: object                      # gankit.api.GAN
+    name: str                          # the run's name (its folder name)
+    checkpoint: str                    # the checkpoint file read (or the model folder)
+    sha256: str                        # SHA-256 of that checkpoint file's bytes
+    which: str                         # latest | best
+    fid: Optional[dict] = None         # the best FID a model folder carries (see best_fid)
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote; ``str()`` is the line the CLI prints."""
+
+    format: str
+    path: Path
+    max_abs_error: Optional[float] = None          # onnx: the largest |ONNX - PyTorch| measured
+    errors: Dict[int, float] = field(default_factory=dict)  # onnx: batch size -> max |difference|
+    files: List[str] = field(default_factory=list)  # folder: the files written
+
+    def __str__(self) -> str:
+        if self.format == "onnx":
+            sizes = ", ".join(f"batch {n}: {e:.2e}" for n, e in self.errors.items())
+            return (f"wrote {self.path} (onnxruntime vs PyTorch: max |difference| {self.max_abs_error:.2e} "
+                    f"<= {TOLERANCE:g}; {sizes})")
+        return f"wrote {self.path}/ ({', '.join(self.files)}); load it with gankit.load({str(self.path)!r})"
+
+
+def export(run_dir: str | Path, fmt: str, out: str | Path, which: str = "latest",
+           direction: Optional[str] = None, exporter: str = "torchscript") -> ExportResult:
+    """Export the sampling generator of ``run_dir`` (a run folder or an exported model folder) as
+    ``fmt`` (``onnx`` or ``folder``) to ``out``; the function behind ``gankit export``.
+    ``which``: the run's ``latest`` or ``best`` checkpoint. ``direction``: for CycleGAN's ONNX
+    export, ``AtoB`` (the default, the model's first task) or ``BtoA``. ``exporter``: see
+    :func:`onnx_bytes`."""
+    if fmt not in FORMATS:
+        raise GankitError(f"--format {fmt}: unknown export format; choose one of: {', '.join(FORMATS)}")
+    if exporter not in EXPORTERS:
+        raise GankitError(f"--exporter {exporter}: choose one of: {', '.join(EXPORTERS)}")
+    src = load_source(run_dir, which)
+    if fmt == "onnx":
+        return export_onnx(src, Path(out), direction, exporter)
+    if direction is not None:
+        raise GankitError("--direction applies to --format onnx; a model folder keeps every direction")
+    return export_folder(src, Path(out))
+
+
+# -- the source ---------------------------------------------------------------------------------
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def is_model_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder :func:`export_folder` wrote."""
+    return (Path(path) / CONFIG_FILE).is_file() and (Path(path) / WEIGHTS_FILE).is_file()
+
+
+def load_source(run_dir: str | Path, which: str = "latest") -> Source:
+    """The model of a run folder's ``which`` checkpoint (sampling weights), on the CPU, with the
+    SHA-256 of the checkpoint file it came from."""
+    from .api import load
+    from .checkpoint import BEST, LATEST, load_latest
+
+    path = Path(run_dir).expanduser()
+    if not path.exists():
+        raise GankitError(f"{path}: no such run folder; give a folder `gankit train` wrote")
+    if path.is_dir() and is_model_folder(path):
+        meta = read_folder_config(path)
+        src = meta.get("source", {})
+        return Source(load_model_folder(path, device="cpu"), src.get("run", path.name),
+                      src.get("checkpoint", str(path)), src.get("checkpoint_sha256", ""), src.get("which", which),
+                      meta.get("best_fid"))
+    if not path.is_dir():
+        raise GankitError(f"{path}: not a folder; give a run folder (or an exported model folder)")
+    if which not in ("latest", "best"):
+        raise GankitError(f"--checkpoint {which}: choose latest or best")
+    if which == "latest":
+        if not (path / LATEST).exists() and not (path / "checkpoints" / "previous.safetensors").exists():
+            raise CheckpointError(f"{path / LATEST}: no checkpoint there; is {path} a run folder "
+                                  "`gankit train` wrote (and has it reached its first checkpoint)?")
+        found = load_latest(path)  # the previous checkpoint (with a warning) when the latest is damaged
+        ckpt = found[1]
+    else:
+        ckpt = path / BEST
+        if not ckpt.exists():
+            raise CheckpointError(f"{ckpt}: no best checkpoint yet (one is written at evaluations and when the run "
+                                  "ends); use --checkpoint latest")
+    model = load(ckpt, device="cpu")
+    return Source(model, path.resolve().name, ckpt.relative_to(path).as_posix(), sha256_file(ckpt), which)
+
+
+# -- ONNX ---------------------------------------------------------------------------------------
+
+class _Generation(nn.Module):
+    """``G(z[, y])`` with the ONNX inputs as positional arguments."""
+
+    def __init__(self, net: nn.Module, conditional: bool):
+        super().__init__()
+        self.net, self.conditional = net, conditional
+
+    def forward(self, z: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        return self.net(z, y if self.conditional else None)
+
+
+class _Translation(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def frozen_copy(net: nn.Module) -> nn.Module:
+    """A CPU fp32 copy of ``net`` in eval mode with parametrisations (spectral norm) folded into
+    plain weights: in eval mode spectral norm divides by a fixed σ, so the output is unchanged and
+    the graph holds ordinary convolutions."""
+    from torch.nn.utils import parametrize
+
+    net = copy.deepcopy(net).cpu().float().to(memory_format=torch.contiguous_format).eval()
+    for m in list(net.modules()):
+        if parametrize.is_parametrized(m):
+            # Not parametrize.remove_parametrizations: it deletes the property from the generated
+            # class, which the copy shares with the original module (and breaks the original).
+            with torch.no_grad():
+                values = {name: getattr(m, name).detach().clone() for name in m.parametrizations}
+            del m._modules["parametrizations"]
+            m.__class__ = type(m).__bases__[0]  # parametrize's class derives from the module's own
+            for name, value in values.items():
+                m.register_parameter(name, nn.Parameter(value))
+    return net.requires_grad_(False)
+
+
+@dataclass
+class Spec:
+    """The graph's interface: input and output names, shapes (``"N"`` the batch axis), dtypes and
+    value ranges, and how to draw example inputs."""
+
+    task: str                          # generation | translation
+    inputs: List[dict]
+    outputs: List[dict]
+
+    def example(self, n: int, seed: int) -> Dict[str, Tensor]:
+        """Inputs for a batch of ``n``: z ~ N(0, I), classes 0..K-1 cycling, images uniform in [-1, 1]."""
+        g = torch.Generator().manual_seed(seed)
+        out = {}
+        for spec in self.inputs:
+            shape = [n] + [int(d) for d in spec["shape"][1:]]
+            if spec["name"] == "y":
+                out["y"] = torch.arange(n, dtype=torch.int64) % int(spec["num_classes"])
+            elif spec["name"] == "z":
+                out["z"] = torch.randn(*shape, generator=g)
+            else:
+                out[spec["name"]] = torch.rand(*shape, generator=g) * 2 - 1
+        return out
+
+
+def _image_range(shape) -> str:
+    return "[-1, 1] (uint8 pixel = round((v + 1) * 127.5))" if len(shape) == 3 else "the data's coordinates"
+
+
+def generation_spec(z_dim: int, num_classes: int, sample_shape: Tuple[int, ...]) -> Spec:
+    inputs = [{"name": "z", "dtype": "float32", "shape": ["N", z_dim], "range": "z ~ N(0, I), standard normal"}]
+    if num_classes:
+        inputs.append({"name": "y", "dtype": "int64", "shape": ["N"], "range": f"class 0..{num_classes - 1}",
+                       "num_classes": num_classes})
+    outputs = [{"name": "x", "dtype": "float32", "shape": ["N", *sample_shape], "range": _image_range(sample_shape)}]
+    return Spec("generation", inputs, outputs)
+
+
+def translation_spec(in_shape: Tuple[int, ...], out_shape: Tuple[int, ...]) -> Spec:
+    return Spec("translation",
+                [{"name": "x", "dtype": "float32", "shape": ["N", *in_shape], "range": _image_range(in_shape)}],
+                [{"name": "y", "dtype": "float32", "shape": ["N", *out_shape], "range": _image_range(out_shape)}])
+
+
+def onnx_bytes(net: nn.Module, spec: Spec, exporter: str = "torchscript") -> bytes:
+    """The ONNX graph of ``net`` (already a :func:`frozen_copy`) with ``spec``'s names and a dynamic
+    batch axis. ``exporter``: ``torchscript`` (``torch.onnx.export(dynamo=False)``, fast, opset 17)
+    or ``dynamo`` (``torch.export``; needs onnxscript)."""
+    module = (_Generation(net, any(i["name"] == "y" for i in spec.inputs)) if spec.task == "generation"
+              else _Translation(net)).eval()
+    example = spec.example(CHECK_BATCHES[0], seed=0)
+    names = [i["name"] for i in spec.inputs]
+    args = tuple(example[k] for k in names)
+    out_names = [o["name"] for o in spec.outputs]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' deprecation and tracer notices
+        if exporter == "torchscript":
+            buf = io.BytesIO()
+            torch.onnx.export(module, args, buf, dynamo=False, input_names=names, output_names=out_names,
+                              dynamic_axes={k: {0: "N"} for k in names + out_names}, opset_version=OPSET,
+                              do_constant_folding=True)
+            return buf.getvalue()
+        if exporter == "dynamo":
+            import logging
+
+            from torch.export import Dim
+
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" notices
+
+            batch = Dim("N", min=1)
+            program = torch.onnx.export(module, args, dynamo=True, input_names=names, output_names=out_names,
+                                        dynamic_shapes={k: {0: batch} for k in names}, verbose=False)
+            return program.model_proto.SerializeToString()
+    raise GankitError(f"exporter {exporter!r}: choose torchscript or dynamo")
+
+
+def check_onnx(data: bytes, net: nn.Module, spec: Spec, batches=CHECK_BATCHES, seed: int = 0) -> Dict[int, float]:
+    """Max |onnxruntime − PyTorch| of the ONNX model ``data`` against ``net`` on the same inputs, per
+    batch size (seeded inputs: z ~ N(0, I), images uniform in [-1, 1], classes cycling)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, torch.get_num_threads())
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    task = _Generation(net, len(spec.inputs) > 1) if spec.task == "generation" else _Translation(net)
+    errors = {}
+    for i, n in enumerate(batches):
+        inputs = spec.example(n, seed + i)
+        got = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+        with torch.no_grad():
+            want = task(*inputs.values()).float().numpy()
+        expected = (n, *[int(d) for d in spec.outputs[0]["shape"][1:]])
+        if got.shape != expected:
+            raise GankitError(f"ONNX export: onnxruntime returned shape {got.shape} for a batch of {n}, "
+                              f"expected {expected}; the graph's batch axis is not dynamic")
+        errors[n] = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
+    return errors
+
+
+def onnx_metadata(src: Source, spec: Spec, direction: Optional[str], net_name: str,
+                  exporter: str = "torchscript") -> Dict[str, str]:
+    """The ``metadata_props`` of an exported file: strings (JSON where structured)."""
+    from . import __version__
+
+    model = src.model
+    ema = bool(model.cfg.train.ema) and net_name in model.objective.ema
+    return {
+        "gankit.version": __version__,
+        "gankit.task": spec.task,
+        "gankit.inputs": json.dumps(spec.inputs),
+        "gankit.outputs": json.dumps(spec.outputs),
+        "gankit.num_classes": str(model.num_classes),
+        "gankit.z_dim": str(model.cfg.model.z_dim if spec.task == "generation" else 0),
+        "gankit.direction": direction or "",
+        "gankit.network": net_name,
+        "gankit.ema": str(ema).lower(),
+        "gankit.objective": model.cfg.loss.objective,
+        "gankit.arch": model.cfg.model.arch,
+        "gankit.dataset": model.cfg.data.name,
+        "gankit.run": src.name,
+        "gankit.step": str(model.step),
+        "gankit.checkpoint": src.which,
+        "gankit.checkpoint_sha256": src.sha256,
+        "gankit.exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "gankit.exporter": exporter,
+        "gankit.tolerance": f"{TOLERANCE:g}",
+    }
+
+
+def export_onnx(src: Source, out: Path, direction: Optional[str] = None, exporter: str = "torchscript",
+                tolerance: float = TOLERANCE) -> ExportResult:
+    """Write the sampling network of ``src`` as ``out`` (.onnx) after checking it with onnxruntime."""
+    import onnx
+
+    model = src.model
+    if out.suffix != ".onnx":
+        raise GankitError(f"-o {out}: an ONNX file name ends in .onnx")
+    if out.is_dir():
+        raise GankitError(f"-o {out}: a folder is there; give a file name ending in .onnx")
+    if model.task.name == "translation":
+        tasks = model.objective.tasks()
+        name = direction or next(iter(tasks))
+        if name not in tasks:
+            raise GankitError(f"--direction {name}: this model translates {', '.join(tasks)}")
+        task = tasks[name]
+        in_shape = model.info.sample_shape if task.source == "A" else model.info.target_shape
+        out_shape = model.info.target_shape if task.source == "A" else model.info.sample_shape
+        spec = translation_spec(tuple(in_shape), tuple(out_shape))
+        net_name = task.net
+        direction = name if len(tasks) > 1 else None
+    else:
+        if direction is not None:
+            raise GankitError(f"--direction {direction}: this is a {model.task.name} model; it has one direction")
+        spec = generation_spec(model.cfg.model.z_dim, model.num_classes, tuple(model.info.sample_shape))
+        net_name = model.task.net
+    net = frozen_copy(model.nets[net_name])
+    try:
+        data = onnx_bytes(net, spec, exporter)
+    except GankitError:
+        raise
+    except Exception as e:  # an operator the exporter cannot express: one line, what to try
+        raise GankitError(f"ONNX export of {model.cfg.model.arch} ({net_name}) failed: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    proto = onnx.load_from_string(data)
+    meta = onnx_metadata(src, spec, direction, net_name, exporter)
+    onnx.helper.set_model_props(proto, meta)
+    proto.doc_string = (f"gankit {spec.task} network {net_name} of run {src.name} (step {model.step}); "
+                        "inputs and outputs: see metadata gankit.inputs / gankit.outputs")
+    data = proto.SerializeToString()
+    errors = check_onnx(data, model.nets[net_name], spec)  # against the network itself, not the folded copy
+    worst = max(errors.values())
+    if not worst <= tolerance:  # also catches NaN
+        raise GankitError(f"ONNX export: onnxruntime and PyTorch differ by {worst:.3g} (> {tolerance:g}) on the same "
+                          f"inputs; {out} not written")
+    atomic_write_bytes(out, data)
+    return ExportResult("onnx", out, worst, errors)
+
+
+def read_onnx_metadata(path: str | Path) -> Dict[str, str]:
+    """The ``metadata_props`` of an ONNX file as a dict."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+# -- model folder -------------------------------------------------------------------------------
+
+def read_folder_config(path: Path) -> dict:
+    cfg_path = Path(path) / CONFIG_FILE
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as e:
+        raise GankitError(f"{cfg_path}: not readable as JSON ({e}); export the model folder again") from None
+    if meta.get("format") != FOLDER_FORMAT:
+        raise GankitError(f"{cfg_path}: not a gankit model folder (format {meta.get('format')!r}, "
+                          f"expected {FOLDER_FORMAT!r})")
+    return meta
+
+
+def load_model_folder(path: str | Path, device: str = "auto"):
+    """Rebuild a :class:`gankit.GAN` from a folder :func:`export_folder` wrote (no run folder needed)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .api import GAN
+    from .config import Config, from_dict
+    from .objectives import OBJECTIVES, DataInfo
+    from .utils import resolve_device
+
+    path = Path(path)
+    meta = read_folder_config(path)
+    cfg = from_dict(Config, meta["config"])
+    data = meta["data"]
+    nets = OBJECTIVES.get(cfg.loss.objective).build_networks(cfg, DataInfo.from_meta(data))
+    try:
+        tensors = load_file(str(path / WEIGHTS_FILE))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: corrupt or truncated ({e}); export the model again") from None
+    for name, net in nets.items():
+        prefix = f"{name}."
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if not state:
+            raise CheckpointError(f"{path / WEIGHTS_FILE}: no weights for network {name}; export the model again")
+        net.load_state_dict(state)
+    dev = resolve_device(device)
+    model = GAN(cfg, {k: m.to(dev) for k, m in nets.items()}, data, int(meta["step"]), None)
+    model.checkpoint_path = path / WEIGHTS_FILE  # what files made from it name as their source (gankit.provenance)
+    return model
+
+
+def best_fid(run_dir: Optional[Path]) -> Optional[dict]:
+    """The lowest FID a run folder records with its evaluation card: from ``eval.json``
+    (``gankit eval``) and ``eval_cards.json`` (the last evaluation during training); None if neither
+    has one. Returns ``{"value", "card", "file", "step"}``."""
+    if run_dir is None:
+        return None
+    found = []
+    for fname in ("eval.json", "eval_cards.json"):
+        p = Path(run_dir) / fname
+        if not p.is_file():
+            continue
+        try:
+            doc = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        source = doc.get("source") or {}
+        step = doc.get("step", source.get("step"))
+        for r in doc.get("results", []):  # generation: a list of values with their cards
+            if r.get("name") == "fid" and isinstance(r.get("value"), (int, float)):
+                found.append({"value": float(r["value"]), "card": r.get("card", {}), "file": fname, "step": step,
+                              "checkpoint": source.get("checkpoint")})
+        protocol = doc.get("protocol")
+        if isinstance(protocol, dict):  # translation (gankit.metrics.translation): {direction: {metric: value}}
+            for direction, scores in doc.items():
+                if isinstance(scores, dict) and isinstance(scores.get("fid"), (int, float)):
+                    found.append({"value": float(scores["fid"]), "file": fname, "checkpoint": protocol.get("checkpoint"),
+                                  "card": {"direction": direction, "scores": scores, "protocol": protocol}})
+    return min(found, key=lambda r: r["value"]) if found else None
+
+
+def model_card(src: Source, meta: dict, fid: Optional[dict]) -> str:
+    """README.md of a model folder: front matter for the Hugging Face Hub, then what it is, how to
+    load it, how it was trained and evaluated."""
+    from .metrics.card import card_id, describe
+
+    model = src.model
+    cfg = model.cfg
+    task = model.task.name
+    pipeline = "image-to-image" if task == "translation" else (
+        "unconditional-image-generation" if model.info.kind == "image" else "other")
+    shape = "×".join(str(d) for d in model.info.sample_shape)
+    lines = ["---", "library_name: gankit", f"pipeline_tag: {pipeline}",
+             f"tags: [{', '.join(dict.fromkeys(['gan', 'gankit', cfg.loss.objective, cfg.model.arch]))}]", "---", "",
+             f"# {src.name}", ""]
+    if task == "translation":
+        dirs = ", ".join(model.directions())
+        what = (f"An image-to-image translator ({cfg.loss.objective}, `{cfg.model.arch}` networks) trained on "
+                f"`{cfg.data.name}`: input images {shape} in [-1, 1] → outputs "
+                f"{'×'.join(str(d) for d in model.info.target_shape)}; directions: {dirs}.")
+    else:
+        cond = f", conditioned on {model.num_classes} classes" if model.num_classes else ""
+        what = (f"A generator ({cfg.loss.objective} objective, `{cfg.model.arch}` networks{cond}) trained on "
+                f"`{cfg.data.name}`: {cfg.model.z_dim}-dimensional noise z ~ N(0, I) → samples of shape {shape}"
+                + (" in [-1, 1]." if model.info.kind == "image" else "."))
+    ema = [n for n in model.objective.ema if cfg.train.ema]
+    lines += [what, "",
+              f"- trained for **{model.step:,} generator steps** (`{cfg.name}` recipe, seed {cfg.seed}, "
+              f"batch {cfg.train.batch_size})",
+              f"- weights: {', '.join(meta['networks'])}" + (f" (EMA weights for {', '.join(ema)}, decay "
+                                                               f"{cfg.train.ema})" if ema else ""),
+              f"- exported from the `{src.which}` checkpoint (SHA-256 `{src.sha256}`) with gankit "
+              f"{meta['gankit']} on {meta['exported']}", "",
+              "## Use", "", "```python", "import gankit", "", f'model = gankit.load("{Path(meta["path"]).name}")']
+    if task == "translation":
+        lines += ["y = model.translate(x)  # x: (N, C, H, W) float32 in [-1, 1]"]
+    else:
+        lines += ["x, y = model.sample(16, seed=0)  # x: (16, *sample_shape); y: labels or None"]
+    lines += ["```", "", "```bash",
+              (f"gankit translate {Path(meta['path']).name} inputs/ -o out/" if task == "translation"
+               else f"gankit sample {Path(meta['path']).name} -n 64 -o samples.png"),
+              f"gankit export {Path(meta['path']).name} --format onnx -o model.onnx", "```", "",
+              "## Evaluation", ""]
+    if fid is None:
+        lines += ["Not evaluated: the run folder held no FID (`gankit eval RUN_DIR` writes one)."]
+    else:
+        step = f" at step {fid['step']:,}" if isinstance(fid.get("step"), int) else ""
+        if fid.get("checkpoint"):
+            step += f" of the `{fid['checkpoint']}` checkpoint"
+        lines += [f"Best FID recorded for the run: **{fid['value']:.4g}**{step} (from `{fid['file']}`). "
+                  "Compare it only with numbers of the same card:", "", "```"]
+        card = fid["card"]
+        if "protocol" in card:  # a translation run's eval.json: the direction's scores and the protocol
+            lines += [f"direction     {card['direction']}"]
+            lines += [f"{k:<13} {v:.4g}" if isinstance(v, float) else f"{k:<13} {v}" for k, v in card["scores"].items()]
+            lines += [f"{k:<13} {v}" for k, v in card["protocol"].items()]
+        else:
+            lines += [describe(card) if card.get("metric") else f"card {card_id(card)}"]
+        lines += ["```"]
+    lines += ["", "## Files", "", "| file | |", "| --- | --- |",
+              f"| `{CONFIG_FILE}` | the resolved training config and the data facts that rebuild the networks |",
+              f"| `{WEIGHTS_FILE}` | the weights, one tensor per `NETWORK.parameter` |",
+              f"| `{CARD_FILE}` | this card |", ""]
+    return "\n".join(lines)
+
+
+def export_folder(src: Source, out: Path) -> ExportResult:
+    """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``out``."""
+    from safetensors.torch import save as safetensors_save
+
+    from . import __version__
+
+    model = src.model
+    if out.exists() and not out.is_dir():
+        raise GankitError(f"-o {out}: a file is there; give a folder name")
+    if out.is_dir() and any(out.iterdir()) and not is_model_folder(out):
+        raise GankitError(f"-o {out}: the folder is not empty and is not a gankit model folder; give a new folder")
+    tensors = {}
+    for name, net in model.nets.items():
+        for k, v in net.state_dict().items():
+            tensors[f"{name}.{k}"] = v.detach().cpu().contiguous().clone()
+    meta = {
+        "format": FOLDER_FORMAT,
+        "gankit": __version__,
+        "exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "path": str(out),
+        "task": model.task.name,
+        "networks": list(model.nets),
+        "step": model.step,
+        "source": {"run": src.name, "checkpoint": src.checkpoint, "which": src.which,
+                   "checkpoint_sha256": src.sha256},
+        "data": model.data,
+        "config": model.cfg.to_dict(),
+    }
+    fid = best_fid(model.run_dir) if src.fid is None else src.fid
+    if fid is not None:
+        meta["best_fid"] = fid
+    out.mkdir(parents=True, exist_ok=True)
+    card = model_card(src, meta, fid)
+    del meta["path"]  # where it was written is not part of the model
+    atomic_write_bytes(out / WEIGHTS_FILE, safetensors_save(tensors, metadata={"format": FOLDER_FORMAT}))
+    atomic_write_text(out / CARD_FILE, card)
+    # config.json last: a folder is a model folder (is_model_folder) only once its weights are there.
+    atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=1) + "\n")
+    return ExportResult("folder", out, files=[CONFIG_FILE, WEIGHTS_FILE, CARD_FILE])
+
+
+__all__ = ["export", "export_onnx", "export_folder", "load_model_folder", "read_onnx_metadata", "is_model_folder",
+           "TOLERANCE", "FORMATS"]

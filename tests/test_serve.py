@@ -1,0 +1,480 @@
+"""gankit serve: the page in a real headless Chromium, every refusal, a bounded load test."""
+import http.client
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gankit.api import load
+from gankit.cli.main import main
+from gankit.data.base import to_model_range, to_uint8
+from gankit.serve import ModelService, make_server
+from gankit.serve.latent import seeded_z, slerp
+from gankit.serve.validate import MAX_UPLOAD_BYTES
+from gankit.train.run import train
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TINY = ["train.threads=1", "train.log_every=5", "health.enabled=false"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny runs: a conditional image generator (ACGAN, 10 classes), a translator (pix2pix), a 2D GAN.
+    GANKIT_SERVE_RUN=DIR uses that run as the generator instead (for the docs screenshot)."""
+    root = tmp_path_factory.mktemp("serve")
+    gen = os.environ.get("GANKIT_SERVE_RUN")
+    if not gen:
+        gen = root / "gen"
+        train("acgan-fashion-mnist", ["data.name=digits", "data.resolution=16", "model.g.width=8", "model.d.width=8",
+                                      "train.batch_size=16", "train.steps=10", *TINY], out=gen, quiet=True)
+    train("pix2pix-edges2fashion", ["data.limit=64", "model.g.width=8", "model.d.width=8", "train.batch_size=8",
+                                    "train.minutes=null", "train.steps=3", *TINY], out=root / "tr", quiet=True)
+    train("gan-ring8", ["model.g.width=16", "model.d.width=16", "train.steps=10", *TINY], out=root / "vec", quiet=True)
+    return {"gen": Path(gen), "tr": root / "tr", "vec": root / "vec"}
+
+
+@pytest.fixture(scope="module")
+def services(runs):
+    return {k: ModelService(load(v), v.name) for k, v in runs.items()}
+
+
+@contextmanager
+def running(service, **kw):
+    server = make_server(service, port=0, quiet=True, **kw)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def request(server, method, path, body=None, headers=None):
+    """(status, headers, body) over a fresh connection."""
+    conn = http.client.HTTPConnection(*server.server_address[:2], timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        res = conn.getresponse()
+        return res.status, dict(res.getheaders()), res.read()
+    finally:
+        conn.close()
+
+
+def raw(server, data: bytes) -> bytes:
+    """Send bytes as they are (malformed requests http.client would not send); the whole answer."""
+    with socket.create_connection(server.server_address[:2], timeout=10) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def png(array: np.ndarray, fmt: str = "PNG") -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im)
+
+
+def expected_samples(service, seed, n, label=None, truncation=None) -> torch.Tensor:
+    """What /api/sample must show, computed here without the server: G on seeded (truncated) codes."""
+    m = service.model
+    z = seeded_z(n, m.cfg.model.z_dim, seed, truncation)
+    return m.task.generate(m.G, {"z": z, "y": m.task.labels(n, label)})
+
+
+# ---- latent codes ----------------------------------------------------------------------------
+def test_truncation_redraws_only_components_outside_the_threshold():
+    z = seeded_z(64, 128, seed=7)
+    assert torch.equal(z, seeded_z(64, 128, seed=7)) and not torch.equal(z, seeded_z(64, 128, seed=8))
+    zt = seeded_z(64, 128, seed=7, truncation=0.5)
+    inside = z.abs() <= 0.5
+    assert zt.abs().max() <= 0.5
+    assert torch.equal(zt[inside], z[inside])                 # kept as drawn
+    assert not torch.equal(zt[~inside], z[~inside].clamp(-0.5, 0.5))  # redrawn, not clamped
+    # a redrawn component is N(0, 1) conditioned on |z| <= 0.5 (std 0.284, scipy's truncnorm);
+    # 64·128·0.62 ≈ 5,000 of them estimate its std to about ±0.002. Clamping would give ≈ 0.5.
+    from scipy.stats import truncnorm
+    assert abs(zt[~inside].std().item() - truncnorm(-0.5, 0.5).std()) < 0.01
+
+
+def test_slerp_ends_at_both_codes_and_stays_on_the_shell():
+    a, b = seeded_z(1, 100, 0), seeded_z(1, 100, 1)
+    assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
+    b = b / b.norm() * a.norm()
+    mid = slerp(a, b, 0.5)
+    assert abs(mid.norm().item() - a.norm().item()) < 1e-4   # a straight line's midpoint is ~0.7× shorter
+    assert ((a + b) / 2).norm() < 0.8 * a.norm()
+
+
+# ---- the page in a real browser ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("profile")), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1180, "height": 820})
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+IMG_DATA_URL = """(sel) => { const img = document.querySelector(sel); const c = document.createElement('canvas');
+  c.width = img.naturalWidth; c.height = img.naturalHeight; c.getContext('2d').drawImage(img, 0, 0);
+  return c.toDataURL('image/png'); }"""
+
+
+def test_page_draws_samples_and_the_walk_slider_changes_the_picture(services, browser, tmp_path):
+    svc = services["gen"]
+    with running(svc) as server:
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # e.g. a CSP refusal
+        requested = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready='1']", timeout=15000)
+        page.wait_for_selector("#samples[data-state=ready]", timeout=15000)
+        page.wait_for_selector("#walk[data-state=ready]", timeout=15000)
+        assert svc.model.cfg.loss.objective in page.inner_text("#meta")
+        assert page.is_visible("#class-label") == (svc.model.num_classes > 0)
+        assert page.is_hidden("#translate-panel") and page.is_visible("#mix-note")   # no style layers: no mixing
+        walk_before = page.evaluate(IMG_DATA_URL, "#walk")
+        samples = page.get_attribute("#samples", "data-query")
+        # the slider, moved with the keyboard as a user would: End takes it to t = 1
+        page.focus("#walk-t")
+        page.keyboard.press("End")
+        page.wait_for_selector("#walk[data-state=ready][data-query*='t=1.00']", timeout=15000)
+        walk_after = page.evaluate(IMG_DATA_URL, "#walk")
+        assert walk_after != walk_before
+        # what the page shows at t = 1 is seed B's sample (class 0), as the model makes it
+        shown = np.asarray(Image.open(io.BytesIO(_data_url_bytes(walk_after))).convert("L"))
+        want = to_uint8(expected_samples(svc, seed=1, n=1, label=0 if svc.model.num_classes else None))[0, 0].numpy()
+        if svc.model.info.sample_shape[0] == 1:
+            assert np.abs(shown.astype(int) - want.astype(int)).max() <= 1
+        # a new seed redraws the samples
+        page.fill("#seed", "5")
+        page.wait_for_selector("#samples[data-state=ready][data-query*='seed=5']", timeout=15000)
+        assert page.get_attribute("#samples", "data-query") != samples
+        if svc.model.num_classes:
+            page.select_option("#class", "3")
+            page.wait_for_selector("#samples[data-query*='class=3'][data-state=ready]", timeout=15000)
+        shot = tmp_path / "serve.png"
+        page.screenshot(path=str(shot), full_page=True)
+        page.close()
+    assert not errors, errors
+    assert requested and all(u.startswith(server.url) or u.startswith(("blob:", "data:")) for u in requested), requested
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    if os.environ.get("GANKIT_UPDATE_DOCS") == "1":
+        shutil.copy(shot, ROOT / "docs" / "serve.png")
+
+
+def _data_url_bytes(url: str) -> bytes:
+    import base64
+
+    return base64.b64decode(url.split(",", 1)[1])
+
+
+def test_an_uploaded_image_round_trips_through_the_translator(services, browser, tmp_path):
+    svc = services["tr"]
+    rng = np.random.default_rng(0)
+    source = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)        # RGB and another size: converted, resized
+    path = tmp_path / "edges.png"
+    path.write_bytes(png(source))
+    with running(svc) as server:
+        page = browser.new_page()
+        page.goto(server.url)
+        page.wait_for_selector("body[data-ready='1']", timeout=15000)
+        assert page.is_visible("#translate-panel") and page.is_hidden("#sample-panel")
+        with page.expect_response(lambda r: "/api/translate" in r.url) as answer:
+            page.set_input_files("#upload", str(path))
+        page.wait_for_selector("#translated[data-state=ready]", timeout=15000)
+        size = page.evaluate("() => [document.querySelector('#translated').naturalWidth, "
+                             "document.querySelector('#input-preview').naturalWidth]")
+        shown = page.evaluate(IMG_DATA_URL, "#translated")
+        page.close()
+    assert answer.value.status == 200 and size == [32, 40]
+    # what the page shows is what the Python API makes of the same file
+    c, h, w = svc.model.info.sample_shape
+    im = Image.open(path).convert("L").resize((w, h), Image.Resampling.BICUBIC)
+    x = to_model_range(torch.from_numpy(np.asarray(im).copy())[None, None])
+    want = to_uint8(svc.model.translate(x))[0, 0].numpy()
+    got = np.asarray(Image.open(io.BytesIO(_data_url_bytes(shown))).convert("L"))
+    assert np.array_equal(got, want)
+
+
+# ---- refusals ----------------------------------------------------------------------------------
+GEN_BAD = [
+    ("GET", "/nope", 404, "no such page"),
+    ("GET", "/../../etc/passwd", 404, "no such page"),
+    ("GET", "/static/../server.py", 404, "no such page"),
+    ("GET", "/%2e%2e/pyproject.toml", 404, "no such page"),
+    ("GET", "/api/sample?seed=-1", 400, "seed=-1: must be in [0, 2147483647]"),
+    ("GET", "/api/sample?seed=abc", 400, "not an integer"),
+    ("GET", "/api/sample?seed=1e3", 400, "not an integer"),
+    ("GET", "/api/sample?n=0", 400, "n=0: must be in [1, 64]"),
+    ("GET", "/api/sample?n=65", 400, "n=65: must be in [1, 64]"),
+    ("GET", "/api/sample?n=99999999999999", 400, "not an integer"),
+    ("GET", "/api/sample?class=10", 400, "class=10: must be in [0, 9]"),
+    ("GET", "/api/sample?class=-1", 400, "class=-1"),
+    ("GET", "/api/sample?truncation=0", 400, "truncation=0: must be in [0.25, 4]"),
+    ("GET", "/api/sample?truncation=nan", 400, "not a number"),
+    ("GET", "/api/sample?truncation=inf", 400, "not a number"),
+    ("GET", "/api/sample?truncation=1e999", 400, "not a finite number"),
+    ("GET", "/api/sample?seed=1&seed=2", 400, "given twice"),
+    ("GET", "/api/sample?bogus=1", 400, "unknown parameter 'bogus'"),
+    ("GET", "/api/walk?t=1.5", 400, "t=1.5: must be in [0, 1]"),
+    ("GET", "/api/info?x=1", 400, "unknown parameter"),
+    ("GET", "/api/mix", 501, "no style layers"),
+    ("POST", "/api/sample", 405, "takes GET"),
+    ("GET", "/api/translate", 405, "takes POST"),
+    ("PUT", "/", 405, "not allowed"),
+    ("DELETE", "/api/info", 405, "not allowed"),
+    ("POST", "/api/translate", 400, "generation model: it takes no input image"),
+]
+
+
+def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(services):
+    if services["gen"].model.num_classes != 10:
+        pytest.skip("the messages expect the tiny 10-class generator")
+    with running(services["gen"]) as server:
+        for method, path, status, message in GEN_BAD:
+            got, headers, body = request(server, method, path, body=b"" if method == "POST" else None)
+            assert got == status, (method, path, got, body)
+            err = json.loads(body)["error"]
+            assert message in err and "\n" not in err and "Traceback" not in err, (path, err)
+            assert headers["Content-Type"] == "application/json"
+            assert request(server, "GET", "/api/info")[0] == 200
+        # what http.client will not send: a broken request line, a foreign Host (DNS rebinding)
+        answer = raw(server, b"GET / NOTHTTP/1.1\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 400") and b'{"error": "Bad request version' in answer
+        answer = raw(server, b"GET /api/info HTTP/1.1\r\nHost: evil.example:80\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 421") and b"is not this machine" in answer
+        answer = raw(server, b"GET /api/info HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 200")
+        answer = raw(server, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 414")
+        assert request(server, "GET", "/api/info")[0] == 200
+
+
+def test_bad_uploads_are_refused_by_content_and_size(services):
+    tiff = png(np.zeros((8, 8, 3), np.uint8), "TIFF")
+    bomb = png(np.zeros((5000, 5000), np.uint8))       # 25 Mpx of zeros: a few kB on the wire
+    assert len(bomb) < 100_000
+    whole = png(np.full((32, 32, 3), 200, np.uint8))
+    cases = [
+        (b"", {}, 400, "the request body is empty"),
+        (b"not an image at all", {"Content-Type": "image/png"}, 415, "not an image this server reads"),
+        (tiff, {"Content-Type": "image/png"}, 415, "not an image this server reads"),
+        (whole[:len(whole) // 2], {}, 415, "could not be decoded"),
+        (bomb, {}, 413, "the limit is 16,777,216 pixels"),
+        (b"\0" * (MAX_UPLOAD_BYTES + 1), {}, 413, "the limit is 4,194,304 bytes"),
+    ]
+    with running(services["tr"]) as server:
+        for body, headers, status, message in cases:
+            got, _, answer = request(server, "POST", "/api/translate", body=body, headers=headers)
+            assert got == status and message in json.loads(answer)["error"], (status, got, answer[:200])
+        got, _, answer = request(server, "POST", "/api/translate?direction=BtoA", body=whole)
+        assert got == 400 and "must be one of AtoB" in json.loads(answer)["error"]
+        answer = raw(server, b"POST /api/translate HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 411")
+        answer = raw(server, b"POST /api/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999999\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 413")
+        for fmt in ("JPEG", "BMP", "WEBP", "GIF"):
+            image = png(np.full((20, 20, 3), 90, np.uint8), fmt)
+            got, headers, answer = request(server, "POST", "/api/translate", body=image)
+            assert got == 200 and headers["Content-Type"] == "image/png" and pixels(answer).shape == (32, 32), fmt
+        assert request(server, "GET", "/api/sample")[0] == 400        # a translator draws no samples
+
+
+def test_an_exception_in_a_handler_is_a_500_and_the_server_keeps_serving(services, monkeypatch, capsys):
+    svc = services["gen"]
+
+    def broken(**kw):
+        raise RuntimeError("boom in /some/secret/path")
+
+    with running(svc) as server:
+        monkeypatch.setattr(svc, "sample", broken)
+        got, _, body = request(server, "GET", "/api/sample?seed=1")
+        assert got == 500
+        err = json.loads(body)["error"]
+        assert "internal error (RuntimeError)" in err and "secret" not in err and "Traceback" not in err
+        monkeypatch.undo()
+        assert request(server, "GET", "/api/sample?seed=1")[0] == 200
+    assert "boom in /some/secret/path" in capsys.readouterr().err     # the details stay in the server's log
+
+
+def test_beyond_the_workers_and_the_queue_a_request_gets_503(services, monkeypatch):
+    svc = services["gen"]
+    entered, release = threading.Event(), threading.Event()
+    original = svc.sample
+
+    def slow(**kw):
+        entered.set()
+        release.wait(10)
+        return original(**kw)
+
+    monkeypatch.setattr(svc, "sample", slow)
+    with running(svc, workers=1, queue=0) as server:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(request, server, "GET", "/api/sample?seed=2")
+            assert entered.wait(10)
+            got, headers, body = request(server, "GET", "/api/info")       # the one worker is busy
+            assert got == 503 and headers["Retry-After"] == "1" and "busy" in json.loads(body)["error"]
+            release.set()
+            assert first.result(10)[0] == 200
+        assert request(server, "GET", "/api/info")[0] == 200
+        assert server.rejected == 1
+
+
+# ---- load ----------------------------------------------------------------------------------------
+def percentiles(values, qs=(50, 90, 99)) -> dict:
+    return {f"p{q}": float(np.percentile(values, q)) for q in qs}
+
+
+def load_test(server, paths, concurrency=8):
+    """Every path once, ``concurrency`` at a time; (path, status, body, seconds) in order."""
+    def one(path):
+        t = time.perf_counter()
+        status, _, body = request(server, "GET", path)
+        return path, status, body, time.perf_counter() - t
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, paths))
+
+
+def test_200_requests_8_at_a_time_none_lost(services):
+    svc = services["gen"]
+    paths = [f"/api/sample?seed={i % 10}&n=4" if i % 2 else f"/api/walk?a={i % 10}&b=9&t={(i % 7) / 6:.3f}"
+             for i in range(200)]
+    with running(svc, workers=4) as server:
+        results = load_test(server, paths)
+        assert server.rejected == 0
+    assert len(results) == 200 and [r[0] for r in results] == paths
+    assert all(status == 200 for _, status, _, _ in results), [(p, s) for p, s, _, _ in results if s != 200]
+    # none mixed up: every sample answer is the picture of its own seed (what `gankit sample --seed S -n 4`
+    # draws), and every walk answer equals the others for the same (a, t)
+    from gankit.viz.grids import image_grid
+    want = {seed: image_grid(svc.model.sample(4, seed=seed)[0], nrow=2) for seed in range(10)}
+    walks = {}
+    for path, _, body, _ in results:
+        got = pixels(body)
+        if path.startswith("/api/sample"):
+            seed = int(path.split("seed=")[1].split("&")[0])
+            assert np.array_equal(got.reshape(want[seed].shape), want[seed]), path
+        else:
+            assert np.array_equal(walks.setdefault(path, got), got), path
+    lat = percentiles([r[3] for r in results])
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+    print("\nload test: 200 requests, 8 at a time: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in lat.items()))
+
+
+# ---- other models, the hook, the command --------------------------------------------------------
+def test_a_2d_model_is_drawn_as_a_plot_with_its_walk(services):
+    with running(services["vec"]) as server:
+        info = json.loads(request(server, "GET", "/api/info")[2])
+        assert info["kind"] == "vector" and info["limits"]["n"] == [1, 5000]
+        for path in ("/api/sample?n=2000&truncation=1", "/api/walk?a=0&b=1&t=0.5"):
+            got, headers, body = request(server, "GET", path)
+            assert got == 200 and headers["Content-Type"] == "image/png"
+            with Image.open(io.BytesIO(body)) as im:
+                assert im.size == (450, 450) and json.loads(im.text["gankit"])["made_by"] == "gankit.serve"
+        got, _, body = request(server, "GET", "/api/sample?class=1")
+        assert got == 400 and "not conditional" in json.loads(body)["error"]
+
+
+def test_served_pngs_carry_provenance(services):
+    with running(services["gen"]) as server:
+        body = request(server, "GET", "/api/sample?seed=12&truncation=0.7&n=4")[2]
+    with Image.open(io.BytesIO(body)) as im:
+        record = json.loads(im.text["gankit"])
+    assert (record["made_by"], record["seed"], record["truncation"], record["step"]) == ("gankit.serve", 12, 0.7,
+                                                                                          services["gen"].model.step)
+    assert len(record["checkpoint_sha256"]) == 64
+
+
+def test_style_mixing_hook_is_used_when_the_generator_has_one(services, monkeypatch):
+    svc = services["gen"]
+    G = svc.model.G
+    calls = []
+
+    def mix_styles(za, zb, crossover, y):       # what a style-based family would provide
+        calls.append((za.shape, zb.shape, crossover))
+        return G(za if crossover else zb, y)
+
+    monkeypatch.setattr(G, "num_style_layers", 4, raising=False)
+    monkeypatch.setattr(G, "mix_styles", mix_styles, raising=False)
+    with running(svc) as server:
+        assert json.loads(request(server, "GET", "/api/info")[2])["style_layers"] == 4
+        assert request(server, "GET", "/api/mix?a=1&b=2&crossover=2")[0] == 200
+        assert request(server, "GET", "/api/mix?crossover=5")[0] == 400
+    z_dim = svc.model.cfg.model.z_dim
+    assert calls == [((1, z_dim), (1, z_dim), 2)]
+
+
+def test_serve_command_prints_the_url_and_stops_cleanly_on_ctrl_c(runs):
+    proc = subprocess.Popen([sys.executable, "-m", "gankit", "serve", str(runs["tr"]), "--port", "0", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        first = proc.stdout.readline()
+        assert " at http://127.0.0.1:" in first, (first, proc.stderr.read() if proc.poll() is not None else "")
+        url = first.rsplit(" at ", 1)[1].strip()
+        host, port = url[len("http://"):].rstrip("/").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("GET", "/api/info")
+        assert json.loads(conn.getresponse().read())["task"] == "translation"
+        conn.close()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "stopping" in out and "Traceback" not in err
+
+
+def test_serve_command_refuses_bad_settings(runs, tmp_path, capsys):
+    assert main(["serve", str(runs["tr"]), "--workers", "0"]) == 2
+    assert "--workers 0: must be at least 1" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path), "--port", "0"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_non_square_models_are_served_at_their_shape(tmp_path):
+    """A 16×32 generator and a 32×64 translator: pictures keep H ≠ W, uploads are resized to (H, W)."""
+    train("dcgan-digits", ["data.resolution=[16, 32]", "model.g.width=8", "model.d.width=8", "train.batch_size=16",
+                           "train.steps=2", *TINY], out=tmp_path / "g", quiet=True)
+    train("pix2pix-edges2fashion", ["data.resolution=[32, 64]", "data.limit=16", "model.g.width=8", "model.d.width=8",
+                                    "train.batch_size=8", "train.minutes=null", "train.steps=2", *TINY],
+          out=tmp_path / "t", quiet=True)
+    gen, tr = ModelService(load(tmp_path / "g")), ModelService(load(tmp_path / "t"))
+    assert pixels(gen.walk(a=0, b=1, t=0.5, label=None, truncation=None)).shape == (16, 32)
+    assert pixels(gen.sample(seed=0, label=None, truncation=0.5, n=4)).shape == (2 * 18 + 2, 2 * 34 + 2)
+    assert pixels(tr.translate(png(np.zeros((50, 50, 3), np.uint8)))).shape == (32, 64)
