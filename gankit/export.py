@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import hashlib
 import io
 import json
 import warnings
@@ -30,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import CheckpointError, GankitError
-from .utils import atomic_write_bytes, atomic_write_text
+from .utils import atomic_write_bytes, atomic_write_text, sha256_file
 
 FORMATS = ("onnx", "folder")
 #: The largest max |ONNX - PyTorch| an export accepts (fp32 outputs in [-1, 1]: ~1000 ulps at 1).
@@ -93,14 +92,6 @@ def export(run_dir: str | Path, fmt: str, out: str | Path, which: str = "latest"
 
 
 # -- the source ---------------------------------------------------------------------------------
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def is_model_folder(path: Path) -> bool:
     """Whether ``path`` is a folder :func:`export_folder` wrote."""

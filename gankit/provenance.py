@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import hashlib
 import json
 import sys
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
 
 from .errors import GankitError
+from .utils import sha256_file
 
 PNG_KEY = "gankit"          # the PNG text keyword holding the JSON record
 NPZ_KEY = "provenance"      # the NPZ field holding the JSON record
@@ -41,7 +41,7 @@ def _resolve(fields: Dict[str, Any]) -> Dict[str, Any]:
     ckpt = fields.pop("checkpoint", None)
     if ckpt is not None:
         fields["checkpoint"] = Path(ckpt).name
-        fields["checkpoint_sha256"] = file_sha256(ckpt) if Path(ckpt).is_file() else None
+        fields["checkpoint_sha256"] = sha256_file(ckpt) if Path(ckpt).is_file() else None
     return fields
 
 
@@ -88,15 +88,6 @@ def training_context(run):
     return context(made_by="gankit.train", run=Path(run.dir).name, recipe=run.cfg.name, step=step,
                    seed=run.cfg.seed, note=f"written during training at step {step}: no checkpoint of "
                                            "this state yet (checkpoint_sha256 null); seed is the run's seed")
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _command() -> Optional[str]:

@@ -41,6 +41,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def read_jsonl(path: Path) -> list:
     """The records of a JSON-lines file ([] if absent). A damaged last line, what a crash in the
     middle of an append leaves, is skipped; a damaged line before it raises GankitError naming it."""

@@ -16,21 +16,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from safetensors import safe_open
 
-from ..utils import atomic_write_bytes
+from ..utils import atomic_write_bytes, sha256_file  # noqa: F401 (sha256_file: used through this module)
 
 
 def cache_dir() -> Path:
     """``$GANKIT_CACHE`` if set, else ``~/.cache/gankit``."""
     root = os.environ.get("GANKIT_CACHE")
     return Path(root).expanduser() if root else Path.home() / ".cache" / "gankit"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sha256_tensor(t: torch.Tensor) -> str:
