@@ -13,6 +13,7 @@ from . import provenance
 from .config import Config, from_dict
 from .checkpoint import LATEST, load_checkpoint, load_latest
 from .errors import CheckpointError, GankitError
+from .model_folder import WEIGHTS_FILE, is_model_folder, read_model_folder
 from .utils import atomic_write_bytes, resolve_device
 
 
@@ -127,9 +128,8 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
     from .objectives import OBJECTIVES, DataInfo
 
     path = Path(run_dir)
-    if path.is_dir() and (path / "config.json").is_file() and not (path / "checkpoints").is_dir():
-        from .export import load_model_folder  # a folder `gankit export --format folder` wrote
-        return load_model_folder(path, device=device)
+    if path.is_dir() and is_model_folder(path) and not (path / "checkpoints").is_dir():
+        return _load_model_folder(path, device)
     if path.is_dir() and which == "latest":
         run = path
         found = load_latest(path)  # the previous checkpoint (with a warning) when the latest is damaged
@@ -153,6 +153,23 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
     dev = resolve_device(device)
     model = GAN(cfg, {k: m.to(dev) for k, m in nets.items()}, data, int(state["trainer"]["step"]), run)
     model.checkpoint_path = path  # the file it was loaded from (see gankit.provenance)
+    return model
+
+
+def _load_model_folder(path: Path, device: str) -> GAN:
+    """A folder ``gankit export --format folder`` wrote (:mod:`gankit.model_folder`)."""
+    from .objectives import OBJECTIVES, DataInfo
+
+    meta, states = read_model_folder(path)
+    cfg = from_dict(Config, meta["config"])
+    nets = OBJECTIVES.get(cfg.loss.objective).build_networks(cfg, DataInfo.from_meta(meta["data"]))
+    for name, net in nets.items():
+        if name not in states:
+            raise CheckpointError(f"{path / WEIGHTS_FILE}: no weights for network {name}; export the model again")
+        net.load_state_dict(states[name])
+    dev = resolve_device(device)
+    model = GAN(cfg, {k: m.to(dev) for k, m in nets.items()}, meta["data"], int(meta["step"]), None)
+    model.checkpoint_path = path / WEIGHTS_FILE  # what files made from it name as their source (gankit.provenance)
     return model
 
 

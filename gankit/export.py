@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import CheckpointError, GankitError
+from .model_folder import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, is_model_folder, read_folder_config
 from .utils import atomic_write_bytes, atomic_write_text, sha256_file
 
 FORMATS = ("onnx", "folder")
@@ -38,8 +39,6 @@ TOLERANCE = 1e-4
 CHECK_BATCHES = (8, 3)
 OPSET = 17
 EXPORTERS = ("torchscript", "dynamo")
-FOLDER_FORMAT = "gankit-model-v1"
-CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
 
 
 @dataclass
@@ -93,11 +92,6 @@ def export(run_dir: str | Path, fmt: str, out: str | Path, which: str = "latest"
 
 # -- the source ---------------------------------------------------------------------------------
 
-def is_model_folder(path: Path) -> bool:
-    """Whether ``path`` is a folder :func:`export_folder` wrote."""
-    return (Path(path) / CONFIG_FILE).is_file() and (Path(path) / WEIGHTS_FILE).is_file()
-
-
 def load_source(run_dir: str | Path, which: str = "latest") -> Source:
     """The model of a run folder's ``which`` checkpoint (sampling weights), on the CPU, with the
     SHA-256 of the checkpoint file it came from."""
@@ -110,7 +104,7 @@ def load_source(run_dir: str | Path, which: str = "latest") -> Source:
     if path.is_dir() and is_model_folder(path):
         meta = read_folder_config(path)
         src = meta.get("source", {})
-        return Source(load_model_folder(path, device="cpu"), src.get("run", path.name),
+        return Source(load(path, device="cpu"), src.get("run", path.name),
                       src.get("checkpoint", str(path)), src.get("checkpoint_sha256", ""), src.get("which", which),
                       meta.get("best_fid"))
     if not path.is_dir():
@@ -362,49 +356,6 @@ def read_onnx_metadata(path: str | Path) -> Dict[str, str]:
 
 # -- model folder -------------------------------------------------------------------------------
 
-def read_folder_config(path: Path) -> dict:
-    cfg_path = Path(path) / CONFIG_FILE
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except (OSError, ValueError) as e:
-        raise GankitError(f"{cfg_path}: not readable as JSON ({e}); export the model folder again") from None
-    if meta.get("format") != FOLDER_FORMAT:
-        raise GankitError(f"{cfg_path}: not a gankit model folder (format {meta.get('format')!r}, "
-                          f"expected {FOLDER_FORMAT!r})")
-    return meta
-
-
-def load_model_folder(path: str | Path, device: str = "auto"):
-    """Rebuild a :class:`gankit.GAN` from a folder :func:`export_folder` wrote (no run folder needed)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from .api import GAN
-    from .config import Config, from_dict
-    from .objectives import OBJECTIVES, DataInfo
-    from .utils import resolve_device
-
-    path = Path(path)
-    meta = read_folder_config(path)
-    cfg = from_dict(Config, meta["config"])
-    data = meta["data"]
-    nets = OBJECTIVES.get(cfg.loss.objective).build_networks(cfg, DataInfo.from_meta(data))
-    try:
-        tensors = load_file(str(path / WEIGHTS_FILE))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path / WEIGHTS_FILE}: corrupt or truncated ({e}); export the model again") from None
-    for name, net in nets.items():
-        prefix = f"{name}."
-        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if not state:
-            raise CheckpointError(f"{path / WEIGHTS_FILE}: no weights for network {name}; export the model again")
-        net.load_state_dict(state)
-    dev = resolve_device(device)
-    model = GAN(cfg, {k: m.to(dev) for k, m in nets.items()}, data, int(meta["step"]), None)
-    model.checkpoint_path = path / WEIGHTS_FILE  # what files made from it name as their source (gankit.provenance)
-    return model
-
-
 def best_fid(run_dir: Optional[Path]) -> Optional[dict]:
     """The lowest FID a run folder records with its evaluation card: from ``eval.json``
     (``gankit eval``) and ``eval_cards.json`` (the last evaluation during training); None if neither
@@ -543,5 +494,4 @@ def export_folder(src: Source, out: Path) -> ExportResult:
     return ExportResult("folder", out, files=[CONFIG_FILE, WEIGHTS_FILE, CARD_FILE])
 
 
-__all__ = ["export", "export_onnx", "export_folder", "load_model_folder", "read_onnx_metadata", "is_model_folder",
-           "TOLERANCE", "FORMATS"]
+__all__ = ["export", "export_onnx", "export_folder", "read_onnx_metadata", "TOLERANCE", "FORMATS"]

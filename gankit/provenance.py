@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
 
 from .errors import GankitError
+from .riff import read_wav_info
 from .utils import sha256_file
 
 PNG_KEY = "gankit"          # the PNG text keyword holding the JSON record
@@ -161,7 +162,6 @@ def read_provenance(path: str | Path) -> Dict[str, Any]:
         elif head.startswith(b"PK"):
             text = _npz_text(path)
         elif head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-            from .audio_io import read_wav_info
             text = read_wav_info(path).get("ICMT")
         else:
             raise GankitError(f"{path}: not a PNG, NPZ or WAV file; gankit stores provenance only in those")

@@ -108,3 +108,31 @@ def register_family(name: str, generator: type, discriminator: type, reference: 
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def check_config_sizes(cfg) -> None:
+    """Fail with one line naming ``data.resolution`` when a network of ``cfg.model`` cannot take it.
+
+    Checks the networks of role G and D (``model.g`` / ``model.d``) and every network named in
+    ``model.nets`` (role from its first letter: G_AB is a generator, D_A a discriminator). Nothing
+    is built; a network whose settings are themselves invalid is left to its constructor's error.
+    """
+    res = cfg.data.resolution
+    if res is None:
+        return
+    h, w = (res, res) if isinstance(res, int) else tuple(res)
+    names = {"G": "G", "D": "D"}
+    names.update({n: n[0] for n in cfg.model.nets if n[:1] in ("G", "D")})
+    for name, role in names.items():
+        arch, kwargs, _ = net_kwargs(cfg.model, name, role)
+        if arch not in NETWORKS:
+            continue
+        check = getattr(NETWORKS.get(arch).role(role), "check_size", None)
+        if check is None:
+            continue
+        try:
+            check(h, w, **kwargs)
+        except ImageSizeError as e:
+            raise ConfigError(e.for_config()) from None
+        except (TypeError, ValueError):
+            continue  # a bad setting (e.g. depth: "x"): the constructor names it
