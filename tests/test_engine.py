@@ -33,6 +33,8 @@ CASES = {
     "cyclegan": ("cyclegan-digits2mnist", ["data.limit=48", "model.g.width=8", "model.g.n_blocks=1",
                                            "model.d.width=8", "train.batch_size=4", "loss.options.pool_size=3",
                                            "train.minutes=null"]),
+    "vae": ("vae-fashion-mnist", ["data.name=digits", "data.resolution=16", "model.g.width=8", "model.nets.E.width=8",
+                                  "train.batch_size=16", "train.minutes=null"]),
 }
 
 

@@ -6,6 +6,7 @@ inception, raw). Entry points: :func:`evaluate` (``gankit eval``), :func:`mode_s
 :func:`inception_score`.
 """
 from . import cas, fid as _fid, inception_score as _is, kid as _kid, modes, prdc as _prdc  # noqa: F401  (register)
+from . import sharpness as _sharpness  # noqa: F401  (register: variance of the Laplacian)
 from .base import METRICS, EvalContext, Metric
 from .card import card_id, differences, format_table
 from .evaluate import EvalError, EvalResult, evaluate, evaluate_samples, load_samples

@@ -3,6 +3,7 @@ phase computes. One file per family; ``loss.objective`` picks one from :data:`OB
 from .base import OBJECTIVES, DataInfo, Objective, OptimGroup, Phase, parse_options, register_objective
 from .gan import GANObjective
 from . import acgan, cyclegan, pix2pix, unrolled  # noqa: F401,E402  (register the objectives)
+from . import vae  # noqa: F401,E402  (the VAE baseline)
 from ..config import check_name, register_check
 
 

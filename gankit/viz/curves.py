@@ -16,14 +16,15 @@ def plot_curves(records: List[dict], path: Path | None = None) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recs = [r for r in records if any(k in r for k in ("d_loss", "g_loss", "l1"))]
+    recs = [r for r in records if any(k in r for k in ("d_loss", "g_loss", "l1", "recon"))]
     steps = [r["step"] for r in recs]
     present = {k for r in recs for k in r}
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
     # Adversarial losses, then the reconstruction terms translation objectives log (pix2pix L1,
     # CycleGAN cycle and identity), each as its own line.
     for key, label in (("d_loss", "D loss"), ("g_loss", "G loss"), ("l1", "L1"), ("cycle_A", "cycle A"),
-                       ("cycle_B", "cycle B"), ("identity", "identity")):
+                       ("cycle_B", "cycle B"), ("identity", "identity"),
+                       ("loss", "−ELBO (VAE)"), ("recon", "reconstruction"), ("kl", "KL")):
         if key in present:
             a.plot(steps, [r.get(key, float("nan")) for r in recs], label=label)
     a.set_xlabel("generator step")
