@@ -60,6 +60,8 @@ def test_snapshots_are_written_and_pruned_to_the_keep_limit(run_1d):
 
 def test_animate_writes_one_gif_frame_per_snapshot_and_the_report_shows_it(run_1d):
     out, _ = run_1d
+    (out / "animation.gif").unlink(missing_ok=True)
+    assert "data:image/gif;base64," in build_report(out)   # the report draws it when it is missing
     path = animate_run(out, fps=5)
     assert path == out / "animation.gif"
     with Image.open(path) as im:

@@ -4,7 +4,7 @@ Everything is inlined (pictures as ``data:image/png;base64`` URIs, no scripts, n
 files), so the page can be mailed or archived alone. It reads only the run folder:
 ``config.yaml``, ``metrics.jsonl``, ``events.jsonl``, ``health.json``, ``eval.json`` (written by
 ``gankit eval``) or else ``eval_cards.json`` (the last evaluation during training), and
-``samples/step_*.png`` and ``animation.gif`` (``gankit animate``).
+``samples/step_*.png`` and ``animation.gif`` (``gankit animate``; drawn here from the snapshots when missing).
 """
 from __future__ import annotations
 
@@ -272,8 +272,13 @@ def build_report(run_dir: str | Path, max_samples: int = 8) -> str:
             parts.append(f"<figure>{_img(f.read_bytes(), f.name, 250)}<figcaption>step {step}</figcaption></figure>")
         parts.append("</div>")
 
-    # The animation `gankit animate` wrote (1D/2D runs with snapshots), inlined like the pictures.
+    # The animation of a run that kept snapshots (1D/2D), drawn here when `gankit animate` has not
+    # drawn it since the last snapshot; inlined like the pictures.
     anim = run_dir / "animation.gif"
+    snaps = list((run_dir / "snapshots").glob("step_*.safetensors"))
+    if snaps and (not anim.exists() or anim.stat().st_mtime < max(p.stat().st_mtime for p in snaps)):
+        from .animate import animate_run
+        animate_run(run_dir)
     if anim.exists():
         uri = "data:image/gif;base64," + base64.b64encode(anim.read_bytes()).decode("ascii")
         parts.append("<h2>Training, animated</h2><p class=\"muted\">p_data, G's density and D(x) (1D) or G's samples "
