@@ -13,6 +13,7 @@ from . import provenance
 from .config import Config, from_dict
 from .checkpoint import LATEST, load_checkpoint, load_latest
 from .errors import CheckpointError, GankitError
+from .latent import slerp
 from .model_folder import WEIGHTS_FILE, is_model_folder, read_model_folder
 from .utils import atomic_write_bytes, resolve_device
 
@@ -112,12 +113,7 @@ class GAN:
         g = torch.Generator().manual_seed(seed)
         a, b = torch.randn(rows, self.cfg.model.z_dim, generator=g), torch.randn(rows, self.cfg.model.z_dim, generator=g)
         t = torch.linspace(0, 1, steps).view(1, steps, 1)
-        # slerp keeps the walk on the Gaussian shell where z's norm concentrates (White 2016).
-        omega = torch.acos((a / a.norm(dim=1, keepdim=True) * b / b.norm(dim=1, keepdim=True)).sum(1).clamp(-1, 1))
-        omega = omega.view(rows, 1, 1)
-        so = torch.sin(omega).clamp_min(1e-6)
-        z = (torch.sin((1 - t) * omega) / so) * a.unsqueeze(1) + (torch.sin(t * omega) / so) * b.unsqueeze(1)
-        z = z.reshape(rows * steps, -1)
+        z = slerp(a.unsqueeze(1), b.unsqueeze(1), t).reshape(rows * steps, -1)  # (rows, steps, z_dim) walks
         y = (torch.arange(rows) % self.num_classes).repeat_interleave(steps) if self.num_classes else None
         return self.task.generate(self.G, {"z": z, "y": y})
 

@@ -76,6 +76,17 @@ def read_jsonl(path: Path) -> list:
     return out
 
 
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep only the records of a JSON-lines file whose ``step`` is at most ``step`` (rewritten
+    atomically; an absent file stays absent): what a resume or a rollback to ``step`` trains again."""
+    import json
+
+    path = Path(path)
+    if path.exists():
+        keep = [json.dumps(r) for r in read_jsonl(path) if r["step"] <= step]
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -245,7 +245,6 @@ def test_the_same_command_refuses_a_folder_holding_another_model(straight, tmp_p
 
 
 def test_tensorboard_after_a_resume_has_each_step_once(tmp_path):
-    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     killed = run(command(tmp_path / "run"), tmp_path, GANKIT_FAULT="step:137")

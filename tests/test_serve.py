@@ -23,7 +23,7 @@ from gankit.api import load
 from gankit.cli.main import main
 from gankit.data.base import to_model_range, to_uint8
 from gankit.serve import ModelService, make_server
-from gankit.serve.latent import seeded_z, slerp
+from gankit.latent import seeded_z, slerp
 from gankit.serve.validate import MAX_UPLOAD_BYTES
 from gankit.train.run import train
 
@@ -243,8 +243,6 @@ GEN_BAD = [
     ("GET", "/api/sample?n=0", 400, "n=0: must be in [1, 64]"),
     ("GET", "/api/sample?n=65", 400, "n=65: must be in [1, 64]"),
     ("GET", "/api/sample?n=99999999999999", 400, "not an integer"),
-    ("GET", "/api/sample?class=10", 400, "class=10: must be in [0, 9]"),
-    ("GET", "/api/sample?class=-1", 400, "class=-1"),
     ("GET", "/api/sample?truncation=0", 400, "truncation=0: must be in [0.25, 4]"),
     ("GET", "/api/sample?truncation=nan", 400, "not a number"),
     ("GET", "/api/sample?truncation=inf", 400, "not a number"),
@@ -263,10 +261,12 @@ GEN_BAD = [
 
 
 def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(services):
-    if services["gen"].model.num_classes != 10:
-        pytest.skip("the messages expect the tiny 10-class generator")
+    k = services["gen"].model.num_classes
+    assert k >= 2  # the tiny generator is conditional, so class checks are exercised
+    bad = GEN_BAD + [("GET", f"/api/sample?class={k}", 400, f"class={k}: must be in [0, {k - 1}]"),
+                     ("GET", "/api/sample?class=-1", 400, "class=-1")]
     with running(services["gen"]) as server:
-        for method, path, status, message in GEN_BAD:
+        for method, path, status, message in bad:
             got, headers, body = request(server, method, path, body=b"" if method == "POST" else None)
             assert got == status, (method, path, got, body)
             err = json.loads(body)["error"]

@@ -18,7 +18,7 @@ import torch
 
 from .. import provenance
 from ..data.base import to_model_range, to_uint8
-from .latent import seeded_z, slerp
+from ..latent import seeded_z, slerp
 from .plots import vector_plot
 from .validate import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, BadRequest, Param, decode_image
 

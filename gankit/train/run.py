@@ -35,7 +35,7 @@ from ..errors import ConfigError, GankitError, Interrupted
 from ..viz import plot_curves, save_samples_figure
 from ..provenance import training_context
 from ..checkpoint import BEST, LATEST, load_latest, save_checkpoint, save_latest
-from ..utils import TMP_GLOB, atomic_write_text, read_jsonl
+from ..utils import TMP_GLOB, read_jsonl, truncate_jsonl
 from .callback import Callback
 from .loop import Trainer
 
@@ -97,7 +97,7 @@ class Run:
         if which == LATEST:
             path = save_latest(self.dir, self.state_dict())
             self.checkpoint_seconds += time.perf_counter() - tic
-            self._last_checkpoint = time.monotonic()
+            self._last_checkpoint, self._has_latest = time.monotonic(), True
             return path
         path = self.dir / which
         save_checkpoint(path, self.state_dict())
@@ -142,7 +142,7 @@ class Run:
     def _drop_after(self, step: int) -> None:
         """Resuming at ``step``: remove what was written after it (records, grids) and the temporary
         files of writes a crash cut short, so the folder reads as one uninterrupted run."""
-        _truncate_metrics(self.dir, step)
+        truncate_jsonl(self.dir / "metrics.jsonl", step)
         for png in (self.dir / "samples").glob("step_*.png"):
             if png.stem[5:].isdigit() and int(png.stem[5:]) > step:
                 png.unlink()
@@ -165,7 +165,7 @@ class Run:
         self.trainer.rollback(state, lr_scale)
         self.trainer.sync_from_main()  # torchrun: every rank continues from rank 0's rolled-back state
         step = self.trainer.state.step
-        _truncate_metrics(self.dir, step)
+        truncate_jsonl(self.dir / "metrics.jsonl", step)
         self.records = [r for r in self.records if r["step"] <= step]
 
     # -- signals ----------------------------------------------------------------------------------
@@ -214,7 +214,7 @@ class Run:
         t = self.cfg.train
         if step % t.checkpoint_every == 0:
             return True
-        if logged and not (self.dir / LATEST).exists():
+        if logged and not self._has_latest:
             return True  # the first record: a run is never long without a checkpoint
         return t.checkpoint_minutes is not None and time.monotonic() - self._last_checkpoint >= t.checkpoint_minutes * 60
 
@@ -237,6 +237,7 @@ class Run:
                        dynamic_ncols=True, file=sys.stderr)
         log_every = cfg.train.log_every
         last_log = self._last_checkpoint = time.monotonic()
+        self._has_latest = (self.dir / LATEST).exists()
         try:
             while not t.done():
                 tic = time.monotonic()
@@ -491,11 +492,3 @@ def _clear_outputs(run_dir: Path) -> None:
         shutil.rmtree(run_dir / folder, ignore_errors=True)
     for tmp in run_dir.rglob(TMP_GLOB):
         tmp.unlink()
-
-
-def _truncate_metrics(run_dir: Path, step: int) -> None:
-    """Drop records written after the checkpoint we resume from (they will be written again)."""
-    path = run_dir / "metrics.jsonl"
-    if path.exists():
-        keep = [json.dumps(r) for r in read_metrics(run_dir) if r["step"] <= step]
-        atomic_write_text(path, "".join(line + "\n" for line in keep))

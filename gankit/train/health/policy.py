@@ -24,6 +24,7 @@ import torch
 
 from ..callback import Callback
 from .rules import KINDS, Event, HealthMonitor
+from ...utils import truncate_jsonl
 from .signals import SampleProbe, weight_norms
 
 
@@ -97,12 +98,8 @@ class HealthCallback(Callback):
         # The state training starts from counts as healthy: a run that diverges before its first
         # record goes back there with lower learning rates.
         self.snapshot, self.snapshot_step = clone_state(t.state_dict()), t.state.step
-        path = run.dir / "events.jsonl"
-        if path.exists():  # resuming: drop events from steps that will be trained again
-            from ...utils import atomic_write_text
-            keep = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= t.state.step]
-            atomic_write_text(path, "".join(line + "\n" for line in keep))
+        # Resuming: drop events from steps that will be trained again.
+        truncate_jsonl(run.dir / "events.jsonl", t.state.step)
 
     def _on_log(self, run, record: dict) -> Optional[dict]:
         t = run.trainer

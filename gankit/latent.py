@@ -1,4 +1,4 @@
-"""Latent codes for the served page: seeded noise, the truncation trick and spherical walks."""
+"""Latent codes: seeded noise, the truncation trick and spherical walks (the API and `gankit serve`)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -34,8 +34,9 @@ def seeded_z(n: int, z_dim: int, seed: int, truncation: Optional[float] = None) 
     return z.clamp_(-truncation, truncation)
 
 
-def slerp(a: Tensor, b: Tensor, t: float) -> Tensor:
-    """Spherical interpolation between codes ``a`` and ``b`` (..., D) at ``t`` in [0, 1]: the walk
+def slerp(a: Tensor, b: Tensor, t: float | Tensor) -> Tensor:
+    """Spherical interpolation between codes ``a`` and ``b`` (..., D) at ``t`` in [0, 1] (a number,
+    or a tensor that broadcasts against (..., 1) for several points at once): the walk
     stays on the shell of radius ≈ √D where Gaussian z concentrates (White 2016, "Sampling
     generative networks"); a straight line would pass through the improbable centre. Falls back to
     a straight line when a and b are (anti)parallel."""
