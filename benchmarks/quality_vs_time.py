@@ -13,6 +13,7 @@ Entries:
     baseline     dcgan-fashion-mnist with the DCGAN paper's settings (Adam 2e-4, β1 0.5,
                  batch 128, fp32, no EMA)
     fast         the fast-fashion-mnist recipe
+    gpu          the fast-fashion-mnist-gpu recipe (with --device cuda)
     no-ema       fast's own run, scored with G instead of its EMA
     no-<name>    fast with one ingredient taken out, with-<name> one added (see ABLATIONS)
     --variant    any other overrides of fast, named on the command line
@@ -23,6 +24,7 @@ rebuilds the table and plot from it), the plot to ``--plot``.
     python benchmarks/quality_vs_time.py                           # 12 min x 3 seeds x 2 entries: ~80 min
     python benchmarks/quality_vs_time.py --entries no-extra-layers no-bf16 --seeds 0
     python benchmarks/quality_vs_time.py --minutes 2 --marks 1 2 --n 2000 --seeds 0   # a quick look
+    python benchmarks/quality_vs_time.py --device cuda --entries gpu --minutes 2 --marks 1 2 --seeds 0 --warmup 0
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ from stats import mean_std  # noqa: E402  (benchmarks/stats.py)
 
 BASELINE = ("dcgan-fashion-mnist", ["train.precision=fp32"])
 FAST = ("fast-fashion-mnist", [])
+GPU = ("fast-fashion-mnist-gpu", [])  # for a GPU: --device cuda
 #: entry -> overrides of fast-fashion-mnist that take one ingredient out
 ABLATIONS = {
     "no-bf16": ["train.precision=fp32"],
@@ -76,18 +79,21 @@ def entry_recipe(entry: str):
         return BASELINE
     if entry in ("fast", "no-ema"):
         return FAST
+    if entry == "gpu":
+        return GPU
     if entry in ABLATIONS:
         return FAST[0], FAST[1] + ABLATIONS[entry]
-    raise SystemExit(f"--entries: unknown entry {entry!r}; choose baseline, fast, no-ema, {', '.join(ABLATIONS)}")
+    raise SystemExit(f"--entries: unknown entry {entry!r}; choose baseline, fast, no-ema, gpu, {', '.join(ABLATIONS)}")
 
 
-def train_with_snapshots(recipe: str, overrides: list, seed: int, minutes: float, marks: list, threads: int):
+def train_with_snapshots(recipe: str, overrides: list, seed: int, minutes: float, marks: list, threads: int,
+                         device: str = "cpu"):
     """Train ``minutes`` of step time; return [(mark, seconds, step, G_sampling, G_raw or None)] and totals."""
     from gankit.config import load_config
     from gankit.train.loop import Trainer
 
     cfg = load_config(recipe, overrides + [f"seed={seed}", f"train.minutes={minutes}", "train.steps=null",
-                                           "train.epochs=null", "train.device=cpu"]
+                                           "train.epochs=null", f"train.device={device}"]
                       + ([f"train.threads={threads}"] if threads else []))
     trainer = Trainer(cfg)
     snaps, pending = [], sorted(marks)
@@ -128,7 +134,8 @@ def run_entry(entry: str, seed: int, args, results_path: Path) -> list:
     from gankit.utils import atomic_write_text
 
     recipe, overrides = entry_recipe(entry)
-    cfg, snaps, totals = train_with_snapshots(recipe, overrides, seed, args.minutes, args.marks, args.threads)
+    cfg, snaps, totals = train_with_snapshots(recipe, overrides, seed, args.minutes, args.marks, args.threads,
+                                              args.device)
     rows = []
     for mark, seconds, step, G, raw in snaps:
         names = [("fast" if entry == "fast" else entry, G)]
@@ -158,7 +165,8 @@ def warm_up(entry: str, args) -> None:
     process trained ~20 % slower than later ones (baseline seed 0: 1,296 and 1,286 images/s against
     1,620-1,750), which made whichever entry ran first look worse."""
     recipe, overrides = entry_recipe(entry)
-    train_with_snapshots(recipe, overrides, seed=0, minutes=args.warmup / 60, marks=[], threads=args.threads)
+    train_with_snapshots(recipe, overrides, seed=0, minutes=args.warmup / 60, marks=[], threads=args.threads,
+                         device=args.device)
     print(f"warm-up: {args.warmup:g} s of {entry}, discarded", file=sys.stderr, flush=True)
 
 
@@ -271,6 +279,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     p.add_argument("--n", type=int, default=10_000, help="generated samples scored per point (default 10,000)")
     p.add_argument("--metrics", default="fid,kid,pr")
+    p.add_argument("--device", default="cpu", help="train.device of every run (default cpu; cuda for a GPU)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's, all cores)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/quality_vs_time"), help="folder for results.jsonl and grids")
     p.add_argument("--plot", type=Path, default=None, help="PNG of FID against minutes (default OUT/quality_vs_time.png)")

@@ -5,8 +5,10 @@ survives a noisy machine; images/s are medians over windows. FLOPs per image are
 FLOPs of one plain step (G forward, D forward on real and fake, both backward passes), counted
 with ``torch.utils.flop_counter``. Images/s count generator steps × batch (a recipe with
 ``train.d_steps`` = k does k D updates per step, and so does the plain step). "% of peak"
-divides achieved GFLOP/s by this machine's measured dense 1024² matmul throughput in the same
-dtype (large convolutions can exceed it).
+divides achieved GFLOP/s by the measured dense matmul throughput of the trainer's device in the
+same dtype (1024² on a CPU, where large convolutions can exceed it; 8192² on a GPU, where
+smaller products are launch-bound). On CUDA the trainer warms up past its CUDA-graph capture
+before timing, and the row says whether the graphs were used.
 """
 from __future__ import annotations
 
@@ -20,11 +22,18 @@ import torch
 import torch.nn.functional as F
 
 from .config import load_config
+from .train.graphs import WARMUP_STEPS
 from .train.loop import Trainer
 
 
-def matmul_peak_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 0.5) -> float:
-    """Best-of-windows dense (n×n)·(n×n) throughput in GFLOP/s on the CPU/GPU in use."""
+def matmul_peak_gflops(dtype: torch.dtype, device: torch.device | str = "cpu", n: Optional[int] = None,
+                       seconds: float = 0.5) -> float:
+    """Best-of-5-windows dense (n×n)·(n×n) throughput in GFLOP/s on ``device``; ``n`` None: 1024 on
+    a CPU, 8192 on a GPU (1024² there measures kernel launches, not the tensor cores)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return _cuda_matmul_peak_gflops(dtype, device, n or 8192)
+    n = n or 1024
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     for _ in range(3):
         a @ b
@@ -36,6 +45,34 @@ def matmul_peak_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 0.5) 
             reps += 1
         best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9)
     return best
+
+
+def _cuda_matmul_peak_gflops(dtype: torch.dtype, device: torch.device, n: int, windows: int = 5,
+                             reps: int = 10) -> float:
+    """Best of ``windows`` windows of ``reps`` back-to-back products, timed with CUDA events. The
+    operands are random: GPUs draw less power on zeros and clock higher, which would overstate it."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    out = torch.empty(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        torch.mm(a, b, out=out)
+    best = 0.0
+    for _ in range(windows):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            torch.mm(a, b, out=out)
+        end.record()
+        end.synchronize()
+        best = max(best, 2 * n ** 3 * reps / (start.elapsed_time(end) / 1e3) / 1e9)  # elapsed_time: ms
+    return best
+
+
+def device_name(device: torch.device) -> str:
+    """What a table row calls the device: the GPU's name, or the CPU and its torch threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} threads)"
 
 
 def plain_step(trainer: Trainer) -> Callable[[], None]:
@@ -163,12 +200,19 @@ def _sync(device: torch.device) -> None:
 
 def bench(recipe: str, overrides: Optional[List[str]] = None, windows: int = 7, steps_per_window: int = 5,
           warmup: int = 3) -> Dict[str, float | str]:
-    """Measure one recipe; returns a dict of figures (see module docstring)."""
+    """Measure one recipe; returns a dict of figures (see module docstring). ``warmup``: untimed steps
+    of each side first; on CUDA at least 3 more than the Trainer's eager steps before graph capture."""
     cfg = load_config(recipe, list(overrides or []) + ["train.steps=1000000", "train.log_every=1000000"])
     trainer = Trainer(cfg)
+    device = trainer.device
     baseline = plain_step(trainer)
     batch = cfg.train.batch_size
     ours_fn = trainer.train_step
+    if device.type == "cuda":
+        # Past the capture of every set of phases: each runs eagerly WARMUP_STEPS times first, and a
+        # phase every N steps (a lazy regulariser) comes round once per N steps.
+        every = max(p.every for p in trainer.phases)
+        warmup = max(warmup, (WARMUP_STEPS + 1) * every + 3)
     for _ in range(warmup):
         ours_fn()
         baseline()
@@ -184,13 +228,14 @@ def bench(recipe: str, overrides: Optional[List[str]] = None, windows: int = 7, 
     trainer.pop_stats()
     flops = flops_per_image(baseline, batch)
     ours_s, plain_s = statistics.median(times["ours"]), statistics.median(times["plain"])
-    peak32 = matmul_peak_gflops(torch.float32)
-    peak16 = matmul_peak_gflops(torch.bfloat16)
+    peak32 = matmul_peak_gflops(torch.float32, device)
+    peak16 = matmul_peak_gflops(torch.bfloat16, device)
     ours_gflops = flops * batch / ours_s / 1e9
     plain_gflops = flops * batch / plain_s / 1e9
-    peak_ours = peak16 if trainer.precision == "bf16" else peak32
+    peak_ours = peak32 if trainer.precision == "fp32" else peak16  # fp16: the same tensor-core rate as bf16
     return {
-        "recipe": cfg.name, "precision": trainer.precision, "batch": batch,
+        "recipe": cfg.name, "precision": trainer.precision, "batch": batch, "device": device_name(device),
+        "cuda_graphs": bool(getattr(trainer, "cuda_graphs", False)),
         "ours_img_s": batch / ours_s, "plain_img_s": batch / plain_s, "speedup": plain_s / ours_s,
         "mflop_per_img": flops / 1e6, "ours_gflops": ours_gflops, "plain_gflops": plain_gflops,
         "peak_fp32_gflops": peak32, "peak_bf16_gflops": peak16,
@@ -200,14 +245,22 @@ def bench(recipe: str, overrides: Optional[List[str]] = None, windows: int = 7, 
     }
 
 
+def _percent(frac: float) -> str:
+    """Small GPU fractions (a 28×28 DCGAN uses well under 1 % of an H200) keep a digit."""
+    return f"{100 * frac:.0f}%" if frac >= 0.1 else f"{100 * frac:.1f}%"
+
+
 def format_table(rows: List[Dict[str, float | str]]) -> str:
-    head = ("| recipe | precision | batch | gankit img/s | plain fp32 img/s | speed-up | MFLOP/img | "
-            "gankit GFLOP/s (% of peak) | plain GFLOP/s (% of fp32 peak) | peak fp32 / bf16 GFLOP/s | peak RSS MB |")
+    head = ("| recipe | device | precision | CUDA graphs | batch | gankit img/s | plain fp32 img/s | speed-up | "
+            "MFLOP/img | gankit GFLOP/s (% of peak) | plain GFLOP/s (% of fp32 peak) | peak fp32 / bf16 GFLOP/s | "
+            "peak RSS MB |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
+        graphs = ("on" if r["cuda_graphs"] else "off") if not r["device"].startswith("CPU") else "-"
         lines.append(
-            f"| {r['recipe']} | {r['precision']} | {r['batch']} | {r['ours_img_s']:.0f} | {r['plain_img_s']:.0f} | "
-            f"{r['speedup']:.2f}x | {r['mflop_per_img']:.1f} | {r['ours_gflops']:.1f} ({100 * r['ours_peak_frac']:.0f}%) | "
-            f"{r['plain_gflops']:.1f} ({100 * r['plain_peak_frac']:.0f}%) | "
+            f"| {r['recipe']} | {r['device']} | {r['precision']} | {graphs} | {r['batch']} | "
+            f"{r['ours_img_s']:.0f} | {r['plain_img_s']:.0f} | "
+            f"{r['speedup']:.2f}x | {r['mflop_per_img']:.1f} | {r['ours_gflops']:.1f} ({_percent(r['ours_peak_frac'])}) | "
+            f"{r['plain_gflops']:.1f} ({_percent(r['plain_peak_frac'])}) | "
             f"{r['peak_fp32_gflops']:.0f} / {r['peak_bf16_gflops']:.0f} | {r['peak_rss_mb']:.0f} |")
     return "\n".join(lines)

@@ -103,7 +103,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dic
 
 def rng_state() -> Dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
+    # Only a process that has used CUDA has CUDA RNG streams worth saving; asking for them otherwise
+    # would start CUDA in a CPU run (GANKIT_DEVICE=cpu on a GPU machine), or fail in a forked child.
+    if torch.cuda.is_initialized():
         state["cuda"] = list(torch.cuda.get_rng_state_all())
     return state
 

@@ -11,7 +11,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import yaml
 
@@ -98,6 +98,9 @@ class TrainConfig:
     precision: str = "fp32"              # fp32 | bf16 | fp16 | auto
     channels_last: Optional[bool] = None  # NHWC memory layout for conv nets; None = on for image data
     compile: bool = False                # torch.compile G's and D's forward (first steps pay the compile time)
+    # auto | on | off (YAML's bare on/off read as true/false mean the same): replay whole steps as
+    # CUDA graphs; auto: wherever the step can be captured, which is what on does too, but on says why not
+    cuda_graphs: Union[str, bool] = "auto"
     log_every: int = 50                  # G-steps between metrics.jsonl records
     sample_every: Optional[int] = None   # G-steps between sample grids; None = once per epoch
     checkpoint_every: int = 1000         # G-steps between checkpoints (one is always written at the end)
@@ -384,6 +387,7 @@ def validate(cfg: Config) -> Config:
         importlib.import_module(owner)
     t = cfg.train
     check("train.precision", t.precision in ("fp32", "bf16", "fp16", "auto"), "fp32, bf16, fp16, auto")
+    check("train.cuda_graphs", t.cuda_graphs in ("auto", "on", "off", True, False), "auto, on, off")
     check("train.steps", t.steps is None or t.steps >= 0, "an integer >= 0 or null")
     check("train.epochs", t.epochs is None or t.epochs > 0, "a number > 0 or null")
     check("train.minutes", t.minutes is None or t.minutes > 0, "a number > 0 or null")

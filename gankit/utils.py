@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -93,7 +94,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+#: Environment variable that decides what a device setting of ``auto`` means (``train.device``,
+#: ``gankit.load(device=...)``): cpu, cuda or cuda:N. Unset, ``auto`` is CUDA when available. The test
+#: suite sets it to cpu, so tests that check exact numbers run on the CPU on any machine.
+DEVICE_ENV = "GANKIT_DEVICE"
+
+
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
+    """The device a setting names; ``auto`` is ``$GANKIT_DEVICE`` when set, else CUDA when available,
+    else the CPU. Every "auto" in gankit goes through here, so the variable means one thing everywhere."""
+    if name != "auto":
+        return torch.device(name)
+    want = os.environ.get(DEVICE_ENV, "").strip()
+    if not want:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    from .errors import ConfigError
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", want):
+        raise ConfigError(f"{DEVICE_ENV}={want!r}: not a device; use cpu, cuda or cuda:N (or unset it for auto)")
+    device = torch.device(want)
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise ConfigError(f"{DEVICE_ENV}={want}: no such CUDA device here "
+                          f"({torch.cuda.device_count()} visible); use cpu or unset it")
+    return device

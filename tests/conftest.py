@@ -1,10 +1,48 @@
 import os
 
-import pytest
-import torch
+# Tests check exact numbers and compare with CPU tensors: run them on the CPU on every machine, and
+# so do the processes they start (CLI runs, torchrun workers, which then use gloo), which inherit
+# the environment. `GANKIT_DEVICE=cuda pytest` pushes them onto a GPU on purpose; tests of the GPU
+# paths carry the `gpu` marker and ask for CUDA themselves. Set before gankit is imported.
+os.environ.setdefault("GANKIT_DEVICE", "cpu")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # Tests run on 2 shared cores: keep PyTorch from oversubscribing them.
 torch.set_num_threads(int(os.environ.get("GANKIT_TEST_THREADS", "2")))
+
+NO_GPU = "needs a CUDA device (none here)"
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(pytest.mark.skip(reason=NO_GPU))
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line saying whether the GPU paths were checked: `GPU tests: 5 ran on NVIDIA H200`."""
+    outcome = {}  # nodeid -> passed | failed | skipped, over the setup, call and teardown reports
+    for reports in terminalreporter.stats.values():
+        for r in reports:
+            if getattr(r, "when", None) and "gpu" in r.keywords:  # a test report (not a warning) of a gpu test
+                was = outcome.get(r.nodeid, "passed")
+                outcome[r.nodeid] = ("failed" if r.failed or was == "failed" else
+                                     "skipped" if r.skipped or was == "skipped" else "passed")
+    if not outcome:
+        return
+    skipped = sum(o == "skipped" for o in outcome.values())
+    ran = len(outcome) - skipped
+    failed = sum(o == "failed" for o in outcome.values())
+    if torch.cuda.is_available() and ran:
+        where = f"on {torch.cuda.get_device_name()}" + (f" ({failed} failed)" if failed else "")
+        line = f"GPU tests: {ran} ran {where}" + (f", {skipped} skipped" if skipped else "")
+    else:
+        line = f"GPU tests: {ran} ran, {skipped} skipped" + ("" if torch.cuda.is_available() else " (no CUDA device)")
+    terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)

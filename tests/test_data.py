@@ -17,7 +17,8 @@ from gankit.errors import DataError
 def write_idx(path, array, gz):
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     data = header + array.astype(np.uint8).tobytes()
-    (gzip.open if gz else open)(path, "wb").write(data)
+    with (gzip.open if gz else open)(path, "wb") as f:  # closed: a GzipFile writes its last block on close
+        f.write(data)
 
 
 @pytest.mark.parametrize("gz", [True, False])

@@ -157,7 +157,7 @@ def test_ema_tracks_the_average_and_is_what_samples():
     assert not torch.allclose(next(ema.module.parameters()), next(tr.nets["G"].parameters()))
     with torch.no_grad():
         want = ema.module(tr.fixed_inputs["z"])
-    assert torch.allclose(tr.fixed_samples()["output"], want)
+    assert torch.allclose(tr.fixed_samples()["output"], want.cpu())  # fixed samples come back on the CPU
 
 
 def test_ema_batchnorm_statistics_are_re_estimated_for_the_averaged_weights(tmp_path):
@@ -185,10 +185,13 @@ def test_ema_batchnorm_statistics_are_re_estimated_for_the_averaged_weights(tmp_
     assert not ema.stale
     # What the checkpoint holds samples the same as the trainer's copy.
     run.save()
-    gan = gankit.load(run.dir)
+    gan = gankit.load(run.dir, device=str(tr.device))
+    # Same weights, other memory layout (the trainer's copy is channels_last): on the CPU the sums agree
+    # to float32 rounding; on CUDA convolutions run in TF32 (10-bit mantissa), so allow its rounding.
+    atol = 1e-6 if tr.device.type == "cpu" else 1e-3
     with torch.no_grad():
         z = tr.fixed_inputs["z"]
-        assert torch.allclose(gan.G(z), tr.sampling_generator(z), atol=1e-6)
+        assert torch.allclose(gan.G(z), tr.sampling_generator(z), atol=atol)
 
 
 def test_ema_decay_start_and_rampup():

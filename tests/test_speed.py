@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import gankit
-from gankit.bench import bench, format_table
+from gankit.bench import bench, format_table, matmul_peak_gflops
 from gankit.config import load_config
 from gankit.errors import ConfigError
 from gankit.train.loop import Trainer
@@ -49,7 +49,24 @@ def test_bench_reports_consistent_figures():
     # FLOPs of one plain step / image for width-4 DCGAN at 28x28: order 1e5-1e7.
     assert 1e-2 < row["mflop_per_img"] < 10
     assert row["ours_gflops"] == pytest.approx(row["mflop_per_img"] * 1e-3 * row["ours_img_s"], rel=1e-6)
-    assert "x |" in format_table([row])
+    assert row["device"] == f"CPU ({torch.get_num_threads()} threads)" and row["cuda_graphs"] is False
+    assert "x |" in format_table([row]) and "| CPU (" in format_table([row])
+
+
+def test_matmul_peak_on_the_cpu_is_a_positive_finite_rate():
+    peak = matmul_peak_gflops(torch.float32, device=torch.device("cpu"), seconds=0.1)
+    assert 0 < peak < float("inf")
+
+
+@pytest.mark.gpu
+def test_bench_runs_on_cuda_and_measures_the_tensor_core_peak():
+    row = bench("dcgan-fashion-mnist", ["data.limit=512", "train.batch_size=64", "model.g.width=8",
+                                        "model.d.width=8", "train.device=cuda"], windows=2, steps_per_window=2)
+    assert row["device"] == torch.cuda.get_device_name() and row["ours_img_s"] > 0
+    # Dense bf16 tensor-core peaks: A100 312 TFLOP/s, H100/H200 about 990 (this 8192² product measures
+    # about 7e5 GFLOP/s on an H100-class GPU). Below 1e5, the product ran on the CPU, in fp32, or was
+    # timed without waiting for the GPU (CUDA launches return at once).
+    assert row["peak_bf16_gflops"] > 1e5
 
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16 (machine feature, not missing work)")

@@ -5,6 +5,7 @@ The documented rates are measured by benchmarks/watermark.py (docs/provenance.md
 below are binomial: at n trials a rate p is measured within ±3·sqrt(p(1-p)/n) 99.7 % of the time."""
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,7 +114,7 @@ def test_sample_watermark_then_detect(image_run, tmp_path, capsys):
         f = str(tmp_path / name)
         assert main(["sample", str(image_run), "-n", "16", "-o", f, "--watermark", KEY]) == 0
         assert read_provenance(f)["watermark"] == W.METHOD  # the method, never the key
-        assert KEY not in open(f, "rb").read().decode("latin-1")
+        assert KEY not in Path(f).read_bytes().decode("latin-1")
         capsys.readouterr()
         assert main(["detect", f, "--key", KEY]) == 0
         assert "DETECTED" in capsys.readouterr().out

@@ -76,6 +76,9 @@ class Dataset:
         """Shape of one sample: (C, H, W) or (D,)."""
         return tuple(self.x.shape[1:])
 
+    # batch() indexes tensors only, so indices drawn on the GPU work (gankit/train/graphs.py DeviceDraws)
+    device_indexable = True
+
     def to(self, device) -> "Dataset":
         self.x = self.x.to(device)
         if self.y is not None:

@@ -69,6 +69,10 @@ class Objective:
     kind = "generation"                # what its task does: generation | translation
     ema: Tuple[str, ...] = ()
     optimizers: Dict[str, OptimGroup] = {}
+    # True when every phase launches the same device work at every step, whatever the host did in
+    # between (no Python number from on_step or a schedule inside a kernel, no host sync, no
+    # branch on a tensor's value), so a CUDA graph of the step can be replayed (train.cuda_graphs).
+    capturable: bool = False
 
     def __init__(self, nets: Dict[str, nn.Module], cfg, data,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):

@@ -31,6 +31,7 @@ class GANObjective(Objective):
 
     ema = ("G",)
     optimizers = {"G": OptimGroup(("G",), "g_optim"), "D": OptimGroup(("D",), "d_optim")}
+    capturable = True
 
     def __init__(self, nets: Dict[str, nn.Module], cfg, data,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,

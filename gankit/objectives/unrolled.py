@@ -29,6 +29,8 @@ from .gan import GANObjective
 
 @register_objective("unrolled")
 class UnrolledObjective(GANObjective):
+    capturable = False  # the unrolled steps read D's optimiser settings (Python numbers) at every step
+
     def __init__(self, nets, cfg, data, **kwargs):
         super().__init__(nets, cfg, data, **kwargs)
         self.k = cfg.loss.unroll_steps

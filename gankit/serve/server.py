@@ -224,9 +224,11 @@ class GankitServer(HTTPServer):
         except Exception:
             self.handle_error(request, client_address)
         finally:
-            self.shutdown_request(request)
+            # The slot frees before the socket closes: the client may read the close as the end of
+            # the answer and send its next request at once, which must not meet a busy server.
             with self._lock:
                 self._pending -= 1
+            self.shutdown_request(request)
 
     def _reject(self, request) -> None:
         """503 to a connection beyond the queue, from the accepting thread: read what the client

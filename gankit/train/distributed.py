@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -289,18 +290,29 @@ def _destroy() -> None:
 
 class ShardedNoise:
     """Latent codes for the global batch from one generator shared by all ranks; rank r keeps
-    rows ``[r·n, (r+1)·n)``. Drawn on the CPU, so z is also the same on CPU and CUDA."""
+    rows ``[r·n, (r+1)·n)``. Drawn on ``device`` (a GPU's own generator: no copy from the host per
+    step, and a draw a CUDA graph can replay), so a CPU and a GPU run of one seed draw different z."""
 
-    def __init__(self, z_dim: int, seed: int, rank: int = 0, world_size: int = 1):
-        self.z_dim, self.rank, self.world_size = z_dim, rank, world_size
-        self.generator = torch.Generator().manual_seed(seed)
+    def __init__(self, z_dim: int, seed: int, rank: int = 0, world_size: int = 1, device="cpu"):
+        self.z_dim, self.rank, self.world_size, self.seed = z_dim, rank, world_size, seed
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def __call__(self, n: int, device) -> Tensor:
-        z = torch.randn(n * self.world_size, self.z_dim, generator=self.generator)  # (n·W, z_dim)
-        return z[self.rank * n:(self.rank + 1) * n].to(device, non_blocking=True)  # (n, z_dim)
+        z = torch.randn(n * self.world_size, self.z_dim, generator=self.generator, device=self.device)  # (n·W, z_dim)
+        z = z[self.rank * n:(self.rank + 1) * n]  # (n, z_dim)
+        return z if z.device == torch.device(device) else z.to(device, non_blocking=True)
 
     def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
+        return {"generator": self.generator.get_state(), "device": self.device.type}
 
     def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        if state.get("device", "cpu") == self.device.type:
+            self.generator.set_state(state["generator"])
+            return
+        # A checkpoint from the other kind of device: its generator state does not fit this one's.
+        # Continue with a stream seeded from it (deterministic), and say so.
+        seed = int.from_bytes(hashlib.sha256(state["generator"].numpy().tobytes()).digest()[:8], "little")
+        self.generator.manual_seed(seed)
+        print(f"note: this checkpoint was trained on {state.get('device', 'cpu')}; the noise stream continues "
+              f"from a new seed on {self.device.type}", flush=True)

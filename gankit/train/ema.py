@@ -28,13 +28,38 @@ class EMA(nn.Module):
         self.module = local_batchnorm(copy.deepcopy(model)).eval().requires_grad_(False)
         self.has_batchnorm = has_batchnorm(self.module)
         self.stale = self.has_batchnorm  # BatchNorm statistics not yet estimated for the current weights
+        # β of the next update. On a GPU it is a device tensor the host writes before the step, so
+        # a CUDA graph that captured :meth:`apply` uses each step's β (ramp-up, start).
+        device = next(self.module.parameters()).device
+        self.beta: float | torch.Tensor = decay
+        self._weight = torch.tensor(1.0 - decay, device=device) if device.type == "cuda" else None
+        self._beta_set: float | None = None
 
     @torch.no_grad()
     def update(self, model: nn.Module, decay: float | None = None) -> None:
-        beta = self.decay if decay is None else decay
+        """θ_ema ← β·θ_ema + (1 − β)·θ with β = ``decay`` (default: the configured decay)."""
+        self.set_decay(self.decay if decay is None else decay)
+        self.apply(model)
+
+    def set_decay(self, beta: float) -> None:
+        """β of the next :meth:`apply` (a device write on a GPU, only when it changes)."""
+        if self._weight is None:
+            self.beta = beta
+        elif beta != self._beta_set:
+            self._weight.fill_(1.0 - beta)
+            self._beta_set = beta
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module) -> None:
+        """One update with the β of :meth:`set_decay`; device work only."""
         ema_p = list(self.module.parameters())
         src_p = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_p, src_p, 1.0 - beta)
+        if self._weight is None:
+            torch._foreach_lerp_(ema_p, src_p, 1.0 - self.beta)
+        else:  # θ_ema += (θ − θ_ema)·(1 − β), the weight read from the device
+            delta = torch._foreach_sub(src_p, ema_p)
+            torch._foreach_mul_(delta, self._weight)
+            torch._foreach_add_(ema_p, delta)
         for b_ema, b in zip(self.module.buffers(), model.buffers()):
             b_ema.copy_(b)
         self.stale = self.has_batchnorm

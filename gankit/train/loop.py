@@ -8,6 +8,7 @@ Statistics stay on the device and are read once per ``log_every`` steps.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,17 +26,22 @@ from ..utils import seed_everything
 from .distributed import ShardedNoise, rank_seed
 from .distributed import setup as setup_distributed
 from .ema import EMA
-from .precision import autocast_factory, resolve_precision
+from .graphs import (DeviceDraws, StepGraphs, graphs_mode, plain_optimizer_state, set_learning_rate,
+                     tensor_learning_rates, why_not)
+from .precision import autocast_factory, precision_reason, resolve_precision
 from .schedules import SCHEDULES
 
 
-def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+def make_optimizer(params, cfg, capturable: bool = False) -> torch.optim.Optimizer:
+    """``capturable``: Adam whose step (state and learning rate on the device) a CUDA graph can replay."""
     if cfg.name == "adam":
         params = list(params)
         # One fused kernel per parameter on CPU and CUDA (DCGAN G+D step: 0.29 ms against 0.85 ms
         # for foreach on this CPU, whose foreach ops loop over tensors); foreach elsewhere.
         fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64) for p in params)
         kw = {"fused": True} if fused else {"foreach": True}
+        if capturable:
+            kw["capturable"] = True
         return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **kw)
     if cfg.name == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -46,8 +52,15 @@ def restore_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
     """``opt.load_state_dict(state)``, then each per-parameter tensor (Adam's moments) laid out in
     memory like its parameter. Checkpoints store tensors contiguous, and a fused optimiser pairs
     elements by memory position, so a channels_last parameter with NCHW moments would be updated
-    with another element's moments."""
+    with another element's moments. How this run steps (fused, capturable, a tensor learning rate)
+    stays this run's, whatever run wrote the checkpoint."""
+    mode = [{k: g[k] for k in ("fused", "foreach", "capturable") if k in g} for g in opt.param_groups]
+    tensor_lr = [g["lr"].device if isinstance(g["lr"], torch.Tensor) else None for g in opt.param_groups]
     opt.load_state_dict(state)
+    for group, keep, device in zip(opt.param_groups, mode, tensor_lr):
+        group.update(keep)
+        if device is not None:
+            group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
     for group in opt.param_groups:
         for p in group["params"]:
             st = opt.state.get(p, {})
@@ -83,6 +96,10 @@ class Trainer:
         self.dist = setup_distributed(cfg)  # rank, world size, device; a single-process Dist outside torchrun
         self.device = self.dist.device
         self.precision = resolve_precision(t.precision, self.device)
+        if self.device.type == "cuda" and not torch.backends.cudnn.deterministic:
+            # Shapes never change during training: let cuDNN time its algorithms once per shape
+            # (unless the user asked for deterministic algorithms, which benchmarking would vary).
+            torch.backends.cudnn.benchmark = True
         self.data = (data if data is not None else load_dataset(cfg.data, "train", seed=cfg.seed)).to(self.device)
         self.info = DataInfo.of(self.data, cfg.model.conditional)
         self.num_classes = self.info.num_classes
@@ -108,21 +125,13 @@ class Trainer:
         if t.compile:
             for m in nets.values():  # in place: parameter names (and so checkpoints) stay those of the plain modules
                 m.compile()
-        self.optimizers: Dict[str, torch.optim.Optimizer] = {}
-        self.optim_cfgs: Dict[str, OptimConfig] = {}
-        for name, group in self.objective.optimizers.items():
-            self.optim_cfgs[name] = optim_config(cfg, name, group.short)
-            params = [p for k in group.nets for p in nets[k].parameters()]
-            self.optimizers[name] = make_optimizer(params, self.optim_cfgs[name])
-        unknown = sorted(set(t.optim) - set(self.optimizers))
+        self.optim_cfgs: Dict[str, OptimConfig] = {name: optim_config(cfg, name, group.short)
+                                                   for name, group in self.objective.optimizers.items()}
+        unknown = sorted(set(t.optim) - set(self.optim_cfgs))
         if unknown:
             raise ConfigError(f"train.optim.{unknown[0]}: objective {cfg.loss.objective!r} has no optimiser of that "
-                              f"name; its optimisers: {', '.join(self.optimizers)}")
-        self.objective.attach_optimizers(self.optimizers)
+                              f"name; its optimisers: {', '.join(self.optim_cfgs)}")
         self.phases: List[Phase] = self.objective.phases(t.d_steps)
-        # fp16 (CUDA without bf16): one loss scaler per phase, so each phase's scale adapts on its own.
-        self.scalers = ({p.name: torch.amp.GradScaler(self.device.type) for p in self.phases}
-                        if self.precision == "fp16" else {})
         if t.batch_size % self.dist.world_size:
             raise ConfigError(f"train.batch_size={t.batch_size}: the global batch must split evenly over "
                               f"the {self.dist.world_size} processes")
@@ -133,11 +142,35 @@ class Trainer:
                                          rank=self.dist.rank, world_size=self.dist.world_size)
                          for i, (k, n) in enumerate(sizes.items())}
         self.sampler = next(iter(self.samplers.values()))  # the first space counts epochs
+        # On a GPU the data sits there as one tensor and batches are drawn by index there: no copy
+        # from the host per step (and a draw a CUDA graph can replay).
+        self.draws: Optional[Dict[str, DeviceDraws]] = None
+        if self.device.type == "cuda" and getattr(self.data, "device_indexable", False):
+            self.draws = {k: DeviceDraws(s, self.device) for k, s in self.samplers.items()}
         # Noise of noise-driven objectives: one global stream, each rank draws its slice.
         self.noise = None
         if hasattr(self.objective, "noise_source"):
-            self.noise = ShardedNoise(cfg.model.z_dim, cfg.seed + SEED_NOISE, self.dist.rank, self.dist.world_size)
+            self.noise = ShardedNoise(cfg.model.z_dim, cfg.seed + SEED_NOISE, self.dist.rank, self.dist.world_size,
+                                      device=self.device)
             self.objective.noise_source = self.noise
+        # Whole steps as CUDA graphs where they can be captured (gankit/train/graphs.py).
+        self.cuda_graphs_off = why_not(self, t.cuda_graphs)  # None = steps are captured
+        if self.cuda_graphs_off is not None and graphs_mode(t.cuda_graphs) == "on":
+            print(f"note: train.cuda_graphs=on, but {self.cuda_graphs_off}; training eagerly", flush=True)
+        capturable = self.cuda_graphs_off is None
+        self.optimizers: Dict[str, torch.optim.Optimizer] = {}
+        for name, group in self.objective.optimizers.items():
+            params = [p for k in group.nets for p in nets[k].parameters()]
+            self.optimizers[name] = make_optimizer(params, self.optim_cfgs[name], capturable=capturable)
+            if capturable:
+                tensor_learning_rates(self.optimizers[name], self.device)
+        self.objective.attach_optimizers(self.optimizers)
+        # fp16 (CUDA without bf16): one loss scaler per phase, so each phase's scale adapts on its own.
+        self.scalers = ({p.name: torch.amp.GradScaler(self.device.type) for p in self.phases}
+                        if self.precision == "fp16" else {})
+        self.graphs: Optional[StepGraphs] = None
+        if capturable:
+            self.graphs = StepGraphs(self.device, [self.noise.generator] if self.noise is not None else [])
         # Fixed inputs for the sample grids, so a user watches the same inputs evolve. Vector data is
         # shown as a scatter plot, which needs more points than an image grid.
         n_fixed = t.num_samples if self.info.kind != "vector" else max(t.num_samples, 1000)
@@ -205,7 +238,7 @@ class Trainer:
             return
         for name, opt in self.optimizers.items():
             for group in opt.param_groups:
-                group["lr"] = self.optim_cfgs[name].lr * mult
+                set_learning_rate(group, self.optim_cfgs[name].lr * mult)
         self.lr_mult = mult
 
     @property
@@ -214,10 +247,11 @@ class Trainer:
 
     def next_batch(self) -> Dict[str, torch.Tensor]:
         """The next training batch: a dict of fields in model range, image fields channels_last."""
-        if len(self.samplers) == 1:
-            batch = self.data.batch(self.sampler.next())
+        if self.draws is not None:  # indices drawn on the GPU (the host samplers moved on in train_step)
+            index = {k: d.next() for k, d in self.draws.items()}
         else:
-            batch = self.data.batch({k: s.next() for k, s in self.samplers.items()})
+            index = {k: s.next() for k, s in self.samplers.items()}
+        batch = self.data.batch(index[next(iter(index))] if len(index) == 1 else index)
         if self.channels_last:
             batch = {k: (v.contiguous(memory_format=torch.channels_last) if v is not None and v.ndim == 4 else v)
                      for k, v in batch.items()}
@@ -237,9 +271,30 @@ class Trainer:
         progress = self.progress(seconds)
         self._apply_lr(progress)
         self.objective.on_step(step, progress)
-        for phase in self.phases:
-            if step % phase.every:
-                continue
+        due = [phase for phase in self.phases if step % phase.every == 0]
+        # What changes between steps goes to the device before the step's work (a CUDA graph
+        # replays that work as captured): data position, EMA decay.
+        if self.draws is not None:
+            n = sum(phase.repeats for phase in due if phase.needs_data)
+            for d in self.draws.values():
+                d.advance(n)
+        decay = self.ema_decay(step)
+        for ema in self.emas.values():
+            ema.set_decay(decay)
+        body = functools.partial(self._step_work, due, norms_due)
+        if self.graphs is not None and self.graphs.active:
+            self.graphs.step((tuple(p.name for p in due), norms_due), body, self._accumulate_list)
+        else:
+            self._accumulate_list(body())
+        self.state.step += 1
+
+    def _step_work(self, due: List[Phase], norms_due: bool) -> List[tuple]:
+        """The device work of one step (what a CUDA graph captures): each due phase ``repeats``
+        times [draw a batch if needed → zero grads → objective.accumulate_gradients → average
+        gradients over ranks → optimiser step], then the EMA updates. Returns the statistics as
+        (name, 0-dim tensor) pairs, a name once per phase run."""
+        out: List[tuple] = []
+        for phase in due:
             for name, net in self.nets.items():
                 net.requires_grad_(name in phase.nets or name in phase.graph)
             trained = [self.nets[k] for k in phase.nets]
@@ -261,10 +316,32 @@ class Trainer:
                 else:
                     optimizer.step()
                 self.objective.after_step(phase.name)
-                self._accumulate(stats)
+                out.extend(stats.items())
         for name, ema in self.emas.items():
-            ema.update(self.nets[name], self.ema_decay(step))
-        self.state.step += 1
+            ema.apply(self.nets[name])
+        return out
+
+    def runtime_info(self) -> dict:
+        """Where and how this process trains: device, precision and CUDA graphs, each with why."""
+        dev = self.device
+        name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+                else f"CPU ({torch.get_num_threads()} threads)")
+        return {"device": str(dev), "device_name": name, "torch": torch.__version__,
+                "precision": self.precision,
+                "precision_reason": precision_reason(self.cfg.train.precision, self.precision, dev),
+                "cuda_graphs": self.cuda_graphs,
+                "cuda_graphs_off": self.graphs.off if self.graphs is not None else self.cuda_graphs_off,
+                "world_size": self.dist.world_size}
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether steps are being replayed as CUDA graphs (after their warm-up)."""
+        return self.graphs is not None and self.graphs.active
+
+    def stop_graphs(self, reason: str) -> None:
+        """Train eagerly from now on, saying why once (a health remedy changed the step on the host)."""
+        if self.graphs is not None:
+            self.graphs.stop(reason)
 
     def ema_decay(self, step: int) -> float:
         """β of the EMA update after G-step ``step`` (0-based): 0 (copy the network) before ``ema_start``;
@@ -278,8 +355,8 @@ class Trainer:
         half_life = t.ema_rampup * (step + 1 - t.ema_start)
         return min(t.ema, 0.5 ** (1.0 / half_life))
 
-    def _accumulate(self, stats: Dict[str, torch.Tensor]) -> None:
-        for k, v in stats.items():
+    def _accumulate_list(self, stats: List[tuple]) -> None:
+        for k, v in stats:
             if k in self._sums:
                 self._sums[k] += v.float()
             else:
@@ -307,8 +384,13 @@ class Trainer:
         out.update({f"{key}/{layer}": torch.stack(ns).norm() for layer, ns in layers.items()})
         return out
 
+    def _fold_graph_stats(self) -> None:
+        if self.graphs is not None:
+            self.graphs.fold(self._sums, self._counts)
+
     def pop_stats(self) -> Dict[str, float]:
         """Means since the last call, read from the device in one transfer."""
+        self._fold_graph_stats()
         if not self._sums and not self.dist.enabled:  # under torchrun every rank takes part, even with nothing
             return {}
         out = self.dist.mean_stats(self._sums, self._counts)  # averaged over ranks; the one host sync
@@ -351,9 +433,10 @@ class Trainer:
         return mods
 
     def state_dict(self) -> dict:
+        self._fold_graph_stats()
         state = {
             "modules": {k: m.state_dict() for k, m in self.modules().items()},
-            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "optimizers": {k: plain_optimizer_state(opt.state_dict()) for k, opt in self.optimizers.items()},
             "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
             "rng": rng_state(),
             "trainer": {"step": self.state.step, "seconds": self.state.seconds,
@@ -377,6 +460,10 @@ class Trainer:
         samplers = state.get("samplers") or {next(iter(self.samplers)): state["sampler"]}  # v1: one sampler
         for k, s in self.samplers.items():
             s.load_state_dict(samplers[k])
+        for d in (self.draws or {}).values():
+            d.sync()
+        if self.graphs is not None:
+            self.graphs.reset()  # new optimiser state tensors: capture again
         if "noise" in state and self.noise is not None:  # absent from checkpoints written before distributed training
             self.noise.load_state_dict(state["noise"])
         set_rng_state(state["rng"])  # rank 0's; other ranks continue from their own seed below

@@ -35,7 +35,7 @@ from ..errors import ConfigError, GankitError, Interrupted
 from ..viz import plot_curves, save_samples_figure
 from ..provenance import training_context
 from ..checkpoint import BEST, LATEST, load_latest, save_checkpoint, save_latest
-from ..utils import TMP_GLOB, read_jsonl, truncate_jsonl
+from ..utils import TMP_GLOB, atomic_write_text, read_jsonl, truncate_jsonl
 from .callback import Callback
 from .loop import Trainer
 
@@ -210,6 +210,17 @@ class Run:
                 return self._follow()
             return self._fit()
 
+    def _write_runtime(self) -> None:
+        """Where and how this process trains (device, precision, CUDA graphs and why) in
+        runtime.json, and in one line on stderr unless quiet."""
+        t = self.trainer
+        info = t.runtime_info()
+        atomic_write_text(self.dir / "runtime.json", json.dumps(info, indent=1) + "\n")
+        if not self.quiet:
+            graphs = "on" if info["cuda_graphs"] else f"off ({info['cuda_graphs_off']})"
+            print(f"{self.cfg.name}: {info['device_name']}, precision {info['precision']} ({info['precision_reason']}), "
+                  f"CUDA graphs {graphs}", file=sys.stderr, flush=True)
+
     def _checkpoint_due(self, step: int, logged: bool) -> bool:
         t = self.cfg.train
         if step % t.checkpoint_every == 0:
@@ -222,6 +233,7 @@ class Run:
         t, cfg = self.trainer, self.cfg
         self.dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.dir / "config.yaml")
+        self._write_runtime()
         if self.resumed:
             self._drop_after(t.state.step)
         self._open_tensorboard()

@@ -92,7 +92,7 @@ class HealthCallback(Callback):
         t.grad_norms = self.cfg.grad_norms
         sigma = self.noise_sigma
         for remedy in self.remedies:  # resumed: the objective is built afresh, without them
-            self._apply_remedy(t.objective, remedy)
+            self._apply_remedy(t, remedy)
         self.noise_sigma = sigma
         self.probe = SampleProbe(t, self.cfg.samples, run.cfg.seed) if self.cfg.samples > 0 else None
         # The state training starts from counts as healthy: a run that diverges before its first
@@ -199,16 +199,20 @@ class HealthCallback(Callback):
         if ev.kind == "vanishing_gradients":
             obj = t.objective
             if cfg.on_vanishing == "non-saturating" and obj.loss.name == "minimax":
-                self._apply_remedy(obj, "non-saturating")
+                self._apply_remedy(t, "non-saturating")
                 return "switched G's loss from minimax to non-saturating"
             if cfg.on_vanishing == "instance-noise" and self.noise_sigma == 0:
-                self._apply_remedy(obj, "instance-noise")
+                self._apply_remedy(t, "instance-noise")
                 return f"added instance noise σ={cfg.instance_noise:g}, annealed to 0"
         return None
 
-    def _apply_remedy(self, obj, remedy: str) -> None:
+    def _apply_remedy(self, t, remedy: str) -> None:
+        obj = t.objective
         if remedy not in self.remedies:
             self.remedies.append(remedy)
+        # The step the CUDA graphs captured no longer is the step to run (another loss; a noise
+        # level the host anneals every step).
+        t.stop_graphs(f"the health monitor applied {remedy}")
         if remedy == "non-saturating":
             from ...losses import LOSSES
             obj.loss = LOSSES.get("non-saturating")

@@ -1,0 +1,33 @@
+"""Device choice: `auto` follows GANKIT_DEVICE, which the test suite sets to cpu (tests/conftest.py)."""
+import os
+
+import pytest
+import torch
+
+from gankit.config import load_config
+from gankit.errors import ConfigError
+from gankit.train.loop import Trainer
+from gankit.utils import DEVICE_ENV, resolve_device
+
+
+def test_auto_follows_gankit_device_and_a_bad_value_is_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.delenv(DEVICE_ENV)
+    assert resolve_device("auto") == torch.device("cuda")  # unset: CUDA when there is one, as before
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    assert resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setenv(DEVICE_ENV, "gpu0")
+    assert resolve_device("cpu") == torch.device("cpu")  # only `auto` reads it
+    with pytest.raises(ConfigError) as e:
+        resolve_device("auto")
+    msg = str(e.value)
+    assert "\n" not in msg and "GANKIT_DEVICE='gpu0'" in msg and "cpu, cuda or cuda:N" in msg
+
+
+def test_the_suite_runs_on_the_cpu_even_where_cuda_is_available(monkeypatch):
+    if os.environ[DEVICE_ENV] != "cpu":  # KeyError: conftest did not set the default
+        pytest.skip(f"the caller chose {DEVICE_ENV}={os.environ[DEVICE_ENV]}")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cpu")
+    tr = Trainer(load_config("gan-ring8", ["train.steps=1", "data.size=64", "train.batch_size=16"]))
+    assert tr.device == torch.device("cpu")

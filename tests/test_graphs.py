@@ -1,0 +1,246 @@
+"""Whole steps as CUDA graphs and batches drawn on the GPU (gankit/train/graphs.py).
+
+The CPU tests check what can be checked without a GPU: batches drawn by device index are the
+sampler's, the fallback says why in one line, runtime.json records the choice. The tests marked
+``gpu`` run where a CUDA device is: a replayed step equals the eager step bit for bit, a graph run
+resumes exactly, no step synchronises with the host, a capture that fails falls back to eager.
+"""
+import json
+import types
+
+import pytest
+import torch
+
+import gankit
+from gankit.config import load_config
+from gankit.data import EpochSampler
+from gankit.train.distributed import ShardedNoise
+from gankit.train.graphs import WARMUP_STEPS, DeviceDraws, why_not
+from gankit.train.loop import Trainer
+
+DCGAN_TINY = ["data.limit=512", "train.batch_size=64", "model.g.width=8", "model.d.width=8", "train.ema=0.99",
+              "train.ema_rampup=0.05", "train.lr_schedule=linear", "train.lr_decay_start=0.0", "train.steps=40",
+              "train.log_every=4", "train.checkpoint_every=1000", "train.sample_every=1000"]
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_device_draws_are_the_samplers_batches_across_epochs_and_a_resume(world_size):
+    n, batch = 10, 4  # 2 batches per epoch, 2 rows left over: epochs turn every other draw
+    for rank in range(world_size):
+        host = EpochSampler(n, batch, seed=5, rank=rank, world_size=world_size)
+        twin = EpochSampler(n, batch, seed=5, rank=rank, world_size=world_size)
+        draws = DeviceDraws(twin, torch.device("cpu"))
+        for i in range(9):
+            want = host.next()
+            draws.advance(1)
+            assert torch.equal(draws.next(), want), f"draw {i}"
+        # Several draws per step (k D steps) that cross an epoch, then a resume from the state.
+        resumed = EpochSampler(n, batch, seed=99, rank=rank, world_size=world_size)
+        resumed.load_state_dict(twin.state_dict())
+        again = DeviceDraws(resumed, torch.device("cpu"))
+        for _ in range(3):
+            want = [host.next() for _ in range(3)]
+            again.advance(3)
+            assert all(torch.equal(again.next(), w) for w in want)
+
+
+def test_cuda_graphs_on_without_a_gpu_trains_eagerly_and_says_why_once(capsys, tmp_path):
+    run = gankit.train("gan-ring8", ["train.steps=6", "train.log_every=3", "train.cuda_graphs=on",
+                                     "train.device=cpu"], out=tmp_path / "r", quiet=True)
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if "cuda_graphs" in ln]
+    assert lines == ["note: train.cuda_graphs=on, but the device is cpu, not a CUDA GPU; training eagerly"]
+    info = json.loads((tmp_path / "r" / "runtime.json").read_text())
+    assert info["device"] == "cpu" and info["cuda_graphs"] is False
+    assert info["cuda_graphs_off"] == "the device is cpu, not a CUDA GPU"
+    assert info["precision"] == run.trainer.precision and info["precision_reason"]
+    assert run.trainer.state.step == 6
+
+
+def test_why_not_names_what_stops_a_capture():
+    """The reasons in the order a user meets them, on a stand-in for a CUDA trainer."""
+    def trainer(**kw):
+        base = dict(cfg=load_config("gan-ring8"), device=torch.device("cuda"), precision="fp32",
+                    objective=types.SimpleNamespace(capturable=True), dist=types.SimpleNamespace(enabled=False),
+                    optim_cfgs={"G": types.SimpleNamespace(name="adam"), "D": types.SimpleNamespace(name="adam")},
+                    data=types.SimpleNamespace(device_indexable=True), phases=[],
+                    sampler=types.SimpleNamespace(batches_per_epoch=10))
+        base.update(kw)
+        return types.SimpleNamespace(**base)
+
+    assert why_not(trainer(), "off") == "train.cuda_graphs=off"
+    assert "changes its work between steps" in why_not(trainer(objective=types.SimpleNamespace(capturable=False)), "on")
+    assert "torchrun" in why_not(trainer(dist=types.SimpleNamespace(enabled=True)), "auto")
+    assert "fp16" in why_not(trainer(precision="fp16"), "auto")
+    assert "'rmsprop'" in why_not(trainer(optim_cfgs={"D": types.SimpleNamespace(name="rmsprop")}), "auto")
+    assert "indexed on the GPU" in why_not(trainer(data=types.SimpleNamespace()), "auto")
+
+
+def test_replayed_statistics_fold_into_the_eager_sums_with_their_counts():
+    """A graph's step logs d_loss twice (k = 2 D steps) and g_loss once; after 2 replays the sums
+    and counts are those 2 eager steps would have accumulated, and the graph's totals restart."""
+    from collections import defaultdict
+
+    from gankit.train.graphs import StepGraphs, _Graph
+
+    graphs = StepGraphs.__new__(StepGraphs)  # the bookkeeping alone: no CUDA stream needed
+    g = _Graph(graph=None, keys=["d_loss", "d_loss", "g_loss"], values=torch.zeros(3),
+               total=torch.tensor([1.0, 2.0, 3.0]), replays=2, per_replay={"d_loss": 2, "g_loss": 1})
+    graphs.graphs = {("D", "G"): g}
+    sums, counts = {"d_loss": torch.tensor(0.5)}, defaultdict(int, {"d_loss": 1})
+    graphs.fold(sums, counts)
+    assert sums["d_loss"].item() == 3.5 and counts["d_loss"] == 5
+    assert sums["g_loss"].item() == 3.0 and counts["g_loss"] == 2
+    assert g.replays == 0 and torch.equal(g.total, torch.zeros(3))
+    graphs.fold(sums, counts)  # nothing replayed since: nothing added
+    assert sums["d_loss"].item() == 3.5 and counts["d_loss"] == 5
+
+
+def test_noise_from_a_checkpoint_of_another_device_reseeds_and_says_so(capsys):
+    noise = ShardedNoise(4, seed=1)
+    cuda_state = {"generator": torch.zeros(16, dtype=torch.uint8), "device": "cuda"}  # a CUDA generator's size
+    noise.load_state_dict(cuda_state)
+    assert "trained on cuda" in capsys.readouterr().out
+    z = noise(3, "cpu")
+    again = ShardedNoise(4, seed=7)
+    again.load_state_dict(cuda_state)
+    assert torch.equal(again(3, "cpu"), z)  # deterministic
+
+
+# -- on a GPU ------------------------------------------------------------------------------------
+
+def _params(tr):
+    return torch.cat([p.detach().float().flatten() for n in ("G", "D") for p in tr.nets[n].parameters()]
+                     + [p.detach().float().flatten() for p in tr.emas["G"].module.parameters()])
+
+
+@pytest.fixture
+def deterministic_cudnn():
+    """cuDNN's deterministic algorithms, not benchmarked: two processes (or trainers) then run the
+    same kernels, so a replayed step can be compared with an eager one bit for bit."""
+    before = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    yield
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before
+
+
+def _cuda_trainer(*extra, warmup=None):
+    tr = Trainer(load_config("dcgan-fashion-mnist", DCGAN_TINY + ["train.device=cuda", *extra]))
+    if warmup is not None and tr.graphs is not None:
+        tr.graphs.warmup = warmup
+    return tr
+
+
+def _trained(*extra, warmup=None, steps=12):
+    tr = _cuda_trainer(*extra, warmup=warmup)
+    for _ in range(steps):
+        tr.train_step()
+    return tr
+
+
+@pytest.mark.gpu
+def test_replayed_steps_equal_eager_steps_bit_for_bit(deterministic_cudnn):
+    """Same optimiser (capturable Adam), same draws, same random streams: 12 steps replayed from a
+    graph give the weights, EMA and statistics of the same 12 steps run eagerly, exactly. (Each
+    trainer seeds the RNGs when built, so they run one after the other.)"""
+    graphed = _trained()
+    assert graphed.cuda_graphs and graphed.graphs.graphs  # captured after WARMUP_STEPS, replayed since
+    eager = _trained(warmup=10 ** 9)
+    assert eager.cuda_graphs and not eager.graphs.graphs  # the same machinery, never captured
+    assert torch.equal(_params(graphed), _params(eager))
+    sg, se = graphed.pop_stats(), eager.pop_stats()
+    assert sg.keys() == se.keys() and all(sg[k] == se[k] for k in sg)
+    # The plain eager path (non-capturable Adam, float learning rates) is the same arithmetic:
+    # Adam's bias correction computed on the device in fp32 rather than on the host in fp64
+    # moves weights by rounding only (relative 1e-4 after 12 steps of lr ~2e-4 updates).
+    plain = _trained("train.cuda_graphs=off")
+    assert plain.graphs is None
+    diff = (_params(plain) - _params(graphed)).norm() / _params(graphed).norm()
+    assert diff < 1e-4, diff
+
+
+@pytest.mark.gpu
+def test_a_graph_run_resumes_exactly(tmp_path, deterministic_cudnn):
+    """A run cut at step 10 and resumed (eager warm-up again, then captured again) ends where the
+    uninterrupted run ends, and logs the same records once both log the same steps."""
+    full = gankit.train("dcgan-fashion-mnist", DCGAN_TINY + ["train.device=cuda", "train.steps=20"],
+                        out=tmp_path / "full", quiet=True)
+    assert full.trainer.cuda_graphs and full.trainer.graphs.graphs
+    gankit.train("dcgan-fashion-mnist", DCGAN_TINY + ["train.device=cuda", "train.steps=10"],
+                 out=tmp_path / "cut", quiet=True)
+    resumed = gankit.train(resume=tmp_path / "cut", overrides=["train.steps=20"], quiet=True)
+    assert resumed.trainer.state.step == 20 and resumed.trainer.graphs.graphs
+    assert torch.equal(_params(resumed.trainer), _params(full.trainer))
+    rows = lambda d: {r["step"]: {k: v for k, v in r.items() if k not in ("seconds", "steps_per_s")}  # noqa: E731
+                      for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())}
+    cut, whole = rows(tmp_path / "cut"), rows(tmp_path / "full")
+    assert cut[16] == whole[16] and cut[20] == whole[20]  # records 4 steps after the cut's last one
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("graphs", ["on", "off"])
+def test_no_step_waits_for_the_gpu(graphs):
+    """Between log steps nothing copies to the host or synchronises: PyTorch's sync debug mode
+    raises on any synchronising call."""
+    tr = _cuda_trainer(f"train.cuda_graphs={graphs}", "train.log_every=1000")
+    for _ in range(WARMUP_STEPS + 2):  # past the capture
+        tr.train_step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(10):
+            tr.train_step()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert tr.cuda_graphs == (graphs == "on")
+    assert all(v == v for v in tr.pop_stats().values())
+
+
+@pytest.mark.gpu
+def test_a_step_that_waits_for_the_gpu_is_never_captured_and_trains_eagerly(capsys):
+    """A G step that reads its loss back (a host sync, which a graph cannot hold) is found in the
+    last warm-up run; the run says why once and goes on eagerly, with every statistic."""
+    tr = _cuda_trainer()
+    g_step = tr.objective._g_step
+
+    def reads_back(*args, **kwargs):
+        stats = g_step(*args, **kwargs)
+        if stats["g_loss"].item() != stats["g_loss"].item():  # a host read
+            raise AssertionError("NaN")
+        return stats
+
+    tr.objective._g_step = reads_back
+    for _ in range(WARMUP_STEPS + 4):
+        tr.train_step()
+    assert not tr.cuda_graphs and not tr.graphs.graphs and "waits for the GPU" in tr.graphs.off
+    out = capsys.readouterr().out
+    assert out.count("note: CUDA graphs off from here: the step waits for the GPU") == 1
+    assert tr._counts["g_loss"] == WARMUP_STEPS + 4  # every step's statistics, counted eagerly
+    stats = tr.pop_stats()
+    assert stats["g_loss"] == stats["g_loss"] and tr.state.step == WARMUP_STEPS + 4
+
+
+@pytest.mark.gpu
+def test_lazy_regulariser_and_grad_norm_steps_get_their_own_graphs():
+    """R1 every 2 D steps (double backward) and gradient norms on log steps: each set of phases is
+    captured once warmed up, and the statistics count every replay."""
+    tr = Trainer(load_config("gan-ring8", ["train.device=cuda", "train.log_every=2", "train.steps=40",
+                                           "loss.regularizers=[{name: r1, weight: 1, every: 2}]"]))
+    tr.grad_norms = True
+    for _ in range(20):
+        tr.train_step()
+    # (D, reg:r1, G) with norms and (D, G) without: every other step each.
+    assert tr.cuda_graphs and len(tr.graphs.graphs) == 2
+    tr._fold_graph_stats()
+    assert tr._counts["d_loss"] == 20 and tr._counts["r1"] == 10 and tr._counts["grad/D"] == 10
+    stats = tr.pop_stats()
+    assert all(v == v for v in stats.values()) and stats["r1"] > 0
+
+@pytest.mark.gpu
+def test_auto_precision_on_cuda_is_fp32_and_recorded(tmp_path):
+    run = gankit.train("gan-ring8", ["train.device=cuda", "train.steps=4", "train.log_every=2"],
+                       out=tmp_path / "r", quiet=True)
+    info = json.loads((tmp_path / "r" / "runtime.json").read_text())
+    assert info["precision"] == "fp32" and "CUDA" in info["precision_reason"]
+    assert info["device_name"] == torch.cuda.get_device_name() and info["cuda_graphs"] is True
+    assert run.trainer.precision == "fp32"
