@@ -94,7 +94,7 @@ class TrainConfig:
     # EMA half-life ramp-up (StyleGAN2-ADA's ema_rampup): the half-life in steps is at most this
     # fraction of the steps done, so early on the average covers only recent, better weights; null = off.
     ema_rampup: Optional[float] = None
-    device: str = "auto"                 # auto | cpu | cuda | cuda:N
+    device: str = "auto"                 # auto | cpu | cuda | cuda:N; auto: $GANKIT_DEVICE if set, else CUDA when available
     precision: str = "fp32"              # fp32 | bf16 | fp16 | auto
     channels_last: Optional[bool] = None  # NHWC memory layout for conv nets; None = on for image data
     compile: bool = False                # torch.compile G's and D's forward (first steps pay the compile time)

@@ -147,29 +147,37 @@ def test_replayed_steps_equal_eager_steps_bit_for_bit(deterministic_cudnn):
     assert graphed.cuda_graphs and graphed.graphs.graphs  # captured after WARMUP_STEPS, replayed since
     eager = _trained(warmup=10 ** 9)
     assert eager.cuda_graphs and not eager.graphs.graphs  # the same machinery, never captured
+    print(f"graph vs eager: max |difference| {(_params(graphed) - _params(eager)).abs().max().item():.3g}")
     assert torch.equal(_params(graphed), _params(eager))
     sg, se = graphed.pop_stats(), eager.pop_stats()
-    assert sg.keys() == se.keys() and all(sg[k] == se[k] for k in sg)
+    # The same per-step values summed in another order (the replays' total, then the eager sums):
+    # equal to float32 rounding of a 12-term sum.
+    assert sg.keys() == se.keys() and all(sg[k] == pytest.approx(se[k], rel=1e-6, abs=1e-7) for k in sg)
     # The plain eager path (non-capturable Adam, float learning rates) is the same arithmetic:
     # Adam's bias correction computed on the device in fp32 rather than on the host in fp64
     # moves weights by rounding only (relative 1e-4 after 12 steps of lr ~2e-4 updates).
     plain = _trained("train.cuda_graphs=off")
     assert plain.graphs is None
     diff = (_params(plain) - _params(graphed)).norm() / _params(graphed).norm()
+    print(f"capturable vs plain Adam: relative difference {diff.item():.3g}")
     assert diff < 1e-4, diff
 
 
-@pytest.mark.gpu
-def test_a_graph_run_resumes_exactly(tmp_path, deterministic_cudnn):
-    """A run cut at step 10 and resumed (eager warm-up again, then captured again) ends where the
-    uninterrupted run ends, and logs the same records once both log the same steps."""
-    full = gankit.train("dcgan-fashion-mnist", DCGAN_TINY + ["train.device=cuda", "train.steps=20"],
-                        out=tmp_path / "full", quiet=True)
-    assert full.trainer.cuda_graphs and full.trainer.graphs.graphs
-    gankit.train("dcgan-fashion-mnist", DCGAN_TINY + ["train.device=cuda", "train.steps=10"],
-                 out=tmp_path / "cut", quiet=True)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_a_run_cut_and_resumed_equals_the_uninterrupted_run(tmp_path, device, deterministic_cudnn):
+    """A run cut at step 10 and resumed (on a GPU: eager warm-up again, then captured again) ends
+    where the uninterrupted run ends, and logs the same records once both log the same steps. The
+    learning rate is constant (a schedule is laid over each run's own budget, which differs here) and
+    there is no health monitor (the cut run's extra record at step 10 gives it another window)."""
+    cfg = DCGAN_TINY + [f"train.device={device}", "health.enabled=false", "train.lr_schedule=constant"]
+    full = gankit.train("dcgan-fashion-mnist", cfg + ["train.steps=20"], out=tmp_path / "full", quiet=True)
+    gankit.train("dcgan-fashion-mnist", cfg + ["train.steps=10"], out=tmp_path / "cut", quiet=True)
     resumed = gankit.train(resume=tmp_path / "cut", overrides=["train.steps=20"], quiet=True)
-    assert resumed.trainer.state.step == 20 and resumed.trainer.graphs.graphs
+    assert resumed.trainer.state.step == 20
+    if device == "cuda":
+        assert full.trainer.graphs.graphs and resumed.trainer.graphs.graphs
+    print(f"resumed vs uninterrupted: max |difference| "
+          f"{(_params(resumed.trainer) - _params(full.trainer)).abs().max().item():.3g}")
     assert torch.equal(_params(resumed.trainer), _params(full.trainer))
     rows = lambda d: {r["step"]: {k: v for k, v in r.items() if k not in ("seconds", "steps_per_s")}  # noqa: E731
                       for r in map(json.loads, (d / "metrics.jsonl").read_text().splitlines())}
@@ -238,7 +246,7 @@ def test_lazy_regulariser_and_grad_norm_steps_get_their_own_graphs():
 
 @pytest.mark.gpu
 def test_auto_precision_on_cuda_is_fp32_and_recorded(tmp_path):
-    run = gankit.train("gan-ring8", ["train.device=cuda", "train.steps=4", "train.log_every=2"],
+    run = gankit.train("gan-ring8", ["train.device=cuda", "train.precision=auto", "train.steps=4", "train.log_every=2"],
                        out=tmp_path / "r", quiet=True)
     info = json.loads((tmp_path / "r" / "runtime.json").read_text())
     assert info["precision"] == "fp32" and "CUDA" in info["precision_reason"]

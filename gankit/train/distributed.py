@@ -250,7 +250,9 @@ def setup(cfg) -> Dist:
                           "rank 0 only; use warn when training on several processes")
     if device.type == "cuda":
         if device.index is not None:
-            raise ConfigError(f"train.device={t.device}: under torchrun each process uses cuda:LOCAL_RANK; "
+            named = (f"GANKIT_DEVICE={os.environ.get('GANKIT_DEVICE')}" if t.device == "auto"
+                     else f"train.device={t.device}")
+            raise ConfigError(f"{named}: under torchrun each process uses cuda:LOCAL_RANK; "
                               "set train.device=cuda (or auto) and choose GPUs with CUDA_VISIBLE_DEVICES")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)

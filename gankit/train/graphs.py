@@ -240,7 +240,7 @@ def _host_reads():
             torch.cuda.set_sync_debug_mode(before)
     for w in caught:
         text = str(w.message)
-        if "synchroniz" in text:
+        if "called a synchronizing" in text:
             found.append(text.strip().splitlines()[0][:160])
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
