@@ -70,7 +70,7 @@ def _cas_metric(ctx):
     x_test, y_test = ds.all_model_range(), ds.y
     x_fake = ctx.fake
     if x_fake.shape[1:] != x_test.shape[1:]:
-        from .features import fit_images
+        from .extractor import fit_images
         x_fake = fit_images(x_fake, x_test.shape[1], x_test.shape[2])
     return cas(x_fake[:n], ctx.fake_labels[:n], x_train, y_train, x_test, y_test,
                max(ds.num_classes, int(ds.y.max()) + 1), seed=ctx.seed)

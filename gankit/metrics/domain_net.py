@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..errors import GankitError
 from .cache import cache_dir, load_tensors, save_tensors, sha256_file
-from .features import FeatureExtractor, fit_images, num_threads, quantize
+from .extractor import FeatureExtractor, fit_images, num_threads, quantize
 
 # Datasets a domain net is trained for, with how long to train it (passes over the
 # train split) and the test accuracy it is expected to reach.

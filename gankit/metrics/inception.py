@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..data.base import to_uint8
 from ..errors import GankitError
 from .cache import sha256_file
-from .features import FeatureExtractor
+from .extractor import FeatureExtractor
 
 ENV_VAR = "GANKIT_INCEPTION_WEIGHTS"
 

@@ -120,6 +120,13 @@ class Objective:
         """Called before generator step ``step`` with the fraction of the budget spent (schedules,
         fade-ins)."""
 
+    def evaluate_model(self, data_cfg, split: str = "test", seed: int = 0) -> Dict[str, float]:
+        """Numbers this model computes about itself on real data of ``split`` (a semi-supervised
+        classifier's accuracy, an anomaly detector's AUROC), reported by ``gankit eval`` beside the
+        sample metrics; ``{}`` for models judged by their samples alone. ``data_cfg``: the run's
+        :class:`~gankit.config.DataConfig`."""
+        return {}
+
     def state_dict(self) -> dict:
         return {}
 
