@@ -33,7 +33,7 @@ for part in $parts; do
       python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
       ;;
     gpu-tests)
-      timeout "${GPU_TESTS_S:-80}" python3 -m pytest -m gpu -q -rs -p no:cacheprovider tests/ 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+      timeout "${GPU_TESTS_S:-80}" python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/ 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
       ;;
     speed)
       bench_env timeout "${SPEED_S:-100}" python3 benchmarks/speed.py --gpu-only --out "$OUT/speed_gpu.jsonl" 2>&1 \

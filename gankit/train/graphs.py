@@ -58,7 +58,7 @@ def why_not(trainer, mode: str) -> Optional[str]:
     if getattr(trainer.data, "device_indexable", False) is False:
         return f"dataset {trainer.cfg.data.name!r} cannot be indexed on the GPU"
     if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
-        return f"PyTorch {torch.__version__} cannot replay a private CUDA generator in a graph (needs >= 2.5)"
+        return f"PyTorch {torch.__version__} has no CUDAGraph.register_generator_state (a private generator in a graph)"
     draws = sum(p.repeats for p in trainer.phases if p.needs_data)
     if draws > trainer.sampler.batches_per_epoch:
         return f"one step draws {draws} batches, more than an epoch holds ({trainer.sampler.batches_per_epoch})"
