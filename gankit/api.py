@@ -221,9 +221,10 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
     return out
 
 
-def read_images(inputs, channels: int, size: tuple) -> tuple[list, torch.Tensor]:
+def read_images(inputs, channels: int, size: tuple, purpose: str = "translate") -> tuple[list, torch.Tensor]:
     """Image files (or folders, searched recursively) -> (paths, (N, C, H, W) float32 in [-1, 1]) with
-    ``channels`` and spatial ``size`` (H, W); resized with Pillow's bicubic filter when they differ."""
+    ``channels`` and spatial ``size`` (H, W); resized with Pillow's bicubic filter when they differ.
+    ``purpose``: the command named in a bad file's error line."""
     from PIL import Image
 
     from .data.base import to_model_range
@@ -243,7 +244,7 @@ def read_images(inputs, channels: int, size: tuple) -> tuple[list, torch.Tensor]
             raise GankitError(f"{p}: no such file or folder")
     arrays = []
     for p in paths:
-        img = open_image(p, "L" if channels == 1 else "RGB", "translate")
+        img = open_image(p, "L" if channels == 1 else "RGB", purpose)
         if img.size != (size[1], size[0]):
             img = img.resize((size[1], size[0]), Image.Resampling.BICUBIC)
         arrays.append(np.asarray(img, dtype=np.uint8))

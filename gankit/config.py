@@ -28,6 +28,9 @@ class DataConfig:
     size: int = 50_000                   # 1D/2D mixtures: number of points drawn once from the seed
     limit: Optional[int] = None          # use only the first N samples (quick tests)
     direction: str = "AtoB"              # translation data: AtoB (input A, target B) or BtoA (swapped)
+    # labelled data: classes left out of the train split only (anomaly detection trains on the rest
+    # and scores the test split with these as anomalies, docs/anomaly.md); () = keep every class
+    exclude_classes: Tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -422,6 +425,8 @@ def validate(cfg: Config) -> Config:
     check("data.size", cfg.data.size >= 1, "an integer >= 1")
     check("data.limit", cfg.data.limit is None or cfg.data.limit >= 1, "an integer >= 1 or null")
     check("data.direction", cfg.data.direction in ("AtoB", "BtoA"), "AtoB, BtoA")
+    check("data.exclude_classes", all(k >= 0 for k in cfg.data.exclude_classes)
+          and len(set(cfg.data.exclude_classes)) == len(cfg.data.exclude_classes), "distinct class indices >= 0")
     h = cfg.health
     for key in ("window", "patience"):
         check(f"health.{key}", getattr(h, key) >= 1, "an integer >= 1")

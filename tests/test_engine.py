@@ -35,6 +35,12 @@ CASES = {
                                            "train.minutes=null"]),
     "vae": ("vae-fashion-mnist", ["data.name=digits", "data.resolution=16", "model.g.width=8", "model.nets.E.width=8",
                                   "train.batch_size=16", "train.minutes=null"]),
+    "ganomaly": ("ganomaly-fashion-mnist", ["data.name=digits", "data.resolution=16", "model.z_dim=8", "model.g.width=8",
+                                            "model.d.width=8", "train.batch_size=16", "train.minutes=null", "train.ema=0.9"]),
+    "autoencoder": ("autoencoder-fashion-mnist", ["data.name=digits", "data.resolution=16", "model.z_dim=8",
+                                                  "model.g.width=8", "train.batch_size=16", "train.minutes=null"]),
+    "ssgan": ("ssgan-fashion-mnist", ["data.name=digits", "data.resolution=8", "model.g.width=16", "model.d.widths=[16,8]",
+                                      "loss.options.labels_per_class=2", "train.batch_size=16", "train.minutes=null"]),
 }
 
 

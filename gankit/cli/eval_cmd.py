@@ -10,7 +10,8 @@ def register(sub):
         description="Evaluate generated samples against real data. SOURCE is a run folder (samples are drawn "
                     "from its checkpoint) or an .npz with x: (N, C, H, W) floats in [-1, 1] or (N, D), and "
                     "optional y: (N,) labels (then give --data). Prints one column per SOURCE; numbers share a "
-                    "row only when their evaluation cards match. Writes RUN_DIR/eval.json "
+                    "row only when their evaluation cards match. A model that scores itself on real data (ssgan: its "
+                    "classifier's accuracy on --split) adds those numbers, each with its card. Writes RUN_DIR/eval.json "
                     "(NAME.eval.json beside an .npz).")
     p.add_argument("sources", nargs="+", metavar="SOURCE", help="run folder or .npz file (several to compare)")
     p.add_argument("--metrics", default=None,

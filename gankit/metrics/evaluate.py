@@ -35,11 +35,12 @@ class EvalError(GankitError):
 class Samples:
     """Generated samples to score, in model range, and where they came from."""
 
-    x: torch.Tensor                  # (N, C, H, W) float in [-1, 1] or (N, D)
+    x: Optional[torch.Tensor]        # (N, C, H, W) float in [-1, 1] or (N, D); None: a model that makes none
     y: Optional[torch.Tensor]        # (N,) int64 class labels, or None
     data_cfg: object                 # DataConfig of the data they imitate
     source: dict                     # what was evaluated (run folder + step, npz file + hash, array)
     out_path: Optional[Path] = None  # where eval.json goes (None: not written)
+    model: Optional[object] = None   # the GAN they came from (run or model folder), for its own numbers
 
 
 @dataclass
@@ -121,11 +122,15 @@ def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root
         model = load(path, which=checkpoint)
     cfg = model.cfg.data
     ref = _data_cfg(data, data_root) if data is not None else DataConfig(name=cfg.name, root=cfg.root, size=cfg.size)
-    x, y = model.sample(n, seed=seed, labels=labels)
     run_dir = Path(path) if path is not None and Path(path).is_dir() else None
     src = {"kind": "run", "path": str(path) if path else None, "name": model.cfg.name, "checkpoint": checkpoint,
            "step": model.step, "label": Path(path).name if path else model.cfg.name}
-    return Samples(x, y, ref, src, run_dir / "eval.json" if run_dir else None)
+    out = run_dir / "eval.json" if run_dir else None
+    if getattr(model.objective, "kind", "generation") == "reconstruction":
+        # A model that scores real images (an anomaly detector) makes no new samples: only its own numbers.
+        return Samples(None, None, ref, src, out, model=model)
+    x, y = model.sample(n, seed=seed, labels=labels)
+    return Samples(x, y, ref, src, out, model=model)
 
 
 def _load_npz(path: Path, n: int, data, data_root) -> Samples:
@@ -366,6 +371,37 @@ def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, ver
     return card
 
 
+def model_results(model, split: str = "test", seed: int = 0) -> List[dict]:
+    """The numbers a model computes about itself on real data (``Objective.evaluate_model``: a
+    semi-supervised classifier's accuracy, an anomaly detector's AUROC), as results with cards like
+    the sample metrics'; ``[]`` for a model judged by its samples alone.
+
+    The card's ``params`` name the objective and say what the number is: the objective's
+    ``model_metric_descriptions[name]`` (formatted with ``n``, ``split``, ``dataset`` and ``K``, the
+    model's classes), else a generic sentence. ``n_real`` is the size of the whole ``split``."""
+    from .. import __version__
+
+    objective = model.objective
+    values = objective.evaluate_model(model.cfg.data, split=split, seed=seed)
+    if not values:
+        return []
+    ds = load_reference(model.cfg.data, split)
+    data_sha = sha256_tensor(ds.x)
+    name = getattr(objective, "registered_name", type(objective).__name__)
+    descriptions = getattr(objective, "model_metric_descriptions", {})
+    k = getattr(getattr(objective, "options", None), "num_classes", ds.num_classes)
+    results = []
+    for metric, v in values.items():
+        what = descriptions.get(metric, "{metric} computed by the model itself on the {n} images of the {split} split")
+        what = what.format(metric=metric, n=len(ds), split=split, dataset=ds.name, K=k)
+        card = {"metric": metric, "params": {"objective": name, "what": what}, "features": None,
+                "features_sha256": None, "preprocessing": None,
+                "reference": {"dataset": ds.name, "split": split, "sha256": data_sha},
+                "n_real": len(ds), "n_fake": 0, "seed": seed, "gankit": __version__, "warnings": []}
+        results.append({"name": metric, "value": _num(v), "std": None, "card": card, "card_id": card_id(card)})
+    return results
+
+
 def evaluate(source, metrics=None, n: int = DEFAULT_N, features: Optional[str] = None, split: str = "test",
              data: Optional[str] = None, data_root: Optional[str] = None, seed: int = 0,
              inception_weights: Optional[str] = None, checkpoint: str = "latest", write: bool = True,
@@ -378,15 +414,31 @@ def evaluate(source, metrics=None, n: int = DEFAULT_N, features: Optional[str] =
     modes, fid, kid, pr, dc for vectors). ``n``: generated samples (and at most as many real
     ones from ``split``). ``features``: extractor name (default: ``domain`` for images, ``raw``
     for vectors). Writes ``eval.json`` in the run folder (``<name>.eval.json`` beside an .npz)
-    when ``write``. ``threads``: torch threads while evaluating (None = as set).
+    when ``write``. ``threads``: torch threads while evaluating (None = as set). A run or model
+    folder whose objective computes numbers about itself (:func:`model_results`: a semi-supervised
+    classifier's accuracy on ``split``) gets them as further results, each with its card.
     """
     if n < 2:
         raise EvalError(f"-n {n}: need at least 2 samples")
     log = None if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     samples = load_samples(source, n=n, seed=seed, data=data, data_root=data_root, checkpoint=checkpoint,
                            labels=labels)
-    result = evaluate_samples(samples, metrics=metrics, features=features, split=split, seed=seed,
-                              inception_weights=inception_weights, log=log, threads=threads)
+    if samples.x is None:  # a reconstruction model: no samples to score
+        if metrics:
+            raise EvalError(f"--metrics {metrics if isinstance(metrics, str) else ','.join(metrics)}: "
+                            f"{samples.source.get('label')} ({samples.model.cfg.loss.objective}) makes no samples; "
+                            "gankit eval reports the model's own numbers without --metrics")
+        result = EvalResult(samples.source, [])
+    else:
+        result = evaluate_samples(samples, metrics=metrics, features=features, split=split, seed=seed,
+                                  inception_weights=inception_weights, log=log, threads=threads)
+    if samples.model is not None:  # the model's own numbers (Objective.evaluate_model), if it has any
+        tic = time.monotonic()
+        with num_threads(threads):
+            own = model_results(samples.model, split=split, seed=seed)
+        if own:
+            result.results.extend(own)
+            result.seconds["model"] = round(time.monotonic() - tic, 3)
     if write and samples.out_path is not None:
         from ..utils import atomic_write_text
         atomic_write_text(samples.out_path, json.dumps(result.to_dict(), indent=1) + "\n")

@@ -4,6 +4,8 @@ from .base import OBJECTIVES, DataInfo, Objective, OptimGroup, Phase, parse_opti
 from .gan import GANObjective
 from . import acgan, cyclegan, pix2pix, unrolled  # noqa: F401,E402  (register the objectives)
 from . import vae  # noqa: F401,E402  (the VAE baseline)
+from . import anomaly  # noqa: F401,E402  (ganomaly, autoencoder: anomaly detection)
+from . import ssgan  # noqa: F401,E402  (the semi-supervised GAN)
 from ..config import check_name, register_check
 
 

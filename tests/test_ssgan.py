@@ -1,0 +1,194 @@
+"""The semi-supervised GAN: D's loss against its closed form and a direct (K+1)-way softmax, feature
+matching by hand, the labelled subset (balanced, seeded, and no other label used in training), the
+supervised baseline, and the classifier's accuracy in `gankit eval`."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gankit.config import load_config
+from gankit.data import load_dataset
+from gankit.errors import ConfigError
+from gankit.objectives import ssgan as ssgan_mod
+from gankit.objectives.ssgan import (feature_matching_loss, labelled_subset, log_d_real, log_one_minus_d,
+                                     ssgan_d_loss, unsupervised_loss)
+from gankit.train.loop import Trainer
+from gankit.train.run import train
+
+TINY = ["data.name=digits", "data.resolution=8", "model.g.width=16", "model.d.widths=[16,8]",
+        "loss.options.labels_per_class=2", "train.batch_size=16", "train.minutes=null", "train.threads=1",
+        "train.precision=fp32", "health.enabled=false", "train.log_every=1"]
+
+# Hand-made logits, K = 3: a labelled batch of 2, an unlabelled batch of 2 (one very confident: LSE
+# far beyond exp's float32 range in a naive formula) and a fake batch of 3.
+LAB = np.array([[2.0, -1.0, 0.5], [0.0, 0.0, 3.0]])
+Y = np.array([0, 1])
+UNL = np.array([[1.0, 2.0, -0.5], [95.0, 90.0, 0.0]])
+FAKE = np.array([[-3.0, -2.0, -4.0], [0.3, 0.1, -0.2], [5.0, -5.0, 0.0]])
+
+
+def t(a, dtype=torch.float64):
+    return torch.tensor(a, dtype=dtype)
+
+
+def lse(a):
+    m = a.max(1, keepdims=True)
+    return (m + np.log(np.exp(a - m).sum(1, keepdims=True)))[:, 0]
+
+
+def closed_form(weight):
+    """L_sup + w·L_unsup with D(x) = Z/(Z+1), Z = Σ exp l, by numpy in float64."""
+    sup = np.mean(lse(LAB) - LAB[np.arange(2), Y])
+    z_unl, z_fake = np.exp(lse(UNL)), np.exp(lse(FAKE))        # Z(x) (finite in float64 at LSE 95)
+    unsup = np.mean(-np.log(z_unl / (z_unl + 1))) + np.mean(-np.log(1 - z_fake / (z_fake + 1)))
+    return sup + weight * unsup, sup, unsup
+
+
+def k_plus_one(weight):
+    """The same loss from an explicit (K+1)-way softmax with the fake logit fixed at 0 (torch)."""
+    ext = lambda a: torch.cat([t(a), torch.zeros(len(a), 1, dtype=torch.float64)], 1)  # noqa: E731
+    logp_lab, logp_unl, logp_fake = (torch.log_softmax(ext(a), 1) for a in (LAB, UNL, FAKE))
+    # supervised: log p(y | x, y < K+1) = log p(y | x) − log(1 − p(K+1 | x))
+    sup = -(logp_lab[torch.arange(2), t(Y, torch.long)] - torch.log1p(-logp_lab[:, -1].exp())).mean()
+    unsup = -torch.log1p(-logp_unl[:, -1].exp()).mean() - logp_fake[:, -1].mean()
+    return (sup + weight * unsup).item(), sup.item(), unsup.item()
+
+
+@pytest.mark.parametrize("weight", [1.0, 0.5, 0.0])
+def test_d_loss_matches_its_closed_form_and_a_k_plus_one_softmax(weight):
+    got = ssgan_d_loss(t(LAB), t(Y, torch.long), t(UNL), t(FAKE), weight)
+    for want in (closed_form(weight), k_plus_one(weight)):
+        assert got["loss"].item() == pytest.approx(want[0], rel=1e-9, abs=1e-12)
+        assert got["sup"].item() == pytest.approx(want[1], rel=1e-9)
+        assert got["unsup"].item() == pytest.approx(want[2], rel=1e-9)
+    assert closed_form(1.0)[2] > 1.0 and abs(closed_form(1.0)[0] - closed_form(0.5)[0]) > 0.5  # weight matters
+
+
+def test_d_loss_is_stable_in_float32():
+    # float32: exp(95) overflows, the stable form does not; D(x) -> 1 gives -log D -> 0.
+    got = unsupervised_loss(t(UNL, torch.float32), t(FAKE, torch.float32))
+    assert torch.isfinite(got) and got.item() == pytest.approx(closed_form(1.0)[2], rel=1e-5)
+    big = torch.tensor([[200.0, 0.0], [-200.0, -300.0]])
+    assert torch.allclose(log_d_real(big), torch.tensor([0.0, -200.0]), atol=1e-5)
+    assert torch.allclose(log_one_minus_d(big), torch.tensor([-200.0, 0.0]), atol=1e-5)
+
+
+def test_feature_matching_against_a_hand_computation():
+    f_real = t([[1.0, 2.0, 0.0], [3.0, 0.0, 1.0]])               # mean (2, 1, 0.5)
+    f_fake = t([[0.0, 1.0, 1.0], [1.0, 1.0, 1.0], [2.0, 4.0, 1.0]])  # mean (1, 2, 1)
+    assert feature_matching_loss(f_real, f_fake).item() == pytest.approx(1 + 1 + 0.25)
+    assert feature_matching_loss(f_real, f_real.flip(0)).item() == 0.0   # only the means matter
+
+
+def test_labelled_subset_is_balanced_seeded_and_reads_a_prefix():
+    y = load_dataset(load_config("ssgan-fashion-mnist", TINY).data, "train").y
+    a = labelled_subset(y, 3, 10, seed=0)
+    assert len(a) == 30 and torch.equal(torch.bincount(y[a], minlength=10), torch.full((10,), 3))
+    assert torch.equal(a, labelled_subset(y, 3, 10, seed=0))
+    assert not torch.equal(a, labelled_subset(y, 3, 10, seed=1))
+    with pytest.raises(ConfigError, match="labels_per_class"):
+        labelled_subset(y, 1000, 10, seed=0)
+
+
+def _permuted_outside(ds, keep_read):
+    """A copy of ``ds`` whose labels are permuted among every image the subset selection does not
+    read (the labels it reads are those of the images up to its last pick in its seeded order)."""
+    y = ds.y.clone()
+    free = torch.tensor(sorted(set(range(len(y))) - keep_read))
+    perm = free[torch.randperm(len(free), generator=torch.Generator().manual_seed(5))]
+    y[free] = ds.y[perm]
+    out = load_dataset(load_config("ssgan-fashion-mnist", TINY).data, "train")
+    out.y = y
+    return out
+
+
+def test_no_label_outside_the_subset_is_used(monkeypatch):
+    cfg = load_config("ssgan-fashion-mnist", TINY + ["train.steps=4"])
+    ds = load_dataset(cfg.data, "train", seed=cfg.seed)
+    o = ssgan_mod.parse_options(ssgan_mod.SSGANObjective, cfg.loss.options)
+    subset = labelled_subset(ds.y, o.labels_per_class, 10, o.label_seed)
+    order = torch.randperm(len(ds.y), generator=torch.Generator().manual_seed(o.label_seed)).tolist()
+    last = max(order.index(i) for i in subset.tolist())
+    read = set(order[: last + 1])                   # the labels the selection reads
+    assert len(read) < len(ds) // 3                 # ... a small prefix: the rest are permuted below
+    permuted = _permuted_outside(ds, read)
+    assert (permuted.y != ds.y).float().mean() > 0.5  # most labels changed, the subset's kept
+    assert torch.equal(permuted.y[subset], ds.y[subset])
+
+    def weights(data, same_subset=True):
+        monkeypatch.setattr("gankit.data.load_dataset", lambda *a, **k: data)  # the objective's own copy
+        tr = Trainer(cfg, data=data)                                               # the loop's batches (x, y)
+        for _ in range(4):
+            tr.train_step()
+        assert torch.equal(tr.objective.lab_index, subset) == same_subset
+        return {k: [p.detach().clone() for p in m.parameters()] for k, m in tr.nets.items()}
+
+    a, b = weights(ds), weights(permuted)
+    for k in a:
+        assert all(torch.equal(p, q) for p, q in zip(a[k], b[k])), k
+    # ... and the comparison can fail: a label the selection reads changed, other weights
+    changed = load_dataset(cfg.data, "train")
+    changed.y = ds.y.clone()
+    changed.y[subset[0]] = (ds.y[subset[0]] + 1) % 10
+    c = weights(changed, same_subset=False)
+    assert not all(torch.equal(p, q) for p, q in zip(a["D"], c["D"]))
+
+
+def test_supervised_baseline_trains_d_alone_on_the_labels():
+    tr = Trainer(load_config("ssgan-fashion-mnist", TINY + ["loss.options.unsup_weight=0"]))
+    assert [p.name for p in tr.phases] == ["D"] and not tr.phases[0].needs_data
+    g0 = [p.detach().clone() for p in tr.nets["G"].parameters()]
+    tr.train_step()
+    stats = tr.pop_stats()
+    assert stats["unsup_loss"] == 0 and stats["d_loss"] == stats["sup_loss"] > 0
+    assert all(torch.equal(p, q) for p, q in zip(g0, tr.nets["G"].parameters()))
+
+
+@pytest.mark.parametrize("override,key", [("model.conditional=true", "model.conditional"),
+                                          ("model.arch=mlp", "model.arch"),
+                                          ("loss.options.labels_per_class=0", "loss.options.labels_per_class"),
+                                          ("loss.options.unsup_weight=-1", "loss.options.unsup_weight"),
+                                          ("loss.options.label_sed=1", "loss.options.label_sed"),
+                                          ("train.d_steps=2", "train.d_steps")])
+def test_settings_that_do_not_apply_are_refused(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("ssgan-fashion-mnist", TINY + [override])
+
+
+def test_wrong_number_of_classes_is_refused():
+    tr = Trainer(load_config("ssgan-fashion-mnist", TINY + ["loss.options.num_classes=5"]))
+    with pytest.raises(ConfigError, match="num_classes"):
+        tr.train_step()
+
+
+def test_eval_reports_the_classifier_accuracy(tmp_path, capsys):
+    from gankit.cli.main import main
+
+    run = train(load_config("ssgan-fashion-mnist", TINY + ["train.steps=30"]), out=tmp_path / "r", quiet=True)
+    want = run.trainer.objective.evaluate_model(run.trainer.cfg.data)["accuracy"]
+    n_test = len(load_dataset(run.trainer.cfg.data, "test"))
+    D = run.trainer.nets["D"].eval()
+    test = load_dataset(run.trainer.cfg.data, "test")
+    with torch.no_grad():
+        assert want == pytest.approx((D(test.batch(torch.arange(n_test))["x"]).argmax(1) == test.y).float().mean().item())
+    assert main(["eval", str(tmp_path / "r"), "-n", "64", "--metrics", "fid", "--features", "raw",
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("accuracy"))
+    assert f"{want:.4f}" in row
+    assert f"10-way classifier on the {n_test} images of the test split" in out
+    saved = json.loads((tmp_path / "r" / "eval.json").read_text())["results"]
+    acc = next(r for r in saved if r["name"] == "accuracy")
+    assert acc["value"] == pytest.approx(want) and acc["card"]["n_real"] == n_test
+
+
+def test_eval_of_a_model_without_own_numbers_is_unchanged(tmp_path):
+    from gankit.metrics.evaluate import evaluate, model_results
+    from gankit.api import load
+
+    train(load_config("dcgan-digits", ["data.resolution=8", "model.g.width=8", "model.d.width=8", "train.batch_size=16", "train.steps=2",
+                                        "health.enabled=false", "train.threads=1"]), out=tmp_path / "g", quiet=True)
+    assert model_results(load(tmp_path / "g")) == []
+    res = evaluate(tmp_path / "g", metrics="sharpness", n=32, write=False, quiet=True, threads=1)
+    assert "accuracy" not in res.names() and "sharpness" in res.names()
