@@ -60,6 +60,9 @@ class GAN:
             raise GankitError(f"--class {label}: this model has classes 0..{self.num_classes - 1}")
 
     def _generation(self) -> None:
+        if self.task.name == "reconstruction":  # an anomaly detector: it scores images, it makes none
+            raise GankitError(f"this is an anomaly detector ({self.cfg.loss.objective}): it scores images rather "
+                              "than making them; use gankit score RUN IMAGES... (or gankit eval RUN for its AUROC)")
         if self.task.name != "generation":
             raise GankitError(f"this is a {self.task.name} model ({self.cfg.loss.objective}): it makes outputs "
                               "from inputs; use translate (gankit translate RUN INPUT...)")

@@ -217,3 +217,8 @@ def test_gankit_eval_reports_the_auroc_with_its_card_and_refuses_sample_metrics(
     with pytest.raises(EvalError, match="--metrics fid: .* makes no samples"):
         evaluate(runs["ganomaly"], metrics="fid", quiet=True)
     assert main(["eval", str(runs["autoencoder"]), "--metrics", "kid"]) == 2
+
+
+def test_sampling_a_detector_points_to_score(runs):
+    with pytest.raises(GankitError, match="anomaly detector .* use gankit score RUN"):
+        load(runs["ganomaly"]).sample(4)
