@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from .config import load_config
 from .train.graphs import WARMUP_STEPS
 from .train.loop import Trainer
+from .utils import device_name
 
 
 def matmul_peak_gflops(dtype: torch.dtype, device: torch.device | str = "cpu", n: Optional[int] = None,
@@ -66,13 +67,6 @@ def _cuda_matmul_peak_gflops(dtype: torch.dtype, device: torch.device, n: int, w
         end.synchronize()
         best = max(best, 2 * n ** 3 * reps / (start.elapsed_time(end) / 1e3) / 1e9)  # elapsed_time: ms
     return best
-
-
-def device_name(device: torch.device) -> str:
-    """What a table row calls the device: the GPU's name, or the CPU and its torch threads."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({torch.get_num_threads()} threads)"
 
 
 def plain_step(trainer: Trainer) -> Callable[[], None]:

@@ -94,6 +94,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def device_name(device: torch.device) -> str:
+    """What a run or a table calls its device: the GPU's name, or the CPU and its torch threads."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
 #: Environment variable that decides what a device setting of ``auto`` means (``train.device``,
 #: ``gankit.load(device=...)``): cpu, cuda or cuda:N. Unset, ``auto`` is CUDA when available. The test
 #: suite sets it to cpu, so tests that check exact numbers run on the CPU on any machine.

@@ -22,7 +22,7 @@ from ..data import EpochSampler, load_dataset
 from ..errors import ConfigError
 from ..nets.batchnorm import convert_sync_batchnorm, has_batchnorm
 from ..objectives import OBJECTIVES, DataInfo, Phase
-from ..utils import seed_everything
+from ..utils import device_name, seed_everything
 from .distributed import ShardedNoise, rank_seed
 from .distributed import setup as setup_distributed
 from .ema import EMA
@@ -324,9 +324,7 @@ class Trainer:
     def runtime_info(self) -> dict:
         """Where and how this process trains: device, precision and CUDA graphs, each with why."""
         dev = self.device
-        name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
-                else f"CPU ({torch.get_num_threads()} threads)")
-        return {"device": str(dev), "device_name": name, "torch": torch.__version__,
+        return {"device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
                 "precision": self.precision,
                 "precision_reason": precision_reason(self.cfg.train.precision, self.precision, dev),
                 "cuda_graphs": self.cuda_graphs,
