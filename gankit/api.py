@@ -177,7 +177,8 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
            label: Optional[int] = None, interpolate: bool = False, which: str = "latest",
            rejection: bool = False, rejection_steps: int = 1000,
            rejection_percentile: Optional[float] = None, watermark: Optional[str] = None) -> Path:
-    """Write samples of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays ``x`` [and ``y``].
+    """Write samples of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays ``x`` [and ``y``];
+    for a spectrogram model (audio data) a path without a suffix -> a folder of WAVs and their grid.
     ``rejection``: keep only the samples discriminator rejection sampling accepts (see
     :meth:`GAN.rejection_sampler`). ``watermark``: a key; every image carries its invisible
     watermark (:mod:`gankit.watermark`). The files carry their provenance (:mod:`gankit.provenance`)."""
@@ -188,8 +189,18 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
     provenance.update_from_model(model, "gankit.sample", seed=seed, label=label, rejection=rejection or None,
                                  watermark=METHOD if watermark is not None else None)
     out = Path(out)
+    audio = model.data.get("audio")
+    if audio is not None and out.suffix == "":  # a folder: one WAV per sample, and their spectrograms
+        if interpolate or rejection or watermark is not None:
+            raise GankitError(f"{out}: a folder of WAVs takes plain samples; --interpolate, --rejection and "
+                              "--watermark write .png/.npz files")
+        from .audio.render import write_samples
+        x, y = model.sample(n, seed=seed, labels=label)
+        write_samples(x, y, audio, out, seed=seed)
+        return out
     if out.suffix not in (".png", ".npz"):
-        raise GankitError(f"{out}: the output must end in .png (a picture) or .npz (arrays)")
+        hint = " or a folder (WAV files of the spectrograms)" if audio is not None else ""
+        raise GankitError(f"{out}: the output must end in .png (a picture) or .npz (arrays){hint}")
     if interpolate:
         if rejection:
             raise GankitError("--interpolate walks the latent space; it cannot reject samples: drop --rejection")
@@ -254,11 +265,56 @@ def read_images(inputs, channels: int, size: tuple, purpose: str = "translate") 
     return paths, to_model_range(stack_images(arrays))
 
 
+def _sound_files(inputs) -> list:
+    paths = []
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in (".wav", ".flac") and not q.name.startswith("."))
+            if not found:
+                raise GankitError(f"{p}: no WAV/FLAC files in this folder")
+            paths += found
+        elif p.exists():
+            paths.append(p)
+        else:
+            raise GankitError(f"{p}: no such file or folder")
+    return paths
+
+
+def _convert_audio(model: GAN, direction: str, inputs, out: Path) -> list:
+    """Voice conversion: each sound file converted whole (:func:`gankit.audio.render.convert`) and
+    written as a WAV of the input's length: ``out`` itself when it ends in .wav (one input), else
+    ``out/<name>.wav``."""
+    from .audio.corpus import load_wav
+    from .audio.render import convert, settings_of
+    from .audio_io import write_wav
+
+    s = settings_of(model.data["audio"])
+    paths = _sound_files(inputs)
+    if out.suffix.lower() == ".wav" and len(paths) != 1:
+        raise GankitError(f"-o {out}: one output file for {len(paths)} inputs; give a folder instead")
+    written, used = [], set()
+    for p in paths:
+        audio = load_wav(p, s.sample_rate)
+        y, _, _ = convert(lambda x: model.translate(x, direction), audio, s)
+        if out.suffix.lower() == ".wav":
+            target = out
+        else:
+            stem = p.stem
+            while stem in used:
+                stem += "_"
+            used.add(stem)
+            target = out / f"{stem}.wav"
+        written.append(write_wav(target, y, s.sample_rate))
+    return written
+
+
 @provenance.scoped
 def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optional[str] = None,
               which: str = "latest", side_by_side: bool = False) -> list:
     """Translate image files or folders with a trained translation run; writes ``out_dir/<name>.png``
-    for each input (``side_by_side``: input | output) and returns the written paths."""
+    for each input (``side_by_side``: input | output) and returns the written paths. A voice-conversion
+    run (audio data) takes sound files and writes WAVs of the same length (``out_dir`` may be one .wav)."""
     from .data.base import to_uint8
     from .viz.grids import image_grid, png_bytes, translation_columns
 
@@ -274,6 +330,10 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
     shape = model.info.sample_shape if tasks[name].source == "A" else model.info.target_shape
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
+    if model.data.get("audio") is not None:
+        if side_by_side:
+            raise GankitError("--side-by-side pairs images; a voice-conversion run writes WAV files: drop it")
+        return _convert_audio(model, name, inputs, Path(out_dir))
     paths, x = read_images(inputs, shape[0], tuple(shape[1:]))
     y = model.translate(x, name)
     out_dir = Path(out_dir)

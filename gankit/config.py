@@ -31,6 +31,13 @@ class DataConfig:
     # labelled data: classes left out of the train split only (anomaly detection trains on the rest
     # and scores the test split with these as anomalies, docs/anomaly.md); () = keep every class
     exclude_classes: Tuple[int, ...] = ()
+    # labelled data, train split only: keep this fraction of the images, class-stratified and drawn by
+    # subset_seed (gankit/data/subsets.py; docs/synthetic_data.md); None = all of them
+    subset_fraction: Optional[float] = None
+    subset_seed: int = 0                 # which stratified subset subset_fraction keeps
+    # options of the dataset named by `name`, checked by that dataset (unknown keys fail there); e.g. the
+    # spectrogram settings and speakers of the audio data (docs/audio.md); {} = the dataset's defaults
+    options: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -424,6 +431,8 @@ def validate(cfg: Config) -> Config:
     check("data.channels", cfg.data.channels in (None, 1, 3), "1, 3 or null")
     check("data.size", cfg.data.size >= 1, "an integer >= 1")
     check("data.limit", cfg.data.limit is None or cfg.data.limit >= 1, "an integer >= 1 or null")
+    check("data.subset_fraction", cfg.data.subset_fraction is None or 0.0 < cfg.data.subset_fraction <= 1.0,
+          "a number in (0, 1] (the fraction of the train split to keep) or null (all of it)")
     check("data.direction", cfg.data.direction in ("AtoB", "BtoA"), "AtoB, BtoA")
     check("data.exclude_classes", all(k >= 0 for k in cfg.data.exclude_classes)
           and len(set(cfg.data.exclude_classes)) == len(cfg.data.exclude_classes), "distinct class indices >= 0")

@@ -11,6 +11,13 @@ import numpy as np
 import torch
 
 
+def cache_dir() -> Path:
+    """Where gankit keeps what it computes once (feature networks, reference features, the default
+    audio corpus): ``$GANKIT_CACHE`` if set, else ``~/.cache/gankit``."""
+    root = os.environ.get("GANKIT_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "gankit"
+
+
 def atomic_write_bytes(path: Path, data: bytes, before_replace=None) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename: a reader
     sees the old file or the new one, never part of one, whenever the writer dies. ``before_replace``

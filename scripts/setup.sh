@@ -16,6 +16,9 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; t
 
 apt_pkgs=()
 [ -d /usr/share/datasets/fashion-mnist ] || apt_pkgs+=(dataset-fashion-mnist)
+# the speech synthesisers behind `gankit data make spoken-digits` (docs/audio.md)
+command -v espeak-ng >/dev/null || apt_pkgs+=(espeak-ng)
+command -v flite >/dev/null || apt_pkgs+=(flite)
 if [ "$with_test" = 1 ]; then
   command -v chromium >/dev/null || apt_pkgs+=(chromium)
   command -v g++ >/dev/null || apt_pkgs+=(g++)  # torch.compile (inductor) builds C++ kernels on CPU; tested

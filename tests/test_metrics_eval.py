@@ -185,6 +185,22 @@ def test_cas_real_samples_score_like_real_data(digits_net, tmp_path, monkeypatch
         evaluate(_digits_npz(tmp_path, n=50, labels=False), data="digits", metrics="cas", quiet=True)
 
 
+def test_class_acc_is_the_domain_classifiers_agreement_with_the_intended_classes(digits_net, tmp_path):
+    from gankit.metrics.class_acc import class_accuracy
+
+    assert class_accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0], [5.0, 4.0]]), torch.tensor([0, 1, 1])) == 2 / 3
+    # real test images with their own labels: the domain net's test accuracy (0.9+ on digits)
+    res = evaluate(_digits_npz(tmp_path, split="test", n=359), data="digits", n=359, metrics="class_acc", quiet=True)
+    assert res["class_acc"] > 0.9 and abs(res["class_acc"] - res["class_acc_real"]) < 1e-9  # same images, same net
+    shuffled = tmp_path / "shuffled.npz"
+    with np.load(tmp_path / "real.npz") as f:
+        np.savez(shuffled, x=f["x"], y=np.random.default_rng(0).permutation(f["y"]))
+    res = evaluate(shuffled, data="digits", n=359, metrics="class_acc", quiet=True)
+    assert res["class_acc"] < 0.25 < 0.9 < res["class_acc_real"]   # chance is 0.1: labels that do not match
+    with pytest.raises(EvalError, match="generated for"):
+        evaluate(_digits_npz(tmp_path, n=50, labels=False), data="digits", metrics="class_acc", quiet=True)
+
+
 def test_run_folder_eval_and_training_hook(tmp_path):
     from gankit import train
     from gankit.train.run import read_metrics

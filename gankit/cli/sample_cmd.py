@@ -4,10 +4,11 @@
 def register(sub):
     p = sub.add_parser("sample", help="write samples of a trained run",
                        description="Write samples: -o FILE.png (grid or scatter) or -o FILE.npz "
-                                   "(array x: (N, C, H, W) or (N, D) float32; y: labels if conditional).")
+                                   "(array x: (N, C, H, W) or (N, D) float32; y: labels if conditional); "
+                                   "for a spectrogram model, -o FOLDER writes one WAV per sample and spectrograms.png.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
-    p.add_argument("-o", "--out", default="samples.png", help="output file, .png or .npz")
+    p.add_argument("-o", "--out", default="samples.png", help="output file, .png or .npz; a folder (no suffix) for WAVs of a spectrogram model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class", dest="label", type=int, default=None, help="class to sample (conditional models)")
     p.add_argument("--interpolate", action="store_true", help="latent walk between random z's")

@@ -6,9 +6,11 @@ def register(sub):
                        description="Translate each INPUT image (files, or folders searched recursively for "
                                    "PNG/JPEG/BMP/WEBP) with a trained translation run. Images are converted to the "
                                    "model's channels and resized to its training resolution; each output is "
-                                   "written as OUT_DIR/<name>.png (with --side-by-side: input | output).")
+                                   "written as OUT_DIR/<name>.png (with --side-by-side: input | output). A voice-"
+                                   "conversion run takes WAV files and writes OUT_DIR/<name>.wav, or -o OUT.wav for "
+                                   "one input.")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (WAV files for a voice-conversion run)")
     p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="folder for the outputs")
     p.add_argument("--direction", default=None, help="AtoB or BtoA (CycleGAN); default: the first the model has")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
@@ -21,4 +23,4 @@ def run(args):
 
     paths = translate(args.run_dir, args.inputs, args.out, direction=args.direction, which=args.checkpoint,
                       side_by_side=args.side_by_side)
-    print(f"wrote {len(paths)} image(s) to {args.out}")
+    print(f"wrote {len(paths)} file(s) to {args.out}")

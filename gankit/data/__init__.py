@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from . import idx, images, toy, translation  # noqa: F401  (register the datasets)
-from .base import DATASETS, Dataset, EpochSampler, Field, fit_resolution, to_model_range, to_uint8
+from . import audio, idx, images, toy, translation  # noqa: F401  (register the datasets)
+from .base import DATASET_OPTIONS, DATASETS, Dataset, EpochSampler, Field, fit_resolution, to_model_range, to_uint8
+from .subsets import index_hash, stratified_subset
 from ..config import check_name, register_check
 from ..errors import ConfigError
 
@@ -12,6 +13,11 @@ from ..errors import ConfigError
 @register_check
 def _check_data(cfg) -> None:
     check_name("data.name", cfg.data.name, DATASETS)
+    if cfg.data.options:
+        check_options = DATASET_OPTIONS.get(cfg.data.name)
+        if check_options is None:
+            raise ConfigError(f"data.options: dataset {cfg.data.name!r} takes no options; remove them")
+        check_options(cfg.data.name, cfg.data.options)
 
 
 def load_dataset(cfg, split: str = "train", seed: int = 0) -> Dataset:
@@ -20,9 +26,20 @@ def load_dataset(cfg, split: str = "train", seed: int = 0) -> Dataset:
     if ds.kind == "translation":  # resolution, channels, limit and direction are the dataset's own
         if cfg.exclude_classes:
             raise ConfigError(f"data.exclude_classes: translation data {cfg.name!r} has no classes to leave out")
+        if cfg.subset_fraction is not None:
+            raise ConfigError(f"data.subset_fraction: translation data {cfg.name!r} has no classes to stratify; "
+                              "remove the setting")
         return ds
     if ds.kind == "image":
         ds.x = fit_resolution(ds.x, cfg.resolution, cfg.channels)
+    if cfg.subset_fraction is not None and split == "train":  # a labelled subset of the whole train split
+        if ds.y is None:
+            raise ConfigError(f"data.subset_fraction: dataset {cfg.name!r} has no labels to stratify by; "
+                              "remove the setting")
+        keep = stratified_subset(ds.y, cfg.subset_fraction, cfg.subset_seed)
+        ds.x, ds.y = ds.x[keep], ds.y[keep]
+        ds.info = {**ds.info, "subset": {"fraction": cfg.subset_fraction, "seed": cfg.subset_seed,
+                                         "n": len(keep), "sha256_16": index_hash(keep)}}
     if cfg.exclude_classes and split == "train":  # held-out classes (anomaly detection): train split only
         if ds.y is None:
             raise ConfigError(f"data.exclude_classes: dataset {cfg.name!r} has no labels; remove the setting")
@@ -38,4 +55,4 @@ def load_dataset(cfg, split: str = "train", seed: int = 0) -> Dataset:
     return ds
 
 
-__all__ = ["DATASETS", "Dataset", "EpochSampler", "Field", "load_dataset", "to_model_range", "to_uint8", "fit_resolution"]
+__all__ = ["DATASETS", "Dataset", "EpochSampler", "Field", "load_dataset", "to_model_range", "to_uint8", "fit_resolution", "stratified_subset"]

@@ -11,6 +11,9 @@ from ..registry import Registry
 
 #: name -> factory(cfg: DataConfig, split: str, seed: int) -> Dataset (or another dataset with fields)
 DATASETS = Registry("dataset")
+#: name -> check(name, options): validates ``data.options`` of the datasets that take options (one
+#: ConfigError line naming the key); a dataset not listed here takes none
+DATASET_OPTIONS: dict = {}
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
 """Evaluation: features -> statistics -> values, each value with an evaluation card.
 
-Registries: ``METRICS`` (fid, kid, is, pr, dc, modes, cas) and ``FEATURES`` (domain,
+Registries: ``METRICS`` (fid, kid, is, pr, dc, modes, cas, class_acc, sharpness) and ``FEATURES`` (domain,
 inception, raw). Entry points: :func:`evaluate` (``gankit eval``), :func:`mode_stats`
 (1D/2D mixtures), and the pure functions :func:`fid`, :func:`kid`, :func:`prdc`,
 :func:`inception_score`.
 """
 from . import cas, fid as _fid, inception_score as _is, kid as _kid, modes, prdc as _prdc  # noqa: F401  (register)
 from . import sharpness as _sharpness  # noqa: F401  (register: variance of the Laplacian)
+from . import class_acc as _class_acc  # noqa: F401  (register: the domain classifier's intended-class accuracy)
+from . import audio as _audio  # noqa: F401  (register: voices, the effective number of speakers)
 from .base import METRICS, EvalContext, Metric
 from .card import card_id, differences, format_table
 from .evaluate import EvalError, EvalResult, evaluate, evaluate_samples, load_samples

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -16,13 +15,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from safetensors import safe_open
 
-from ..utils import atomic_write_bytes, sha256_file  # noqa: F401 (sha256_file: used through this module)
+from ..utils import atomic_write_bytes, cache_dir, sha256_file  # noqa: F401 (cache_dir, sha256_file: used through this module)
 
 
-def cache_dir() -> Path:
-    """``$GANKIT_CACHE`` if set, else ``~/.cache/gankit``."""
-    root = os.environ.get("GANKIT_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "gankit"
 
 
 def sha256_tensor(t: torch.Tensor) -> str:

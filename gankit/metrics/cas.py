@@ -29,8 +29,9 @@ class _MLP(nn.Module):
 def _classifier(sample_shape, num_classes):
     from .domain_net import DomainNet
 
-    if len(sample_shape) == 3 and sample_shape[1] == sample_shape[2]:
-        return DomainNet(sample_shape[0], sample_shape[1], num_classes)
+    if len(sample_shape) == 3:
+        c, h, w = sample_shape
+        return DomainNet(c, h if h == w else [h, w], num_classes)
     return _MLP(int(torch.tensor(sample_shape).prod()), num_classes)
 
 

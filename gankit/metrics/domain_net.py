@@ -8,6 +8,8 @@ About 1.8 M multiply-adds per 28x28 image, so training is a minute or two on a l
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -41,19 +43,22 @@ def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
 class DomainNet(nn.Module):
     """conv3x3(32) -> maxpool -> conv3x3/2(64) -> conv3x3/2(64) -> fc(feature_dim) -> fc(classes).
 
-    Input (B, C, size, size) in [-1, 1]; returns features (B, feature_dim) taken before the
-    ReLU (a Gaussian fit to them is better conditioned than to rectified ones) and logits
-    (B, num_classes).
+    Input (B, C, H, W) in [-1, 1], ``size`` = H = W (an int) or [H, W] (spectrograms: mel bins x
+    frames); returns features (B, feature_dim) taken before the ReLU (a Gaussian fit to them is
+    better conditioned than to rectified ones) and logits (B, num_classes).
     """
 
-    def __init__(self, in_channels: int, size: int, num_classes: int, width: int = 32, feature_dim: int = 128):
+    def __init__(self, in_channels: int, size, num_classes: int, width: int = 32, feature_dim: int = 128):
         super().__init__()
         self.arch = dict(in_channels=in_channels, size=size, num_classes=num_classes, width=width,
                          feature_dim=feature_dim)
         self.body = nn.Sequential(_conv(in_channels, width, 1), nn.MaxPool2d(2),
                                   _conv(width, 2 * width, 2), _conv(2 * width, 2 * width, 2), nn.Flatten())
-        side = -(-(-(-(size // 2) // 2)) // 2)  # maxpool /2, then two stride-2 convs (ceil)
-        flat = 2 * width * side * side
+        def side(n: int) -> int:  # maxpool /2, then two stride-2 convs (ceil)
+            return -(-(-(-(n // 2) // 2)) // 2)
+
+        h, w = (size, size) if isinstance(size, int) else size
+        flat = 2 * width * side(h) * side(w)
         self.embed = nn.Linear(flat, feature_dim)
         self.head = nn.Sequential(nn.BatchNorm1d(feature_dim), nn.ReLU(inplace=True), nn.Dropout(0.2),
                                   nn.Linear(feature_dim, num_classes))
@@ -63,8 +68,20 @@ class DomainNet(nn.Module):
         return f, self.head(f)
 
 
-def domain_net_path(dataset: str) -> Path:
-    return cache_dir() / "features" / f"domain-{dataset}.safetensors"
+def domain_net_path(dataset: str, data_cfg=None) -> Path:
+    """The cached net of ``dataset``; a ``data_cfg`` with a ``root`` or ``options`` (another folder,
+    the audio data's speaker labels) gets its own file, named by a hash of them."""
+    return cache_dir() / "features" / f"{domain_key(dataset, data_cfg)}.safetensors"
+
+
+def domain_key(dataset: str, data_cfg=None) -> str:
+    """``domain-<dataset>``, plus ``-<hash>`` of the data's root and options when it has either."""
+    root = getattr(data_cfg, "root", None)
+    options = getattr(data_cfg, "options", None) or {}
+    if root is None and not options:
+        return f"domain-{dataset}"
+    what = {"root": str(Path(root).expanduser().resolve()) if root is not None else None, "options": options}
+    return f"domain-{dataset}-{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
 def _load_split(data_cfg, split: str):
@@ -72,7 +89,7 @@ def _load_split(data_cfg, split: str):
     from ..data import load_dataset
 
     # Native resolution and channels: the net sees what the dataset is, not how a run resized it.
-    cfg = DataConfig(name=data_cfg.name, root=data_cfg.root)
+    cfg = DataConfig(name=data_cfg.name, root=data_cfg.root, options=dict(getattr(data_cfg, "options", None) or {}))
     ds = load_dataset(cfg, split)
     if ds.kind != "image" or ds.y is None:
         raise GankitError(f"features domain: dataset {data_cfg.name!r} is not a labelled image dataset; "
@@ -164,25 +181,24 @@ def train_domain_net(data_cfg, epochs: Optional[float] = None, limit: Optional[i
     if limit is not None:
         x, y = x[:limit], y[:limit]
     c, h, w = train.sample_shape
-    if h != w:
-        raise GankitError(f"features domain: {name} images are {h}x{w}; the domain net needs square images")
     tic = time.monotonic()
     if log:
         log(f"training the {name} feature network on {len(x)} images for {epochs:g} epochs "
-            f"(once; cached at {path or domain_net_path(name)})")
+            f"(once; cached at {path or domain_net_path(name, data_cfg)})")
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG streams as they were
         torch.manual_seed(seed)              # the same initial weights every time
-        net = DomainNet(c, h, max(train.num_classes, int(train.y.max()) + 1))
+        net = DomainNet(c, h if h == w else [h, w], max(train.num_classes, int(train.y.max()) + 1))
         fit_classifier(net, x, y, epochs, seed=seed, shift=spec.get("shift", 0), log=log)
     acc = accuracy(net, to_model_range(test.x), test.y)
     seconds = time.monotonic() - tic
     if log:
         log(f"{name} feature network: test accuracy {acc:.4f} ({len(test)} images), trained in {seconds:.0f}s")
-    meta = {"kind": "domain", "version": VERSION, "dataset": name, "arch": net.arch, "test_accuracy": acc,
+    meta = {"kind": "domain", "version": VERSION, "dataset": name, "key": domain_key(name, data_cfg),
+            "arch": net.arch, "test_accuracy": acc,
             "n_test": len(test), "n_train": len(x), "epochs": epochs, "shift": spec.get("shift", 0), "seed": seed,
             "seconds": round(seconds, 1),
             "expected_accuracy": spec["expect"]}
-    path = Path(path or domain_net_path(name))
+    path = Path(path or domain_net_path(name, data_cfg))
     save_tensors(path, net.state_dict(), meta)
     return path
 
@@ -205,16 +221,18 @@ class DomainFeatures(FeatureExtractor):
     def __init__(self, net: DomainNet, meta: dict, sha256: str):
         self.net, self.meta, self.sha256 = net, meta, sha256
         a = meta["arch"]
-        self.channels, self.size, self.num_classes = a["in_channels"], a["size"], a["num_classes"]
-        self.name = f"domain-{meta['dataset']}"
-        self.preprocessing = (f"quantize to 8 bit; to {self.channels}x{self.size}x{self.size} "
+        self.channels, self.num_classes = a["in_channels"], a["num_classes"]
+        self.size = a["size"] if isinstance(a["size"], int) else tuple(a["size"])  # a side, or (H, W)
+        h, w = (self.size, self.size) if isinstance(self.size, int) else self.size
+        self.name = meta.get("key") or f"domain-{meta['dataset']}"
+        self.preprocessing = (f"quantize to 8 bit; to {self.channels}x{h}x{w} "
                               f"(crop a <=4px border, else bilinear antialias); range [-1, 1]")
         self.batch_size = 1000
         self.threads = 1
 
     @classmethod
     def for_dataset(cls, data_cfg, train_if_missing: bool = True, path: Optional[Path] = None) -> "DomainFeatures":
-        path = Path(path or domain_net_path(data_cfg.name))
+        path = Path(path or domain_net_path(data_cfg.name, data_cfg))
         if not path.exists():
             if not train_if_missing:
                 raise GankitError(f"no feature network for {data_cfg.name} at {path}; "

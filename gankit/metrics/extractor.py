@@ -87,13 +87,14 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return to_model_range(to_uint8(x))
 
 
-def fit_images(x: torch.Tensor, channels: int, size: int) -> torch.Tensor:
-    """(N, C, H, W) -> (N, channels, size, size).
+def fit_images(x: torch.Tensor, channels: int, size) -> torch.Tensor:
+    """(N, C, H, W) -> (N, channels, h, w), ``size`` a side (square) or a pair (h, w).
 
     A border of at most 4 px on each side (28 padded to 32) is cropped off, the inverse of
     how gankit pads MNIST-family data; other sizes are resized with antialiased bilinear
     filtering. RGB -> grey uses ITU-R 601 luma weights; grey -> RGB repeats the channel.
     """
+    th, tw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     c, h, w = x.shape[1:]
     if c != channels:
         if c == 1:
@@ -102,9 +103,9 @@ def fit_images(x: torch.Tensor, channels: int, size: int) -> torch.Tensor:
             x = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
         else:
             raise ValueError(f"cannot turn {c}-channel images into {channels} channels")
-    if h == size and w == size:
+    if h == th and w == tw:
         return x
-    if h == w and 0 < h - size <= 8 and (h - size) % 2 == 0:
-        b = (h - size) // 2
-        return x[:, :, b:b + size, b:b + size]
-    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if h == w and th == tw and 0 < h - th <= 8 and (h - th) % 2 == 0:
+        b = (h - th) // 2
+        return x[:, :, b:b + th, b:b + th]
+    return F.interpolate(x, size=(th, tw), mode="bilinear", antialias=True, align_corners=False)

@@ -84,6 +84,11 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
                             "psnr": "per image, dB, range [-1, 1] (data range 2), mean over images",
                             "ssim": "Wang et al. 2004, Gaussian window 11, sigma 1.5, per channel, mean",
                             "features": "domain network of the target domain (trained on its train split)"}}
+    if "audio" in data.info:
+        results["protocol"]["voice"] = ("target_speaker / digit_kept: argmax of the speaker / digit classifier "
+                                        "trained on real spectrograms of the corpus (metrics/audio.py); mcd: dB, "
+                                        "against the target speaker's same digit and take, DTW-aligned, both "
+                                        "through Griffin-Lim (64 iterations); *_input: the unconverted source")
     for direction, task in model.objective.tasks().items():
         d = oriented(data, task)
         count = len(d) if n is None else min(n, len(d))
@@ -96,6 +101,14 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
         # FID against the target domain's own held-out images: every B of the split for unpaired data.
         domain = d.domains.get("B")
         results[direction] = score_translations(outputs, inputs, targets, labels, domain, seed=seed, metrics=metrics)
+        if "utterances" in d.info:  # voice conversion: speaker and digit classifiers, MCD (metrics/audio.py)
+            from .audio import score_conversion
+            pair = d.info["audio"]["pair"]
+            src, dst = pair if d.info.get("direction", "AtoB") == "AtoB" else pair[::-1]
+            utts = d.info["utterances"]
+            source = {"speaker": src, "items": [utts[src][i] for i in index.tolist()]}
+            results[direction].update(score_conversion(outputs, inputs, source, {"speaker": dst, "items": utts[dst]},
+                                                       model.cfg.data))
     if write and model.run_dir is not None and Path(model.run_dir).is_dir():
         from ..utils import atomic_write_text
         atomic_write_text(Path(model.run_dir) / "eval.json", json.dumps(results, indent=1, default=_json) + "\n")

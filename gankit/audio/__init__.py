@@ -1,0 +1,1 @@
+"""Audio as images: a spoken-digit corpus made offline, log-mel spectrograms and their inversion."""

@@ -1,0 +1,74 @@
+"""Spectrograms a model made, turned into what people use: WAV files and a picture.
+
+Used by ``gankit sample RUN -o FOLDER/`` (generation), ``gankit translate RUN in.wav`` (voice
+conversion) and the report's audio players. A run's ``data.audio`` entry (the spectrogram settings,
+speakers and class names its dataset had, :mod:`gankit.data.audio`) says how to invert them.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .spectrogram import SpecSettings, to_audio_batch
+
+GRIFFIN_LIM_ITERS = 64   # default Griffin-Lim iterations for written samples (docs/audio.md)
+
+
+def settings_of(audio_meta: dict) -> SpecSettings:
+    """The :class:`SpecSettings` of a run's ``data.audio`` entry."""
+    return SpecSettings.from_dict(audio_meta["spectrogram"], where="data.audio.spectrogram")
+
+
+def for_display(x: torch.Tensor) -> torch.Tensor:
+    """(N, 1, n_mels, frames) -> the same, flipped so that low frequencies are at the bottom."""
+    return torch.flip(x, dims=[2])
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-") or "x"
+
+
+def write_samples(x: torch.Tensor, labels: Optional[torch.Tensor], audio_meta: dict, out_dir: Path,
+                  n_iter: int = GRIFFIN_LIM_ITERS, seed: int = 0) -> List[Path]:
+    """Write each spectrogram of ``x`` (N, 1, n_mels, frames) in [-1, 1] as a WAV (Griffin-Lim,
+    ``n_iter`` iterations, phase seed ``seed + i``) named ``<i>_<class>.wav``, and all of them as
+    ``spectrograms.png`` (low frequencies at the bottom); returns the WAV paths."""
+    from ..audio_io import write_wav
+    from ..viz.grids import save_image_grid
+
+    s = settings_of(audio_meta)
+    classes: Sequence[str] = audio_meta.get("classes") or []
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    waves = to_audio_batch(x, s, n_iter=n_iter, seed=seed)
+    paths = []
+    width = len(str(max(len(x) - 1, 0)))
+    for i, w in enumerate(waves):
+        name = f"{i:0{width}d}"
+        if labels is not None:
+            k = int(labels[i])
+            name += "_" + _slug(classes[k] if k < len(classes) else k)
+        paths.append(write_wav(out_dir / f"{name}.wav", w, s.sample_rate))
+    save_image_grid(for_display(x), out_dir / "spectrograms.png", nrow=int(np.ceil(np.sqrt(len(x)))))
+    return paths
+
+
+def convert(translate, audio: np.ndarray, s: SpecSettings, n_iter: int = GRIFFIN_LIM_ITERS, seed: int = 0,
+            batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Convert a whole utterance chunk by chunk: its log-mel cut into ``s.frames``-wide chunks half a
+    chunk apart (:func:`~gankit.audio.spectrogram.chunks`), each translated by ``translate`` ((n, 1,
+    n_mels, frames) in [-1, 1] -> the same), cross-faded back together
+    (:func:`~gankit.audio.spectrogram.overlap_add`) and inverted by Griffin-Lim to exactly
+    ``len(audio)`` samples. Returns (audio out, spectrogram in, spectrogram out)."""
+    from .spectrogram import chunks, logmel, overlap_add, to_audio
+
+    spec = logmel(audio, s)                        # (n_mels, T), T = 1 + len(audio) // hop
+    hop = max(1, s.frames // 2)
+    parts = torch.from_numpy(chunks(spec, s.frames, hop)).unsqueeze(1)   # (n, 1, n_mels, frames)
+    out = torch.cat([translate(parts[i:i + batch_size]) for i in range(0, len(parts), batch_size)])
+    converted = overlap_add(out[:, 0].float().numpy(), spec.shape[1], hop)
+    return to_audio(converted, s, n_iter=n_iter, seed=seed, length=len(audio)), spec, converted
