@@ -40,7 +40,7 @@ DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 # voices with its variants (+f2, +m3, +f4) add accents and female/male timbres.
 SPEAKERS = ("flite-slt", "flite-rms", "flite-awb", "flite-kal16",
             "espeak-en-us", "espeak-en-us+f2", "espeak-en-gb+m3", "espeak-en-gb-scotland+f4")
-TAKES = 10                              # takes per speaker and text in the default corpus
+TAKES = 30                              # takes per speaker and text in the default corpus (2,400 files)
 MANIFEST = "manifest.csv"
 COLUMNS = ("path", "speaker", "text", "label", "take", "engine", "voice", "pitch", "rate", "snr_db", "seconds")
 

@@ -72,3 +72,71 @@ def convert(translate, audio: np.ndarray, s: SpecSettings, n_iter: int = GRIFFIN
     out = torch.cat([translate(parts[i:i + batch_size]) for i in range(0, len(parts), batch_size)])
     converted = overlap_add(out[:, 0].float().numpy(), spec.shape[1], hop)
     return to_audio(converted, s, n_iter=n_iter, seed=seed, length=len(audio)), spec, converted
+
+
+def _audio_tag(audio: np.ndarray, sample_rate: int, label: str) -> str:
+    import base64
+    import html
+
+    from ..audio_io import wav_bytes
+
+    uri = "data:audio/wav;base64," + base64.b64encode(wav_bytes(audio, sample_rate)).decode("ascii")
+    return f'<audio controls preload="auto" src="{uri}" title="{html.escape(label)}"></audio>'
+
+
+def _spec_img(x: torch.Tensor, label: str) -> str:
+    import base64
+    import html
+
+    from ..viz.grids import image_grid, png_bytes
+
+    png = png_bytes(image_grid(for_display(x[None]), nrow=1, padding=0), scale=2)
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" alt="{html.escape(label)}">'
+
+
+def listen_section(model, per_class: int = 1, max_items: int = 10, n_iter: int = GRIFFIN_LIM_ITERS,
+                   seed: int = 0) -> Optional[tuple[str, str]]:
+    """("Listen", HTML) for the report of a speech run (a loaded :class:`gankit.GAN`), or None for
+    other runs: each sample's spectrogram beside an ``<audio>`` player of it (a WAV data URI), so the
+    page stays one file. Generation: ``per_class`` samples of each class (at most ``max_items``);
+    voice conversion: the first ``max_items`` held-out utterances of the source speaker, before and after."""
+    import html
+
+    meta = model.data.get("audio")
+    if meta is None:
+        return None
+    s = settings_of(meta)
+    classes = meta.get("classes") or []
+    rows = []
+    if model.task.name == "generation":
+        k = model.num_classes
+        labels = torch.arange(k).repeat_interleave(per_class)[:max_items] if k else None
+        n = len(labels) if labels is not None else max_items
+        x, y = model.sample(n, seed=seed, labels=labels)
+        waves = to_audio_batch(x, s, n_iter=n_iter, seed=seed)
+        for i in range(n):
+            name = classes[int(y[i])] if y is not None and int(y[i]) < len(classes) else f"sample {i}"
+            rows.append(f"<tr><td>{html.escape(str(name))}</td><td>{_spec_img(x[i], name)}</td>"
+                        f"<td>{_audio_tag(waves[i], s.sample_rate, name)}</td></tr>")
+        head = "<tr><th>asked for</th><th>spectrogram</th><th>listen</th></tr>"
+        intro = "Samples of each class, inverted to sound by Griffin-Lim"
+    else:
+        from ..data import load_dataset
+
+        direction = model.directions()[0]
+        data = load_dataset(model.cfg.data, "test", seed=model.cfg.seed)
+        x = data.batch(torch.arange(min(max_items, len(data.a))))["A"]
+        out = model.translate(x, direction)
+        before = to_audio_batch(x, s, n_iter=n_iter, seed=seed)
+        after = to_audio_batch(out, s, n_iter=n_iter, seed=seed)
+        pair = meta.get("pair") or ["A", "B"]
+        for i in range(len(x)):
+            rows.append(f"<tr><td>{_spec_img(x[i], 'source')}</td><td>{_audio_tag(before[i], s.sample_rate, 'source')}</td>"
+                        f"<td>{_spec_img(out[i], 'converted')}</td>"
+                        f"<td>{_audio_tag(after[i], s.sample_rate, 'converted')}</td></tr>")
+        head = (f"<tr><th colspan=2>{html.escape(str(pair[0]))} (held out)</th>"
+                f"<th colspan=2>converted to {html.escape(str(pair[1]))} ({direction})</th></tr>")
+        intro = "Held-out utterances of the source speaker and their conversions, inverted to sound by Griffin-Lim"
+    body = (f'<p class="muted">{intro} ({n_iter} iterations; {s.sample_rate} Hz; low frequencies at the bottom '
+            f'of each spectrogram).</p><table class="listen">{head}{"".join(rows)}</table>')
+    return "Listen", body

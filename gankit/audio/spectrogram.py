@@ -39,14 +39,14 @@ class SpecSettings:
     """How audio becomes a log-mel spectrogram. Defaults suit 1-second spoken words at 16 kHz on a CPU:
     64 mel bands x 128 frames (8 ms hop) is 1.02 s, small enough for a GAN of image size 64 x 128."""
 
-    sample_rate: int = 16000   # Hz; audio is resampled to it before analysis
+    sample_rate: int = 16000   # Hz of the audio given to logmel (gankit.audio.corpus.load_wav resamples)
     n_fft: int = 512           # FFT size, samples (32 ms at 16 kHz; 257 frequency bins, 31.25 Hz apart)
     hop: int = 128             # samples between frames (8 ms at 16 kHz)
     win: int = 512             # Hann window length, samples (<= n_fft; zero-padded to n_fft)
     n_mels: int = 64           # mel bands (image height)
     fmin: float = 0.0          # Hz, lowest mel band edge
     fmax: float = 8000.0       # Hz, highest band edge (<= sample_rate / 2)
-    power: float = 2.0         # 2: power spectrogram, 1: magnitude (dB = 10·log10 either way)
+    power: float = 2.0         # 2: mel of |STFT|², so 10·log10 is dB; 1: of |STFT| (then half-dB units)
     amin: float = 1e-10        # floor of the mel value before the log (digital silence -> -100 dB)
     ref_db: float = 20.0       # dB mapped to +1, fixed. Words peak-normalised to 0.9 (as the corpus
     #                            stores them) peak at 8.0..16.8 dB in their loudest mel bin (32 espeak-ng

@@ -18,4 +18,28 @@ def run(args):
 
     if args.samples < 1:
         raise GankitError(f"--samples {args.samples}: show at least one grid")
-    print(write_report(args.run_dir, args.out, max_samples=args.samples))
+    print(write_report(args.run_dir, args.out, max_samples=args.samples, sections=_sections(args.run_dir)))
+
+
+def _sections(run_dir) -> list:
+    """The audio players of a speech run (spectrogram data); none for other runs."""
+    from pathlib import Path
+
+    import yaml
+
+    cfg_file = Path(run_dir) / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.exists() else None
+    from ..data.audio import SPEECH_DATASETS
+
+    if not isinstance(cfg, dict) or (cfg.get("data") or {}).get("name") not in SPEECH_DATASETS:
+        return []
+    from ..api import load
+    from ..audio.render import listen_section
+    from ..errors import GankitError
+
+    try:
+        model = load(run_dir)
+    except GankitError:  # no checkpoint yet: the page has no players
+        return []
+    section = listen_section(model)
+    return [section] if section is not None else []

@@ -42,6 +42,7 @@ from ..utils import atomic_write_bytes, cache_dir
 from .base import DATASET_OPTIONS, DATASETS, Dataset
 from .translation import TranslationDataset, _direction, _finish
 
+SPEECH_DATASETS = ("spoken-digits", "voices")   # the datasets of this module (their runs' samples are sound)
 TEST_EVERY = 5          # one take (or file) in five is held out for the test split
 CACHE_VERSION = 1       # bump when the way spectrograms are computed changes
 

@@ -14,7 +14,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 from ..errors import GankitError
 from ..utils import atomic_write_text, read_jsonl
@@ -218,8 +218,9 @@ table.events td,table.events th{border:1px solid #ddd;padding:4px 8px;vertical-a
 """
 
 
-def build_report(run_dir: str | Path, max_samples: int = 8) -> str:
-    """The report page of ``run_dir`` as an HTML string."""
+def build_report(run_dir: str | Path, max_samples: int = 8, sections: Sequence[Tuple[str, str]] = ()) -> str:
+    """The report page of ``run_dir`` as an HTML string; ``sections``: further (title, HTML body)
+    sections shown after the samples (e.g. the audio players of a speech run, gankit/audio/render.py)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").exists():
         raise GankitError(f"{run_dir}: not a gankit run folder (no config.yaml); give the folder `gankit train` wrote")
@@ -271,6 +272,8 @@ def build_report(run_dir: str | Path, max_samples: int = 8) -> str:
             step = f.stem.split("_")[-1].lstrip("0") or "0"
             parts.append(f"<figure>{_img(f.read_bytes(), f.name, 250)}<figcaption>step {step}</figcaption></figure>")
         parts.append("</div>")
+    for title, body in sections:
+        parts.append(f"<h2>{html.escape(title)}</h2>{body}")
 
     # The animation of a run that kept snapshots (1D/2D), drawn here when `gankit animate` has not
     # drawn it since the last snapshot; inlined like the pictures.
@@ -312,9 +315,10 @@ def build_report(run_dir: str | Path, max_samples: int = 8) -> str:
     return "\n".join(parts)
 
 
-def write_report(run_dir: str | Path, out: Optional[str | Path] = None, max_samples: int = 8) -> Path:
+def write_report(run_dir: str | Path, out: Optional[str | Path] = None, max_samples: int = 8,
+                 sections: Sequence[Tuple[str, str]] = ()) -> Path:
     """Write ``report.html`` (or ``out``) for ``run_dir`` and return its path."""
-    page = build_report(run_dir, max_samples)
+    page = build_report(run_dir, max_samples, sections)
     path = Path(out) if out is not None else Path(run_dir) / "report.html"
     atomic_write_text(path, page)
     return path
