@@ -55,11 +55,25 @@ def _image_folder(root, data_name, n=16, side=12):
     return root
 
 
+@pytest.fixture(scope="module")
+def tiny_speech_corpus(tmp_path_factory):
+    """Two voices (the default pair of `voices`) saying two digits, 5 takes: a stand-in for the default corpus."""
+    from gankit.audio.corpus import make_corpus
+
+    root = tmp_path_factory.mktemp("speech") / "corpus"
+    make_corpus(root, speakers=("flite-slt", "flite-rms"), texts=("zero", "one"), takes=5, seed=0)
+    return root
+
+
 @pytest.mark.parametrize("name", recipe_names())
-def test_recipe_smoke(name, tmp_path):
+def test_recipe_smoke(name, tmp_path, request):
+    from gankit.data.audio import SPEECH_DATASETS
+
     cfg = load_config(name)
     tiny = ["train.steps=2", "train.batch_size=16", "data.size=256", "data.limit=64", "model.g.width=8",
             "model.d.width=8", "train.threads=1", "train.device=cpu"]
+    if cfg.data.name in SPEECH_DATASETS and cfg.data.root is None:  # the default corpus takes 100 s to make
+        tiny += [f"data.root={request.getfixturevalue('tiny_speech_corpus')}", "train.batch_size=4"]
     if cfg.data.name.endswith("-folder") and cfg.data.root is None:  # the user's images: a tiny stand-in
         tiny.append(f"data.root={_image_folder(tmp_path / 'data', cfg.data.name)}")
         tiny.append(f"train.batch_size={min(16, cfg.train.batch_size)}")  # 256x256 recipes: their own batch

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, List, Optional
 
+import torch
 
 from .. import faults
 from ..config import Config, apply_overrides, from_dict, load_config, save_config, validate
@@ -117,6 +118,8 @@ class Run:
     def write_samples(self, name: str) -> Path:
         t = self.trainer
         out = t.fixed_samples()
+        if "audio" in getattr(t.data, "info", {}):  # spectrograms: shown with the low frequencies at the bottom
+            out = {k: v.flip(2) if torch.is_tensor(v) and v.ndim == 4 else v for k, v in out.items()}
         x = out["output"]
         path = self.dir / "samples" / f"{name}.png"
         real = t.data.x[:2000].cpu() if t.info.kind == "vector" else None
