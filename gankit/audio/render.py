@@ -94,12 +94,13 @@ def _spec_img(x: torch.Tensor, label: str) -> str:
     return f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" alt="{html.escape(label)}">'
 
 
-def listen_section(model, per_class: int = 1, max_items: int = 10, n_iter: int = GRIFFIN_LIM_ITERS,
-                   seed: int = 0) -> Optional[tuple[str, str]]:
+def listen_section(model, sources: Optional[torch.Tensor] = None, per_class: int = 1, max_items: int = 10,
+                   n_iter: int = GRIFFIN_LIM_ITERS, seed: int = 0) -> Optional[tuple[str, str]]:
     """("Listen", HTML) for the report of a speech run (a loaded :class:`gankit.GAN`), or None for
     other runs: each sample's spectrogram beside an ``<audio>`` player of it (a WAV data URI), so the
     page stays one file. Generation: ``per_class`` samples of each class (at most ``max_items``);
-    voice conversion: the first ``max_items`` held-out utterances of the source speaker, before and after."""
+    voice conversion: ``sources`` (N, 1, n_mels, frames), held-out utterances of the source speaker
+    (the first ``max_items``), before and after."""
     import html
 
     meta = model.data.get("audio")
@@ -121,11 +122,10 @@ def listen_section(model, per_class: int = 1, max_items: int = 10, n_iter: int =
         head = "<tr><th>asked for</th><th>spectrogram</th><th>listen</th></tr>"
         intro = "Samples of each class, inverted to sound by Griffin-Lim"
     else:
-        from ..data import load_dataset
-
+        if sources is None:
+            raise ValueError("a voice-conversion run's listen section needs the source utterances")
         direction = model.directions()[0]
-        data = load_dataset(model.cfg.data, "test", seed=model.cfg.seed)
-        x = data.batch(torch.arange(min(max_items, len(data.a))))["A"]
+        x = sources[:max_items]
         out = model.translate(x, direction)
         before = to_audio_batch(x, s, n_iter=n_iter, seed=seed)
         after = to_audio_batch(out, s, n_iter=n_iter, seed=seed)

@@ -41,5 +41,12 @@ def _sections(run_dir) -> list:
         model = load(run_dir)
     except GankitError:  # no checkpoint yet: the page has no players
         return []
-    section = listen_section(model)
+    sources = None
+    if model.task.name == "translation":  # held-out utterances of the source speaker
+        import torch
+
+        from ..data import load_dataset
+        data = load_dataset(model.cfg.data, "test", seed=model.cfg.seed)
+        sources = data.batch(torch.arange(min(10, len(data.a))))["A"]
+    section = listen_section(model, sources)
     return [section] if section is not None else []
