@@ -26,7 +26,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +34,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "audio"
 GENERATION_METRICS = "fid,kid,pr,class_acc,voices"
 
 
-def run_model(recipe: str, minutes: float, seed: int, n: int, out: Path, examples: Path, extra=()) -> dict:
+def run_model(recipe: str, minutes: float, seed: int, n: int, out: Path, examples: Path, extra=(),
+              eval_only: bool = False) -> dict:
     import torch
 
     from gankit.api import load
@@ -43,14 +43,15 @@ def run_model(recipe: str, minutes: float, seed: int, n: int, out: Path, example
     from gankit.metrics import evaluate
     from gankit.metrics.translation import evaluate_translation
     from gankit.train.run import train
+    from gankit.utils import read_jsonl
 
     overrides = [f"seed={seed}", f"train.minutes={minutes}", "train.threads=1", *extra]
     cfg = load_config(recipe, overrides)
-    tic = time.monotonic()
-    run = train(cfg, out=out, quiet=True)
-    seconds = time.monotonic() - tic
-    row = {"recipe": recipe, "seed": seed, "overrides": overrides, "train_seconds": round(seconds, 1),
-           "steps": run.trainer.state.step, "load": os.getloadavg()[0]}
+    if not eval_only:
+        train(cfg, out=out, quiet=True)
+    last = read_jsonl(out / "metrics.jsonl")[-1]   # the run's own clock: training time only
+    row = {"recipe": recipe, "seed": seed, "overrides": overrides, "train_seconds": round(last["seconds"], 1),
+           "steps": last["step"], "load": os.getloadavg()[0]}
     model = load(out)
     target = examples / recipe
     target.mkdir(parents=True, exist_ok=True)
@@ -95,17 +96,21 @@ def main():
     ap.add_argument("--examples", default=str(ROOT / "docs" / "audio"))
     ap.add_argument("--keep", default=None, help="keep the run folders here")
     ap.add_argument("--set", nargs="*", default=[], help="further config overrides for every model")
+    ap.add_argument("--eval-only", action="store_true", help="score the runs already in --keep DIR (no training)")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
+    if args.eval_only and not args.keep:
+        ap.error("--eval-only scores the runs in --keep DIR: give it")
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="audio-bench-"))
     RESULTS.mkdir(parents=True, exist_ok=True)
     print(f"runs in {base}; {args.minutes:g} minutes each; load {os.getloadavg()[0]:.1f} (the CPU may be shared)",
           flush=True)
     rows = []
     for recipe in args.models:
-        row = run_model(recipe, args.minutes, args.seed, args.n, base / recipe, Path(args.examples), args.set)
+        row = run_model(recipe, args.minutes, args.seed, args.n, base / recipe, Path(args.examples), args.set,
+                        eval_only=args.eval_only)
         row["command"] = "python benchmarks/audio.py " + " ".join(sys.argv[1:])
         (RESULTS / f"{recipe}-seed{args.seed}.json").write_text(json.dumps(row, indent=1) + "\n")
         rows.append(row)
