@@ -192,3 +192,151 @@ def test_eval_of_a_model_without_own_numbers_is_unchanged(tmp_path):
     assert model_results(load(tmp_path / "g")) == []
     res = evaluate(tmp_path / "g", metrics="sharpness", n=32, write=False, quiet=True, threads=1)
     assert "accuracy" not in res.names() and "sharpness" in res.names()
+
+
+# -- the two kinds of D (model.d.kind): the network checks tests/test_nets.py leaves to this file ----
+CONV_TINY = TINY + ["model.d.widths=null", "model.d.kind=conv", "model.d.channels=[8,16]", "model.d.depth=1"]
+NET_CASES = [((1, 8, 8), {"widths": (16, 8)}, 8),
+             ((1, 28, 28), {"kind": "conv", "channels": (8, 8, 16)}, 16),
+             ((3, 16, 12), {"kind": "conv", "channels": (4, 8), "depth": 1, "weight_norm": False}, 8)]
+
+
+def _d(shape, kwargs, seed=0):
+    from gankit.nets.ssgan import SSGANDiscriminator
+
+    torch.manual_seed(seed)
+    return SSGANDiscriminator(sample_shape=shape, num_classes=3, **kwargs)
+
+
+@pytest.mark.parametrize("shape,kwargs,f_dim", NET_CASES)
+def test_d_shapes_backward_save_load_and_seed(shape, kwargs, f_dim, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    D = _d(shape, kwargs)
+    x = torch.rand(4, *shape) * 2 - 1
+    logits, f = D.logits_and_features(x)
+    assert logits.shape == (4, 3) and f.shape == (4, f_dim) == (4, D.feature_dim)
+    assert torch.equal(D.eval().features(x), D.logits_and_features(x)[1])
+    D.train()
+    logits.sum().backward()
+    assert all(p.grad is not None for p in D.parameters())
+    D.eval()
+    assert torch.equal(D(x), D(x))                                       # no noise / dropout in eval mode
+    D.train()
+    assert not torch.equal(D(x), D(x))                                   # ... and some in training mode
+    save_file({k: v.contiguous() for k, v in D.state_dict().items()}, tmp_path / "d.safetensors")
+    D2 = _d(shape, kwargs, seed=1).eval()
+    D.eval()
+    assert not torch.equal(D(x), D2(x))
+    D2.load_state_dict(load_file(tmp_path / "d.safetensors"))
+    assert torch.equal(D(x), D2.eval()(x))
+    assert torch.equal(D(x), _d(shape, kwargs).eval()(x))               # the same seed, the same network
+
+
+def test_conv_d_is_the_scaled_down_cifar_d_and_the_mlp_keeps_its_weight_names():
+    D = _d((1, 28, 28), {"kind": "conv"})                                 # defaults: 32-64-128, depth 2
+    convs = [m for m in D.body if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
+        (32, 3, 1), (32, 3, 2), (64, 3, 1), (64, 3, 2), (128, 3, 1), (128, 1, 1), (128, 1, 1)]
+    assert all(hasattr(c.parametrizations, "weight") for c in convs)      # weight-normalised
+    h = torch.zeros(2, 1, 28, 28)
+    sizes = []
+    for m in D.body:
+        h = m(h)
+        if isinstance(m, torch.nn.Conv2d):
+            sizes.append(h.shape[-1])
+    assert sizes == [28, 14, 14, 7, 5, 5, 5] and D.feature_dim == 128
+    # checkpoints of the mlp D from before model.d.kind existed name their weights so
+    mlp = _d((1, 8, 8), {"widths": (16, 8)})
+    assert {"hidden.0.0.parametrizations.weight.original0", "hidden.1.0.parametrizations.weight.original1",
+            "head.parametrizations.weight.original0", "head.bias"} <= set(mlp.state_dict())
+
+
+@pytest.mark.parametrize("override,key", [("model.d.kind=resnet", "kind"),
+                                          ("model.d.channels=[8,16]", "channels applies to kind conv"),
+                                          ("model.d.dropout=0.1", "dropout applies to kind conv")])
+def test_d_settings_of_the_other_kind_are_refused(override, key):
+    with pytest.raises(ConfigError, match=key):
+        Trainer(load_config("ssgan-fashion-mnist", TINY + [override]))
+
+
+@pytest.mark.parametrize("override,key", [("model.d.widths=[16]", "widths applies to kind mlp"),
+                                          ("model.d.channels=[8,8,8]", "below its last 3x3 conv")])
+def test_conv_d_bad_settings_are_refused(override, key):
+    with pytest.raises(ConfigError, match=key):
+        Trainer(load_config("ssgan-conv-fashion-mnist", CONV_TINY + [override]))
+
+
+def test_conv_recipe_keeps_the_baseline_protocol():
+    """The conv recipe differs from the mlp one only in D, the number of steps and the lr (the same for both
+    runs of a seed: the baseline is the recipe with unsup_weight 0)."""
+    a, b = load_config("ssgan-fashion-mnist"), load_config("ssgan-conv-fashion-mnist")
+    assert a.model.g == b.model.g and a.loss == b.loss and b.model.d["kind"] == "conv"
+    differ = {"steps", "g_optim", "d_optim"}
+    assert {k: v for k, v in vars(a.train).items() if k not in differ} == \
+        {k: v for k, v in vars(b.train).items() if k not in differ}
+    assert b.train.g_optim.lr == b.train.d_optim.lr
+
+
+@pytest.mark.parametrize("test", ["test_phases_train_their_networks_and_freeze_the_others",
+                                  "test_resume_is_exact_and_a_checkpoint_rebuilds_the_model"])
+@pytest.mark.parametrize("recipe,overrides", [("ssgan-conv-fashion-mnist", CONV_TINY),
+                                              ("ssgan-fashion-mnist", TINY + ["loss.options.data_init=true"])])
+def test_conv_d_and_data_init_pass_the_shared_objective_tests(test, recipe, overrides, monkeypatch, tmp_path):
+    import test_engine
+
+    monkeypatch.setitem(test_engine.CASES, "ssgan", (recipe, overrides))
+    args = {"objective": "ssgan"} if "phases" in test else {"objective": "ssgan", "tmp_path": tmp_path}
+    getattr(test_engine, test)(**args)
+
+
+@pytest.mark.parametrize("shape,kwargs,f_dim", NET_CASES[:2])
+def test_data_init_standardises_every_weight_normalised_layer(shape, kwargs, f_dim):
+    D = _d(shape, kwargs).eval()                          # eval: no noise, so the check is exact
+    x = torch.rand(64, *shape) * 2 - 1
+    before = D(x)
+    D.data_init(x)
+    outs = []
+    layers = [m for m in D.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    hs = [m.register_forward_hook(lambda m, i, o: outs.append(o)) for m in layers]
+    after = D(x)
+    for h in hs:
+        h.remove()
+    assert len(outs) == len(layers) >= 3 and not torch.allclose(before, after)
+    for o in outs:
+        dims = [0] + list(range(2, o.ndim))
+        assert torch.allclose(o.mean(dims), torch.zeros(o.shape[1]), atol=1e-4)
+        assert torch.allclose(o.var(dims, unbiased=False), torch.ones(o.shape[1]), atol=1e-3)
+
+
+def test_data_init_runs_once_at_the_start_on_the_labelled_batch(monkeypatch):
+    from gankit.nets.ssgan import SSGANDiscriminator
+
+    calls = []
+    orig = SSGANDiscriminator.data_init
+    monkeypatch.setattr(SSGANDiscriminator, "data_init", lambda self, x: calls.append(x.clone()) or orig(self, x))
+    for weight in (0.5, 0):
+        tr = Trainer(load_config("ssgan-fashion-mnist", TINY + ["loss.options.data_init=true",
+                                                                f"loss.options.unsup_weight={weight}"]))
+        for _ in range(3):
+            tr.train_step()
+    assert len(calls) == 2 and torch.equal(calls[0], calls[1])   # once, and the same images for the baseline
+    assert calls[0].shape[0] == 16                                # the first labelled batch
+    with pytest.raises(ConfigError, match="data_init"):
+        load_config("ssgan-fashion-mnist", TINY + ["loss.options.data_init=true", "model.d.weight_norm=false"])
+
+
+def test_with_train_ema_the_run_keeps_an_averaged_d_which_load_and_eval_score(tmp_path):
+    from gankit.api import load
+
+    run = train(load_config("ssgan-fashion-mnist", TINY + ["train.steps=6", "train.ema=0.5"]), out=tmp_path / "r",
+                quiet=True)
+    tr = run.trainer
+    avg, raw = tr.sampling_net("D"), tr.nets["D"]
+    assert avg is not raw and not all(torch.equal(p, q) for p, q in zip(avg.parameters(), raw.parameters()))
+    loaded = load(tmp_path / "r")
+    assert all(torch.equal(p, q) for p, q in zip(loaded.nets["D"].parameters(), avg.parameters()))
+    want = tr.objective.evaluate_model(tr.cfg.data, D=avg)["accuracy"]
+    assert loaded.objective.evaluate_model(tr.cfg.data)["accuracy"] == want
+    assert load(tmp_path / "r", ema=False).objective.evaluate_model(tr.cfg.data)["accuracy"] == \
+        tr.objective.evaluate_model(tr.cfg.data)["accuracy"]

@@ -83,9 +83,9 @@ def test_recipe_smoke(name, tmp_path, request):
         tiny = [t for t in tiny if not t.startswith("model.d.")] + ["model.nets.E.width=8"]
     if cfg.loss.objective == "autoencoder":  # no D
         tiny = [t for t in tiny if not t.startswith("model.d.")]
-    if cfg.model.arch == "ssgan":  # the paper's MLP D: layer widths
-        tiny = [t for t in tiny if not t.startswith("model.d.")] + ["model.d.widths=[16, 8]",
-                                                                   "loss.options.labels_per_class=2"]
+    if cfg.model.arch == "ssgan":  # the paper's MLP D (layer widths) or its conv D (channels)
+        small = "model.d.channels=[8, 8, 8]" if cfg.model.d.get("kind") == "conv" else "model.d.widths=[16, 8]"
+        tiny = [t for t in tiny if not t.startswith("model.d.")] + [small, "loss.options.labels_per_class=2"]
     cfg = load_config(name, tiny)
     tr = Trainer(cfg)
     for _ in range(2):

@@ -18,6 +18,10 @@ logsumexp (LSE) and softplus:
 (Sec. 3.1, the paper's choice for its semi-supervised results): ‖E f(x_unl) − E f(G(z))‖², f the
 output of D's last hidden layer (:mod:`gankit.nets.ssgan`), the expectations batch means.
 
+``data_init: true`` runs weight norm's data-dependent initialisation of D (``D.data_init``) on the
+first labelled batch before the first D step (step 0 only, never on resume), in the ssgan run and
+its baseline alike.
+
 Labels. The objective never reads a label of the training batches the loop draws (their ``y`` is
 ignored). It loads the training split itself (``gankit.data.load_dataset(cfg.data, "train")``, on the
 first step), picks ``labels_per_class`` images per class (:func:`labelled_subset`, seeded by
@@ -53,6 +57,7 @@ class SSGANOptions:
     unsup_weight: float = 1.0         # weight of L_unsup in D's loss; 0: the supervised baseline (no G step)
     num_classes: int = 10             # K, the classes of D's classifier (checked against the data)
     labelled_batch: Optional[int] = None  # labelled images per D step; None = train.batch_size
+    data_init: bool = False           # weight norm's data-dependent init of D on the first labelled batch
 
 
 # -- the loss, pure functions ----------------------------------------------------------------------
@@ -112,7 +117,10 @@ def labelled_subset(y: Tensor, per_class: int, num_classes: int, seed: int) -> T
 @register_objective("ssgan")
 class SSGANObjective(Objective):
     Options = SSGANOptions
-    ema = ("G",)
+    # With train.ema the run also keeps an average of D's weights; gankit.load (and so ``gankit eval``)
+    # rebuilds D from it: the averaged classifier (the paper's code for CIFAR-10 / SVHN scores
+    # parameters averaged over training). The trainer's own D stays the trained one.
+    ema = ("G", "D")
     optimizers = {"G": OptimGroup(("G",), "g_optim"), "D": OptimGroup(("D",), "d_optim")}
     #: what :meth:`evaluate_model`'s numbers are, for their evaluation cards ({n}: images, {split})
     model_metric_descriptions = {
@@ -132,6 +140,7 @@ class SSGANObjective(Objective):
         self.lab_index: Optional[Tensor] = None  # which training images they are
         # Set by the Trainer: ``(n, device) -> z`` (one seeded stream); None = torch's global RNG.
         self.noise_source = None
+        self._init_due = False  # data_init: set by on_step at step 0 (never on resume)
 
     @property
     def G(self) -> nn.Module:
@@ -170,6 +179,11 @@ class SSGANObjective(Objective):
         if o.labelled_batch is not None and not (isinstance(o.labelled_batch, int) and o.labelled_batch >= 1):
             raise ConfigError(f"loss.options.labelled_batch: invalid value {o.labelled_batch!r}; "
                               "allowed: an integer >= 1, or null (train.batch_size)")
+        if o.data_init not in (True, False):
+            raise ConfigError(f"loss.options.data_init: invalid value {o.data_init!r}; allowed: true, false")
+        if o.data_init and not dict(cfg.model.d).get("weight_norm", True):
+            raise ConfigError("loss.options.data_init: true initialises weight norm; set model.d.weight_norm: true "
+                              "or data_init: false")
         if cfg.train.d_steps != 1:
             raise ConfigError("train.d_steps: objective ssgan takes one D step per G step, as the paper; set it to 1")
 
@@ -208,6 +222,10 @@ class SSGANObjective(Objective):
         return self.lab_x[idx].to(device), self.lab_y[idx].to(device)
 
     # -- phases -----------------------------------------------------------------------------
+    def on_step(self, step: int, progress: float) -> None:
+        super().on_step(step, progress)
+        self._init_due = self.options.data_init and step == 0
+
     def noise(self, n: int, device) -> Tensor:
         if self.noise_source is not None:
             return self.noise_source(n, device)
@@ -228,6 +246,9 @@ class SSGANObjective(Objective):
 
     def _d_step(self, batch, n: int, device) -> Dict[str, Tensor]:
         x_lab, y_lab = self.labelled(device)
+        if self._init_due:  # on the first labelled batch: the same init for the ssgan and its baseline
+            self._init_due = False
+            self.D.data_init(x_lab)
         if self.supervised_only:
             with self.autocast():
                 logits_lab = self.D(x_lab).float()
@@ -263,13 +284,15 @@ class SSGANObjective(Objective):
 
     # -- evaluation and state ---------------------------------------------------------------
     @torch.no_grad()
-    def evaluate_model(self, data_cfg, split: str = "test", seed: int = 0) -> Dict[str, float]:
+    def evaluate_model(self, data_cfg, split: str = "test", seed: int = 0, D: Optional[nn.Module] = None
+                       ) -> Dict[str, float]:
         """{"accuracy": argmax of D's K logits against the labels of every image of ``split``}
-        (eval mode: no noise; ``data.limit`` is not applied, so the whole split is scored)."""
+        (eval mode: no noise; ``data.limit`` is not applied, so the whole split is scored).
+        ``D``: another classifier to score (the trainer's average of D); None = this objective's D."""
         from ..data import load_dataset
 
         ds = load_dataset(dataclasses.replace(data_cfg, limit=None), split, seed=0)  # the whole split: no seed
-        D, device = self.D, self.device()
+        D, device = D if D is not None else self.D, self.device()
         was_training = D.training
         D.eval()
         correct = 0
