@@ -244,18 +244,7 @@ def read_images(inputs, channels: int, size: tuple, purpose: str = "translate") 
     from .data.base import to_model_range
     from .data.images import list_images, open_image, stack_images
 
-    paths = []
-    for item in inputs:
-        p = Path(item).expanduser()
-        if p.is_dir():
-            found = list_images(p)
-            if not found:
-                raise GankitError(f"{p}: no PNG/JPEG/BMP/WEBP images in this folder")
-            paths += found
-        elif p.exists():
-            paths.append(p)
-        else:
-            raise GankitError(f"{p}: no such file or folder")
+    paths = expand_inputs(inputs, list_images, "PNG/JPEG/BMP/WEBP images")
     arrays = []
     for p in paths:
         img = open_image(p, "L" if channels == 1 else "RGB", purpose)
@@ -265,20 +254,26 @@ def read_images(inputs, channels: int, size: tuple, purpose: str = "translate") 
     return paths, to_model_range(stack_images(arrays))
 
 
-def _sound_files(inputs) -> list:
+def expand_inputs(inputs, find, what: str) -> list:
+    """Files and folders -> files: each folder replaced by ``find(folder)`` (its files of one kind,
+    ``what`` in the error when it has none); a missing path fails in one line."""
     paths = []
     for item in inputs:
         p = Path(item).expanduser()
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.suffix.lower() in (".wav", ".flac") and not q.name.startswith("."))
+            found = find(p)
             if not found:
-                raise GankitError(f"{p}: no WAV/FLAC files in this folder")
+                raise GankitError(f"{p}: no {what} in this folder")
             paths += found
         elif p.exists():
             paths.append(p)
         else:
             raise GankitError(f"{p}: no such file or folder")
     return paths
+
+
+def _sound_files(folder: Path) -> list:
+    return sorted(q for q in folder.rglob("*") if q.suffix.lower() in (".wav", ".flac") and not q.name.startswith("."))
 
 
 def _convert_audio(model: GAN, direction: str, inputs, out: Path) -> list:
@@ -290,7 +285,7 @@ def _convert_audio(model: GAN, direction: str, inputs, out: Path) -> list:
     from .audio_io import write_wav
 
     s = settings_of(model.data["audio"])
-    paths = _sound_files(inputs)
+    paths = expand_inputs(inputs, _sound_files, "WAV/FLAC files")
     if out.suffix.lower() == ".wav" and len(paths) != 1:
         raise GankitError(f"-o {out}: one output file for {len(paths)} inputs; give a folder instead")
     written, used = [], set()

@@ -194,20 +194,25 @@ def _audio_info(opts: AudioOptions, u: Utterances, classes: List[str]) -> dict:
     return {"audio": {"spectrogram": opts.spectrogram, "speakers": u.speakers, "classes": classes}}
 
 
-@DATASETS.register("spoken-digits")
-def spoken_digits(cfg, split: str = "train", seed: int = 0) -> Dataset:
-    opts = AudioOptions.parse(cfg.options, "spoken-digits")
+def _load(cfg, name: str, split: str) -> Tuple[AudioOptions, Utterances]:
+    """The options and the utterances of ``split`` of an audio dataset's config."""
+    opts = AudioOptions.parse(cfg.options, name)
     if cfg.resolution is not None or cfg.channels not in (None, 1):
         raise ConfigError("data.resolution / data.channels: a spectrogram's size is set by "
                           "data.options.spectrogram (n_mels high, frames wide, one channel); remove them")
     root = _root(cfg)
     u = load_utterances(root, split, opts.settings)
+    for s in opts.speakers or ():
+        if s not in u.speakers:
+            raise ConfigError(f"data.options.speakers: {s!r} is not a speaker of {root}; it has {', '.join(u.speakers)}")
+    return opts, u
+
+
+@DATASETS.register("spoken-digits")
+def spoken_digits(cfg, split: str = "train", seed: int = 0) -> Dataset:
+    opts, u = _load(cfg, "spoken-digits", split)
     keep = torch.ones(len(u.x), dtype=torch.bool)
     if opts.speakers is not None:
-        missing = [s for s in opts.speakers if s not in u.speakers]
-        if missing:
-            raise ConfigError(f"data.options.speakers: {missing[0]!r} is not a speaker of {root}; "
-                              f"it has {', '.join(u.speakers)}")
         keep = torch.isin(u.speaker, torch.tensor([u.speakers.index(s) for s in opts.speakers]))
     if opts.label == "speaker":
         y, classes = u.speaker, u.speakers
@@ -219,16 +224,8 @@ def spoken_digits(cfg, split: str = "train", seed: int = 0) -> Dataset:
 
 @DATASETS.register("voices")
 def voices(cfg, split: str = "train", seed: int = 0) -> TranslationDataset:
-    opts = AudioOptions.parse(cfg.options, "voices")
-    if cfg.resolution is not None or cfg.channels not in (None, 1):
-        raise ConfigError("data.resolution / data.channels: a spectrogram's size is set by "
-                          "data.options.spectrogram (n_mels high, frames wide, one channel); remove them")
-    root = _root(cfg)
-    u = load_utterances(root, split, opts.settings)
+    opts, u = _load(cfg, "voices", split)
     pair = opts.speakers or _default_pair(u.speakers)
-    for s in pair:
-        if s not in u.speakers:
-            raise ConfigError(f"data.options.speakers: {s!r} is not a speaker of {root}; it has {', '.join(u.speakers)}")
     a, b = (u.speaker == u.speakers.index(s) for s in pair)
     n = cfg.limit
     ds = TranslationDataset("voices", u.x[a][:n], u.x[b][:n], paired=False, a_labels=u.digit[a][:n],
