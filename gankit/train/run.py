@@ -69,7 +69,7 @@ class Run:
         if getattr(d, "modes", None) is not None:
             meta["modes"] = d.modes.cpu().tolist()
             meta["mode_std"] = d.mode_std
-        if "audio" in d.info:  # spectrogram settings, speakers, class names: samples become sound
+        if "audio" in getattr(d, "info", {}):  # spectrogram settings, speakers, class names: samples become sound
             meta["audio"] = d.info["audio"]
         return meta
 
