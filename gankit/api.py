@@ -176,9 +176,11 @@ def _load_model_folder(path: Path, device: str) -> GAN:
 def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
            label: Optional[int] = None, interpolate: bool = False, which: str = "latest",
            rejection: bool = False, rejection_steps: int = 1000,
-           rejection_percentile: Optional[float] = None, watermark: Optional[str] = None) -> Path:
+           rejection_percentile: Optional[float] = None, watermark: Optional[str] = None,
+           griffin_lim_iters: int = 64) -> Path:
     """Write samples of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays ``x`` [and ``y``];
-    for a spectrogram model (audio data) a path without a suffix -> a folder of WAVs and their grid.
+    for a spectrogram model (audio data) a path without a suffix -> a folder of WAVs (Griffin-Lim,
+    ``griffin_lim_iters`` iterations) and their grid.
     ``rejection``: keep only the samples discriminator rejection sampling accepts (see
     :meth:`GAN.rejection_sampler`). ``watermark``: a key; every image carries its invisible
     watermark (:mod:`gankit.watermark`). The files carry their provenance (:mod:`gankit.provenance`)."""
@@ -196,7 +198,7 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
                               "--watermark write .png/.npz files")
         from .audio.render import write_samples
         x, y = model.sample(n, seed=seed, labels=label)
-        write_samples(x, y, audio, out, seed=seed)
+        write_samples(x, y, audio, out, n_iter=griffin_lim_iters, seed=seed)
         return out
     if out.suffix not in (".png", ".npz"):
         hint = " or a folder (WAV files of the spectrograms)" if audio is not None else ""
@@ -276,7 +278,7 @@ def _sound_files(folder: Path) -> list:
     return sorted(q for q in folder.rglob("*") if q.suffix.lower() in (".wav", ".flac") and not q.name.startswith("."))
 
 
-def _convert_audio(model: GAN, direction: str, inputs, out: Path) -> list:
+def _convert_audio(model: GAN, direction: str, inputs, out: Path, n_iter: int = 64) -> list:
     """Voice conversion: each sound file converted whole (:func:`gankit.audio.render.convert`) and
     written as a WAV of the input's length: ``out`` itself when it ends in .wav (one input), else
     ``out/<name>.wav``."""
@@ -291,7 +293,7 @@ def _convert_audio(model: GAN, direction: str, inputs, out: Path) -> list:
     written, used = [], set()
     for p in paths:
         audio = load_wav(p, s.sample_rate)
-        y, _, _ = convert(lambda x: model.translate(x, direction), audio, s)
+        y, _, _ = convert(lambda x: model.translate(x, direction), audio, s, n_iter=n_iter)
         if out.suffix.lower() == ".wav":
             target = out
         else:
@@ -306,7 +308,7 @@ def _convert_audio(model: GAN, direction: str, inputs, out: Path) -> list:
 
 @provenance.scoped
 def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optional[str] = None,
-              which: str = "latest", side_by_side: bool = False) -> list:
+              which: str = "latest", side_by_side: bool = False, griffin_lim_iters: int = 64) -> list:
     """Translate image files or folders with a trained translation run; writes ``out_dir/<name>.png``
     for each input (``side_by_side``: input | output) and returns the written paths. A voice-conversion
     run (audio data) takes sound files and writes WAVs of the same length (``out_dir`` may be one .wav)."""
@@ -328,7 +330,7 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
     if model.data.get("audio") is not None:
         if side_by_side:
             raise GankitError("--side-by-side pairs images; a voice-conversion run writes WAV files: drop it")
-        return _convert_audio(model, name, inputs, Path(out_dir))
+        return _convert_audio(model, name, inputs, Path(out_dir), n_iter=griffin_lim_iters)
     paths, x = read_images(inputs, shape[0], tuple(shape[1:]))
     y = model.translate(x, name)
     out_dir = Path(out_dir)

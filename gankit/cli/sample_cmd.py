@@ -21,6 +21,8 @@ def register(sub):
                    help="shift acceptance by this percentile of F per batch (the paper's γ; default: exact rejection)")
     p.add_argument("--watermark", metavar="KEY", default=None,
                    help="embed an invisible watermark for KEY in every image (gankit detect FILE --key KEY finds it)")
+    p.add_argument("--griffin-lim", type=int, default=64, metavar="ITERS",
+                   help="spectrogram models: Griffin-Lim iterations turning spectrograms into sound (default 64)")
     p.set_defaults(func=run)
 
 
@@ -30,9 +32,12 @@ def run(args):
 
     if args.n < 1:
         raise GankitError(f"-n {args.n}: give at least one sample")
+    if args.griffin_lim < 1:
+        raise GankitError(f"--griffin-lim {args.griffin_lim}: give at least one iteration")
     if args.rejection_steps < 0:
         raise GankitError(f"--rejection-steps {args.rejection_steps}: give 0 or more")
     path = sample(args.run_dir, n=args.n, out=args.out, seed=args.seed, label=args.label,
                   interpolate=args.interpolate, which=args.checkpoint, rejection=args.rejection,
-                  rejection_steps=args.rejection_steps, rejection_percentile=args.rejection_percentile, watermark=args.watermark)
+                  rejection_steps=args.rejection_steps, rejection_percentile=args.rejection_percentile, watermark=args.watermark,
+                  griffin_lim_iters=args.griffin_lim)
     print(path)

@@ -15,12 +15,18 @@ def register(sub):
     p.add_argument("--direction", default=None, help="AtoB or BtoA (CycleGAN); default: the first the model has")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
     p.add_argument("--side-by-side", action="store_true", help="write input | output pairs")
+    p.add_argument("--griffin-lim", type=int, default=64, metavar="ITERS",
+                   help="spectrogram models: Griffin-Lim iterations turning spectrograms into sound (default 64)")
     p.set_defaults(func=run)
 
 
 def run(args):
     from ..api import translate
+    from ..errors import GankitError
+
+    if args.griffin_lim < 1:
+        raise GankitError(f"--griffin-lim {args.griffin_lim}: give at least one iteration")
 
     paths = translate(args.run_dir, args.inputs, args.out, direction=args.direction, which=args.checkpoint,
-                      side_by_side=args.side_by_side)
+                      side_by_side=args.side_by_side, griffin_lim_iters=args.griffin_lim)
     print(f"wrote {len(paths)} file(s) to {args.out}")
