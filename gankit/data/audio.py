@@ -153,21 +153,29 @@ def load_utterances(root: Path, split: str, settings) -> Utterances:
     if not chosen:
         raise DataError(f"data.root: {root} has no utterances for the {split} split "
                         f"(one take or file in {TEST_EVERY} is held out for testing): add more files")
-    key = _cache_key(root, chosen, settings)
-    path = cache_dir() / "audio" / f"{key}.npz"
-    if path.exists():
-        with np.load(path) as f:
-            x = f["x"]
-    else:
-        x = _spectrograms([u.path for u in chosen], settings)
-        import io
-        buf = io.BytesIO()
-        np.savez(buf, x=x)
-        atomic_write_bytes(path, buf.getvalue())
-    return Utterances(torch.from_numpy(x), torch.tensor([int(u.label) for u in chosen], dtype=torch.int64),
+    x = _cached_spectrograms(cache_dir() / "audio" / f"{_cache_key(root, chosen, settings)}.safetensors",
+                             [u.path for u in chosen], settings)
+    return Utterances(x, torch.tensor([int(u.label) for u in chosen], dtype=torch.int64),
                       torch.tensor([speakers.index(u.speaker) for u in chosen], dtype=torch.int64),
                       speakers, [texts.get(k, str(k)) for k in range(max(texts) + 1)],
                       [str(u.path) for u in chosen], [int(u.take) for u in chosen])
+
+
+def _cached_spectrograms(path: Path, paths, settings) -> torch.Tensor:
+    """uint8 (N, 1, n_mels, frames) of ``paths``, from the safetensors cache file ``path`` when it is
+    there and readable, else computed and written there atomically."""
+    from safetensors.torch import load_file, save
+
+    if path.exists():
+        try:
+            x = load_file(str(path))["x"]
+            if x.dtype == torch.uint8 and x.shape == (len(paths), 1, settings.n_mels, settings.frames):
+                return x
+        except Exception:  # a damaged cache file is computed again
+            pass
+    x = torch.from_numpy(_spectrograms(paths, settings))
+    atomic_write_bytes(path, save({"x": x}))
+    return x
 
 
 def _cache_key(root: Path, utts, settings) -> str:
@@ -204,7 +212,8 @@ def _load(cfg, name: str, split: str) -> Tuple[AudioOptions, Utterances]:
     u = load_utterances(root, split, opts.settings)
     for s in opts.speakers or ():
         if s not in u.speakers:
-            raise ConfigError(f"data.options.speakers: {s!r} is not a speaker of {root}; it has {', '.join(u.speakers)}")
+            raise ConfigError(f"data.options.speakers: {s!r} is not a speaker of {root}; "
+                              f"it has {', '.join(u.speakers)}")
     return opts, u
 
 
