@@ -131,7 +131,8 @@ def listen_section(model, sources: Optional[torch.Tensor] = None, per_class: int
         after = to_audio_batch(out, s, n_iter=n_iter, seed=seed)
         pair = meta.get("pair") or ["A", "B"]
         for i in range(len(x)):
-            rows.append(f"<tr><td>{_spec_img(x[i], 'source')}</td><td>{_audio_tag(before[i], s.sample_rate, 'source')}</td>"
+            rows.append(f"<tr><td>{_spec_img(x[i], 'source')}</td>"
+                        f"<td>{_audio_tag(before[i], s.sample_rate, 'source')}</td>"
                         f"<td>{_spec_img(out[i], 'converted')}</td>"
                         f"<td>{_audio_tag(after[i], s.sample_rate, 'converted')}</td></tr>")
         head = (f"<tr><th colspan=2>{html.escape(str(pair[0]))} (held out)</th>"
