@@ -97,6 +97,7 @@ def main():
     ap.add_argument("--keep", default=None, help="keep the run folders here")
     ap.add_argument("--set", nargs="*", default=[], help="further config overrides for every model")
     ap.add_argument("--eval-only", action="store_true", help="score the runs already in --keep DIR (no training)")
+    ap.add_argument("--tag", default="", help="added to the result files' names (e.g. -id1 for an ablation)")
     args = ap.parse_args()
     import torch
 
@@ -112,7 +113,7 @@ def main():
         row = run_model(recipe, args.minutes, args.seed, args.n, base / recipe, Path(args.examples), args.set,
                         eval_only=args.eval_only)
         row["command"] = "python benchmarks/audio.py " + " ".join(sys.argv[1:])
-        (RESULTS / f"{recipe}-seed{args.seed}.json").write_text(json.dumps(row, indent=1) + "\n")
+        (RESULTS / f"{recipe}{args.tag}-seed{args.seed}.json").write_text(json.dumps(row, indent=1) + "\n")
         rows.append(row)
         print(f"{recipe}: {row['steps']} steps in {row['train_seconds']:.0f} s: "
               f"{json.dumps(row['scores'])}", flush=True)
