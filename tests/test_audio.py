@@ -1,7 +1,6 @@
 """Speech through the engine: spectrogram datasets, a conditional spectrogram GAN sampled to WAVs,
 voice conversion of WAV files of any length, the speech scores, and the report's audio players in a
 real Chromium. One tiny corpus (3 voices, 3 digits, 5 takes) made once for the module."""
-import shutil
 
 import numpy as np
 import pytest
@@ -14,9 +13,6 @@ from gankit.config import DataConfig, load_config
 from gankit.data import load_dataset
 from gankit.errors import ConfigError, GankitError
 from gankit.train.run import train
-
-pytestmark = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("flite")),
-                                reason="the speech synthesisers are installed by scripts/setup.sh")
 
 SPEAKERS = ("flite-slt", "flite-rms", "espeak-en-us")
 TEXTS = ("zero", "one", "two")

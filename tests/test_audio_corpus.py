@@ -18,9 +18,6 @@ from gankit.cli.main import main
 from gankit.errors import GankitError
 from gankit.provenance import read_provenance
 
-pytestmark = pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("flite")),
-                                reason="needs espeak-ng and flite (bash scripts/setup.sh)")
-
 SPEAKERS = ["espeak-en-us", "flite-slt"]
 TEXTS = ["one", "7"]  # "7" means "seven"
 TAKES = 2

@@ -61,13 +61,14 @@ def _voices_metric(ctx):
             "speakers_real": effective_number(net(ctx.real).logits)}
 
 
-def score_conversion(outputs: torch.Tensor, inputs: torch.Tensor, source, target, data_cfg,
+def score_conversion(outputs: torch.Tensor, inputs: torch.Tensor, source, target, speakers_of_corpus, data_cfg,
                      n_iter: int = 64, mcd_max: Optional[int] = 100) -> Dict[str, float]:
     """Scores of voice conversion ``source`` -> ``target`` speaker.
 
     ``outputs``/``inputs``: (N, 1, n_mels, frames) in [-1, 1], converted and source spectrograms;
     ``source``/``target``: dicts ``{"speaker": name, "items": [(path, digit, take), ...]}`` — the
-    inputs' items in order, and every utterance of the target speaker in the split. ``mcd_max``: at
+    inputs' items in order, and every utterance of the target speaker in the split;
+    ``speakers_of_corpus``: every speaker of the corpus, sorted (the speaker classifier's classes). ``mcd_max``: at
     most this many pairs for the MCD (Griffin-Lim costs ~0.1 s an utterance; None = all).
     """
     from ..audio.spectrogram import SpecSettings, to_audio
@@ -77,7 +78,7 @@ def score_conversion(outputs: torch.Tensor, inputs: torch.Tensor, source, target
     digits = classifier(data_cfg, "digit")
     out: Dict[str, float] = {"n": int(len(outputs))}
     spk = speakers(outputs).logits.argmax(1)
-    target_index = _speaker_index(data_cfg, target["speaker"])
+    target_index = speakers_of_corpus.index(target["speaker"])  # the speaker classifier's class of B
     out["target_speaker"] = float((spk == target_index).double().mean())
     out["target_speaker_input"] = float((speakers(inputs).logits.argmax(1) == target_index).double().mean())
     labels = torch.tensor([d for _, d, _ in source["items"]])
@@ -105,11 +106,3 @@ def _ref_spec(path, s):
     from ..audio.spectrogram import fit_frames, from_uint8, logmel, to_uint8
 
     return from_uint8(to_uint8(fit_frames(logmel(load_wav(path, s.sample_rate), s), s.frames, mode="crop")))
-
-
-def _speaker_index(data_cfg, speaker: str) -> int:
-    from ..data import load_dataset
-
-    ds = load_dataset(classifier_cfg(data_cfg, "speaker"), "test")
-    speakers = ds.info["audio"]["speakers"]
-    return speakers.index(speaker)

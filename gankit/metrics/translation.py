@@ -107,7 +107,8 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
             src, dst = pair if d.info.get("direction", "AtoB") == "AtoB" else pair[::-1]
             utts = d.info["utterances"]
             source = {"speaker": src, "items": [utts[src][i] for i in index.tolist()]}
-            results[direction].update(score_conversion(outputs, inputs, source, {"speaker": dst, "items": utts[dst]},
+            target = {"speaker": dst, "items": utts[dst]}
+            results[direction].update(score_conversion(outputs, inputs, source, target, d.info["audio"]["speakers"],
                                                        model.cfg.data))
     if write and model.run_dir is not None and Path(model.run_dir).is_dir():
         from ..utils import atomic_write_text
