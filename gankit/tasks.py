@@ -7,7 +7,10 @@ them from a batch with :meth:`Task.from_batch`) and runs the network with :meth:
 
 * :class:`GenerationTask`: noise ``z ~ N(0, I)`` and an optional class label -> ``G(z, y)``.
 * :class:`TranslationTask`: an input image (batch field ``source``) -> ``G(x)``; the paired
-  target (field ``target``) is what the output is compared with, when the data has one.
+  target (field ``target``) is what the output is compared with, when the data has one. A
+  restoration task composes the network's raw output with its input (:data:`COMPOSE`): an
+  inpainter's output keeps the known pixels exactly, a colouriser's predicted colour (a*, b*) is
+  joined to the input's lightness.
 
 Inputs are dicts of tensors (``{"z", "y"}`` or ``{"x"}``), so a task is free to add fields.
 """
@@ -106,26 +109,79 @@ class GenerationTask(Task):
         return {"z": torch.randn(x.shape[0], self.z_dim, device=x.device), "y": y}
 
 
+class Compose:
+    """How a translator's raw output ``g`` becomes the task's output, given its input ``x``."""
+
+    name = "none"
+
+    def out_channels(self, target_channels: int) -> int:
+        """Channels the network must output for targets of ``target_channels``."""
+        return target_channels
+
+    def __call__(self, g: Tensor, x: Tensor) -> Tensor:
+        return g
+
+
+class KeepKnown(Compose):
+    """Inpainting and uncropping: ``x`` = (masked image, mask) with mask 1 on the hole (the last channel);
+    the output is ``g`` on the hole and the input elsewhere, so known pixels come back bit-exact."""
+
+    name = "keep-known"
+
+    def __call__(self, g: Tensor, x: Tensor) -> Tensor:
+        known, mask = x[:, :-1], x[:, -1:]
+        return torch.where(mask.to(torch.bool), g.to(known.dtype), known)
+
+
+class LabColour(Compose):
+    """Colourisation: ``x`` = lightness L* (model scale L/50 − 1), the network predicts a*, b* (scale
+    1/110, :mod:`gankit.colour`); the output is the RGB image of (L*, a*, b*) in [-1, 1]."""
+
+    name = "lab"
+
+    def out_channels(self, target_channels: int) -> int:
+        return 2
+
+    def __call__(self, g: Tensor, x: Tensor) -> Tensor:
+        from .colour import from_lab_model
+
+        return from_lab_model(x.float(), g.float())
+
+
+#: ``DataInfo.compose`` -> the rule that joins a translator's output to its input
+COMPOSE = {c.name: c() for c in (Compose, KeepKnown, LabColour)}
+
+
 class TranslationTask(Task):
-    """``G(x)`` for the batch field ``source``; ``target`` names the field it should become."""
+    """``G(x)`` for the batch field ``source``; ``target`` names the field it should become;
+    ``compose`` (a key of :data:`COMPOSE`) joins the network's output to its input."""
 
     name = "translation"
 
-    def __init__(self, source: str = "A", target: str = "B", net: str = "G"):
+    def __init__(self, source: str = "A", target: str = "B", net: str = "G", compose: str = "none"):
         self.source, self.target, self.net = source, target, net
+        self.compose = COMPOSE[compose]
 
     def run(self, net: nn.Module, inputs: Inputs) -> Tensor:
-        return net(inputs["x"])
+        x = inputs["x"]
+        return self.compose(net(x), x)
 
     def from_batch(self, batch: Dict[str, Tensor]) -> Inputs:
         return {"x": batch[self.source]}
+
+    @torch.no_grad()
+    def generate(self, net: nn.Module, inputs: Inputs, batch_size: int = 500, cpu: bool = True) -> Tensor:
+        """As :meth:`Task.generate`, clamped to the images' range [-1, 1] (a super-resolution G has a
+        linear output that may overshoot it slightly)."""
+        return super().generate(net, inputs, batch_size, cpu).clamp_(-1, 1)
 
     def seeded(self, n: int, seed: int, data=None, device="cpu", labels=None) -> Inputs:
         """``n`` inputs drawn from ``data`` (at most all of it), with their targets under ``"target"``
         when the data is paired (grids show them beside the outputs)."""
         n = min(n, len(data))
-        index = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-        batch = data.batch(index.to(_device_of(data)))
+        g = torch.Generator().manual_seed(seed)
+        index = torch.randperm(len(data), generator=g)[:n].sort().values
+        batch = data.batch(index.to(_device_of(data)), generator=g)
         out = {"x": batch[self.source].to(device)}
         if getattr(data, "paired", False):
             out["target"] = batch[self.target].to(device)
@@ -136,7 +192,7 @@ class TranslationTask(Task):
         out = []
         for _ in range(batches):
             index = torch.randint(len(data), (min(batch_size, len(data)),), generator=g)
-            out.append(self.from_batch(data.batch(index.to(_device_of(data)))))
+            out.append(self.from_batch(data.batch(index.to(_device_of(data)), generator=g)))
         return [{k: v.to(device) for k, v in inputs.items()} for inputs in out]
 
 

@@ -19,6 +19,8 @@ apt_pkgs=()
 # the speech synthesisers behind `gankit data make spoken-digits` (docs/audio.md)
 command -v espeak-ng >/dev/null || apt_pkgs+=(espeak-ng)
 command -v flite >/dev/null || apt_pkgs+=(flite)
+# the colour emoji of the restoration and style-generator data (docs/restoration.md)
+[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || apt_pkgs+=(fonts-noto-color-emoji)
 if [ "$with_test" = 1 ]; then
   command -v chromium >/dev/null || apt_pkgs+=(chromium)
   command -v g++ >/dev/null || apt_pkgs+=(g++)  # torch.compile (inductor) builds C++ kernels on CPU; tested

@@ -41,6 +41,17 @@ CASES = {
                                                   "model.g.width=8", "train.batch_size=16", "train.minutes=null"]),
     "ssgan": ("ssgan-fashion-mnist", ["data.name=digits", "data.resolution=8", "model.g.width=16", "model.d.widths=[16,8]",
                                       "loss.options.labels_per_class=2", "train.batch_size=16", "train.minutes=null"]),
+    # ESRGAN's relativistic critic on 16 px photo crops (the perceptual loss: tests/test_restoration.py)
+    "sr": ("esrgan-photos", ["data.resolution=16", "data.options.crops=32", "model.g.width=8", "model.g.n_blocks=1",
+                             "model.g.growth=4", "model.d.width=8", "loss.options.init_from=null",
+                             "loss.options.perceptual_weight=0", "train.batch_size=4", "train.ema=0.9",
+                             "train.minutes=null"]),
+    "inpaint": ("inpaint-emoji", ["data.resolution=16", "data.limit=32", "model.g.width=8", "model.d.width=8",
+                                  "train.batch_size=4", "train.ema=0.9", "train.minutes=null"]),
+    "pix2pixhd": ("pix2pixhd-emoji", ["data.resolution=16", "data.limit=32", "model.g.width=8", "model.g.n_downsample=1",
+                                      "model.g.n_blocks=1", "model.g.n_blocks_local=1", "model.d.width=8",
+                                      "loss.options.perceptual_weight=0", "loss.options.l1_weight=1.0",
+                                      "train.batch_size=4", "train.minutes=null"]),
 }
 
 

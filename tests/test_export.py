@@ -26,6 +26,11 @@ TRANSLATION = {
     "pix2pix": [((1, 3, (32, 32)), {"width": 8, "depth": 5}), ((3, 3, (16, 24)), {"width": 4, "depth": 3,
                                                                                   "norm": "instance"})],
     "cyclegan": [((1, 1, (32, 32)), {"width": 8, "n_blocks": 2}), ((3, 1, (16, 16)), {"width": 4, "n_blocks": 1})],
+    # restoration: super-resolution (outputs ×scale), Pix2PixHD's coarse-to-fine G, the gated inpainter
+    "srresnet": [((3, 3, (8, 12)), {"width": 8, "n_blocks": 1, "scale": 4})],
+    "rrdb": [((1, 1, (8, 8)), {"width": 8, "n_blocks": 1, "growth": 4, "scale": 2})],
+    "pix2pixhd": [((8, 3, (32, 32)), {"width": 8, "n_downsample": 2, "n_blocks": 1, "n_blocks_local": 1})],
+    "inpaint": [((4, 3, (16, 24)), {"width": 8, "dilations": (2, 4)})],
 }
 NET_CASES = ([pytest.param("generation", fam, *case, id=f"{fam}-{i}") for fam, cases in GENERATION.items()
               for i, case in enumerate(cases)]
@@ -83,7 +88,7 @@ def test_onnx_of_every_family_agrees_with_pytorch(kind, fam, shape, kwargs, clas
     else:
         c_in, c_out, hw = shape
         G = family.generator(in_channels=c_in, out_channels=c_out, **kwargs)
-        spec = translation_spec((c_in, *hw), (c_out, *hw))
+        spec = translation_spec((c_in, *hw), (c_out, *(s * kwargs.get("scale", 1) for s in hw)))
     G.train()
     for m in G.modules():  # non-trivial BatchNorm statistics, so eval mode is really what is exported
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):

@@ -35,7 +35,9 @@ PARAMS = [(fam, *case, nc) for fam, cases in CASES.items() for case in cases for
 # Families made for one objective, whose networks are tested with it (tests/test_anomaly.py,
 # tests/test_ssgan.py): GANomaly's encoder-decoder-encoder G and the semi-supervised GAN's MLP D.
 # Not yet covered here: the generic shape and class-conditioning cases below.
-OWN = {"ganomaly", "ssgan"}
+OWN = {"ganomaly", "ssgan",
+       "srresnet", "rrdb",           # super-resolution: ×scale outputs (tests/test_nets_sr.py)
+       "pix2pixhd", "inpaint"}       # list / dict discriminators (tests/test_nets_pix2pixhd_inpaint.py)
 
 
 def test_every_registered_family_is_covered():

@@ -42,7 +42,9 @@ QUIET = ["health.enabled=false", "train.precision=fp32", "train.threads=1"]
 # Families made for one objective, whose networks are tested with it (tests/test_anomaly.py,
 # tests/test_ssgan.py): GANomaly's encoder-decoder-encoder G and the semi-supervised GAN's MLP D.
 # Not yet covered here: non-square sizes.
-OWN = {"ganomaly", "ssgan"}
+OWN = {"ganomaly", "ssgan",
+       # restoration families (×scale outputs, dict / list critics): 32×64 and 64×32 in tests/test_restoration.py
+       "srresnet", "rrdb", "pix2pixhd", "inpaint"}
 
 
 def shipped():

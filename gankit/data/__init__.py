@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from . import audio, idx, images, toy, translation  # noqa: F401  (register the datasets)
+from . import audio, idx, images, photos, restoration, toy, translation  # noqa: F401  (register the datasets)
 from .base import DATASET_OPTIONS, DATASETS, Dataset, EpochSampler, Field, fit_resolution, to_model_range, to_uint8
 from .subsets import index_hash, stratified_subset
 from ..config import check_name, register_check

@@ -96,9 +96,10 @@ class Dataset:
             out["y"] = LABEL
         return out
 
-    def batch(self, index: torch.Tensor) -> dict:
+    def batch(self, index: torch.Tensor, generator: Optional[torch.Generator] = None) -> dict:
         """Samples ``index`` as a batch dict: ``x`` in model range (images float32 in [-1, 1],
-        vectors as stored) and ``y`` (int64 labels, or None when the data has none)."""
+        vectors as stored) and ``y`` (int64 labels, or None when the data has none). ``generator``
+        is unused (the samples are fixed); data that draws per batch takes it (gankit.data.restoration)."""
         x = self.x[index]
         x = to_model_range(x) if self.kind == "image" else x
         y = self.y[index] if self.y is not None else None

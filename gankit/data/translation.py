@@ -117,8 +117,12 @@ class TranslationDataset:
             out["B_y"] = LABEL
         return out
 
-    def batch(self, index: Union[torch.Tensor, Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    def batch(self, index: Union[torch.Tensor, Dict[str, torch.Tensor]], generator: Optional[torch.Generator] = None
+              ) -> Dict[str, torch.Tensor]:
         """Images at ``index`` in model range: {"A": (B, C, H, W) float32 in [-1, 1], "B": ...}.
+
+        ``generator`` is unused (these images are fixed); restoration data (:mod:`gankit.data.restoration`)
+        draws its crops and masks from it.
 
         ``index``: int64 A indices (B takes the same ones when paired, ``index % NB`` when not), or
         a dict {"A": ..., "B": ...} with one index tensor per side ("B" may be left out: then as above).

@@ -5,6 +5,14 @@ family gankit trains its own classifier on the real train split once, caches it 
 ``<cache>/features/domain-<dataset>.safetensors`` and uses its penultimate layer
 (128-d, before the ReLU) as features and its softmax for the Inception Score.
 About 1.8 M multiply-adds per 28x28 image, so training is a minute or two on a laptop CPU.
+
+An image dataset without labels (a ``folder`` of images with no sub-folders) gets a net
+trained on a self-supervised pretext task instead, rotation prediction (RotNet, Gidaris et
+al. 2018): every image appears four times, turned by 0, 90, 180 and 270 degrees, labelled
+with the turn (4 classes). Its features are used as for a classifier; its reported test
+accuracy is rotation accuracy (chance 0.25), its metadata says ``"pretext": "rotation"``, and
+its logits (which say how an image is turned, not what it shows) are not offered to the
+Inception Score or class metrics. Rotation needs square images.
 """
 from __future__ import annotations
 
@@ -94,10 +102,25 @@ def _load_split(data_cfg, split: str):
     # Native resolution and channels: the net sees what the dataset is, not how a run resized it.
     cfg = DataConfig(name=data_cfg.name, root=data_cfg.root, options=dict(getattr(data_cfg, "options", None) or {}))
     ds = load_dataset(cfg, split)
-    if ds.kind != "image" or ds.y is None:
-        raise GankitError(f"features domain: dataset {data_cfg.name!r} is not a labelled image dataset; "
+    if ds.kind != "image":
+        raise GankitError(f"features domain: dataset {data_cfg.name!r} is not an image dataset; "
                           "use --features raw (vectors) or --features inception")
+    if ds.y is None and ds.x.shape[-1] != ds.x.shape[-2]:
+        raise GankitError(f"features domain: dataset {data_cfg.name!r} has no labels and its images are "
+                          f"{ds.x.shape[-2]}x{ds.x.shape[-1]}, not square, so the rotation pretext task cannot "
+                          "train a net; label them (one sub-folder per class) or use --features inception")
     return ds
+
+
+ROTATION_CLASSES = 4   # the pretext task's turns: 0, 90, 180, 270 degrees
+
+
+def rotations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rotation pretext task (Gidaris et al. 2018) of square images ``x`` (N, C, H, H):
+    images (4N, C, H, H), each turned counter-clockwise by k x 90 degrees (k = 0..3, all of
+    image 0's turns first), and labels (4N,) int64 = k."""
+    turned = torch.stack([torch.rot90(x, k, dims=(-2, -1)) for k in range(ROTATION_CLASSES)], 1)
+    return turned.flatten(0, 1), torch.arange(ROTATION_CLASSES).repeat(len(x))
 
 
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
@@ -172,7 +195,8 @@ def train_domain_net(data_cfg, epochs: Optional[float] = None, limit: Optional[i
     """Train the domain classifier of ``data_cfg.name`` on its train split and cache it; returns the file.
 
     ``limit`` trains on the first N images only (tests). Test accuracy on the whole test split
-    is stored in the file's metadata and printed through ``log``.
+    is stored in the file's metadata and printed through ``log``. Unlabelled (square) images train
+    on the rotation pretext task instead (module docstring); the accuracy is then rotation accuracy.
     """
     from ..data import to_model_range
 
@@ -182,7 +206,13 @@ def train_domain_net(data_cfg, epochs: Optional[float] = None, limit: Optional[i
     train, test = _load_split(data_cfg, "train"), _load_split(data_cfg, "test")
     x, y = train.x, train.y
     if limit is not None:
-        x, y = x[:limit], y[:limit]
+        x, y = x[:limit], (y[:limit] if y is not None else None)
+    pretext = "rotation" if y is None else None   # unlabelled: learn to tell how an image is turned
+    n_train = len(x)
+    test_x, test_y = test.x, test.y
+    if pretext:
+        x, y = rotations(x)                        # `limit` counts images, each then seen 4 times
+        test_x, test_y = rotations(test.x)
     c, h, w = train.sample_shape
     tic = time.monotonic()
     if log:
@@ -190,17 +220,21 @@ def train_domain_net(data_cfg, epochs: Optional[float] = None, limit: Optional[i
             f"(once; cached at {path or domain_net_path(name, data_cfg)})")
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG streams as they were
         torch.manual_seed(seed)              # the same initial weights every time
-        net = DomainNet(c, h if h == w else [h, w], max(train.num_classes, int(train.y.max()) + 1))
+        k = ROTATION_CLASSES if pretext else max(train.num_classes, int(train.y.max()) + 1)
+        net = DomainNet(c, h if h == w else [h, w], k)
         fit_classifier(net, x, y, epochs, seed=seed, shift=spec.get("shift", 0), log=log)
-    acc = accuracy(net, to_model_range(test.x), test.y)
+    acc = accuracy(net, to_model_range(test_x), test_y)
     seconds = time.monotonic() - tic
     if log:
-        log(f"{name} feature network: test accuracy {acc:.4f} ({len(test)} images), trained in {seconds:.0f}s")
+        what = "rotation accuracy" if pretext else "test accuracy"
+        log(f"{name} feature network: {what} {acc:.4f} ({len(test)} images), trained in {seconds:.0f}s")
     meta = {"kind": "domain", "version": VERSION, "dataset": name, "key": domain_key(name, data_cfg),
             "arch": net.arch, "test_accuracy": acc,
-            "n_test": len(test), "n_train": len(x), "epochs": epochs, "shift": spec.get("shift", 0), "seed": seed,
+            "n_test": len(test), "n_train": n_train, "epochs": epochs, "shift": spec.get("shift", 0), "seed": seed,
             "seconds": round(seconds, 1),
             "expected_accuracy": spec["expect"]}
+    if pretext:
+        meta["pretext"] = pretext   # test_accuracy is then rotation accuracy, over 4 turns of n_test images
     path = Path(path or domain_net_path(name, data_cfg))
     save_tensors(path, net.state_dict(), meta)
     return path
@@ -225,6 +259,9 @@ class DomainFeatures(FeatureExtractor):
         self.net, self.meta, self.sha256 = net, meta, sha256
         a = meta["arch"]
         self.channels, self.num_classes = a["in_channels"], a["num_classes"]
+        self.pretext = meta.get("pretext")   # "rotation": logits say how an image is turned, not its class
+        if self.pretext:
+            self.num_classes = 0
         self.size = a["size"] if isinstance(a["size"], int) else tuple(a["size"])  # a side, or (H, W)
         h, w = (self.size, self.size) if isinstance(self.size, int) else self.size
         self.name = meta.get("key") or f"domain-{meta['dataset']}"
@@ -248,4 +285,5 @@ class DomainFeatures(FeatureExtractor):
         return fit_images(quantize(x), self.channels, self.size)
 
     def forward(self, x):
-        return self.net(x)
+        f, logits = self.net(x)
+        return f, (None if self.pretext else logits)

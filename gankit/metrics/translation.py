@@ -37,9 +37,10 @@ def _domain_cfg(name: str, size: tuple):
 def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Optional[torch.Tensor],
                        labels: Optional[torch.Tensor], domain: Optional[str], seed: int = 0,
                        metrics=("fid", "kid")) -> Dict[str, float]:
-    """Scores of ``outputs`` (N, C, H, W) in [-1, 1] translated from ``inputs``; ``targets`` the paired
-    ground truth (or None), ``labels`` the inputs' classes (or None), ``domain`` the registered dataset
-    of the target domain (or None: no feature network, no FID or content kept)."""
+    """Scores of ``outputs`` (N, C, H, W) in [-1, 1] translated from ``inputs`` (pictures of them scored
+    as ``*_input``; None: none); ``targets`` the paired ground truth (or None), ``labels`` the inputs'
+    classes (or None), ``domain`` the registered dataset of the target domain (or None: no feature
+    network, no FID or content kept)."""
     out: Dict[str, float] = {"n": int(len(outputs))}
     if targets is not None:
         out.update(paired_scores(outputs, targets))
@@ -51,6 +52,8 @@ def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Opt
     cfg = _domain_cfg(domain, outputs.shape[-2:])
     extractor = get_extractor("domain", cfg)
     for key, x in (("", outputs), ("_input", inputs)):
+        if x is None:
+            continue
         if x.shape[1] != extractor.channels:  # e.g. RGB inputs against a grey domain: compare in its channels
             x = x.mean(1, keepdim=True) if extractor.channels == 1 else x.expand(-1, extractor.channels, -1, -1)
         result = evaluate_samples(Samples(x, None, cfg, {"kind": "translation"}), metrics=list(metrics),
@@ -84,6 +87,12 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
                             "psnr": "per image, dB, range [-1, 1] (data range 2), mean over images",
                             "ssim": "Wang et al. 2004, Gaussian window 11, sigma 1.5, per channel, mean",
                             "features": "domain network of the target domain (trained on its train split)"}}
+    if "restoration" in data.info:
+        results["protocol"]["restoration"] = (
+            "psnr_y/ssim_y: on luma Y (MATLAB rgb2ycbcr), data range 255, a border of `scale` px cropped; "
+            "hole_*: over the hole's pixels; perceptual: LPIPS-style (uniform weights, not LPIPS) on the clean "
+            "images' domain network; *_input / *_baseline: bicubic (SR), the grey hole, the grey image; inputs "
+            "(crops, holes) drawn with a generator seeded by `seed`")
     if "audio" in data.info:
         results["protocol"]["voice"] = ("target_speaker / digit_kept: argmax of the speaker / digit classifier "
                                         "trained on real spectrograms of the corpus (metrics/audio.py); mcd: dB, "
@@ -92,15 +101,23 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
     for direction, task in model.objective.tasks().items():
         d = oriented(data, task)
         count = len(d) if n is None else min(n, len(d))
-        index = torch.randperm(len(d), generator=torch.Generator().manual_seed(seed))[:count].sort().values
-        batch = d.batch(index)
+        g = torch.Generator().manual_seed(seed)  # the same held-out inputs (crops, holes) every time
+        index = torch.randperm(len(d), generator=g)[:count].sort().values
+        batch = d.batch(index, generator=g)
         inputs = batch["A"]
         outputs = model.translate(inputs, direction)
         targets = batch["B"] if d.paired else None
         labels = batch.get("A_y")
         # FID against the target domain's own held-out images: every B of the split for unpaired data.
         domain = d.domains.get("B")
-        results[direction] = score_translations(outputs, inputs, targets, labels, domain, seed=seed, metrics=metrics)
+        spec = d.info.get("restoration")
+        shown = inputs
+        if spec is not None:  # restoration: the no-learning baseline is scored as *_input
+            from .restoration import baseline_pictures
+            shown = baseline_pictures(inputs, spec["task"], spec)
+        results[direction] = score_translations(outputs, shown, targets, labels, domain, seed=seed, metrics=metrics)
+        if spec is not None:
+            results[direction].update(_restoration_scores(outputs, batch, spec, model.cfg.data))
         if "utterances" in d.info:  # voice conversion: speaker and digit classifiers, MCD (metrics/audio.py)
             from .audio import score_conversion
             pair = d.info["audio"]["pair"]
@@ -114,6 +131,19 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
         from ..utils import atomic_write_text
         atomic_write_text(Path(model.run_dir) / "eval.json", json.dumps(results, indent=1, default=_json) + "\n")
     return results
+
+
+def _restoration_scores(outputs, batch, spec: dict, data_cfg) -> dict:
+    """PSNR/SSIM on Y or on the hole, colourfulness, perceptual distance (metrics/restoration.py)."""
+    from ..data.restoration import clean_domain_config
+    from .domain_net import DomainFeatures
+    from .restoration import score_restoration
+
+    try:
+        net = DomainFeatures.for_dataset(clean_domain_config(data_cfg)).net
+    except GankitError:
+        net = None
+    return score_restoration(outputs, batch["B"], batch["A"], spec, net=net, mask=batch.get("mask"))
 
 
 def _json(v):

@@ -8,7 +8,10 @@ builds them; everything else is a keyword argument with a default, set from the 
   ``G(z_dim=, sample_shape=, num_classes=)``, ``G(z: (B, z_dim), y: (B,) int64 | None) -> (B, *sample_shape)``;
   ``D(sample_shape=, num_classes=)``, ``D(x, y | None) -> (B,)`` raw scores ("logits");
 * translators (``pix2pix``, ``cyclegan``): ``G(in_channels=, out_channels=)``, ``G(x) -> y``;
-  ``D(in_channels=)``, ``D(x, cond | None) -> (B, 1, h, w)`` patch logits.
+  ``D(in_channels=)``, ``D(x, cond | None) -> (B, 1, h, w)`` patch logits;
+* super-resolution (``sr``): ``G(in_channels=, out_channels=, scale=)``, ``G(x) -> (B, C, h·scale, w·scale)``;
+  ``D(in_channels=)``, ``D(x) -> (B,)``; inpainting and Pix2PixHD discriminators return a dict / a
+  list of scales (their objectives say what they read).
 
 One family serves every resolution and channel count, square or not (H ≠ W); a network with a size
 rule states it as ``check_size(h, w, **kwargs)`` (see :mod:`gankit.nets.sizes`), which the config
@@ -28,7 +31,7 @@ from .sizes import ImageSizeError
 NETWORKS = Registry("network family")
 
 #: Arguments the engine passes; never set from a config.
-_FIXED = {"self", "z_dim", "sample_shape", "num_classes", "in_channels", "out_channels"}
+_FIXED = {"self", "z_dim", "sample_shape", "num_classes", "in_channels", "out_channels", "scale"}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ from . import acgan, cyclegan, pix2pix, unrolled  # noqa: F401,E402  (register t
 from . import vae  # noqa: F401,E402  (the VAE baseline)
 from . import anomaly  # noqa: F401,E402  (ganomaly, autoencoder: anomaly detection)
 from . import ssgan  # noqa: F401,E402  (the semi-supervised GAN)
+from . import sr  # noqa: F401,E402  (super-resolution: SRResNet, SRGAN, ESRGAN)
+from . import inpaint, pix2pixhd  # noqa: F401,E402  (inpainting and uncropping; label map -> image)
 from ..config import check_name, register_check
 
 

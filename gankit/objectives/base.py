@@ -13,6 +13,7 @@ An objective owns its named networks and everything it keeps between steps. It d
 * ``task``: how outputs are made from inputs (:mod:`gankit.tasks`), and ``tasks()`` when there
   are several (CycleGAN's two directions);
 * ``accumulate_gradients(phase, batch, batch_size)`` -> detached statistics to log;
+* ``prepare()``: a hook when training starts (frozen feature networks, weights from another run);
 * ``on_step(step, progress)``: a hook before each step, with the fraction of the budget spent;
 * ``state_dict()`` / ``load_state_dict()`` for what it keeps between steps (an image pool, a
   running mean, a growth stage); saved in every checkpoint.
@@ -98,6 +99,12 @@ class Objective:
         """Backpropagate ``loss``, scaled when training in fp16 so small gradients do not underflow."""
         (self.loss_scale(loss) if self.loss_scale is not None else loss).backward()
 
+    def prepare(self) -> None:
+        """Called once by the trainer, before it copies networks for EMA and builds optimisers (a
+        resumed run then loads its checkpoint over whatever this set): load frozen helper networks,
+        start from another run's weights (ESRGAN from its PSNR model). Never called when a trained
+        model is loaded for use."""
+
     def attach_optimizers(self, optimizers: Dict[str, torch.optim.Optimizer]) -> None:
         """Called once the engine has built the optimisers (by name), for an objective that needs
         them inside a phase (the unrolled GAN applies D's update)."""
@@ -171,6 +178,7 @@ class DataInfo:
     sample_shape: Tuple[int, ...]      # one sample (generation) or one input image (translation)
     num_classes: int = 0               # classes G and D are conditioned on (0 = unconditional)
     target_shape: Optional[Tuple[int, ...]] = None  # translation: one target image
+    compose: str = "none"              # translation: how G's output joins its input (gankit.tasks.COMPOSE)
 
     @classmethod
     def of(cls, data, conditional: bool) -> "DataInfo":
@@ -179,11 +187,12 @@ class DataInfo:
         if conditional and data.y is None:
             raise ConfigError(f"model.conditional: dataset {data.name!r} has no labels")
         target = getattr(data, "target_shape", None)
-        return cls(data.kind, tuple(data.sample_shape), num_classes, tuple(target) if target else None)
+        return cls(data.kind, tuple(data.sample_shape), num_classes, tuple(target) if target else None,
+                   getattr(data, "compose", "none"))
 
     @classmethod
     def from_meta(cls, meta: dict) -> "DataInfo":
         """From the ``data`` entry of a checkpoint."""
         target = meta.get("target_shape")
         return cls(meta["kind"], tuple(meta["sample_shape"]), int(meta.get("num_classes", 0)),
-                   tuple(target) if target else None)
+                   tuple(target) if target else None, meta.get("compose", "none"))

@@ -120,6 +120,7 @@ class Trainer:
         self.nets: Dict[str, torch.nn.Module] = nets
         self.objective = objective_cls(nets, cfg, self.info, autocast=autocast_factory(self.precision, self.device))
         self.task = self.objective.task
+        self.objective.prepare()
         # Uncompiled copies: sampling never waits for a compile.
         self.emas: Dict[str, EMA] = {k: EMA(nets[k], t.ema) for k in self.objective.ema} if t.ema else {}
         if t.compile:

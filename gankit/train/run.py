@@ -66,6 +66,10 @@ class Run:
                 "num_classes": info.num_classes}
         if info.target_shape is not None:
             meta["target_shape"] = list(info.target_shape)
+        if info.compose != "none":
+            meta["compose"] = info.compose
+        if "restoration" in getattr(d, "info", {}):  # the degradation: translate and eval redo it
+            meta["restoration"] = d.info["restoration"]
         if getattr(d, "modes", None) is not None:
             meta["modes"] = d.modes.cpu().tolist()
             meta["mode_std"] = d.mode_std

@@ -49,10 +49,31 @@ def save_image_grid(x: torch.Tensor, path: Path, nrow: Optional[int] = None, min
         atomic_write_bytes(Path(path), png_bytes(grid, scale))
 
 
+def input_picture(inputs: torch.Tensor, out_channels: int, size: tuple) -> torch.Tensor:
+    """A translator's inputs as pictures beside its outputs (``out_channels`` at ``size`` (H, W)):
+    an image with its hole mask (C + 1 channels) -> the image, hole left grey; a one-hot label map
+    (more channels than an image has) -> each class a colour of a fixed palette; a smaller image (a
+    super-resolution input) -> enlarged with nearest neighbours, so its pixels show."""
+    x = inputs.float().cpu()
+    c = x.shape[1]
+    if c == out_channels + 1 and c in (2, 4):
+        x = x[:, :-1]
+    elif c > 4:
+        g = torch.Generator().manual_seed(c)
+        palette = torch.rand(c, 3, generator=g) * 2 - 1                    # (K, 3) in [-1, 1]
+        palette = palette[torch.argsort(palette.mean(1))]                   # class 0 darkest, as label maps
+        x = palette[x.argmax(1)].permute(0, 3, 1, 2)
+    if tuple(x.shape[2:]) != tuple(size):
+        x = torch.nn.functional.interpolate(x, size=tuple(size), mode="nearest")
+    return x
+
+
 def translation_columns(inputs: torch.Tensor, outputs: torch.Tensor, targets: Optional[torch.Tensor] = None
                         ) -> tuple[torch.Tensor, int]:
     """Tiles input | output [| target] side by side, one triple per sample, channels made equal
-    (grey tiles repeated to RGB beside colour ones). Returns the tiles and how many form one triple."""
+    (grey tiles repeated to RGB beside colour ones; inputs drawn by :func:`input_picture`). Returns the
+    tiles and how many form one triple."""
+    inputs = input_picture(inputs, outputs.shape[1], tuple(outputs.shape[2:]))
     parts = [inputs, outputs] + ([targets] if targets is not None else [])
     c = max(p.shape[1] for p in parts)
     parts = [p.float().cpu().expand(-1, c, -1, -1) if p.shape[1] != c else p.float().cpu() for p in parts]

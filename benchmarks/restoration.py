@@ -1,0 +1,175 @@
+"""Restoration on this CPU: super-resolution x4, inpainting, colorization and Pix2PixHD, each GAN
+against the model trained without its critic.
+
+    python benchmarks/restoration.py train ARM [ARM ...] [--minutes 15] [--seed 0] [--runs DIR]
+    python benchmarks/restoration.py report [--runs DIR] [--examples docs/restoration]
+
+Arms (one torch thread each, `train.minutes` of wall time each; run two `train` processes side by
+side on a 2-core machine):
+
+    srresnet       SRResNet, pixel MSE (the PSNR model)        srgan     SRGAN, from srresnet's weights
+    esrgan-psnr    RRDB, pixel L1 (ESRGAN's stage 1)            esrgan    ESRGAN, from esrgan-psnr's weights
+    inpaint        gated G + global/local critics (emoji)       inpaint-l1      the same G, L1 on the hole only
+    colorize       pix2pix L* -> a*b*, cGAN + L1 (emoji)        colorize-l1     the same U-Net, L1 only
+    pix2pixhd      label map -> emoji, critics + FM + perceptual pix2pixhd-recon perceptual + L1 only
+
+Every arm is scored on held-out images with `gankit eval`'s protocol (gankit/metrics/translation.py:
+the test photos coffee and rocket cut into 500 fixed 64 px crops, or the 392 held-out emoji, the
+inputs' crops and holes drawn with seed 0): FID/KID against the held-out clean images on the domain
+network, PSNR/SSIM on Y with a 4 px border cropped (SR) or on the hole (inpainting), colourfulness
+(colorization), the perceptual distance, and the same numbers for the no-learning baseline (bicubic,
+the grey hole, the grey image). Raw numbers go to benchmarks/results/restoration/<arm>-seed<s>.json;
+`report` prints the tables and writes a strip per task (input | baseline | model without critic |
+GAN | ground truth) to --examples.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "restoration"
+
+# arm -> (recipe, overrides, the arm whose run folder it starts from)
+ARMS = {
+    "srresnet": ("srresnet-photos", [], None),
+    "srgan": ("srgan-photos", [], "srresnet"),
+    "esrgan-psnr": ("esrgan-psnr-photos", [], None),
+    "esrgan": ("esrgan-photos", [], "esrgan-psnr"),
+    "inpaint": ("inpaint-emoji", [], None),
+    "inpaint-l1": ("inpaint-emoji", ["loss.options.adversarial=false"], None),
+    "colorize": ("colorize-emoji", [], None),
+    "colorize-l1": ("colorize-emoji", ["loss.options.adversarial=false"], None),
+    "pix2pixhd": ("pix2pixhd-emoji", [], None),
+    "pix2pixhd-recon": ("pix2pixhd-emoji", ["loss.options.adversarial=false", "loss.options.l1_weight=1.0"], None),
+}
+# task -> (its arms in strip order: the model without a critic first), the baseline's name
+TASKS = {
+    "super-resolution x4": (["srresnet", "esrgan-psnr", "srgan", "esrgan"], "bicubic"),
+    "inpainting": (["inpaint-l1", "inpaint"], "grey hole"),
+    "colorization": (["colorize-l1", "colorize"], "grey"),
+    "labels2image": (["pix2pixhd-recon", "pix2pixhd"], None),
+}
+
+
+def train_arm(arm: str, minutes: float, seed: int, runs: Path) -> dict:
+    from gankit.config import load_config
+    from gankit.metrics.translation import evaluate_translation
+    from gankit.train.run import train
+    from gankit.utils import read_jsonl
+
+    recipe, extra, start = ARMS[arm]
+    overrides = [f"seed={seed}", f"train.minutes={minutes}", "train.threads=1", *extra]
+    if start is not None:
+        overrides.append(f"loss.options.init_from={runs / start}")
+    out = runs / arm
+    cfg = load_config(recipe, overrides)
+    if not (out / "checkpoints").is_dir():
+        train(cfg, out=out, quiet=True)
+    last = read_jsonl(out / "metrics.jsonl")[-1]   # the run's own clock: training time only
+    res = evaluate_translation(out, write=True)
+    scores = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in res["AtoB"].items()}
+    row = {"arm": arm, "recipe": recipe, "seed": seed, "overrides": overrides,
+           "train_seconds": round(last["seconds"], 1), "steps": last["step"], "load": os.getloadavg()[0],
+           "scores": scores, "protocol": res["protocol"]}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{arm}-seed{seed}.json").write_text(json.dumps(row, indent=1) + "\n")
+    print(f"{arm}: {row['steps']} steps in {row['train_seconds']:.0f} s; " +
+          ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float)), flush=True)
+    return row
+
+
+COLUMNS = {
+    "super-resolution x4": ["psnr_y", "ssim_y", "perceptual", "fid", "kid"],
+    "inpainting": ["hole_psnr", "hole_ssim", "perceptual", "fid", "kid"],
+    "colorization": ["psnr", "colourfulness", "perceptual", "fid", "kid"],
+    "labels2image": ["psnr", "ssim", "perceptual", "fid", "kid"],
+}
+BASELINE_KEYS = {"fid": "fid_input", "kid": "kid_input", "psnr": None, "ssim": None}
+
+
+def report(seed: int, runs: Path, examples: Path) -> None:
+    for task, (arms, baseline) in TASKS.items():
+        rows = {a: json.loads((RESULTS / f"{a}-seed{seed}.json").read_text())
+                for a in arms if (RESULTS / f"{a}-seed{seed}.json").exists()}
+        if not rows:
+            continue
+        cols = COLUMNS[task]
+        print(f"\n{task} (seed {seed})")
+        print(f"| model | steps | " + " | ".join(cols) + " |")
+        print("|---|---|" + "---|" * len(cols))
+        first = next(iter(rows.values()))["scores"]
+        if baseline is not None:
+            cells = []
+            for c in cols:
+                key = BASELINE_KEYS.get(c, c + "_baseline")
+                v = first.get(key) if key else None
+                cells.append(f"{v:.4g}" if isinstance(v, float) else "")
+            print(f"| {baseline} | – | " + " | ".join(cells) + " |")
+        for arm, row in rows.items():
+            s = row["scores"]
+            print(f"| {arm} | {row['steps']} | " + " | ".join(
+                f"{s[c]:.4g}" if isinstance(s.get(c), float) else "" for c in cols) + " |")
+        strip(task, [a for a in arms if (runs / a / "checkpoints").is_dir()], baseline, runs, examples)
+
+
+def strip(task: str, arms: list, baseline, runs: Path, examples: Path, n: int = 6) -> None:
+    """input | baseline | each arm | ground truth, one row per held-out image."""
+    import torch
+
+    from gankit.api import load
+    from gankit.data import load_dataset
+    from gankit.metrics.restoration import baseline_pictures
+    from gankit.viz.grids import image_grid, input_picture, png_bytes
+
+    if not arms:
+        return
+    models = [load(runs / a) for a in arms]
+    data = load_dataset(models[0].cfg.data, "test")
+    g = torch.Generator().manual_seed(1)
+    index = torch.randperm(len(data), generator=g)[:n]
+    batch = data.batch(index, generator=g)
+    target = batch["B"]
+    size = tuple(target.shape[2:])
+    cols = [input_picture(batch["A"], target.shape[1], size)]
+    spec = data.info["restoration"]
+    base = baseline_pictures(batch["A"], spec["task"], spec)
+    if base is not None:
+        cols.append(base.clamp(-1, 1))
+    cols += [m.translate(batch["A"]) for m in models] + [target]
+    cols = [c.expand(-1, 3, -1, -1) if c.shape[1] == 1 else c for c in cols]
+    tiles = torch.stack(cols, 1).flatten(0, 1)
+    examples.mkdir(parents=True, exist_ok=True)
+    name = task.split()[0]
+    path = examples / f"{name}.png"
+    path.write_bytes(png_bytes(image_grid(tiles, nrow=len(cols)), 2))
+    legend = ["input"] + ([baseline] if base is not None else []) + arms + ["ground truth"]
+    (examples / f"{name}.txt").write_text(" | ".join(legend) + "\n")
+    print(f"strip: {path} ({' | '.join(legend)})")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("arms", nargs="+", choices=list(ARMS))
+    t.add_argument("--minutes", type=float, default=15.0)
+    r = sub.add_parser("report")
+    r.add_argument("--examples", type=Path, default=ROOT / "docs" / "restoration")
+    for q in (t, r):
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--runs", type=Path, default=Path("/tmp/restoration-runs"))
+    args = p.parse_args(argv)
+    if args.cmd == "train":
+        for arm in args.arms:
+            train_arm(arm, args.minutes, args.seed, args.runs)
+    else:
+        report(args.seed, args.runs, args.examples)
+
+
+if __name__ == "__main__":
+    main()

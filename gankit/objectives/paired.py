@@ -1,0 +1,118 @@
+"""What every paired image-to-image objective shares: a translator G, an optional critic, two phases.
+
+Pix2Pix, super-resolution (SRResNet, SRGAN, ESRGAN), inpainting and Pix2PixHD all train one
+network G that maps an input A to its paired target B, with a reconstruction loss and — unless
+``loss.options.adversarial`` is false — discriminators that judge G's outputs. A subclass says
+which networks it builds and what the two losses are (:meth:`PairedObjective.d_loss`,
+:meth:`PairedObjective.g_loss`); this base class owns the optimisers, the phases (k D steps,
+then one G step; with one D step the G step reuses that step's batch and G(A)), the task (the
+data's compose rule: an inpainter keeps the known pixels) and the checks of the config.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..losses import LOSSES
+from ..losses.perceptual import FeatureLoss
+from ..nets import check_net_kwargs
+from ..tasks import TranslationTask
+from .base import Objective, OptimGroup, Phase
+
+Stats = Dict[str, Tensor]
+
+
+def check_translation_config(cfg, name: str) -> None:
+    """What a translation objective cannot use: parts of the noise-driven GAN."""
+    if cfg.loss.regularizers:
+        raise ConfigError(f"loss.regularizers: objective {name} takes none; remove them")
+    if cfg.loss.clip_d_weights is not None:
+        raise ConfigError(f"loss.clip_d_weights: objective {name} does not clip; set it to null")
+    if cfg.eval.every is not None:
+        raise ConfigError(f"eval.every: objective {name} is scored after training (gankit eval RUN: PSNR, SSIM, "
+                          "FID, content kept); set eval.every to null")
+    if cfg.model.conditional:
+        raise ConfigError(f"model.conditional: objective {name} is conditioned on its input image, not a class; "
+                          "set it to false")
+
+
+def feature_loss(spec: str, data_cfg, criterion: str) -> FeatureLoss:
+    """The frozen feature network of ``spec`` ("domain", or a safetensors file) as a loss."""
+    from ..data.restoration import clean_domain_config
+    from ..metrics.domain_net import DomainFeatures, load_domain_net
+
+    if spec == "domain":
+        net = DomainFeatures.for_dataset(clean_domain_config(data_cfg)).net
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"loss.options.features: {path} is not a file; give a gankit domain network "
+                              "(.safetensors) or 'domain'")
+        net = load_domain_net(path)[0]
+    return FeatureLoss(net, criterion)
+
+
+class PairedObjective(Objective):
+    """Base of the paired translators; ``Options`` must have ``adversarial: bool``."""
+
+    kind = "translation"
+    ema = ("G",)
+    nets_checked: Tuple[str, ...] = ("G", "D")
+
+    def __init__(self, nets: Dict[str, nn.Module], cfg, data, **kwargs):
+        super().__init__(nets, cfg, data, **kwargs)
+        self.loss = LOSSES.get(cfg.loss.name)
+        self.task = TranslationTask("A", "B", "G", compose=getattr(data, "compose", "none"))
+        self.adversarial = self.options.adversarial
+        self.optimizers = {"G": OptimGroup(("G",), "g_optim")}
+        if self.adversarial:
+            self.optimizers["D"] = OptimGroup(("D",), "d_optim")
+        self._cached: Optional[tuple] = None
+        self.reuse = False
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
+        check_translation_config(cfg, cls.registered_name)
+        for name in cls.nets_checked:
+            check_net_kwargs(cfg.model, name, name)
+
+    def tasks(self) -> Dict[str, TranslationTask]:
+        return {self.cfg.data.direction: self.task}
+
+    def phases(self, d_steps: int) -> List[Phase]:
+        if not self.adversarial:
+            return [Phase("G", "G", ("G",))]
+        # One D step per G step reuses the D step's G(x) and batch for the G step.
+        self.reuse = d_steps == 1
+        return [Phase("D", "D", ("D",), repeats=d_steps, graph=("G",) if self.reuse else ()),
+                Phase("G", "G", ("G",), needs_data=not self.reuse)]
+
+    def accumulate_gradients(self, phase: str, batch: Optional[Dict[str, Tensor]], batch_size: int) -> Stats:
+        if phase == "D":
+            with self.autocast():
+                fake = self.task.run(self.nets["G"], {"x": batch["A"]})
+            if self.reuse:
+                self._cached = (batch, fake)
+            loss, stats = self.d_loss(batch, fake.detach())
+        else:
+            if batch is None:
+                batch, fake = self._cached
+                self._cached = None
+            else:
+                with self.autocast():
+                    fake = self.task.run(self.nets["G"], {"x": batch["A"]})
+            loss, stats = self.g_loss(batch, fake)
+        self.backward(loss)
+        return stats
+
+    def d_loss(self, batch: Dict[str, Tensor], fake: Tensor) -> Tuple[Tensor, Stats]:
+        """D's loss on real ``batch["B"]`` and G's detached outputs ``fake``, and what to log."""
+        raise NotImplementedError
+
+    def g_loss(self, batch: Dict[str, Tensor], fake: Tensor) -> Tuple[Tensor, Stats]:
+        """G's loss on its outputs ``fake`` for ``batch``, and what to log."""
+        raise NotImplementedError
