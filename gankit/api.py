@@ -237,6 +237,40 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
     return out
 
 
+def _restore_files(model, inputs, out_dir: Path, side_by_side: bool, mask, seed, tile, extend, alpha) -> list:
+    """``translate`` for a restoration run: each image at its own size (:mod:`gankit.restore`)."""
+    from .data.base import to_uint8
+    from .data.images import list_images
+    from .data.restoration import one_hot_map
+    from .restore import interpolated, load_for_restoration, restore_image
+    from .viz.grids import image_grid, input_picture, png_bytes
+
+    if alpha is not None:
+        interpolated(model, alpha)
+    paths = expand_inputs(inputs, list_images, "PNG/JPEG/BMP/WEBP images")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, used = [], set()
+    for p in paths:
+        x, labels = load_for_restoration(p, model)
+        y = restore_image(model, x, mask=mask, seed=seed, tile=tile, extend=extend, label_map=labels)
+        stem = p.stem
+        while stem in used:  # the same name in two folders
+            stem += "_"
+        used.add(stem)
+        if side_by_side:  # the input as a picture (a label map in its palette), enlarged to the output's size
+            shown = x if labels is None else one_hot_map(labels, int(model.data["restoration"]["classes"]))
+            shown = input_picture(shown, y.shape[1], tuple(y.shape[2:]))
+            if shown.shape[1] != y.shape[1]:
+                shown = shown.expand(-1, y.shape[1], -1, -1)
+            array = image_grid(torch.cat([shown, y]), nrow=2, padding=0)
+        else:
+            array = to_uint8(y[0]).permute(1, 2, 0).numpy()
+        target = out_dir / f"{stem}.png"
+        atomic_write_bytes(target, png_bytes(array))
+        written.append(target)
+    return written
+
+
 def read_images(inputs, channels: int, size: tuple, purpose: str = "translate") -> tuple[list, torch.Tensor]:
     """Image files (or folders, searched recursively) -> (paths, (N, C, H, W) float32 in [-1, 1]) with
     ``channels`` and spatial ``size`` (H, W); resized with Pillow's bicubic filter when they differ.
@@ -308,10 +342,15 @@ def _convert_audio(model: GAN, direction: str, inputs, out: Path, n_iter: int = 
 
 @provenance.scoped
 def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optional[str] = None,
-              which: str = "latest", side_by_side: bool = False, griffin_lim_iters: int = 64) -> list:
+              which: str = "latest", side_by_side: bool = False, griffin_lim_iters: int = 64,
+              mask: Optional[str] = None, seed: int = 0, tile: Optional[int] = None, extend: Optional[int] = None,
+              alpha: Optional[float] = None) -> list:
     """Translate image files or folders with a trained translation run; writes ``out_dir/<name>.png``
     for each input (``side_by_side``: input | output) and returns the written paths. A voice-conversion
-    run (audio data) takes sound files and writes WAVs of the same length (``out_dir`` may be one .wav)."""
+    run (audio data) takes sound files and writes WAVs of the same length (``out_dir`` may be one .wav).
+    A restoration run takes images of any size (:mod:`gankit.restore`: ``mask`` a file or a kind drawn
+    with ``seed``, ``tile`` for super-resolution, ``extend`` for uncropping, ``alpha`` ESRGAN's network
+    interpolation) and writes each at its own size."""
     from .data.base import to_uint8
     from .viz.grids import image_grid, png_bytes, translation_columns
 
@@ -331,6 +370,12 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
         if side_by_side:
             raise GankitError("--side-by-side pairs images; a voice-conversion run writes WAV files: drop it")
         return _convert_audio(model, name, inputs, Path(out_dir), n_iter=griffin_lim_iters)
+    restoring = model.data.get("restoration") is not None
+    if not restoring and (mask is not None or tile is not None or extend is not None or alpha is not None):
+        raise GankitError("--mask, --tile, --extend and --alpha are for restoration runs (super-resolution, "
+                          "inpainting, uncropping, colorization, labels2image)")
+    if restoring:
+        return _restore_files(model, inputs, Path(out_dir), side_by_side, mask, seed, tile, extend, alpha)
     paths, x = read_images(inputs, shape[0], tuple(shape[1:]))
     y = model.translate(x, name)
     out_dir = Path(out_dir)

@@ -35,14 +35,22 @@ PARAMS = [(fam, *case, nc) for fam, cases in CASES.items() for case in cases for
 # Families made for one objective, whose networks are tested with it (tests/test_anomaly.py,
 # tests/test_ssgan.py): GANomaly's encoder-decoder-encoder G and the semi-supervised GAN's MLP D.
 # Not yet covered here: the generic shape and class-conditioning cases below.
-OWN = {"ganomaly", "ssgan",
-       "srresnet", "rrdb",           # super-resolution: ×scale outputs (tests/test_nets_sr.py)
-       "pix2pixhd", "inpaint"}       # list / dict discriminators (tests/test_nets_pix2pixhd_inpaint.py)
+OWN = {"ganomaly", "ssgan"}
+# Restoration families (layers tested in tests/test_nets_sr.py, tests/test_nets_pix2pixhd_inpaint.py): a
+# generator whose output may be ×scale, critics returning a tensor, a list of scales or a dict of heads.
+# (family, G's in/out channels, (H, W), G kwargs, D kwargs, D's cond channels or None)
+RESTORATION = {
+    "srresnet": (3, 3, (8, 12), {"width": 8, "n_blocks": 1, "scale": 4, "residual": True}, {"width": 8}, None),
+    "rrdb": (1, 1, (8, 8), {"width": 8, "n_blocks": 1, "growth": 4, "scale": 2}, {"width": 8, "n_blocks": 2}, None),
+    "pix2pixhd": (8, 3, (32, 32), {"width": 8, "n_downsample": 2, "n_blocks": 1, "n_blocks_local": 1},
+                  {"width": 8, "n_layers": 2}, 8),
+    "inpaint": (4, 3, (16, 24), {"width": 8, "dilations": (2, 4)}, {"width": 8, "n_layers": 3}, 1),
+}
 
 
 def test_every_registered_family_is_covered():
     shipped = {n for n, fam in NETWORKS.items() if fam.generator.__module__.startswith("gankit.")}  # not tests' own
-    assert shipped == set(CASES) | set(TRANSLATION) | OWN
+    assert shipped == set(CASES) | set(TRANSLATION) | set(RESTORATION) | OWN
     assert not set(CASES) & set(TRANSLATION)
 
 
@@ -74,6 +82,50 @@ def test_translation_save_load_same_output_and_deterministic(fam, c_in, c_out, h
     G3, _ = build_translation(fam, c_in, c_out, gk, dk, cond, seed=0)
     with torch.no_grad():
         assert torch.equal(G3.eval()(x), y)              # the same seed builds the same network
+
+
+def flat(out):
+    """A critic's output (tensor, list of scales (of lists of features), dict of heads) as one vector."""
+    if isinstance(out, dict):
+        return torch.cat([flat(out[k]) for k in sorted(out)])
+    if isinstance(out, (list, tuple)):
+        return torch.cat([flat(o) for o in out])
+    return out.flatten()
+
+
+def build_restoration(fam, c_in, c_out, gk, dk, cond, seed=0):
+    torch.manual_seed(seed)
+    family = NETWORKS.get(fam)
+    return (family.role("G")(in_channels=c_in, out_channels=c_out, **gk),
+            family.role("D")(in_channels=c_out + (cond or 0), **dk))
+
+
+@pytest.mark.parametrize("fam", sorted(RESTORATION))
+def test_restoration_save_load_same_output_backward_and_deterministic(fam, tmp_path):
+    c_in, c_out, hw, gk, dk, cond = RESTORATION[fam]
+    G, D = build_restoration(fam, c_in, c_out, gk, dk, cond, seed=0)
+    x = torch.rand(2, c_in, *hw) * 2 - 1
+    c = torch.rand(2, cond, *(s * gk.get("scale", 1) for s in hw)).round() if cond else None
+    y = G(x)
+    assert y.shape == (2, c_out, *(s * gk.get("scale", 1) for s in hw))
+    flat(D(y, c)).square().mean().backward()
+    for net in (G, D):
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    G.eval(), D.eval()
+    save_file({k: v.contiguous() for k, v in G.state_dict().items()}, tmp_path / "g.safetensors")
+    save_file({k: v.contiguous() for k, v in D.state_dict().items()}, tmp_path / "d.safetensors")
+    G2, D2 = build_restoration(fam, c_in, c_out, gk, dk, cond, seed=1)
+    G2.load_state_dict(load_file(tmp_path / "g.safetensors"))
+    D2.load_state_dict(load_file(tmp_path / "d.safetensors"))
+    G2.eval(), D2.eval()
+    with torch.no_grad():
+        y = G(x)
+        assert torch.equal(y, G2(x)) and torch.equal(flat(D(y, c)), flat(D2(y, c)))
+        G3, _ = build_restoration(fam, c_in, c_out, gk, dk, cond, seed=0)
+        assert torch.equal(G3.eval()(x), y)                      # the same seed builds the same network
+        G4, _ = build_restoration(fam, c_in, c_out, {**gk, "residual": False} if "residual" in gk else gk, dk,
+                                  cond, seed=1)
+        assert not torch.equal(G4.eval()(x), y)                  # another seed, other weights
 
 
 def build(fam, shape, gk, dk, nc, seed=0):

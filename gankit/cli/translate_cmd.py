@@ -1,4 +1,4 @@
-"""gankit translate: apply a trained translator (pix2pix, cyclegan) to image files or folders."""
+"""gankit translate: apply a trained translator (pix2pix, cyclegan, a restoration model) to image files or folders."""
 
 
 def register(sub):
@@ -17,6 +17,20 @@ def register(sub):
     p.add_argument("--side-by-side", action="store_true", help="write input | output pairs")
     p.add_argument("--griffin-lim", type=int, default=64, metavar="ITERS",
                    help="spectrogram models: Griffin-Lim iterations turning spectrograms into sound (default 64)")
+    r = p.add_argument_group("restoration runs (super-resolution, inpainting, uncropping, colorization, labels2image): "
+                             "images of any size, written at their own size (x scale for super-resolution)")
+    r.add_argument("--mask", metavar="FILE|KIND",
+                   help="inpainting: the hole, a mask image (white = hole; resized to each input) or a kind drawn "
+                        "per image: centre, rect, stroke, border; uncropping: a mask instead of --extend")
+    r.add_argument("--seed", type=int, default=0, help="seed of drawn masks (default 0)")
+    r.add_argument("--extend", type=int, metavar="PX",
+                   help="uncropping: pixels added on every side (default: 1/8 of the shorter side)")
+    r.add_argument("--tile", type=int, metavar="PX",
+                   help="super-resolution: tile side in input pixels for large images, tiles overlapping by a "
+                        "quarter (default: 4 x the training input; 0: one pass)")
+    r.add_argument("--alpha", type=float, metavar="A",
+                   help="ESRGAN: network interpolation, (1-A) x the PSNR model the run started from + A x this "
+                        "GAN (Wang et al. 2018, Sec. 3.4)")
     p.set_defaults(func=run)
 
 
@@ -28,5 +42,6 @@ def run(args):
         raise GankitError(f"--griffin-lim {args.griffin_lim}: give at least one iteration")
 
     paths = translate(args.run_dir, args.inputs, args.out, direction=args.direction, which=args.checkpoint,
-                      side_by_side=args.side_by_side, griffin_lim_iters=args.griffin_lim)
+                      side_by_side=args.side_by_side, griffin_lim_iters=args.griffin_lim, mask=args.mask,
+                      seed=args.seed, tile=args.tile, extend=args.extend, alpha=args.alpha)
     print(f"wrote {len(paths)} file(s) to {args.out}")

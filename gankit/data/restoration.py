@@ -203,6 +203,14 @@ class RestorationDataset:
             out["A"] = one_hot_map(segment(b, k), k)
         return out
 
+    def whole_images(self) -> List[torch.Tensor]:
+        """Every clean image whole: the photos crops are cut from (each uint8 (C, H, W), its own size),
+        or the fixed images one by one. Super-resolution is scored on these, as the SR literature
+        scores whole test images."""
+        if self.photos is not None:
+            return list(self.photos)
+        return list(self.clean.cpu())
+
     def domain(self, which: str) -> Dataset:
         """The clean images as a plain :class:`Dataset` (fixed; crops drawn with a fixed seed)."""
         if which != "B":
@@ -257,14 +265,21 @@ def _settings(name: str, cfg) -> dict:
     return out
 
 
+# the dataset whose domain network features a source's images (perceptual losses and distances, FID):
+# its own, except for photographs — scikit-image's 7 training photos are too few for a network that
+# generalises (a rotation predictor memorises their crops and is at chance on held-out photos), so
+# they, and a user's photo folder, use the colour-emoji network, as VGG is an ImageNet network
+FEATURE_SOURCE = {"photos": "emoji", "folder": "emoji", "emoji": "emoji", "fashion-mnist": "fashion-mnist"}
+
+
 def clean_domain_config(data_cfg):
-    """The registered dataset of ``data_cfg``'s clean images (its feature network, FID's reference):
-    a :class:`~gankit.config.DataConfig` at that dataset's own resolution."""
+    """The dataset whose domain network gives ``data_cfg``'s clean images their features (perceptual
+    loss and distance, FID): a :class:`~gankit.config.DataConfig` at that dataset's own resolution."""
     from ..config import DataConfig
 
-    source = (data_cfg.options or {}).get("source", "photos")
-    root = data_cfg.root if source in ("folder", "emoji") else None
-    return DataConfig(name=source, root=root, channels=data_cfg.channels)
+    name = FEATURE_SOURCE[(data_cfg.options or {}).get("source", "photos")]
+    root = data_cfg.root if name == "emoji" and (data_cfg.options or {}).get("source") == "emoji" else None
+    return DataConfig(name=name, root=root, channels=data_cfg.channels)
 
 
 def _load_clean(source: str, cfg, split: str, size: tuple, channels: int):

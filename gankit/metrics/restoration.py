@@ -257,11 +257,21 @@ def baseline_pictures(inputs: torch.Tensor, task: str, spec: dict):
     return None
 
 
+def pooled_hole_psnr(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, data_range: float = DATA_RANGE) -> float:
+    """PSNR of the squared error pooled over every hole pixel of every image, in dB: a fill that is
+    exact in one image (a hole on a flat background) makes that image's own PSNR infinite, which a
+    mean over images cannot absorb; the pooled error can."""
+    m = mask.double().expand_as(x)
+    mse = ((x.double() - y.double()) ** 2 * m).sum() / m.sum().clamp(min=1)
+    return float(10 * torch.log10(data_range ** 2 / mse)) if mse > 0 else math.inf
+
+
 def score_restoration(outputs: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor, spec: dict,
                       net: nn.Module | None = None, mask: torch.Tensor | None = None) -> dict:
     """The task's own numbers for ``outputs`` against ``targets`` (and the same for the no-learning
     baseline of :func:`baseline_pictures`, keys ``*_baseline``): PSNR / SSIM on Y with a border of
-    ``scale`` pixels cropped (super-resolution), PSNR / SSIM on the hole (inpainting, uncropping),
+    ``scale`` pixels cropped (super-resolution), PSNR of the error pooled over the holes
+    (:func:`pooled_hole_psnr`) and the mean SSIM over them (inpainting, uncropping),
     colourfulness of outputs and targets (colorization), and the perceptual distance on ``net``'s
     activations when a feature network is given. Means over images."""
     task = spec["task"]
@@ -276,7 +286,7 @@ def score_restoration(outputs: torch.Tensor, targets: torch.Tensor, inputs: torc
             out["psnr_y" + key] = mean_std(psnr_y(x, targets, crop))[0]
             out["ssim_y" + key] = mean_std(ssim_y(x, targets, crop))[0]
         elif task in ("inpainting", "uncropping") and mask is not None:
-            out["hole_psnr" + key] = mean_std(hole_psnr(x, targets, mask))[0]
+            out["hole_psnr" + key] = pooled_hole_psnr(x, targets, mask)
             out["hole_ssim" + key] = mean_std(hole_ssim(x, targets, mask))[0]
         elif task == "colorization":
             out["colourfulness" + key] = mean_std(colourfulness(x))[0]

@@ -36,11 +36,12 @@ def _domain_cfg(name: str, size: tuple):
 
 def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Optional[torch.Tensor],
                        labels: Optional[torch.Tensor], domain: Optional[str], seed: int = 0,
-                       metrics=("fid", "kid")) -> Dict[str, float]:
+                       metrics=("fid", "kid"), features_cfg=None) -> Dict[str, float]:
     """Scores of ``outputs`` (N, C, H, W) in [-1, 1] translated from ``inputs`` (pictures of them scored
     as ``*_input``; None: none); ``targets`` the paired ground truth (or None), ``labels`` the inputs'
     classes (or None), ``domain`` the registered dataset of the target domain (or None: no feature
-    network, no FID or content kept)."""
+    network, no FID or content kept); ``features_cfg``: the dataset whose domain network gives the
+    features, when not the target domain's own (restoration on photographs)."""
     out: Dict[str, float] = {"n": int(len(outputs))}
     if targets is not None:
         out.update(paired_scores(outputs, targets))
@@ -50,7 +51,7 @@ def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Opt
     from .features import get_extractor
 
     cfg = _domain_cfg(domain, outputs.shape[-2:])
-    extractor = get_extractor("domain", cfg)
+    extractor = get_extractor("domain", features_cfg or cfg)
     for key, x in (("", outputs), ("_input", inputs)):
         if x is None:
             continue
@@ -89,9 +90,11 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
                             "features": "domain network of the target domain (trained on its train split)"}}
     if "restoration" in data.info:
         results["protocol"]["restoration"] = (
-            "psnr_y/ssim_y: on luma Y (MATLAB rgb2ycbcr), data range 255, a border of `scale` px cropped; "
-            "hole_*: over the hole's pixels; perceptual: LPIPS-style (uniform weights, not LPIPS) on the clean "
-            "images' domain network; *_input / *_baseline: bicubic (SR), the grey hole, the grey image; inputs "
+            "psnr_y/ssim_y: on luma Y (MATLAB rgb2ycbcr), data range 255, a border of `scale` px cropped, "
+            "on the held-out crops, and *_whole on the whole held-out photos (mean over photos); "
+            "hole_psnr: the error pooled over every hole pixel; hole_ssim: the SSIM map's mean over the hole; "
+            "perceptual: LPIPS-style (uniform weights, not LPIPS) and fid/kid on the domain network of "
+            "data.restoration.FEATURE_SOURCE (photos: the emoji network); *_input / *_baseline: bicubic (SR), the grey hole, the grey image; inputs "
             "(crops, holes) drawn with a generator seeded by `seed`")
     if "audio" in data.info:
         results["protocol"]["voice"] = ("target_speaker / digit_kept: argmax of the speaker / digit classifier "
@@ -115,9 +118,16 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
         if spec is not None:  # restoration: the no-learning baseline is scored as *_input
             from .restoration import baseline_pictures
             shown = baseline_pictures(inputs, spec["task"], spec)
-        results[direction] = score_translations(outputs, shown, targets, labels, domain, seed=seed, metrics=metrics)
+        features = None
+        if spec is not None:
+            from ..data.restoration import clean_domain_config
+            features = clean_domain_config(model.cfg.data)
+        results[direction] = score_translations(outputs, shown, targets, labels, domain, seed=seed, metrics=metrics,
+                                                features_cfg=features)
         if spec is not None:
             results[direction].update(_restoration_scores(outputs, batch, spec, model.cfg.data))
+            if spec["task"] == "super-resolution" and d.photos is not None:
+                results[direction].update(_whole_image_sr(model, d, int(spec["scale"])))
         if "utterances" in d.info:  # voice conversion: speaker and digit classifiers, MCD (metrics/audio.py)
             from .audio import score_conversion
             pair = d.info["audio"]["pair"]
@@ -144,6 +154,24 @@ def _restoration_scores(outputs, batch, spec: dict, data_cfg) -> dict:
     except GankitError:
         net = None
     return score_restoration(outputs, batch["B"], batch["A"], spec, net=net, mask=batch.get("mask"))
+
+
+def _whole_image_sr(model, data, scale: int) -> dict:
+    """PSNR / SSIM on Y of the whole held-out photos (each cut to a multiple of ``scale``, downscaled,
+    restored in one pass), mean over photos, and the same for bicubic upscaling: ``*_whole``."""
+    from ..data.base import to_model_range
+    from ..data.restoration import downscale, upscale_bicubic
+    from .restoration import psnr_y, ssim_y
+
+    rows = {"psnr_y_whole": [], "ssim_y_whole": [], "psnr_y_whole_baseline": [], "ssim_y_whole_baseline": []}
+    for img in data.whole_images():
+        h, w = img.shape[1:]
+        img = img[None, :, :h - h % scale, :w - w % scale]
+        lr, hr = to_model_range(downscale(img, scale)), to_model_range(img)
+        for key, x in (("", model.translate(lr, batch_size=1)), ("_baseline", upscale_bicubic(lr, scale))):
+            rows["psnr_y_whole" + key].append(float(psnr_y(x, hr, scale)[0]))
+            rows["ssim_y_whole" + key].append(float(ssim_y(x, hr, scale)[0]))
+    return {k: sum(v) / len(v) for k, v in rows.items()}
 
 
 def _json(v):

@@ -107,13 +107,41 @@ class _ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+def _check_residual(who: str, residual, in_channels: int, out_channels: int) -> bool:
+    if not isinstance(residual, bool):
+        raise ValueError(f"{who}: residual must be true or false, got {residual!r}")
+    if residual and in_channels != out_channels:
+        raise ValueError(f"{who}: residual needs as many input as output channels, got {in_channels} and {out_channels}")
+    return residual
+
+
+def zero_last(conv: nn.Conv2d) -> None:
+    """Zero the output conv of a residual generator: it starts as exactly the bicubic upscaling."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+def bicubic_residual(out: Tensor, x: Tensor, scale: int, residual: bool) -> Tensor:
+    """``out`` plus the bicubic upscaling of the input ``x`` when ``residual``: the network then learns
+    only what bicubic interpolation misses (VDSR's global residual, Kim et al. 2016). Neither SRGAN nor
+    ESRGAN has it; it lets a small network trained for minutes start at the bicubic baseline instead
+    of learning the identity of colours first (docs/restoration.md)."""
+    if not residual:
+        return out
+    return out + F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
 class SRResNet(nn.Module):
     """SRGAN's generator; see the module docstring. ``self.scale`` is the upsampling factor."""
 
-    def __init__(self, in_channels: int, out_channels: int, scale: int, width: int = 64, n_blocks: int = 16):
-        """``width``: channels of the trunk (paper 64); ``n_blocks``: residual blocks (paper B = 16)."""
+    def __init__(self, in_channels: int, out_channels: int, scale: int, width: int = 64, n_blocks: int = 16,
+                 residual: bool = False):
+        """``width``: channels of the trunk (paper 64); ``n_blocks``: residual blocks (paper B = 16);
+        ``residual``: add the bicubic upscaling of the input to the output (:func:`bicubic_residual`)."""
         super().__init__()
         who = "SRResNet"
+        self.residual = _check_residual(who, residual, in_channels, out_channels)
         self.scale = check_scale(who, scale)
         self.in_channels = _check_int(who, "in_channels", in_channels, 1)
         _check_int(who, "out_channels", out_channels, 1)
@@ -129,13 +157,15 @@ class SRResNet(nn.Module):
         self.upsample = nn.Sequential(*up)
         self.tail = _conv(width, out_channels, 9)
         _init_he(self, _PRELU_INIT)
+        if self.residual:
+            zero_last(self.tail)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, in_channels, h, w) in [-1, 1] -> (B, out_channels, h·scale, w·scale), linear (unclamped)."""
         _check_channels("SRResNet", x, self.in_channels)
         feat = self.head(x)
         feat = feat + self.body(feat)  # the long skip from the first conv
-        return self.tail(self.upsample(feat))
+        return bicubic_residual(self.tail(self.upsample(feat)), x, self.scale, self.residual)
 
 
 # ---------------------------------------------------------------------------------------- discriminator
@@ -209,11 +239,13 @@ class RRDBNet(nn.Module):
     """ESRGAN's generator; see the module docstring. ``self.scale`` is the upsampling factor."""
 
     def __init__(self, in_channels: int, out_channels: int, scale: int, width: int = 64, n_blocks: int = 23,
-                 growth: int = 32, res_scale: float = 0.2):
+                 growth: int = 32, res_scale: float = 0.2, residual: bool = False):
         """``width``: trunk channels (paper 64); ``n_blocks``: RRDBs (paper 23); ``growth``: channels each
-        dense conv adds (paper 32); ``res_scale``: residual scaling β of dense blocks and RRDBs (paper 0.2)."""
+        dense conv adds (paper 32); ``res_scale``: residual scaling β of dense blocks and RRDBs (paper 0.2);
+        ``residual``: add the bicubic upscaling of the input to the output (:func:`bicubic_residual`)."""
         super().__init__()
         who = "RRDBNet"
+        self.residual = _check_residual(who, residual, in_channels, out_channels)
         self.scale = check_scale(who, scale)
         self.in_channels = _check_int(who, "in_channels", in_channels, 1)
         _check_int(who, "out_channels", out_channels, 1)
@@ -228,6 +260,8 @@ class RRDBNet(nn.Module):
         self.up_convs = nn.ModuleList(_conv(width, width, 3) for _ in range(int(math.log2(self.scale))))
         self.hr_conv = _conv(width, width, 3)
         self.tail = _conv(width, out_channels, 3)
+        if self.residual:
+            zero_last(self.tail)
         for m in self.body.modules():  # the paper's smaller initialisation (Sec. 3.1), dense blocks only
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in", nonlinearity="relu")
@@ -241,7 +275,7 @@ class RRDBNet(nn.Module):
         feat = feat + self.trunk(self.body(feat))  # the long skip from the first conv
         for conv in self.up_convs:
             feat = F.leaky_relu(conv(F.interpolate(feat, scale_factor=2, mode="nearest")), 0.2)
-        return self.tail(F.leaky_relu(self.hr_conv(feat), 0.2))
+        return bicubic_residual(self.tail(F.leaky_relu(self.hr_conv(feat), 0.2)), x, self.scale, self.residual)
 
 
 # ------------------------------------------------------------------------------ network interpolation

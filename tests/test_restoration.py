@@ -1,0 +1,363 @@
+"""Restoration (super-resolution, inpainting, uncropping, colorization, labels2image): the data made per
+batch, the composed outputs, tiling, the losses, evaluation and `gankit translate` on tiny trained runs."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import gankit
+from gankit.api import load
+from gankit.cli.main import main as cli_main
+from gankit.colour import from_lab_model, to_lab_model
+from gankit.config import load_config
+from gankit.data import load_dataset, to_uint8
+from gankit.data.masks import MASKS, draw_masks
+from gankit.data.restoration import downscale, one_hot_map, segment, with_hole
+from gankit.errors import ConfigError, DataError
+from gankit.losses.perceptual import FeatureLoss
+from gankit.metrics.domain_net import DomainNet
+from gankit.nets import NETWORKS
+from gankit.restore import tiled
+from gankit.tasks import TranslationTask
+
+RUN = ["train.steps=4", "train.threads=1", "train.log_every=2", "health.enabled=false", "train.precision=fp32",
+       "train.minutes=null", "train.batch_size=4", "train.num_samples=4"]
+# Tiny runs of every restoration recipe (16 px crops, widths 4-8)
+TINY = {
+    "sr-psnr": ("esrgan-psnr-photos", ["data.resolution=32", "data.options.crops=16", "model.g.width=8",
+                                       "model.g.n_blocks=1", "model.g.growth=4"]),
+    "inpaint": ("inpaint-emoji", ["data.resolution=16", "data.limit=16", "model.g.width=8", "model.d.width=8"]),
+    "uncrop": ("uncrop-photos", ["data.resolution=16", "data.options.crops=16", "model.g.width=8",
+                                 "model.d.width=8"]),
+    "colorize": ("colorize-emoji", ["data.resolution=16", "data.limit=16", "model.g.width=8", "model.g.depth=4",
+                                    "model.d.width=8"]),
+    "labels": ("pix2pixhd-emoji", ["data.resolution=16", "data.limit=16", "model.g.width=8", "model.g.n_downsample=1",
+                                   "model.g.n_blocks=1", "model.g.n_blocks_local=1", "model.d.width=8",
+                                   "loss.options.perceptual_weight=0", "loss.options.l1_weight=1.0"]),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    # conftest's per-test cache is not set yet for a module fixture: use the same folder explicitly
+    mp = pytest.MonkeyPatch()
+    if "GANKIT_CACHE" not in os.environ:
+        mp.setenv("GANKIT_CACHE", str(tmp_path_factory.getbasetemp() / "gankit-cache"))
+    try:
+        yield _train_runs(tmp_path_factory)
+    finally:
+        mp.undo()
+
+
+def _train_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("restoration")
+    # Feature networks of the clean images (FID, perceptual distance), trained briefly on a few images:
+    # the numbers they give are not the point here, that evaluation runs and repeats is.
+    from gankit.config import DataConfig
+    from gankit.metrics.domain_net import domain_net_path, train_domain_net
+    for name in ("emoji",):  # photos are featured by the emoji network (data.restoration.FEATURE_SOURCE)
+        if not domain_net_path(name).exists():
+            train_domain_net(DataConfig(name=name), epochs=1, limit=64)
+    for name, (recipe, overrides) in TINY.items():
+        gankit.train(recipe, overrides + RUN, out=root / name, quiet=True)
+    # ESRGAN's second stage, started from the PSNR run (relativistic critic, no perceptual term here)
+    gankit.train("esrgan-photos", TINY["sr-psnr"][1] + RUN + [
+        "model.d.width=8", "loss.options.perceptual_weight=0", "loss.options.pixel_weight=1.0",
+        f"loss.options.init_from={root / 'sr-psnr'}"], out=root / "sr-gan", quiet=True)
+    return root
+
+
+def photo(path, size=(37, 29), seed=0):
+    """A smooth colour picture of odd size (W, H) saved as PNG."""
+    yy, xx = np.mgrid[0:size[1], 0:size[0]]
+    rgb = np.stack([xx * 255 // size[0], yy * 255 // size[1], (xx + yy) * 127 // sum(size)], -1).astype(np.uint8)
+    Image.fromarray(rgb).save(path)
+    return rgb
+
+
+# ----------------------------------------------------------------------------------------------
+# Data made per batch
+
+
+@pytest.mark.parametrize("kind", list(MASKS))
+def test_masks_are_binary_non_empty_and_follow_the_generator(kind):
+    a = MASKS[kind](6, 32, 48, torch.Generator().manual_seed(3))
+    b = MASKS[kind](6, 32, 48, torch.Generator().manual_seed(3))
+    assert a.shape == (6, 1, 32, 48) and torch.equal(a, b)
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    area = a.mean(dim=(1, 2, 3))
+    assert (area > 0).all() and (area < 1).all()
+    if kind == "centre":
+        assert area.eq(0.25).all()  # half the side each way
+    if kind == "border":  # every hole touches the border
+        edge = torch.cat([a[:, 0, 0], a[:, 0, -1], a[:, 0, :, 0], a[:, 0, :, -1]], 1)
+        assert (edge.amax(1) == 1).all()
+    if kind != "centre":
+        assert not torch.equal(a, MASKS[kind](6, 32, 48, torch.Generator().manual_seed(4)))
+
+
+def test_draw_masks_mixes_kinds():
+    m = draw_masks(["centre", "border"], 40, 16, 16, torch.Generator().manual_seed(0))
+    centre = (m == MASKS["centre"](1, 16, 16)).flatten(1).all(1)
+    assert 5 < centre.sum() < 35  # about half of each
+
+
+def test_known_pixels_come_back_bit_exact():
+    """keep-known composition: whatever G outputs, the known pixels of the output are the input's."""
+    cfg = load_config("inpaint-emoji", ["data.resolution=16", "data.limit=8", "train.steps=1"])
+    data = load_dataset(cfg.data, "test")
+    batch = data.batch(torch.arange(8), generator=torch.Generator().manual_seed(0))
+    task = TranslationTask(compose="keep-known")
+    G = NETWORKS.get("inpaint").generator(in_channels=4, out_channels=3, width=4)
+    out = task.generate(G, {"x": batch["A"]})
+    known = (batch["mask"] == 0).expand_as(out)
+    assert torch.equal(to_uint8(out)[known], to_uint8(batch["B"])[known])
+    assert not torch.equal(to_uint8(out)[~known], to_uint8(batch["B"])[~known])  # the hole is G's
+
+
+def test_super_resolution_pairs_at_x2_and_x4():
+    for scale in (2, 4):
+        cfg = load_config("srresnet-photos", ["data.resolution=32", f"data.options.scale={scale}",
+                                              "data.options.crops=8", "train.steps=1"])
+        data = load_dataset(cfg.data, "train")
+        assert data.sample_shape == (3, 32 // scale, 32 // scale) and data.target_shape == (3, 32, 32)
+        b = data.batch(torch.arange(8), generator=torch.Generator().manual_seed(0))
+        assert b["A"].shape == (8, 3, 32 // scale, 32 // scale) and b["B"].shape == (8, 3, 32, 32)
+        # A is B downscaled: a flat image stays flat, and A is the 8-bit downscale of B
+        assert torch.equal(b["A"], downscale(to_uint8(b["B"]), scale).float() / 127.5 - 1)
+    flat = torch.full((1, 3, 16, 16), 77, dtype=torch.uint8)
+    assert torch.equal(downscale(flat, 4), torch.full((1, 3, 4, 4), 77, dtype=torch.uint8))
+
+
+def test_crops_and_holes_are_new_each_batch_and_fixed_under_a_seed():
+    cfg = load_config("inpaint-emoji", ["data.name=inpainting", "data.options.source=photos", "data.resolution=16",
+                                        "data.options.crops=8", "train.steps=1"])
+    data = load_dataset(cfg.data, "train")
+    i = torch.arange(8)
+    a, b = data.batch(i, torch.Generator().manual_seed(5)), data.batch(i, torch.Generator().manual_seed(5))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    torch.manual_seed(0)
+    c, d = data.batch(i), data.batch(i)  # training: the global RNG moves on
+    assert not torch.equal(c["B"], d["B"]) and not torch.equal(c["mask"], d["mask"])
+
+
+def test_colorization_input_is_lightness_and_lab_composition_inverts_it():
+    cfg = load_config("colorize-emoji", ["data.resolution=16", "data.limit=8", "model.g.depth=4", "train.steps=1"])
+    data = load_dataset(cfg.data, "test")
+    b = data.batch(torch.arange(8))
+    assert b["A"].shape == (8, 1, 16, 16) and b["B"].shape == (8, 3, 16, 16)
+    lab = to_lab_model(b["B"])
+    assert torch.allclose(lab[:, :1], b["A"])
+    # G predicting the true a*, b* gives back the image (8-bit sRGB is inside the Lab gamut)
+    assert (from_lab_model(b["A"], lab[:, 1:]) - b["B"]).abs().max() < 2e-3
+
+
+def test_segment_orders_classes_dark_to_light_and_is_deterministic():
+    img = torch.full((2, 3, 12, 12), -0.9)
+    img[:, :, :, 4:8] = 0.1
+    img[:, :, :, 8:] = 0.8
+    img[1] = img[1].flip(-1)
+    labels = segment(img, 3)
+    assert torch.equal(labels, segment(img, 3))
+    assert (labels[0, 0, :, :4] == 0).all() and (labels[0, 0, :, 4:8] == 1).all() and (labels[0, 0, :, 8:] == 2).all()
+    assert torch.equal(labels[1], labels[0].flip(-1))
+    oh = one_hot_map(labels, 3)
+    assert oh.shape == (2, 3, 12, 12) and torch.equal(oh.sum(1), torch.ones(2, 12, 12))
+
+
+@pytest.mark.parametrize("override,key", [
+    ("data.options.scale=3", "data.options.scale"),
+    ("data.options.source=cifar", "data.options.source"),
+    ("data.options.colour=1", "data.options.colour"),
+    ("data.options.crops=0", "data.options.crops"),
+    ("data.resolution=30", "data.resolution"),
+])
+def test_bad_restoration_settings_are_one_line_naming_the_key(override, key):
+    with pytest.raises(ConfigError) as e:
+        cfg = load_config("srresnet-photos", [override, "train.steps=1"])
+        load_dataset(cfg.data, "train")
+    assert str(e.value).startswith(key) and "\n" not in str(e.value)
+
+
+def test_colorization_refuses_grey_data():
+    with pytest.raises(ConfigError, match=r"^data\.options\.source: colorization needs colour images"):
+        load_config("colorize-emoji", ["data.options.source=fashion-mnist", "train.steps=1"])
+
+
+def test_a_grey_photo_in_a_colour_folder_is_one_line(tmp_path):
+    for i in range(3):
+        photo(tmp_path / f"p{i}.png", seed=i)
+    Image.fromarray(np.full((20, 20), 128, np.uint8)).save(tmp_path / "grey.png")
+    cfg = load_config("inpaint-emoji", ["data.options.source=folder", f"data.root={tmp_path}", "train.steps=1"])
+    with pytest.raises(DataError) as e:
+        load_dataset(cfg.data, "train")
+        load_dataset(cfg.data, "test")
+    assert "grey.png" in str(e.value) and "\n" not in str(e.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Networks at non-square sizes, tiling, losses
+
+
+@pytest.mark.parametrize("hw", [(32, 64), (64, 32)])
+@pytest.mark.parametrize("family,g,d", [
+    ("srresnet", {"width": 8, "n_blocks": 1, "scale": 2}, {"width": 8}),
+    ("rrdb", {"width": 8, "n_blocks": 1, "growth": 4, "scale": 4}, {"width": 8}),
+    ("pix2pixhd", {"width": 8, "n_downsample": 2, "n_blocks": 1, "n_blocks_local": 1}, {"width": 8}),
+    ("inpaint", {"width": 8, "dilations": (2,)}, {"width": 8}),
+])
+def test_restoration_families_take_non_square_images(family, g, d, hw):
+    fam = NETWORKS.get(family)
+    c_in = 4 if family == "inpaint" else 3
+    G = fam.generator(in_channels=c_in, out_channels=3, **g)
+    D = fam.discriminator(in_channels=3 + (1 if family == "inpaint" else 0), **d)
+    scale = g.get("scale", 1)
+    x = G(torch.randn(2, c_in, *hw))
+    assert x.shape == (2, 3, hw[0] * scale, hw[1] * scale)
+    cond = torch.zeros(2, 1, *x.shape[2:]) if family == "inpaint" else None
+    out = D(x, cond)
+    flat = torch.cat([t.flatten() for t in (out.values() if isinstance(out, dict) else
+                                            [o.flatten() for o in out] if isinstance(out, list) else [out])])
+    flat.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in G.parameters())
+
+
+def test_tiling_agrees_with_one_pass_where_the_receptive_field_fits():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 12, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.Conv2d(12, 12, 3, padding=1), torch.nn.PixelShuffle(2)).eval()
+    x = torch.randn(1, 3, 40, 57)
+    with torch.no_grad():
+        whole = net(x)
+        pieces = tiled(net, x, tile=16, overlap=8, scale=2)
+    assert pieces.shape == whole.shape == (1, 3, 80, 114)
+    # receptive radius 2 px = a quarter of the overlap: every blended pixel is the same number from each tile
+    assert (pieces - whole).abs().max() < 1e-5
+    with torch.no_grad():
+        assert torch.equal(tiled(net, x[:, :, :16, :16], tile=16, overlap=8, scale=2), net(x[:, :, :16, :16]))
+
+
+def test_relativistic_losses_match_their_closed_form():
+    from gankit.objectives.sr import SRObjective
+
+    real, fake = torch.tensor([1.0, 2.0]), torch.tensor([-1.0, 0.0])
+    sp = F.softplus
+    # D: -log σ(C(r) − E C(f)) − log(1 − σ(C(f) − E C(r))), averaged over samples and the two terms
+    d = (sp(-(real - fake.mean())).mean() + sp(fake - real.mean()).mean()) / 2
+    g = (sp(real - fake.mean()).mean() + sp(-(fake - real.mean())).mean()) / 2
+    assert torch.allclose(SRObjective._relativistic(None, real, fake, 1), d)
+    assert torch.allclose(SRObjective._relativistic(None, real, fake, 0), g)
+
+
+def test_feature_loss_is_zero_for_equal_images_and_reaches_the_output():
+    torch.manual_seed(0)
+    loss = FeatureLoss(DomainNet(3, 16, 4, width=4, feature_dim=8).eval(), "l1")
+    y = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert loss(y, y) == 0
+    x = (y + 0.3 * torch.randn_like(y)).requires_grad_()
+    value = loss(x, y)
+    value.backward()
+    assert value > 0 and x.grad.abs().sum() > 0
+    assert all(p.grad is None for p in loss.net.parameters())  # frozen
+
+
+def test_sr_with_a_user_supplied_feature_network(tmp_path):
+    """features: a safetensors domain network read without executing code; the content loss is logged."""
+    from gankit.metrics.cache import save_tensors
+    from gankit.utils import read_jsonl
+
+    torch.manual_seed(0)
+    net = DomainNet(3, 16, 4, width=4, feature_dim=8)
+    save_tensors(tmp_path / "f.safetensors", net.state_dict(), {"kind": "domain", "version": 1, "arch": net.arch,
+                                                                "dataset": "mine"})
+    gankit.train("srgan-photos", ["data.resolution=16", "data.options.crops=16"] + RUN + [
+        "model.g.width=8", "model.g.n_blocks=1", "model.d.width=8", "loss.options.init_from=null",
+        f"loss.options.features={tmp_path / 'f.safetensors'}"], out=tmp_path / "r", quiet=True)
+    rows = read_jsonl(tmp_path / "r" / "metrics.jsonl")
+    assert all(np.isfinite(r["perceptual"]) and r["perceptual"] > 0 for r in rows if "perceptual" in r)
+    with pytest.raises(ConfigError, match=r"^loss\.options\.features: .* is not a file"):
+        gankit.train("srgan-photos", RUN + ["loss.options.init_from=null", "loss.options.features=/nope.safetensors"],
+                     out=tmp_path / "r2", quiet=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiny trained runs: evaluation and gankit translate
+
+
+def test_evaluation_scores_the_task_and_its_baseline_reproducibly(runs):
+    from gankit.metrics.translation import evaluate_translation
+
+    a = evaluate_translation(runs / "sr-psnr", n=8, write=False, metrics=("kid",))
+    b = evaluate_translation(runs / "sr-psnr", n=8, write=False, metrics=("kid",))
+    s = a["AtoB"]
+    assert {"psnr_y", "ssim_y", "psnr_y_baseline", "ssim_y_baseline", "perceptual", "kid_input"} <= set(s)
+    assert s == b["AtoB"]  # the same held-out crops every time
+    assert 15 < s["psnr_y_baseline"] < 60 and "restoration" in a["protocol"]
+    h = evaluate_translation(runs / "inpaint", n=8, write=False, metrics=("kid",))["AtoB"]
+    assert {"hole_psnr", "hole_ssim", "hole_psnr_baseline"} <= set(h)
+    c = evaluate_translation(runs / "colorize", n=8, write=False, metrics=("kid",))["AtoB"]
+    assert c["colourfulness_baseline"] == 0 and c["colourfulness_real"] > 5
+
+
+def test_translate_super_resolution_any_size_tiled_and_alpha(runs, tmp_path):
+    photo(tmp_path / "in.png", size=(37, 29))
+    out = tmp_path / "out"
+    assert cli_main(["translate", str(runs / "sr-psnr"), str(tmp_path / "in.png"), "-o", str(out)]) == 0
+    big = np.asarray(Image.open(out / "in.png"))
+    assert big.shape == (29 * 4, 37 * 4, 3)
+    # tiles of 16 input px (overlap 4) against one pass: the same picture up to the blend of the seams
+    assert cli_main(["translate", str(runs / "sr-psnr"), str(tmp_path / "in.png"), "-o", str(tmp_path / "one"),
+                     "--tile", "0"]) == 0
+    one = np.asarray(Image.open(tmp_path / "one" / "in.png")).astype(int)
+    assert np.abs(big.astype(int) - one).mean() < 3
+    # ESRGAN's interpolation: alpha 0 is the PSNR model, alpha 1 the GAN
+    for alpha, run in (("0", "sr-psnr"), ("1", "sr-gan")):
+        assert cli_main(["translate", str(runs / "sr-gan"), str(tmp_path / "in.png"), "-o", str(tmp_path / alpha),
+                         "--alpha", alpha, "--tile", "0"]) == 0
+        ref = tmp_path / f"ref-{run}"
+        assert cli_main(["translate", str(runs / run), str(tmp_path / "in.png"), "-o", str(ref), "--tile", "0"]) == 0
+        assert np.array_equal(np.asarray(Image.open(tmp_path / alpha / "in.png")), np.asarray(Image.open(ref / "in.png")))
+    assert cli_main(["translate", str(runs / "sr-psnr"), str(tmp_path / "in.png"), "-o", str(out), "--alpha", "0.5"]) == 2
+
+
+def test_translate_inpainting_keeps_known_pixels_of_the_users_photo(runs, tmp_path, capsys):
+    rgb = photo(tmp_path / "in.png", size=(37, 29))
+    mask = np.zeros((29, 37), np.uint8)
+    mask[8:20, 10:25] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert cli_main(["translate", str(runs / "inpaint"), str(tmp_path / "in.png"), "-o", str(tmp_path / "o"),
+                     "--mask", str(tmp_path / "mask.png")]) == 0
+    out = np.asarray(Image.open(tmp_path / "o" / "in.png"))
+    assert out.shape == rgb.shape
+    assert np.array_equal(out[mask == 0], rgb[mask == 0])
+    assert cli_main(["translate", str(runs / "inpaint"), str(tmp_path / "in.png"), "-o", str(tmp_path / "s"),
+                     "--mask", "stroke", "--side-by-side"]) == 0
+    assert np.asarray(Image.open(tmp_path / "s" / "in.png")).shape == (29, 74, 3)
+    capsys.readouterr()
+    assert cli_main(["translate", str(runs / "inpaint"), str(tmp_path / "in.png"), "-o", str(tmp_path / "x")]) == 2
+    assert "--mask" in capsys.readouterr().err
+
+
+def test_translate_uncropping_extends_the_photo(runs, tmp_path):
+    rgb = photo(tmp_path / "in.png", size=(40, 24))
+    assert cli_main(["translate", str(runs / "uncrop"), str(tmp_path / "in.png"), "-o", str(tmp_path / "o"),
+                     "--extend", "5"]) == 0
+    out = np.asarray(Image.open(tmp_path / "o" / "in.png"))
+    assert out.shape == (34, 50, 3) and np.array_equal(out[5:-5, 5:-5], rgb)
+
+
+def test_translate_colorization_and_labels_keep_the_size(runs, tmp_path):
+    photo(tmp_path / "in.png", size=(37, 29))
+    assert cli_main(["translate", str(runs / "colorize"), str(tmp_path / "in.png"), "-o", str(tmp_path / "c")]) == 0
+    assert np.asarray(Image.open(tmp_path / "c" / "in.png")).shape == (29, 37, 3)
+    labels = (np.arange(29 * 37).reshape(29, 37) % 8).astype(np.uint8)
+    Image.fromarray(labels).save(tmp_path / "map.png")
+    for name in ("in", "map"):
+        assert cli_main(["translate", str(runs / "labels"), str(tmp_path / f"{name}.png"), "-o", str(tmp_path / "l")]) == 0
+        assert np.asarray(Image.open(tmp_path / "l" / f"{name}.png")).shape == (29, 37, 3)
+    model = load(runs / "labels")
+    assert json.loads(json.dumps(model.data["restoration"]))["classes"] == 8
