@@ -300,7 +300,7 @@ def test_evaluation_scores_the_task_and_its_baseline_reproducibly(runs):
     h = evaluate_translation(runs / "inpaint", n=8, write=False, metrics=("kid",))["AtoB"]
     assert {"hole_psnr", "hole_ssim", "hole_psnr_baseline"} <= set(h)
     c = evaluate_translation(runs / "colorize", n=8, write=False, metrics=("kid",))["AtoB"]
-    assert c["colourfulness_baseline"] == 0 and c["colourfulness_real"] > 5
+    assert c["colourfulness_baseline"] < 0.05 and c["colourfulness_real"] > 5  # grey: 0 up to Lab rounding
 
 
 def test_translate_super_resolution_any_size_tiled_and_alpha(runs, tmp_path):

@@ -107,6 +107,17 @@ class _ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+def _check_generator(net: nn.Module, who: str, in_channels, out_channels, scale, width, n_blocks, residual) -> None:
+    """The settings both generators share, checked (one ValueError line each); sets ``net.scale``,
+    ``net.in_channels`` and ``net.residual``."""
+    net.residual = _check_residual(who, residual, in_channels, out_channels)
+    net.scale = check_scale(who, scale)
+    net.in_channels = _check_int(who, "in_channels", in_channels, 1)
+    _check_int(who, "out_channels", out_channels, 1)
+    _check_int(who, "width", width, 1)
+    _check_int(who, "n_blocks", n_blocks, 1)
+
+
 def _check_residual(who: str, residual, in_channels: int, out_channels: int) -> bool:
     if not isinstance(residual, bool):
         raise ValueError(f"{who}: residual must be true or false, got {residual!r}")
@@ -140,13 +151,7 @@ class SRResNet(nn.Module):
         """``width``: channels of the trunk (paper 64); ``n_blocks``: residual blocks (paper B = 16);
         ``residual``: add the bicubic upscaling of the input to the output (:func:`bicubic_residual`)."""
         super().__init__()
-        who = "SRResNet"
-        self.residual = _check_residual(who, residual, in_channels, out_channels)
-        self.scale = check_scale(who, scale)
-        self.in_channels = _check_int(who, "in_channels", in_channels, 1)
-        _check_int(who, "out_channels", out_channels, 1)
-        _check_int(who, "width", width, 1)
-        _check_int(who, "n_blocks", n_blocks, 1)
+        _check_generator(self, "SRResNet", in_channels, out_channels, scale, width, n_blocks, residual)
         self.head = nn.Sequential(_conv(in_channels, width, 9), nn.PReLU(width, _PRELU_INIT))
         self.body = nn.Sequential(*[_ResidualBlock(width) for _ in range(n_blocks)],
                                   _conv(width, width, 3, bias=False), nn.BatchNorm2d(width))
@@ -245,12 +250,7 @@ class RRDBNet(nn.Module):
         ``residual``: add the bicubic upscaling of the input to the output (:func:`bicubic_residual`)."""
         super().__init__()
         who = "RRDBNet"
-        self.residual = _check_residual(who, residual, in_channels, out_channels)
-        self.scale = check_scale(who, scale)
-        self.in_channels = _check_int(who, "in_channels", in_channels, 1)
-        _check_int(who, "out_channels", out_channels, 1)
-        _check_int(who, "width", width, 1)
-        _check_int(who, "n_blocks", n_blocks, 1)
+        _check_generator(self, who, in_channels, out_channels, scale, width, n_blocks, residual)
         _check_int(who, "growth", growth, 1)
         if isinstance(res_scale, bool) or not isinstance(res_scale, (int, float)) or not 0 < res_scale <= 1:
             raise ValueError(f"{who}: res_scale must be a number in (0, 1], got {res_scale!r}")
