@@ -16,7 +16,8 @@ side on a 2-core machine):
 Every arm is scored on held-out images with `gankit eval`'s protocol (gankit/metrics/translation.py:
 the test photos coffee and rocket cut into 500 fixed 64 px crops, or the 392 held-out emoji, the
 inputs' crops and holes drawn with seed 0): FID/KID against the held-out clean images on the domain
-network, PSNR/SSIM on Y with a 4 px border cropped (SR) or on the hole (inpainting), colourfulness
+network, PSNR/SSIM on Y with a 4 px border cropped (SR: on the whole held-out photos, `*_whole`, and
+on the crops) or on the hole (inpainting), colourfulness
 (colorization), the perceptual distance, and the same numbers for the no-learning baseline (bicubic,
 the grey hole, the grey image). Raw numbers go to benchmarks/results/restoration/<arm>-seed<s>.json;
 `report` prints the tables and writes a strip per task (input | baseline | model without critic |
@@ -84,7 +85,7 @@ def train_arm(arm: str, minutes: float, seed: int, runs: Path) -> dict:
 
 
 COLUMNS = {
-    "super-resolution x4": ["psnr_y", "ssim_y", "perceptual", "fid", "kid"],
+    "super-resolution x4": ["psnr_y_whole", "ssim_y_whole", "psnr_y", "perceptual", "fid", "kid"],
     "inpainting": ["hole_psnr", "hole_ssim", "perceptual", "fid", "kid"],
     "colorization": ["psnr", "colourfulness", "perceptual", "fid", "kid"],
     "labels2image": ["psnr", "ssim", "perceptual", "fid", "kid"],

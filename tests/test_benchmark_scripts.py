@@ -66,3 +66,22 @@ def test_translation_table_gives_mean_and_spread_per_direction():
     table = translation.summarise([rec(0, 10.0), rec(1, 14.0)])
     row = next(line for line in table.splitlines() if line.startswith("| cyclegan"))
     assert "12 ± 2.8" in row and "| AtoB | 2 |" in row
+
+
+restoration = load_script("restoration")
+
+
+@pytest.mark.parametrize("arm", sorted(restoration.ARMS))
+def test_every_restoration_arm_is_a_valid_config_and_its_ablation_drops_only_the_critic(arm, tmp_path):
+    recipe, extra, start = restoration.ARMS[arm]
+    overrides = [*extra] + ([f"loss.options.init_from={tmp_path / start}"] if start else [])
+    cfg = load_config(recipe, overrides)
+    plain = load_config(recipe)
+    adversarial = cfg.loss.options.get("adversarial", cfg.loss.objective != "sr")
+    assert adversarial == (not arm.endswith(("-l1", "-recon", "-psnr")) and arm != "srresnet")
+    if not adversarial and cfg.loss.objective != "sr":  # the ablation: the same data, networks and budget
+        assert (cfg.data, cfg.model, cfg.train) == (plain.data, plain.model, plain.train)
+    assert (cfg.loss.options.get("init_from") is not None) == (start is not None)
+    if start is not None:  # a GAN stage starts from its PSNR stage's networks: the same generator
+        assert cfg.model.g == load_config(restoration.ARMS[start][0]).model.g
+    assert {a for arms, _ in restoration.TASKS.values() for a in arms} == set(restoration.ARMS)
