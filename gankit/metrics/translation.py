@@ -94,8 +94,8 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
             "on the held-out crops, and *_whole on the whole held-out photos (mean over photos); "
             "hole_psnr: the error pooled over every hole pixel; hole_ssim: the SSIM map's mean over the hole; "
             "perceptual: LPIPS-style (uniform weights, not LPIPS) and fid/kid on the domain network of "
-            "data.restoration.FEATURE_SOURCE (photos: the emoji network); *_input / *_baseline: bicubic (SR), the grey hole, the grey image; inputs "
-            "(crops, holes) drawn with a generator seeded by `seed`")
+            "data.restoration.FEATURE_SOURCE (photos: the emoji network); *_input / *_baseline: bicubic (SR), "
+            "the grey hole, the grey image; inputs (crops, holes) drawn with a generator seeded by `seed`")
     if "audio" in data.info:
         results["protocol"]["voice"] = ("target_speaker / digit_kept: argmax of the speaker / digit classifier "
                                         "trained on real spectrograms of the corpus (metrics/audio.py); mcd: dB, "
@@ -114,13 +114,11 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
         # FID against the target domain's own held-out images: every B of the split for unpaired data.
         domain = d.domains.get("B")
         spec = d.info.get("restoration")
-        shown = inputs
-        if spec is not None:  # restoration: the no-learning baseline is scored as *_input
+        shown, features = inputs, None
+        if spec is not None:  # restoration: the no-learning baseline is scored as *_input, on its features
+            from ..data.restoration import clean_domain_config
             from .restoration import baseline_pictures
             shown = baseline_pictures(inputs, spec["task"], spec)
-        features = None
-        if spec is not None:
-            from ..data.restoration import clean_domain_config
             features = clean_domain_config(model.cfg.data)
         results[direction] = score_translations(outputs, shown, targets, labels, domain, seed=seed, metrics=metrics,
                                                 features_cfg=features)
