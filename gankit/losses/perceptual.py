@@ -5,7 +5,7 @@ Sec. 3.3) compare images in the activations of an ImageNet VGG19. No such weight
 gankit uses a network trained here on the data's own domain — the ``domain`` feature network of
 :mod:`gankit.metrics.domain_net` (a classifier, or a rotation predictor for unlabelled photos), or any
 network of that format a user supplies as a safetensors file (read without executing code). It has
-three conv layers instead of VGG's sixteen, so it sees textures up to about 22 px, not VGG's ~200.
+three conv layers instead of VGG's sixteen, so its deepest layer sees 16 × 16 px, not VGG's ~200.
 
 Like ESRGAN, the activations are taken *before* their ReLU (denser, so the loss has a gradient
 everywhere); each layer's distance is averaged over its elements and the layers are averaged.

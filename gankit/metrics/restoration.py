@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..losses.perceptual import conv_activations
 from .extractor import fit_images
 from .paired import CHUNK, DATA_RANGE, _check_pair, gaussian_window, psnr, ssim
 
@@ -170,26 +171,6 @@ def colourfulness(x: torch.Tensor) -> torch.Tensor:
     return sd + 0.3 * mu
 
 
-def _relu_activations(net: nn.Module, x: torch.Tensor) -> list:
-    """Output of every ReLU of ``net.body`` (a DomainNet's conv stack), run in order on ``x``."""
-    acts = []
-
-    def run(module, h):
-        for m in module.children():
-            if isinstance(m, nn.Sequential):
-                h = run(m, h)
-            elif isinstance(m, nn.Flatten):      # the conv part ends here
-                break
-            else:
-                h = m(h)
-                if isinstance(m, nn.ReLU):
-                    acts.append(h)
-        return h
-
-    run(net.body, x)
-    return acts
-
-
 def perceptual_distance(x: torch.Tensor, y: torch.Tensor, net: nn.Module) -> torch.Tensor:
     """LPIPS-style distance of each pair on a DomainNet's conv activations, (N,) float64.
 
@@ -219,8 +200,8 @@ def perceptual_distance(x: torch.Tensor, y: torch.Tensor, net: nn.Module) -> tor
             b = fit_images(y[i:i + CHUNK].to(param), arch["in_channels"], size)
             n = len(a)
             layers = []
-            for f in _relu_activations(net, torch.cat([a, b])):
-                f = f.double()
+            for f in conv_activations(net, torch.cat([a, b])):
+                f = F.relu(f).double()            # the ReLU outputs
                 f = f / (f.square().sum(1, keepdim=True).sqrt() + 1e-10)     # unit vector per position
                 fa, fb = f.split(n)
                 layers.append((fa - fb).square().sum(1).flatten(1).mean(1))  # (n,)
