@@ -4,7 +4,8 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 # Imported on first use, so `import gankit.config` (or reading a checkpoint) loads only what it needs.
-_EXPORTS = {"GAN": ".api", "load": ".api", "sample": ".api", "translate": ".api", "Config": ".config",
+_EXPORTS = {"GAN": ".api", "load": ".api", "sample": ".api", "translate": ".api", "mix": ".api", "project": ".api",
+            "edit": ".api", "truncation_curve": ".api", "Config": ".config",
             "load_config": ".config", "GankitError": ".errors", "evaluate": ".metrics"}
 
 
@@ -18,5 +19,5 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["GAN", "Config", "GankitError", "evaluate", "load", "load_config", "recipes", "sample", "translate",
-           "train", "__version__"]
+__all__ = ["GAN", "Config", "GankitError", "edit", "evaluate", "load", "load_config", "mix", "project", "recipes",
+           "sample", "translate", "train", "truncation_curve", "__version__"]

@@ -59,7 +59,8 @@ class GAN:
         if not 0 <= label < self.num_classes:
             raise GankitError(f"--class {label}: this model has classes 0..{self.num_classes - 1}")
 
-    def _generation(self) -> None:
+    def require_generation(self) -> None:
+        """Fail with one line unless this model makes outputs from noise (a generator)."""
         if self.task.name == "reconstruction":  # an anomaly detector: it scores images, it makes none
             raise GankitError(f"this is an anomaly detector ({self.cfg.loss.objective}): it scores images rather "
                               "than making them; use gankit score RUN IMAGES... (or gankit eval RUN for its AUROC)")
@@ -69,17 +70,22 @@ class GAN:
 
     @torch.no_grad()
     def sample(self, n: int, seed: Optional[int] = 0, labels: Optional[torch.Tensor | int] = None,
-               batch_size: int = 500) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+               batch_size: int = 500, truncation: float = 1.0,
+               cutoff: Optional[int] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``n`` samples in the data's range: (n, C, H, W) or (n, D) float32 on the CPU, and labels
-        (n,) for conditional models (``labels`` an int picks one class; None cycles through all)."""
-        self._generation()
+        (n,) for conditional models (``labels`` an int picks one class; None cycles through all).
+        ``seed`` None draws from torch's global RNG. ``truncation``: ψ, 0 < ψ ≤ 1 (1 = none; 0 also
+        for a style generator): W toward its mean for a style generator, on style indices < ``cutoff``
+        (None = all), z resampled inside BigGAN's τ(ψ) for any other (see :mod:`gankit.steer.truncation`)."""
+        self.require_generation()
         if isinstance(labels, int):
             self.check_class(labels)
+        task = self.task.truncated(truncation, cutoff, self.G)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
-        inputs = self.task.draw(n, g, labels)
+        inputs = task.draw(n, g, labels)
         if n == 0:
             return torch.zeros((0, *self.info.sample_shape)), inputs["y"]
-        return self.task.generate(self.G, inputs, batch_size), inputs["y"]
+        return task.generate(self.G, inputs, batch_size), inputs["y"]
 
     @torch.no_grad()
     def translate(self, x: torch.Tensor, direction: Optional[str] = None, batch_size: int = 64) -> torch.Tensor:
@@ -104,7 +110,7 @@ class GAN:
         from .data import load_dataset
         from .sampling import rejection_sampler
 
-        self._generation()
+        self.require_generation()
         data = load_dataset(self.cfg.data, "train", seed=self.cfg.seed)
         return rejection_sampler(self.G, self.D, data, self.task, steps=steps, percentile=percentile, seed=seed)
 
@@ -112,7 +118,7 @@ class GAN:
     def interpolate(self, rows: int = 8, steps: int = 10, seed: int = 0) -> torch.Tensor:
         """A latent walk: ``rows`` spherical interpolations between random z pairs, ``steps`` each.
         Returns (rows·steps, *sample_shape)."""
-        self._generation()
+        self.require_generation()
         g = torch.Generator().manual_seed(seed)
         a, b = torch.randn(rows, self.cfg.model.z_dim, generator=g), torch.randn(rows, self.cfg.model.z_dim, generator=g)
         t = torch.linspace(0, 1, steps).view(1, steps, 1)
@@ -177,19 +183,27 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
            label: Optional[int] = None, interpolate: bool = False, which: str = "latest",
            rejection: bool = False, rejection_steps: int = 1000,
            rejection_percentile: Optional[float] = None, watermark: Optional[str] = None,
-           griffin_lim_iters: int = 64) -> Path:
+           griffin_lim_iters: int = 64, truncation: float = 1.0, cutoff: Optional[int] = None) -> Path:
     """Write samples of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays ``x`` [and ``y``];
     for a spectrogram model (audio data) a path without a suffix -> a folder of WAVs (Griffin-Lim,
     ``griffin_lim_iters`` iterations) and their grid.
     ``rejection``: keep only the samples discriminator rejection sampling accepts (see
     :meth:`GAN.rejection_sampler`). ``watermark``: a key; every image carries its invisible
-    watermark (:mod:`gankit.watermark`). The files carry their provenance (:mod:`gankit.provenance`)."""
+    watermark (:mod:`gankit.watermark`). ``truncation``/``cutoff``: ψ and the style cutoff of
+    :meth:`GAN.sample` (plain samples only). The files carry their provenance (:mod:`gankit.provenance`)."""
     from .viz import save_samples_figure
     from .watermark import METHOD, embed
 
     model = load(run_dir, which=which)
+    truncating = truncation != 1 or cutoff is not None
+    if truncating:
+        model.require_generation()
+        model.task.truncated(truncation, cutoff, model.G)  # a bad ψ or cutoff fails before anything is drawn
+        if interpolate or rejection:
+            raise GankitError("--truncation/--cutoff apply to plain samples; drop --interpolate or --rejection")
     provenance.update_from_model(model, "gankit.sample", seed=seed, label=label, rejection=rejection or None,
-                                 watermark=METHOD if watermark is not None else None)
+                                 watermark=METHOD if watermark is not None else None,
+                                 truncation=truncation if truncating else None, cutoff=cutoff)
     out = Path(out)
     audio = model.data.get("audio")
     if audio is not None and out.suffix == "":  # a folder: one WAV per sample, and their spectrograms
@@ -197,7 +211,7 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
             raise GankitError(f"{out}: a folder of WAVs takes plain samples; --interpolate, --rejection and "
                               "--watermark write .png/.npz files")
         from .audio.render import write_samples
-        x, y = model.sample(n, seed=seed, labels=label)
+        x, y = model.sample(n, seed=seed, labels=label, truncation=truncation, cutoff=cutoff)
         write_samples(x, y, audio, out, n_iter=griffin_lim_iters, seed=seed)
         return out
     if out.suffix not in (".png", ".npz"):
@@ -221,7 +235,7 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
         x, y = drs.sample(n, seed=seed, label=label)
         print(f"rejection sampling kept {drs.acceptance:.1%} of G's samples", file=sys.stderr)
     else:
-        x, y = model.sample(n, seed=seed, labels=label)
+        x, y = model.sample(n, seed=seed, labels=label, truncation=truncation, cutoff=cutoff)
     x = embed(x, watermark) if watermark is not None else x  # per image, in the model's range
     if out.suffix == ".npz":
         import io
@@ -235,6 +249,70 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
         modes = torch.tensor(model.data["modes"]) if "modes" in model.data else None
         save_samples_figure(x, out, modes=modes)
     return out
+
+
+DEFAULT_PSIS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+@provenance.scoped
+def mix(run_dir: str | Path, out: str | Path = "mix.png", rows: int = 4, cols: int = 4, seed: int = 0,
+        coarse: Optional[int] = None, truncation: float = 1.0, which: str = "latest") -> Path:
+    """Write a style-mixing grid of a style-generator run (:mod:`gankit.steer.mixing`) as a PNG and
+    return its path: the top row are ``cols`` column sources, the first column ``rows`` row sources
+    (all their latents drawn from one generator seeded ``seed``, rows first; a conditional model's
+    labels cycle through its classes), and cell (i, j) takes the style indices < ``coarse`` (None:
+    those acting at sides ≤ 8 px) from row source i and the rest from column source j. Pictures use
+    the constant noise maps; ``truncation`` ψ pulls every w toward the mean first (1 = none)."""
+    from .steer.mixing import grid_tiles, require_style_generator, style_mixing
+    from .steer.truncation import check_psi
+    from .viz.grids import save_image_grid
+
+    for flag, v in (("--rows", rows), ("--cols", cols)):
+        if not 1 <= v <= 64:
+            raise GankitError(f"{flag} {v}: give 1..64 sources")
+    out = Path(out)
+    if out.suffix != ".png":
+        raise GankitError(f"-o {out}: a mixing grid is a picture; give a file ending in .png")
+    model = load(run_dir, which=which)
+    model.require_generation()
+    require_style_generator(model.G)
+    psi = check_psi(truncation, style=True)
+    g = torch.Generator().manual_seed(seed)
+    a, b = model.task.draw(rows, g), model.task.draw(cols, g)
+    result = style_mixing(model.G, a["z"], b["z"], coarse, a["y"], b["y"], psi=psi)
+    provenance.update_from_model(model, "gankit.mix", seed=seed, coarse=result["coarse"],
+                                 truncation=psi if psi != 1 else None)
+    save_image_grid(grid_tiles(result), out, nrow=cols + 1)
+    return out
+
+
+@provenance.scoped
+def truncation_curve(run_dir: str | Path, psis=DEFAULT_PSIS, n: int = 10_000, seed: int = 0,
+                     out: Optional[str | Path] = None, split: str = "test", features: Optional[str] = None,
+                     cutoff: Optional[int] = None, which: str = "latest", threads: Optional[int] = None,
+                     quiet: bool = True) -> list:
+    """FID, precision and recall of a generation run's samples at each truncation ψ in ``psis``
+    (:func:`gankit.steer.truncation.truncation_curve`: ``n`` samples a ψ, seed ``seed``, scored as
+    ``gankit eval`` scores them, on ``features`` against ``split``). Returns the rows
+    ``[{"psi", "fid", "precision", "recall"}, ...]``. ``out`` (a .png): the plot is written there and
+    the rows as JSON beside it (``<stem>.json``), both atomically; None writes nothing."""
+    from .steer.truncation import curve_json, plot_curve, truncation_curve as curve
+
+    if out is not None and Path(out).suffix != ".png":
+        raise GankitError(f"-o {out}: the curve is a picture; give a file ending in .png (the JSON goes beside it)")
+    model = load(run_dir, which=which)
+    log = None if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    rows = curve(model, list(psis), n=n, seed=seed, split=split, features=features, cutoff=cutoff,
+                 threads=threads, log=log)
+    if out is not None:
+        out = Path(out)
+        provenance.update_from_model(model, "gankit.truncation", seed=seed)
+        meta = {"run": str(run_dir), "step": model.step, "n": n, "seed": seed, "split": split,
+                "features": features or "default (domain for images, raw for vectors)", "cutoff": cutoff,
+                "rule": "W toward w_avg" if callable(getattr(model.G, "truncate", None)) else "z resampled inside τ(ψ)"}
+        atomic_write_bytes(out.with_suffix(".json"), curve_json(rows, meta).encode())
+        plot_curve(rows, out, title=f"{Path(run_dir).name}: truncation (n={n})")
+    return rows
 
 
 def _restore_files(model, inputs, out_dir: Path, side_by_side: bool, mask, seed, tile, extend, alpha) -> list:
@@ -395,3 +473,43 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
         atomic_write_bytes(target, png_bytes(array))
         written.append(target)
     return written
+
+
+@provenance.scoped
+def project(run_dir: str | Path, images, out_dir: str | Path, steps: int = 1000, space: Optional[str] = None,
+            seed: int = 0, label: Optional[int] = None, features: str = "auto", which: str = "latest",
+            **options) -> list:
+    """Project image files or folders into a trained generator's latent space (StyleGAN2's projector,
+    :mod:`gankit.steer.projection`): ``space`` ``w``, ``w+`` (style generators; ``w`` by default) or
+    ``z`` (the default otherwise), ``steps`` Adam steps per image, ``label`` the class for a
+    conditional model, ``features`` ``auto``/``domain``/``none`` (the domain-network term of the
+    loss; see :func:`~gankit.steer.projection.feature_network`). Writes NAME-projected.png,
+    NAME-latent.safetensors and NAME-side-by-side.png per image in ``out_dir``; returns one dict per
+    image (``name``, ``psnr`` in dB on [0, 1], ``files``). ``options`` go to
+    :func:`~gankit.steer.projection.project_tensor`. The line saying what the loss is goes to stderr."""
+    from .steer.projection import project_files
+
+    model = load(run_dir, which=which)
+    provenance.update_from_model(model, "gankit.project", seed=seed, space=space, steps=steps)
+    if isinstance(images, (str, Path)):
+        images = [images]
+    return project_files(model, images, out_dir, steps=steps, space=space, seed=seed, label=label,
+                         features=features, log=lambda s: print(s, file=sys.stderr), **options)
+
+
+@provenance.scoped
+def edit(run_dir: str | Path, direction: str, strengths=3.0, seed: int = 0, n: int = 4,
+         out: str | Path = "edit.png", steps: int = 7, label: Optional[int] = None, psi: float = 1.0,
+         samples: int = 1000, which: str = "latest"):
+    """Write an edit strip of a trained generator (:mod:`gankit.steer.directions`): ``n`` rows of latents
+    from ``seed``, moved along ``direction`` (``sefa:I``, ``sefa-all:I``, ``class:A-B``) by each strength
+    — ``strengths`` a number S gives ``steps`` strengths from −S to +S (0 in the middle for odd
+    ``steps``), a sequence gives those — one column each. ``samples``: latents drawn to estimate a class
+    direction. Returns (images (n·columns, C, H, W) row-major, the Direction)."""
+    from .steer.directions import edit_strip, strengths_between
+
+    model = load(run_dir, which=which)
+    values = strengths_between(float(strengths), steps) if isinstance(strengths, (int, float)) else \
+        [float(s) for s in strengths]
+    provenance.update_from_model(model, "gankit.edit", seed=seed, direction=direction, strengths=values)
+    return edit_strip(model, direction, values, out, n=n, seed=seed, label=label, psi=psi, samples=samples)

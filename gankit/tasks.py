@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 
 Inputs = Dict[str, Optional[Tensor]]
+#: the seed of the private stream a network's own noise draws from when outputs are made (Task.generate)
+OUTPUT_NOISE_SEED = 0
 
 
 class Task:
@@ -34,19 +36,26 @@ class Task:
     @torch.no_grad()
     def generate(self, net: nn.Module, inputs: Inputs, batch_size: int = 500, cpu: bool = True) -> Tensor:
         """Outputs for ``inputs`` in eval mode (dropout off, BatchNorm's running statistics),
-        in batches of ``batch_size``, fp32; the network's mode is restored."""
+        in batches of ``batch_size``, fp32; the network's mode is restored.
+
+        Randomness a network draws itself (a style generator's per-layer noise) comes from a private
+        stream seeded :data:`OUTPUT_NOISE_SEED` at each call: the same inputs give the same outputs, and
+        making outputs during training (grids, evaluation) never moves training's random stream, so a
+        resumed run continues exactly."""
         was_training = net.training
         net.eval()
         device = next(net.parameters()).device
         n = len(next(v for v in inputs.values() if v is not None))
         out = []
-        try:
-            for i in range(0, n, batch_size):
-                part = {k: (v[i:i + batch_size].to(device) if v is not None else None) for k, v in inputs.items()}
-                x = self.run(net, part).float()
-                out.append(x.cpu() if cpu else x)
-        finally:
-            net.train(was_training)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(OUTPUT_NOISE_SEED)
+            try:
+                for i in range(0, n, batch_size):
+                    part = {k: (v[i:i + batch_size].to(device) if v is not None else None) for k, v in inputs.items()}
+                    x = self.run(net, part).float()
+                    out.append(x.cpu() if cpu else x)
+            finally:
+                net.train(was_training)
         return torch.cat(out)
 
     def from_batch(self, batch: Dict[str, Tensor]) -> Inputs:
@@ -63,12 +72,49 @@ class Task:
 
 
 class GenerationTask(Task):
-    """``G(z, y)``: z ~ N(0, I) of ``z_dim``; y class labels when ``num_classes`` > 0."""
+    """``G(z, y)``: z ~ N(0, I) of ``z_dim``; y class labels when ``num_classes`` > 0.
+
+    Truncation (:mod:`gankit.steer.truncation`; make a truncated copy with :meth:`truncated`):
+    ``psi`` = 1 is none. With ``w_space`` (a style generator) ψ and ``cutoff`` go to
+    ``G(z, y, psi=, cutoff=)``, which truncates W toward its running mean; otherwise :meth:`draw`
+    redraws the components of z outside BigGAN's threshold τ(ψ). ``noise_mode`` (style generators:
+    "random", "const", "none"; None = the network's default) is passed to G when set."""
 
     name = "generation"
 
-    def __init__(self, z_dim: int, num_classes: int = 0, net: str = "G"):
+    def __init__(self, z_dim: int, num_classes: int = 0, net: str = "G", psi: float = 1.0,
+                 cutoff: Optional[int] = None, w_space: bool = False, noise_mode: Optional[str] = None):
         self.z_dim, self.num_classes, self.net = z_dim, num_classes, net
+        self.psi, self.cutoff, self.w_space, self.noise_mode = float(psi), cutoff, w_space, noise_mode
+
+    def truncated(self, psi: float = 1.0, cutoff: Optional[int] = None, G: Optional[nn.Module] = None,
+                  noise_mode: Optional[str] = None) -> "GenerationTask":
+        """A copy of this task that samples with truncation ψ (1 = none), by the rule ``G`` takes: a
+        generator with ``truncate`` (StyleGAN's) truncates W, on style indices < ``cutoff`` (None =
+        all; 1 ≤ cutoff ≤ G.num_ws); any other (or G None) resamples z (BigGAN), and takes no cutoff.
+        A ψ or cutoff this G cannot take fails in one line naming --truncation / --cutoff. With
+        ψ = 1, no cutoff and no ``noise_mode`` the copy makes exactly what this task makes."""
+        import copy
+
+        from .errors import GankitError
+        from .steer.truncation import check_psi
+
+        style = callable(getattr(G, "truncate", None))
+        psi = check_psi(psi, style)
+        if cutoff is not None:
+            if not style:
+                raise GankitError(f"--cutoff {cutoff}: only a style generator (stylegan, stylegan2) truncates "
+                                  f"some layers; this {type(G).__name__ if G is not None else 'generator'} "
+                                  "truncates z as a whole: drop --cutoff")
+            num_ws = int(G.num_ws)
+            if not 1 <= int(cutoff) <= num_ws:
+                raise GankitError(f"--cutoff {cutoff}: this generator has {num_ws} style inputs; give 1..{num_ws}")
+            cutoff = int(cutoff)
+        if noise_mode is not None and not style:
+            raise GankitError(f"noise_mode {noise_mode!r}: only a style generator takes per-layer noise")
+        out = copy.copy(self)
+        out.psi, out.cutoff, out.w_space, out.noise_mode = psi, cutoff, style, noise_mode
+        return out
 
     def labels(self, n: int, labels=None, generator: Optional[torch.Generator] = None) -> Optional[Tensor]:
         """(n,) int64 or None: ``labels`` an int -> that class; a tensor -> itself; ``"random"`` ->
@@ -87,9 +133,14 @@ class GenerationTask(Task):
         return torch.as_tensor(labels, dtype=torch.long)
 
     def draw(self, n: int, generator: Optional[torch.Generator] = None, labels=None, device="cpu") -> Inputs:
-        """``n`` inputs: z from ``generator`` (torch's global RNG when None), then labels."""
+        """``n`` inputs: z from ``generator`` (torch's global RNG when None), then labels; then, when
+        truncating z (ψ < 1 and not ``w_space``), the components outside τ(ψ) redrawn from the same
+        generator — after the labels, so a seed gives the same labels at every ψ."""
         z = torch.randn(n, self.z_dim, generator=generator)
         y = self.labels(n, labels, generator)
+        if self.psi < 1 and not self.w_space:
+            from .steer.truncation import psi_to_tau, resample_outside
+            z = resample_outside(z, psi_to_tau(self.psi), generator)
         return {"z": z.to(device), "y": y.to(device) if y is not None else None}
 
     def seeded(self, n: int, seed: int, data=None, device="cpu", labels=None) -> Inputs:
@@ -100,7 +151,20 @@ class GenerationTask(Task):
         return [self.draw(batch_size, g, labels="random", device=device) for _ in range(batches)]
 
     def run(self, net: nn.Module, inputs: Inputs) -> Tensor:
+        if self.w_space:  # a style generator truncates W itself (G.forward's psi, cutoff)
+            kw = {"psi": self.psi, "cutoff": self.cutoff} if self.psi != 1 else {}
+            if self.noise_mode is not None:
+                kw["noise_mode"] = self.noise_mode
+            if kw:
+                return net(inputs["z"], inputs.get("y"), **kw)
         return net(inputs["z"], inputs.get("y"))
+
+    @torch.no_grad()
+    def generate(self, net: nn.Module, inputs: Inputs, batch_size: int = 500, cpu: bool = True) -> Tensor:
+        """As :meth:`Task.generate`; a generator with a linear output (``linear_output``: StyleGAN's, whose
+        images are only about [-1, 1] once trained) is clamped to the data's range [-1, 1]."""
+        out = super().generate(net, inputs, batch_size, cpu)
+        return out.clamp_(-1, 1) if getattr(net, "linear_output", False) else out
 
     def from_batch(self, batch: Dict[str, Tensor]) -> Inputs:
         """Noise for a batch's size, with its labels (a conditional G follows the data's labels)."""

@@ -52,6 +52,21 @@ CASES = {
                                       "model.g.n_blocks=1", "model.g.n_blocks_local=1", "model.d.width=8",
                                       "loss.options.perceptual_weight=0", "loss.options.l1_weight=1.0",
                                       "train.batch_size=4", "train.minutes=null"]),
+    "biggan": ("biggan-fashion-mnist", ["data.name=digits", "data.resolution=16", "model.z_dim=12", "model.g.width=8",
+                                        "model.g.shared_dim=4", "model.d.width=8", "train.batch_size=8", "train.ema=0.9",
+                                        "train.minutes=null"]),
+    # ProGAN with step 2 in the middle of the 8x8 -> 16x16 fade-in (alpha 0.5)
+    "progan": ("progan-fashion-mnist", ["data.name=digits", "data.resolution=16", "model.z_dim=8", "model.g.width=64",
+                                        "model.g.max_width=8", "model.d.width=64", "model.d.max_width=8",
+                                        "loss.options.stable_images=16", "loss.options.fade_images=32",
+                                        "train.batch_size=16", "train.ema=0.9", "train.minutes=null"]),
+    # StyleGAN2 with every phase inside 4 steps: lazy R1 every 2 D steps, path length every 2 G steps, ADA
+    "stylegan": ("stylegan2-fashion-mnist", ["data.name=digits", "data.resolution=8", "model.z_dim=8", "model.g.w_dim=8",
+                                             "model.g.mapping_layers=2", "model.g.width=64", "model.g.max_width=8",
+                                             "model.d.width=64", "model.d.max_width=8", "train.batch_size=8",
+                                             "loss.regularizers=[{name: r1, weight: 1.0, every: 2}]",
+                                             "loss.options.pl_every=2", "loss.options.ada=true", "train.ema=0.9",
+                                             "train.minutes=null"]),
 }
 
 

@@ -15,6 +15,14 @@ CASES = {
               ((3, 64, 64), {"width": 4}, {"width": 4}),
               ((1, 16, 16), {"width": 8}, {"width": 8, "spectral": True, "minibatch_std": True}),
               ((1, 28, 28), {"width": 8, "extra_layers": 1}, {"width": 8, "extra_layers": 2})],
+    "stylegan": [((1, 16, 16), {"w_dim": 8, "mapping_layers": 2, "width": 64, "max_width": 8},
+                  {"width": 64, "max_width": 8})],
+    "stylegan2": [((3, 16, 16), {"w_dim": 8, "mapping_layers": 2, "width": 64, "max_width": 8},
+                   {"width": 64, "max_width": 8}),
+                  ((1, 8, 16), {"w_dim": 8, "mapping_layers": 1, "width": 32, "max_width": 4},
+                   {"width": 32, "max_width": 4})],
+    "biggan": [((3, 32, 32), {"width": 8, "shared_dim": 4}, {"width": 8}),
+               ((1, 8, 8), {"width": 8, "shared_dim": 4}, {"width": 8, "attention": None})],
     "resnet": [((3, 32, 32), {"width": 8}, {"width": 8}),
                ((1, 32, 32), {"width": 8, "attention": 16, "spectral": True},
                 {"width": 8, "attention": 16, "minibatch_std": True})],
@@ -33,9 +41,11 @@ PARAMS = [(fam, *case, nc) for fam, cases in CASES.items() for case in cases for
 
 
 # Families made for one objective, whose networks are tested with it (tests/test_anomaly.py,
-# tests/test_ssgan.py): GANomaly's encoder-decoder-encoder G and the semi-supervised GAN's MLP D.
+# tests/test_ssgan.py): GANomaly's encoder-decoder-encoder G and the semi-supervised GAN's MLP D; ProGAN,
+# whose networks hold every resolution's layers but use only the active ones (tests/test_progan.py runs
+# these checks at each growth stage).
 # Not yet covered here: the generic shape and class-conditioning cases below.
-OWN = {"ganomaly", "ssgan"}
+OWN = {"ganomaly", "ssgan", "progan"}
 # Restoration families (layers tested in tests/test_nets_sr.py, tests/test_nets_pix2pixhd_inpaint.py): a
 # generator whose output may be ×scale, critics returning a tensor, a list of scales or a dict of heads.
 # (family, G's in/out channels, (H, W), G kwargs, D kwargs, D's cond channels or None)
@@ -140,8 +150,8 @@ def test_shapes_and_backward(fam, shape, gk, dk, nc):
     y = torch.tensor([0, 1, 2, 0]) if nc else None
     x = G(z, y)
     assert x.shape == (4, *shape)
-    if len(shape) == 3:
-        assert x.min() >= -1 and x.max() <= 1  # tanh output in the data range
+    if len(shape) == 3 and not getattr(G, "linear_output", False):
+        assert x.min() >= -1 and x.max() <= 1  # tanh output in the data range (style generators: linear)
     out = D(x, y)
     assert out.shape == (4,)
     out.sum().backward()

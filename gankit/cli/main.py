@@ -7,10 +7,13 @@ from typing import List, Optional
 
 from ..errors import GankitError, Interrupted
 from . import (animate_cmd, bench_cmd, data_cmd, detect_cmd, eval_cmd, export_cmd, features_cmd, inspect_cmd,
-               recipes_cmd, report_cmd, sample_cmd, score_cmd, serve_cmd, train_cmd, translate_cmd)
+               mix_cmd, recipes_cmd, report_cmd, sample_cmd, score_cmd, serve_cmd, train_cmd, translate_cmd,
+               truncation_cmd)
+from . import edit_cmd, project_cmd
 
 COMMANDS = [recipes_cmd, train_cmd, sample_cmd, translate_cmd, report_cmd, eval_cmd, features_cmd, bench_cmd,
-            export_cmd, serve_cmd, animate_cmd, inspect_cmd, detect_cmd, score_cmd, data_cmd]
+            export_cmd, serve_cmd, animate_cmd, inspect_cmd, detect_cmd, score_cmd, data_cmd, truncation_cmd, mix_cmd,
+            project_cmd, edit_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

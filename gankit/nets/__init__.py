@@ -1,5 +1,5 @@
 """Network families (G and D designed together), one file each, chosen by ``model.arch``."""
-from . import cyclegan, dcgan, ganomaly, inpaint, mlp, pix2pix, pix2pixhd, resnet, sr, ssgan  # noqa: F401  (register the families)
+from . import biggan, cyclegan, dcgan, ganomaly, inpaint, mlp, pix2pix, pix2pixhd, progan, resnet, sr, ssgan, stylegan  # noqa: F401  (register the families)
 from .base import NETWORKS, Family, build_net, check_config_sizes, check_net_kwargs, count_parameters
 from .sizes import ImageSizeError
 from ..config import check_name, register_check

@@ -8,6 +8,9 @@ from . import anomaly  # noqa: F401,E402  (ganomaly, autoencoder: anomaly detect
 from . import ssgan  # noqa: F401,E402  (the semi-supervised GAN)
 from . import sr  # noqa: F401,E402  (super-resolution: SRResNet, SRGAN, ESRGAN)
 from . import inpaint, pix2pixhd  # noqa: F401,E402  (inpainting and uncropping; label map -> image)
+from . import stylegan  # noqa: F401,E402  (StyleGAN, StyleGAN2: mixing, path length, ADA)
+from . import biggan  # noqa: F401,E402  (BigGAN: orthogonal regularisation)
+from . import progan  # noqa: F401,E402  (ProGAN: progressive growing)
 from ..config import check_name, register_check
 
 

@@ -347,6 +347,8 @@ class Trainer:
         with ``ema_rampup`` r, the half-life is min(ln ½ / ln train.ema, r · steps done) steps (Karras et al.
         2020, ADA's ema_rampup counted in steps); else train.ema."""
         t = self.cfg.train
+        if t.ema is None:            # no EMA kept (a recipe's ema_rampup with train.ema=null): nothing to set
+            return 0.0
         if step < t.ema_start:
             return 0.0
         if t.ema_rampup is None:

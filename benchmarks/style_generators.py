@@ -1,0 +1,164 @@
+"""The high-fidelity generators on this CPU: ProGAN, StyleGAN2 and BigGAN (class-conditional) against
+`fast-fashion-mnist`, all on Fashion-MNIST at 32 px for the same wall time; then StyleGAN2's
+truncation curve and projection.
+
+    python benchmarks/style_generators.py train ARM [ARM ...] [--minutes 15] [--seed 0] [--runs DIR]
+    python benchmarks/style_generators.py report [--runs DIR] [--examples docs/style]
+    python benchmarks/style_generators.py truncation [--runs DIR] [-n 10000]
+    python benchmarks/style_generators.py projection [--runs DIR] [--images 100] [--steps 300]
+
+Arms (one torch thread each, `train.minutes` of wall time each; run two `train` processes side by
+side on a 2-core machine): progan, stylegan2, biggan (recipes <arm>-fashion-mnist) and fast
+(`fast-fashion-mnist` with data.resolution=32, its own schedule laid over the same minutes).
+
+Every arm is scored with `gankit eval`'s protocol: 10,000 samples (seed 0) against the Fashion-MNIST
+test split on the domain network's features (docs/evaluation.md): FID, KID, precision, recall; BigGAN
+also CAS (a classifier trained on 10k generated, labelled images, tested on the real test split)
+beside the same classifier trained on as many real images. Raw numbers go to
+benchmarks/results/style/<arm>-seed<s>.json; `report` prints the table and writes a 64-sample grid per
+arm to --examples.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "style"
+
+# arm -> (recipe, overrides)
+ARMS = {
+    "progan": ("progan-fashion-mnist", []),
+    "stylegan2": ("stylegan2-fashion-mnist", []),
+    "biggan": ("biggan-fashion-mnist", []),
+    "fast": ("fast-fashion-mnist", ["data.resolution=32"]),
+}
+N_SAMPLES = 10_000
+
+
+def train_arm(arm: str, minutes: float, seed: int, runs: Path, n: int = N_SAMPLES) -> dict:
+    from gankit.config import load_config
+    from gankit.metrics.evaluate import evaluate_samples, load_samples
+    from gankit.train.run import train
+    from gankit.utils import atomic_write_text, read_jsonl
+
+    recipe, extra = ARMS[arm]
+    overrides = [f"seed={seed}", f"train.minutes={minutes}", "train.threads=1", "train.steps=null",
+                 "train.epochs=null", *extra]
+    out = runs / arm
+    if not (out / "checkpoints").is_dir():
+        train(load_config(recipe, overrides), out=out, quiet=True)
+    last = read_jsonl(out / "metrics.jsonl")[-1]   # the run's own clock: training time only
+    samples = load_samples(out, n=n, seed=0)
+    metrics = "fid,kid,pr" + (",cas" if samples.y is not None else "")
+    scores = evaluate_samples(samples, metrics=metrics, split="test").scalars()
+    row = {"arm": arm, "recipe": recipe, "seed": seed, "overrides": overrides, "n": n,
+           "train_seconds": round(last["seconds"], 1), "steps": last["step"], "load": os.getloadavg()[0],
+           "scores": scores}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(RESULTS / f"{arm}-seed{seed}.json", json.dumps(row, indent=1) + "\n")
+    print(json.dumps(row))
+    return row
+
+
+def report(seed: int, runs: Path, examples: Path) -> None:
+    from gankit.api import load
+    from gankit.viz.grids import save_image_grid
+
+    cols = ["fid", "kid", "precision", "recall", "cas", "cas_real"]
+    print(f"| model | recipe | minutes | G steps | " + " | ".join(cols) + " |")
+    print("|---|---|---|---|" + "---|" * len(cols))
+    for arm in ARMS:
+        path = RESULTS / f"{arm}-seed{seed}.json"
+        if not path.exists():
+            continue
+        row = json.loads(path.read_text())
+        s = row["scores"]
+        cells = [f"{s[c]:.4g}" if isinstance(s.get(c), (int, float)) else "–" for c in cols]
+        print(f"| {arm} | {row['recipe']} | {row['train_seconds'] / 60:.1f} | {row['steps']} | " + " | ".join(cells) + " |")
+        if (runs / arm / "checkpoints").is_dir():
+            x, _ = load(runs / arm).sample(64, seed=0)
+            examples.mkdir(parents=True, exist_ok=True)
+            save_image_grid(x, examples / f"{arm}-fashion-mnist.png", nrow=8)
+
+
+def truncation(seed: int, runs: Path, n: int, examples: Path) -> None:
+    from gankit.api import truncation_curve
+
+    psis = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
+    rows = truncation_curve(runs / "stylegan2", psis, n=n, seed=seed, out=examples / "stylegan2-truncation.png")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    from gankit.utils import atomic_write_text
+
+    atomic_write_text(RESULTS / f"truncation-seed{seed}.json", json.dumps(rows, indent=1) + "\n")
+    print("| ψ | FID | precision | recall |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['psi']} | {r['fid']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} |")
+
+
+def projection(seed: int, runs: Path, images: int, steps: int) -> None:
+    """Mean reconstruction PSNR of `images` held-out real test images and of as many images the model
+    generated itself (known w, constant noise), in W and W+."""
+    import torch
+
+    from gankit.api import load
+    from gankit.data import load_dataset
+    from gankit.steer.projection import project_tensor
+    from gankit.utils import atomic_write_text
+
+    torch.set_num_threads(1)
+    model = load(runs / "stylegan2")
+    G = model.G
+    data = load_dataset(model.cfg.data, "test")
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:images]
+    real = data.batch(idx)["x"]
+    with torch.no_grad():
+        z = torch.randn(images, G.z_dim, generator=torch.Generator().manual_seed(seed + 1))
+        own = G(z, noise_mode="const")
+    out = {"images": images, "steps": steps}
+    for space in ("w", "w+"):
+        for name, target in (("real", real), ("generated", own)):
+            _, _, psnr = project_tensor(G, target, steps=steps, space=space, seed=seed)
+            out[f"{name}_{space}"] = float(psnr.mean())
+            print(f"{name:10s} {space:3s} mean PSNR {float(psnr.mean()):.2f} dB "
+                  f"(min {float(psnr.min()):.2f}, max {float(psnr.max()):.2f})", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(RESULTS / f"projection-seed{seed}.json", json.dumps(out, indent=1) + "\n")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("arms", nargs="+", choices=list(ARMS))
+    t.add_argument("--minutes", type=float, default=15.0)
+    t.add_argument("-n", type=int, default=N_SAMPLES)
+    r = sub.add_parser("report")
+    tr = sub.add_parser("truncation")
+    tr.add_argument("-n", type=int, default=N_SAMPLES)
+    pr = sub.add_parser("projection")
+    pr.add_argument("--images", type=int, default=100)
+    pr.add_argument("--steps", type=int, default=300)
+    for q in (t, r, tr, pr):
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--runs", type=Path, default=Path("/tmp/style-runs"))
+    for q in (r, tr):
+        q.add_argument("--examples", type=Path, default=ROOT / "docs" / "style")
+    args = p.parse_args(argv)
+    if args.cmd == "train":
+        for arm in args.arms:
+            train_arm(arm, args.minutes, args.seed, args.runs, args.n)
+    elif args.cmd == "report":
+        report(args.seed, args.runs, args.examples)
+    elif args.cmd == "truncation":
+        truncation(args.seed, args.runs, args.n, args.examples)
+    else:
+        projection(args.seed, args.runs, args.images, args.steps)
+
+
+if __name__ == "__main__":
+    main()

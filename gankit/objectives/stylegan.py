@@ -1,0 +1,189 @@
+"""The StyleGAN objective (Karras et al. 2019, 2020): the GAN game with the style generators' own
+training: style mixing regularisation, lazy path-length regularisation of G, lazy R1 on D (a
+``loss.regularizers`` entry with ``every: 16``, weighted by the interval in
+:class:`~gankit.objectives.gan.GANObjective`), the tracked mean ``w_avg`` that truncation pulls
+towards, and optionally adaptive discriminator augmentation (ADA, Karras et al. 2020b).
+
+Phases: ``D`` (× ``train.d_steps``), ``reg:r1`` every 16 D steps, ``G``, ``reg:pl`` every
+``pl_every`` G steps. The generator must follow the style interface (``mapping``, ``synthesis``,
+``num_ws``, ``w_avg``; :mod:`gankit.nets.stylegan`); the same objective trains StyleGAN (AdaIN) and
+StyleGAN2 (modulated convolutions): ``model.arch`` picks which.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..losses.ada import AdaptiveAugment
+from .base import Phase, register_objective
+from .gan import GANObjective
+
+W_AVG_BETA = 0.995        # w_avg ← lerp(w_avg, mean w, 1 − β) per generated batch (StyleGAN2-ADA's w_avg_beta)
+
+
+@dataclass(frozen=True)
+class StyleOptions:
+    style_mixing: float = 0.9       # probability a generated batch mixes two latents at a random cut (paper: 0.9)
+    pl_weight: float = 2.0          # path-length regularisation weight (StyleGAN2: 2); 0 = off
+    pl_every: int = 4               # G steps between path-length steps (lazy regularisation; StyleGAN2: 4)
+    pl_decay: float = 0.01          # the running mean a of the path lengths: a ← a + (mean − a)·decay
+    pl_batch_shrink: int = 2        # the path-length batch is the G batch divided by this (StyleGAN2: 2)
+    ada: bool = False               # adaptive discriminator augmentation (Karras et al. 2020b)
+    ada_target: float = 0.6         # r_t = E[sign D(x_real)] the adaptation aims at
+    ada_interval: int = 4           # D steps between adjustments of p
+    ada_speed_images: int = 500_000  # images over which p can move by 1 (paper: 500k)
+
+
+@register_objective("stylegan")
+class StyleGANObjective(GANObjective):
+    """GAN losses with style mixing, path-length regularisation and (optionally) ADA."""
+
+    Options = StyleOptions
+    capturable = False      # the mixing cut and ADA's probability are host decisions per step
+
+    def __init__(self, nets: Dict[str, nn.Module], cfg, data,
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
+        self.ada = None
+        super().__init__(nets, cfg, data, autocast)
+        o = self.options
+        if o.ada:
+            if cfg.loss.augment:
+                raise ConfigError("loss.options.ada: ADA replaces DiffAugment; set loss.augment to \"\"")
+            self.ada = AdaptiveAugment(o.ada_target, o.ada_interval, o.ada_speed_images)
+            self.augment = self.ada
+        # The running mean of the path lengths, a in Eq. 4 (StyleGAN2); kept in every checkpoint.
+        self.pl_mean = torch.zeros((), device=self.device())
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
+        from .base import parse_options
+
+        o = parse_options(cls, cfg.loss.options)
+        if not 0 <= o.style_mixing <= 1:
+            raise ConfigError(f"loss.options.style_mixing: invalid value {o.style_mixing}; allowed: a probability in [0, 1]")
+        for key in ("pl_every", "pl_batch_shrink", "ada_interval", "ada_speed_images"):
+            if getattr(o, key) < 1:
+                raise ConfigError(f"loss.options.{key}: invalid value {getattr(o, key)}; allowed: an integer >= 1")
+        from ..nets import NETWORKS
+        from ..nets.base import net_kwargs
+
+        arch = net_kwargs(cfg.model, "G", "G")[0]
+        if arch in NETWORKS and not all(hasattr(NETWORKS.get(arch).generator, a) for a in ("truncate", "affines")):
+            raise ConfigError(f"model.arch: {arch!r} has no style generator; loss.objective stylegan trains "
+                              "model.arch stylegan or stylegan2")
+
+    def phases(self, d_steps: int) -> List[Phase]:
+        phases = super().phases(d_steps)
+        if self.options.pl_weight > 0:
+            phases.append(Phase("reg:pl", "G", ("G",), every=self.options.pl_every, needs_data=False))
+        return phases
+
+    # -- latents ------------------------------------------------------------------------
+    def latents(self, n: int, device, y: Optional[Tensor], update_avg: bool = False) -> Tensor:
+        """(n, num_ws, w_dim) styles for a generated batch: w = mapping(z, y) for every layer, and with
+        probability ``style_mixing`` a second latent's w from a random cut on (Karras et al. 2019,
+        Sec. 3.1). ``update_avg``: track the batch's mean w in ``G.w_avg``."""
+        G = self.G
+        w = G.mapping(self.noise(n, device), y)                    # (n, w_dim)
+        if update_avg:
+            with torch.no_grad():
+                G.w_avg.lerp_(w.detach().float().mean(0).to(G.w_avg.dtype), 1 - W_AVG_BETA)
+        ws = w.unsqueeze(1).repeat(1, G.num_ws, 1)                  # (n, num_ws, w_dim)
+        if self.options.style_mixing > 0 and G.num_ws > 1 and float(torch.rand(())) < self.options.style_mixing:
+            cut = int(torch.randint(1, G.num_ws, ()))
+            w2 = G.mapping(self.noise(n, device), y)
+            ws = torch.cat([ws[:, :cut], w2.unsqueeze(1).expand(-1, G.num_ws - cut, -1)], 1)
+        return ws
+
+    def generate(self, n: int, device, y: Optional[Tensor] = None, update_avg: bool = False,
+                 return_ws: bool = False):
+        if self.num_classes and y is None:
+            y = torch.randint(self.num_classes, (n,), device=device)
+        with self.autocast():
+            ws = self.latents(n, device, y, update_avg)
+            x = self.G.synthesis(ws)
+        if return_ws:
+            return x.float(), y, ws
+        return x.float(), y
+
+    # -- phases -------------------------------------------------------------------------
+    def _d_step(self, real: Tensor, y: Optional[Tensor]) -> Dict[str, Tensor]:
+        n = real.shape[0]
+        y_fake = y if self.num_classes else None
+        if self.reuse_fake:
+            fake, _ = self.generate(n, real.device, y_fake, update_avg=True)
+            self._cached = (fake, y_fake)
+            fake_d = fake.detach()
+        else:
+            with torch.no_grad():
+                fake_d, _ = self.generate(n, real.device, y_fake, update_avg=True)
+        with self.autocast():
+            out_real, _, _ = self.discriminate(real, y)
+            out_fake, _, _ = self.discriminate(fake_d, y_fake)
+        loss = self.loss.d(out_real, out_fake)
+        stats = {"d_loss": loss.detach()}
+        for name, fn, weight in self.eager_regs:
+            penalty = fn(self.critic(y), real, fake_d)
+            loss = loss + weight * penalty
+            stats[name] = penalty.detach()
+        self.backward(loss)
+        from .gan import d_accuracy
+
+        stats.update(d_accuracy(self.loss, out_real.detach(), out_fake.detach()))
+        if self.ada is not None:
+            # ADA's overfitting heuristic reads sign(D(x_real)) (a host read every D step)
+            self.ada.observe(float(torch.sign(out_real.detach().float()).mean()), n)
+            stats["ada_p"] = torch.tensor(self.ada.p)
+            stats["ada_rt"] = torch.tensor(self.ada.rt)
+        return stats
+
+    def accumulate_gradients(self, phase: str, batch: Optional[Dict[str, Tensor]], batch_size: int
+                             ) -> Dict[str, Tensor]:
+        if phase == "reg:pl":
+            return self._path_length_step(batch_size)
+        return super().accumulate_gradients(phase, batch, batch_size)
+
+    def _path_length_step(self, batch_size: int) -> Dict[str, Tensor]:
+        """Lazy path-length regularisation (Karras et al. 2020, Eq. 4): E[(‖J_wᵀ y‖₂ − a)²] with
+        y ~ N(0, I)/√(H·W), a the running mean of the lengths; weighted by ``pl_weight`` × the interval."""
+        o = self.options
+        n = max(1, batch_size // o.pl_batch_shrink)
+        y = torch.randint(self.num_classes, (n,), device=self.device()) if self.num_classes else None
+        fake, _, ws = self.generate(n, self.device(), y, return_ws=True)
+        penalty, lengths = path_length_penalty(fake, ws, self.pl_mean)
+        with torch.no_grad():
+            self.pl_mean.copy_(self.pl_mean + (lengths.mean().detach() - self.pl_mean) * o.pl_decay)
+        self.backward(penalty * o.pl_weight * o.pl_every)
+        return {"pl_penalty": penalty.detach(), "pl_mean": self.pl_mean.detach().clone()}
+
+    # -- state --------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = {"pl_mean": self.pl_mean.detach().clone()}
+        if self.ada is not None:
+            state["ada"] = self.ada.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        if "pl_mean" in state:
+            self.pl_mean.copy_(state["pl_mean"])
+        if self.ada is not None and "ada" in state:
+            self.ada.load_state_dict(state["ada"])
+
+
+def path_length_penalty(fake: Tensor, ws: Tensor, pl_mean: Tensor) -> tuple[Tensor, Tensor]:
+    """(penalty, lengths): lengths = ‖J_wᵀ y‖₂ per sample with y ~ N(0, I)/√(H·W) and J the Jacobian of
+    the image ``fake`` (B, C, H, W) with respect to its styles ``ws`` (B, num_ws, w_dim), read as
+    √(mean over styles of Σ_features (∂⟨fake, y⟩/∂ws)²) as in StyleGAN2's code; penalty =
+    mean((lengths − pl_mean)²). Both differentiable (create_graph) so the penalty trains G."""
+    h, w = fake.shape[2], fake.shape[3]
+    noise = torch.randn_like(fake) / math.sqrt(h * w)
+    (grad,) = torch.autograd.grad((fake * noise).sum(), ws, create_graph=True)
+    lengths = grad.float().pow(2).sum(2).mean(1).sqrt()                       # (B,)
+    return (lengths - pl_mean).pow(2).mean(), lengths

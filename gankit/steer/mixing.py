@@ -1,0 +1,102 @@
+"""Style mixing (Karras et al. 2019, StyleGAN §3.1 and Fig. 3): a picture made with the coarse styles of
+one latent and the rest of another's shows what each group of layers controls — coarse styles (the
+small feature maps) pose and overall shape, the finer ones detail and colour.
+
+A style generator takes one w per style index (``ws`` (B, num_ws, w_dim), :mod:`gankit.nets.stylegan`);
+mixing with ``coarse`` = K takes indices < K from the row source and indices ≥ K from the column source.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import GankitError
+
+COARSE_MAX_SIDE = 8   # the default coarse styles: those acting on feature maps of at most 8 px a side
+
+
+def is_style_generator(G: nn.Module) -> bool:
+    """True for a generator with per-layer styles (``mapping``, ``synthesis``, ``truncate``, ``num_ws``)."""
+    return all(hasattr(G, a) for a in ("mapping", "synthesis", "truncate", "num_ws"))
+
+
+def require_style_generator(G: nn.Module, what: str = "style mixing") -> None:
+    """One GankitError line unless ``G`` is a style generator; ``what`` names the feature refused."""
+    if not is_style_generator(G):
+        raise GankitError(f"{what} needs a style generator (model.arch stylegan or stylegan2); this run's "
+                          f"generator is a {type(G).__name__}, which has no per-layer styles")
+
+
+def default_coarse(G: nn.Module, max_side: int = COARSE_MAX_SIDE) -> int:
+    """The number of style indices that act on feature maps of at most ``max_side`` pixels a side
+    (``G.ws_resolution``; they come first): StyleGAN's "coarse" styles, 4² to 8²."""
+    return sum(1 for side in G.ws_resolution if side <= max_side)
+
+
+def check_coarse(G: nn.Module, coarse: Optional[int]) -> int:
+    """``coarse`` (None -> :func:`default_coarse`) checked against ``G.num_ws``: 0 ≤ K ≤ num_ws."""
+    if coarse is None:
+        return default_coarse(G)
+    if not 0 <= int(coarse) <= G.num_ws:
+        raise GankitError(f"--coarse {coarse}: this generator has {G.num_ws} style inputs (sides "
+                          f"{', '.join(map(str, G.ws_resolution))}); give 0..{G.num_ws}")
+    return int(coarse)
+
+
+def mix_ws(ws_rows: Tensor, ws_cols: Tensor, coarse: int) -> Tensor:
+    """(R, num_ws, w_dim) and (C, num_ws, w_dim) -> (R, C, num_ws, w_dim): entry (i, j) has style
+    indices < ``coarse`` from row i and the others from column j."""
+    r, c = ws_rows.shape[0], ws_cols.shape[0]
+    rows = ws_rows.unsqueeze(1).expand(r, c, *ws_rows.shape[1:])
+    cols = ws_cols.unsqueeze(0).expand(r, c, *ws_cols.shape[1:])
+    take_row = (torch.arange(ws_rows.shape[1], device=ws_rows.device) < coarse).view(1, 1, -1, 1)
+    return torch.where(take_row, rows, cols)
+
+
+@torch.no_grad()
+def to_ws(G: nn.Module, z: Tensor, y: Optional[Tensor] = None, psi: float = 1.0) -> Tensor:
+    """z (B, z_dim), y (B,) | None -> ws (B, num_ws, w_dim): one w per sample broadcast to every style
+    index and truncated toward ``G.w_avg`` by ``psi`` (1 = none)."""
+    w = G.mapping(z, y)
+    return G.truncate(w.unsqueeze(1).expand(-1, G.num_ws, -1), psi)
+
+
+@torch.no_grad()
+def style_mixing(G: nn.Module, z_rows: Tensor, z_cols: Tensor, coarse: Optional[int] = None,
+                 y_rows: Optional[Tensor] = None, y_cols: Optional[Tensor] = None, psi: float = 1.0,
+                 noise_mode: str = "const") -> dict:
+    """The pictures of a style-mixing grid, in G's eval mode (restored after), on the CPU in float32:
+    ``{"rows": (R, C_img, H, W) the row sources, "cols": (C, C_img, H, W) the column sources,
+    "cells": (R, C, C_img, H, W) cell (i, j) = synthesis(coarse styles of row i, the rest of column j),
+    "coarse": K}``. ``z_rows`` (R, z_dim), ``z_cols`` (C, z_dim) and their labels ``y_*`` (conditional G)
+    are on any device; ``coarse`` None = :func:`default_coarse`; ``psi`` truncates every w first;
+    ``noise_mode`` "const" (default) makes every picture with the same noise maps, so only styles differ."""
+    require_style_generator(G)
+    k = check_coarse(G, coarse)
+    was_training = G.training
+    G.eval()
+    device = next(G.parameters()).device
+    try:
+        ws_r = to_ws(G, z_rows.to(device), None if y_rows is None else y_rows.to(device), psi)
+        ws_c = to_ws(G, z_cols.to(device), None if y_cols is None else y_cols.to(device), psi)
+        rows = G.synthesis(ws_r, noise_mode=noise_mode).float().cpu()
+        cols = G.synthesis(ws_c, noise_mode=noise_mode).float().cpu()
+        mixed = mix_ws(ws_r, ws_c, k)                                        # (R, C, num_ws, w_dim)
+        cells = torch.stack([G.synthesis(mixed[i], noise_mode=noise_mode).float().cpu()
+                             for i in range(mixed.shape[0])])                # one row of cells at a time
+    finally:
+        G.train(was_training)
+    return {"rows": rows, "cols": cols, "cells": cells, "coarse": k}
+
+
+def grid_tiles(mix: dict, corner: float = 0.0) -> Tensor:
+    """The ((R + 1)·(C + 1), C_img, H, W) tiles of the grid in reading order, ``C + 1`` a row: a blank
+    corner (value ``corner``, 0 = mid grey in [-1, 1]), the column sources along the top, then each row
+    source followed by its cells."""
+    rows, cols, cells = mix["rows"], mix["cols"], mix["cells"]
+    blank = torch.full_like(cols[:1], corner)
+    lines = [torch.cat([blank, cols])]
+    lines += [torch.cat([rows[i:i + 1], cells[i]]) for i in range(rows.shape[0])]
+    return torch.cat(lines)

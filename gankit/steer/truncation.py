@@ -1,0 +1,178 @@
+"""The truncation trick: trading variety for typical samples with one number ψ, for every noise generator.
+
+ψ = 1 is no truncation; smaller ψ gives more typical, less varied samples. What ψ does depends on
+the generator (:meth:`gankit.tasks.GenerationTask.truncated` picks the rule):
+
+* a style generator (one with ``truncate``: StyleGAN, StyleGAN2) truncates in W (Karras et al. 2019,
+  §B / StyleGAN2 §C): ``w' = w_avg + ψ (w − w_avg)``, on the style indices below ``cutoff`` (all
+  when None). ψ = 0 is allowed there: every z gives the average image.
+* any other noise generator (DCGAN, ResNet, BigGAN, ...) truncates z by resampling (Brock et al. 2019,
+  BigGAN §3.1): every component with |z_i| > τ is redrawn, with τ chosen so that ψ is the probability
+  mass of N(0, 1) a component keeps, τ = Φ⁻¹((1 + ψ)/2) (:func:`psi_to_tau`).
+
+:func:`truncation_curve` scores samples at several ψ with gankit's evaluation (FID, precision, recall
+on the domain features against the same real statistics as ``gankit eval``): how much fidelity each
+step of truncation buys and how much recall it costs.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..errors import GankitError
+
+PSI_RANGE = "0 < ψ ≤ 1 (1 = no truncation; a style generator also takes 0, its average image)"
+CURVE_METRICS = ("fid", "pr")          # gankit.metrics names; "pr" reports precision and recall
+CURVE_COLUMNS = ("fid", "precision", "recall")
+
+
+def psi_to_tau(psi: float) -> float:
+    """BigGAN's resampling threshold τ for truncation ψ: the τ with P(|z| ≤ τ) = ψ for z ~ N(0, 1),
+    i.e. τ = Φ⁻¹((1 + ψ)/2) (Φ the standard normal CDF). ψ = 1 -> ∞ (nothing is resampled);
+    ψ = 0.95 -> 1.960; ψ = 0.5 -> 0.674. Raises ValueError unless 0 < ψ ≤ 1."""
+    from scipy.stats import norm
+
+    if not 0 < psi <= 1:
+        raise ValueError(f"truncation ψ must satisfy 0 < ψ ≤ 1, got {psi}")
+    return math.inf if psi == 1 else float(norm.ppf((1 + psi) / 2))
+
+
+def check_psi(psi: float, style: bool) -> float:
+    """``psi`` as a float when it is a truncation this generator takes (0 < ψ ≤ 1; also 0 for a
+    ``style`` generator), else one GankitError line naming --truncation and the range."""
+    try:
+        value = float(psi)
+    except (TypeError, ValueError):
+        raise GankitError(f"--truncation {psi!r}: not a number; give ψ with {PSI_RANGE}") from None
+    if not (0 <= value <= 1 if style else 0 < value <= 1):
+        raise GankitError(f"--truncation {psi}: give ψ with {PSI_RANGE}")
+    return value
+
+
+def resample_outside(z: Tensor, tau: float, generator: Optional[torch.Generator] = None) -> Tensor:
+    """``z`` (any shape, float) with every component where |z_i| > τ replaced by a fresh draw of
+    N(0, 1) conditioned on |z| ≤ τ; components already inside are kept (so lowering τ changes a
+    sample gradually). Draws come from ``generator`` (torch's global RNG when None), on its device:
+    the same generator state gives the same result.
+
+    The conditioned draw is made by inverting the CDF, Φ⁻¹(Φ(−τ) + u (Φ(τ) − Φ(−τ))) with u ~ U(0, 1):
+    the same distribution as redrawing from N(0, 1) until the value falls inside, but one uniform per
+    component instead of about 1/ψ rounds. Computed in float64; the clamp only absorbs the rounding
+    of the cast back to ``z``'s dtype. τ = ∞ returns ``z`` itself and draws nothing."""
+    if math.isinf(tau):
+        return z
+    if not tau > 0:
+        raise ValueError(f"truncation threshold τ must be > 0, got {tau}")
+    outside = z.abs() > tau
+    k = int(outside.sum())
+    if k == 0:
+        return z
+    u = torch.rand(k, generator=generator, dtype=torch.float64,
+                   device=generator.device if generator is not None else z.device)
+    lo = torch.special.ndtr(torch.tensor(-tau, dtype=torch.float64))
+    fresh = torch.special.ndtri(lo + u * (1 - 2 * lo))  # Φ(τ) − Φ(−τ) = 1 − 2Φ(−τ)
+    z = z.clone()
+    z[outside] = fresh.to(z.device, z.dtype).clamp(-tau, tau)
+    return z
+
+
+# -- the truncation curve -----------------------------------------------------------------------
+
+def truncation_curve(model, psis: Sequence[float], n: int = 10_000, seed: int = 0, split: str = "test",
+                     features: Optional[str] = None, cutoff: Optional[int] = None,
+                     threads: Optional[int] = None, log: Optional[Callable[[str], None]] = None) -> List[dict]:
+    """Rows ``{"psi", "fid", "precision", "recall"}``, one per ψ in ``psis`` (in that order), for a
+    loaded :class:`gankit.GAN`: ``n`` samples at each ψ (``model.sample(n, seed, truncation=ψ)``, the
+    same seed, so each ψ truncates the same codes) scored by :func:`gankit.metrics.evaluate.evaluate_samples`
+    against ``split`` of the run's data with ``features`` (default: ``domain`` for images, ``raw`` for
+    vectors) and the same real subset as ``gankit eval`` with this seed. The extractor and the reference
+    data are loaded once for all ψ. A value the evaluation could not compute is None."""
+    from ..config import DataConfig
+    from ..metrics.evaluate import EvalError, Samples, evaluate_samples, load_reference
+    from ..metrics.features import default_features, get_extractor, num_threads
+
+    if not psis:
+        raise GankitError("--psi: give at least one ψ, e.g. --psi 1,0.9,0.8,0.7,0.6,0.5")
+    if n < 2:
+        raise EvalError(f"-n {n}: need at least 2 samples")
+    model.require_generation()
+    style = callable(getattr(model.G, "truncate", None))
+    psis = [check_psi(p, style) for p in psis]
+    cfg = model.cfg.data
+    ref = DataConfig(name=cfg.name, root=cfg.root, size=cfg.size)  # as gankit eval's reference
+    reference = load_reference(ref, split)
+    extractor = get_extractor(features or default_features(ref, reference.kind), ref)
+    src = {"kind": "run", "path": str(model.run_dir) if model.run_dir else None, "name": model.cfg.name,
+           "step": model.step}
+    rows = []
+    with num_threads(threads):
+        for psi in psis:
+            x, y = model.sample(n, seed=seed, truncation=psi, cutoff=cutoff)
+            samples = Samples(x, y, ref, dict(src, label=f"ψ={psi:g}", truncation=psi))
+            result = evaluate_samples(samples, metrics=list(CURVE_METRICS), split=split, seed=seed,
+                                      extractor=extractor, reference=reference, log=log)
+            values = {r["name"]: r["value"] for r in result.results}
+            rows.append({"psi": psi, **{c: values.get(c) for c in CURVE_COLUMNS}})
+            if log:
+                log(f"ψ={psi:g}: " + ", ".join(f"{c} {_fmt(values.get(c))}" for c in CURVE_COLUMNS))
+    return rows
+
+
+def _fmt(v) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
+def format_curve(rows: List[dict]) -> str:
+    """The rows as an aligned text table: ψ, FID (lower is better), precision and recall (higher)."""
+    lines = [f"{'psi':>6} {'fid':>10} {'precision':>10} {'recall':>10}"]
+    for r in rows:
+        lines.append(f"{r['psi']:>6g} " + " ".join(f"{_fmt(r[c]):>10}" for c in CURVE_COLUMNS))
+    return "\n".join(lines)
+
+
+def curve_json(rows: List[dict], meta: dict) -> str:
+    """The JSON document a curve is saved as: ``{"rows": [...], **meta}`` (meta: run, n, seed, ...)."""
+    return json.dumps({**meta, "rows": rows}, indent=1) + "\n"
+
+
+def plot_curve(rows: List[dict], path: Optional[Path] = None, title: str = "") -> bytes:
+    """PNG bytes of FID (left axis) and precision and recall (right axis, [0, 1]) against ψ, with ψ
+    decreasing to the right (more truncation); written atomically to ``path`` when given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..provenance import png_text
+    from ..utils import atomic_write_bytes
+
+    psi = [r["psi"] for r in rows]
+    nan = float("nan")
+    fig, a = plt.subplots(figsize=(6, 3.6), dpi=100)
+    a.plot(psi, [nan if r["fid"] is None else r["fid"] for r in rows], "o-", color="C0", label="FID")
+    a.set_xlabel("truncation ψ (1 = none)")
+    a.set_ylabel("FID (lower is better)", color="C0")
+    a.invert_xaxis()
+    a.ticklabel_format(axis="y", useOffset=False)  # FID values as they are, not as offsets from one
+    b = a.twinx()
+    for key, colour in (("precision", "C1"), ("recall", "C2")):
+        b.plot(psi, [nan if r[key] is None else r[key] for r in rows], "s--", color=colour, label=key)
+    b.set_ylim(-0.02, 1.02)
+    b.set_ylabel("precision / recall")
+    handles = a.get_legend_handles_labels()[0] + b.get_legend_handles_labels()[0]
+    a.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
+    a.set_title(title or "truncation curve")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata=png_text())  # provenance text chunks (gankit inspect)
+    plt.close(fig)
+    data = buf.getvalue()
+    if path is not None:
+        atomic_write_bytes(Path(path), data)
+    return data

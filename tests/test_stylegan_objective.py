@@ -1,0 +1,130 @@
+"""The StyleGAN objective: path length against a hand computation, lazy phases and their intervals,
+style mixing, w_avg, adaptive augmentation (ADA) and the state kept in checkpoints."""
+import math
+
+import pytest
+import torch
+
+from gankit.config import load_config
+from gankit.errors import ConfigError
+from gankit.losses.ada import AdaptiveAugment
+from gankit.objectives.stylegan import path_length_penalty
+from gankit.train.loop import Trainer
+from gankit.train.run import train
+
+TINY = ["data.name=digits", "data.resolution=8", "model.z_dim=8", "model.g.w_dim=8", "model.g.mapping_layers=2",
+        "model.g.width=64", "model.g.max_width=8", "model.d.width=64", "model.d.max_width=8",
+        "train.batch_size=8", "train.precision=fp32", "health.enabled=false", "train.log_every=1",
+        "train.minutes=null", "train.ema=null"]
+
+
+def cfg(*extra, steps=2):
+    return load_config("stylegan2-fashion-mnist", TINY + [f"train.steps={steps}", *extra])
+
+
+def test_path_length_matches_a_hand_computed_jacobian():
+    # A linear "synthesis": image = (Σ_i ws_i) M, so ∂⟨image, y⟩/∂ws_i = M y for every style i and
+    # the path length is √(mean_i ‖M y‖²) = ‖M y‖ with y ~ N(0, I)/√(H·W).
+    torch.manual_seed(0)
+    B, num_ws, w_dim, H, W = 3, 4, 5, 2, 3
+    M = torch.randn(w_dim, H * W, requires_grad=True)   # stands for G's weights
+    ws = torch.randn(B, num_ws, w_dim, requires_grad=True)
+    fake = (ws.sum(1) @ M).view(B, 1, H, W)
+    pl_mean = torch.tensor(0.7)
+    torch.manual_seed(1)
+    penalty, lengths = path_length_penalty(fake, ws, pl_mean)
+    torch.manual_seed(1)
+    y = torch.randn(B, 1, H, W) / math.sqrt(H * W)
+    want = (M.detach() @ y.view(B, -1, 1)).squeeze(-1).norm(dim=1)       # (B,)
+    assert torch.allclose(lengths, want, rtol=1e-5)
+    assert torch.allclose(penalty, (want - 0.7).pow(2).mean(), rtol=1e-5)
+    (g,) = torch.autograd.grad(penalty, M)                         # differentiable: it trains G's weights
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_phases_and_lazy_intervals():
+    tr = Trainer(cfg("train.d_steps=1"))
+    phases = {p.name: p for p in tr.phases}
+    assert list(phases) == ["D", "reg:r1", "G", "reg:pl"]
+    assert phases["reg:r1"].every == 16 and phases["reg:r1"].nets == ("D",)
+    assert phases["reg:pl"].every == 4 and phases["reg:pl"].nets == ("G",) and phases["reg:pl"].optimizer == "G"
+    # R1 is weighted by its interval in D steps (lazy regularisation, StyleGAN2 App. B)
+    assert tr.objective.reg_interval["reg:r1"] == 16
+    off = Trainer(cfg("loss.options.pl_weight=0"))
+    assert [p.name for p in off.phases] == ["D", "reg:r1", "G"]
+
+
+def test_style_mixing_uses_two_latents_past_a_cut_and_w_avg_tracks_the_mean():
+    tr = Trainer(cfg("loss.options.style_mixing=1.0"))
+    obj = tr.objective
+    torch.manual_seed(0)
+    ws = obj.latents(6, torch.device("cpu"), None)
+    # rows before the cut equal one another, rows after it too, and the two differ
+    same_as_first = [torch.equal(ws[:, i], ws[:, 0]) for i in range(ws.shape[1])]
+    cut = same_as_first.index(False)
+    assert 1 <= cut < ws.shape[1] and not any(same_as_first[cut:])
+    assert all(torch.equal(ws[:, i], ws[:, cut]) for i in range(cut, ws.shape[1]))
+    none = Trainer(cfg("loss.options.style_mixing=0.0")).objective.latents(6, torch.device("cpu"), None)
+    assert all(torch.equal(none[:, i], none[:, 0]) for i in range(none.shape[1]))
+    # the D step's generated batch moves w_avg by (1 − 0.995) of the way to its mean w
+    G = obj.G
+    obj.noise_source = None                       # z from torch's global RNG, to redraw it below
+    before = G.w_avg.clone()
+    torch.manual_seed(3)
+    obj.latents(8, torch.device("cpu"), None, update_avg=True)
+    torch.manual_seed(3)
+    w = G.mapping(torch.randn(8, G.z_dim), None)
+    assert torch.allclose(G.w_avg, before + (w.mean(0) - before) * 0.005, atol=1e-6)
+
+
+def test_training_moves_pl_mean_and_resume_is_exact_with_its_state(tmp_path):
+    extra = ["loss.options.pl_every=1", "loss.regularizers=[{name: r1, weight: 1.0, every: 2}]",
+             "loss.options.ada=true", "loss.options.ada_target=-1", "loss.options.ada_interval=1", "loss.options.ada_speed_images=64"]
+    straight = train(cfg(*extra, steps=4), out=tmp_path / "a", quiet=True)
+    train(cfg(*extra, steps=2), out=tmp_path / "b", quiet=True)
+    resumed = train(resume=tmp_path / "b", overrides=["train.steps=4"], quiet=True)
+    s, r = straight.trainer.objective, resumed.trainer.objective
+    assert float(s.pl_mean) > 0                  # four path-length steps moved the running mean off 0
+    assert torch.equal(s.pl_mean, r.pl_mean)
+    assert s.ada.state_dict() == r.ada.state_dict() and s.ada.p > 0
+    for k, m in straight.trainer.nets.items():
+        for (name, p), q in zip(m.state_dict().items(), resumed.trainer.nets[k].state_dict().values()):
+            assert torch.equal(p, q), (k, name)
+
+
+def test_ada_probability_follows_the_overfitting_heuristic():
+    ada = AdaptiveAugment(target=0.6, interval=2, speed_images=100)
+    ada.observe(1.0, 10)
+    assert ada.p == 0.0                           # adjusted only every `interval` steps
+    ada.observe(0.8, 10)
+    assert ada.rt == pytest.approx(0.9) and ada.p == pytest.approx(0.2)    # r_t above target: p up by 20/100
+    ada.observe(0.0, 10)
+    ada.observe(0.2, 10)
+    assert ada.rt == pytest.approx(0.1) and ada.p == pytest.approx(0.0)    # below: back down, clamped at 0
+    for _ in range(40):
+        ada.observe(1.0, 10)
+    assert ada.p == 1.0                           # clamped at 1
+
+
+def test_ada_is_the_identity_at_p_0_and_differentiable_at_p_1():
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    assert torch.equal(AdaptiveAugment(p=0.0)(x), x)
+    xr = x.clone().requires_grad_(True)
+    y = AdaptiveAugment(p=1.0)(xr)
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    (g,) = torch.autograd.grad(y.square().sum(), xr)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    # grey images stay grey-shaped: one channel goes through without the saturation step
+    assert AdaptiveAugment(p=1.0)(x[:, :1]).shape == (6, 1, 16, 16)
+
+
+def test_stylegan_objective_needs_a_style_generator_and_sane_options():
+    with pytest.raises(ConfigError, match="model.arch"):
+        load_config("stylegan2-fashion-mnist", TINY + ["train.steps=2", "model.arch=dcgan", "model.g={}", "model.d={}"])
+    with pytest.raises(ConfigError, match="loss.options.style_mixing"):
+        cfg("loss.options.style_mixing=1.5")
+    with pytest.raises(ConfigError, match="loss.options.pl_every"):
+        cfg("loss.options.pl_every=0")
+    with pytest.raises(ConfigError, match="loss.options.nope"):
+        cfg("loss.options.nope=1")
