@@ -129,14 +129,19 @@ def load_source(run_dir: str | Path, which: str = "latest") -> Source:
 # -- ONNX ---------------------------------------------------------------------------------------
 
 class _Generation(nn.Module):
-    """``G(z[, y])`` with the ONNX inputs as positional arguments."""
+    """``G(z[, y])`` with the ONNX inputs as positional arguments. A style generator runs with its
+    constant per-layer noise (the graph holds no random op, so the file is deterministic), and a
+    generator with a linear output is clamped to [-1, 1], as gankit's own samples are."""
 
     def __init__(self, net: nn.Module, conditional: bool):
         super().__init__()
         self.net, self.conditional = net, conditional
+        self.kwargs = {"noise_mode": "const"} if callable(getattr(net, "truncate", None)) else {}
+        self.clamp = bool(getattr(net, "linear_output", False))
 
     def forward(self, z: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        return self.net(z, y if self.conditional else None)
+        x = self.net(z, y if self.conditional else None, **self.kwargs)
+        return x.clamp(-1, 1) if self.clamp else x
 
 
 class _Translation(nn.Module):

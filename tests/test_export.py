@@ -21,6 +21,11 @@ GENERATION = {
     "mlp": [((2,), {"width": 16, "depth": 2}, 0), ((1, 16, 16), {"width": 16}, 3)],
     "dcgan": [((1, 28, 28), {"width": 8}, 0), ((3, 32, 32), {"width": 8, "extra_layers": 1}, 3)],
     "resnet": [((3, 32, 32), {"width": 8}, 0), ((1, 32, 32), {"width": 8, "attention": 16, "spectral": True}, 3)],
+    "biggan": [((3, 32, 32), {"width": 8, "shared_dim": 4}, 3)],
+    "progan": [((1, 16, 16), {"width": 64, "max_width": 8}, 0)],
+    # style generators are exported with their constant noise maps (deterministic graphs)
+    "stylegan": [((1, 16, 16), {"w_dim": 8, "mapping_layers": 2, "width": 64, "max_width": 8}, 0)],
+    "stylegan2": [((3, 16, 16), {"w_dim": 8, "mapping_layers": 2, "width": 64, "max_width": 8}, 3)],
 }
 TRANSLATION = {
     "pix2pix": [((1, 3, (32, 32)), {"width": 8, "depth": 5}), ((3, 3, (16, 24)), {"width": 4, "depth": 3,
