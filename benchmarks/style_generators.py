@@ -36,7 +36,12 @@ ARMS = {
     "stylegan2": ("stylegan2-fashion-mnist", []),
     "biggan": ("biggan-fashion-mnist", []),
     "fast": ("fast-fashion-mnist", ["data.resolution=32"]),
+    # ablations of the CPU recipes (the same budget): StyleGAN2 without path length and mixing (StyleGAN2-ADA's
+    # CIFAR setting turns both off); BigGAN with 2 D steps per G step (more G steps in the budget)
+    "stylegan2-no-pl-mix": ("stylegan2-fashion-mnist", ["loss.options.pl_weight=0", "loss.options.style_mixing=0"]),
+    "biggan-d2": ("biggan-fashion-mnist", ["train.d_steps=2"]),
 }
+MAIN_ARMS = ("progan", "stylegan2", "biggan", "fast")
 N_SAMPLES = 10_000
 
 
@@ -65,29 +70,47 @@ def train_arm(arm: str, minutes: float, seed: int, runs: Path, n: int = N_SAMPLE
     return row
 
 
+def raw(arm: str, seed: int, runs: Path, n: int = N_SAMPLES) -> dict:
+    """The same scores for the trained G itself instead of its EMA (``<arm>-raw-seed<s>.json``)."""
+    from gankit.api import load
+    from gankit.metrics.evaluate import evaluate_samples, load_samples
+    from gankit.utils import atomic_write_text
+
+    model = load(runs / arm, ema=False)
+    samples = load_samples(model, n=n, seed=0)
+    metrics = "fid,kid,pr" + (",cas" if samples.y is not None else "")
+    scores = evaluate_samples(samples, metrics=metrics, split="test").scalars()
+    row = {"arm": f"{arm} (G, no EMA)", "recipe": ARMS[arm][0], "seed": seed, "n": n, "steps": model.step,
+           "train_seconds": json.loads((RESULTS / f"{arm}-seed{seed}.json").read_text())["train_seconds"],
+           "scores": scores}
+    atomic_write_text(RESULTS / f"{arm}-raw-seed{seed}.json", json.dumps(row, indent=1) + "\n")
+    print(json.dumps(row))
+    return row
+
+
 def report(seed: int, runs: Path, examples: Path) -> None:
     from gankit.api import load
     from gankit.viz.grids import save_image_grid
 
     cols = ["fid", "kid", "precision", "recall", "cas", "cas_real"]
-    print(f"| model | recipe | minutes | G steps | " + " | ".join(cols) + " |")
+    print("| model | recipe | minutes | G steps | " + " | ".join(cols) + " |")
     print("|---|---|---|---|" + "---|" * len(cols))
-    for arm in ARMS:
+    for arm in [a for name in ARMS for a in (name, f"{name}-raw")]:
         path = RESULTS / f"{arm}-seed{seed}.json"
         if not path.exists():
             continue
         row = json.loads(path.read_text())
         s = row["scores"]
         cells = [f"{s[c]:.4g}" if isinstance(s.get(c), (int, float)) else "–" for c in cols]
-        print(f"| {arm} | {row['recipe']} | {row['train_seconds'] / 60:.1f} | {row['steps']} | " + " | ".join(cells) + " |")
-        if (runs / arm / "checkpoints").is_dir():
+        print(f"| {row['arm']} | {row['recipe']} | {row['train_seconds'] / 60:.1f} | {row['steps']} | " + " | ".join(cells) + " |")
+        if arm in MAIN_ARMS and (runs / arm / "checkpoints").is_dir():
             x, _ = load(runs / arm).sample(64, seed=0)
             examples.mkdir(parents=True, exist_ok=True)
             save_image_grid(x, examples / f"{arm}-fashion-mnist.png", nrow=8)
 
 
 def truncation(seed: int, runs: Path, n: int, examples: Path) -> None:
-    from gankit.api import truncation_curve
+    from gankit.steer.truncation import truncation_curve
 
     psis = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
     rows = truncation_curve(runs / "stylegan2", psis, n=n, seed=seed, out=examples / "stylegan2-truncation.png")
@@ -138,12 +161,14 @@ def main(argv=None) -> None:
     t.add_argument("--minutes", type=float, default=15.0)
     t.add_argument("-n", type=int, default=N_SAMPLES)
     r = sub.add_parser("report")
+    rw = sub.add_parser("raw", help="score an arm's G without its EMA")
+    rw.add_argument("arms", nargs="+", choices=list(ARMS))
     tr = sub.add_parser("truncation")
     tr.add_argument("-n", type=int, default=N_SAMPLES)
     pr = sub.add_parser("projection")
     pr.add_argument("--images", type=int, default=100)
     pr.add_argument("--steps", type=int, default=300)
-    for q in (t, r, tr, pr):
+    for q in (t, r, tr, pr, rw):
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--runs", type=Path, default=Path("/tmp/style-runs"))
     for q in (r, tr):
@@ -152,6 +177,9 @@ def main(argv=None) -> None:
     if args.cmd == "train":
         for arm in args.arms:
             train_arm(arm, args.minutes, args.seed, args.runs, args.n)
+    elif args.cmd == "raw":
+        for arm in args.arms:
+            raw(arm, args.seed, args.runs)
     elif args.cmd == "report":
         report(args.seed, args.runs, args.examples)
     elif args.cmd == "truncation":

@@ -4,8 +4,8 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 # Imported on first use, so `import gankit.config` (or reading a checkpoint) loads only what it needs.
-_EXPORTS = {"GAN": ".api", "load": ".api", "sample": ".api", "translate": ".api", "mix": ".api", "project": ".api",
-            "edit": ".api", "truncation_curve": ".api", "Config": ".config",
+_EXPORTS = {"GAN": ".api", "load": ".api", "sample": ".api", "translate": ".api", "mix": ".steer.mixing",
+            "project": ".steer.projection", "edit": ".steer.directions", "truncation_curve": ".steer.truncation", "Config": ".config",
             "load_config": ".config", "GankitError": ".errors", "evaluate": ".metrics"}
 
 

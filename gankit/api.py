@@ -76,7 +76,7 @@ class GAN:
         (n,) for conditional models (``labels`` an int picks one class; None cycles through all).
         ``seed`` None draws from torch's global RNG. ``truncation``: ψ, 0 < ψ ≤ 1 (1 = none; 0 also
         for a style generator): W toward its mean for a style generator, on style indices < ``cutoff``
-        (None = all), z resampled inside BigGAN's τ(ψ) for any other (see :mod:`gankit.steer.truncation`)."""
+        (None = all), z resampled inside BigGAN's τ(ψ) for any other (see :mod:`gankit.latent`)."""
         self.require_generation()
         if isinstance(labels, int):
             self.check_class(labels)
@@ -251,70 +251,6 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
     return out
 
 
-DEFAULT_PSIS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
-
-
-@provenance.scoped
-def mix(run_dir: str | Path, out: str | Path = "mix.png", rows: int = 4, cols: int = 4, seed: int = 0,
-        coarse: Optional[int] = None, truncation: float = 1.0, which: str = "latest") -> Path:
-    """Write a style-mixing grid of a style-generator run (:mod:`gankit.steer.mixing`) as a PNG and
-    return its path: the top row are ``cols`` column sources, the first column ``rows`` row sources
-    (all their latents drawn from one generator seeded ``seed``, rows first; a conditional model's
-    labels cycle through its classes), and cell (i, j) takes the style indices < ``coarse`` (None:
-    those acting at sides ≤ 8 px) from row source i and the rest from column source j. Pictures use
-    the constant noise maps; ``truncation`` ψ pulls every w toward the mean first (1 = none)."""
-    from .steer.mixing import grid_tiles, require_style_generator, style_mixing
-    from .steer.truncation import check_psi
-    from .viz.grids import save_image_grid
-
-    for flag, v in (("--rows", rows), ("--cols", cols)):
-        if not 1 <= v <= 64:
-            raise GankitError(f"{flag} {v}: give 1..64 sources")
-    out = Path(out)
-    if out.suffix != ".png":
-        raise GankitError(f"-o {out}: a mixing grid is a picture; give a file ending in .png")
-    model = load(run_dir, which=which)
-    model.require_generation()
-    require_style_generator(model.G)
-    psi = check_psi(truncation, style=True)
-    g = torch.Generator().manual_seed(seed)
-    a, b = model.task.draw(rows, g), model.task.draw(cols, g)
-    result = style_mixing(model.G, a["z"], b["z"], coarse, a["y"], b["y"], psi=psi)
-    provenance.update_from_model(model, "gankit.mix", seed=seed, coarse=result["coarse"],
-                                 truncation=psi if psi != 1 else None)
-    save_image_grid(grid_tiles(result), out, nrow=cols + 1)
-    return out
-
-
-@provenance.scoped
-def truncation_curve(run_dir: str | Path, psis=DEFAULT_PSIS, n: int = 10_000, seed: int = 0,
-                     out: Optional[str | Path] = None, split: str = "test", features: Optional[str] = None,
-                     cutoff: Optional[int] = None, which: str = "latest", threads: Optional[int] = None,
-                     quiet: bool = True) -> list:
-    """FID, precision and recall of a generation run's samples at each truncation ψ in ``psis``
-    (:func:`gankit.steer.truncation.truncation_curve`: ``n`` samples a ψ, seed ``seed``, scored as
-    ``gankit eval`` scores them, on ``features`` against ``split``). Returns the rows
-    ``[{"psi", "fid", "precision", "recall"}, ...]``. ``out`` (a .png): the plot is written there and
-    the rows as JSON beside it (``<stem>.json``), both atomically; None writes nothing."""
-    from .steer.truncation import curve_json, plot_curve, truncation_curve as curve
-
-    if out is not None and Path(out).suffix != ".png":
-        raise GankitError(f"-o {out}: the curve is a picture; give a file ending in .png (the JSON goes beside it)")
-    model = load(run_dir, which=which)
-    log = None if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    rows = curve(model, list(psis), n=n, seed=seed, split=split, features=features, cutoff=cutoff,
-                 threads=threads, log=log)
-    if out is not None:
-        out = Path(out)
-        provenance.update_from_model(model, "gankit.truncation", seed=seed)
-        meta = {"run": str(run_dir), "step": model.step, "n": n, "seed": seed, "split": split,
-                "features": features or "default (domain for images, raw for vectors)", "cutoff": cutoff,
-                "rule": "W toward w_avg" if callable(getattr(model.G, "truncate", None)) else "z resampled inside τ(ψ)"}
-        atomic_write_bytes(out.with_suffix(".json"), curve_json(rows, meta).encode())
-        plot_curve(rows, out, title=f"{Path(run_dir).name}: truncation (n={n})")
-    return rows
-
-
 def _restore_files(model, inputs, out_dir: Path, side_by_side: bool, mask, seed, tile, extend, alpha) -> list:
     """``translate`` for a restoration run: each image at its own size (:mod:`gankit.restore`)."""
     from .data.base import to_uint8
@@ -473,43 +409,3 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
         atomic_write_bytes(target, png_bytes(array))
         written.append(target)
     return written
-
-
-@provenance.scoped
-def project(run_dir: str | Path, images, out_dir: str | Path, steps: int = 1000, space: Optional[str] = None,
-            seed: int = 0, label: Optional[int] = None, features: str = "auto", which: str = "latest",
-            **options) -> list:
-    """Project image files or folders into a trained generator's latent space (StyleGAN2's projector,
-    :mod:`gankit.steer.projection`): ``space`` ``w``, ``w+`` (style generators; ``w`` by default) or
-    ``z`` (the default otherwise), ``steps`` Adam steps per image, ``label`` the class for a
-    conditional model, ``features`` ``auto``/``domain``/``none`` (the domain-network term of the
-    loss; see :func:`~gankit.steer.projection.feature_network`). Writes NAME-projected.png,
-    NAME-latent.safetensors and NAME-side-by-side.png per image in ``out_dir``; returns one dict per
-    image (``name``, ``psnr`` in dB on [0, 1], ``files``). ``options`` go to
-    :func:`~gankit.steer.projection.project_tensor`. The line saying what the loss is goes to stderr."""
-    from .steer.projection import project_files
-
-    model = load(run_dir, which=which)
-    provenance.update_from_model(model, "gankit.project", seed=seed, space=space, steps=steps)
-    if isinstance(images, (str, Path)):
-        images = [images]
-    return project_files(model, images, out_dir, steps=steps, space=space, seed=seed, label=label,
-                         features=features, log=lambda s: print(s, file=sys.stderr), **options)
-
-
-@provenance.scoped
-def edit(run_dir: str | Path, direction: str, strengths=3.0, seed: int = 0, n: int = 4,
-         out: str | Path = "edit.png", steps: int = 7, label: Optional[int] = None, psi: float = 1.0,
-         samples: int = 1000, which: str = "latest"):
-    """Write an edit strip of a trained generator (:mod:`gankit.steer.directions`): ``n`` rows of latents
-    from ``seed``, moved along ``direction`` (``sefa:I``, ``sefa-all:I``, ``class:A-B``) by each strength
-    — ``strengths`` a number S gives ``steps`` strengths from −S to +S (0 in the middle for odd
-    ``steps``), a sequence gives those — one column each. ``samples``: latents drawn to estimate a class
-    direction. Returns (images (n·columns, C, H, W) row-major, the Direction)."""
-    from .steer.directions import edit_strip, strengths_between
-
-    model = load(run_dir, which=which)
-    values = strengths_between(float(strengths), steps) if isinstance(strengths, (int, float)) else \
-        [float(s) for s in strengths]
-    provenance.update_from_model(model, "gankit.edit", seed=seed, direction=direction, strengths=values)
-    return edit_strip(model, direction, values, out, n=n, seed=seed, label=label, psi=psi, samples=samples)

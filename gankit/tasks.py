@@ -74,7 +74,7 @@ class Task:
 class GenerationTask(Task):
     """``G(z, y)``: z ~ N(0, I) of ``z_dim``; y class labels when ``num_classes`` > 0.
 
-    Truncation (:mod:`gankit.steer.truncation`; make a truncated copy with :meth:`truncated`):
+    Truncation (:mod:`gankit.latent`; make a truncated copy with :meth:`truncated`):
     ``psi`` = 1 is none. With ``w_space`` (a style generator) ψ and ``cutoff`` go to
     ``G(z, y, psi=, cutoff=)``, which truncates W toward its running mean; otherwise :meth:`draw`
     redraws the components of z outside BigGAN's threshold τ(ψ). ``noise_mode`` (style generators:
@@ -97,7 +97,7 @@ class GenerationTask(Task):
         import copy
 
         from .errors import GankitError
-        from .steer.truncation import check_psi
+        from .latent import check_psi
 
         style = callable(getattr(G, "truncate", None))
         psi = check_psi(psi, style)
@@ -139,7 +139,7 @@ class GenerationTask(Task):
         z = torch.randn(n, self.z_dim, generator=generator)
         y = self.labels(n, labels, generator)
         if self.psi < 1 and not self.w_space:
-            from .steer.truncation import psi_to_tau, resample_outside
+            from .latent import psi_to_tau, resample_outside
             z = resample_outside(z, psi_to_tau(self.psi), generator)
         return {"z": z.to(device), "y": y.to(device) if y is not None else None}
 

@@ -85,3 +85,21 @@ def test_every_restoration_arm_is_a_valid_config_and_its_ablation_drops_only_the
     if start is not None:  # a GAN stage starts from its PSNR stage's networks: the same generator
         assert cfg.model.g == load_config(restoration.ARMS[start][0]).model.g
     assert {a for arms, _ in restoration.TASKS.values() for a in arms} == set(restoration.ARMS)
+
+
+style = load_script("style_generators")
+
+
+@pytest.mark.parametrize("arm", sorted(style.ARMS))
+def test_every_style_arm_is_a_valid_32px_fashion_config_with_the_shared_budget(arm):
+    recipe, extra = style.ARMS[arm]
+    cfg = load_config(recipe, [*extra, "train.minutes=15", "train.threads=1", "train.steps=null", "train.epochs=null"])
+    # every arm trains on the same data for the same wall time, only the time bounding it
+    assert cfg.data.name == "fashion-mnist" and cfg.data.resolution == 32
+    assert cfg.train.minutes == 15 and cfg.train.steps is None and cfg.train.epochs is None
+    base = load_config(recipe)
+    changed = {k.split("=")[0] for k in extra} - {"data.resolution"}
+    for key in changed:  # an ablation differs from its recipe in the keys it names
+        section, *rest = key.split(".")
+        assert getattr(cfg, section) != getattr(base, section), key
+    assert set(style.MAIN_ARMS) <= set(style.ARMS)

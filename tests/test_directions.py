@@ -4,12 +4,12 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.api import edit, load
+from gankit.api import load
 from gankit.cli.main import main
 from gankit.data.base import to_uint8
 from gankit.errors import GankitError
 from gankit.nets import NETWORKS
-from gankit.steer.directions import (Direction, available, class_direction, model_classifier, model_directions,
+from gankit.steer.directions import (Direction, edit, available, class_direction, model_classifier, model_directions,
                                      render_edit, resolve, sefa, strengths_between)
 from gankit.train.run import train
 

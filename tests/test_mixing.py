@@ -1,14 +1,14 @@
-"""Style-mixing grids (gankit/steer/mixing.py, gankit.api.mix, `gankit mix`) on the real style generators."""
+"""Style-mixing grids (gankit/steer/mixing.py, gankit.steer.mixing.mix, `gankit mix`) on the real style generators."""
 import pytest
 import torch
 from PIL import Image
 
-from gankit.api import load, mix
+from gankit.api import load
 from gankit.cli.main import main
 from gankit.config import load_config
 from gankit.errors import GankitError
 from gankit.nets.stylegan import StyleGAN2Generator, StyleGANGenerator
-from gankit.steer.mixing import default_coarse, grid_tiles, mix_ws, style_mixing
+from gankit.steer.mixing import default_coarse, grid_tiles, mix, mix_ws, style_mixing
 from gankit.train.run import train
 
 TINY = ["train.steps=2", "train.minutes=null", "health.enabled=false", "train.precision=fp32", "train.batch_size=8"]

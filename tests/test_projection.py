@@ -4,11 +4,11 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.api import load, project
+from gankit.api import load
 from gankit.cli.main import main
 from gankit.data.base import to_uint8
 from gankit.errors import GankitError
-from gankit.steer.projection import (load_latent, noise_regularization, pixel_mse, project_tensor, psnr,
+from gankit.steer.projection import (load_latent, project, noise_regularization, pixel_mse, project_tensor, psnr,
                                      renormalize_noise)
 from gankit.train.run import train
 

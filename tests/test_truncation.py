@@ -7,11 +7,12 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from gankit.api import load, truncation_curve
+from gankit.api import load
 from gankit.cli.main import main
 from gankit.config import DataConfig, load_config
 from gankit.errors import GankitError
-from gankit.steer.truncation import check_psi, format_curve, psi_to_tau, resample_outside
+from gankit.latent import check_psi, psi_to_tau, resample_outside
+from gankit.steer.truncation import format_curve, truncation_curve
 from gankit.tasks import GenerationTask
 from gankit.train.run import train
 

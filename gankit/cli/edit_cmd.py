@@ -42,7 +42,7 @@ def run(args):
         return
     if not args.direction:
         raise GankitError("give --direction NAME (see gankit edit RUN_DIR --list)")
-    from ..api import edit
+    from ..steer.directions import edit
 
     x, d = edit(args.run_dir, args.direction, args.strength, seed=args.seed, n=args.n, out=args.out,
                 steps=args.steps, label=args.label, psi=args.truncation, samples=args.samples,

@@ -21,7 +21,7 @@ def register(sub):
 
 
 def run(args):
-    from ..api import mix
+    from ..steer.mixing import mix
 
     print(mix(args.run_dir, out=args.out, rows=args.rows, cols=args.cols, seed=args.seed, coarse=args.coarse,
               truncation=args.truncation, which=args.checkpoint))

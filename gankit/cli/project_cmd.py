@@ -28,7 +28,7 @@ def register(sub):
 
 
 def run(args):
-    from ..api import project
+    from ..steer.projection import project
 
     results = project(args.run_dir, args.images, args.out, steps=args.steps, space=args.space, seed=args.seed,
                       label=args.label, features=args.features, which=args.checkpoint)

@@ -49,9 +49,8 @@ def parse_psis(text: str) -> list:
 def run(args):
     from pathlib import Path
 
-    from ..api import truncation_curve
     from ..errors import GankitError
-    from ..steer.truncation import format_curve
+    from ..steer.truncation import format_curve, truncation_curve
 
     if args.n < 2:
         raise GankitError(f"-n {args.n}: need at least 2 samples")

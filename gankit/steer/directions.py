@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from .. import provenance
 from ..errors import GankitError
 from .projection import is_style_generator, latent_dims
 
@@ -301,3 +303,23 @@ def edit_strip(model, direction: str, strengths: Sequence[float], out, n: int = 
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, png_bytes(image_grid(x, nrow=len(strengths), padding=0)))
     return x, d
+
+
+# -- on a run folder (the API and the CLI) --------------------------------------------------
+
+@provenance.scoped
+def edit(run_dir: str | Path, direction: str, strengths=3.0, seed: int = 0, n: int = 4,
+         out: str | Path = "edit.png", steps: int = 7, label: Optional[int] = None, psi: float = 1.0,
+         samples: int = 1000, which: str = "latest"):
+    """Write an edit strip of a trained generator (:mod:`gankit.steer.directions`): ``n`` rows of latents
+    from ``seed``, moved along ``direction`` (``sefa:I``, ``sefa-all:I``, ``class:A-B``) by each strength
+    — ``strengths`` a number S gives ``steps`` strengths from −S to +S (0 in the middle for odd
+    ``steps``), a sequence gives those — one column each. ``samples``: latents drawn to estimate a class
+    direction. Returns (images (n·columns, C, H, W) row-major, the Direction)."""
+    from ..api import load
+
+    model = load(run_dir, which=which)
+    values = strengths_between(float(strengths), steps) if isinstance(strengths, (int, float)) else \
+        [float(s) for s in strengths]
+    provenance.update_from_model(model, "gankit.edit", seed=seed, direction=direction, strengths=values)
+    return edit_strip(model, direction, values, out, n=n, seed=seed, label=label, psi=psi, samples=samples)

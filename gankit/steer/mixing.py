@@ -7,11 +7,13 @@ mixing with ``coarse`` = K takes indices < K from the row source and indices ≥
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
+from .. import provenance
 from ..errors import GankitError
 
 COARSE_MAX_SIDE = 8   # the default coarse styles: those acting on feature maps of at most 8 px a side
@@ -100,3 +102,38 @@ def grid_tiles(mix: dict, corner: float = 0.0) -> Tensor:
     lines = [torch.cat([blank, cols])]
     lines += [torch.cat([rows[i:i + 1], cells[i]]) for i in range(rows.shape[0])]
     return torch.cat(lines)
+
+
+# -- on a run folder (the API and the CLI) --------------------------------------------------
+
+@provenance.scoped
+def mix(run_dir: str | Path, out: str | Path = "mix.png", rows: int = 4, cols: int = 4, seed: int = 0,
+        coarse: Optional[int] = None, truncation: float = 1.0, which: str = "latest") -> Path:
+    """Write a style-mixing grid of a style-generator run (:mod:`gankit.steer.mixing`) as a PNG and
+    return its path: the top row are ``cols`` column sources, the first column ``rows`` row sources
+    (all their latents drawn from one generator seeded ``seed``, rows first; a conditional model's
+    labels cycle through its classes), and cell (i, j) takes the style indices < ``coarse`` (None:
+    those acting at sides ≤ 8 px) from row source i and the rest from column source j. Pictures use
+    the constant noise maps; ``truncation`` ψ pulls every w toward the mean first (1 = none)."""
+    from .mixing import grid_tiles, require_style_generator, style_mixing
+    from ..api import load
+    from ..latent import check_psi
+    from ..viz.grids import save_image_grid
+
+    for flag, v in (("--rows", rows), ("--cols", cols)):
+        if not 1 <= v <= 64:
+            raise GankitError(f"{flag} {v}: give 1..64 sources")
+    out = Path(out)
+    if out.suffix != ".png":
+        raise GankitError(f"-o {out}: a mixing grid is a picture; give a file ending in .png")
+    model = load(run_dir, which=which)
+    model.require_generation()
+    require_style_generator(model.G)
+    psi = check_psi(truncation, style=True)
+    g = torch.Generator().manual_seed(seed)
+    a, b = model.task.draw(rows, g), model.task.draw(cols, g)
+    result = style_mixing(model.G, a["z"], b["z"], coarse, a["y"], b["y"], psi=psi)
+    provenance.update_from_model(model, "gankit.mix", seed=seed, coarse=result["coarse"],
+                                 truncation=psi if psi != 1 else None)
+    save_image_grid(grid_tiles(result), out, nrow=cols + 1)
+    return out

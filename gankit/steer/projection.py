@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import provenance
 from ..errors import GankitError
 
 SPACES = ("w", "w+", "z")
@@ -379,3 +381,29 @@ def project_files(model, inputs, out_dir, steps: int = 1000, space: Optional[str
         atomic_write_bytes(files[2], png_bytes(image_grid(torch.stack([x[i], recon[i]]), nrow=2, padding=0)))
         results.append({"name": p.name, "psnr": values[i].item(), "files": files})
     return results
+
+
+# -- on a run folder (the API and the CLI) --------------------------------------------------
+
+@provenance.scoped
+def project(run_dir: str | Path, images, out_dir: str | Path, steps: int = 1000, space: Optional[str] = None,
+            seed: int = 0, label: Optional[int] = None, features: str = "auto", which: str = "latest",
+            **options) -> list:
+    """Project image files or folders into a trained generator's latent space (StyleGAN2's projector,
+    :mod:`gankit.steer.projection`): ``space`` ``w``, ``w+`` (style generators; ``w`` by default) or
+    ``z`` (the default otherwise), ``steps`` Adam steps per image, ``label`` the class for a
+    conditional model, ``features`` ``auto``/``domain``/``none`` (the domain-network term of the
+    loss; see :func:`~gankit.steer.projection.feature_network`). Writes NAME-projected.png,
+    NAME-latent.safetensors and NAME-side-by-side.png per image in ``out_dir``; returns one dict per
+    image (``name``, ``psnr`` in dB on [0, 1], ``files``). ``options`` go to
+    :func:`~gankit.steer.projection.project_tensor`. The line saying what the loss is goes to stderr."""
+    import sys
+
+    from ..api import load
+
+    model = load(run_dir, which=which)
+    provenance.update_from_model(model, "gankit.project", seed=seed, space=space, steps=steps)
+    if isinstance(images, (str, Path)):
+        images = [images]
+    return project_files(model, images, out_dir, steps=steps, space=space, seed=seed, label=label,
+                         features=features, log=lambda s: print(s, file=sys.stderr), **options)

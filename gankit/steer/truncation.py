@@ -8,9 +8,9 @@ the generator (:meth:`gankit.tasks.GenerationTask.truncated` picks the rule):
   when None). ψ = 0 is allowed there: every z gives the average image.
 * any other noise generator (DCGAN, ResNet, BigGAN, ...) truncates z by resampling (Brock et al. 2019,
   BigGAN §3.1): every component with |z_i| > τ is redrawn, with τ chosen so that ψ is the probability
-  mass of N(0, 1) a component keeps, τ = Φ⁻¹((1 + ψ)/2) (:func:`psi_to_tau`).
+  mass of N(0, 1) a component keeps, τ = Φ⁻¹((1 + ψ)/2) (:func:`gankit.latent.psi_to_tau`).
 
-:func:`truncation_curve` scores samples at several ψ with gankit's evaluation (FID, precision, recall
+:func:`truncation_curve` (a run folder) and :func:`curve_rows` (a loaded model) score samples at several ψ with gankit's evaluation (FID, precision, recall
 on the domain features against the same real statistics as ``gankit eval``): how much fidelity each
 step of truncation buys and how much recall it costs.
 """
@@ -18,75 +18,23 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-import torch
-from torch import Tensor
-
+from .. import provenance
 from ..errors import GankitError
+from ..latent import check_psi
 
-PSI_RANGE = "0 < ψ ≤ 1 (1 = no truncation; a style generator also takes 0, its average image)"
+DEFAULT_PSIS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
 CURVE_METRICS = ("fid", "pr")          # gankit.metrics names; "pr" reports precision and recall
 CURVE_COLUMNS = ("fid", "precision", "recall")
 
 
-def psi_to_tau(psi: float) -> float:
-    """BigGAN's resampling threshold τ for truncation ψ: the τ with P(|z| ≤ τ) = ψ for z ~ N(0, 1),
-    i.e. τ = Φ⁻¹((1 + ψ)/2) (Φ the standard normal CDF). ψ = 1 -> ∞ (nothing is resampled);
-    ψ = 0.95 -> 1.960; ψ = 0.5 -> 0.674. Raises ValueError unless 0 < ψ ≤ 1."""
-    from scipy.stats import norm
-
-    if not 0 < psi <= 1:
-        raise ValueError(f"truncation ψ must satisfy 0 < ψ ≤ 1, got {psi}")
-    return math.inf if psi == 1 else float(norm.ppf((1 + psi) / 2))
-
-
-def check_psi(psi: float, style: bool) -> float:
-    """``psi`` as a float when it is a truncation this generator takes (0 < ψ ≤ 1; also 0 for a
-    ``style`` generator), else one GankitError line naming --truncation and the range."""
-    try:
-        value = float(psi)
-    except (TypeError, ValueError):
-        raise GankitError(f"--truncation {psi!r}: not a number; give ψ with {PSI_RANGE}") from None
-    if not (0 <= value <= 1 if style else 0 < value <= 1):
-        raise GankitError(f"--truncation {psi}: give ψ with {PSI_RANGE}")
-    return value
-
-
-def resample_outside(z: Tensor, tau: float, generator: Optional[torch.Generator] = None) -> Tensor:
-    """``z`` (any shape, float) with every component where |z_i| > τ replaced by a fresh draw of
-    N(0, 1) conditioned on |z| ≤ τ; components already inside are kept (so lowering τ changes a
-    sample gradually). Draws come from ``generator`` (torch's global RNG when None), on its device:
-    the same generator state gives the same result.
-
-    The conditioned draw is made by inverting the CDF, Φ⁻¹(Φ(−τ) + u (Φ(τ) − Φ(−τ))) with u ~ U(0, 1):
-    the same distribution as redrawing from N(0, 1) until the value falls inside, but one uniform per
-    component instead of about 1/ψ rounds. Computed in float64; the clamp only absorbs the rounding
-    of the cast back to ``z``'s dtype. τ = ∞ returns ``z`` itself and draws nothing."""
-    if math.isinf(tau):
-        return z
-    if not tau > 0:
-        raise ValueError(f"truncation threshold τ must be > 0, got {tau}")
-    outside = z.abs() > tau
-    k = int(outside.sum())
-    if k == 0:
-        return z
-    u = torch.rand(k, generator=generator, dtype=torch.float64,
-                   device=generator.device if generator is not None else z.device)
-    lo = torch.special.ndtr(torch.tensor(-tau, dtype=torch.float64))
-    fresh = torch.special.ndtri(lo + u * (1 - 2 * lo))  # Φ(τ) − Φ(−τ) = 1 − 2Φ(−τ)
-    z = z.clone()
-    z[outside] = fresh.to(z.device, z.dtype).clamp(-tau, tau)
-    return z
-
-
 # -- the truncation curve -----------------------------------------------------------------------
 
-def truncation_curve(model, psis: Sequence[float], n: int = 10_000, seed: int = 0, split: str = "test",
-                     features: Optional[str] = None, cutoff: Optional[int] = None,
-                     threads: Optional[int] = None, log: Optional[Callable[[str], None]] = None) -> List[dict]:
+def curve_rows(model, psis: Sequence[float], n: int = 10_000, seed: int = 0, split: str = "test",
+               features: Optional[str] = None, cutoff: Optional[int] = None,
+               threads: Optional[int] = None, log: Optional[Callable[[str], None]] = None) -> List[dict]:
     """Rows ``{"psi", "fid", "precision", "recall"}``, one per ψ in ``psis`` (in that order), for a
     loaded :class:`gankit.GAN`: ``n`` samples at each ψ (``model.sample(n, seed, truncation=ψ)``, the
     same seed, so each ψ truncates the same codes) scored by :func:`gankit.metrics.evaluate.evaluate_samples`
@@ -176,3 +124,37 @@ def plot_curve(rows: List[dict], path: Optional[Path] = None, title: str = "") -
     if path is not None:
         atomic_write_bytes(Path(path), data)
     return data
+
+
+# -- on a run folder (the API and the CLI) --------------------------------------------------
+
+@provenance.scoped
+def truncation_curve(run_dir: str | Path, psis=DEFAULT_PSIS, n: int = 10_000, seed: int = 0,
+                     out: Optional[str | Path] = None, split: str = "test", features: Optional[str] = None,
+                     cutoff: Optional[int] = None, which: str = "latest", threads: Optional[int] = None,
+                     quiet: bool = True) -> list:
+    """FID, precision and recall of a generation run's samples at each truncation ψ in ``psis``
+    (:func:`curve_rows`: ``n`` samples a ψ, seed ``seed``, scored as
+    ``gankit eval`` scores them, on ``features`` against ``split``). Returns the rows
+    ``[{"psi", "fid", "precision", "recall"}, ...]``. ``out`` (a .png): the plot is written there and
+    the rows as JSON beside it (``<stem>.json``), both atomically; None writes nothing."""
+    import sys
+
+    from ..api import load
+    from ..utils import atomic_write_bytes
+
+    if out is not None and Path(out).suffix != ".png":
+        raise GankitError(f"-o {out}: the curve is a picture; give a file ending in .png (the JSON goes beside it)")
+    model = load(run_dir, which=which)
+    log = None if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    rows = curve_rows(model, list(psis), n=n, seed=seed, split=split, features=features, cutoff=cutoff,
+                 threads=threads, log=log)
+    if out is not None:
+        out = Path(out)
+        provenance.update_from_model(model, "gankit.truncation", seed=seed)
+        meta = {"run": str(run_dir), "step": model.step, "n": n, "seed": seed, "split": split,
+                "features": features or "default (domain for images, raw for vectors)", "cutoff": cutoff,
+                "rule": "W toward w_avg" if callable(getattr(model.G, "truncate", None)) else "z resampled inside τ(ψ)"}
+        atomic_write_bytes(out.with_suffix(".json"), curve_json(rows, meta).encode())
+        plot_curve(rows, out, title=f"{Path(run_dir).name}: truncation (n={n})")
+    return rows
