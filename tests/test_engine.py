@@ -65,7 +65,8 @@ CASES = {
                                              "model.g.mapping_layers=2", "model.g.width=64", "model.g.max_width=8",
                                              "model.d.width=64", "model.d.max_width=8", "train.batch_size=8",
                                              "loss.regularizers=[{name: r1, weight: 1.0, every: 2}]",
-                                             "loss.options.pl_every=2", "loss.options.ada=true", "train.ema=0.9",
+                                             "loss.options.pl_weight=2", "loss.options.pl_every=2",
+                                             "loss.options.style_mixing=0.9", "loss.options.ada=true", "train.ema=0.9",
                                              "train.minutes=null"]),
 }
 

@@ -15,7 +15,9 @@ from gankit.train.run import train
 TINY = ["data.name=digits", "data.resolution=8", "model.z_dim=8", "model.g.w_dim=8", "model.g.mapping_layers=2",
         "model.g.width=64", "model.g.max_width=8", "model.d.width=64", "model.d.max_width=8",
         "train.batch_size=8", "train.precision=fp32", "health.enabled=false", "train.log_every=1",
-        "train.minutes=null", "train.ema=null"]
+        "train.minutes=null", "train.ema=null",
+        # the paper's regularisers (the CPU recipe turns path length and mixing off)
+        "loss.options.pl_weight=2.0", "loss.options.style_mixing=0.9"]
 
 
 def cfg(*extra, steps=2):
