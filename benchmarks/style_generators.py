@@ -147,6 +147,8 @@ def projection(seed: int, runs: Path, images: int, steps: int) -> None:
         for name, target in (("real", real), ("generated", own)):
             _, _, psnr = project_tensor(G, target, steps=steps, space=space, seed=seed)
             out[f"{name}_{space}"] = float(psnr.mean())
+            out[f"{name}_{space}_min_max"] = [float(psnr.min()), float(psnr.max())]
+            out[f"{name}_{space}_at_least_30db"] = float((psnr >= 30).float().mean())
             print(f"{name:10s} {space:3s} mean PSNR {float(psnr.mean()):.2f} dB "
                   f"(min {float(psnr.min()):.2f}, max {float(psnr.max()):.2f})", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)

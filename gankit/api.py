@@ -263,14 +263,10 @@ def _restore_files(model, inputs, out_dir: Path, side_by_side: bool, mask, seed,
         interpolated(model, alpha)
     paths = expand_inputs(inputs, list_images, "PNG/JPEG/BMP/WEBP images")
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, used = [], set()
-    for p in paths:
+    written = []
+    for p, stem in zip(paths, unique_stems(paths)):
         x, labels = load_for_restoration(p, model)
         y = restore_image(model, x, mask=mask, seed=seed, tile=tile, extend=extend, label_map=labels)
-        stem = p.stem
-        while stem in used:  # the same name in two folders
-            stem += "_"
-        used.add(stem)
         if side_by_side:  # the input as a picture (a label map in its palette), enlarged to the output's size
             shown = x if labels is None else one_hot_map(labels, int(model.data["restoration"]["classes"]))
             shown = input_picture(shown, y.shape[1], tuple(y.shape[2:]))
@@ -283,6 +279,19 @@ def _restore_files(model, inputs, out_dir: Path, side_by_side: bool, mask, seed,
         atomic_write_bytes(target, png_bytes(array))
         written.append(target)
     return written
+
+
+def unique_stems(paths) -> list:
+    """Output names for input files: each file's stem, with "_" appended until it differs from the
+    stems before it (the same name in two folders writes two files)."""
+    used, out = set(), []
+    for p in paths:
+        stem = Path(p).stem
+        while stem in used:
+            stem += "_"
+        used.add(stem)
+        out.append(stem)
+    return out
 
 
 def read_images(inputs, channels: int, size: tuple, purpose: str = "translate") -> tuple[list, torch.Tensor]:
@@ -338,17 +347,13 @@ def _convert_audio(model: GAN, direction: str, inputs, out: Path, n_iter: int = 
     paths = expand_inputs(inputs, _sound_files, "WAV/FLAC files")
     if out.suffix.lower() == ".wav" and len(paths) != 1:
         raise GankitError(f"-o {out}: one output file for {len(paths)} inputs; give a folder instead")
-    written, used = [], set()
-    for p in paths:
+    written = []
+    for p, stem in zip(paths, unique_stems(paths)):
         audio = load_wav(p, s.sample_rate)
         y, _, _ = convert(lambda x: model.translate(x, direction), audio, s, n_iter=n_iter)
         if out.suffix.lower() == ".wav":
             target = out
         else:
-            stem = p.stem
-            while stem in used:
-                stem += "_"
-            used.add(stem)
             target = out / f"{stem}.wav"
         written.append(write_wav(target, y, s.sample_rate))
     return written
@@ -394,12 +399,8 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
     y = model.translate(x, name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, used = [], set()
-    for i, p in enumerate(paths):
-        stem = p.stem
-        while stem in used:  # the same name in two folders
-            stem += "_"
-        used.add(stem)
+    written = []
+    for i, stem in enumerate(unique_stems(paths)):
         if side_by_side:
             tiles, k = translation_columns(x[i:i + 1], y[i:i + 1])
             array = image_grid(tiles, nrow=k, padding=0)

@@ -369,35 +369,51 @@ class StyleGANGenerator(StyleGeneratorBase):
         style_grid("the stylegan generator", h, w)
 
 
-class StyleGANDiscriminator(nn.Module):
-    def __init__(self, sample_shape: tuple, num_classes: int = 0, width: int = 32768, max_width: int = 512,
-                 mbstd_group: int = 4):
-        """ProGAN's discriminator (see the module doc). ``width`` / ``max_width`` as the generator's;
-        ``mbstd_group``: samples per minibatch-std group (the batch size must be a multiple to use all)."""
+class _StyleDiscriminator(nn.Module):
+    """What both discriminators share: fromRGB 1×1, ``blocks`` halving the image to 4×4 (each family's
+    own), then minibatch std, conv3, linear and the score (a projection head when conditional)."""
+
+    who = "the style discriminator"
+
+    def __init__(self, sample_shape: tuple, num_classes: int, width: int, max_width: int, mbstd_group: int):
         super().__init__()
-        channels, h0, w0, n = _sample_grid("the stylegan discriminator", sample_shape, up=False)
+        channels, h0, w0, n = _sample_grid(self.who, sample_shape, up=False)
         _check_positive(width=width, max_width=max_width, mbstd_group=mbstd_group)
         c = [_channels(4 * 2 ** k, width, max_width) for k in range(n + 1)]
         self.from_rgb = EqualizedConv2d(channels, c[n], 1)
-        blocks = []
-        for k in range(n, 0, -1):
-            blocks += [EqualizedConv2d(c[k], c[k], 3), nn.LeakyReLU(0.2),
-                       EqualizedConv2d(c[k], c[k - 1], 3), nn.LeakyReLU(0.2), nn.AvgPool2d(2)]
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks = nn.Sequential(*[m for k in range(n, 0, -1) for m in self.block(c[k], c[k - 1])])
         self.mbstd = MinibatchStdDev(mbstd_group)
         self.conv = EqualizedConv2d(c[0] + 1, c[0], 3)
         self.fc = EqualizedLinear(c[0] * h0 * w0, c[0], gain=SQRT2)
         self.head = ProjectionHead(c[0], num_classes)
 
+    def block(self, c_in: int, c_out: int) -> list:
+        """The layers that take a c_in-channel map of side s to a c_out-channel map of side s / 2."""
+        raise NotImplementedError
+
     @classmethod
     def check_size(cls, h: int, w: int, **_) -> None:
         """An :class:`~gankit.nets.sizes.ImageSizeError` unless images of h×w can be scored."""
-        style_grid("the stylegan discriminator", h, w, up=False)
+        style_grid(cls.who, h, w, up=False)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         h = self.blocks(_lrelu(self.from_rgb(x)))                # (B, C4, h0, w0)
         h = _lrelu(self.conv(self.mbstd(h)))
         return self.head(_lrelu(self.fc(h.flatten(1))), y)       # (B,)
+
+
+class StyleGANDiscriminator(_StyleDiscriminator):
+    who = "the stylegan discriminator"
+
+    def __init__(self, sample_shape: tuple, num_classes: int = 0, width: int = 32768, max_width: int = 512,
+                 mbstd_group: int = 4):
+        """ProGAN's discriminator (see the module doc). ``width`` / ``max_width`` as the generator's;
+        ``mbstd_group``: samples per minibatch-std group (the batch size must be a multiple to use all)."""
+        super().__init__(sample_shape, num_classes, width, max_width, mbstd_group)
+
+    def block(self, c_in: int, c_out: int) -> list:
+        return [EqualizedConv2d(c_in, c_in, 3), nn.LeakyReLU(0.2), EqualizedConv2d(c_in, c_out, 3),
+                nn.LeakyReLU(0.2), nn.AvgPool2d(2)]
 
 
 # -- StyleGAN2 (2020) --------------------------------------------------------------------------------
@@ -502,31 +518,17 @@ class ResidualDownBlock(nn.Module):
         return (h + self.skip(F.avg_pool2d(x, 2))) / SQRT2
 
 
-class StyleGAN2Discriminator(nn.Module):
+class StyleGAN2Discriminator(_StyleDiscriminator):
+    who = "the stylegan2 discriminator"
+
     def __init__(self, sample_shape: tuple, num_classes: int = 0, width: int = 32768, max_width: int = 512,
                  mbstd_group: int = 4):
         """The residual discriminator (see the module doc). ``width`` / ``max_width`` as the generator's;
         ``mbstd_group``: samples per minibatch-std group (the paper: 4)."""
-        super().__init__()
-        channels, h0, w0, n = _sample_grid("the stylegan2 discriminator", sample_shape, up=False)
-        _check_positive(width=width, max_width=max_width, mbstd_group=mbstd_group)
-        c = [_channels(4 * 2 ** k, width, max_width) for k in range(n + 1)]
-        self.from_rgb = EqualizedConv2d(channels, c[n], 1)
-        self.blocks = nn.Sequential(*[ResidualDownBlock(c[k], c[k - 1]) for k in range(n, 0, -1)])
-        self.mbstd = MinibatchStdDev(mbstd_group)
-        self.conv = EqualizedConv2d(c[0] + 1, c[0], 3)
-        self.fc = EqualizedLinear(c[0] * h0 * w0, c[0], gain=SQRT2)
-        self.head = ProjectionHead(c[0], num_classes)
+        super().__init__(sample_shape, num_classes, width, max_width, mbstd_group)
 
-    @classmethod
-    def check_size(cls, h: int, w: int, **_) -> None:
-        """An :class:`~gankit.nets.sizes.ImageSizeError` unless images of h×w can be scored."""
-        style_grid("the stylegan2 discriminator", h, w, up=False)
-
-    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        h = self.blocks(_lrelu(self.from_rgb(x)))                # (B, C4, h0, w0)
-        h = _lrelu(self.conv(self.mbstd(h)))
-        return self.head(_lrelu(self.fc(h.flatten(1))), y)       # (B,)
+    def block(self, c_in: int, c_out: int) -> list:
+        return [ResidualDownBlock(c_in, c_out)]
 
 
 register_family("stylegan", StyleGANGenerator, StyleGANDiscriminator, "Karras et al. 2019")

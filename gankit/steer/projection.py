@@ -344,7 +344,7 @@ def project_files(model, inputs, out_dir, steps: int = 1000, space: Optional[str
     ``options``: passed to :func:`project_tensor`."""
     from pathlib import Path
 
-    from ..api import read_images
+    from ..api import read_images, unique_stems
     from ..data.base import to_uint8
     from ..utils import atomic_write_bytes
     from ..viz.grids import image_grid, png_bytes
@@ -366,12 +366,8 @@ def project_files(model, inputs, out_dir, steps: int = 1000, space: Optional[str
                                            num_classes=model.num_classes, **options)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results, used = [], set()
-    for i, p in enumerate(paths):
-        stem = p.stem
-        while stem in used:  # the same name in two folders
-            stem += "_"
-        used.add(stem)
+    results = []
+    for i, (p, stem) in enumerate(zip(paths, unique_stems(paths))):
         files = [out_dir / f"{stem}-projected.png", out_dir / f"{stem}-latent.safetensors",
                  out_dir / f"{stem}-side-by-side.png"]
         atomic_write_bytes(files[0], png_bytes(to_uint8(recon[i]).permute(1, 2, 0).numpy()))

@@ -16,7 +16,6 @@ step of truncation buys and how much recall it costs.
 """
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
@@ -97,8 +96,7 @@ def plot_curve(rows: List[dict], path: Optional[Path] = None, title: str = "") -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..provenance import png_text
-    from ..utils import atomic_write_bytes
+    from ..viz.curves import figure_png
 
     psi = [r["psi"] for r in rows]
     nan = float("nan")
@@ -117,13 +115,7 @@ def plot_curve(rows: List[dict], path: Optional[Path] = None, title: str = "") -
     a.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
     a.set_title(title or "truncation curve")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata=png_text())  # provenance text chunks (gankit inspect)
-    plt.close(fig)
-    data = buf.getvalue()
-    if path is not None:
-        atomic_write_bytes(Path(path), data)
-    return data
+    return figure_png(fig, path)
 
 
 # -- on a run folder (the API and the CLI) --------------------------------------------------

@@ -44,8 +44,16 @@ def plot_curves(records: List[dict], path: Path | None = None) -> bytes:
     b.set_title("discriminator accuracy")
     b.legend(fontsize=8)
     fig.tight_layout()
+    return figure_png(fig, path)
+
+
+def figure_png(fig, path=None) -> bytes:
+    """The PNG of a matplotlib figure, with gankit's provenance text chunks (``gankit inspect``); the
+    figure is closed, and written atomically to ``path`` when given."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata=png_text())  # provenance text chunks (gankit inspect)
+    fig.savefig(buf, format="png", metadata=png_text())
     plt.close(fig)
     data = buf.getvalue()
     if path is not None:
