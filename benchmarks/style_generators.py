@@ -40,6 +40,7 @@ ARMS = {
     # recipe has both off, as StyleGAN2-ADA's CIFAR setting); BigGAN with the paper's 4 D steps (the recipe: 2)
     "stylegan2-pl-mix": ("stylegan2-fashion-mnist", ["loss.options.pl_weight=2", "loss.options.style_mixing=0.9"]),
     "biggan-d4": ("biggan-fashion-mnist", ["train.d_steps=4"]),
+    "biggan-d1": ("biggan-fashion-mnist", ["train.d_steps=1"]),
 }
 MAIN_ARMS = ("progan", "stylegan2", "biggan", "fast")
 N_SAMPLES = 10_000
