@@ -37,7 +37,7 @@ ARMS = {
     "biggan": ("biggan-fashion-mnist", []),
     "fast": ("fast-fashion-mnist", ["data.resolution=32"]),
     # ablations of the CPU recipes (the same budget): StyleGAN2 with the paper's path length and mixing (the
-    # recipe has both off, as StyleGAN2-ADA's CIFAR setting); BigGAN with the paper's 4 D steps (the recipe: 2)
+    # recipe has both off, as StyleGAN2-ADA's CIFAR setting); BigGAN with the paper's 4 D steps or 1 (the recipe: 2)
     "stylegan2-pl-mix": ("stylegan2-fashion-mnist", ["loss.options.pl_weight=2", "loss.options.style_mixing=0.9"]),
     "biggan-d4": ("biggan-fashion-mnist", ["train.d_steps=4"]),
     "biggan-d1": ("biggan-fashion-mnist", ["train.d_steps=1"]),
