@@ -150,6 +150,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Security-Policy", CSP)
             for k, v in (extra or {}).items():
                 self.send_header(k, v)
+            # The work is done: the worker's slot frees before the client can have the answer, so a
+            # client that reads it (by Content-Length) and sends its next request at once finds room.
+            self.server.release_slot()
             self.end_headers()
             if not head:
                 self.wfile.write(body)
@@ -194,6 +197,7 @@ class GankitServer(HTTPServer):
         self.loopback = _is_loopback(address[0])
         self._lock = threading.Lock()
         self._pending = 0
+        self._slot = threading.local()   # .held: this worker thread's request still counts in _pending
         self.served = self.rejected = 0
 
     @property
@@ -218,16 +222,24 @@ class GankitServer(HTTPServer):
                 self._pending -= 1
             self.shutdown_request(request)
 
+    def release_slot(self) -> None:
+        """Free the calling worker's slot (once): when its answer is about to be sent, or at the latest
+        when the connection ends."""
+        if getattr(self._slot, "held", False):
+            self._slot.held = False
+            with self._lock:
+                self._pending -= 1
+
     def _work(self, request, client_address) -> None:
+        self._slot.held = True
         try:
             self.finish_request(request, client_address)
         except Exception:
             self.handle_error(request, client_address)
         finally:
-            # The slot frees before the socket closes: the client may read the close as the end of
-            # the answer and send its next request at once, which must not meet a busy server.
-            with self._lock:
-                self._pending -= 1
+            # Before the socket closes: a client may read the close as the end of the answer and send
+            # its next request at once, which must not meet a busy server.
+            self.release_slot()
             self.shutdown_request(request)
 
     def _reject(self, request) -> None:
