@@ -50,6 +50,7 @@ class StyleGANObjective(GANObjective):
     def __init__(self, nets: Dict[str, nn.Module], cfg, data,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         self.ada = None
+        self._tracking = False   # inside the D step: generated batches move G.w_avg
         super().__init__(nets, cfg, data, autocast)
         o = self.options
         if o.ada:
@@ -102,10 +103,12 @@ class StyleGANObjective(GANObjective):
             ws = torch.cat([ws[:, :cut], w2.unsqueeze(1).expand(-1, G.num_ws - cut, -1)], 1)
         return ws
 
-    def generate(self, n: int, device, y: Optional[Tensor] = None, update_avg: bool = False,
+    def generate(self, n: int, device, y: Optional[Tensor] = None, update_avg: Optional[bool] = None,
                  return_ws: bool = False):
         if self.num_classes and y is None:
             y = torch.randint(self.num_classes, (n,), device=device)
+        if update_avg is None:  # by default the D step's generated batches track w_avg (StyleGAN2-ADA's)
+            update_avg = self._tracking
         with self.autocast():
             ws = self.latents(n, device, y, update_avg)
             x = self.G.synthesis(ws)
@@ -114,41 +117,25 @@ class StyleGANObjective(GANObjective):
         return x.float(), y
 
     # -- phases -------------------------------------------------------------------------
-    def _d_step(self, real: Tensor, y: Optional[Tensor]) -> Dict[str, Tensor]:
-        n = real.shape[0]
-        y_fake = y if self.num_classes else None
-        if self.reuse_fake:
-            fake, _ = self.generate(n, real.device, y_fake, update_avg=True)
-            self._cached = (fake, y_fake)
-            fake_d = fake.detach()
-        else:
-            with torch.no_grad():
-                fake_d, _ = self.generate(n, real.device, y_fake, update_avg=True)
-        with self.autocast():
-            out_real, _, _ = self.discriminate(real, y)
-            out_fake, _, _ = self.discriminate(fake_d, y_fake)
-        loss = self.loss.d(out_real, out_fake)
-        stats = {"d_loss": loss.detach()}
-        for name, fn, weight in self.eager_regs:
-            penalty = fn(self.critic(y), real, fake_d)
-            loss = loss + weight * penalty
-            stats[name] = penalty.detach()
-        self.backward(loss)
-        from .gan import d_accuracy
-
-        stats.update(d_accuracy(self.loss, out_real.detach(), out_fake.detach()))
-        if self.ada is not None:
-            # ADA's overfitting heuristic reads sign(D(x_real)) (a host read every D step)
-            self.ada.observe(float(torch.sign(out_real.detach().float()).mean()), n)
-            stats["ada_p"] = torch.tensor(self.ada.p)
-            stats["ada_rt"] = torch.tensor(self.ada.rt)
-        return stats
-
     def accumulate_gradients(self, phase: str, batch: Optional[Dict[str, Tensor]], batch_size: int
                              ) -> Dict[str, Tensor]:
         if phase == "reg:pl":
             return self._path_length_step(batch_size)
-        return super().accumulate_gradients(phase, batch, batch_size)
+        if phase != "D":
+            return super().accumulate_gradients(phase, batch, batch_size)
+        # The D step is the GAN objective's; its generated batch also moves w_avg (see generate).
+        self._tracking = True
+        try:
+            stats = super().accumulate_gradients(phase, batch, batch_size)
+        finally:
+            self._tracking = False
+        if self.ada is not None:
+            # ADA's overfitting heuristic r_t = E[sign D(x_real)] is 2·acc_real − 1 (acc_real: the share of
+            # reals D scores above its threshold, 0 for these losses); a host read per D step.
+            self.ada.observe(2 * float(stats["acc_real"]) - 1, batch["x"].shape[0])
+            stats["ada_p"] = torch.tensor(self.ada.p)
+            stats["ada_rt"] = torch.tensor(self.ada.rt)
+        return stats
 
     def _path_length_step(self, batch_size: int) -> Dict[str, Tensor]:
         """Lazy path-length regularisation (Karras et al. 2020, Eq. 4): E[(‖J_wᵀ y‖₂ − a)²] with
