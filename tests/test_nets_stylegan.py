@@ -101,6 +101,59 @@ def test_equalized_conv_is_a_conv_with_the_runtime_scale():
     assert abs(big.weight.std().item() - 1) < 0.1
 
 
+def _plain_copy(net: torch.nn.Module) -> torch.nn.Sequential:
+    """The same function with nn.Linear / nn.Conv2d holding the effective weights."""
+    layers = []
+    for m in net:
+        if isinstance(m, EqualizedLinear):
+            plain = torch.nn.Linear(m.weight.shape[1], m.weight.shape[0])
+            plain.weight.data.copy_(m.weight * m.scale)
+            plain.bias.data.copy_(m.bias * m.lr_mul)
+        elif isinstance(m, EqualizedConv2d):
+            o, i, k, _ = m.weight.shape
+            plain = torch.nn.Conv2d(i, o, k, padding=m.padding)
+            plain.weight.data.copy_(m.weight * m.scale)
+            plain.bias.data.copy_(m.bias)
+        else:
+            plain = m
+        layers.append(plain)
+    return torch.nn.Sequential(*layers)
+
+
+def test_weight_and_gradient_norms_read_the_effective_weights():
+    """The health monitor's ‖∇G‖ / ‖G‖ must not depend on how a layer stores its weights: an
+    equalized-LR network and the plain network computing the same function give the same norms
+    (read from the stored tensors they were ~10⁻⁴ of each other: a false vanishing-gradient alarm)."""
+    from types import SimpleNamespace
+
+    from gankit.nets.equalized import runtime_scales
+    from gankit.train.health.signals import weight_norms
+    from gankit.train.loop import Trainer
+
+    torch.manual_seed(5)
+    eq = torch.nn.Sequential(EqualizedConv2d(3, 8, 3), torch.nn.Flatten(), EqualizedLinear(8 * 16, 4, lr_mul=0.01))
+    plain = _plain_copy(eq)
+    assert set(runtime_scales(eq)) == {id(eq[0].weight), id(eq[2].weight), id(eq[2].bias)}  # conv bias: ×1
+    assert runtime_scales(plain) == {}
+    x = torch.randn(5, 3, 4, 4)
+    torch.testing.assert_close(eq(x), plain(x), atol=1e-5, rtol=0)
+    w_eq, w_plain = weight_norms(eq, plain)
+    assert w_eq == pytest.approx(w_plain, rel=1e-5)
+    phase = SimpleNamespace(name="G", nets=["G"])
+    grads = []
+    for net in (eq, plain):
+        net.zero_grad()
+        net(x).pow(2).sum().backward()
+        stats = Trainer.grad_norm_stats(SimpleNamespace(nets={"G": net}), phase)
+        grads.append({k: v.item() for k, v in stats.items()})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == 3   # all, layer 0, layer 2
+    for k in grads[0]:
+        assert grads[0][k] == pytest.approx(grads[1][k], rel=1e-4), k
+    # the stored weights alone would have given a ratio ~1,000x smaller
+    stored = math.sqrt(sum(p.detach().pow(2).sum().item() for p in eq.parameters()))
+    assert stored > 10 * w_eq
+
+
 # -- the style interface -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("fam", FAMILIES)

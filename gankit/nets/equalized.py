@@ -6,10 +6,15 @@ and multiplied at run time by ``gain / sqrt(fan_in) · lr_mul`` (He's constant),
 update is the same size relative to its weights whatever its fan-in; Adam's per-parameter
 normalisation would otherwise give layers with small weights a larger effective learning rate.
 ``lr_mul`` lowers the learning rate of one layer (StyleGAN's mapping network: 0.01).
+
+Every such layer says which of its stored parameters it multiplies by what (``param_scales()``), so
+that norms of weights and gradients can be read in the network's own terms, not the storage's
+(:func:`runtime_scales`: the training-health monitor compares G's gradient with its weights).
 """
 from __future__ import annotations
 
 import math
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +36,9 @@ class EqualizedLinear(nn.Module):
         b = self.bias * self.lr_mul if self.bias is not None else None
         return F.linear(x, self.weight * self.scale, b)
 
+    def param_scales(self) -> Dict[str, float]:
+        return {"weight": self.scale, "bias": self.lr_mul}
+
     def extra_repr(self) -> str:
         return f"{self.weight.shape[1]}, {self.weight.shape[0]}, scale={self.scale:.4g}, lr_mul={self.lr_mul}"
 
@@ -49,6 +57,9 @@ class EqualizedConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
 
+    def param_scales(self) -> Dict[str, float]:
+        return {"weight": self.scale}
+
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight.shape
         return f"{i}, {o}, kernel_size={k}, padding={self.padding}, scale={self.scale:.4g}"
@@ -64,3 +75,17 @@ class PixelNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
+
+
+def runtime_scales(module: nn.Module) -> Dict[int, float]:
+    """``id(parameter) -> c`` for every parameter of ``module`` that the network uses as c × the stored
+    tensor (equalized learning rate), c ≠ 1; from each layer's ``param_scales()``. The effective
+    weight is c·p and the gradient with respect to it ∇p / c."""
+    out: Dict[int, float] = {}
+    for m in module.modules():
+        scales = m.param_scales() if callable(getattr(m, "param_scales", None)) else {}
+        for name, c in scales.items():
+            p = getattr(m, name, None)
+            if isinstance(p, nn.Parameter) and c != 1:
+                out[id(p)] = float(c)
+    return out

@@ -48,6 +48,7 @@ Widths: channels at side r are ``min(max_width, width // r)`` (StyleGAN2's ``cha
 from __future__ import annotations
 
 import math
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
@@ -205,6 +206,9 @@ class ModulatedConv2d(nn.Module):
         out = F.conv2d(x.reshape(1, b * c_in, *x.shape[2:]), w.reshape(-1, *w.shape[2:]).to(x.dtype),
                        padding=self.padding, groups=b)
         return out.reshape(b, -1, *out.shape[2:])
+
+    def param_scales(self) -> Dict[str, float]:
+        return {"weight": self.scale}
 
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight.shape

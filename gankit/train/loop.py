@@ -21,6 +21,7 @@ from ..config import Config, OptimConfig
 from ..data import EpochSampler, load_dataset
 from ..errors import ConfigError
 from ..nets.batchnorm import convert_sync_batchnorm, has_batchnorm
+from ..nets.equalized import runtime_scales
 from ..objectives import OBJECTIVES, DataInfo, Phase
 from ..utils import device_name, seed_everything
 from .distributed import ShardedNoise, rank_seed
@@ -370,15 +371,21 @@ class Trainer:
     def grad_norm_stats(self, phase: Phase) -> Dict[str, torch.Tensor]:
         """L2 norms of the gradients ``phase`` just accumulated, on the device (no host sync):
         ``grad/<phase>`` over all parameters and ``grad/<phase>/<layer>`` per module that owns
-        parameters, input side first (layers prefixed by the network's name when a phase trains several)."""
+        parameters, input side first (layers prefixed by the network's name when a phase trains several).
+        Gradients with respect to the weights the network computes with: a parameter used as c × the
+        stored tensor (equalized learning rate) counts ∇p / c."""
         prefix = len(phase.nets) > 1
-        named = [(f"{k}.{n}" if prefix else n, p.grad) for k in phase.nets
+        scales: Dict[int, float] = {}
+        for k in phase.nets:
+            scales.update(runtime_scales(self.nets[k]))
+        named = [(f"{k}.{n}" if prefix else n, p.grad, scales.get(id(p))) for k in phase.nets
                  for n, p in self.nets[k].named_parameters() if p.grad is not None]
         if not named:
             return {}
-        norms = [n.float() for n in torch._foreach_norm([g for _, g in named])]
+        norms = [n.float() if c is None else n.float() / c
+                 for (_, _, c), n in zip(named, torch._foreach_norm([g for _, g, _ in named]))]
         layers: Dict[str, List[torch.Tensor]] = {}
-        for (name, _), norm in zip(named, norms):
+        for (name, _, _), norm in zip(named, norms):
             layers.setdefault(name.rpartition(".")[0], []).append(norm)
         key = f"grad/{phase.name}"
         out = {key: torch.stack(norms).norm()}

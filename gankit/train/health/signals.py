@@ -27,6 +27,8 @@ from typing import Dict, List, Optional
 
 import torch
 
+from ...nets.equalized import runtime_scales
+
 
 # -- signals ------------------------------------------------------------------------------------
 def features(x: torch.Tensor) -> torch.Tensor:
@@ -148,9 +150,15 @@ class SampleProbe:
 
 
 def weight_norms(*modules: torch.nn.Module) -> List[float]:
-    """L2 norm of all parameters of each module, read in one host sync (NaN/Inf shows through)."""
+    """L2 norm of all parameters of each module, read in one host sync (NaN/Inf shows through): of the
+    weights the network computes with, so a layer with an equalized learning rate counts its stored
+    weight times its runtime scale (:func:`gankit.nets.equalized.runtime_scales`)."""
     if not modules:
         return []
-    norms = [torch.stack([n.float() for n in torch._foreach_norm([p.detach() for p in m.parameters()])]).norm()
-             for m in modules]
+    norms = []
+    for m in modules:
+        params, scales = list(m.parameters()), runtime_scales(m)
+        per = [n.float() * scales[id(p)] if id(p) in scales else n.float()
+               for p, n in zip(params, torch._foreach_norm([p.detach() for p in params]))]
+        norms.append(torch.stack(per).norm())
     return torch.stack(norms).tolist()
