@@ -12,6 +12,13 @@ side on a 2-core machine):
     inpaint        gated G + global/local critics (emoji)       inpaint-l1      the same G, L1 on the hole only
     colorize       pix2pix L* -> a*b*, cGAN + L1 (emoji)        colorize-l1     the same U-Net, L1 only
     pix2pixhd      label map -> emoji, critics + FM + perceptual pix2pixhd-recon perceptual + L1 only
+    srresnet-paper SRResNet at the paper's width 64 and 16 blocks
+    pix2pixhd-l1-critics   pix2pixhd with pix2pixhd-recon's L1 term too (the critics are the only difference)
+    colorize-pre-l1 -> colorize-2stage, pix2pixhd-pre-recon -> pix2pixhd-2stage: two stages (e.g. 10 + 5
+                   minutes), the GAN started from the reconstruction-only model, against one 15-minute ablation
+
+`curve ARM --marks 5 10 20` trains one arm to each mark (minutes of its own clock) by resuming the same
+run, and scores it at every mark: is the budget the limit, or the data and the network?
 
 Every arm is scored on held-out images with `gankit eval`'s protocol (gankit/metrics/translation.py:
 the test photos coffee and rocket cut into 500 fixed 64 px crops, or the 392 held-out emoji, the
@@ -38,6 +45,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "restoration"
 # arm -> (recipe, overrides, the arm whose run folder it starts from)
 ARMS = {
     "srresnet": ("srresnet-photos", [], None),
+    "srresnet-paper": ("srresnet-photos", ["model.g.width=64", "model.g.n_blocks=16"], None),
     "srgan": ("srgan-photos", [], "srresnet"),
     "esrgan-psnr": ("esrgan-psnr-photos", [], None),
     "esrgan": ("esrgan-photos", [], "esrgan-psnr"),
@@ -47,41 +55,76 @@ ARMS = {
     "colorize-l1": ("colorize-emoji", ["loss.options.adversarial=false"], None),
     "pix2pixhd": ("pix2pixhd-emoji", [], None),
     "pix2pixhd-recon": ("pix2pixhd-emoji", ["loss.options.adversarial=false", "loss.options.l1_weight=1.0"], None),
+    "pix2pixhd-l1-critics": ("pix2pixhd-emoji", ["loss.options.l1_weight=1.0"], None),
+    # two stages in the budget of one: the reconstruction-only model first, then the GAN from its G
+    "colorize-pre-l1": ("colorize-emoji", ["loss.options.adversarial=false"], None),
+    "colorize-2stage": ("colorize-emoji", [], "colorize-pre-l1"),
+    "pix2pixhd-pre-recon": ("pix2pixhd-emoji", ["loss.options.adversarial=false", "loss.options.l1_weight=1.0"], None),
+    "pix2pixhd-2stage": ("pix2pixhd-emoji", ["loss.options.l1_weight=1.0"], "pix2pixhd-pre-recon"),
 }
 # task -> (its arms in strip order: the model without a critic first), the baseline's name
 TASKS = {
-    "super-resolution x4": (["srresnet", "esrgan-psnr", "srgan", "esrgan"], "bicubic"),
+    "super-resolution x4": (["srresnet", "srresnet-paper", "esrgan-psnr", "srgan", "esrgan"], "bicubic"),
     "inpainting": (["inpaint-l1", "inpaint"], "grey hole"),
-    "colorization": (["colorize-l1", "colorize"], "grey"),
-    "labels2image": (["pix2pixhd-recon", "pix2pixhd"], None),
+    "colorization": (["colorize-l1", "colorize", "colorize-pre-l1", "colorize-2stage"], "grey"),
+    "labels2image": (["pix2pixhd-recon", "pix2pixhd", "pix2pixhd-l1-critics", "pix2pixhd-pre-recon",
+                      "pix2pixhd-2stage"], None),
 }
 
 
-def train_arm(arm: str, minutes: float, seed: int, runs: Path) -> dict:
-    from gankit.config import load_config
-    from gankit.metrics.translation import evaluate_translation
-    from gankit.train.run import train
-    from gankit.utils import read_jsonl
-
+def arm_overrides(arm: str, minutes: float, seed: int, runs: Path) -> list:
     recipe, extra, start = ARMS[arm]
     overrides = [f"seed={seed}", f"train.minutes={minutes}", "train.threads=1", *extra]
     if start is not None:
         overrides.append(f"loss.options.init_from={runs / start}")
-    out = runs / arm
-    cfg = load_config(recipe, overrides)
-    if not (out / "checkpoints").is_dir():
-        train(cfg, out=out, quiet=True)
+    return overrides
+
+
+def score_run(arm: str, out: Path, seed: int, overrides: list) -> dict:
+    from gankit.metrics.translation import evaluate_translation
+    from gankit.utils import read_jsonl
+
     last = read_jsonl(out / "metrics.jsonl")[-1]   # the run's own clock: training time only
     res = evaluate_translation(out, write=True)
     scores = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in res["AtoB"].items()}
-    row = {"arm": arm, "recipe": recipe, "seed": seed, "overrides": overrides,
+    row = {"arm": arm, "recipe": ARMS[arm][0], "seed": seed, "overrides": overrides,
            "train_seconds": round(last["seconds"], 1), "steps": last["step"], "load": os.getloadavg()[0],
            "scores": scores, "protocol": res["protocol"]}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{arm}-seed{seed}.json").write_text(json.dumps(row, indent=1) + "\n")
     print(f"{arm}: {row['steps']} steps in {row['train_seconds']:.0f} s; " +
           ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if isinstance(v, float)), flush=True)
     return row
+
+
+def train_arm(arm: str, minutes: float, seed: int, runs: Path) -> dict:
+    from gankit.config import load_config
+    from gankit.train.run import train
+
+    overrides = arm_overrides(arm, minutes, seed, runs)
+    out = runs / arm
+    if not (out / "checkpoints").is_dir():
+        train(load_config(ARMS[arm][0], overrides), out=out, quiet=True)
+    row = score_run(arm, out, seed, overrides)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{arm}-seed{seed}.json").write_text(json.dumps(row, indent=1) + "\n")
+    return row
+
+
+def curve(arm: str, marks: list, seed: int, runs: Path) -> list:
+    """Train ``arm`` to each mark (minutes) by resuming one run, scoring it at every mark."""
+    from gankit.config import load_config
+    from gankit.train.run import train
+
+    out, rows = runs / f"curve-{arm}", []
+    for i, minutes in enumerate(sorted(marks)):
+        overrides = arm_overrides(arm, minutes, seed, runs)
+        if i == 0 and not (out / "checkpoints").is_dir():
+            train(load_config(ARMS[arm][0], overrides), out=out, quiet=True)
+        else:
+            train(None, overrides=[f"train.minutes={minutes}"], resume=out, quiet=True)
+        rows.append({"minutes": minutes, **score_run(arm, out, seed, overrides)})
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"curve-{arm}-seed{seed}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
 
 
 COLUMNS = {
@@ -159,15 +202,20 @@ def main(argv=None) -> None:
     t = sub.add_parser("train")
     t.add_argument("arms", nargs="+", choices=list(ARMS))
     t.add_argument("--minutes", type=float, default=15.0)
+    c = sub.add_parser("curve")
+    c.add_argument("arm", choices=list(ARMS))
+    c.add_argument("--marks", type=float, nargs="+", default=[5.0, 10.0, 20.0])
     r = sub.add_parser("report")
     r.add_argument("--examples", type=Path, default=ROOT / "docs" / "restoration")
-    for q in (t, r):
+    for q in (t, c, r):
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--runs", type=Path, default=Path("/tmp/restoration-runs"))
     args = p.parse_args(argv)
     if args.cmd == "train":
         for arm in args.arms:
             train_arm(arm, args.minutes, args.seed, args.runs)
+    elif args.cmd == "curve":
+        curve(args.arm, args.marks, args.seed, args.runs)
     else:
         report(args.seed, args.runs, args.examples)
 

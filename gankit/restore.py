@@ -192,7 +192,7 @@ def interpolated(model, alpha: float) -> None:
     (1 − alpha)·PSNR model + alpha·this model, the PSNR model being the run ``loss.options.init_from``
     started from."""
     from .nets.sr import interpolate_state
-    from .objectives.sr import init_weights
+    from .objectives.paired import init_weights
 
     start = model.cfg.loss.options.get("init_from")
     if not start:

@@ -78,7 +78,7 @@ def test_every_restoration_arm_is_a_valid_config_and_its_ablation_drops_only_the
     cfg = load_config(recipe, overrides)
     plain = load_config(recipe)
     adversarial = cfg.loss.options.get("adversarial", cfg.loss.objective != "sr")
-    assert adversarial == (not arm.endswith(("-l1", "-recon", "-psnr")) and arm != "srresnet")
+    assert adversarial == (not arm.endswith(("-l1", "-recon", "-psnr")) and not arm.startswith("srresnet"))
     if not adversarial and cfg.loss.objective != "sr":  # the ablation: the same data, networks and budget
         assert (cfg.data, cfg.model, cfg.train) == (plain.data, plain.model, plain.train)
     assert (cfg.loss.options.get("init_from") is not None) == (start is not None)

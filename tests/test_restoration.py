@@ -361,3 +361,25 @@ def test_translate_colorization_and_labels_keep_the_size(runs, tmp_path):
         assert np.asarray(Image.open(tmp_path / "l" / f"{name}.png")).shape == (29, 37, 3)
     model = load(runs / "labels")
     assert json.loads(json.dumps(model.data["restoration"]))["classes"] == 8
+
+
+@pytest.mark.parametrize("name", ["colorize", "labels", "inpaint"])
+def test_a_gan_stage_starts_from_the_reconstruction_runs_generator(runs, tmp_path, name):
+    """loss.options.init_from works for every paired objective: step 0 of the second stage is the first
+    stage's G exactly; a run of another architecture is refused with one line naming the key."""
+    from gankit.objectives.paired import init_weights
+    from gankit.train.run import Run
+
+    recipe, overrides = TINY[name]
+    cfg = load_config(recipe, overrides + RUN + [f"loss.options.init_from={runs / name}"])
+    run = Run(cfg, tmp_path / "stage2", quiet=True, callbacks=[])
+    first = init_weights(str(runs / name))
+    start = run.trainer.nets["G"].state_dict()
+    assert first.keys() == start.keys()
+    assert all(torch.equal(first[k], start[k]) for k in first)
+    assert "D" in run.trainer.nets   # the critic starts fresh
+    wider = [o for o in overrides if not o.startswith("model.g.width")] + ["model.g.width=4"]
+    with pytest.raises(ConfigError, match=r"loss.options.init_from: .* is another network than this run's") as e:
+        Run(load_config(recipe, wider + RUN + [f"loss.options.init_from={runs / name}"]), tmp_path / "bad",
+            quiet=True, callbacks=[])
+    assert "\n" not in str(e.value)

@@ -18,7 +18,7 @@ only, so the known pixels come back exactly. Losses:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 from torch import Tensor, nn
 
@@ -35,6 +35,7 @@ class InpaintOptions:
     l1_weight: float = 1.0               # L1 over the hole's pixels
     adversarial_weight: float = 0.01     # G's adversarial term (global + local_weight × local)
     local_weight: float = 1.0            # the local (patch) critic against the global one, for D and G
+    init_from: Optional[str] = None      # a run (or checkpoint) whose G starts this G: two-stage training
 
 
 def hole_l1(fake: Tensor, real: Tensor, mask: Tensor) -> Tensor:

@@ -6,13 +6,16 @@ network G that maps an input A to its paired target B, with a reconstruction los
 which networks it builds and what the two losses are (:meth:`PairedObjective.d_loss`,
 :meth:`PairedObjective.g_loss`); this base class owns the optimisers, the phases (k D steps,
 then one G step; with one D step the G step reuses that step's batch and G(A)), the task (the
-data's compose rule: an inpainter keeps the known pixels) and the checks of the config.
+data's compose rule: an inpainter keeps the known pixels), the checks of the config, and the
+two-stage start: ``loss.options.init_from`` (a run folder or checkpoint) starts G from that run's G
+— ESRGAN's GAN stage from its PSNR-oriented model, or any GAN from its reconstruction-only model.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
@@ -55,6 +58,39 @@ def feature_loss(spec: str, data_cfg, criterion: str) -> FeatureLoss:
     return FeatureLoss(net, criterion)
 
 
+def init_weights(path: str, name: str = "G") -> Dict[str, Tensor]:
+    """Weights of network ``name`` (its EMA copy when the run kept one) in a run folder or checkpoint."""
+    from ..checkpoint import load_checkpoint, load_latest
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        found = load_latest(p)
+        if found is None:
+            raise ConfigError(f"loss.options.init_from: {p} has no checkpoint; train that run first")
+        state = found[0]
+    elif p.is_file():
+        state = load_checkpoint(p)
+    else:
+        raise ConfigError(f"loss.options.init_from: {p} is neither a run folder nor a checkpoint")
+    mods = state["modules"]
+    key = f"{name}_ema" if f"{name}_ema" in mods else name
+    if key not in mods:
+        raise ConfigError(f"loss.options.init_from: {p} has no network {name}")
+    return mods[key]
+
+
+def load_init(net: nn.Module, path: str, name: str = "G") -> None:
+    """Start ``net`` from ``init_weights(path, name)``; another architecture is one line naming both."""
+    state = init_weights(path, name)
+    mine = net.state_dict()
+    other = sorted(set(state) ^ set(mine)) or [k for k in mine if tuple(mine[k].shape) != tuple(state[k].shape)]
+    if other:
+        raise ConfigError(f"loss.options.init_from: {path}'s {name} is another network than this run's "
+                          f"({len(other)} tensors differ, e.g. {other[0]}); start from a run with the same model settings")
+    with torch.no_grad():
+        net.load_state_dict(state)
+
+
 class PairedObjective(Objective):
     """Base of the paired translators; ``Options`` must have ``adversarial: bool``."""
 
@@ -82,6 +118,11 @@ class PairedObjective(Objective):
 
     def tasks(self) -> Dict[str, TranslationTask]:
         return {self.cfg.data.direction: self.task}
+
+    def prepare(self) -> None:
+        start = getattr(self.options, "init_from", None)
+        if start:
+            load_init(self.nets["G"], start)
 
     def phases(self, d_steps: int) -> List[Phase]:
         if not self.adversarial:

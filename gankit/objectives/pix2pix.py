@@ -12,7 +12,7 @@ the paper compares against in Table 1 and Fig. 4.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import torch.nn.functional as F
 from torch import nn
@@ -28,6 +28,7 @@ class Pix2PixOptions:
     l1_weight: float = 100.0             # λ of ‖y − G(x)‖₁ (Eq. 4)
     adversarial: bool = True             # false: L1 alone, no discriminator (the paper's baseline)
     d_scale: float = 0.5                 # D's loss × this (Sec. 3.3: divided by 2)
+    init_from: Optional[str] = None      # a run (or checkpoint) whose G starts this G: two-stage training
 
 
 @register_objective("pix2pix")

@@ -19,7 +19,7 @@ over the scales.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +40,7 @@ class Pix2PixHDOptions:
     perceptual_weight: float = 10.0      # λ_P, on the feature network below
     features: str = "domain"             # "domain" or a gankit domain-network safetensors file
     l1_weight: float = 0.0               # an L1 term (the paper has none; the ablation may use it)
+    init_from: Optional[str] = None      # a run (or checkpoint) whose G starts this G: two-stage training
 
 
 @register_objective("pix2pixhd")
@@ -62,6 +63,7 @@ class Pix2PixHDObjective(PairedObjective):
         return nets
 
     def prepare(self) -> None:
+        super().prepare()
         if self.options.perceptual_weight > 0:
             self.features = feature_loss(self.options.features, self.cfg.data, "l1").to(self.device())
 

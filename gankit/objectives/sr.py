@@ -18,7 +18,6 @@ G maps a low-resolution image (data ``super-resolution``: A = B downscaled ×sca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, Optional
 
 import torch
@@ -46,27 +45,6 @@ class SROptions:
     adversarial_weight: float = 1e-3     # SRGAN 1e-3; ESRGAN λ = 5e-3
     relativistic: bool = False           # ESRGAN's relativistic average D and G losses
     init_from: Optional[str] = None      # a run folder (or checkpoint) whose G (its EMA if kept) starts this G
-
-
-def init_weights(path: str, name: str = "G") -> Dict[str, torch.Tensor]:
-    """Weights of network ``name`` (its EMA copy when the run kept one) in a run folder or checkpoint."""
-    from ..checkpoint import load_checkpoint, load_latest
-
-    p = Path(path).expanduser()
-    if p.is_dir():
-        found = load_latest(p)
-        if found is None:
-            raise ConfigError(f"loss.options.init_from: {p} has no checkpoint; train that run first")
-        state = found[0]
-    elif p.is_file():
-        state = load_checkpoint(p)
-    else:
-        raise ConfigError(f"loss.options.init_from: {p} is neither a run folder nor a checkpoint")
-    mods = state["modules"]
-    key = f"{name}_ema" if f"{name}_ema" in mods else name
-    if key not in mods:
-        raise ConfigError(f"loss.options.init_from: {p} has no network {name}")
-    return mods[key]
 
 
 @register_objective("sr")
@@ -97,9 +75,8 @@ class SRObjective(PairedObjective):
         return nets
 
     def prepare(self) -> None:
+        super().prepare()
         o = self.options
-        if o.init_from:
-            self.nets["G"].load_state_dict(init_weights(o.init_from))
         if o.perceptual_weight > 0:
             self.features = feature_loss(o.features, self.cfg.data, o.perceptual).to(self.device())
 
