@@ -191,6 +191,15 @@ def test_each_rule_is_silent_on_healthy_records_and_fires_on_its_symptom():
         assert found[0].advice and found[0].evidence
 
 
+def test_vanishing_gradients_needs_a_critic():
+    """A model without D (SRResNet, a VAE) has small gradients near its optimum: not D starving G."""
+    cfg = HealthConfig(warmup=0, window=3, patience=2)
+    small = dict(HEALTHY, grad_g=1e-5, grad_g_rel=1e-6)
+    recs = [dict(HEALTHY, improved=True)] * 4 + [small] * 4
+    assert [e.kind for e in feed(HealthMonitor(cfg), recs)] == ["vanishing_gradients"]
+    assert feed(HealthMonitor(cfg), [dict(r, critic=False) for r in recs]) == []
+
+
 def test_records_without_an_evaluation_do_not_count_as_stagnation():
     cfg = HealthConfig(warmup=0, window=3, patience=2)
     at_chance = dict(HEALTHY, acc_real=0.5, acc_fake=0.5)

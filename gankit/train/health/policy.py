@@ -142,7 +142,7 @@ class HealthCallback(Callback):
     # -- helpers ------------------------------------------------------------------------------
     def _signals(self, run, record: dict) -> dict:
         t = run.trainer
-        sig = {"step": record["step"]}
+        sig = {"step": record["step"], "critic": any(p.name == "D" for p in t.phases)}
         for k in ("d_loss", "g_loss", "acc_real", "acc_fake", "d_fake"):
             if k in record:
                 sig[k] = record[k]

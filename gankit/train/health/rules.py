@@ -82,7 +82,8 @@ class HealthMonitor:
     Pure bookkeeping: no tensors, so each rule can be tested on hand-made records. A signal
     dict holds ``step`` and any of ``d_loss``, ``g_loss``, ``acc_real``, ``acc_fake``,
     ``grad_g``, ``grad_d``, ``diversity``, ``entropy``, ``modes``, ``energy``, ``improved``
-    (bool: the quality score got better at this record) and ``nonfinite`` (list of names).
+    (bool: the quality score got better at this record), ``critic`` (bool: the run trains a D;
+    absent = yes) and ``nonfinite`` (list of names).
     A persistent condition is reported once, when it starts; it may fire again after it clears.
     """
 
@@ -187,7 +188,9 @@ class HealthMonitor:
 
     def _vanishing(self, window: List[dict]) -> Optional[Event]:
         cfg = self.cfg
-        if not all("grad_g" in s for s in window):
+        # "D starves G" needs a D: a model trained by a reconstruction loss alone (SRResNet, a VAE, an
+        # L1-only translator) has small gradients near its optimum, which is not this disease
+        if not all("grad_g" in s and s.get("critic", True) for s in window):
             return None
         g = [s["grad_g"] for s in window]
         rel = [s.get("grad_g_rel", math.inf) for s in window]
