@@ -25,6 +25,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from .attention import SelfAttention
 from .base import register_family
@@ -32,17 +33,29 @@ from .layers import LabelToNoise, MinibatchStdDev, ProjectionHead
 from .sizes import check_grid, sample_grid
 
 
+SN_WARMUP_ITERATIONS = 15   # as torch's spectral_norm runs when it is applied
+
+
 def _maybe_sn(spectral: bool):
     return nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
 
 
 def _init(module: nn.Module) -> None:
+    """Xavier-uniform weights (gain √2 for k > 1 convs), zero biases. A spectrally normalised layer's
+    ``.weight`` is computed from the stored ``original``: that is what gets initialised (writing into
+    ``.weight`` would change nothing), then the power iteration runs on the new weight, so σ is
+    estimated for the weight the layer starts with."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             gain = math.sqrt(2) if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1 else 1.0
-            nn.init.xavier_uniform_(m.weight, gain)
+            spectral = parametrize.is_parametrized(m, "weight")
+            nn.init.xavier_uniform_(m.parametrizations.weight.original if spectral else m.weight, gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+            if spectral and m.training:
+                with torch.no_grad():
+                    for _ in range(SN_WARMUP_ITERATIONS):
+                        m.weight  # noqa: B018  (each read in training mode is one power iteration)
 
 
 class UpBlock(nn.Module):
