@@ -18,7 +18,11 @@ initial weights and batch order, and the same stratified subsets of the 60,000 t
     --extra arms      other ways to add G-sub's samples (N from --extra-sweep), still knowing only the 600 labels:
                       balanced (the 600 real repeated round(N / 600) times, so real and generated weigh alike),
                       filtered (only samples that real-1%'s classifier assigns the label G was asked for,
-                      N / 10 per class), filtered-balanced (both)
+                      N / 10 per class), filtered-balanced (both);
+                      pseudo-real: no generator — N of the 59,400 *real* unlabelled training images, labelled by
+                      real-1%'s classifier, the 600 real repeated round(N / 600) times. What any generator
+                      trained on the 600 labels plus pseudo-labels could add at best: its samples can be no
+                      closer to the data than the data itself (self-training, one round).
 
 Both generators are the recipe cgan-fashion-mnist (DCGAN G with a label embedding, projection D) with the
 same settings (--g-set: DiffAugment colour/translation/cutout, EMA) for --g-steps G steps, seed s, one thread;
@@ -51,7 +55,8 @@ G_SET = ["loss.augment=color,translation,cutout", "train.ema=0.995"]
 SUBSET = 0.01    # the headline labelled subset
 SUBSET_10 = 0.10
 SAMPLE_SEED = 1000  # generated samples of seed s use noise seed SAMPLE_SEED + s
-EXTRA = ("balanced", "filtered", "filtered-balanced")
+EXTRA = ("balanced", "filtered", "filtered-balanced", "pseudo-real")
+G_EXTRA = EXTRA[:3]   # the extra arms that add G-sub's samples
 
 
 def generator_overrides(seed: int, steps: int, subset: bool, extra=()) -> list:
@@ -161,8 +166,29 @@ def run_seed(seed: int, args, base: Path, log=print) -> dict:
         if name == "1%":
             sub_net = clf.last_net  # real-1%'s classifier: the filter of G-sub's samples
     x_sub, y_sub = x_all[subsets["1%"]], y_all[subsets["1%"]]
+    if "pseudo-real" in args.extra:
+        rest = torch.ones(len(y_all), dtype=torch.bool)
+        rest[subsets["1%"]] = False
+        x_rest, y_rest = x_all[rest], y_all[rest]   # y_rest: only to report the pseudo-labels' accuracy
+        sub_net.eval()
+        with torch.inference_mode():
+            pseudo = torch.cat([sub_net(x_rest[i:i + 2000])[1].argmax(1) for i in range(0, len(x_rest), 2000)])
+        order = torch.randperm(len(x_rest), generator=torch.Generator().manual_seed(seed))
+        rec["generators"]["pseudo-real"] = {
+            "rule": "the first N of a permutation (seed s) of the train images outside the 1 % subset, labelled by "
+                    "real-1%'s classifier (argmax); the 600 real repeated round(N / 600) times",
+            "pool": len(x_rest), "pseudo_label_accuracy": round((pseudo == y_rest).float().mean().item(), 4)}
+        for n in args.extra_sweep:
+            k = order[:n]
+            copies = max(1, round(n / len(y_sub)))
+            arm(f"1% + {n} pseudo-real", torch.cat([x_sub.repeat(copies, 1, 1, 1), x_rest[k]]),
+                torch.cat([y_sub.repeat(copies), pseudo[k]]), subset="1%", generator="pseudo-real", n_generated=n)
+            rec["arms"][-1]["real_copies"] = copies
+            rec["arms"][-1]["pseudo_label_accuracy"] = round((pseudo[k] == y_rest[k]).float().mean().item(), 4)
     gens = [("G-sub", True, args.sweep, args.cas_n_sub), ("G-all", False, args.sweep_all, args.cas_n)]
-    for gname, subset_only, sweep, cas_n in gens[:1] if only_extra else gens:
+    if only_extra:
+        gens = gens[:1] if any(e in G_EXTRA for e in args.extra) else []
+    for gname, subset_only, sweep, cas_n in gens:
         model, grec = train_generator(seed, args.g_steps, subset_only, base / f"{gname}-s{seed}", args.g_set,
                                       reuse=args.reuse is not None)
         if subset_only and grec["subset_sha256_16"] != rec["subsets"]["1%"]["sha256_16"]:
@@ -183,7 +209,7 @@ def run_seed(seed: int, args, base: Path, log=print) -> dict:
             if cas_n:
                 arm(f"CAS {gname} ({cas_n})", x_gen[:cas_n], y_gen[:cas_n], generator=gname, n_generated=cas_n)
             del x_gen, y_gen
-        if subset_only and args.extra:
+        if subset_only and any(e in G_EXTRA for e in args.extra):
             x_f, y_f = x_pool, y_pool = model.sample(args.filter_pool, seed=SAMPLE_SEED + seed)
             if any(e.startswith("filtered") for e in args.extra):
                 keep, frec = agree(sub_net, x_pool, y_pool)
@@ -194,7 +220,7 @@ def run_seed(seed: int, args, base: Path, log=print) -> dict:
                 log(f"seed {seed}: G-sub samples kept by the real-1% classifier: {frec['kept']}/{frec['drawn']} "
                     f"(per class {frec['kept_per_class']})")
                 grid(args, seed, "G-sub-filtered", x_f, y_f)
-            for extra in args.extra:
+            for extra in [e for e in args.extra if e in G_EXTRA]:
                 xg, yg = (x_f, y_f) if extra.startswith("filtered") else (x_pool, y_pool)
                 for n in args.extra_sweep:
                     k = balanced_first(yg, n, 10)
@@ -285,9 +311,11 @@ def plot(rows: list, path: Path) -> None:
               "G-sub-balanced": "the same, the 600 real repeated to as many as the generated",
               "G-sub-filtered": "the same, samples kept if real-1%'s classifier agrees",
               "G-sub-filtered-balanced": "the same, filtered and balanced",
-              "G-all": "cGAN trained on all 60,000 labels (leaks labels)"}
+              "G-all": "cGAN trained on all 60,000 labels (leaks labels)",
+              "pseudo-real": "no G: real unlabelled images, pseudo-labelled by real-1% (a ceiling)"}
     for gname, colour in (("G-sub", "tab:blue"), ("G-sub-balanced", "tab:cyan"), ("G-sub-filtered", "tab:green"),
-                          ("G-sub-filtered-balanced", "tab:olive"), ("G-all", "tab:orange")):
+                          ("G-sub-filtered-balanced", "tab:olive"), ("G-all", "tab:orange"),
+                          ("pseudo-real", "tab:purple")):
         pts = sorted((a["n_generated"], name) for name in arms for r in rows[:1] for a in r["arms"]
                      if a["arm"] == name and a["generator"] == gname and a["subset"] == "1%")
         if not pts:
@@ -332,7 +360,8 @@ def parse_args(argv=None):
     ap.add_argument("--skip-all-real", action="store_true", help="no all-real arm (tests)")
     ap.add_argument("--extra", nargs="*", default=[], choices=EXTRA,
                     help="further ways to add G-sub's samples: balanced (the 600 real repeated to as many as the "
-                         "generated), filtered (only samples real-1%%'s classifier labels as G meant), both")
+                         "generated), filtered (only samples real-1%%'s classifier labels as G meant), both; "
+                         "pseudo-real: real unlabelled images pseudo-labelled by real-1%%'s classifier (no G)")
     ap.add_argument("--extra-sweep", type=int, nargs="+", default=[600, 2000, 6000], help="N of the --extra arms")
     ap.add_argument("--filter-pool", type=int, default=30000, help="G-sub samples drawn for the --extra arms")
     ap.add_argument("--only-extra", action="store_true",
@@ -370,11 +399,13 @@ def main(argv=None):
             if args.only_extra:  # merge the new arms into the seed's record
                 old, new = json.loads((args.out / f"seed{s}.json").read_text()), rec
                 assert old["subsets"]["1%"]["index"] == new["subsets"]["1%"]["index"]
-                names = {a["arm"] for a in new["arms"] if a["generator"] and a["generator"][6:] in EXTRA}
+                extra_gens = {f"G-sub-{e}" for e in G_EXTRA} | {"pseudo-real"}
+                names = {a["arm"] for a in new["arms"] if a["generator"] in extra_gens}
                 old["arms"] = [a for a in old["arms"] if a["arm"] not in names] + \
                     [a for a in new["arms"] if a["arm"] in names]
-                if "G-sub-filtered" in new["generators"]:
-                    old["generators"]["G-sub-filtered"] = new["generators"]["G-sub-filtered"]
+                for g in ("G-sub-filtered", "pseudo-real"):
+                    if g in new["generators"]:
+                        old["generators"][g] = new["generators"][g]
                 old["extra_command"], old["extra_seconds"] = command, rec["seconds"]
                 rec = old
             (args.out / f"seed{s}.json").write_text(json.dumps(rec, indent=1) + "\n")

@@ -76,7 +76,7 @@ def test_every_arm_of_a_seed_uses_the_same_subsets(tmp_path):
     out = tmp_path / "results"
     bench.main(["--seeds", "1", "--g-steps", "2", "--sweep", "20", "40", "--sweep-all", "20", "--cas-n", "30",
                 "--clf-epochs", "0.05", "--clf-min-steps", "1", "--test-limit", "200", "--skip-all-real",
-                "--extra", "balanced", "filtered-balanced", "--extra-sweep", "1200", "--filter-pool", "1500",
+                "--extra", "balanced", "filtered-balanced", "pseudo-real", "--extra-sweep", "1200", "--filter-pool", "1500",
                 "--no-grids", "--keep", str(tmp_path / "runs"), "--out", str(out), "--curve", str(tmp_path / "c.png")])
     rec = json.loads((out / "seed1.json").read_text())
     train_y = load_dataset(DataConfig(name="fashion-mnist"), "train").y
@@ -85,12 +85,16 @@ def test_every_arm_of_a_seed_uses_the_same_subsets(tmp_path):
     assert rec["subsets"]["10%"]["sha256_16"] == index_hash(stratified_subset(train_y, 0.1, 1))
     arms = {a["arm"]: a for a in rec["arms"]}
     assert set(arms) == {"real-1%", "real-10%", "1% + 20 G-sub", "1% + 40 G-sub", "1% + 20 G-all", "CAS G-all (30)",
-                         "1% + 1200 G-sub balanced", "1% + 1200 G-sub filtered-balanced"}
+                         "1% + 1200 G-sub balanced", "1% + 1200 G-sub filtered-balanced", "1% + 1200 pseudo-real"}
     on_1 = [a for a in rec["arms"] if a["subset"] == "1%"]
-    assert len(on_1) == 6 and {a["subset_sha256_16"] for a in on_1} == {index_hash(one)}
+    assert len(on_1) == 7 and {a["subset_sha256_16"] for a in on_1} == {index_hash(one)}
     assert [arms[k]["train_n"] for k in ("real-1%", "1% + 20 G-sub", "1% + 40 G-sub", "1% + 20 G-all")] == \
         [600, 620, 640, 620]
     assert arms["1% + 1200 G-sub balanced"]["train_n"] == 2 * 600 + 1200  # the 600 real twice
+    # pseudo-real: 1,200 of the 59,400 images outside the subset, labelled by real-1%'s classifier
+    assert arms["1% + 1200 pseudo-real"]["train_n"] == 2 * 600 + 1200
+    assert rec["generators"]["pseudo-real"]["pool"] == 60000 - 600
+    assert 0 <= arms["1% + 1200 pseudo-real"]["pseudo_label_accuracy"] <= 1
     kept = rec["generators"]["G-sub-filtered"]["kept_per_class"]
     assert arms["1% + 1200 G-sub filtered-balanced"]["n_generated"] == sum(min(k, 120) for k in kept)
     assert rec["generators"]["G-sub"]["subset_sha256_16"] == index_hash(one)  # G-sub saw only those images
