@@ -383,3 +383,21 @@ def test_a_gan_stage_starts_from_the_reconstruction_runs_generator(runs, tmp_pat
         Run(load_config(recipe, wider + RUN + [f"loss.options.init_from={runs / name}"]), tmp_path / "bad",
             quiet=True, callbacks=[])
     assert "\n" not in str(e.value)
+
+
+def test_alpha_interpolates_a_colouriser_and_its_l1_stage(runs, tmp_path):
+    """--alpha works for any two-stage run: 0 is the first stage's G, 1 the second's, between differs."""
+    recipe, overrides = TINY["colorize"]
+    gankit.train(recipe, overrides + RUN + [f"loss.options.init_from={runs / 'colorize'}",
+                                            "train.g_optim.lr=0.01"], out=tmp_path / "gan", quiet=True)
+    photo(tmp_path / "in.png", size=(24, 20))
+    outs = {}
+    for a in ("0", "0.5", "1"):
+        assert cli_main(["translate", str(tmp_path / "gan"), str(tmp_path / "in.png"), "-o", str(tmp_path / a),
+                         "--alpha", a]) == 0
+        outs[a] = np.asarray(Image.open(tmp_path / a / "in.png")).astype(int)
+    assert cli_main(["translate", str(runs / "colorize"), str(tmp_path / "in.png"), "-o", str(tmp_path / "l1")]) == 0
+    first = np.asarray(Image.open(tmp_path / "l1" / "in.png")).astype(int)
+    assert np.abs(outs["0"] - first).max() <= 1          # the L1 stage (up to 8-bit rounding)
+    assert np.abs(outs["1"] - outs["0"]).max() > 2        # 4 steps at lr 0.01 moved G
+    assert not np.array_equal(outs["0.5"], outs["1"])
