@@ -13,12 +13,15 @@ side on a 2-core machine):
     colorize       pix2pix L* -> a*b*, cGAN + L1 (emoji)        colorize-l1     the same U-Net, L1 only
     pix2pixhd      label map -> emoji, critics + FM + perceptual pix2pixhd-recon perceptual + L1 only
     srresnet-paper SRResNet at the paper's width 64 and 16 blocks
+    srresnet-flips SRResNet on crops turned by the 8 symmetries of the square (data.options.flips)
     pix2pixhd-l1-critics   pix2pixhd with pix2pixhd-recon's L1 term too (the critics are the only difference)
     colorize-pre-l1 -> colorize-2stage, pix2pixhd-pre-recon -> pix2pixhd-2stage: two stages (e.g. 10 + 5
                    minutes), the GAN started from the reconstruction-only model, against one 15-minute ablation
 
 `curve ARM --marks 5 10 20` trains one arm to each mark (minutes of its own clock) by resuming the same
 run, and scores it at every mark: is the budget the limit, or the data and the network?
+`gap RUN_DIR` scores a super-resolution run on its whole *training* photos and on the held-out ones, each
+against bicubic: how much of what it learned carries over to photos it never saw.
 
 Every arm is scored on held-out images with `gankit eval`'s protocol (gankit/metrics/translation.py:
 the test photos coffee and rocket cut into 500 fixed 64 px crops, or the 392 held-out emoji, the
@@ -46,6 +49,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "restoration"
 ARMS = {
     "srresnet": ("srresnet-photos", [], None),
     "srresnet-paper": ("srresnet-photos", ["model.g.width=64", "model.g.n_blocks=16"], None),
+    "srresnet-flips": ("srresnet-photos", ["data.options.flips=true"], None),
     "srgan": ("srgan-photos", [], "srresnet"),
     "esrgan-psnr": ("esrgan-psnr-photos", [], None),
     "esrgan": ("esrgan-photos", [], "esrgan-psnr"),
@@ -64,7 +68,8 @@ ARMS = {
 }
 # task -> (its arms in strip order: the model without a critic first), the baseline's name
 TASKS = {
-    "super-resolution x4": (["srresnet", "srresnet-paper", "esrgan-psnr", "srgan", "esrgan"], "bicubic"),
+    "super-resolution x4": (["srresnet", "srresnet-paper", "srresnet-flips", "esrgan-psnr", "srgan", "esrgan"],
+                            "bicubic"),
     "inpainting": (["inpaint-l1", "inpaint"], "grey hole"),
     "colorization": (["colorize-l1", "colorize", "colorize-pre-l1", "colorize-2stage"], "grey"),
     "labels2image": (["pix2pixhd-recon", "pix2pixhd", "pix2pixhd-l1-critics", "pix2pixhd-pre-recon",
@@ -196,6 +201,26 @@ def strip(task: str, arms: list, baseline, runs: Path, examples: Path, n: int = 
     print(f"strip: {path} ({' | '.join(legend)})")
 
 
+def gap(run: Path) -> dict:
+    """PSNR-Y / SSIM-Y on the whole training photos and on the whole held-out ones, model and bicubic."""
+    from gankit.api import load
+    from gankit.data import load_dataset
+    from gankit.metrics.translation import _whole_image_sr
+
+    model = load(run)
+    scale = model.data["restoration"]["scale"]
+    out = {"run": str(run), "steps": model.step}
+    for split in ("train", "test"):
+        data = load_dataset(model.cfg.data, split)
+        out[split] = {"photos": len(data.whole_images()), **_whole_image_sr(model, data, scale)}
+        r = out[split]
+        print(f"{split}: PSNR-Y {r['psnr_y_whole']:.2f} dB against bicubic's {r['psnr_y_whole_baseline']:.2f} "
+              f"({r['psnr_y_whole'] - r['psnr_y_whole_baseline']:+.2f} dB)", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"gap-{run.name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -205,6 +230,8 @@ def main(argv=None) -> None:
     c = sub.add_parser("curve")
     c.add_argument("arm", choices=list(ARMS))
     c.add_argument("--marks", type=float, nargs="+", default=[5.0, 10.0, 20.0])
+    g = sub.add_parser("gap")
+    g.add_argument("run", type=Path)
     r = sub.add_parser("report")
     r.add_argument("--examples", type=Path, default=ROOT / "docs" / "restoration")
     for q in (t, c, r):
@@ -216,6 +243,8 @@ def main(argv=None) -> None:
             train_arm(arm, args.minutes, args.seed, args.runs)
     elif args.cmd == "curve":
         curve(args.arm, args.marks, args.seed, args.runs)
+    elif args.cmd == "gap":
+        gap(args.run)
     else:
         report(args.seed, args.runs, args.examples)
 

@@ -145,6 +145,38 @@ def test_crops_and_holes_are_new_each_batch_and_fixed_under_a_seed():
     assert not torch.equal(c["B"], d["B"]) and not torch.equal(c["mask"], d["mask"])
 
 
+@pytest.mark.parametrize("source", ["photos", "emoji"])
+def test_flips_turn_training_images_by_the_squares_symmetries_and_never_the_held_out_ones(source):
+    """data.options.flips: each training image under one of the 8 symmetries (exact pixel moves, drawn
+    from the batch's generator); off, the batches are those of before (no extra draw); test: never."""
+    from gankit.data.restoration import symmetries
+
+    over = ["data.name=super-resolution", f"data.options.source={source}", "data.resolution=16", "data.limit=4",
+            "data.options.crops=4"]
+    plain = load_dataset(load_config("srresnet-photos", over).data, "train")
+    flipped = load_dataset(load_config("srresnet-photos", over + ["data.options.flips=true"]).data, "train")
+    i = torch.arange(4)
+    a = plain.batch(i, torch.Generator().manual_seed(5))["B"]
+    g = torch.Generator().manual_seed(5)
+    b = flipped.batch(i, g)["B"]
+    # the same crops as without flips, then turned: the generator's next draws pick the symmetries
+    g2 = torch.Generator().manual_seed(5)
+    plain.clean_images(i, g2)
+    assert torch.equal(b, to_model_range_u8(symmetries(to_uint8(a), g2)))
+    views = {tuple(symmetries(to_uint8(a[:1]), torch.Generator().manual_seed(s)).flatten().tolist()) for s in range(64)}
+    assert len(views) == 8
+    for split_data in (load_dataset(load_config("srresnet-photos", over + ["data.options.flips=true"]).data, "test"),):
+        ref = load_dataset(load_config("srresnet-photos", over).data, "test")
+        assert torch.equal(split_data.batch(i, torch.Generator().manual_seed(1))["B"],
+                           ref.batch(i, torch.Generator().manual_seed(1))["B"])
+    assert "flips" not in flipped.info["restoration"]
+
+
+def to_model_range_u8(x):
+    from gankit.data import to_model_range
+    return to_model_range(x)
+
+
 def test_colorization_input_is_lightness_and_lab_composition_inverts_it():
     cfg = load_config("colorize-emoji", ["data.resolution=16", "data.limit=8", "model.g.depth=4", "train.steps=1"])
     data = load_dataset(cfg.data, "test")
@@ -174,6 +206,7 @@ def test_segment_orders_classes_dark_to_light_and_is_deterministic():
     ("data.options.source=cifar", "data.options.source"),
     ("data.options.colour=1", "data.options.colour"),
     ("data.options.crops=0", "data.options.crops"),
+    ("data.options.flips=2", "data.options.flips"),
     ("data.resolution=30", "data.resolution"),
 ])
 def test_bad_restoration_settings_are_one_line_naming_the_key(override, key):

@@ -95,6 +95,25 @@ def segment(rgb: torch.Tensor, classes: int, iters: int = KMEANS_ITERS) -> torch
     return torch.gather(rank, 1, labels).view(n, 1, h, w)
 
 
+def symmetries(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Each image of (N, C, H, W) under a random symmetry of the square, drawn from ``generator``:
+    one of the 8 (identity, rotations by 90°, 180°, 270°, and each mirrored) — BasicSR's
+    ``use_hflip`` + ``use_rot`` — or, when H ≠ W, one of the 4 that keep the shape (identity, mirror
+    left-right, mirror top-bottom, 180°). Exact: pixels are moved, never resampled."""
+    square = x.shape[2] == x.shape[3]
+    k = torch.randint(8 if square else 4, (len(x),), generator=generator).tolist()
+    out = torch.empty_like(x)
+    for j, kind in enumerate(k):
+        img = x[j]
+        if square:
+            img = torch.rot90(img, kind % 4, dims=(1, 2))
+            img = img.flip(2) if kind >= 4 else img
+        else:
+            img = img.flip([d for d, bit in ((2, 1), (1, 2)) if kind & bit])
+        out[j] = img
+    return out
+
+
 def one_hot_map(labels: torch.Tensor, classes: int) -> torch.Tensor:
     """int64 (N, 1, H, W) class map -> float32 (N, classes, H, W) one-hot."""
     return F.one_hot(labels[:, 0], classes).permute(0, 3, 1, 2).float()
@@ -118,6 +137,7 @@ class RestorationDataset:
     clean: Optional[torch.Tensor] = None
     photos: Optional[List[torch.Tensor]] = None
     domains: dict = field(default_factory=dict)  # {"B": a registered dataset of the clean images}
+    flips: bool = False                  # each clean training image turned by a random symmetry of the square
     info: dict = field(default_factory=dict)
 
     kind: ClassVar[str] = "translation"
@@ -169,9 +189,10 @@ class RestorationDataset:
         return self
 
     def clean_images(self, index: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """uint8 (B, C, H, W) clean images for ``index``: the fixed images, or one fresh crop each."""
+        """uint8 (B, C, H, W) clean images for ``index``: the fixed images, or one fresh crop each; with
+        ``flips``, each under a random symmetry of the square (:func:`symmetries`)."""
         if self.clean is not None:
-            return self.clean[index]
+            return symmetries(self.clean[index], generator) if self.flips else self.clean[index]
         from .photos import random_crops
 
         h, w = self.size
@@ -179,7 +200,7 @@ class RestorationDataset:
         out = torch.empty(len(picks), self.channels, h, w, dtype=torch.uint8)
         for j, photo in enumerate(picks):  # one photo each: random_crops draws a crop position
             out[j] = random_crops([photo], 1, max(h, w), generator)[0, :, :h, :w]
-        return out.to(index.device)
+        return (symmetries(out, generator) if self.flips else out).to(index.device)
 
     def batch(self, index: torch.Tensor, generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
         """{"A": input, "B": clean target[, "mask": (B, 1, H, W) 1 on the hole]}, model range, float32.
@@ -226,7 +247,7 @@ class RestorationDataset:
 
 def check_options(name: str, options: dict) -> None:
     """``data.options`` of restoration dataset ``name``: one ConfigError line naming a bad key or value."""
-    allowed = {"source": None, "crops": None, **TASK_OPTIONS[name]}
+    allowed = {"source": None, "crops": None, "flips": None, **TASK_OPTIONS[name]}
     for key in options:
         if key not in allowed:
             raise ConfigError(f"data.options.{key}: dataset {name} has no such option; allowed: {', '.join(allowed)}")
@@ -234,6 +255,8 @@ def check_options(name: str, options: dict) -> None:
     if source not in SOURCES:
         raise ConfigError(f"data.options.source: {source!r} is not a source of {name}; choose one of "
                           f"{', '.join(SOURCES)}")
+    if not isinstance(options.get("flips", False), bool):
+        raise ConfigError(f"data.options.flips: true or false, got {options['flips']!r}")
     crops = options.get("crops")
     if crops is not None and (not isinstance(crops, int) or isinstance(crops, bool) or crops < 1):
         raise ConfigError(f"data.options.crops: give a positive whole number of crops per epoch, got {crops!r}")
@@ -329,11 +352,12 @@ def _restoration(name: str):
             if cfg.limit is not None:
                 clean = clean[:cfg.limit]
             length, info = len(clean), {}
-        spec = {k: v for k, v in opts.items() if k != "crops"}
+        spec = {k: v for k, v in opts.items() if k not in ("crops", "flips")}
         info.update({"split": split, "restoration": {"task": name, **spec, "size": list(size)}})
         return RestorationDataset(name=name, task=name, size=size, channels=channels, length=length,
                                   options=opts, clean=clean, photos=photos,
-                                  domains={"B": domain} if domain else {}, info=info)
+                                  domains={"B": domain} if domain else {}, info=info,
+                                  flips=bool(opts.get("flips")) and split == "train")  # never the held-out images
 
     factory.__name__ = name.replace("-", "_")
     factory.__doc__ = f"Restoration data {name}: see :mod:`gankit.data.restoration`."
