@@ -29,8 +29,9 @@ def register(sub):
                    help="super-resolution: tile side in input pixels for large images, tiles overlapping by a "
                         "quarter (default: 4 x the training input; 0: one pass)")
     r.add_argument("--alpha", type=float, metavar="A",
-                   help="ESRGAN: network interpolation, (1-A) x the PSNR model the run started from + A x this "
-                        "GAN (Wang et al. 2018, Sec. 3.4)")
+                   help="a run started from another (loss.options.init_from: ESRGAN from its PSNR model, any GAN "
+                        "from its reconstruction-only model): network interpolation, (1-A) x that model + A x this "
+                        "one (Wang et al. 2018, Sec. 3.4)")
     p.set_defaults(func=run)
 
 
