@@ -409,7 +409,7 @@ def main(argv=None):
                 old["extra_command"], old["extra_seconds"] = command, rec["seconds"]
                 rec = old
             (args.out / f"seed{s}.json").write_text(json.dumps(rec, indent=1) + "\n")
-            print(f"seed {s} done in {rec['seconds'] / 60:.1f} min", flush=True)
+            print(f"seed {s} done in {(time.monotonic() - tic) / 60:.1f} min", flush=True)
     rows = [json.loads(p.read_text()) for p in sorted(args.out.glob("seed*.json"))]
     if args.report_only:
         command = rows[0]["command"] if rows else command
