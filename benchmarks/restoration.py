@@ -132,6 +132,12 @@ def curve(arm: str, marks: list, seed: int, runs: Path) -> list:
     return rows
 
 
+# the arms each task's strip shows (default: all of the task's arms)
+STRIPS = {
+    "super-resolution x4": ["srresnet", "esrgan-psnr", "srgan", "esrgan"],
+    "colorization": ["colorize-l1", "colorize", "colorize-2stage"],
+    "labels2image": ["pix2pixhd-recon", "pix2pixhd", "pix2pixhd-l1-critics"],
+}
 COLUMNS = {
     "super-resolution x4": ["psnr_y_whole", "ssim_y_whole", "psnr_y", "perceptual", "fid", "kid"],
     "inpainting": ["hole_psnr", "hole_ssim", "perceptual", "fid", "kid"],
@@ -163,7 +169,8 @@ def report(seed: int, runs: Path, examples: Path) -> None:
             s = row["scores"]
             print(f"| {arm} | {row['steps']} | " + " | ".join(
                 f"{s[c]:.4g}" if isinstance(s.get(c), float) else "" for c in cols) + " |")
-        strip(task, [a for a in arms if (runs / a / "checkpoints").is_dir()], baseline, runs, examples)
+        strip(task, [a for a in STRIPS.get(task, arms) if (runs / a / "checkpoints").is_dir()], baseline, runs,
+              examples)
 
 
 def strip(task: str, arms: list, baseline, runs: Path, examples: Path, n: int = 6) -> None:
