@@ -434,3 +434,18 @@ def test_alpha_interpolates_a_colouriser_and_its_l1_stage(runs, tmp_path):
     assert np.abs(outs["0"] - first).max() <= 1          # the L1 stage (up to 8-bit rounding)
     assert np.abs(outs["1"] - outs["0"]).max() > 2        # 4 steps at lr 0.01 moved G
     assert not np.array_equal(outs["0.5"], outs["1"])
+
+
+def test_loss_curves_show_the_reconstruction_terms_and_warn_about_nothing():
+    """An SRResNet or inpainting run logs no D loss: its curves show its own losses, with no matplotlib
+    warning about an empty legend."""
+    import warnings
+
+    from gankit.viz.curves import plot_curves
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for key in ("mse", "l1_hole", "perceptual", "feature_matching"):
+            lines = plot_curves([{"step": s, key: 1.0 / (s + 1)} for s in range(0, 500, 100)])
+            assert lines[:8] == b"\x89PNG\r\n\x1a\n"
+        plot_curves([{"step": 0, "unknown": 1.0}])

@@ -16,7 +16,8 @@ def plot_curves(records: List[dict], path: Path | None = None) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    recs = [r for r in records if any(k in r for k in ("d_loss", "g_loss", "l1", "recon"))]
+    recs = [r for r in records if any(k in r for k in ("d_loss", "g_loss", "l1", "recon", "mse", "l1_hole",
+                                                       "perceptual"))]
     steps = [r["step"] for r in recs]
     present = {k for r in recs for k in r}
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
@@ -24,12 +25,15 @@ def plot_curves(records: List[dict], path: Path | None = None) -> bytes:
     # CycleGAN cycle and identity), each as its own line.
     for key, label in (("d_loss", "D loss"), ("g_loss", "G loss"), ("l1", "L1"), ("cycle_A", "cycle A"),
                        ("cycle_B", "cycle B"), ("identity", "identity"),
-                       ("loss", "−ELBO (VAE)"), ("recon", "reconstruction"), ("kl", "KL")):
+                       ("loss", "−ELBO (VAE)"), ("recon", "reconstruction"), ("kl", "KL"),
+                       ("mse", "pixel MSE"), ("l1_hole", "L1 on the hole"), ("perceptual", "perceptual"),
+                       ("feature_matching", "feature matching")):
         if key in present:
             a.plot(steps, [r.get(key, float("nan")) for r in recs], label=label)
     a.set_xlabel("generator step")
     a.set_title("losses")
-    a.legend()
+    if a.get_legend_handles_labels()[0]:
+        a.legend()
     # One pair of lines per discriminator when there are several (acc_real/D_A, ...).
     per_d = sorted({k.split("/", 1)[1] for k in present if k.startswith("acc_real/")})
     pairs = ([(f"acc_real/{d}", f"{d} accuracy on real") for d in per_d] +
