@@ -47,12 +47,13 @@ RESULTS = ROOT / "benchmarks" / "results" / "restoration"
 
 # arm -> (recipe, overrides, the arm whose run folder it starts from)
 ARMS = {
-    "srresnet": ("srresnet-photos", [], None),
-    "srresnet-paper": ("srresnet-photos", ["model.g.width=64", "model.g.n_blocks=16"], None),
+    # measured before the SR recipes turned flips on: the arms keep the setting they were measured with
+    "srresnet": ("srresnet-photos", ["data.options.flips=false"], None),
+    "srresnet-paper": ("srresnet-photos", ["data.options.flips=false", "model.g.width=64", "model.g.n_blocks=16"], None),
     "srresnet-flips": ("srresnet-photos", ["data.options.flips=true"], None),
-    "srgan": ("srgan-photos", [], "srresnet"),
-    "esrgan-psnr": ("esrgan-psnr-photos", [], None),
-    "esrgan": ("esrgan-photos", [], "esrgan-psnr"),
+    "srgan": ("srgan-photos", ["data.options.flips=false"], "srresnet"),
+    "esrgan-psnr": ("esrgan-psnr-photos", ["data.options.flips=false"], None),
+    "esrgan": ("esrgan-photos", ["data.options.flips=false"], "esrgan-psnr"),
     "inpaint": ("inpaint-emoji", [], None),
     "inpaint-l1": ("inpaint-emoji", ["loss.options.adversarial=false"], None),
     "colorize": ("colorize-emoji", [], None),
