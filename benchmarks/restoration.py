@@ -14,6 +14,7 @@ side on a 2-core machine):
     pix2pixhd      label map -> emoji, critics + FM + perceptual pix2pixhd-recon perceptual + L1 only
     srresnet-paper SRResNet at the paper's width 64 and 16 blocks
     srresnet-flips SRResNet on crops turned by the 8 symmetries of the square (data.options.flips)
+    srgan-flips    SRGAN from srresnet-flips, with flips
     pix2pixhd-l1-critics   pix2pixhd with pix2pixhd-recon's L1 term too (the critics are the only difference)
     colorize-pre-l1 -> colorize-2stage, pix2pixhd-pre-recon -> pix2pixhd-2stage: two stages (e.g. 10 + 5
                    minutes), the GAN started from the reconstruction-only model, against one 15-minute ablation
@@ -52,6 +53,7 @@ ARMS = {
     "srresnet-paper": ("srresnet-photos", ["data.options.flips=false", "model.g.width=64", "model.g.n_blocks=16"], None),
     "srresnet-flips": ("srresnet-photos", ["data.options.flips=true"], None),
     "srgan": ("srgan-photos", ["data.options.flips=false"], "srresnet"),
+    "srgan-flips": ("srgan-photos", ["data.options.flips=true"], "srresnet-flips"),
     "esrgan-psnr": ("esrgan-psnr-photos", ["data.options.flips=false"], None),
     "esrgan": ("esrgan-photos", ["data.options.flips=false"], "esrgan-psnr"),
     "inpaint": ("inpaint-emoji", [], None),
@@ -69,8 +71,8 @@ ARMS = {
 }
 # task -> (its arms in strip order: the model without a critic first), the baseline's name
 TASKS = {
-    "super-resolution x4": (["srresnet", "srresnet-paper", "srresnet-flips", "esrgan-psnr", "srgan", "esrgan"],
-                            "bicubic"),
+    "super-resolution x4": (["srresnet", "srresnet-paper", "srresnet-flips", "esrgan-psnr", "srgan", "srgan-flips",
+                             "esrgan"], "bicubic"),
     "inpainting": (["inpaint-l1", "inpaint"], "grey hole"),
     "colorization": (["colorize-l1", "colorize", "colorize-pre-l1", "colorize-2stage"], "grey"),
     "labels2image": (["pix2pixhd-recon", "pix2pixhd", "pix2pixhd-l1-critics", "pix2pixhd-pre-recon",
