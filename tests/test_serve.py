@@ -461,6 +461,32 @@ def test_serve_command_prints_the_url_and_stops_cleanly_on_ctrl_c(runs):
     assert proc.returncode == 0 and "stopping" in out and "Traceback" not in err
 
 
+def test_stopping_cuts_a_stalled_connection_after_the_grace_period(services):
+    """A client that sent half a request holds a worker for up to Handler.timeout (30 s); stopping the
+    server must not wait for it: after the grace period the connection is cut and the worker joined."""
+    import socket
+
+    server = make_server(services["gen"], port=0, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    stalled = socket.create_connection(server.server_address[:2], timeout=30)
+    stalled.sendall(b"GET /api/info HTTP/1.0\r\n")          # no blank line: the request never ends
+    for _ in range(500):                                      # until a worker is reading it
+        with server._lock:
+            if server._open:
+                break
+        threading.Event().wait(0.01)
+    assert server._open
+    server.shutdown()
+    closing = threading.Thread(target=server.server_close, kwargs={"grace": 0.2})
+    closing.start()
+    closing.join(10)                                          # Handler.timeout is 30 s
+    assert not closing.is_alive() and not server._open
+    assert stalled.recv(1024) == b""                          # the server closed its side
+    stalled.close()
+    thread.join(5)
+
+
 def test_serve_command_refuses_bad_settings(runs, tmp_path, capsys):
     assert main(["serve", str(runs["tr"]), "--workers", "0"]) == 2
     assert "--workers 0: must be at least 1" in capsys.readouterr().err

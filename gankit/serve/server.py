@@ -5,6 +5,9 @@
   503 and ``Retry-After: 1`` — a burst cannot grow memory or threads without bound.
 * Every response is closed after it is sent (HTTP/1.0), so an idle browser never holds a worker;
   a client that stalls mid-request is dropped after ``Handler.timeout`` seconds.
+* Stopping (Ctrl-C) closes the listening socket, lets running requests finish for up to
+  ``STOP_GRACE`` seconds, then cuts the connections still open (a stalled client, a browser's
+  unused pre-connection) so the process ends at once instead of after ``Handler.timeout``.
 * Routes are a fixed table: three files of the page and the JSON/PNG API. Nothing is read from
   the disk by request path, so there is no path to traverse.
 * Bound to a loopback address (the default), requests must name a loopback host in their Host
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 import sys
 import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -177,6 +182,9 @@ class Handler(BaseHTTPRequestHandler):
             self.server.log(f"{self.address_string()} {format % args}")
 
 
+STOP_GRACE = 2.0   # seconds running requests get to finish when the server stops
+
+
 class GankitServer(HTTPServer):
     """HTTPServer whose requests run on a pool of ``workers`` threads with at most ``queue``
     waiting; beyond that a connection gets 503 at once. ``service`` answers the API."""
@@ -187,7 +195,6 @@ class GankitServer(HTTPServer):
     def __init__(self, address: Tuple[str, int], service: ModelService, workers: int = 4, queue: int = 32,
                  quiet: bool = False):
         if ":" in address[0]:
-            import socket
             self.address_family = socket.AF_INET6
         super().__init__(address, Handler)
         self.service, self.workers, self.queue, self.quiet = service, workers, queue, quiet
@@ -198,6 +205,7 @@ class GankitServer(HTTPServer):
         self._lock = threading.Lock()
         self._pending = 0
         self._slot = threading.local()   # .held: this worker thread's request still counts in _pending
+        self._open: set = set()          # connections a worker is handling now
         self.served = self.rejected = 0
 
     @property
@@ -232,6 +240,8 @@ class GankitServer(HTTPServer):
 
     def _work(self, request, client_address) -> None:
         self._slot.held = True
+        with self._lock:
+            self._open.add(request)
         try:
             self.finish_request(request, client_address)
         except Exception:
@@ -240,6 +250,8 @@ class GankitServer(HTTPServer):
             # Before the socket closes: a client may read the close as the end of the answer and send
             # its next request at once, which must not meet a busy server.
             self.release_slot()
+            with self._lock:
+                self._open.discard(request)
             self.shutdown_request(request)
 
     def _reject(self, request) -> None:
@@ -272,9 +284,26 @@ class GankitServer(HTTPServer):
     def log(self, line: str) -> None:
         print(f"gankit serve: {line}", file=sys.stderr, flush=True)
 
-    def server_close(self) -> None:
+    def server_close(self, grace: float | None = None) -> None:
+        """Stop: no new connections, queued ones dropped, running ones given ``grace`` seconds
+        (default ``STOP_GRACE``) to finish; then connections still open are cut, which ends their
+        workers' reads at once, and the workers are joined."""
         super().server_close()
-        self.pool.shutdown(wait=True, cancel_futures=True)  # queued connections are dropped, running ones finish
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + (STOP_GRACE if grace is None else grace)
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._open:
+                    break
+            time.sleep(0.02)
+        with self._lock:
+            stalled = list(self._open)
+        for request in stalled:
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.pool.shutdown(wait=True)
 
 
 def make_server(service: ModelService, host: str = "127.0.0.1", port: int = 8000, workers: int = 4,
