@@ -292,7 +292,9 @@ def report(rows: list, command: str, out: Path) -> str:
             if name.startswith("CAS"):
                 lines.append(f"\n{name}: {statistics.mean(v) / real:.1%} of the all-real accuracy (target >= 80 %)")
     text = "\n".join(lines) + "\n"
-    runs = [f"- `{c}`" for c in dict.fromkeys(c for r in rows for c in (r.get("command"), r.get("extra_command")) if c)]
+    runs = [f"- `{c}`" for c in dict.fromkeys(c for r in rows for c in (r.get("command"), r.get("extra_command"),
+                                                                         *(x["command"] for x in r.get("extra_runs", [])))
+                                             if c)]
     (out / "table.md").write_text(text + "\ncommands (seed<s>.json records which made each seed):\n\n"
                                   + "\n".join(runs) + "\n")
     return text
@@ -406,6 +408,9 @@ def main(argv=None):
                 for g in ("G-sub-filtered", "pseudo-real"):
                     if g in new["generators"]:
                         old["generators"][g] = new["generators"][g]
+                old.setdefault("extra_runs", [{"command": old["extra_command"], "seconds": old.get("extra_seconds")}]
+                               if old.get("extra_command") else [])
+                old["extra_runs"].append({"command": command, "seconds": rec["seconds"]})
                 old["extra_command"], old["extra_seconds"] = command, rec["seconds"]
                 rec = old
             (args.out / f"seed{s}.json").write_text(json.dumps(rec, indent=1) + "\n")
