@@ -441,9 +441,18 @@ def test_style_mixing_hook_is_used_when_the_generator_has_one(services, monkeypa
     assert calls == [((1, z_dim), (1, z_dim), 2)]
 
 
-def test_serve_command_prints_the_url_and_stops_cleanly_on_ctrl_c(runs):
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT as a terminal gives it. A job started in the background of a
+    non-interactive shell (`cmd &`, as CI may run the suite) inherits SIGINT *ignored*, and Python
+    then installs no KeyboardInterrupt handler: Ctrl-C could not be tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM"])
+def test_serve_command_prints_the_url_and_stops_cleanly_on_ctrl_c(runs, stop):
     proc = subprocess.Popen([sys.executable, "-m", "gankit", "serve", str(runs["tr"]), "--port", "0", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=_default_sigint)
     try:
         first = proc.stdout.readline()
         assert " at http://127.0.0.1:" in first, (first, proc.stderr.read() if proc.poll() is not None else "")
@@ -453,7 +462,7 @@ def test_serve_command_prints_the_url_and_stops_cleanly_on_ctrl_c(runs):
         conn.request("GET", "/api/info")
         assert json.loads(conn.getresponse().read())["task"] == "translation"
         conn.close()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import signal
 import socket
 import sys
 import threading
@@ -332,12 +333,21 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, worker
         print(f"gankit serve: warning: listening on {host}: other machines on the network can open this page",
               file=sys.stderr, flush=True)
     print("gankit serve: Ctrl-C stops it", flush=True)
+    # SIGTERM (a service manager, `kill`) stops it as gracefully as Ctrl-C
+    previous = (signal.signal(signal.SIGTERM, _interrupt)
+                if threading.current_thread() is threading.main_thread() else None)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         print("\ngankit serve: stopping", flush=True)
     finally:
         server.server_close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _info(service: ModelService, query: str) -> bytes:
