@@ -24,9 +24,7 @@ def seeded_z(n: int, z_dim: int, seed: int, truncation: Optional[float] = None) 
     z = torch.randn(n, z_dim, generator=g)
     if truncation is None:
         return z
-    if not truncation > 0:
-        raise ValueError(f"truncation threshold must be > 0, got {truncation}")
-    return resample_outside(z, float(truncation), g)
+    return resample_outside(z, float(truncation), g)   # a ValueError for τ ≤ 0
 
 
 def slerp(a: Tensor, b: Tensor, t: float | Tensor) -> Tensor:

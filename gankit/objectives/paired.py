@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
@@ -87,8 +86,7 @@ def load_init(net: nn.Module, path: str, name: str = "G") -> None:
     if other:
         raise ConfigError(f"loss.options.init_from: {path}'s {name} is another network than this run's "
                           f"({len(other)} tensors differ, e.g. {other[0]}); start from a run with the same model settings")
-    with torch.no_grad():
-        net.load_state_dict(state)
+    net.load_state_dict(state)
 
 
 class PairedObjective(Objective):
