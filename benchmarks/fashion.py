@@ -1,94 +1,185 @@
-"""Every Fashion-MNIST recipe for the same wall-time budget: domain-feature FID, KID, precision/recall.
+"""The Fashion-MNIST GAN variants for the same training time: FID, KID, precision/recall as time goes on.
 
-Each recipe trains for ``--minutes`` (its own step/epoch bounds are lifted) with one
-CPU thread, then ``--n`` samples from its sampling generator (the EMA of G when kept)
-are scored by :func:`gankit.metrics.evaluate_samples` against the test split with the
-default image features (``domain``). Samples of recipes that pad 28 -> 32 are cropped
-back to 28x28 first (the padding is exactly invertible), so every recipe is compared
-on the same reference. Prints one row per recipe with steps, wall and CPU seconds.
+Every recipe trains for ``--minutes`` of training-step wall time (``train.minutes``; its own
+step/epoch bounds are lifted, schedules stretch to fit; set-up, grids and scoring are not
+counted) with ``--threads`` torch threads, after ``--warmup`` seconds of discarded training.
+Recipes alternate within a seed (in the opposite order each seed) so a slow patch of the
+machine hits all of them. At each ``--marks`` minute the sampling generator (the EMA of G
+where a recipe keeps one) is copied; after training each copy draws ``--n`` samples from the
+same noise (a conditional G draws the classes in turn) that are scored like
+``benchmarks/quality_vs_time.py`` scores the main job: domain-feature FID, KID and
+precision/recall against the 10,000 test images, 32x32 samples cropped back to 28x28 (the
+padding is exactly invertible). Each recipe's settings are the ones it ships with.
 
-    python benchmarks/fashion.py --minutes 10            # the benchmark (about 2 h for 11 recipes)
-    python benchmarks/fashion.py --minutes 1 --n 2000    # a short look
+Each run writes its rows to ``OUT/runs/RECIPE-seedS.json`` the moment it is scored, and a run
+already there is not repeated, so the benchmark resumes after an interruption, and two
+processes with different ``--seeds`` can share one ``OUT`` (one per core: ``--threads 1``).
+``--report-only`` rebuilds the tables and the plot from ``OUT/runs``.
+
+    python benchmarks/fashion.py --seeds 0 & python benchmarks/fashion.py --seeds 1   # ~75 min, 2 cores
+    python benchmarks/fashion.py --report-only
+    python benchmarks/fashion.py --recipes dcgan-fashion-mnist --minutes 0.5 --marks 0.5 --n 1000 --seeds 0 \\
+        --warmup 0 --out /tmp/look                                                     # a quick look
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality_vs_time import score, train_with_snapshots  # noqa: E402  (benchmarks/quality_vs_time.py)
+from stats import mean_std  # noqa: E402
+
+#: the GAN variants of docs/variants.md, then the paper-settings DCGAN and the main job as references
+RECIPES = ["gan-mnist", "lsgan-fashion-mnist", "wgan-fashion-mnist", "wgan-gp-fashion-mnist",
+           "cgan-fashion-mnist", "acgan-fashion-mnist", "sngan-fashion-mnist", "sagan-fashion-mnist",
+           "diffaug-fashion-mnist", "dcgan-fashion-mnist", "fast-fashion-mnist"]
 
 
 def image_recipes() -> list[str]:
+    """Every shipped recipe that trains on Fashion-MNIST (``--recipes all``)."""
     from gankit.config import load_config
     from gankit.recipes import recipe_names
 
     return [n for n in recipe_names() if load_config(n).data.name == "fashion-mnist"]
 
 
-def run_one(recipe: str, minutes: float, n: int, metrics: str, out: Path, threads: int) -> dict:
+def run_path(out: Path, recipe: str, seed: int) -> Path:
+    return out / "runs" / f"{recipe}-seed{seed}.json"
+
+
+def run_one(recipe: str, seed: int, args) -> list:
+    """Train one recipe for ``args.minutes``, score every mark, save a grid; return the rows."""
     import torch
 
-    import gankit
-    from gankit.metrics.evaluate import Samples, evaluate_samples
+    from gankit.utils import atomic_write_text
+    from gankit.viz.grids import save_image_grid
 
-    torch.set_num_threads(threads)
-    overrides = [f"train.minutes={minutes}", "train.steps=null", "train.epochs=null", f"train.threads={threads}",
-                 "train.device=cpu", "train.checkpoint_every=1000000"]
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    run = gankit.train(recipe, overrides, out=out / recipe, quiet=True)
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    gan = gankit.load(run.dir)
-    x, y = gan.sample(n, seed=0)
-    native = 28  # Fashion-MNIST's side; 32 is padded by 2 on each side at load time
-    if x.shape[-1] == native + 4:
-        x = x[..., 2:-2, 2:-2]
-    cfg = gan.cfg.data
-    samples = Samples(x, y, type(cfg)(name=cfg.name, root=cfg.root), {"kind": "run", "label": recipe})
-    res = evaluate_samples(samples, metrics=metrics, split="test")
-    values = res.scalars()
-    return {"recipe": recipe, "steps": run.trainer.state.step, "train_s": run.trainer.state.seconds,
-            "wall_s": wall, "cpu_s": cpu, **values}
+    cfg, snaps, totals = train_with_snapshots(recipe, [], seed, args.minutes, args.marks, args.threads)
+    rows = []
+    for mark, seconds, step, G, _raw in snaps:
+        rows.append({"entry": recipe, "seed": seed, "mark_min": mark, "train_s": round(seconds, 2), "step": step,
+                     "d_steps_per_g": cfg.train.d_steps, **totals,
+                     **score(cfg, G, args.n, args.metrics, totals["num_classes"])})
+        print(f"  {json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()})}",
+              file=sys.stderr, flush=True)
+    G = snaps[-1][3]
+    with torch.no_grad():
+        z = torch.randn(64, cfg.model.z_dim, generator=torch.Generator().manual_seed(7))
+        y = torch.arange(64) % totals["num_classes"] if totals["num_classes"] else None
+        x = G(z, y).float()
+        if x.dim() == 2:  # an MLP generator's flat output
+            x = x.view(-1, 1, 28, 28)
+    save_image_grid(x, args.out / "grids" / f"{recipe}-seed{seed}.png")
+    atomic_write_text(run_path(args.out, recipe, seed), json.dumps(rows, indent=1))
+    return rows
 
 
-def fmt(v, spec):
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+def load_rows(out: Path) -> list:
+    return [r for p in sorted((out / "runs").glob("*.json")) for r in json.loads(p.read_text())]
+
+
+def print_tables(rows: list, minutes: float, n: int) -> None:
+    last = [r for r in rows if math.isclose(r["mark_min"], minutes)]
+    order = sorted({r["entry"] for r in last},
+                   key=lambda e: statistics.mean(r["fid"] for r in last if r["entry"] == e))
+    print(f"\nFashion-MNIST at {minutes:g} minutes of training (mean ± std over seeds); {n} samples vs the test "
+          f"split, domain features; best FID first\n")
+    print("| recipe | seeds | FID | KID | precision | recall | G steps (× D steps) | images/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for e in order:
+        rs = [r for r in last if r["entry"] == e]
+        col = lambda k, f=".2f": mean_std([r.get(k) for r in rs], f)  # noqa: E731
+        print(f"| `{e}` | {len(rs)} | {col('fid')} | {col('kid', '.3f')} | {col('precision', '.3f')} | "
+              f"{col('recall', '.3f')} | {statistics.mean(r['steps'] for r in rs):,.0f} (× {rs[0]['d_steps_per_g']}) "
+              f"| {statistics.mean(r['images_per_s'] for r in rs):,.0f} |")
+    marks = sorted({r["mark_min"] for r in rows})
+    print("\nFID at each mark (mean ± std over seeds)\n")
+    print("| recipe | " + " | ".join(f"{m:g} min" for m in marks) + " |")
+    print("|---|" + "---|" * len(marks))
+    for e in order:
+        cells = [mean_std([r["fid"] for r in rows if r["entry"] == e and r["mark_min"] == m]) for m in marks]
+        print(f"| `{e}` | " + " | ".join(cells) + " |")
+
+
+def plot(rows: list, path: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    from gankit.utils import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    entries = sorted({r["entry"] for r in rows})
+    colours = plt.get_cmap("tab20")
+    for i, e in enumerate(entries):
+        marks = sorted({r["mark_min"] for r in rows if r["entry"] == e})
+        xs = [statistics.mean(r["train_s"] / 60 for r in rows if r["entry"] == e and r["mark_min"] == m) for m in marks]
+        ys = [statistics.mean(r["fid"] for r in rows if r["entry"] == e and r["mark_min"] == m) for m in marks]
+        ref = e in ("dcgan-fashion-mnist", "fast-fashion-mnist")
+        ax.plot(xs, ys, marker="o", lw=2.2 if ref else 1.2, ls="-" if ref else "--", color=colours(i % 20),
+                label=e.removesuffix("-fashion-mnist"))
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("training wall time (minutes, one CPU thread)")
+    ax.set_ylabel("FID, domain features (log scale, lower is better)")
+    ax.set_title("Fashion-MNIST: the GAN variants at equal time (mean over seeds)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipes", nargs="*", help="recipe names (default: every fashion-mnist recipe)")
-    p.add_argument("--minutes", type=float, default=10.0, help="training wall time per recipe (default 10)")
-    p.add_argument("--n", type=int, default=10_000, help="generated samples scored (default 10,000)")
+    p.add_argument("--recipes", nargs="*", default=RECIPES, help="recipe names, or 'all' (default: the variants, "
+                   "dcgan-fashion-mnist and fast-fashion-mnist)")
+    p.add_argument("--minutes", type=float, default=5.0, help="training wall time per run (default 5)")
+    p.add_argument("--marks", type=float, nargs="*", default=None, help="minutes at which to score (default 1 2 MIN)")
+    p.add_argument("--seeds", type=int, nargs="*", default=[0, 1])
+    p.add_argument("--n", type=int, default=10_000, help="generated samples scored per mark (default 10,000)")
     p.add_argument("--metrics", default="fid,kid,pr", help="gankit.metrics names (default fid,kid,pr)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
-    p.add_argument("--out", type=Path, help="folder for the run folders (default: a temporary one)")
-    p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--warmup", type=float, default=30.0, help="seconds of discarded training first (default 30)")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/fashion"), help="results folder")
+    p.add_argument("--report-only", action="store_true", help="rebuild the tables and plot from OUT/runs")
     args = p.parse_args(argv)
-    recipes = args.recipes or image_recipes()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        out = args.out or Path(tmp)
-        for r in recipes:
-            row = run_one(r, args.minutes, args.n, args.metrics, out, args.threads)
-            rows.append(row)
-            print(f"  {r}: {json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})}",
-                  file=sys.stderr, flush=True)
-    print(f"\nFashion-MNIST, {args.minutes:g} min of training per recipe, {args.n} samples vs the test split, "
-          f"domain features\n")
-    head = f"{'recipe':<26} {'steps':>6} {'CPU s':>7} {'wall s':>7} {'FID':>8} {'KID':>9} {'prec':>6} {'recall':>6}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['recipe']:<26} {r['steps']:>6} {r['cpu_s']:>7.0f} {r['wall_s']:>7.0f} {fmt(r.get('fid'), '8.2f')} "
-              f"{fmt(r.get('kid'), '9.3f')} {fmt(r.get('precision'), '6.3f')} "
-              f"{fmt(r.get('recall'), '6.3f')}")
-    if args.json:
-        from gankit.utils import atomic_write_text
+    if args.recipes == ["all"]:
+        args.recipes = image_recipes()
+    args.marks = sorted(set(args.marks or [m for m in (1, 2) if m < args.minutes] + [args.minutes]))
+    if not math.isclose(args.marks[-1], args.minutes):
+        p.error(f"--marks: the last mark must be --minutes ({args.minutes:g}), got {args.marks[-1]:g}")
+    (args.out / "grids").mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        from gankit.recipes import recipe_names
 
-        atomic_write_text(args.json, json.dumps(rows, indent=1))
+        unknown = [r for r in args.recipes if r not in recipe_names()]
+        if unknown:
+            p.error(f"--recipes: unknown recipe {unknown[0]!r}; `gankit recipes` lists them")
+        todo = [(s, r) for i, s in enumerate(args.seeds) for r in (args.recipes if i % 2 == 0 else args.recipes[::-1])
+                if not run_path(args.out, r, s).exists()]
+        if todo and args.warmup > 0:  # the first run in a fresh process trained ~20 % slower without it
+            train_with_snapshots(todo[0][1], [], 0, args.warmup / 60, [], args.threads)
+        for seed, recipe in todo:
+            run_one(recipe, seed, args)
+    rows = load_rows(args.out)
+    rows = [r for r in rows if any(math.isclose(x["mark_min"], args.minutes) for x in rows if x["entry"] == r["entry"])]
+    if not rows:
+        print(f"no runs of {args.minutes:g} minutes in {args.out / 'runs'}", file=sys.stderr)
+        return 1
+    print_tables(rows, args.minutes, args.n)
+    plot(rows, args.out / "fashion.png")
     return 0
 
 

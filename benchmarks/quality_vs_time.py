@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import resource
@@ -121,6 +122,8 @@ def score(cfg, G, n: int, metrics: str, num_classes: int = 0) -> dict:
     from gankit.metrics.evaluate import Samples, evaluate_samples
 
     C, H = 1, cfg.data.resolution or 28
+    if cfg.loss.objective != "gan":  # sampling needs only the generation task, not the objective's own D
+        cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, objective="gan", options={}))
     gan = GAN(cfg, {"G": G, "D": nn.Identity()}, {"kind": "image", "num_classes": num_classes,
                                                   "sample_shape": [C, H, H]}, step=0)
     x, _ = gan.sample(n, seed=12345)  # the same z for every entry and mark
