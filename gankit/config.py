@@ -99,6 +99,10 @@ class TrainConfig:
     lr_schedule: str = "constant"
     lr_decay_start: float = 0.0          # progress in [0, 1) where the decay begins
     lr_final: float = 0.0                # multiplier of both learning rates at the end of the budget
+    # An optimiser that also takes a lazy regulariser's step (a phase every N steps, e.g. R1 every
+    # 16) runs with lr × c and betas ** c, c = its regular steps / all its steps (StyleGAN2, App. B:
+    # c = N / (N + 1)), so its moments keep the decay and step size of the regular steps alone.
+    lazy_correction: bool = True
     ema: Optional[float] = None          # decay of an exponential moving average of G's weights; None = off
     ema_start: int = 0                   # G-step from which the EMA tracks (copies G before that)
     # EMA half-life ramp-up (StyleGAN2-ADA's ema_rampup): the half-life in steps is at most this

@@ -121,6 +121,28 @@ def test_lazy_r1_is_its_own_phase_every_n_d_steps_with_n_times_the_weight(d_step
         assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("d_steps,optim,c", [(1, "adam", 16 / 17), (4, "adam", 16 / 17), (3, "adam", 15 / 16),
+                                             (1, "rmsprop", 16 / 17)])
+def test_lazy_regulariser_corrects_its_optimiser_as_stylegan2(d_steps, optim, c):
+    """StyleGAN2 App. B: an optimiser that takes one lazy step per N regular ones runs at lr × N/(N+1)
+    and betas ** (N/(N+1)); N counts D steps (the phase's interval), G's optimiser is untouched, and
+    ``train.lazy_correction=false`` gives the settings as written."""
+    d = f"train.d_optim={{name: {optim}, lr: 0.002, betas: [0.0, 0.99]}}"
+    cfg = _tiny("loss.regularizers=[{name: r1, weight: 10, every: 16}]", f"train.d_steps={d_steps}", d,
+                "train.g_optim={lr: 0.001, betas: [0.5, 0.9]}")
+    groups = {k: o.param_groups[0] for k, o in Trainer(cfg).optimizers.items()}
+    assert groups["D"]["lr"] == pytest.approx(0.002 * c, rel=1e-12)
+    assert (groups["G"]["lr"], tuple(groups["G"]["betas"])) == (0.001, (0.5, 0.9))
+    if optim == "adam":
+        assert tuple(groups["D"]["betas"]) == pytest.approx((0.0, 0.99 ** c), rel=1e-12)
+        assert groups["D"]["betas"][1] > 0.99  # a longer memory per step: fewer regular steps per unit
+    plain = Trainer(_tiny("loss.regularizers=[{name: r1, weight: 10, every: 16}]", f"train.d_steps={d_steps}", d,
+                          "train.lazy_correction=false"))
+    assert plain.optimizers["D"].param_groups[0]["lr"] == 0.002
+    # no lazy phase: nothing changes
+    assert Trainer(_tiny(d)).optimizers["D"].param_groups[0]["lr"] == 0.002
+
+
 def test_eager_regulariser_is_added_to_the_d_loss():
     cfg = _tiny("loss.regularizers=[{name: r1, weight: 2.5}]")
     tr = Trainer(cfg)

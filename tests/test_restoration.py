@@ -1,5 +1,6 @@
 """Restoration (super-resolution, inpainting, uncropping, colorization, labels2image): the data made per
 batch, the composed outputs, tiling, the losses, evaluation and `gankit translate` on tiny trained runs."""
+import dataclasses
 import json
 import os
 
@@ -33,8 +34,11 @@ TINY = {
     "inpaint": ("inpaint-emoji", ["data.resolution=16", "data.limit=16", "model.g.width=8", "model.d.width=8"]),
     "uncrop": ("uncrop-photos", ["data.resolution=16", "data.options.crops=16", "model.g.width=8",
                                  "model.d.width=8"]),
+    # the recipe pair: the U-Net with L1 alone, then the cGAN from its G ({root}: the fixture's folder)
+    "colorize-l1": ("colorize-l1-emoji", ["data.resolution=16", "data.limit=16", "model.g.width=8",
+                                          "model.g.depth=4", "model.d.width=8"]),
     "colorize": ("colorize-emoji", ["data.resolution=16", "data.limit=16", "model.g.width=8", "model.g.depth=4",
-                                    "model.d.width=8"]),
+                                    "model.d.width=8", "loss.options.init_from={root}/colorize-l1"]),
     "labels": ("pix2pixhd-emoji", ["data.resolution=16", "data.limit=16", "model.g.width=8", "model.g.n_downsample=1",
                                    "model.g.n_blocks=1", "model.g.n_blocks_local=1", "model.d.width=8",
                                    "loss.options.perceptual_weight=0", "loss.options.l1_weight=1.0"]),
@@ -63,7 +67,7 @@ def _train_runs(tmp_path_factory):
         if not domain_net_path(name).exists():
             train_domain_net(DataConfig(name=name), epochs=1, limit=64)
     for name, (recipe, overrides) in TINY.items():
-        gankit.train(recipe, overrides + RUN, out=root / name, quiet=True)
+        gankit.train(recipe, [o.format(root=root) for o in overrides] + RUN, out=root / name, quiet=True)
     # ESRGAN's second stage, started from the PSNR run (relativistic critic, no perceptual term here)
     gankit.train("esrgan-photos", TINY["sr-psnr"][1] + RUN + [
         "model.d.width=8", "loss.options.perceptual_weight=0", "loss.options.pixel_weight=1.0",
@@ -178,7 +182,7 @@ def to_model_range_u8(x):
 
 
 def test_colorization_input_is_lightness_and_lab_composition_inverts_it():
-    cfg = load_config("colorize-emoji", ["data.resolution=16", "data.limit=8", "model.g.depth=4", "train.steps=1"])
+    cfg = load_config("colorize-l1-emoji", ["data.resolution=16", "data.limit=8", "model.g.depth=4", "train.steps=1"])
     data = load_dataset(cfg.data, "test")
     b = data.batch(torch.arange(8))
     assert b["A"].shape == (8, 1, 16, 16) and b["B"].shape == (8, 3, 16, 16)
@@ -214,6 +218,18 @@ def test_bad_restoration_settings_are_one_line_naming_the_key(override, key):
         cfg = load_config("srresnet-photos", [override, "train.steps=1"])
         load_dataset(cfg.data, "train")
     assert str(e.value).startswith(key) and "\n" not in str(e.value)
+
+
+def test_the_colorization_recipes_are_one_model_in_two_stages():
+    """colorize-l1-emoji is colorize-emoji without its critic, and colorize-emoji starts from its run:
+    the same data, networks and training settings but the budget (10 + 5 minutes, as measured)."""
+    l1, gan = load_config("colorize-l1-emoji"), load_config("colorize-emoji")
+    assert (l1.data, l1.model, l1.loss.name) == (gan.data, gan.model, gan.loss.name)
+    assert dataclasses.replace(l1.train, minutes=gan.train.minutes) == gan.train
+    assert (l1.train.minutes, gan.train.minutes) == (10, 5)
+    rest = lambda options: {k: v for k, v in options.items() if k not in ("adversarial", "init_from")}  # noqa: E731
+    assert rest(l1.loss.options) == rest(gan.loss.options)
+    assert l1.loss.options["adversarial"] is False and gan.loss.options["init_from"] == "runs/colorize-l1-emoji"
 
 
 def test_colorization_refuses_grey_data():

@@ -52,8 +52,13 @@ def test_phases_and_lazy_intervals():
     assert phases["reg:pl"].every == 4 and phases["reg:pl"].nets == ("G",) and phases["reg:pl"].optimizer == "G"
     # R1 is weighted by its interval in D steps (lazy regularisation, StyleGAN2 App. B)
     assert tr.objective.reg_interval["reg:r1"] == 16
+    # and each optimiser runs at lr × N/(N+1), betas ** (N/(N+1)): D with N = 16, G with N = 4
+    for name, c in (("D", 16 / 17), ("G", 4 / 5)):
+        group = tr.optimizers[name].param_groups[0]
+        assert group["lr"] == pytest.approx(2e-3 * c) and tuple(group["betas"]) == pytest.approx((0.0, 0.99 ** c))
     off = Trainer(cfg("loss.options.pl_weight=0"))
     assert [p.name for p in off.phases] == ["D", "reg:r1", "G"]
+    assert off.optimizers["G"].param_groups[0]["lr"] == 2e-3  # no lazy step of G
 
 
 def test_style_mixing_uses_two_latents_past_a_cut_and_w_avg_tracks_the_mean():

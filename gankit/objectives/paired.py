@@ -70,7 +70,9 @@ def init_weights(path: str, name: str = "G") -> Dict[str, Tensor]:
     elif p.is_file():
         state = load_checkpoint(p)
     else:
-        raise ConfigError(f"loss.options.init_from: {p} is neither a run folder nor a checkpoint")
+        raise ConfigError(f"loss.options.init_from: {p} is neither a run folder nor a checkpoint; train the first "
+                          f"stage into it (a recipe's default names that recipe's run folder), or set "
+                          f"loss.options.init_from=null to start from scratch")
     mods = state["modules"]
     key = f"{name}_ema" if f"{name}_ema" in mods else name
     if key not in mods:

@@ -8,6 +8,7 @@ Statistics stay on the device and are read once per ``log_every`` steps.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections import defaultdict
@@ -85,6 +86,23 @@ def optim_config(cfg: Config, name: str, short: str) -> OptimConfig:
     return cfg.train.optim.get(name) or getattr(cfg.train, short)
 
 
+def lazy_ratio(phases: List[Phase], optimizer: str) -> float:
+    """c = the regular steps of ``optimizer`` / all its steps, per generator step: the phases that
+    run every step against those too that run every N (lazy regularisers). StyleGAN2 (App. B) runs
+    an optimiser with such a phase at lr × c and betas ** c; R1 every 16 D steps gives c = 16/17."""
+    regular = sum(p.repeats for p in phases if p.optimizer == optimizer and p.every == 1)
+    lazy = sum(p.repeats / p.every for p in phases if p.optimizer == optimizer and p.every > 1)
+    return regular / (regular + lazy) if lazy and regular else 1.0
+
+
+def lazy_corrected(o: OptimConfig, c: float) -> OptimConfig:
+    """``o`` at lr × c, Adam's betas ** c (RMSprop and SGD: the learning rate only)."""
+    if c == 1.0:
+        return o
+    betas = tuple(b ** c for b in o.betas) if o.name == "adam" else o.betas
+    return dataclasses.replace(o, lr=o.lr * c, betas=betas)
+
+
 class Trainer:
     """Builds every part from a :class:`Config` and runs the phases; see :func:`gankit.train`."""
 
@@ -134,6 +152,8 @@ class Trainer:
             raise ConfigError(f"train.optim.{unknown[0]}: objective {cfg.loss.objective!r} has no optimiser of that "
                               f"name; its optimisers: {', '.join(self.optim_cfgs)}")
         self.phases: List[Phase] = self.objective.phases(t.d_steps)
+        if t.lazy_correction:
+            self.optim_cfgs = {k: lazy_corrected(o, lazy_ratio(self.phases, k)) for k, o in self.optim_cfgs.items()}
         if t.batch_size % self.dist.world_size:
             raise ConfigError(f"train.batch_size={t.batch_size}: the global batch must split evenly over "
                               f"the {self.dist.world_size} processes")
