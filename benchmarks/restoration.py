@@ -215,14 +215,14 @@ def gap(run: Path) -> dict:
     """PSNR-Y / SSIM-Y on the whole training photos and on the whole held-out ones, model and bicubic."""
     from gankit.api import load
     from gankit.data import load_dataset
-    from gankit.metrics.translation import _whole_image_sr
+    from gankit.metrics.translation import whole_image_sr
 
     model = load(run)
     scale = model.data["restoration"]["scale"]
     out = {"run": str(run), "steps": model.step}
     for split in ("train", "test"):
         data = load_dataset(model.cfg.data, split)
-        out[split] = {"photos": len(data.whole_images()), **_whole_image_sr(model, data, scale)}
+        out[split] = {"photos": len(data.whole_images()), **whole_image_sr(model, data, scale)}
         r = out[split]
         print(f"{split}: PSNR-Y {r['psnr_y_whole']:.2f} dB against bicubic's {r['psnr_y_whole_baseline']:.2f} "
               f"({r['psnr_y_whole'] - r['psnr_y_whole_baseline']:+.2f} dB)", flush=True)

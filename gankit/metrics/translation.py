@@ -125,7 +125,7 @@ def evaluate_translation(source, split: str = "test", n: Optional[int] = None, s
         if spec is not None:
             results[direction].update(_restoration_scores(outputs, batch, spec, model.cfg.data))
             if spec["task"] == "super-resolution" and d.photos is not None:
-                results[direction].update(_whole_image_sr(model, d, int(spec["scale"])))
+                results[direction].update(whole_image_sr(model, d, int(spec["scale"])))
         if "utterances" in d.info:  # voice conversion: speaker and digit classifiers, MCD (metrics/audio.py)
             from .audio import score_conversion
             pair = d.info["audio"]["pair"]
@@ -154,9 +154,11 @@ def _restoration_scores(outputs, batch, spec: dict, data_cfg) -> dict:
     return score_restoration(outputs, batch["B"], batch["A"], spec, net=net, mask=batch.get("mask"))
 
 
-def _whole_image_sr(model, data, scale: int) -> dict:
-    """PSNR / SSIM on Y of the whole held-out photos (each cut to a multiple of ``scale``, downscaled,
-    restored in one pass), mean over photos, and the same for bicubic upscaling: ``*_whole``."""
+def whole_image_sr(model, data, scale: int) -> dict:
+    """PSNR / SSIM on Y of the whole photos of ``data`` (a super-resolution dataset of one split;
+    each photo cut to a multiple of ``scale``, downscaled, restored in one pass), mean over photos,
+    and the same for bicubic upscaling: ``*_whole``. ``gankit eval`` uses it on the held-out split;
+    ``benchmarks/restoration.py gap`` on the training split too."""
     from ..data.base import to_model_range
     from ..data.restoration import downscale, upscale_bicubic
     from .restoration import psnr_y, ssim_y
