@@ -1,5 +1,8 @@
-"""Differentiable colour conversions of image tensors (B, 3, H, W), float.
+"""Image values: the model range and 8 bit, and differentiable colour conversions of image
+tensors (B, 3, H, W), float.
 
+- :func:`to_model_range` / :func:`to_uint8`: uint8 [0, 255] <-> float [-1, 1], the range every
+  network of gankit works in;
 - :func:`rgb_to_lab` / :func:`lab_to_rgb`: sRGB in [0, 1] <-> CIE L*a*b*, the formulas of
   scikit-image's ``rgb2lab`` / ``lab2rgb`` (illuminant D65, 2° observer, sRGB companding).
 - :func:`to_lab_model` / :func:`from_lab_model`: the same in the scales a network works in
@@ -14,6 +17,16 @@ x^(1/3) at x = 0 would otherwise give inf * 0 = NaN).
 from __future__ import annotations
 
 import torch
+
+
+def to_model_range(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return x_uint8.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255] (clamped, rounded)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 # Linear sRGB -> CIE XYZ (D65), the matrix scikit-image uses (``xyz_from_rgb``); XYZ -> linear sRGB
 # is its inverse, computed here in float64 as scikit-image does (``rgb_from_xyz``).

@@ -45,8 +45,12 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(line)
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Each test session gets its own gankit cache unless GANKIT_CACHE is set by the caller."""
-    if "GANKIT_CACHE" not in os.environ:
-        monkeypatch.setenv("GANKIT_CACHE", str(tmp_path_factory.getbasetemp() / "gankit-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Each test session gets its own gankit cache unless GANKIT_CACHE is set by the caller. Session
+    scope: it is set before any module fixture runs, so one that caches features or trains a domain
+    network writes them there, never into the user's ~/.cache/gankit."""
+    with pytest.MonkeyPatch.context() as mp:
+        if "GANKIT_CACHE" not in os.environ:
+            mp.setenv("GANKIT_CACHE", str(tmp_path_factory.getbasetemp() / "gankit-cache"))
+        yield

@@ -9,8 +9,8 @@ from gankit.errors import GankitError
 from gankit.train.callback import Callback
 from gankit.train.run import train
 from gankit.train.snapshots import list_snapshots, load_snapshot, stride
-from gankit.viz.animate import build_model, animate_run, curves_1d, kde_density, mixture_density
-from gankit.viz.report import build_report
+from gankit.animate import build_model, animate_run, curves_1d, kde_density, mixture_density
+from gankit.report import build_report
 
 TINY_1D = ["data.size=1000", "model.g.width=8", "model.d.width=8", "model.d.depth=2", "train.d_steps=1",
            "train.batch_size=32", "train.threads=1", "train.log_every=5", "train.sample_every=1000",

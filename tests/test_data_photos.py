@@ -1,7 +1,6 @@
 """Colour image sources (gankit/data/photos.py): scikit-image's photographs, the Noto colour emoji font,
 folders of photographs, random crops, and the photos / emoji datasets. Real files throughout."""
 import dataclasses
-import os
 import time
 from pathlib import Path
 
@@ -46,15 +45,12 @@ def test_missing_photo_names_it(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def emoji64(tmp_path_factory):
-    """Every glyph at 64 px, decoded once per test session into the session's cache (the same folder
-    conftest's per-test fixture points GANKIT_CACHE at), with the time the first load took."""
-    with pytest.MonkeyPatch.context() as mp:
-        if "GANKIT_CACHE" not in os.environ:
-            mp.setenv("GANKIT_CACHE", str(tmp_path_factory.getbasetemp() / "gankit-cache"))
-        tic = time.monotonic()
-        names, x = P.emoji_glyphs(64)
-        yield names, x, time.monotonic() - tic
+def emoji64():
+    """Every glyph at 64 px, decoded once per test session into the session's cache (conftest's
+    GANKIT_CACHE), with the time the first load took."""
+    tic = time.monotonic()
+    names, x = P.emoji_glyphs(64)
+    return names, x, time.monotonic() - tic
 
 
 def test_emoji_glyphs_and_split(emoji64):

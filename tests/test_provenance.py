@@ -161,7 +161,7 @@ def test_command_line_is_recorded(image_run, tmp_path, monkeypatch):
 # Calls that make PNG / NPZ bytes, and the provenance argument each must pass on the same line.
 WRITERS = {r"\.savefig\(": "metadata=", r"format=\"PNG\"": "pnginfo=", r"np\.savez\w*\(": "npz_field"}
 # Calls that make pictures that never become files of their own.
-EXEMPT = {"viz/report.py": "figures inlined into report.html as data: URIs"}
+EXEMPT = {"report.py": "figures inlined into report.html as data: URIs"}
 
 
 def test_every_png_and_npz_writer_in_gankit_passes_provenance():

@@ -7,7 +7,7 @@ import pytest
 
 from gankit.cli.main import main
 from gankit.train.run import train
-from gankit.viz.report import write_report
+from gankit.report import write_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

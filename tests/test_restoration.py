@@ -2,7 +2,6 @@
 batch, the composed outputs, tiling, the losses, evaluation and `gankit translate` on tiny trained runs."""
 import dataclasses
 import json
-import os
 
 import numpy as np
 import pytest
@@ -47,17 +46,6 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    # conftest's per-test cache is not set yet for a module fixture: use the same folder explicitly
-    mp = pytest.MonkeyPatch()
-    if "GANKIT_CACHE" not in os.environ:
-        mp.setenv("GANKIT_CACHE", str(tmp_path_factory.getbasetemp() / "gankit-cache"))
-    try:
-        yield _train_runs(tmp_path_factory)
-    finally:
-        mp.undo()
-
-
-def _train_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("restoration")
     # Feature networks of the clean images (FID, perceptual distance), trained briefly on a few images:
     # the numbers they give are not the point here, that evaluation runs and repeats is.

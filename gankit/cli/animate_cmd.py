@@ -13,6 +13,6 @@ def register(sub):
 
 
 def run(args):
-    from ..viz.animate import animate_run
+    from ..animate import animate_run
 
     print(animate_run(args.run_dir, out=args.out, fps=args.fps))

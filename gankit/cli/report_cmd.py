@@ -14,7 +14,7 @@ def register(sub):
 
 def run(args):
     from ..errors import GankitError
-    from ..viz.report import write_report
+    from ..report import write_report
 
     if args.samples < 1:
         raise GankitError(f"--samples {args.samples}: show at least one grid")

@@ -7,6 +7,7 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from ..colour import to_model_range, to_uint8  # noqa: F401  (the data's value range; also gankit.data's)
 from ..registry import Registry
 
 #: name -> factory(cfg: DataConfig, split: str, seed: int) -> Dataset (or another dataset with fields)
@@ -107,16 +108,6 @@ class Dataset:
 
     def all_model_range(self) -> torch.Tensor:
         return to_model_range(self.x) if self.kind == "image" else self.x
-
-
-def to_model_range(x_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float32 [-1, 1]."""
-    return x_uint8.float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255] (clamped, rounded)."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 Resolution = Union[int, Tuple[int, int], None]

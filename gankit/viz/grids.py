@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..data.base import to_uint8
+from ..colour import to_uint8
 from ..provenance import context as provenance_context, png_info, png_text
 from ..utils import atomic_write_bytes
 

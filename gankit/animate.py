@@ -34,8 +34,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..errors import GankitError
-from ..utils import atomic_write_bytes
+from .errors import GankitError
+from .utils import atomic_write_bytes
 
 N_SAMPLES_1D = 5000   # generator samples per frame for the KDE
 N_SAMPLES_2D = 1500   # generator samples per frame in the cloud
@@ -132,8 +132,8 @@ class Model:
 def build_model(snap: dict) -> Model:
     """The networks and objective of a snapshot (:func:`~gankit.train.snapshots.load_snapshot`);
     its weights are not loaded (:meth:`Model.load`)."""
-    from ..config import Config, from_dict
-    from ..objectives import OBJECTIVES, DataInfo
+    from .config import Config, from_dict
+    from .objectives import OBJECTIVES, DataInfo
 
     cfg = from_dict(Config, snap["config"])
     info = DataInfo.from_meta(snap["data"])
@@ -192,7 +192,7 @@ def _range_1d(modes: np.ndarray, std: float, samples: List[np.ndarray]) -> Tuple
 
 
 def frames_1d(model: Model, snaps: List[Tuple[int, Path]], title: str, seed: int = 0) -> list:
-    from ..train.snapshots import load_snapshot
+    from .train.snapshots import load_snapshot
 
     modes = np.asarray(model.data["modes"], dtype=np.float64).reshape(-1)
     std = float(model.data["mode_std"])
@@ -268,7 +268,7 @@ def frames_1d(model: Model, snaps: List[Tuple[int, Path]], title: str, seed: int
 
 
 def frames_2d(model: Model, snaps: List[Tuple[int, Path]], title: str, seed: int = 0) -> list:
-    from ..train.snapshots import load_snapshot
+    from .train.snapshots import load_snapshot
 
     modes = np.asarray(model.data["modes"], dtype=np.float64)
     std = float(model.data["mode_std"])
@@ -368,7 +368,7 @@ def animate_run(run_dir: str | Path, out: Optional[str | Path] = None, fps: floa
     """Draw every snapshot of ``run_dir`` (1D: p_data, p_g, D(x); 2D: samples over D's heat map) and
     write the frames as ``out`` (.gif, or .mp4 with ffmpeg; default ``RUN_DIR/animation.gif``).
     Returns the path written. ``seed`` fixes the generator's noise (the same z in every frame)."""
-    from ..train.snapshots import list_snapshots, load_snapshot
+    from .train.snapshots import list_snapshots, load_snapshot
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -16,9 +16,9 @@ import math
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-from ..errors import GankitError
-from ..utils import atomic_write_text, read_jsonl
-from .curves import plot_curves
+from .errors import GankitError
+from .utils import atomic_write_text, read_jsonl
+from .viz.curves import plot_curves
 
 # Colours of the diagnoses on the timeline and in the table.
 KIND_COLOURS = {"diverged": "#d62728", "mode_collapse": "#9467bd", "vanishing_gradients": "#8c564b",
