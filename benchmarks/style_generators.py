@@ -1,4 +1,4 @@
-"""The high-fidelity generators on this CPU: ProGAN, StyleGAN2 and BigGAN (class-conditional) against
+"""The high-fidelity generators on this CPU: ProGAN, StyleGAN, StyleGAN2 and BigGAN (class-conditional) against
 `fast-fashion-mnist`, all on Fashion-MNIST at 32 px for the same wall time; then StyleGAN2's
 truncation curve and projection.
 
@@ -8,7 +8,7 @@ truncation curve and projection.
     python benchmarks/style_generators.py projection [--runs DIR] [--images 100] [--steps 300]
 
 Arms (one torch thread each, `train.minutes` of wall time each; run two `train` processes side by
-side on a 2-core machine): progan, stylegan2, biggan (recipes <arm>-fashion-mnist) and fast
+side on a 2-core machine): progan, stylegan, stylegan2, biggan (recipes <arm>-fashion-mnist) and fast
 (`fast-fashion-mnist` with data.resolution=32, its own schedule laid over the same minutes).
 
 Every arm is scored with `gankit eval`'s protocol: 10,000 samples (seed 0) against the Fashion-MNIST
@@ -39,10 +39,13 @@ ARMS = {
     # ablations of the CPU recipes (the same budget): StyleGAN2 with the paper's path length and mixing (the
     # recipe has both off, as StyleGAN2-ADA's CIFAR setting); BigGAN with the paper's 4 D steps or 1 (the recipe: 2)
     "stylegan2-pl-mix": ("stylegan2-fashion-mnist", ["loss.options.pl_weight=2", "loss.options.style_mixing=0.9"]),
+    # StyleGAN2 as measured before its optimisers got the lazy-regularisation correction (train.lazy_correction)
+    "stylegan2-no-lazy-correction": ("stylegan2-fashion-mnist", ["train.lazy_correction=false"]),
+    "stylegan": ("stylegan-fashion-mnist", []),
     "biggan-d4": ("biggan-fashion-mnist", ["train.d_steps=4"]),
     "biggan-d1": ("biggan-fashion-mnist", ["train.d_steps=1"]),
 }
-MAIN_ARMS = ("progan", "stylegan2", "biggan", "fast")
+MAIN_ARMS = ("progan", "stylegan", "stylegan2", "biggan", "fast")
 N_SAMPLES = 10_000
 
 
