@@ -88,6 +88,21 @@ def test_resume_is_exact(tmp_path, recipe, tiny):
     assert torch.allclose(ga.sample(8)[0], gb.sample(8)[0], atol=1e-6)
 
 
+def test_resume_takes_the_optimiser_settings_of_its_own_config(tmp_path):
+    """A checkpoint gives back Adam's moments and step count; betas and weight decay are the resumed
+    run's (``--resume --set train.d_optim.betas=...``), not those the checkpoint was written with."""
+    half = [o for o in TINY_RING if not o.startswith("train.steps")] + ["train.steps=10"]
+    first = gankit.train("gan-ring8", half + ["train.d_optim.betas=[0.5, 0.999]"], out=tmp_path / "run", quiet=True)
+    moments = {k: v.clone() for k, v in next(iter(first.trainer.optimizers["D"].state.values())).items()}
+    resumed = gankit.train(resume=tmp_path / "run", overrides=["train.steps=10", "train.d_optim.betas=[0.0, 0.9]",
+                                                              "train.d_optim.weight_decay=0.01"], quiet=True)
+    opt = resumed.trainer.optimizers["D"]
+    assert tuple(opt.param_groups[0]["betas"]) == (0.0, 0.9) and opt.param_groups[0]["weight_decay"] == 0.01
+    state = next(iter(opt.state.values()))
+    assert float(state["step"]) == float(moments["step"]) == 10
+    assert torch.equal(state["exp_avg"], moments["exp_avg"])
+
+
 def test_run_folder_contents(tmp_path):
     run = gankit.train("dcgan-fashion-mnist", TINY_DCGAN, out=tmp_path / "run", quiet=True)
     d = run.dir

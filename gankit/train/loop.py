@@ -54,15 +54,15 @@ def restore_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
     """``opt.load_state_dict(state)``, then each per-parameter tensor (Adam's moments) laid out in
     memory like its parameter. Checkpoints store tensors contiguous, and a fused optimiser pairs
     elements by memory position, so a channels_last parameter with NCHW moments would be updated
-    with another element's moments. How this run steps (fused, capturable, a tensor learning rate)
-    stays this run's, whatever run wrote the checkpoint."""
-    mode = [{k: g[k] for k in ("fused", "foreach", "capturable") if k in g} for g in opt.param_groups]
-    tensor_lr = [g["lr"].device if isinstance(g["lr"], torch.Tensor) else None for g in opt.param_groups]
+    with another element's moments. The settings stay this run's, whatever run wrote the
+    checkpoint: how it steps (fused, capturable, a tensor learning rate on the device) and its
+    hyperparameters (betas, weight decay, ...; ``--resume --set train.d_optim.betas=...`` takes
+    effect, and so does a lazy-regularisation correction); the learning rate is set again by the
+    next step's schedule."""
+    own = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
     opt.load_state_dict(state)
-    for group, keep, device in zip(opt.param_groups, mode, tensor_lr):
+    for group, keep in zip(opt.param_groups, own):
         group.update(keep)
-        if device is not None:
-            group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
     for group in opt.param_groups:
         for p in group["params"]:
             st = opt.state.get(p, {})
