@@ -3,8 +3,8 @@
 Every recipe trains for ``--minutes`` of training-step wall time (``train.minutes``; its own
 step/epoch bounds are lifted, schedules stretch to fit; set-up, grids and scoring are not
 counted) with ``--threads`` torch threads, after ``--warmup`` seconds of discarded training.
-Recipes alternate within a seed (in the opposite order each seed) so a slow patch of the
-machine hits all of them. At each ``--marks`` minute the sampling generator (the EMA of G
+Recipes alternate within a seed (one process runs its second seed in the opposite order)
+so a slow patch of the machine hits all of them. At each ``--marks`` minute the sampling generator (the EMA of G
 where a recipe keeps one) is copied; after training each copy draws ``--n`` samples from the
 same noise (a conditional G draws the classes in turn) that are scored like
 ``benchmarks/quality_vs_time.py`` scores the main job: domain-feature FID, KID and
@@ -41,11 +41,14 @@ RECIPES = ["gan-mnist", "lsgan-fashion-mnist", "wgan-fashion-mnist", "wgan-gp-fa
 
 
 def image_recipes() -> list[str]:
-    """Every shipped recipe that trains on Fashion-MNIST (``--recipes all``)."""
+    """``--recipes all``: every shipped CPU recipe on Fashion-MNIST whose generator this protocol can
+    sample (the style generators, BigGAN, the VAE and the anomaly detectors have benchmarks of their own)."""
     from gankit.config import load_config
     from gankit.recipes import recipe_names
+    from quality_vs_time import SAMPLED_AS_GAN
 
-    return [n for n in recipe_names() if load_config(n).data.name == "fashion-mnist"]
+    cfgs = {n: load_config(n) for n in recipe_names() if not n.endswith("-gpu")}
+    return [n for n, c in cfgs.items() if c.data.name == "fashion-mnist" and c.loss.objective in ("gan", *SAMPLED_AS_GAN)]
 
 
 def run_path(out: Path, recipe: str, seed: int) -> Path:

@@ -55,6 +55,9 @@ ABLATIONS = {
 }
 
 
+#: objectives whose generator samples as a plain GAN's does: G(z, y), nothing kept beside it
+SAMPLED_AS_GAN = ("acgan", "unrolled", "ssgan")
+
 VARIANTS: dict = {}  # --variant NAME=key=value,key=value: fast with these overrides
 
 
@@ -122,8 +125,11 @@ def score(cfg, G, n: int, metrics: str, num_classes: int = 0) -> dict:
     from gankit.metrics.evaluate import Samples, evaluate_samples
 
     C, H = 1, cfg.data.resolution or 28
-    if cfg.loss.objective != "gan":  # sampling needs only the generation task, not the objective's own D
+    if cfg.loss.objective in SAMPLED_AS_GAN:  # sampling needs the generation task, not the objective's own D
         cfg = dataclasses.replace(cfg, loss=dataclasses.replace(cfg.loss, objective="gan", options={}))
+    elif cfg.loss.objective != "gan":
+        raise SystemExit(f"{cfg.name}: objective {cfg.loss.objective} keeps state its samples depend on (or makes no "
+                         "samples); its own benchmark scores it (style_generators.py, gan_vs_vae.py, anomaly.py)")
     gan = GAN(cfg, {"G": G, "D": nn.Identity()}, {"kind": "image", "num_classes": num_classes,
                                                   "sample_shape": [C, H, H]}, step=0)
     x, _ = gan.sample(n, seed=12345)  # the same z for every entry and mark

@@ -103,3 +103,29 @@ def test_every_style_arm_is_a_valid_32px_fashion_config_with_the_shared_budget(a
         section, *rest = key.split(".")
         assert getattr(cfg, section) != getattr(base, section), key
     assert set(style.MAIN_ARMS) <= set(style.ARMS)
+
+
+fashion = load_script("fashion")
+
+
+def test_fashion_variants_are_sampled_as_gans_and_the_table_ranks_them_by_fid(tmp_path, capsys):
+    assert set(fashion.RECIPES) <= set(fashion.image_recipes())
+    for r in fashion.RECIPES:
+        cfg = load_config(r)
+        assert cfg.data.name == "fashion-mnist" and cfg.loss.objective in ("gan", *qvt.SAMPLED_AS_GAN), r
+    import json
+
+    def rows(entry, seed, fids):
+        return [{"entry": entry, "seed": seed, "mark_min": m, "train_s": 60.0 * m, "step": 10 * m, "steps": 50,
+                 "d_steps_per_g": 5 if entry == "b" else 1, "images_per_s": 100.0, "fid": f, "kid": f / 10,
+                 "precision": 0.5, "recall": 0.25} for m, f in zip((1, 2, 5), fids)]
+    (tmp_path / "runs").mkdir()
+    for entry, seed, fids in (("a", 0, [90, 60, 30]), ("a", 1, [80, 50, 34]), ("b", 0, [40, 20, 10])):
+        (tmp_path / "runs" / f"{entry}-seed{seed}.json").write_text(json.dumps(rows(entry, seed, fids)))
+    assert fashion.main(["--report-only", "--out", str(tmp_path), "--minutes", "5"]) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| `")]
+    assert table[0].startswith("| `b` | 1 | 10.00 |") and "50 (× 5)" in table[0]   # best FID first
+    assert table[1].startswith("| `a` | 2 | 32.00 ± 2.83 |")
+    assert "| `a` | 85.00 ± 7.07 | 55.00 ± 7.07 | 32.00 ± 2.83 |" in out          # FID at each mark
+    assert (tmp_path / "fashion.png").stat().st_size > 10_000
