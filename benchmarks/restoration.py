@@ -10,6 +10,7 @@ side on a 2-core machine):
     srresnet       SRResNet, pixel MSE (the PSNR model)        srgan     SRGAN, from srresnet's weights
     esrgan-psnr    RRDB, pixel L1 (ESRGAN's stage 1)            esrgan    ESRGAN, from esrgan-psnr's weights
     inpaint        gated G + global/local critics (emoji)       inpaint-l1      the same G, L1 on the hole only
+    uncrop         the inpainting networks on border bands (photos)  uncrop-l1  the same G, L1 only
     colorize       pix2pix L* -> a*b*, cGAN + L1 (emoji)        colorize-l1     the same U-Net, L1 only
     pix2pixhd      label map -> emoji, critics + FM + perceptual pix2pixhd-recon perceptual + L1 only
     srresnet-paper SRResNet at the paper's width 64 and 16 blocks
@@ -58,6 +59,8 @@ ARMS = {
     "esrgan": ("esrgan-photos", ["data.options.flips=false"], "esrgan-psnr"),
     "inpaint": ("inpaint-emoji", [], None),
     "inpaint-l1": ("inpaint-emoji", ["loss.options.adversarial=false"], None),
+    "uncrop": ("uncrop-photos", [], None),
+    "uncrop-l1": ("uncrop-photos", ["loss.options.adversarial=false"], None),
     "colorize": ("colorize-emoji", ["loss.options.init_from=null"], None),
     "colorize-l1": ("colorize-l1-emoji", [], None),
     "pix2pixhd": ("pix2pixhd-emoji", [], None),
@@ -74,6 +77,7 @@ TASKS = {
     "super-resolution x4": (["srresnet", "srresnet-paper", "srresnet-flips", "esrgan-psnr", "srgan", "srgan-flips",
                              "esrgan"], "bicubic"),
     "inpainting": (["inpaint-l1", "inpaint"], "grey hole"),
+    "uncropping": (["uncrop-l1", "uncrop"], "grey border"),
     "colorization": (["colorize-l1", "colorize", "colorize-pre-l1", "colorize-2stage"], "grey"),
     "labels2image": (["pix2pixhd-recon", "pix2pixhd", "pix2pixhd-l1-critics", "pix2pixhd-pre-recon",
                       "pix2pixhd-2stage"], None),
@@ -144,6 +148,7 @@ STRIPS = {
 COLUMNS = {
     "super-resolution x4": ["psnr_y_whole", "ssim_y_whole", "psnr_y", "perceptual", "fid", "kid"],
     "inpainting": ["hole_psnr", "hole_ssim", "perceptual", "fid", "kid"],
+    "uncropping": ["hole_psnr", "hole_ssim", "perceptual", "fid", "kid"],
     "colorization": ["psnr", "colourfulness", "perceptual", "fid", "kid"],
     "labels2image": ["psnr", "ssim", "perceptual", "fid", "kid"],
 }
