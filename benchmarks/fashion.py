@@ -14,7 +14,8 @@ padding is exactly invertible). Each recipe's settings are the ones it ships wit
 Each run writes its rows to ``OUT/runs/RECIPE-seedS.json`` the moment it is scored, and a run
 already there is not repeated, so the benchmark resumes after an interruption, and two
 processes with different ``--seeds`` can share one ``OUT`` (one per core: ``--threads 1``).
-``--report-only`` rebuilds the tables and the plot from ``OUT/runs``.
+``--report-only`` rebuilds the tables, the plot (``OUT/fashion.png``) and a sheet of samples, one
+row of each recipe's seed-0 grid (``OUT/samples.png``), from ``OUT/runs`` and ``OUT/grids``.
 
     python benchmarks/fashion.py --seeds 0 & python benchmarks/fashion.py --seeds 1   # ~75 min, 2 cores
     python benchmarks/fashion.py --report-only
@@ -88,8 +89,7 @@ def load_rows(out: Path) -> list:
 
 def print_tables(rows: list, minutes: float, n: int) -> None:
     last = [r for r in rows if math.isclose(r["mark_min"], minutes)]
-    order = sorted({r["entry"] for r in last},
-                   key=lambda e: statistics.mean(r["fid"] for r in last if r["entry"] == e))
+    order = ranked(rows, minutes)
     print(f"\nFashion-MNIST at {minutes:g} minutes of training (mean ± std over seeds); {n} samples vs the test "
           f"split, domain features; best FID first\n")
     print("| recipe | seeds | FID | KID | precision | recall | G steps (× D steps) | images/s |")
@@ -107,6 +107,47 @@ def print_tables(rows: list, minutes: float, n: int) -> None:
     for e in order:
         cells = [mean_std([r["fid"] for r in rows if r["entry"] == e and r["mark_min"] == m]) for m in marks]
         print(f"| `{e}` | " + " | ".join(cells) + " |")
+
+
+def ranked(rows: list, minutes: float) -> list:
+    """The recipes, best mean FID at ``minutes`` first."""
+    last = [r for r in rows if math.isclose(r["mark_min"], minutes)]
+    return sorted({r["entry"] for r in last}, key=lambda e: statistics.mean(r["fid"] for r in last if r["entry"] == e))
+
+
+def sample_sheet(order: list, out: Path, seed: int = 0) -> None:
+    """OUT/samples.png: the first row of each recipe's grid of seed ``seed`` (the same noise for every
+    recipe; a conditional G's classes 0-7), one recipe a row, in ``order``."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from PIL import Image
+
+    from gankit.utils import atomic_write_bytes
+
+    strips = []
+    for e in order:
+        path = out / "grids" / f"{e}-seed{seed}.png"
+        if path.exists():
+            grid = np.asarray(Image.open(path).convert("L"))
+            tile = (grid.shape[1] - 2) // 8 - 2          # 8 tiles a row, 2 px apart (viz.grids.image_grid)
+            strips.append((e, grid[:tile + 4]))
+    if not strips:
+        return
+    fig, axes = plt.subplots(len(strips), 1, figsize=(6, 0.8 * len(strips)), squeeze=False)
+    for ax, (e, strip) in zip(axes[:, 0], strips):
+        ax.imshow(strip, cmap="gray", vmin=0, vmax=255, aspect="auto", interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_ylabel(e.removesuffix("-fashion-mnist"), rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout(h_pad=0.2)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(out / "samples.png", buf.getvalue())
 
 
 def plot(rows: list, path: Path) -> None:
@@ -183,6 +224,7 @@ def main(argv=None) -> int:
         return 1
     print_tables(rows, args.minutes, args.n)
     plot(rows, args.out / "fashion.png")
+    sample_sheet(ranked(rows, args.minutes), args.out)
     return 0
 
 
