@@ -56,7 +56,7 @@ def restore_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
     elements by memory position, so a channels_last parameter with NCHW moments would be updated
     with another element's moments. The settings stay this run's, whatever run wrote the
     checkpoint: how it steps (fused, capturable, a tensor learning rate on the device) and its
-    hyperparameters (betas, weight decay, ...; ``--resume --set train.d_optim.betas=...`` takes
+    hyperparameters (betas, weight decay, ...; a changed ``--set`` on ``--resume`` takes
     effect, and so does a lazy-regularisation correction); the learning rate is set again by the
     next step's schedule."""
     own = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
