@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_vs_time import score, train_with_snapshots  # noqa: E402  (benchmarks/quality_vs_time.py)
+from quality_vs_time import save_grid, score, train_with_snapshots  # noqa: E402  (benchmarks/quality_vs_time.py)
 from stats import mean_std  # noqa: E402
 
 #: the GAN variants of docs/variants.md, then the paper-settings DCGAN and the main job as references
@@ -58,10 +58,7 @@ def run_path(out: Path, recipe: str, seed: int) -> Path:
 
 def run_one(recipe: str, seed: int, args) -> list:
     """Train one recipe for ``args.minutes``, score every mark, save a grid; return the rows."""
-    import torch
-
     from gankit.utils import atomic_write_text
-    from gankit.viz.grids import save_image_grid
 
     cfg, snaps, totals = train_with_snapshots(recipe, [], seed, args.minutes, args.marks, args.threads)
     rows = []
@@ -71,14 +68,7 @@ def run_one(recipe: str, seed: int, args) -> list:
                      **score(cfg, G, args.n, args.metrics, totals["num_classes"])})
         print(f"  {json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()})}",
               file=sys.stderr, flush=True)
-    G = snaps[-1][3]
-    with torch.no_grad():
-        z = torch.randn(64, cfg.model.z_dim, generator=torch.Generator().manual_seed(7))
-        y = torch.arange(64) % totals["num_classes"] if totals["num_classes"] else None
-        x = G(z, y).float()
-        if x.dim() == 2:  # an MLP generator's flat output
-            x = x.view(-1, 1, 28, 28)
-    save_image_grid(x, args.out / "grids" / f"{recipe}-seed{seed}.png")
+    save_grid(cfg, snaps[-1][3], totals["num_classes"], args.out / "grids" / f"{recipe}-seed{seed}.png")
     atomic_write_text(run_path(args.out, recipe, seed), json.dumps(rows, indent=1))
     return rows
 

@@ -139,6 +139,21 @@ def score(cfg, G, n: int, metrics: str, num_classes: int = 0) -> dict:
     return evaluate_samples(samples, metrics=metrics, split="test").scalars()
 
 
+def save_grid(cfg, G, num_classes: int, path: Path) -> None:
+    """64 samples of ``G`` from fixed noise (seed 7; a conditional G's classes in turn) as a PNG grid."""
+    import torch
+
+    from gankit.viz.grids import save_image_grid
+
+    with torch.no_grad():
+        z = torch.randn(64, cfg.model.z_dim, generator=torch.Generator().manual_seed(7))
+        y = torch.arange(64) % num_classes if num_classes else None
+        x = G(z, y).float()
+    if x.dim() == 2:  # an MLP generator's flat output
+        x = x.view(-1, 1, cfg.data.resolution or 28, cfg.data.resolution or 28)
+    save_image_grid(x, path)
+
+
 def run_entry(entry: str, seed: int, args, results_path: Path) -> list:
     from gankit.utils import atomic_write_text
 
@@ -157,13 +172,7 @@ def run_entry(entry: str, seed: int, args, results_path: Path) -> list:
             print(f"  {json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})}",
                   file=sys.stderr, flush=True)
         if mark == max(args.marks) and args.grids:
-            from gankit.viz.grids import save_image_grid
-            import torch
-
-            with torch.no_grad():
-                z = torch.randn(64, cfg.model.z_dim, generator=torch.Generator().manual_seed(7))
-                y = torch.arange(64) % totals["num_classes"] if totals["num_classes"] else None
-                save_image_grid(G(z, y).float(), Path(args.grids) / f"{entry}-seed{seed}-{mark:g}min.png")
+            save_grid(cfg, G, totals["num_classes"], Path(args.grids) / f"{entry}-seed{seed}-{mark:g}min.png")
     old = results_path.read_text() if results_path.exists() else ""
     atomic_write_text(results_path, old + "".join(json.dumps(r) + "\n" for r in rows))
     return rows
