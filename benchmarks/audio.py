@@ -40,8 +40,7 @@ def run_model(recipe: str, minutes: float, seed: int, n: int, out: Path, example
 
     from gankit.api import load
     from gankit.config import load_config
-    from gankit.metrics import evaluate
-    from gankit.metrics.translation import evaluate_translation
+    from gankit.evaluation import evaluate, evaluate_translation
     from gankit.train.run import train
     from gankit.utils import read_jsonl
 

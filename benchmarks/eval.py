@@ -42,7 +42,8 @@ def main():
 
     from gankit.config import DataConfig
     from gankit.data import load_dataset
-    from gankit.metrics import evaluate, format_table, prdc
+    from gankit.evaluation import evaluate
+    from gankit.metrics import format_table, prdc
     from gankit.metrics.cache import cache_dir
     from gankit.metrics.domain_net import domain_net_path, train_domain_net
 

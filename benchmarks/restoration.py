@@ -93,7 +93,7 @@ def arm_overrides(arm: str, minutes: float, seed: int, runs: Path) -> list:
 
 
 def score_run(arm: str, out: Path, seed: int, overrides: list) -> dict:
-    from gankit.metrics.translation import evaluate_translation
+    from gankit.evaluation import evaluate_translation
     from gankit.utils import read_jsonl
 
     last = read_jsonl(out / "metrics.jsonl")[-1]   # the run's own clock: training time only

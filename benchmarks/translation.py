@@ -2,7 +2,7 @@
 
 Every entry trains for the same ``--minutes`` of training-step wall time (``train.minutes``),
 one run per seed, ``--parallel`` runs at a time with one thread each, then is scored on the
-held-out test split by ``gankit.metrics.translation.evaluate_translation``:
+held-out test split by ``gankit.evaluation.evaluate_translation``:
 
     pix2pix        pix2pix-edges2fashion (U-Net + PatchGAN, L1 λ = 100)
     l1-only        the same U-Net trained on L1 alone (loss.options.adversarial: false)
@@ -51,7 +51,7 @@ def worker(entry: str, seed: int, minutes: float, n, out: Path) -> dict:
 
     torch.set_num_threads(1)
     from gankit.api import load
-    from gankit.metrics.translation import evaluate_translation
+    from gankit.evaluation import evaluate_translation
     from gankit.train.run import train
 
     recipe, overrides = ENTRIES[entry]

@@ -1,12 +1,12 @@
 """gankit: generative adversarial networks, trained, diagnosed and evaluated honestly."""
 from importlib import import_module
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401  (modules import it from .version, not the package face)
 
 # Imported on first use, so `import gankit.config` (or reading a checkpoint) loads only what it needs.
 _EXPORTS = {"GAN": ".api", "load": ".api", "sample": ".api", "translate": ".api", "mix": ".steer.mixing",
             "project": ".steer.projection", "edit": ".steer.directions", "truncation_curve": ".steer.truncation", "Config": ".config",
-            "load_config": ".config", "GankitError": ".errors", "evaluate": ".metrics"}
+            "load_config": ".config", "GankitError": ".errors", "evaluate": ".evaluation"}
 
 
 def __getattr__(name):

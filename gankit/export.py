@@ -275,7 +275,7 @@ def check_onnx(data: bytes, net: nn.Module, spec: Spec, batches=CHECK_BATCHES, s
 def onnx_metadata(src: Source, spec: Spec, direction: Optional[str], net_name: str,
                   exporter: str = "torchscript") -> Dict[str, str]:
     """The ``metadata_props`` of an exported file: strings (JSON where structured)."""
-    from . import __version__
+    from .version import __version__
 
     model = src.model
     ema = bool(model.cfg.train.ema) and net_name in model.objective.ema
@@ -462,7 +462,7 @@ def export_folder(src: Source, out: Path) -> ExportResult:
     """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``out``."""
     from safetensors.torch import save as safetensors_save
 
-    from . import __version__
+    from .version import __version__
 
     model = src.model
     if out.exists() and not out.is_dir():

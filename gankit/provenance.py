@@ -104,7 +104,7 @@ def _command() -> Optional[str]:
 def current() -> Dict[str, Any]:
     """The provenance record of a file written now: gankit's version, the context's fields, the date
     (UTC, ISO 8601, seconds). Fields the context does not give are null."""
-    from . import __version__
+    from .version import __version__
 
     ctx = _CONTEXT.get()
     record: Dict[str, Any] = {"gankit": __version__, "made_by": None, "command": _command(), "run": None,

@@ -205,7 +205,8 @@ def test_gankit_eval_reports_the_auroc_with_its_card_and_refuses_sample_metrics(
     import json
 
     from gankit.cli.main import main
-    from gankit.metrics.evaluate import EvalError, evaluate
+    from gankit.evaluation import evaluate
+    from gankit.metrics.evaluate import EvalError
 
     model = load(runs["ganomaly"])
     result = evaluate(runs["ganomaly"], quiet=True)

@@ -155,8 +155,7 @@ def test_chunked_conversion_with_an_identity_translator_gives_back_the_spectrogr
 
 
 def test_speech_scores(spec_run, vc_run):
-    from gankit.metrics import evaluate
-    from gankit.metrics.translation import evaluate_translation
+    from gankit.evaluation import evaluate, evaluate_translation
 
     res = evaluate(spec_run, metrics="fid,class_acc,voices", n=30, quiet=True)
     assert 0 <= res["class_acc"] <= 1 and 0 <= res["class_acc_real"] <= 1

@@ -222,7 +222,7 @@ def test_translate_cli_and_translation_eval(tmp_path):
     assert main(["translate", str(tmp_path / "run"), str(src), "-o", str(tmp_path / "out2")]) == 2
     assert main(["translate", str(tmp_path / "run"), str(src / "e0.png"), "-o", str(tmp_path / "o3"),
                  "--direction", "BtoA"]) == 2
-    from gankit.metrics.translation import evaluate_translation
+    from gankit.evaluation import evaluate_translation
     res = evaluate_translation(tmp_path / "run", n=16, metrics=())
     r = res["AtoB"]
     assert r["n"] == 16 and 0 < r["psnr"] < 60 and -1 <= r["ssim"] <= 1

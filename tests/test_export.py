@@ -268,7 +268,7 @@ def test_errors_are_one_line(runs, tmp_path, capsys):
 def test_model_card_of_a_translation_run_reads_its_eval_json(runs, tmp_path):
     run = tmp_path / "cyclegan"
     shutil.copytree(runs / "cyclegan", run)
-    # What gankit.metrics.translation.evaluate_translation wrote for this tiny run (n=32; its 16 s are
+    # What gankit.evaluation.evaluate_translation wrote for this tiny run (n=32; its 16 s are
     # too long for this test), trimmed.
     doc = {"protocol": {"split": "test", "n": 32, "seed": 0, "checkpoint": "latest", "data": "digits2mnist"},
            "AtoB": {"n": 32, "fid": 969.99, "content_kept": 0.09375, "fid_input": 162.1},

@@ -9,7 +9,8 @@ import torch
 
 from gankit.config import DataConfig
 from gankit.errors import GankitError
-from gankit.metrics import EvalError, evaluate
+from gankit.evaluation import evaluate
+from gankit.metrics import EvalError
 from gankit.metrics.domain_net import domain_net_path, load_domain_net, train_domain_net
 
 CARD_KEYS = {"metric", "params", "features", "features_sha256", "preprocessing", "reference", "n_real", "n_fake",

@@ -326,7 +326,7 @@ def test_sr_with_a_user_supplied_feature_network(tmp_path):
 
 
 def test_evaluation_scores_the_task_and_its_baseline_reproducibly(runs):
-    from gankit.metrics.translation import evaluate_translation
+    from gankit.evaluation import evaluate_translation
 
     a = evaluate_translation(runs / "sr-psnr", n=8, write=False, metrics=("kid",))
     b = evaluate_translation(runs / "sr-psnr", n=8, write=False, metrics=("kid",))

@@ -184,7 +184,8 @@ def test_eval_reports_the_classifier_accuracy(tmp_path, capsys):
 
 
 def test_eval_of_a_model_without_own_numbers_is_unchanged(tmp_path):
-    from gankit.metrics.evaluate import evaluate, model_results
+    from gankit.evaluation import evaluate
+    from gankit.metrics.evaluate import model_results
     from gankit.api import load
 
     train(load_config("dcgan-digits", ["data.resolution=8", "model.g.width=8", "model.d.width=8", "train.batch_size=16", "train.steps=2",

@@ -188,7 +188,7 @@ def digits_domain_net():
 
 
 def test_truncation_curve_rows_json_png_and_agreement_with_eval(runs, digits_domain_net, tmp_path):
-    from gankit.metrics.evaluate import evaluate
+    from gankit.evaluation import evaluate
 
     out = tmp_path / "curve.png"
     rows = truncation_curve(runs["dcgan"], [1.0, 0.5], n=200, seed=0, out=out)

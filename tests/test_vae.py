@@ -131,7 +131,7 @@ def test_tiny_training_lowers_the_reconstruction_loss_and_the_run_loads(tmp_path
         rec = model.objective.reconstruct(data)
     assert rec.shape == data.shape and torch.isfinite(rec).all()
     assert torch.equal(model.nets["E"].head.weight, run.trainer.nets["E"].head.weight.cpu())
-    res = gankit.metrics.evaluate(tmp_path / "r", metrics=["fid", "sharpness"], n=64, write=False, quiet=True)
+    res = gankit.evaluate(tmp_path / "r", metrics=["fid", "sharpness"], n=64, write=False, quiet=True)
     values = {r["name"]: r["value"] for r in res.results}
     assert 0 < values["sharpness"] < 1.5 and values["lapvar"] > 0
 

@@ -52,13 +52,15 @@ def _is_translation_run(src: str) -> bool:
 
 
 def run(args):
-    from ..metrics import evaluate, format_table
+    from ..evaluation import evaluate
+    from ..metrics import format_table
     from ..metrics.evaluate import DEFAULT_N
 
     columns = []
     for src in args.sources:
         if _is_translation_run(src):
-            from ..metrics.translation import evaluate_translation, format_translation
+            from ..evaluation import evaluate_translation
+            from ..metrics.translation import format_translation
             n = None if args.n == DEFAULT_N else args.n  # a translator is scored on the whole held-out split
             results = evaluate_translation(src, split=args.split, n=n, seed=args.seed, checkpoint=args.checkpoint,
                                            write=not args.no_write)

@@ -17,7 +17,7 @@ COMMANDS = [recipes_cmd, train_cmd, sample_cmd, translate_cmd, report_cmd, eval_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from ..version import __version__
 
     parser = argparse.ArgumentParser(prog="gankit", description="Train, sample and evaluate GANs.")
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")

@@ -1,7 +1,8 @@
 """Evaluation: features -> statistics -> values, each value with an evaluation card.
 
 Registries: ``METRICS`` (fid, kid, is, pr, dc, modes, cas, class_acc, sharpness) and ``FEATURES`` (domain,
-inception, raw). Entry points: :func:`evaluate` (``gankit eval``), :func:`mode_stats`
+inception, raw). Entry points: :func:`evaluate_samples` (samples of a loaded model, an ``.npz`` or an array;
+:func:`gankit.evaluate` scores run folders with it), :func:`mode_stats`
 (1D/2D mixtures), and the pure functions :func:`fid`, :func:`kid`, :func:`prdc`,
 :func:`inception_score`.
 """
@@ -11,7 +12,7 @@ from . import class_acc as _class_acc  # noqa: F401  (register: the domain class
 from . import audio as _audio  # noqa: F401  (register: voices, the effective number of speakers)
 from .base import METRICS, EvalContext, Metric
 from .card import card_id, differences, format_table
-from .evaluate import EvalError, EvalResult, evaluate, evaluate_samples, load_samples
+from .evaluate import EvalError, EvalResult, Samples, evaluate_samples, samples_from_array, samples_from_model, samples_from_npz
 from .features import FEATURES, FeatureExtractor, Features, get_extractor
 from .fid import feature_stats, fid, fid_from_stats
 from .inception_score import inception_score
@@ -33,5 +34,6 @@ def _check_eval(cfg) -> None:
           "fid, kid or rkl (a value of one of eval.metrics; rkl comes from modes) or null")
 
 __all__ = ["METRICS", "FEATURES", "EvalContext", "Metric", "EvalError", "EvalResult", "FeatureExtractor", "Features",
-           "card_id", "differences", "format_table", "evaluate", "evaluate_samples", "load_samples", "get_extractor",
+           "card_id", "differences", "format_table", "Samples", "evaluate_samples", "samples_from_array", "samples_from_model",
+           "samples_from_npz", "get_extractor",
            "feature_stats", "fid", "fid_from_stats", "inception_score", "kid", "mmd2_unbiased", "mode_stats", "prdc"]

@@ -1,7 +1,9 @@
-"""``gankit.evaluate``: score a run, an ``.npz`` of samples or an array on one protocol.
+"""Scoring samples on one protocol: :func:`evaluate_samples`.
 
 Stages: samples -> (checked) -> features (real ones cached per dataset, split and
-extractor) -> statistics -> metric values, each value with its evaluation card.
+extractor) -> statistics -> metric values, each value with its evaluation card. Samples come from
+a loaded model, an ``.npz`` or an array; :mod:`gankit.evaluation` resolves run folders to models
+(``gankit.evaluate``, ``gankit eval``).
 """
 from __future__ import annotations
 
@@ -94,32 +96,23 @@ def _data_cfg(data, data_root=None, size=None):
     return DataConfig(**kw)
 
 
-def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root: Optional[str] = None,
-                 checkpoint: str = "latest", labels=None) -> Samples:
-    """Resolve ``source`` (run folder, checkpoint file, ``.npz``, :class:`~gankit.GAN`, array) to samples."""
-    from ..api import GAN, load
+def samples_from_array(x, data, data_root: Optional[str] = None, n: int = DEFAULT_N, labels=None) -> Samples:
+    """An array (or tensor) of samples in model range imitating dataset ``data``."""
+    cfg = _data_cfg(data, data_root)
+    if cfg is None:
+        raise EvalError("evaluating an array needs data=NAME (the dataset it imitates)")
+    x = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).float()
+    y = torch.as_tensor(labels).long() if labels is not None else None
+    return Samples(x[:n], y[:n] if y is not None else None, cfg, {"kind": "array", "label": "samples"})
+
+
+def samples_from_model(model, path=None, n: int = DEFAULT_N, seed: int = 0, data=None,
+                       data_root: Optional[str] = None, checkpoint: str = "latest", labels=None) -> Samples:
+    """``n`` samples (seed ``seed``) of a loaded model (a :class:`~gankit.GAN`), which came from the
+    run or model folder or checkpoint ``path`` (``eval.json`` goes into that folder). ``data``
+    (a dataset name) scores them against another dataset than the model's."""
     from ..config import DataConfig
 
-    if isinstance(source, (str, Path)) and Path(source).suffix == ".npz":
-        return _load_npz(Path(source), n, data, data_root)
-    if isinstance(source, (torch.Tensor, np.ndarray)):
-        cfg = _data_cfg(data, data_root)
-        if cfg is None:
-            raise EvalError("evaluating an array needs data=NAME (the dataset it imitates)")
-        x = torch.as_tensor(np.asarray(source) if isinstance(source, np.ndarray) else source).float()
-        y = torch.as_tensor(labels).long() if labels is not None else None
-        return Samples(x[:n], y[:n] if y is not None else None, cfg, {"kind": "array", "label": "samples"})
-    if isinstance(source, GAN):
-        model, path = source, source.run_dir
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise EvalError(f"{path}: no such run folder or .npz file")
-        exported = path.is_dir() and (path / "config.json").exists()  # a `gankit export --format folder` model
-        if path.is_dir() and not exported and not (path / "checkpoints" / f"{checkpoint}.safetensors").exists():
-            raise EvalError(f"{path}: no checkpoints/{checkpoint}.safetensors; give a folder `gankit train` wrote, "
-                            "a model folder `gankit export` wrote, or an .npz of samples with --data")
-        model = load(path, which=checkpoint)
     cfg = model.cfg.data
     ref = _data_cfg(data, data_root) if data is not None else DataConfig(name=cfg.name, root=cfg.root, size=cfg.size)
     run_dir = Path(path) if path is not None and Path(path).is_dir() else None
@@ -133,7 +126,8 @@ def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root
     return Samples(x, y, ref, src, out, model=model)
 
 
-def _load_npz(path: Path, n: int, data, data_root) -> Samples:
+def samples_from_npz(path: Path, n: int, data, data_root) -> Samples:
+    """The samples ``x`` (and labels ``y``) of an ``.npz`` file, imitating dataset ``data``."""
     if not path.is_file():
         raise EvalError(f"{path}: no such file")
     cfg = _data_cfg(data, data_root)
@@ -268,7 +262,7 @@ def evaluate_samples(samples: Samples, metrics=None, features: Optional[str] = N
 
 def _evaluate_samples(samples, metrics, features, split, seed, n_real, inception_weights, extractor, reference,
                       log) -> EvalResult:
-    from .. import __version__
+    from ..version import __version__
 
     tic = time.monotonic()
     ds = reference if reference is not None else load_reference(samples.data_cfg, split)
@@ -379,7 +373,7 @@ def model_results(model, split: str = "test", seed: int = 0) -> List[dict]:
     The card's ``params`` name the objective and say what the number is: the objective's
     ``model_metric_descriptions[name]`` (formatted with ``n``, ``split``, ``dataset`` and ``K``, the
     model's classes), else a generic sentence. ``n_real`` is the size of the whole ``split``."""
-    from .. import __version__
+    from ..version import __version__
 
     objective = model.objective
     values = objective.evaluate_model(model.cfg.data, split=split, seed=seed)
@@ -400,47 +394,3 @@ def model_results(model, split: str = "test", seed: int = 0) -> List[dict]:
                 "n_real": len(ds), "n_fake": 0, "seed": seed, "gankit": __version__, "warnings": []}
         results.append({"name": metric, "value": _num(v), "std": None, "card": card, "card_id": card_id(card)})
     return results
-
-
-def evaluate(source, metrics=None, n: int = DEFAULT_N, features: Optional[str] = None, split: str = "test",
-             data: Optional[str] = None, data_root: Optional[str] = None, seed: int = 0,
-             inception_weights: Optional[str] = None, checkpoint: str = "latest", write: bool = True,
-             labels=None, quiet: bool = False, threads: Optional[int] = DEFAULT_THREADS) -> EvalResult:
-    """Evaluate generated samples against real data; the function behind ``gankit eval``.
-
-    ``source``: a run folder, a checkpoint file, an ``.npz`` with ``x`` (N, C, H, W) in [-1, 1]
-    or (N, D) and optional ``y`` labels, a :class:`~gankit.GAN`, or an array (then ``data`` names
-    the dataset). ``metrics``: names or "fid,kid" (default: fid, kid, is, pr, dc for images;
-    modes, fid, kid, pr, dc for vectors). ``n``: generated samples (and at most as many real
-    ones from ``split``). ``features``: extractor name (default: ``domain`` for images, ``raw``
-    for vectors). Writes ``eval.json`` in the run folder (``<name>.eval.json`` beside an .npz)
-    when ``write``. ``threads``: torch threads while evaluating (None = as set). A run or model
-    folder whose objective computes numbers about itself (:func:`model_results`: a semi-supervised
-    classifier's accuracy on ``split``) gets them as further results, each with its card.
-    """
-    if n < 2:
-        raise EvalError(f"-n {n}: need at least 2 samples")
-    log = None if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    samples = load_samples(source, n=n, seed=seed, data=data, data_root=data_root, checkpoint=checkpoint,
-                           labels=labels)
-    if samples.x is None:  # a reconstruction model: no samples to score
-        if metrics:
-            raise EvalError(f"--metrics {metrics if isinstance(metrics, str) else ','.join(metrics)}: "
-                            f"{samples.source.get('label')} ({samples.model.cfg.loss.objective}) makes no samples; "
-                            "gankit eval reports the model's own numbers without --metrics")
-        result = EvalResult(samples.source, [])
-    else:
-        result = evaluate_samples(samples, metrics=metrics, features=features, split=split, seed=seed,
-                                  inception_weights=inception_weights, log=log, threads=threads)
-    if samples.model is not None:  # the model's own numbers (Objective.evaluate_model), if it has any
-        tic = time.monotonic()
-        with num_threads(threads):
-            own = model_results(samples.model, split=split, seed=seed)
-        if own:
-            result.results.extend(own)
-            result.seconds["model"] = round(time.monotonic() - tic, 3)
-    if write and samples.out_path is not None:
-        from ..utils import atomic_write_text
-        atomic_write_text(samples.out_path, json.dumps(result.to_dict(), indent=1) + "\n")
-        result.path = samples.out_path
-    return result

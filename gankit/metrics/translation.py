@@ -22,7 +22,7 @@ from typing import Dict, Optional
 
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..errors import GankitError
 from .paired import content_kept, paired_scores
 
@@ -72,16 +72,15 @@ def oriented(data, task):
     return data.swapped() if task.source == "B" else data
 
 
-def evaluate_translation(source, split: str = "test", n: Optional[int] = None, seed: int = 0,
-                         checkpoint: str = "latest", write: bool = True, metrics=("fid", "kid")) -> dict:
-    """Score a translation run (folder, checkpoint or loaded :class:`~gankit.GAN`) on ``split``:
-    ``{direction: {metric: value}}`` plus ``protocol``; writes ``eval.json`` in the run folder."""
-    from ..api import GAN, load
+def score_translator(model, split: str = "test", n: Optional[int] = None, seed: int = 0,
+                     checkpoint: str = "latest", write: bool = True, metrics=("fid", "kid")) -> dict:
+    """Score a loaded translation model (a :class:`~gankit.GAN` whose ``checkpoint`` was loaded) on
+    ``split``: ``{direction: {metric: value}}`` plus ``protocol``; writes ``eval.json`` in its run
+    folder. :func:`gankit.evaluation.evaluate_translation` takes a run folder."""
     from ..data import load_dataset
 
-    model = source if isinstance(source, GAN) else load(source, which=checkpoint)
     if model.task.name != "translation":
-        raise GankitError("evaluate_translation needs a translation run (pix2pix, cyclegan)")
+        raise GankitError("scoring a translator needs a translation run (pix2pix, cyclegan, ...)")
     data = load_dataset(model.cfg.data, split, seed=model.cfg.seed)
     results = {"protocol": {"split": split, "n": n, "seed": seed, "checkpoint": checkpoint, "gankit": __version__,
                             "data": model.cfg.data.name, "metrics": list(metrics),

@@ -1,0 +1,2 @@
+"""The version of gankit, in one place (pyproject.toml holds the same number)."""
+__version__ = "0.1.0"
