@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .api import GAN, load
-from .metrics.evaluate import (DEFAULT_N, DEFAULT_THREADS, EvalError, EvalResult, Samples, evaluate_samples,
+from .metrics.evaluate import (DEFAULT_N, DEFAULT_THREADS, EvalError, EvalResult, Samples, check_names, evaluate_samples,
                                model_results, samples_from_array, samples_from_model, samples_from_npz)
 from .metrics.features import num_threads
 from .metrics.translation import score_translator
@@ -72,6 +72,7 @@ def evaluate(source, metrics=None, n: int = DEFAULT_N, features: Optional[str] =
     """
     if n < 2:
         raise EvalError(f"-n {n}: need at least 2 samples")
+    check_names(metrics, features)  # before the samples are made (10,000 of a StyleGAN take minutes on a CPU)
     log = None if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     samples = load_samples(source, n=n, seed=seed, data=data, data_root=data_root, checkpoint=checkpoint,
                            labels=labels)

@@ -202,7 +202,7 @@ def test_class_acc_is_the_domain_classifiers_agreement_with_the_intended_classes
         evaluate(_digits_npz(tmp_path, n=50, labels=False), data="digits", metrics="class_acc", quiet=True)
 
 
-def test_run_folder_eval_and_training_hook(tmp_path):
+def test_run_folder_eval_and_training_hook(tmp_path, monkeypatch):
     from gankit import train
     from gankit.train.run import read_metrics
 
@@ -220,6 +220,18 @@ def test_run_folder_eval_and_training_hook(tmp_path):
     res = evaluate(run.dir, n=2500, quiet=True)       # 2D data: modes, fid, kid, pr, dc on raw coordinates
     assert res.names()[:3] == ["modes", "hq", "rkl"] and res.results[0]["card"]["n_fake"] == 2500
     assert json.loads((run.dir / "eval.json").read_text())["source"]["step"] == 40
+
+    # A misspelt metric or feature extractor is refused before any sample is made (10,000 samples of
+    # a large generator take minutes on a CPU): sampling here would fail the test.
+    from gankit.api import GAN
+
+    def no_sampling(*a, **k):
+        raise AssertionError("sampled before the names were checked")
+    monkeypatch.setattr(GAN, "sample", no_sampling)
+    with pytest.raises(EvalError, match="--metrics fod: unknown metric"):
+        evaluate(run.dir, metrics="fid,fod", quiet=True)
+    with pytest.raises(EvalError, match="--features incepshun: unknown feature extractor"):
+        evaluate(run.dir, metrics="fid", features="incepshun", quiet=True)
 
 
 def test_eval_config_is_checked():

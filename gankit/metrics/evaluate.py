@@ -22,7 +22,7 @@ from ..errors import GankitError
 from .base import METRICS, EvalContext
 from .cache import cache_dir, load_tensors, save_tensors, sha256_file, sha256_tensor
 from .card import card_id, format_table
-from .features import FeatureExtractor, Features, default_features, get_extractor, num_threads
+from .features import FEATURES, FeatureExtractor, Features, default_features, get_extractor, num_threads
 
 DEFAULT_N = 10_000
 IMAGE_METRICS = ("fid", "kid", "is", "pr", "dc")
@@ -228,14 +228,26 @@ def reference_features(extractor: FeatureExtractor, ds, split: str, data_sha: st
 
 # -- the evaluation -----------------------------------------------------------------------------
 
-def resolve_metrics(metrics, kind: str, has_modes: bool) -> List[str]:
+def check_names(metrics=None, features: Optional[str] = None) -> List[str]:
+    """The metric names in ``metrics`` ("fid,kid" or a list; None: the defaults), each checked against
+    the registry, and ``features`` too: one line naming an unknown one, before anything is computed."""
+    if features is not None and features not in FEATURES:
+        raise EvalError(f"--features {features}: unknown feature extractor; choose from: {', '.join(FEATURES.names())}")
     if metrics is None:
-        names = list(IMAGE_METRICS if kind == "image" else VECTOR_METRICS)
-        return [m for m in names if m != "modes" or has_modes]
+        return []
     names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     for m in names:
         if m not in METRICS:
             raise EvalError(f"--metrics {m}: unknown metric; choose from: {', '.join(METRICS.names())}")
+    return names
+
+
+def resolve_metrics(metrics, kind: str, has_modes: bool) -> List[str]:
+    if metrics is None:
+        names = list(IMAGE_METRICS if kind == "image" else VECTOR_METRICS)
+        return [m for m in names if m != "modes" or has_modes]
+    names = check_names(metrics)
+    for m in names:
         if kind not in METRICS.get(m).kinds:
             raise EvalError(f"--metrics {m}: only for {' or '.join(METRICS.get(m).kinds)} data, "
                             f"and this data is {kind}")
