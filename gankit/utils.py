@@ -114,20 +114,24 @@ def device_name(device: torch.device) -> str:
 DEVICE_ENV = "GANKIT_DEVICE"
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, setting: str = "device") -> torch.device:
     """The device a setting names; ``auto`` is ``$GANKIT_DEVICE`` when set, else CUDA when available,
-    else the CPU. Every "auto" in gankit goes through here, so the variable means one thing everywhere."""
-    if name != "auto":
-        return torch.device(name)
-    want = os.environ.get(DEVICE_ENV, "").strip()
-    if not want:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else the CPU. Every "auto" in gankit goes through here, so the variable means one thing everywhere.
+    A CUDA device that is not here is one :class:`ConfigError` line naming ``setting`` (e.g.
+    ``train.device``) or the variable."""
     from .errors import ConfigError
 
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", want):
-        raise ConfigError(f"{DEVICE_ENV}={want!r}: not a device; use cpu, cuda or cuda:N (or unset it for auto)")
+    if name != "auto":
+        want, named = name, f"{setting}={name}"
+    else:
+        want = os.environ.get(DEVICE_ENV, "").strip()
+        if not want:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        named = f"{DEVICE_ENV}={want!r}"
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", want):
+            raise ConfigError(f"{named}: not a device; use cpu, cuda or cuda:N (or unset it for auto)")
     device = torch.device(want)
     if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
-        raise ConfigError(f"{DEVICE_ENV}={want}: no such CUDA device here "
-                          f"({torch.cuda.device_count()} visible); use cpu or unset it")
+        raise ConfigError(f"{named}: no such CUDA device here ({torch.cuda.device_count()} visible); "
+                          f"use cpu or auto")
     return device

@@ -31,3 +31,21 @@ def test_the_suite_runs_on_the_cpu_even_where_cuda_is_available(monkeypatch):
     assert resolve_device("auto") == torch.device("cpu")
     tr = Trainer(load_config("gan-ring8", ["train.steps=1", "data.size=64", "train.batch_size=16"]))
     assert tr.device == torch.device("cpu")
+
+
+def test_a_cuda_device_that_is_not_here_is_one_line(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for name, setting in (("cuda", "train.device"), ("cuda:1", "device")):
+        with pytest.raises(ConfigError) as e:
+            resolve_device(name, setting)
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith(f"{setting}={name}: no such CUDA device here (0 visible)")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ConfigError, match=r"cuda:1: no such CUDA device here \(1 visible\)"):
+        resolve_device("cuda:1")
+    monkeypatch.setenv(DEVICE_ENV, "cuda:3")
+    with pytest.raises(ConfigError, match=r"GANKIT_DEVICE='cuda:3': no such CUDA device here"):
+        resolve_device("auto")

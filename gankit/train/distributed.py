@@ -242,7 +242,7 @@ def setup(cfg) -> Dist:
 
     t = cfg.train
     rank, world, local_rank = env_world()
-    device = resolve_device(t.device)
+    device = resolve_device(t.device, "train.device")
     if world <= 1:
         return Dist(device=device, timeout_s=t.dist_timeout_s)
     if cfg.health.enabled and cfg.health.on_vanishing != "warn":
