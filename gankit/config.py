@@ -364,8 +364,8 @@ def load_config(source: str | Path | dict, overrides: Optional[List[str]] = None
             raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {str(e).splitlines()[0]})")
         if data is None:
             data = {}
-    cfg = validate(from_dict(Config, data))
-    return apply_overrides(cfg, overrides or [])
+    cfg = from_dict(Config, data)  # types and keys checked; the values once the overrides are in
+    return apply_overrides(cfg, overrides) if overrides else validate(cfg)
 
 
 #: Checks of config sections by the package that owns the names they refer to (datasets,

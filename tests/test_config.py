@@ -28,6 +28,17 @@ def test_overrides_are_typed():
     assert cfg.train.steps == 7 and cfg.train.g_optim.lr == 1e-4 and cfg.train.g_optim.betas == (0.0, 0.9)
 
 
+def test_a_file_is_judged_with_its_overrides(tmp_path):
+    # A YAML without a budget is completed by --set; its values are checked once the overrides are in.
+    path = tmp_path / "mine.yaml"
+    path.write_text("name: mine\ndata: {name: ring8}\nmodel: {arch: mlp}\n")
+    with pytest.raises(ConfigError, match="train.steps, train.epochs, train.minutes"):
+        load_config(str(path))
+    assert load_config(str(path), ["train.steps=3"]).train.steps == 3
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        load_config(str(path), ["train.steps=3", "train.batch_size=0"])
+
+
 @pytest.mark.parametrize("override,needle", [
     ("train.stepz=5", "train.stepz"),
     ("model.g.widht=5", "model.g.widht"),
