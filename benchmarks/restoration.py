@@ -84,11 +84,16 @@ TASKS = {
 }
 
 
+def run_dir(runs: Path, arm: str, seed: int) -> Path:
+    """Where an arm's run of ``seed`` trains (seed 0: ``runs/<arm>``, as before seeds were named)."""
+    return runs / (arm if seed == 0 else f"{arm}-seed{seed}")
+
+
 def arm_overrides(arm: str, minutes: float, seed: int, runs: Path) -> list:
     recipe, extra, start = ARMS[arm]
     overrides = [f"seed={seed}", f"train.minutes={minutes}", "train.threads=1", *extra]
-    if start is not None:
-        overrides.append(f"loss.options.init_from={runs / start}")
+    if start is not None:   # the first stage of the same seed
+        overrides.append(f"loss.options.init_from={run_dir(runs, start, seed)}")
     return overrides
 
 
@@ -112,7 +117,7 @@ def train_arm(arm: str, minutes: float, seed: int, runs: Path) -> dict:
     from gankit.train.run import train
 
     overrides = arm_overrides(arm, minutes, seed, runs)
-    out = runs / arm
+    out = run_dir(runs, arm, seed)
     if not (out / "checkpoints").is_dir():
         train(load_config(ARMS[arm][0], overrides), out=out, quiet=True)
     row = score_run(arm, out, seed, overrides)
@@ -126,7 +131,7 @@ def curve(arm: str, marks: list, seed: int, runs: Path) -> list:
     from gankit.config import load_config
     from gankit.train.run import train
 
-    out, rows = runs / f"curve-{arm}", []
+    out, rows = run_dir(runs, f"curve-{arm}", seed), []
     for i, minutes in enumerate(sorted(marks)):
         overrides = arm_overrides(arm, minutes, seed, runs)
         if i == 0 and not (out / "checkpoints").is_dir():
