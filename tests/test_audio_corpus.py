@@ -150,6 +150,7 @@ def test_read_user_folder(tmp_path):
     assert utts[2].load().shape == (4000,)  # read at the rate asked
 
 
+@pytest.mark.speech
 def test_cli_make(tmp_path, capsys):
     out = tmp_path / "digits"
     rc = main(["data", "make", "spoken-digits", str(out), "--speakers", "flite-rms", "--texts", "3", "4",
@@ -163,6 +164,7 @@ def test_cli_make(tmp_path, capsys):
     assert record["made_by"] == "gankit.audio.make_corpus" and record["seed"] == 3
 
 
+@pytest.mark.speech  # flite lists its voices
 def test_cli_bad_speaker_is_one_line(tmp_path, capsys):
     rc = main(["data", "make", "spoken-digits", str(tmp_path), "--speakers", "flite-nobody", "--takes", "1"])
     err = capsys.readouterr().err.strip()

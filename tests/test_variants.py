@@ -68,7 +68,17 @@ def tiny_speech_corpus(tmp_path_factory):
 RESTORATION_DATA = ("super-resolution", "inpainting", "uncropping", "colorization", "labels2image")
 
 
-@pytest.mark.parametrize("name", recipe_names())
+def _recipes_marked():
+    """Every recipe; those trained on the default speech corpus (made by espeak-ng and flite) marked `speech`."""
+    from gankit.data.audio import SPEECH_DATASETS
+
+    def speech(name):
+        data = load_config(name).data
+        return data.name in SPEECH_DATASETS and data.root is None
+    return [pytest.param(n, marks=pytest.mark.speech) if speech(n) else n for n in recipe_names()]
+
+
+@pytest.mark.parametrize("name", _recipes_marked())
 def test_recipe_smoke(name, tmp_path, request):
     from gankit.data.audio import SPEECH_DATASETS
 
