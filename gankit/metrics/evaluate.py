@@ -7,7 +7,6 @@ a loaded model, an ``.npz`` or an array; :mod:`gankit.evaluation` resolves run f
 """
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
