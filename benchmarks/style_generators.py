@@ -51,7 +51,7 @@ ARMS = {
 # Fashion-MNIST arms are scored against the 10k test images. The emoji arms as StyleGAN2-ADA's paper scores
 # (against all training images: 3,534) and also against the 392 held-out emoji (`scores_test`).
 SPLITS = {"stylegan2-emoji": ("train", "test"), "stylegan2-emoji-no-ada": ("train", "test")}
-MAIN_ARMS = ("progan", "stylegan", "stylegan2", "biggan", "fast")
+MAIN_ARMS = ("progan", "stylegan", "stylegan2", "biggan", "fast", "stylegan2-emoji", "stylegan2-emoji-no-ada")
 N_SAMPLES = 10_000
 
 
@@ -111,8 +111,8 @@ def report(seed: int, runs: Path, examples: Path) -> None:
     from gankit.viz.grids import save_image_grid
 
     cols = ["fid", "kid", "precision", "recall", "cas", "cas_real"]
-    print("| model | recipe | minutes | G steps | " + " | ".join(cols) + " |")
-    print("|---|---|---|---|" + "---|" * len(cols))
+    print("| model | recipe | minutes | G steps | against | " + " | ".join(cols) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(cols))
     for arm in [a for name in ARMS for a in (name, f"{name}-raw")]:
         path = RESULTS / f"{arm}-seed{seed}.json"
         if not path.exists():
@@ -120,11 +120,18 @@ def report(seed: int, runs: Path, examples: Path) -> None:
         row = json.loads(path.read_text())
         s = row["scores"]
         cells = [f"{s[c]:.4g}" if isinstance(s.get(c), (int, float)) else "–" for c in cols]
-        print(f"| {row['arm']} | {row['recipe']} | {row['train_seconds'] / 60:.1f} | {row['steps']} | " + " | ".join(cells) + " |")
+        split = row.get("split", "test")
+        print(f"| {row['arm']} | {row['recipe']} | {row['train_seconds'] / 60:.1f} | {row['steps']} | {split} | "
+              + " | ".join(cells) + " |")
+        for other in [k[len("scores_"):] for k in row if k.startswith("scores_")]:
+            s = row[f"scores_{other}"]
+            print(f"| {row['arm']} | | | | {other} | " + " | ".join(
+                f"{s[c]:.4g}" if isinstance(s.get(c), (int, float)) else "–" for c in cols) + " |")
         if arm in MAIN_ARMS and (runs / arm / "checkpoints").is_dir():
             x, _ = load(runs / arm).sample(64, seed=0)
             examples.mkdir(parents=True, exist_ok=True)
-            save_image_grid(x, examples / f"{arm}-fashion-mnist.png", nrow=8)
+            name = arm if "emoji" in arm else f"{arm}-fashion-mnist"
+            save_image_grid(x, examples / f"{name}.png", nrow=8)
 
 
 def truncation(seed: int, runs: Path, n: int, examples: Path) -> None:
