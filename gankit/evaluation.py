@@ -20,7 +20,7 @@ from .api import GAN, load
 from .metrics.evaluate import (DEFAULT_N, DEFAULT_THREADS, EvalError, EvalResult, Samples, check_names, evaluate_samples,
                                model_results, samples_from_array, samples_from_model, samples_from_npz)
 from .metrics.features import num_threads
-from .metrics.translation import score_translator
+from .metrics.translation import FEATURE_METRICS, score_translator
 
 
 def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root: Optional[str] = None,
@@ -46,7 +46,7 @@ def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root
 
 
 def evaluate_translation(source, split: str = "test", n: Optional[int] = None, seed: int = 0,
-                         checkpoint: str = "latest", write: bool = True, metrics=("fid", "kid")) -> dict:
+                         checkpoint: str = "latest", write: bool = True, metrics=FEATURE_METRICS) -> dict:
     """Score a translation run (folder, checkpoint or loaded :class:`~gankit.GAN`) on ``split``:
     ``{direction: {metric: value}}`` plus ``protocol``; writes ``eval.json`` in the run folder
     (:func:`gankit.metrics.translation.score_translator`)."""

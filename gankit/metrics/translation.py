@@ -27,6 +27,10 @@ from ..errors import GankitError
 from .paired import content_kept, paired_scores
 
 
+#: What a translator is scored with on the target domain's network, unless ``metrics`` says otherwise.
+FEATURE_METRICS = ("fid", "kid", "content_kept")
+
+
 def _domain_cfg(name: str, size: tuple):
     """The target domain's dataset at the outputs' (H, W) (an int when square, as recipes write it)."""
     from ..config import DataConfig
@@ -36,16 +40,20 @@ def _domain_cfg(name: str, size: tuple):
 
 def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Optional[torch.Tensor],
                        labels: Optional[torch.Tensor], domain: Optional[str], seed: int = 0,
-                       metrics=("fid", "kid"), features_cfg=None) -> Dict[str, float]:
+                       metrics=FEATURE_METRICS, features_cfg=None) -> Dict[str, float]:
     """Scores of ``outputs`` (N, C, H, W) in [-1, 1] translated from ``inputs`` (pictures of them scored
     as ``*_input``; None: none); ``targets`` the paired ground truth (or None), ``labels`` the inputs'
     classes (or None), ``domain`` the registered dataset of the target domain (or None: no feature
     network, no FID or content kept); ``features_cfg``: the dataset whose domain network gives the
-    features, when not the target domain's own (restoration on photographs)."""
+    features, when not the target domain's own (restoration on photographs). ``metrics``: which of
+    the numbers on the domain network to compute (fid, kid, content_kept); none of them: the network
+    is not even loaded (nor trained, the first time)."""
     out: Dict[str, float] = {"n": int(len(outputs))}
     if targets is not None:
         out.update(paired_scores(outputs, targets))
-    if domain is None:
+    keep = "content_kept" in metrics and labels is not None
+    metrics = [m for m in metrics if m != "content_kept"]
+    if domain is None or not (metrics or keep):
         return out
     from .evaluate import Samples, evaluate_samples
     from .features import get_extractor
@@ -57,11 +65,12 @@ def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Opt
             continue
         if x.shape[1] != extractor.channels:  # e.g. RGB inputs against a grey domain: compare in its channels
             x = x.mean(1, keepdim=True) if extractor.channels == 1 else x.expand(-1, extractor.channels, -1, -1)
-        result = evaluate_samples(Samples(x, None, cfg, {"kind": "translation"}), metrics=list(metrics),
-                                  split="test", seed=seed, n_real=len(x), extractor=extractor)
-        for k, v in result.scalars().items():
-            out[k + key] = v
-        if labels is not None and key == "":
+        if metrics:
+            result = evaluate_samples(Samples(x, None, cfg, {"kind": "translation"}), metrics=metrics,
+                                      split="test", seed=seed, n_real=len(x), extractor=extractor)
+            for k, v in result.scalars().items():
+                out[k + key] = v
+        if keep and key == "":
             logits = extractor(x).logits
             out["content_kept"] = content_kept(logits, labels.to(logits.device))
     return out
@@ -73,7 +82,7 @@ def oriented(data, task):
 
 
 def score_translator(model, split: str = "test", n: Optional[int] = None, seed: int = 0,
-                     checkpoint: str = "latest", write: bool = True, metrics=("fid", "kid")) -> dict:
+                     checkpoint: str = "latest", write: bool = True, metrics=FEATURE_METRICS) -> dict:
     """Score a loaded translation model (a :class:`~gankit.GAN` whose ``checkpoint`` was loaded) on
     ``split``: ``{direction: {metric: value}}`` plus ``protocol``; writes ``eval.json`` in its run
     folder. :func:`gankit.evaluation.evaluate_translation` takes a run folder."""
