@@ -45,6 +45,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from stats import run_dir  # noqa: E402  (benchmarks/stats.py)
+
 RESULTS = ROOT / "benchmarks" / "results" / "restoration"
 
 # arm -> (recipe, overrides, the arm whose run folder it starts from)
@@ -82,11 +85,6 @@ TASKS = {
     "labels2image": (["pix2pixhd-recon", "pix2pixhd", "pix2pixhd-l1-critics", "pix2pixhd-pre-recon",
                       "pix2pixhd-2stage"], None),
 }
-
-
-def run_dir(runs: Path, arm: str, seed: int) -> Path:
-    """Where an arm's run of ``seed`` trains (seed 0: ``runs/<arm>``, as before seeds were named)."""
-    return runs / (arm if seed == 0 else f"{arm}-seed{seed}")
 
 
 def arm_overrides(arm: str, minutes: float, seed: int, runs: Path) -> list:
@@ -168,7 +166,7 @@ def report(seed: int, runs: Path, examples: Path) -> None:
             continue
         cols = COLUMNS[task]
         print(f"\n{task} (seed {seed})")
-        print(f"| model | steps | " + " | ".join(cols) + " |")
+        print("| model | steps | " + " | ".join(cols) + " |")
         print("|---|---|" + "---|" * len(cols))
         first = next(iter(rows.values()))["scores"]
         if baseline is not None:

@@ -28,6 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from stats import run_dir  # noqa: E402  (benchmarks/stats.py)
+
 RESULTS = ROOT / "benchmarks" / "results" / "style"
 
 # arm -> (recipe, overrides)
@@ -65,7 +68,7 @@ def train_arm(arm: str, minutes: float, seed: int, runs: Path, n: int = N_SAMPLE
     recipe, extra = ARMS[arm]
     overrides = [f"seed={seed}", f"train.minutes={minutes}", "train.threads=1", "train.steps=null",
                  "train.epochs=null", *extra]
-    out = runs / (arm if seed == 0 else f"{arm}-seed{seed}")
+    out = run_dir(runs, arm, seed)
     if not (out / "checkpoints").is_dir():
         train(load_config(recipe, overrides), out=out, quiet=True)
     records = read_jsonl(out / "metrics.jsonl")
@@ -94,7 +97,7 @@ def raw(arm: str, seed: int, runs: Path, n: int = N_SAMPLES) -> dict:
     from gankit.metrics.evaluate import evaluate_samples
     from gankit.utils import atomic_write_text
 
-    model = load(runs / arm, ema=False)
+    model = load(run_dir(runs, arm, seed), ema=False)
     samples = load_samples(model, n=n, seed=0)
     metrics = "fid,kid,pr" + (",cas" if samples.y is not None else "")
     scores = evaluate_samples(samples, metrics=metrics, split="test").scalars()
@@ -118,17 +121,15 @@ def report(seed: int, runs: Path, examples: Path) -> None:
         if not path.exists():
             continue
         row = json.loads(path.read_text())
-        s = row["scores"]
-        cells = [f"{s[c]:.4g}" if isinstance(s.get(c), (int, float)) else "–" for c in cols]
-        split = row.get("split", "test")
-        print(f"| {row['arm']} | {row['recipe']} | {row['train_seconds'] / 60:.1f} | {row['steps']} | {split} | "
-              + " | ".join(cells) + " |")
-        for other in [k[len("scores_"):] for k in row if k.startswith("scores_")]:
-            s = row[f"scores_{other}"]
-            print(f"| {row['arm']} | | | | {other} | " + " | ".join(
-                f"{s[c]:.4g}" if isinstance(s.get(c), (int, float)) else "–" for c in cols) + " |")
-        if arm in MAIN_ARMS and (runs / arm / "checkpoints").is_dir():
-            x, _ = load(runs / arm).sample(64, seed=0)
+        def cells(s):
+            return " | ".join(f"{s[c]:.4g}" if isinstance(s.get(c), (int, float)) else "–" for c in cols)
+        print(f"| {row['arm']} | {row['recipe']} | {row['train_seconds'] / 60:.1f} | {row['steps']} | "
+              f"{row.get('split', 'test')} | {cells(row['scores'])} |")
+        for other in [k[len("scores_"):] for k in row if k.startswith("scores_")]:  # the same samples, another split
+            print(f"| {row['arm']} | | | | {other} | {cells(row[f'scores_{other}'])} |")
+        out = run_dir(runs, arm, seed)
+        if arm in MAIN_ARMS and (out / "checkpoints").is_dir():
+            x, _ = load(out).sample(64, seed=0)
             examples.mkdir(parents=True, exist_ok=True)
             name = arm if "emoji" in arm else f"{arm}-fashion-mnist"
             save_image_grid(x, examples / f"{name}.png", nrow=8)

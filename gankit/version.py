@@ -1,2 +1,2 @@
-"""The version of gankit, in one place (pyproject.toml holds the same number)."""
+"""The version of gankit, in one place (pyproject.toml reads it from here)."""
 __version__ = "0.1.0"

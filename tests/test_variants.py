@@ -80,12 +80,10 @@ def _recipes_marked():
 
 @pytest.mark.parametrize("name", _recipes_marked())
 def test_recipe_smoke(name, tmp_path, request):
-    from gankit.data.audio import SPEECH_DATASETS
-
     cfg = load_config(name)
     tiny = ["train.steps=2", "train.batch_size=16", "data.size=256", "data.limit=64", "model.g.width=8",
             "model.d.width=8", "train.threads=1", "train.device=cpu"]
-    if cfg.data.name in SPEECH_DATASETS and cfg.data.root is None:  # the default corpus takes 100 s to make
+    if request.node.get_closest_marker("speech"):  # the default corpus takes 100 s to make: a tiny one
         tiny += [f"data.root={request.getfixturevalue('tiny_speech_corpus')}", "train.batch_size=4"]
     if cfg.data.name.endswith("-folder") and cfg.data.root is None:  # the user's images: a tiny stand-in
         tiny.append(f"data.root={_image_folder(tmp_path / 'data', cfg.data.name)}")
