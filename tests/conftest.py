@@ -9,8 +9,10 @@ os.environ.setdefault("GANKIT_DEVICE", "cpu")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# Tests run on 2 shared cores: keep PyTorch from oversubscribing them.
-torch.set_num_threads(int(os.environ.get("GANKIT_TEST_THREADS", "2")))
+# Tests run on 2 shared cores, in 2 pytest-xdist workers (pyproject's addopts): one PyTorch thread each,
+# so the workers never oversubscribe the cores; 2 threads when the suite runs in one process (-n 0).
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(int(os.environ.get("GANKIT_TEST_THREADS", str(max(1, 2 // WORKERS)))))
 
 NO_GPU = "needs a CUDA device (none here)"
 
