@@ -24,16 +24,16 @@ from .metrics.translation import FEATURE_METRICS, score_translator
 
 
 def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root: Optional[str] = None,
-                 checkpoint: str = "latest", labels=None) -> Samples:
+                 checkpoint: str = "latest", labels=None, metrics=None) -> Samples:
     """Resolve ``source`` (run folder, model folder, checkpoint file, ``.npz``, :class:`~gankit.GAN`,
-    array) to samples."""
+    array) to samples; a model's are made only once ``metrics`` are known to fit its kind of data."""
     if isinstance(source, (str, Path)) and Path(source).suffix == ".npz":
         return samples_from_npz(Path(source), n, data, data_root)
     if isinstance(source, (torch.Tensor, np.ndarray)):
         return samples_from_array(source, data, data_root, n=n, labels=labels)
     if isinstance(source, GAN):
         return samples_from_model(source, source.run_dir, n=n, seed=seed, data=data, data_root=data_root,
-                                  checkpoint=checkpoint, labels=labels)
+                                  checkpoint=checkpoint, labels=labels, metrics=metrics)
     path = Path(source)
     if not path.exists():
         raise EvalError(f"{path}: no such run folder or .npz file")
@@ -42,7 +42,7 @@ def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root
         raise EvalError(f"{path}: no checkpoints/{checkpoint}.safetensors; give a folder `gankit train` wrote, "
                         "a model folder `gankit export` wrote, or an .npz of samples with --data")
     return samples_from_model(load(path, which=checkpoint), path, n=n, seed=seed, data=data, data_root=data_root,
-                              checkpoint=checkpoint, labels=labels)
+                              checkpoint=checkpoint, labels=labels, metrics=metrics)
 
 
 def evaluate_translation(source, split: str = "test", n: Optional[int] = None, seed: int = 0,
@@ -75,7 +75,7 @@ def evaluate(source, metrics=None, n: int = DEFAULT_N, features: Optional[str] =
     check_names(metrics, features)  # before the samples are made (10,000 of a StyleGAN take minutes on a CPU)
     log = None if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     samples = load_samples(source, n=n, seed=seed, data=data, data_root=data_root, checkpoint=checkpoint,
-                           labels=labels)
+                           labels=labels, metrics=metrics)
     if samples.x is None:  # a reconstruction model: no samples to score
         if metrics:
             raise EvalError(f"--metrics {metrics if isinstance(metrics, str) else ','.join(metrics)}: "
