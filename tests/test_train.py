@@ -153,6 +153,17 @@ def test_minutes_bounds_training(tmp_path):
     assert 1.0 <= run.trainer.state.seconds < 3.0
 
 
+def test_the_progress_bar_into_a_log_redraws_rarely(tmp_path, capfd):
+    """stderr that is a file or pipe (a batch job's log): the bar is drawn at the start and the end, not
+    every 0.1 s as on a terminal, where it would add thousands of redraws to a long run's log."""
+    run = gankit.train("gan-ring8", ["train.steps=300", "data.size=2000", "train.batch_size=32",
+                                     "train.log_every=100", "health.enabled=false"], out=tmp_path / "r")
+    err = capfd.readouterr().err
+    bar = [part for part in err.replace("\n", "\r").split("\r") if part.startswith("gan-ring8:") and "step" in part]
+    assert run.trainer.state.step == 300 and bar[-1].startswith("gan-ring8: 100%")
+    assert len(bar) <= 3, bar      # the first draw, the last (and the close); on a terminal ~10 per second
+
+
 def test_sample_outputs(tmp_path):
     run = gankit.train("dcgan-fashion-mnist", TINY_DCGAN, out=tmp_path / "run", quiet=True)
     gankit.sample(run.dir, n=10, out=tmp_path / "s.npz", seed=1)
