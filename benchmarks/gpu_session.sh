@@ -38,7 +38,7 @@ for part in $parts; do
       python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name())"
       ;;
     gpu-tests)
-      timeout "${GPU_TESTS_S:-80}" python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/ 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+      timeout "${GPU_TESTS_S:-80}" python3 -m pytest -n 0 -m gpu -q -rA -p no:cacheprovider tests/ 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
       ;;
     speed)
       bench_env timeout "${SPEED_S:-100}" python3 benchmarks/speed.py --gpu-only --out "$OUT/speed_gpu.jsonl" 2>&1 \
@@ -51,14 +51,15 @@ for part in $parts; do
         | tee "$OUT/recipe.log" | tail -15
       ;;
     suite)
-      # Everything but the GPU tests (part gpu-tests), in parallel. The browser tests need Chromium
+      # Everything but the GPU tests (part gpu-tests), in parallel, test by test (--dist load: 14 workers
+      # balance better than whole files, at the price of some module fixtures built more than once). The browser tests need Chromium
       # and the MP4 test ffmpeg, which the GPU image lacks; the `speech` tests espeak-ng and flite.
-      # -v: each result is in the log as it comes, so a run cut by its time limit still names its failures.
+      # -vv (pyproject adds -q): each result is in the log as it comes, so a run cut by its time limit still names its failures.
       marks="not gpu"
       if ! command -v espeak-ng >/dev/null || ! command -v flite >/dev/null; then
         marks="not gpu and not speech"; echo "no espeak-ng/flite here: the tests marked speech are left out"
       fi
-      timeout "${SUITE_S:-240}" python3 -m pytest -v -p no:cacheprovider -n "${SUITE_WORKERS:-14}" -m "$marks" \
+      timeout "${SUITE_S:-240}" python3 -m pytest -vv -p no:cacheprovider -n "${SUITE_WORKERS:-14}" --dist load -m "$marks" \
         --deselect tests/test_report.py::test_report_renders_in_headless_chromium \
         --deselect tests/test_serve.py::test_page_draws_samples_and_the_walk_slider_changes_the_picture \
         --deselect tests/test_serve.py::test_an_uploaded_image_round_trips_through_the_translator \

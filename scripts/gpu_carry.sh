@@ -19,7 +19,8 @@ cp /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf $D/fonts/
 pins=$(python3 - <<'EOF'
 from importlib.metadata import version
 print(" ".join(f"{p}=={version(p)}" for p in
-      ("mlxtend", "librosa", "soundfile", "soxr", "audioread", "pooch", "platformdirs", "decorator", "cffi", "pycparser")))
+      ("mlxtend", "librosa", "soundfile", "soxr", "audioread", "pooch", "platformdirs", "decorator", "cffi", "pycparser",
+       "pytest-xdist", "execnet")))   # pyproject's addopts run pytest in xdist workers
 EOF
 )
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
