@@ -244,6 +244,7 @@ def test_lazy_regulariser_and_grad_norm_steps_get_their_own_graphs():
     stats = tr.pop_stats()
     assert all(v == v for v in stats.values()) and stats["r1"] > 0
 
+
 @pytest.mark.gpu
 def test_auto_precision_on_cuda_is_fp32_and_recorded(tmp_path):
     run = gankit.train("gan-ring8", ["train.device=cuda", "train.precision=auto", "train.steps=4", "train.log_every=2"],
