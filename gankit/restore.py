@@ -105,7 +105,7 @@ def read_mask(path: Path, size: tuple) -> torch.Tensor:
 
     from .data.images import open_image
 
-    img = open_image(path, "L", "--mask")
+    img = open_image(path, "L", "--mask", background=0)  # transparent = not painted = known
     if img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.Resampling.NEAREST)
     m = torch.from_numpy((np.asarray(img) > 127).astype(np.float32))

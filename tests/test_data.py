@@ -106,6 +106,48 @@ def test_folder_dataset_with_class_subfolders(tmp_path):
     assert ds.x.shape == (6, 3, 16, 16) and ds.num_classes == 2 and ds.y.tolist() == [0, 0, 0, 1, 1, 1]
 
 
+def test_folder_images_as_a_viewer_shows_them(tmp_path):
+    """What users' folders hold: a phone JPEG stored sideways with an EXIF orientation, an RGBA icon
+    whose transparent pixels hide colour, a 16-bit greyscale scan. Each loads as a viewer shows it
+    (Pillow's plain convert would keep it sideways, show the hidden colour, clip the scan to white)."""
+    from PIL import Image
+    upright = np.zeros((24, 40, 3), np.uint8)          # (H, W): wide, red on the left half
+    upright[:, :20, 0] = 255
+    stored = np.ascontiguousarray(np.rot90(upright, 1))  # stored turned a quarter left: (40, 24)
+    exif = Image.Exif()
+    exif[0x0112] = 6                                    # Orientation 6: turn 90° clockwise to view
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    icon = np.zeros((24, 40, 4), np.uint8)
+    icon[..., 1] = 255                                  # green everywhere, opaque only in the top half
+    icon[:12, :, 3] = 255
+    Image.fromarray(icon, "RGBA").save(tmp_path / "icon.png")
+    scan = np.tile(np.linspace(0, 65535, 40), (24, 1)).astype(np.uint16)
+    Image.fromarray(scan).save(tmp_path / "scan.png")
+    with Image.open(tmp_path / "scan.png") as im:
+        assert im.mode.startswith("I")                  # 16-bit, as Pillow opens it
+
+    ds = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=[24, 40]))
+    assert ds.x.shape == (3, 3, 24, 40)                 # sorted: icon, phone, scan
+    icon_x, phone, scan_x = ds.x[0], ds.x[1].int(), ds.x[2, 0].int()
+    assert phone[0, :, :18].min() > 200 and phone[0, :, 22:].max() < 60   # red on the left: upright
+    assert icon_x[:, :10].tolist() == torch.tensor([0, 255, 0]).view(3, 1, 1).expand(3, 10, 40).tolist()
+    assert (icon_x[:, 14:] == 255).all()                # transparent: white, not the hidden green
+    assert scan_x[:, 0].max() <= 1 and scan_x[:, -1].min() >= 254          # black to white, not clipped
+    assert (scan_x[0, 1:] >= scan_x[0, :-1]).all() and 15 < int(scan_x[0, 20]) * 40 / 255 < 25
+
+
+def test_a_mask_painted_on_a_transparent_layer_marks_only_the_strokes(tmp_path):
+    from PIL import Image
+
+    from gankit.restore import read_mask
+    m = np.zeros((16, 16, 4), np.uint8)
+    m[..., :3] = 255                                    # white everywhere, painted (opaque) only in a square
+    m[4:8, 4:8, 3] = 255
+    Image.fromarray(m, "RGBA").save(tmp_path / "hole.png")
+    mask = read_mask(tmp_path / "hole.png", (16, 16))[0, 0]
+    assert mask.sum() == 16 and mask[4:8, 4:8].all()
+
+
 def test_cifar_pickles_load_and_code_in_them_does_not_run(tmp_path):
     root = tmp_path / "cifar-10-batches-py"
     root.mkdir()

@@ -119,6 +119,18 @@ def test_run_folder_contents(tmp_path):
     assert not list(d.rglob("*.tmp"))  # atomic writes leave no temp files
 
 
+@pytest.mark.parametrize("recipe, sets, where, n", [
+    ("gan-ring8", ["data.size=50", "train.batch_size=64"], "ring8", 50),
+    ("cyclegan-digits2mnist", ["data.limit=40", "train.batch_size=64"], "digits2mnist, domain", 40),
+])
+def test_a_batch_larger_than_the_data_is_one_line_naming_the_key(tmp_path, recipe, sets, where, n):
+    """A user's folder of 60 images under a recipe's batch of 128: refused before anything is written."""
+    with pytest.raises(GankitError, match=rf"train.batch_size=64: the training data \({where}.*\) has only {n} "
+                                          rf"samples; set train.batch_size to {n} or less"):
+        gankit.train(recipe, sets + ["train.steps=2"], out=tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run").exists()
+
+
 def test_refuses_to_overwrite_a_finished_run(tmp_path):
     gankit.train("gan-ring8", TINY_RING, out=tmp_path / "run", quiet=True)
     with pytest.raises(GankitError, match="--resume"):

@@ -104,18 +104,44 @@ def list_images(folder: Path) -> List[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def open_image(path: Path, mode: str, name: str):
-    """The image at ``path`` fully decoded and converted to ``mode`` ("RGB" or "L"); an unreadable
-    file is one DataError line naming it (``name``: who asks, e.g. the dataset)."""
-    from PIL import Image
+def open_image(path: Path, mode: str, name: str, background: int = 255):
+    """The image at ``path`` fully decoded, turned upright and converted to ``mode`` ("RGB" or "L")
+    by :func:`as_mode`; an unreadable file is one DataError line naming it (``name``: who asks, e.g.
+    the dataset). ``background``: the grey level transparent pixels are composited over (white for
+    pictures; a mask passes 0, so what is not painted is not a hole)."""
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as im:
             im.load()
-            return im.convert(mode)
-    except (OSError, Image.DecompressionBombError, ValueError) as e:
+            # A phone photo is stored sideways with an EXIF tag saying how to turn it: turn it.
+            return as_mode(ImageOps.exif_transpose(im), mode, background)
+    except (OSError, Image.DecompressionBombError, ValueError, SyntaxError) as e:
         raise DataError(f"{name}: cannot read image {path} ({type(e).__name__}: {e}); "
                         f"remove it or replace it with a PNG/JPEG/BMP/WEBP file") from None
+
+
+_WIDE_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # 16-bit PNGs open as one of these
+
+
+def as_mode(im, mode: str, background: int = 255):
+    """A Pillow image as ``mode`` ("RGB" or "L"). Transparency is composited over the grey level
+    ``background`` (the colour stored under alpha 0 is arbitrary and never meant to show; Pillow's
+    ``convert`` would keep it), and 16-bit greyscale is scaled to 8 bits (``convert`` clips it to
+    255, so a 16-bit scan turns white)."""
+    from PIL import Image
+
+    if im.mode in _WIDE_GREY:
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode != "I" or a.max() > 255:  # "I" holding 0..255 is already 8-bit
+            a = a / 257.0                      # 65535 -> 255
+        im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode in ("P", "L", "RGB") and "transparency" in im.info):
+        im = im.convert("RGBA")
+        flat = Image.new("RGBA", im.size, (background, background, background, 255))
+        flat.alpha_composite(im)
+        im = flat
+    return im.convert(mode)
 
 
 def centre_crop(im, size, resample: str = "BILINEAR"):

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError, DataError
 from ..utils import atomic_write_bytes, cache_dir, sha256_file
 from .base import DATASET_OPTIONS, DATASETS, Dataset, fit_resolution
-from .images import list_images
+from .images import as_mode, list_images
 
 SPLITS = ("train", "test")
 
@@ -85,18 +85,6 @@ def photo_files(split: str) -> List[Path]:
     return paths
 
 
-def _to_rgb(im):
-    """A Pillow image as RGB: alpha composited over white (hidden colour under alpha 0 never shows)."""
-    from PIL import Image
-
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        white.alpha_composite(im)
-        im = white
-    return im.convert("RGB")
-
-
 def _chw(im) -> torch.Tensor:
     """An RGB Pillow image as uint8 (3, H, W)."""
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy())
@@ -112,7 +100,7 @@ def load_photos(split: str) -> List[Tuple[str, torch.Tensor]]:
         try:
             with Image.open(p) as im:
                 im.load()
-                out.append((p.name, _chw(_to_rgb(im))))
+                out.append((p.name, _chw(as_mode(im, "RGB"))))
         except OSError as e:
             raise DataError(f"photos: cannot read {p} ({e}); reinstall scikit-image "
                             "(`pip install --force-reinstall scikit-image`)") from None
@@ -162,17 +150,37 @@ def _render_glyph(png: bytes, size: int):
     return np.asarray(square, dtype=np.uint8)
 
 
+def _unreadable_font(font: Path, e: Exception) -> DataError:
+    return DataError(f"emoji: cannot read the font {font} ({type(e).__name__}: {e}); "
+                     "reinstall fonts-noto-color-emoji or point data.root at a NotoColorEmoji.ttf")
+
+
 def _decode_emoji(font: Path, size: int) -> Tuple[List[str], torch.Tensor]:
     """(glyph names, uint8 (N, 3, size, size)) of every non-empty bitmap of the font's largest
     CBDT strike, sorted by glyph name."""
     from fontTools.ttLib import TTFont
 
     try:
-        tt = TTFont(str(font), lazy=True)
+        f = open(font, "rb")  # ours to close: fontTools leaves its own open when it fails on a damaged file
+    except OSError as e:
+        raise _unreadable_font(font, e) from None
+    with f:
+        try:
+            tt = TTFont(f, lazy=True)  # lazy: tables are read from f as they are used, below
+        except Exception as e:  # fontTools raises TTLibError, struct.error, AssertionError on a damaged file
+            raise _unreadable_font(font, e) from None
+        names, images = _cbdt_images(tt, font, size)
+    if not images:
+        raise DataError(f"emoji: {font} holds no colour bitmaps; use Debian's fonts-noto-color-emoji")
+    return names, torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy())
+
+
+def _cbdt_images(tt, font: Path, size: int) -> Tuple[List[str], List[np.ndarray]]:
+    """The glyph names and (size, size, 3) images of ``tt``'s largest CBDT strike (see :func:`_decode_emoji`)."""
+    try:
         has_cbdt = "CBDT" in tt
-    except Exception as e:  # fontTools raises TTLibError, struct.error, AssertionError on a damaged file
-        raise DataError(f"emoji: cannot read the font {font} ({type(e).__name__}: {e}); "
-                        "reinstall fonts-noto-color-emoji or point data.root at a NotoColorEmoji.ttf") from None
+    except Exception as e:
+        raise _unreadable_font(font, e) from None
     if not has_cbdt:
         raise DataError(f"emoji: {font} has no CBDT colour bitmaps (a COLR/SVG or outline font?); use Debian's "
                         "fonts-noto-color-emoji NotoColorEmoji.ttf")
@@ -192,9 +200,7 @@ def _decode_emoji(font: Path, size: int) -> Tuple[List[str], torch.Tensor]:
     except Exception as e:
         raise DataError(f"emoji: cannot decode the colour bitmaps of {font} ({type(e).__name__}: {e}); "
                         "reinstall fonts-noto-color-emoji") from None
-    if not images:
-        raise DataError(f"emoji: {font} holds no colour bitmaps; use Debian's fonts-noto-color-emoji")
-    return names, torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).copy())
+    return names, images
 
 
 def _emoji_cache_path(font: Path, size: int) -> Path:
@@ -293,7 +299,7 @@ def _read_colour_photo(path: Path, min_size: int) -> torch.Tensor:
     grey = f"{path}: a grey image in a colour photo folder; colour tasks need RGB photos — remove it or convert it"
     if im.mode in _GREY_MODES:  # a grey palette image ("P") is caught below, by its identical channels
         raise DataError(grey)
-    x = _chw(_to_rgb(im))
+    x = _chw(as_mode(im, "RGB"))
     if bool((x[0] == x[1]).all() and (x[1] == x[2]).all()):
         raise DataError(grey)
     h, w = x.shape[1:]

@@ -160,6 +160,11 @@ class Trainer:
         # One global permutation per index space of the data (unpaired data: one per domain, each
         # with its own seed); each rank draws its slice of every batch.
         sizes = getattr(self.data, "index_sizes", None) or {"x": len(self.data)}
+        for k, n in sizes.items():
+            if t.batch_size > n:  # a user's folder of a few images against a recipe's batch of 128
+                where = f"{cfg.data.name}" + (f", domain {k}" if len(sizes) > 1 else "")
+                raise ConfigError(f"train.batch_size={t.batch_size}: the training data ({where}) has only {n} "
+                                  f"samples; set train.batch_size to {n} or less, or give more data")
         self.samplers = {k: EpochSampler(n, t.batch_size, seed=cfg.seed + i * SAMPLER_SEED_STRIDE,
                                          rank=self.dist.rank, world_size=self.dist.world_size)
                          for i, (k, n) in enumerate(sizes.items())}
