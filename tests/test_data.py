@@ -136,6 +136,52 @@ def test_folder_images_as_a_viewer_shows_them(tmp_path):
     assert (scan_x[0, 1:] >= scan_x[0, :-1]).all() and 15 < int(scan_x[0, 20]) * 40 / 255 < 25
 
 
+def test_a_folder_is_decoded_once_and_read_from_the_cache_until_it_changes(tmp_path, monkeypatch, capsys):
+    import os
+
+    from PIL import Image
+
+    import gankit.data.images as images
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i in range(5):
+        Image.fromarray(np.full((30, 20, 3), 40 * i, np.uint8)).save(root / f"{i}.png")
+    cfg = DataConfig(name="folder", root="~/imgs", resolution=8)    # `--set data.root=~/imgs`: no shell expands it
+    first = load_dataset(cfg)
+    assert "folder: decoded 5 images" in capsys.readouterr().err
+    cached = list((tmp_path / "cache" / "data").glob("folder-*.safetensors"))
+    assert len(cached) == 1
+
+    real_open = images.open_image
+    monkeypatch.setattr(images, "open_image", lambda *a, **k: pytest.fail("decoded although cached"))
+    again = load_dataset(cfg)
+    assert torch.equal(again.x, first.x) and capsys.readouterr().err == ""
+
+    monkeypatch.setattr(images, "open_image", real_open)
+    Image.fromarray(np.full((30, 20, 3), 250, np.uint8)).save(root / "0.png")   # a file changes: a new key
+    os.utime(root / "0.png", ns=(1, 1))
+    changed = load_dataset(cfg)
+    assert changed.x[0].min() > 240 and torch.equal(changed.x[1:], first.x[1:])
+    assert len(list((tmp_path / "cache" / "data").glob("folder-*.safetensors"))) == 2
+
+    newest = max((tmp_path / "cache" / "data").glob("folder-*.safetensors"), key=lambda p: p.stat().st_mtime_ns)
+    newest.write_bytes(b"damaged")                                            # a damaged cache: decoded again
+    assert torch.equal(load_dataset(cfg).x, changed.x)
+
+    off = DataConfig(name="folder", root=str(root), resolution=16, options={"cache": False})
+    before = set((tmp_path / "cache" / "data").iterdir())
+    assert load_dataset(off).x.shape == (5, 3, 16, 16) and set((tmp_path / "cache" / "data").iterdir()) == before
+
+    from gankit.config import load_config
+    from gankit.errors import ConfigError
+    with pytest.raises(ConfigError, match="data.options.cache: auto, true or false, got 'sometimes'"):
+        load_config("dcgan-fashion-mnist", ["data.name=folder", "data.options={cache: sometimes}"])
+    with pytest.raises(ConfigError, match="data.options.crops: dataset folder has no such option; allowed: cache"):
+        load_config("dcgan-fashion-mnist", ["data.name=folder", "data.options={crops: 3}"])
+
+
 def test_a_mask_painted_on_a_transparent_layer_marks_only_the_strokes(tmp_path):
     from PIL import Image
 

@@ -1,6 +1,9 @@
 """Datasets: one interface (:class:`Dataset`), many sources, nothing downloaded."""
 from __future__ import annotations
 
+import dataclasses
+import os
+
 import torch
 
 from . import audio, idx, images, photos, restoration, toy, translation  # noqa: F401  (register the datasets)
@@ -22,6 +25,8 @@ def _check_data(cfg) -> None:
 
 def load_dataset(cfg, split: str = "train", seed: int = 0) -> Dataset:
     """Build the dataset named by ``cfg`` (a :class:`~gankit.config.DataConfig`)."""
+    if cfg.root and str(cfg.root).startswith("~"):  # `--set data.root=~/x`: the shell leaves that ~ alone
+        cfg = dataclasses.replace(cfg, root=os.path.expanduser(cfg.root))
     ds = DATASETS.get(cfg.name)(cfg, split=split, seed=seed)
     if ds.kind == "translation":  # resolution, channels, limit and direction are the dataset's own
         if cfg.exclude_classes:
