@@ -9,7 +9,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import List
+from typing import Callable, List, TypeVar
 
 import numpy as np
 import torch
@@ -17,6 +17,8 @@ import torch
 from ..errors import ConfigError, DataError
 from ..utils import atomic_write_bytes, cache_dir
 from .base import DATASET_OPTIONS, DATASETS, Dataset, resolution_hw
+
+T = TypeVar("T")
 
 
 @DATASETS.register("digits")
@@ -176,6 +178,15 @@ def centre_square(im, res: int, resample: str = "BILINEAR"):
     return centre_crop(im, (res, res), resample)
 
 
+def decode_all(decode: Callable[[Path], T], files: List[Path]) -> List[T]:
+    """``[decode(p) for p in files]`` on one thread per core: Pillow decodes and resizes without holding
+    Python's lock, so threads scale (2 cores: 7.4 s -> 3.7 s for 3,000 JPEGs, the same bytes). The first
+    error (a file that cannot be read: its one line) is raised as it would be in the loop."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    with ThreadPoolExecutor(min(32, cores)) as pool:
+        return list(pool.map(decode, files, chunksize=64))
+
+
 def stack_images(arrays: List[np.ndarray]) -> torch.Tensor:
     """(H, W) or (H, W, C) uint8 arrays -> uint8 (N, C, H, W)."""
     x = np.stack(arrays)
@@ -253,13 +264,8 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     if x is None:
         tic = time.monotonic()
 
-        def decode(p: Path) -> np.ndarray:
-            return np.asarray(centre_crop(open_image(p, mode, "folder"), res, "BICUBIC"), dtype=np.uint8)
-        # Pillow decodes and resizes without holding the GIL: threads scale (2 cores: 7.4 s -> 3.7 s for
-        # 3,000 JPEGs, the same bytes). A file that cannot be read stops it with its one line.
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        with ThreadPoolExecutor(min(32, cores)) as pool:
-            x = stack_images(list(pool.map(decode, files, chunksize=64)))
+        x = stack_images(decode_all(
+            lambda p: np.asarray(centre_crop(open_image(p, mode, "folder"), res, "BICUBIC"), dtype=np.uint8), files))
         if use_cache:
             atomic_write_bytes(path, save({"x": x}, metadata={"root": str(root), "files": str(len(files))}))
             print(f"folder: decoded {len(files):,} images in {time.monotonic() - tic:.1f} s; cached for the next "

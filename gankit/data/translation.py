@@ -27,7 +27,7 @@ import torch
 
 from ..errors import DataError
 from .base import DATASETS, IMAGE, LABEL, Dataset, Field, fit_resolution, resolution_hw, to_model_range
-from .images import centre_crop, list_images, open_image, stack_images
+from .images import centre_crop, decode_all, list_images, open_image, stack_images
 
 DIRECTIONS = ("AtoB", "BtoA")
 
@@ -307,22 +307,21 @@ def _split_dir(base: Path, split: str) -> Optional[Path]:
 
 def _read_side_by_side(files: List[Path], res: Tuple[int, int], mode: str) -> Tuple[list, list]:
     """Split each A|B file in the middle; every file must have the first one's size, with width 2 x height."""
-    a, b = [], []
-    first = None
-    for p in files:
+    def decode(p: Path):
         im = open_image(p, mode, "paired-folder")
         w, h = im.size
-        if first is None:
-            first = (p, im.size)
-            if w != 2 * h:
-                raise DataError(f"paired-folder: {p} is {w}x{h}; a side-by-side A|B image must be twice as "
-                                f"wide as high (A on the left, B on the right)")
-        elif im.size != first[1]:
-            raise DataError(f"paired-folder: {p} is {w}x{h} but {first[0]} is {first[1][0]}x{first[1][1]}; "
+        return (im.size, np.asarray(centre_crop(im.crop((0, 0, h, h)), res)),
+                np.asarray(centre_crop(im.crop((h, 0, w, h)), res)))
+    decoded = decode_all(decode, files)
+    (w, h), first = decoded[0][0], files[0]
+    if w != 2 * h:
+        raise DataError(f"paired-folder: {first} is {w}x{h}; a side-by-side A|B image must be twice as "
+                        f"wide as high (A on the left, B on the right)")
+    for p, (size, _, _) in zip(files, decoded):
+        if size != (w, h):
+            raise DataError(f"paired-folder: {p} is {size[0]}x{size[1]} but {first} is {w}x{h}; "
                             f"side-by-side A|B images in one folder must all have one size")
-        a.append(np.asarray(centre_crop(im.crop((0, 0, h, h)), res)))
-        b.append(np.asarray(centre_crop(im.crop((h, 0, w, h)), res)))
-    return a, b
+    return [d[1] for d in decoded], [d[2] for d in decoded]
 
 
 def _match_names(a_dir: Path, b_dir: Path) -> List[Tuple[Path, Path]]:
@@ -384,15 +383,16 @@ def paired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationDatase
             raise DataError(f"paired-folder: {have} exists but {miss} has no matching "
                             f"{'train/' if split == 'train' else 'test/ or val/'} folder")
         pairs = _limit(_match_names(a_dir, b_dir), cfg.limit)
-        a, b = [], []
-        for pa, pb in pairs:
+
+        def decode_pair(pair: Tuple[Path, Path]) -> Tuple[np.ndarray, np.ndarray]:
+            pa, pb = pair
             ia, ib = open_image(pa, mode, "paired-folder"), open_image(pb, mode, "paired-folder")
             (wa, ha), (wb, hb) = ia.size, ib.size
             if abs(wa * hb - wb * ha) > 0.01 * max(wa * hb, wb * ha):
                 raise DataError(f"paired-folder: {pa} is {wa}x{ha} but its partner {pb} is {wb}x{hb}; "
                                 f"a pair must have one aspect ratio to stay aligned")
-            a.append(np.asarray(centre_crop(ia, res)))
-            b.append(np.asarray(centre_crop(ib, res)))
+            return np.asarray(centre_crop(ia, res)), np.asarray(centre_crop(ib, res))
+        a, b = map(list, zip(*decode_all(decode_pair, pairs)))
         layout, folder = "A/B", a_dir
     else:
         folder = _split_dir(root, split)
@@ -432,7 +432,8 @@ def unpaired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationData
     for side in ("A", "B"):
         folder = root / f"{split}{side}"
         files = _limit(_nonempty_images(folder, "unpaired-folder", f"the domain-{side} images"), cfg.limit)
-        sides.append(stack_images([np.asarray(centre_crop(open_image(p, mode, "unpaired-folder"), res)) for p in files]))
+        sides.append(stack_images(decode_all(
+            lambda p: np.asarray(centre_crop(open_image(p, mode, "unpaired-folder"), res)), files)))
     ds = TranslationDataset(name="unpaired-folder", a=sides[0], b=sides[1], paired=False,
                             info={"root": str(root), "split": split})
     return _finish(ds, direction)
