@@ -104,6 +104,11 @@ def test_folder_dataset_with_class_subfolders(tmp_path):
             Image.fromarray(np.full((40, 50, 3), 60 * i, np.uint8)).save(tmp_path / cls / f"{i}.png")
     ds = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=16))
     assert ds.x.shape == (6, 3, 16, 16) and ds.num_classes == 2 and ds.y.tolist() == [0, 0, 0, 1, 1, 1]
+    (tmp_path / "dogs" / "9.png").write_bytes(b"not an image")   # last in path order
+    with pytest.raises(DataError, match="dogs/9.png"):
+        load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=16))
+    few = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=16, limit=4))   # never decoded
+    assert torch.equal(few.x, ds.x[:4]) and few.num_classes == 2 and few.y.tolist() == [0, 0, 0, 1]
 
 
 def test_folder_images_as_a_viewer_shows_them(tmp_path):

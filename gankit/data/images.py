@@ -256,6 +256,8 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     channels = 1 if mode == "L" else 3
     classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
     has_labels = len(classes) > 1
+    if cfg.limit is not None:  # the first N files in path order, as data.limit means for every dataset:
+        files = files[: cfg.limit]   # only those are decoded (a quick try of a large folder)
     cache = (cfg.options or {}).get("cache", "auto")
     nbytes = len(files) * channels * res[0] * res[1]
     use_cache = cache is True or (cache == "auto" and nbytes <= FOLDER_CACHE_AUTO_BYTES)
