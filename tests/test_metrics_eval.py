@@ -257,3 +257,25 @@ def test_eval_config_is_checked():
     with pytest.raises(ConfigError, match="eval.score"):
         load_config("gan-ring8", ["eval.every=10", "eval.metrics=[kid]"])
     assert load_config("gan-ring8", ["eval.every=10"]).eval.n == 2000
+
+
+def test_a_run_on_an_unlabelled_folder_is_scored_by_default_without_is(tmp_path, capsys):
+    """Your own folder: its domain network tells rotations (no class head), so the default metrics leave
+    IS out and say so; asked for by name, IS is one line saying what it needs."""
+    from PIL import Image
+
+    from gankit import train
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    run = train("dcgan-fashion-mnist", ["data.name=folder", f"data.root={tmp_path / 'imgs'}", "data.resolution=16",
+                                       "data.channels=3", "train.steps=2", "train.batch_size=8", "model.g.width=4",
+                                       "model.d.width=4"], out=tmp_path / "run", quiet=True)
+    res = evaluate(run.dir, n=48)
+    assert "is" not in res.names() and {"fid", "kid", "precision", "recall"} <= set(res.names())
+    assert "IS left out of the default metrics: the domain-folder-" in capsys.readouterr().err
+    res = evaluate(run.dir, n=48, metrics="fid", quiet=True)
+    assert res.names() == ["fid"]
+    with pytest.raises(EvalError, match="no class head; IS needs class logits"):
+        evaluate(run.dir, n=48, metrics="is", quiet=True)

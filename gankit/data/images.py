@@ -271,7 +271,7 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
         if use_cache:
             atomic_write_bytes(path, save({"x": x}, metadata={"root": str(root), "files": str(len(files))}))
             print(f"folder: decoded {len(files):,} images in {time.monotonic() - tic:.1f} s; cached for the next "
-                  f"run in {path} ({nbytes / 2 ** 20:,.0f} MiB; data.options.cache=false: never)",
+                  f"run in {path} ({nbytes / 2 ** 20:,.1f} MiB; data.options.cache=false: never)",
                   file=sys.stderr, flush=True)
     ys = [classes.index(p.parent.relative_to(root).as_posix()) for p in files]
     return Dataset(name="folder", x=x,

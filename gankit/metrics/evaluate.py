@@ -297,6 +297,12 @@ def _evaluate_samples(samples, metrics, features, split, seed, n_real, inception
     if extractor is None and need_features:
         fname = features or default_features(samples.data_cfg, kind)
         extractor = get_extractor(fname, samples.data_cfg, inception_weights=inception_weights)
+    if metrics is None and "is" in names and extractor is not None and not extractor.num_classes:
+        # IS scores class logits; the domain network of unlabelled images (a folder) is trained to tell
+        # rotations and has none. Asked for by name, IS still says so in one line.
+        names.remove("is")
+        if log:
+            log(f"IS left out of the default metrics: the {extractor.name} features have no class head")
     x = samples.x
     warnings = check_samples(x, kind, ds.sample_shape, exact_shape=extractor is None or extractor.name == "raw")
     if kind == "image":

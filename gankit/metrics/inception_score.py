@@ -29,6 +29,7 @@ def inception_score(logits, splits: int = SPLITS) -> tuple[float, float]:
 def _is_metric(ctx):
     logits = ctx.fake_features.logits
     if logits is None:
-        raise ValueError(f"the {ctx.extractor.name} features have no class head; IS needs --features domain or inception")
+        raise ValueError(f"the {ctx.extractor.name} features have no class head; IS needs class logits: the domain "
+                         "network of a labelled dataset, or --features inception")
     mean, std = inception_score(logits)
     return {"is": mean, "is_std": std}
