@@ -122,6 +122,20 @@ def test_truncation_redraws_only_components_outside_the_threshold():
     assert abs(zt[~inside].std().item() - truncnorm(-0.5, 0.5).std()) < 0.01
 
 
+def test_an_upload_is_read_as_files_are_upright_and_transparency_over_white():
+    from gankit.serve.validate import decode_image
+    stored = np.zeros((8, 4, 4), np.uint8)              # a phone picture stored turned: EXIF orientation 6
+    stored[..., 0], stored[..., 3] = 200, 255
+    stored[6:, :, 3] = 0                                # the bottom rows transparent, red hidden under them
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(stored, "RGBA").save(buf, format="PNG", exif=exif)
+    im = np.asarray(decode_image(buf.getvalue(), "RGB"))
+    assert im.shape == (4, 8, 3)                        # turned upright: 4 high, 8 wide
+    assert (im[:, :2] == 255).all() and (im[:, 2:, 0] == 200).all()   # the transparent rows: white, on the left
+
+
 def test_slerp_ends_at_both_codes_and_stays_on_the_shell():
     a, b = seeded_z(1, 100, 0), seeded_z(1, 100, 1)
     assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
