@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -50,14 +50,30 @@ class GAN:
     def device(self) -> torch.device:
         return next(self.G.parameters()).device
 
-    def check_class(self, label: Optional[int]) -> None:
-        """Fail with one line unless ``label`` is None or a class of this (conditional) model."""
+    @property
+    def class_names(self) -> List[str]:
+        """The classes' names when the data had them (a folder's sub-folders, the spoken digits), else []."""
+        return list(self.data.get("classes") or (self.data.get("audio") or {}).get("classes") or [])
+
+    def class_index(self, label: Optional[int | str]) -> Optional[int]:
+        """``label`` (an index, or a class name such as a folder's sub-folder) as this conditional model's
+        class index; None stays None. Anything else is one line naming the classes."""
         if label is None:
-            return
+            return None
         if not self.num_classes:
             raise GankitError("this model is not conditional: it takes no class label")
-        if not 0 <= label < self.num_classes:
-            raise GankitError(f"--class {label}: this model has classes 0..{self.num_classes - 1}")
+        names = self.class_names
+        if isinstance(label, str) and label in names:
+            return names.index(label)
+        if isinstance(label, str) and not label.lstrip("-").isdigit():
+            known = f"its classes: {', '.join(names)}" if names else "its classes have no names, only 0.." + \
+                str(self.num_classes - 1)
+            raise GankitError(f"--class {label}: no class of that name; {known}")
+        index = int(label)
+        if not 0 <= index < self.num_classes:
+            raise GankitError(f"--class {label}: this model has classes 0..{self.num_classes - 1}"
+                              + (f" ({', '.join(names)})" if names else ""))
+        return index
 
     def require_generation(self) -> None:
         """Fail with one line unless this model makes outputs from noise (a generator)."""
@@ -69,17 +85,17 @@ class GAN:
                               "from inputs; use translate (gankit translate RUN INPUT...)")
 
     @torch.no_grad()
-    def sample(self, n: int, seed: Optional[int] = 0, labels: Optional[torch.Tensor | int] = None,
+    def sample(self, n: int, seed: Optional[int] = 0, labels: Optional[torch.Tensor | int | str] = None,
                batch_size: int = 500, truncation: float = 1.0,
                cutoff: Optional[int] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``n`` samples in the data's range: (n, C, H, W) or (n, D) float32 on the CPU, and labels
-        (n,) for conditional models (``labels`` an int picks one class; None cycles through all).
+        (n,) for conditional models (``labels`` an int or a class name picks one class; None cycles through all).
         ``seed`` None draws from torch's global RNG. ``truncation``: ψ, 0 < ψ ≤ 1 (1 = none; 0 also
         for a style generator): W toward its mean for a style generator, on style indices < ``cutoff``
         (None = all), z resampled inside BigGAN's τ(ψ) for any other (see :mod:`gankit.latent`)."""
         self.require_generation()
-        if isinstance(labels, int):
-            self.check_class(labels)
+        if isinstance(labels, (int, str)):
+            labels = self.class_index(labels)
         task = self.task.truncated(truncation, cutoff, self.G)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         inputs = task.draw(n, g, labels)
@@ -229,8 +245,8 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
         from .viz.grids import save_image_grid
         save_image_grid(x, out, nrow=10)
         return out
+    label = model.class_index(label)
     if rejection:
-        model.check_class(label)
         drs = model.rejection_sampler(steps=rejection_steps, percentile=rejection_percentile, seed=seed)
         x, y = drs.sample(n, seed=seed, label=label)
         print(f"rejection sampling kept {drs.acceptance:.1%} of G's samples", file=sys.stderr)

@@ -19,7 +19,7 @@ def register(sub):
     p.add_argument("--steps", type=int, default=7, help="columns, strengths from -S to +S (default 7)")
     p.add_argument("-n", type=int, default=4, help="rows: latents edited (default 4)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--class", dest="label", type=int, default=None,
+    p.add_argument("--class", dest="label", default=None,
                    help="conditional models: the class of every row (default: rows cycle through the classes)")
     p.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
                    help="style generators: truncation psi of the rows' w before editing (default 1: none)")

@@ -18,7 +18,7 @@ def register(sub):
                    help="w: one style vector for every layer; w+: one per layer (style generators; default w); "
                         "z: the input noise (the only space of other generators, and their default)")
     p.add_argument("--seed", type=int, default=0, help="seed of the w statistics and the latent noise (default 0)")
-    p.add_argument("--class", dest="label", type=int, default=None,
+    p.add_argument("--class", dest="label", default=None,
                    help="conditional models: the class of the images (needed with --space z)")
     p.add_argument("--features", choices=["auto", "domain", "none"], default="auto",
                    help="the feature term of the loss, in the dataset's domain network: auto (when one is cached; "

@@ -10,7 +10,8 @@ def register(sub):
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--out", default="samples.png", help="output file, .png or .npz; a folder (no suffix) for WAVs of a spectrogram model")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--class", dest="label", type=int, default=None, help="class to sample (conditional models)")
+    p.add_argument("--class", dest="label", default=None, metavar="CLASS",
+                   help="class to sample (conditional models): its index, or its name (a folder's sub-folder)")
     p.add_argument("--interpolate", action="store_true", help="latent walk between random z's")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
     p.add_argument("--rejection", action="store_true",

@@ -287,7 +287,7 @@ def edit_strip(model, direction: str, strengths: Sequence[float], out, n: int = 
     model.require_generation()
     if model.info.kind != "image":
         raise GankitError(f"edit strips need an image generator; this model makes {model.info.kind} samples")
-    model.check_class(label)
+    label = model.class_index(label)
     if n < 1:
         raise GankitError(f"-n {n}: give at least one row")
     out = Path(out)

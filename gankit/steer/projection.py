@@ -352,7 +352,7 @@ def project_files(model, inputs, out_dir, steps: int = 1000, space: Optional[str
     model.require_generation()
     if model.info.kind != "image":
         raise GankitError(f"projection needs an image generator; this model makes {model.info.kind} samples")
-    model.check_class(label)
+    label = model.class_index(label)
     G = model.G
     space = check_space(G, space)
     c, h, w = model.info.sample_shape

@@ -75,6 +75,8 @@ class Run:
             meta["mode_std"] = d.mode_std
         if "audio" in getattr(d, "info", {}):  # spectrogram settings, speakers, class names: samples become sound
             meta["audio"] = d.info["audio"]
+        if getattr(d, "info", {}).get("classes"):  # a folder's sub-folders: `gankit sample --class dogs`
+            meta["classes"] = list(d.info["classes"])
         return meta
 
     def state_dict(self) -> dict:
