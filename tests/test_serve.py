@@ -165,8 +165,11 @@ IMG_DATA_URL = """(sel) => { const img = document.querySelector(sel); const c = 
   return c.toDataURL('image/png'); }"""
 
 
-def test_page_draws_samples_and_the_walk_slider_changes_the_picture(services, browser, tmp_path):
+@pytest.mark.parametrize("named", [False, True])
+def test_page_draws_samples_and_the_walk_slider_changes_the_picture(services, browser, tmp_path, named, monkeypatch):
     svc = services["gen"]
+    if named:  # a run from a folder of class folders keeps their names; the class menu shows them
+        monkeypatch.setitem(svc.model.data, "classes", [f"class-{k}" for k in range(svc.model.num_classes)])
     with running(svc) as server:
         page = browser.new_page()
         errors = []
@@ -199,6 +202,10 @@ def test_page_draws_samples_and_the_walk_slider_changes_the_picture(services, br
         page.wait_for_selector("#samples[data-state=ready][data-query*='seed=5']", timeout=15000)
         assert page.get_attribute("#samples", "data-query") != samples
         if svc.model.num_classes:
+            options = page.eval_on_selector_all("#class option", "os => os.map(o => o.textContent)")
+            names = svc.model.class_names
+            assert options[-svc.model.num_classes:] == [f"{k} {names[k]}" if names else str(k)
+                                                        for k in range(svc.model.num_classes)]
             page.select_option("#class", "3")
             page.wait_for_selector("#samples[data-query*='class=3'][data-state=ready]", timeout=15000)
         shot = tmp_path / "serve.png"

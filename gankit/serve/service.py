@@ -80,6 +80,7 @@ class ModelService:
             "target_shape": list(m.info.target_shape) if m.info.target_shape else None,
             "z_dim": m.cfg.model.z_dim if self.generation else None,
             "num_classes": m.num_classes,
+            "class_names": m.class_names,   # [] when the data's classes have no names
             "directions": m.directions() if not self.generation else [],
             "style_layers": self.style_layers,
             "limits": {"seed": [0, MAX_SEED], "truncation": list(TRUNCATION), "n": [1, self.max_n],

@@ -71,7 +71,8 @@ function setupGeneration() {
   $("trunc").min = lim.truncation[0]; $("trunc").max = lim.truncation[1];
   if (info.num_classes > 0) {
     $("class-label").hidden = false;
-    for (let k = 0; k < info.num_classes; k++) $("class").add(new Option(String(k), String(k)));
+    const names = info.class_names || [];
+    for (let k = 0; k < info.num_classes; k++) $("class").add(new Option(names[k] ? `${k} ${names[k]}` : String(k), String(k)));
   }
   if (info.kind === "vector") for (const id of ["samples", "walk"]) $(id).classList.add("plot");
 
