@@ -193,8 +193,8 @@ def stack_images(arrays: List[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2).copy())
 
 
-# Decoding a folder costs ~2.4 ms an image here (3,000 JPEGs of ~450 px to 64 px: 7.2 s; 70,000: ~3 min
-# at every start and resume). The decoded tensor is cached, keyed by every file's path, size and mtime
+# Decoding a folder costs ~2.4 ms an image on one core here (3,000 JPEGs of ~450 px to 64 px: 7.4 s;
+# 70,000: ~3 min at every start and resume). The decoded tensor is cached, keyed by every file's path, size and mtime
 # and by how it is read; bump the version when as_mode or centre_crop change what an image becomes.
 FOLDER_CACHE_VERSION = 1
 FOLDER_CACHE_AUTO_BYTES = 2 << 30   # data.options.cache: auto caches decoded folders up to 2 GiB
@@ -245,7 +245,7 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
 
     if not cfg.root:
         raise DataError("folder: set data.root to a folder of PNG/JPEG images")
-    root = Path(cfg.root).expanduser()
+    root = Path(cfg.root)  # a leading ~ is expanded by load_dataset
     if not root.is_dir():
         raise DataError(f"folder: {root} is not a folder")
     files = list_images(root)
@@ -265,7 +265,6 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     x = _read_folder_cache(path, len(files), res, channels) if use_cache else None
     if x is None:
         tic = time.monotonic()
-
         x = stack_images(decode_all(
             lambda p: np.asarray(centre_crop(open_image(p, mode, "folder"), res, "BICUBIC"), dtype=np.uint8), files))
         if use_cache:
