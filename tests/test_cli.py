@@ -22,9 +22,9 @@ def test_required_subcommands_exist():
 def test_help(cmd, capsys):
     """Each subcommand's help, in this process (the parser is the one `gankit` builds); the real process
     is checked once below: a Python process importing torch costs seconds, 19 of them a fifth of a minute."""
-    with pytest.raises(SystemExit) as exit:
+    with pytest.raises(SystemExit) as stop:
         main([cmd, "--help"])
-    assert exit.value.code == 0
+    assert stop.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: gankit {cmd}") and "options:" in out
 
