@@ -275,6 +275,14 @@ def test_a_run_on_an_unlabelled_folder_is_scored_by_default_without_is(tmp_path,
     res = evaluate(run.dir, n=48)
     assert "is" not in res.names() and {"fid", "kid", "precision", "recall"} <= set(res.names())
     assert "IS left out of the default metrics: the domain-folder-" in capsys.readouterr().err
+    # The real images at the size the model makes (16 px RGB), not the folder's default 64 px; and the
+    # card says they are the training images.
+    from gankit.data import load_dataset
+    from gankit.metrics.cache import sha256_tensor
+    real = load_dataset(DataConfig(name="folder", root=str(tmp_path / "imgs"), resolution=16, channels=3)).x
+    card = res.results[0]["card"]
+    assert real.shape == (24, 3, 16, 16) and sha256_tensor(real).startswith(card["reference"]["sha256"])
+    assert "the reference is the training images: folder has no held-out split" in card["warnings"]
     res = evaluate(run.dir, n=48, metrics="fid", quiet=True)
     assert res.names() == ["fid"]
     with pytest.raises(EvalError, match="no class head; IS needs class logits"):

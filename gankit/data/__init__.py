@@ -7,6 +7,7 @@ import os
 import torch
 
 from . import audio, idx, images, photos, restoration, toy, translation  # noqa: F401  (register the datasets)
+from .images import SIZED_ON_LOAD
 from .base import DATASET_OPTIONS, DATASETS, Dataset, EpochSampler, Field, fit_resolution, to_model_range, to_uint8
 from .subsets import index_hash, stratified_subset
 from ..config import check_name, register_check

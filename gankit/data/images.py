@@ -197,6 +197,9 @@ def stack_images(arrays: List[np.ndarray]) -> torch.Tensor:
 # 70,000: ~3 min at every start and resume). The decoded tensor is cached, keyed by every file's path, size and mtime
 # and by how it is read; bump the version when as_mode or centre_crop change what an image becomes.
 FOLDER_CACHE_VERSION = 1
+# Datasets with no native image size (decoded straight to data.resolution): evaluation reads their real
+# images at the size and channels the model was trained on, not at a default.
+SIZED_ON_LOAD = frozenset({"folder"})
 FOLDER_CACHE_AUTO_BYTES = 2 << 30   # data.options.cache: auto caches decoded folders up to 2 GiB
 
 
@@ -275,5 +278,5 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     ys = [classes.index(p.parent.relative_to(root).as_posix()) for p in files]
     return Dataset(name="folder", x=x,
                    y=torch.tensor(ys) if has_labels else None, kind="image",
-                   num_classes=len(classes) if has_labels else 0,
-                   info={"root": str(root), "classes": classes if has_labels else []})
+                   num_classes=len(classes) if has_labels else 0,   # every split is every image (no held-out one)
+                   info={"root": str(root), "classes": classes if has_labels else [], "held_out": False})

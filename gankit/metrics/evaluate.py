@@ -116,7 +116,8 @@ def samples_from_model(model, path=None, n: int = DEFAULT_N, seed: int = 0, data
     from ..config import DataConfig
 
     cfg = model.cfg.data
-    ref = _data_cfg(data, data_root) if data is not None else DataConfig(name=cfg.name, root=cfg.root, size=cfg.size)
+    ref = _data_cfg(data, data_root) if data is not None else DataConfig(
+        name=cfg.name, root=cfg.root, size=cfg.size, resolution=cfg.resolution, channels=cfg.channels)
     run_dir = Path(path) if path is not None and Path(path).is_dir() else None
     src = {"kind": "run", "path": str(path) if path else None, "name": model.cfg.name, "checkpoint": checkpoint,
            "step": model.step, "label": Path(path).name if path else model.cfg.name}
@@ -191,9 +192,12 @@ def check_samples(x: torch.Tensor, kind: str, ref_shape: tuple, exact_shape: boo
 
 def load_reference(data_cfg, split: str):
     from ..config import DataConfig
-    from ..data import load_dataset
+    from ..data import SIZED_ON_LOAD, load_dataset
 
     cfg = DataConfig(name=data_cfg.name, root=data_cfg.root, size=data_cfg.size)
+    if data_cfg.name in SIZED_ON_LOAD:  # no native size: the real images at the size the model makes
+        cfg = DataConfig(name=data_cfg.name, root=data_cfg.root, resolution=data_cfg.resolution,
+                         channels=data_cfg.channels)
     try:
         ds = load_dataset(cfg, split, seed=0)
     except (ValueError, KeyError) as e:
@@ -366,6 +370,8 @@ def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, ver
         params.update(num_modes=len(ds.modes), mode_std=ds.mode_std)
         if n_fake < params["samples"]:
             w.append(f"{n_fake} samples scored; the VEEGAN/PacGAN protocol uses {params['samples']}")
+    if metric.uses_real and ds.info.get("held_out") is False:
+        w.append(f"the reference is the training images: {ds.name} has no held-out split")
     if metric.uses_features and extractor is not None:
         dim = ctx.fake_features.features.shape[1]
         if metric.name == "fid" and min(n_real, n_fake) <= dim:
