@@ -287,3 +287,16 @@ def test_a_run_on_an_unlabelled_folder_is_scored_by_default_without_is(tmp_path,
     assert res.names() == ["fid"]
     with pytest.raises(EvalError, match="no class head; IS needs class logits"):
         evaluate(run.dir, n=48, metrics="is", quiet=True)
+
+
+def test_eval_every_between_log_records_says_when_it_really_evaluates(tmp_path, capsys):
+    """Evaluations ride on log records: eval.every=15 with a record every 10 steps scores at 20 and 40,
+    and the run says so once at the start instead of leaving the user to find out from metrics.jsonl."""
+    from gankit import train
+    from gankit.train.run import read_metrics
+
+    run = train("gan-ring8", ["train.steps=40", "train.log_every=10", "eval.every=15", "eval.n=200"],
+                out=tmp_path / "run", quiet=True)
+    assert [r["step"] for r in read_metrics(run.dir) if "fid" in r] == [20, 40]
+    err = capsys.readouterr().err
+    assert err.count("note: eval.every=15 is not a multiple of train.log_every=10") == 1 and "(every 20 steps)" in err

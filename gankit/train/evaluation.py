@@ -36,6 +36,12 @@ class EvalCallback(Callback):
     def on_start(self, run) -> None:
         if self.last_step is None:  # a resumed run keeps the step of its last evaluation
             self.last_step = run.trainer.state.step
+        log_every = self.cfg.train.log_every
+        if self.ecfg.every % log_every:  # evaluations ride on log records: say when they really come
+            print(f"note: eval.every={self.ecfg.every} is not a multiple of train.log_every={log_every}: the run "
+                  f"evaluates on the first log record at least {self.ecfg.every} steps after the last evaluation "
+                  f"(every {-(-self.ecfg.every // log_every) * log_every} steps); set eval.every to a multiple of "
+                  f"{log_every} to silence this", file=sys.stderr, flush=True)
 
     def state_dict(self) -> dict:
         return {"last_step": self.last_step}
