@@ -111,6 +111,28 @@ def test_folder_dataset_with_class_subfolders(tmp_path):
     assert torch.equal(few.x, ds.x[:4]) and few.num_classes == 2 and few.y.tolist() == [0, 0, 0, 1]
 
 
+def test_a_folder_with_train_and_test_has_splits_not_two_classes(tmp_path):
+    from PIL import Image
+
+    def put(path, value):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((10, 10, 3), value, np.uint8)).save(path)
+    for i in range(3):
+        put(tmp_path / "train" / "cats" / f"{i}.png", 10 + i)
+        put(tmp_path / "train" / "dogs" / f"{i}.png", 100 + i)
+    put(tmp_path / "test" / "dogs" / "0.png", 200)            # the held-out split: one dog
+    cfg = DataConfig(name="folder", root=str(tmp_path), resolution=8)
+    train, test = load_dataset(cfg, "train"), load_dataset(cfg, "test")
+    assert len(train) == 6 and train.info["classes"] == ["cats", "dogs"] and train.y.tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(test) == 1 and test.y.tolist() == [1] and int(test.x.float().mean()) == 200   # dogs is 1 in both
+    assert not test.info["test_is_train"]
+    put(tmp_path / "test" / "cows" / "0.png", 50)
+    with pytest.raises(DataError, match="test/cows is a class the train split .* does not have; its classes: cats, dogs"):
+        load_dataset(cfg, "test")
+    flat = DataConfig(name="folder", root=str(tmp_path / "train"), resolution=8)     # no split folders
+    assert load_dataset(flat, "test").info["test_is_train"] and torch.equal(load_dataset(flat, "test").x, train.x)
+
+
 def test_folder_images_as_a_viewer_shows_them(tmp_path):
     """What users' folders hold: a phone JPEG stored sideways with an EXIF orientation, an RGBA icon
     whose transparent pixels hide colour, a 16-bit greyscale scan. Each loads as a viewer shows it

@@ -282,7 +282,7 @@ def test_a_run_on_an_unlabelled_folder_is_scored_by_default_without_is(tmp_path,
     real = load_dataset(DataConfig(name="folder", root=str(tmp_path / "imgs"), resolution=16, channels=3)).x
     card = res.results[0]["card"]
     assert real.shape == (24, 3, 16, 16) and sha256_tensor(real).startswith(card["reference"]["sha256"])
-    assert "the reference is the training images: folder has no held-out split" in card["warnings"]
+    assert "the reference is the training images: this folder has no held-out split (test/ or val/)" in card["warnings"]
     res = evaluate(run.dir, n=48, metrics="fid", quiet=True)
     assert res.names() == ["fid"]
     with pytest.raises(EvalError, match="no class head; IS needs class logits"):

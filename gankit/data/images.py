@@ -240,7 +240,9 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     """Every PNG/JPEG under data.root, centre-cropped to data.resolution's aspect ratio (a square for an
     int) and resized to it (default 64×64).
 
-    Images in sub-folders get the sub-folder as class label (sorted names -> 0, 1, ...). The decoded
+    Images in sub-folders get the sub-folder as class label (sorted names -> 0, 1, ...). A root holding
+    ``train/`` has splits: ``train/`` is the train split and ``test/`` (else ``val/``) the held-out
+    one, each with the same class sub-folders; without either, every split is every image. The decoded
     images are cached in ``<cache>/data/folder-<key>.safetensors`` (``data.options.cache``: ``auto``
     up to 2 GiB, ``true``, ``false``); a file added, removed or changed makes a new key.
     """
@@ -251,32 +253,45 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     root = Path(cfg.root)  # a leading ~ is expanded by load_dataset
     if not root.is_dir():
         raise DataError(f"folder: {root} is not a folder")
-    files = list_images(root)
+    base, held_out = root, False
+    if (root / "train").is_dir():  # train/ and test/ (or val/): splits, not two classes
+        held = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
+        base = root / "train" if split == "train" or held is None else held
+        held_out = held is not None
+    files = list_images(base)
     if not files:
-        raise DataError(f"folder: no PNG/JPEG images under {root}")
+        raise DataError(f"folder: no PNG/JPEG images under {base}")
+    # Class names come from the train folder, so that both splits number them alike.
+    train_base = root if base == root else root / "train"
+    train_files = files if base == train_base else list_images(train_base)
+    classes = sorted({p.parent.relative_to(train_base).as_posix() for p in train_files})
+    has_labels = len(classes) > 1
+    strays = sorted({p.parent.relative_to(base).as_posix() for p in files} - set(classes))
+    if has_labels and strays:
+        raise DataError(f"folder: {base / strays[0]} is a class the train split ({train_base}) does not have; "
+                        f"its classes: {', '.join(classes)}")
     res = resolution_hw(cfg.resolution) or (64, 64)
     mode = "L" if cfg.channels == 1 else "RGB"
     channels = 1 if mode == "L" else 3
-    classes = sorted({p.parent.relative_to(root).as_posix() for p in files})
-    has_labels = len(classes) > 1
     if cfg.limit is not None:  # the first N files in path order, as data.limit means for every dataset:
         files = files[: cfg.limit]   # only those are decoded (a quick try of a large folder)
     cache = (cfg.options or {}).get("cache", "auto")
     nbytes = len(files) * channels * res[0] * res[1]
     use_cache = cache is True or (cache == "auto" and nbytes <= FOLDER_CACHE_AUTO_BYTES)
-    path = _folder_cache_path(root, files, res, mode) if use_cache else None
+    path = _folder_cache_path(base, files, res, mode) if use_cache else None
     x = _read_folder_cache(path, len(files), res, channels) if use_cache else None
     if x is None:
         tic = time.monotonic()
         x = stack_images(decode_all(
             lambda p: np.asarray(centre_crop(open_image(p, mode, "folder"), res, "BICUBIC"), dtype=np.uint8), files))
         if use_cache:
-            atomic_write_bytes(path, save({"x": x}, metadata={"root": str(root), "files": str(len(files))}))
+            atomic_write_bytes(path, save({"x": x}, metadata={"root": str(base), "files": str(len(files))}))
             print(f"folder: decoded {len(files):,} images in {time.monotonic() - tic:.1f} s; cached for the next "
                   f"run in {path} ({nbytes / 2 ** 20:,.1f} MiB; data.options.cache=false: never)",
                   file=sys.stderr, flush=True)
-    ys = [classes.index(p.parent.relative_to(root).as_posix()) for p in files]
+    ys = [classes.index(p.parent.relative_to(base).as_posix()) for p in files] if has_labels else []
     return Dataset(name="folder", x=x,
                    y=torch.tensor(ys) if has_labels else None, kind="image",
-                   num_classes=len(classes) if has_labels else 0,   # every split is every image (no held-out one)
-                   info={"root": str(root), "classes": classes if has_labels else [], "held_out": False})
+                   num_classes=len(classes) if has_labels else 0,
+                   info={"root": str(root), "classes": classes if has_labels else [],
+                         "test_is_train": split != "train" and not held_out})   # no held-out images to give

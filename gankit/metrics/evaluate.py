@@ -370,8 +370,8 @@ def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, ver
         params.update(num_modes=len(ds.modes), mode_std=ds.mode_std)
         if n_fake < params["samples"]:
             w.append(f"{n_fake} samples scored; the VEEGAN/PacGAN protocol uses {params['samples']}")
-    if metric.uses_real and ds.info.get("held_out") is False:
-        w.append(f"the reference is the training images: {ds.name} has no held-out split")
+    if metric.uses_real and ds.info.get("test_is_train"):
+        w.append(f"the reference is the training images: this {ds.name} has no held-out split (test/ or val/)")
     if metric.uses_features and extractor is not None:
         dim = ctx.fake_features.features.shape[1]
         if metric.name == "fid" and min(n_real, n_fake) <= dim:
