@@ -1,7 +1,6 @@
 """Colour conversions (gankit/colour.py), restoration metrics (gankit/metrics/restoration.py) and the
 rotation-pretext domain net of unlabelled image data (gankit/metrics/domain_net.py)."""
 import math
-import time
 import warnings
 
 import numpy as np
@@ -262,17 +261,21 @@ def test_domain_net_unlabelled_folder_trains_rotation(tmp_path, monkeypatch):
         a = rng.integers(0, 60, (16, 16, 3))
         a[:8] += 150 + rng.integers(0, 40)
         Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(root / f"{i:02d}.png")
-    tic = time.monotonic()
     path = train_domain_net(DataConfig(name="folder", root=str(root)), epochs=8, limit=16)
-    assert time.monotonic() - tic < 15
     assert path.parent.parent == tmp_path / "cache"
     _, meta = load_tensors(path)
     assert meta["pretext"] == "rotation"
-    assert meta["arch"]["num_classes"] == 4 and meta["n_train"] == 16
+    assert meta["arch"]["num_classes"] == 4 and meta["n_train"] == 16 and meta["n_test"] == 40
     assert meta["test_accuracy"] > 0.5        # chance is 0.25
     feats = DomainFeatures.for_dataset(DataConfig(name="folder", root=str(root)), train_if_missing=False)
     out = feats(torch.rand(2, 3, 16, 16) * 2 - 1)
     assert out.features.shape == (2, 128) and out.logits is None   # rotation logits are not class logits
+    # A large folder: the rotation task learns from, and is scored on, a seeded subset of at most
+    # ROTATION_MAX_IMAGES (10,000) images, so a first evaluation does not take tens of CPU minutes.
+    import gankit.metrics.domain_net as domain_net
+    monkeypatch.setattr(domain_net, "ROTATION_MAX_IMAGES", 12)
+    _, meta = load_tensors(train_domain_net(DataConfig(name="folder", root=str(root)), epochs=1))
+    assert meta["n_train"] == 12 and meta["n_test"] == 12
 
 
 def test_domain_net_unlabelled_non_square_is_refused(monkeypatch):
