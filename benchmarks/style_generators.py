@@ -114,6 +114,9 @@ def report(seed: int, runs: Path, examples: Path) -> None:
     from gankit.viz.grids import save_image_grid
 
     cols = ["fid", "kid", "precision", "recall", "cas", "cas_real"]
+
+    def cells(s):
+        return " | ".join(f"{s[c]:.4g}" if isinstance(s.get(c), (int, float)) else "–" for c in cols)
     print("| model | recipe | minutes | G steps | against | " + " | ".join(cols) + " |")
     print("|---|---|---|---|---|" + "---|" * len(cols))
     for arm in [a for name in ARMS for a in (name, f"{name}-raw")]:
@@ -121,8 +124,6 @@ def report(seed: int, runs: Path, examples: Path) -> None:
         if not path.exists():
             continue
         row = json.loads(path.read_text())
-        def cells(s):
-            return " | ".join(f"{s[c]:.4g}" if isinstance(s.get(c), (int, float)) else "–" for c in cols)
         print(f"| {row['arm']} | {row['recipe']} | {row['train_seconds'] / 60:.1f} | {row['steps']} | "
               f"{row.get('split', 'test')} | {cells(row['scores'])} |")
         for other in [k[len("scores_"):] for k in row if k.startswith("scores_")]:  # the same samples, another split

@@ -62,18 +62,16 @@ class GAN:
             return None
         if not self.num_classes:
             raise GankitError("this model is not conditional: it takes no class label")
-        names = self.class_names
+        names, last = self.class_names, self.num_classes - 1
         if isinstance(label, str) and label in names:
             return names.index(label)
         if isinstance(label, str) and not label.lstrip("-").isdigit():
-            known = f"its classes: {', '.join(names)}" if names else "its classes have no names, only 0.." + \
-                str(self.num_classes - 1)
+            known = f"its classes: {', '.join(names)}" if names else f"its classes have no names, only 0..{last}"
             raise GankitError(f"--class {label}: no class of that name; {known}")
-        index = int(label)
-        if not 0 <= index < self.num_classes:
-            raise GankitError(f"--class {label}: this model has classes 0..{self.num_classes - 1}"
+        if not 0 <= int(label) <= last:
+            raise GankitError(f"--class {label}: this model has classes 0..{last}"
                               + (f" ({', '.join(names)})" if names else ""))
-        return index
+        return int(label)
 
     def require_generation(self) -> None:
         """Fail with one line unless this model makes outputs from noise (a generator)."""

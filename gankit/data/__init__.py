@@ -24,6 +24,17 @@ def _check_data(cfg) -> None:
         check_options(cfg.data.name, cfg.data.options)
 
 
+def reference_config(cfg):
+    """The data a run's samples are scored against (and a scorer trains on): ``cfg``'s dataset, root and
+    size, without the run's own limit, subset or held-out classes; for a dataset with no native image
+    size (:data:`SIZED_ON_LOAD`: a folder) also its resolution and channels, the size the model makes."""
+    from ..config import DataConfig
+
+    if cfg.name in SIZED_ON_LOAD:
+        return DataConfig(name=cfg.name, root=cfg.root, resolution=cfg.resolution, channels=cfg.channels)
+    return DataConfig(name=cfg.name, root=cfg.root, size=cfg.size)
+
+
 def load_dataset(cfg, split: str = "train", seed: int = 0) -> Dataset:
     """Build the dataset named by ``cfg`` (a :class:`~gankit.config.DataConfig`)."""
     if cfg.root and str(cfg.root).startswith("~"):  # `--set data.root=~/x`: the shell leaves that ~ alone

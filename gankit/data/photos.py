@@ -286,20 +286,20 @@ def folder_split(rels: List[str]) -> List[bool]:
 
 
 def _read_colour_photo(path: Path, min_size: int) -> torch.Tensor:
-    """uint8 (3, H, W) of one photograph, EXIF orientation applied; DataError for an unreadable,
-    grey or too small file."""
-    from PIL import Image, ImageOps
+    """uint8 (3, H, W) of one photograph, upright by its EXIF orientation (:func:`as_mode`); DataError
+    for an unreadable, grey or too small file."""
+    from PIL import Image
 
     try:
         with Image.open(path) as im:
             im.load()
-            im = ImageOps.exif_transpose(im)
+            stored_mode, rgb = im.mode, as_mode(im, "RGB")
     except (OSError, Image.DecompressionBombError, ValueError, SyntaxError) as e:
         raise DataError(f"{path}: cannot read this image ({type(e).__name__}: {e}); remove or replace it") from None
     grey = f"{path}: a grey image in a colour photo folder; colour tasks need RGB photos — remove it or convert it"
-    if im.mode in _GREY_MODES:  # a grey palette image ("P") is caught below, by its identical channels
+    if stored_mode in _GREY_MODES:  # a grey palette image ("P") is caught below, by its identical channels
         raise DataError(grey)
-    x = _chw(as_mode(im, "RGB"))
+    x = _chw(rgb)
     if bool((x[0] == x[1]).all() and (x[1] == x[2]).all()):
         raise DataError(grey)
     h, w = x.shape[1:]

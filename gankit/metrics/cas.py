@@ -54,16 +54,14 @@ def cas(x_fake, y_fake, x_train, y_train, x_test, y_test, num_classes: int, epoc
 
 @register_metric("cas", ("cas", "cas_real"), uses_features=False, params={"epochs": EPOCHS, "min_steps": MIN_STEPS})
 def _cas_metric(ctx):
-    from ..config import DataConfig
-    from ..data import load_dataset
+    from ..data import load_dataset, reference_config
 
     if ctx.fake_labels is None:
         raise ValueError("CAS needs class labels with the generated samples (a conditional model, or y in the .npz)")
     ds = ctx.dataset
     if ds.y is None:
         raise ValueError(f"CAS needs a labelled dataset; {ds.name!r} has no labels")
-    cfg = ctx.data_cfg
-    train = load_dataset(DataConfig(name=cfg.name, root=cfg.root, size=cfg.size), "train", seed=ctx.seed)
+    train = load_dataset(reference_config(ctx.data_cfg), "train", seed=ctx.seed)  # as the test reference
     n = min(len(ctx.fake), len(train))
     idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(ctx.seed))[:n]
     batch = train.batch(idx)

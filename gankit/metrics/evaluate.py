@@ -111,13 +111,11 @@ def samples_from_model(model, path=None, n: int = DEFAULT_N, seed: int = 0, data
     """``n`` samples (seed ``seed``) of a loaded model (a :class:`~gankit.GAN`), which came from the
     run or model folder or checkpoint ``path`` (``eval.json`` goes into that folder). ``data``
     (a dataset name) scores them against another dataset than the model's. ``metrics`` (names, or
-    "fid,kid") are checked against the kind of data the model makes, from two samples, before the
+    "fid,kid") are checked against the kind of data the model makes (its checkpoint says) before the
     ``n`` are made: 10,000 of a StyleGAN take minutes on a CPU."""
-    from ..config import DataConfig
+    from ..data import reference_config
 
-    cfg = model.cfg.data
-    ref = _data_cfg(data, data_root) if data is not None else DataConfig(
-        name=cfg.name, root=cfg.root, size=cfg.size, resolution=cfg.resolution, channels=cfg.channels)
+    ref = _data_cfg(data, data_root) if data is not None else reference_config(model.cfg.data)
     run_dir = Path(path) if path is not None and Path(path).is_dir() else None
     src = {"kind": "run", "path": str(path) if path else None, "name": model.cfg.name, "checkpoint": checkpoint,
            "step": model.step, "label": Path(path).name if path else model.cfg.name}
@@ -126,8 +124,8 @@ def samples_from_model(model, path=None, n: int = DEFAULT_N, seed: int = 0, data
         # A model that scores real images (an anomaly detector) makes no new samples: only its own numbers.
         return Samples(None, None, ref, src, out, model=model)
     if metrics:
-        probe, _ = model.sample(2, seed=seed)
-        check_kinds(check_names(metrics), "image" if probe.ndim == 4 else "vector")
+        model.require_generation()
+        check_kinds(check_names(metrics), model.info.kind)   # image or vector
     x, y = model.sample(n, seed=seed, labels=labels)
     return Samples(x, y, ref, src, out, model=model)
 
@@ -191,15 +189,10 @@ def check_samples(x: torch.Tensor, kind: str, ref_shape: tuple, exact_shape: boo
 # -- reference data and its cached features -----------------------------------------------------
 
 def load_reference(data_cfg, split: str):
-    from ..config import DataConfig
-    from ..data import SIZED_ON_LOAD, load_dataset
+    from ..data import load_dataset, reference_config
 
-    cfg = DataConfig(name=data_cfg.name, root=data_cfg.root, size=data_cfg.size)
-    if data_cfg.name in SIZED_ON_LOAD:  # no native size: the real images at the size the model makes
-        cfg = DataConfig(name=data_cfg.name, root=data_cfg.root, resolution=data_cfg.resolution,
-                         channels=data_cfg.channels)
     try:
-        ds = load_dataset(cfg, split, seed=0)
+        ds = load_dataset(reference_config(data_cfg), split, seed=0)
     except (ValueError, KeyError) as e:
         raise EvalError(f"reference data {data_cfg.name} split {split!r}: {e}") from None
     return ds

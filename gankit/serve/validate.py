@@ -89,7 +89,7 @@ def decode_image(data: bytes, mode: str):
     the name or the Content-Type); width × height ≤ MAX_UPLOAD_PIXELS from the header, before any
     pixel is decoded (a small file can declare a huge image: a decompression bomb); ``verify`` for
     structural damage; then the decode itself."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     from ..data.images import as_mode
 
@@ -104,7 +104,7 @@ def decode_image(data: bytes, mode: str):
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as im:
             im.seek(0)
             im.load()
-            return as_mode(ImageOps.exif_transpose(im), mode)  # as gankit reads every image: upright, alpha over white
+            return as_mode(im, mode)  # as gankit reads every image: upright, alpha over white
     except BadRequest:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError):

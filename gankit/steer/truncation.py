@@ -40,7 +40,7 @@ def curve_rows(model, psis: Sequence[float], n: int = 10_000, seed: int = 0, spl
     against ``split`` of the run's data with ``features`` (default: ``domain`` for images, ``raw`` for
     vectors) and the same real subset as ``gankit eval`` with this seed. The extractor and the reference
     data are loaded once for all ψ. A value the evaluation could not compute is None."""
-    from ..config import DataConfig
+    from ..data import reference_config
     from ..metrics.evaluate import EvalError, Samples, evaluate_samples, load_reference
     from ..metrics.features import default_features, get_extractor, num_threads
 
@@ -52,7 +52,7 @@ def curve_rows(model, psis: Sequence[float], n: int = 10_000, seed: int = 0, spl
     style = callable(getattr(model.G, "truncate", None))
     psis = [check_psi(p, style) for p in psis]
     cfg = model.cfg.data
-    ref = DataConfig(name=cfg.name, root=cfg.root, size=cfg.size)  # as gankit eval's reference
+    ref = reference_config(cfg)  # as gankit eval's reference
     reference = load_reference(ref, split)
     extractor = get_extractor(features or default_features(ref, reference.kind), ref)
     src = {"kind": "run", "path": str(model.run_dir) if model.run_dir else None, "name": model.cfg.name,
