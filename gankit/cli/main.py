@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import List, Optional
 
@@ -10,6 +11,8 @@ from . import (animate_cmd, bench_cmd, data_cmd, detect_cmd, eval_cmd, export_cm
                mix_cmd, recipes_cmd, report_cmd, sample_cmd, score_cmd, serve_cmd, train_cmd, translate_cmd,
                truncation_cmd)
 from . import edit_cmd, project_cmd
+
+_OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")  # train.steps=100: a config override without its --set
 
 COMMANDS = [recipes_cmd, train_cmd, sample_cmd, translate_cmd, report_cmd, eval_cmd, features_cmd, bench_cmd,
             export_cmd, serve_cmd, animate_cmd, inspect_cmd, detect_cmd, score_cmd, data_cmd, truncation_cmd, mix_cmd,
@@ -25,11 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for cmd in COMMANDS:
         cmd.register(sub)
+    parser.set_defaults(subparsers=sub.choices)  # name -> its parser, for errors found after parsing
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        overrides = [a for a in extra if _OVERRIDE.match(a)]
+        hint = (f" (each override needs its own --set: {' '.join('--set ' + a for a in overrides)})"
+                if overrides and hasattr(args, "overrides") else "")
+        args.subparsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     try:
         return int(args.func(args) or 0)
     except Interrupted as e:  # a checkpoint was written; 130 for SIGINT, 143 for SIGTERM
