@@ -124,3 +124,35 @@ def test_overrides_given_to_one_set_are_named_in_the_error(capsys):
     with pytest.raises(SystemExit):
         main(["sample", "runs/x", "extra"])
     assert capsys.readouterr().err.strip().splitlines()[-1] == "gankit sample: error: unrecognized arguments: extra"
+
+
+def _python_blocks():
+    return [(page.name, block) for page in PAGES for lang, block in FENCE.findall(page.read_text())
+            if lang == "python"]
+
+
+@pytest.mark.parametrize("page,block", _python_blocks(), ids=[f"{p}-{i}" for i, (p, _) in enumerate(_python_blocks())])
+def test_a_documented_python_example_names_what_exists(page, block):
+    """The Python examples need trained runs to execute, so they are read instead: every `from M import
+    N` resolves, and every `gankit.f(...)` exists and accepts the keyword arguments the example gives."""
+    import ast
+    import importlib
+    import inspect
+
+    import gankit
+
+    tree, wrong = ast.parse(block), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = importlib.import_module(node.module)
+            wrong += [f"{node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and isinstance(node.func.value, ast.Name) and node.func.value.id == "gankit"):
+            fn = getattr(gankit, node.func.attr, None)
+            if fn is None:
+                wrong.append(f"gankit.{node.func.attr}")
+                continue
+            params = inspect.signature(fn).parameters
+            if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+                wrong += [f"gankit.{node.func.attr}({k.arg}=)" for k in node.keywords if k.arg not in params]
+    assert not wrong, f"{page}: the example names what does not exist: {', '.join(wrong)}"
