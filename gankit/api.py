@@ -270,15 +270,15 @@ def _restore_files(model, inputs, out_dir: Path, side_by_side: bool, mask, seed,
     from .data.base import to_uint8
     from .data.images import list_images
     from .data.restoration import one_hot_map
-    from .restore import interpolated, load_for_restoration, restore_image
+    from .restore import check_options, interpolated, load_for_restoration, restore_image
     from .viz.grids import image_grid, input_picture, png_bytes
 
+    check_options(model, mask, tile, extend)
     if alpha is not None:
         interpolated(model, alpha)
     paths = expand_inputs(inputs, list_images, "PNG/JPEG/BMP/WEBP images")
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for p, stem in zip(paths, unique_stems(paths)):
+    for p, target in zip(paths, output_targets(paths, out_dir, ".png")):
         x, labels = load_for_restoration(p, model)
         y = restore_image(model, x, mask=mask, seed=seed, tile=tile, extend=extend, label_map=labels)
         if side_by_side:  # the input as a picture (a label map in its palette), enlarged to the output's size
@@ -289,7 +289,6 @@ def _restore_files(model, inputs, out_dir: Path, side_by_side: bool, mask, seed,
             array = image_grid(torch.cat([shown, y]), nrow=2, padding=0)
         else:
             array = to_uint8(y[0]).permute(1, 2, 0).numpy()
-        target = out_dir / f"{stem}.png"
         atomic_write_bytes(target, png_bytes(array))
         written.append(target)
     return written
@@ -345,6 +344,22 @@ def expand_inputs(inputs, find, what: str) -> list:
     return paths
 
 
+def output_targets(paths: list, out: Path, suffix: str) -> list:
+    """Where ``translate`` writes the output of each input in ``paths``: ``out`` itself when it ends in
+    ``suffix`` (one input), else ``out/<name><suffix>`` (the folder made here)."""
+    out = Path(out)
+    if out.suffix.lower() == suffix:
+        if len(paths) != 1:
+            raise GankitError(f"-o {out}: one output file for {len(paths)} inputs; give a folder instead")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise GankitError(f"-o {out}: a file, not a folder; give a folder for the outputs "
+                          f"(or a {suffix} file name for one input)")
+    out.mkdir(parents=True, exist_ok=True)
+    return [out / f"{stem}{suffix}" for stem in unique_stems(paths)]
+
+
 def _sound_files(folder: Path) -> list:
     return sorted(q for q in folder.rglob("*") if q.suffix.lower() in (".wav", ".flac") and not q.name.startswith("."))
 
@@ -359,16 +374,10 @@ def _convert_audio(model: GAN, direction: str, inputs, out: Path, n_iter: int = 
 
     s = settings_of(model.data["audio"])
     paths = expand_inputs(inputs, _sound_files, "WAV/FLAC files")
-    if out.suffix.lower() == ".wav" and len(paths) != 1:
-        raise GankitError(f"-o {out}: one output file for {len(paths)} inputs; give a folder instead")
     written = []
-    for p, stem in zip(paths, unique_stems(paths)):
+    for p, target in zip(paths, output_targets(paths, out, ".wav")):
         audio = load_wav(p, s.sample_rate)
         y, _, _ = convert(lambda x: model.translate(x, direction), audio, s, n_iter=n_iter)
-        if out.suffix.lower() == ".wav":
-            target = out
-        else:
-            target = out / f"{stem}.wav"
         written.append(write_wav(target, y, s.sample_rate))
     return written
 
@@ -379,8 +388,9 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
               mask: Optional[str] = None, seed: int = 0, tile: Optional[int] = None, extend: Optional[int] = None,
               alpha: Optional[float] = None) -> list:
     """Translate image files or folders with a trained translation run; writes ``out_dir/<name>.png``
-    for each input (``side_by_side``: input | output) and returns the written paths. A voice-conversion
-    run (audio data) takes sound files and writes WAVs of the same length (``out_dir`` may be one .wav).
+    for each input (``side_by_side``: input | output), or ``out_dir`` itself when it ends in .png and
+    there is one input, and returns the written paths. A voice-conversion run (audio data) takes sound
+    files and writes WAVs of the same length (``out_dir`` may be one .wav).
     A restoration run takes images of any size (:mod:`gankit.restore`: ``mask`` a file or a kind drawn
     with ``seed``, ``tile`` for super-resolution, ``extend`` for uncropping, ``alpha`` ESRGAN's network
     interpolation) and writes each at its own size."""
@@ -411,16 +421,13 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
         return _restore_files(model, inputs, Path(out_dir), side_by_side, mask, seed, tile, extend, alpha)
     paths, x = read_images(inputs, shape[0], tuple(shape[1:]))
     y = model.translate(x, name)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for i, stem in enumerate(unique_stems(paths)):
+    for i, target in enumerate(output_targets(paths, out_dir, ".png")):
         if side_by_side:
             tiles, k = translation_columns(x[i:i + 1], y[i:i + 1])
             array = image_grid(tiles, nrow=k, padding=0)
         else:
             array = to_uint8(y[i]).permute(1, 2, 0).numpy()
-        target = out_dir / f"{stem}.png"
         atomic_write_bytes(target, png_bytes(array))
         written.append(target)
     return written

@@ -7,8 +7,8 @@ photo goes through at its own size:
 * super-resolution: the photo *is* the low-resolution input; the output is ×scale. Large photos go
   through in overlapping tiles (:func:`tiled`) whose outputs are blended with linear ramps over the
   overlap, so no seam shows and memory stays bounded;
-* inpainting: the hole comes from ``mask`` — a file (white or non-zero = hole, resized nearest to the
-  photo) or a kind drawn with ``seed`` (``centre``, ``rect``, ``stroke``, ``border``); the known pixels
+* inpainting: the hole comes from ``mask`` — a file (the hole brighter than half the mask's brightest
+  value: white on black, 1 on 0, any colour on transparent; resized nearest to the photo) or a kind drawn with ``seed`` (``centre``, ``rect``, ``stroke``, ``border``); the known pixels
   come back exactly;
 * uncropping: the photo is extended by ``extend`` pixels on every side (default an eighth of its
   shorter side, the middle of the bands the model trained on) and the new border is filled;
@@ -22,6 +22,7 @@ plus the new border when uncropping).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -99,8 +100,9 @@ def padded(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, multiple
 
 
 def read_mask(path: Path, size: tuple) -> torch.Tensor:
-    """A mask file -> (1, 1, H, W) float {0, 1}, 1 where the file is non-zero (white = hole), resized
-    with nearest neighbours to ``size`` (H, W)."""
+    """A mask file -> (1, 1, H, W) float {0, 1}, 1 where the file is brighter than half its brightest
+    value (the hole: white on black, 1 on 0 as numpy saves a boolean mask, a stroke of any colour on a
+    transparent layer), resized with nearest neighbours to ``size`` (H, W). A mask with no hole is refused."""
     from PIL import Image
 
     from .data.images import open_image
@@ -108,7 +110,10 @@ def read_mask(path: Path, size: tuple) -> torch.Tensor:
     img = open_image(path, "L", "--mask", background=0)  # transparent = not painted = known
     if img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.Resampling.NEAREST)
-    m = torch.from_numpy((np.asarray(img) > 127).astype(np.float32))
+    grey = np.asarray(img)
+    if grey.max() == 0:
+        raise GankitError(f"--mask {path}: black everywhere, so no hole; paint the hole white (non-zero)")
+    m = torch.from_numpy((grey > grey.max() / 2).astype(np.float32))
     return m[None, None]
 
 
@@ -118,6 +123,19 @@ def draw_mask(kind: str, size: tuple, seed: int) -> torch.Tensor:
     if kind not in MASKS:
         raise GankitError(f"--mask {kind}: not a file; give a mask image or one of {', '.join(MASKS)}")
     return MASKS[kind](1, size[0], size[1], torch.Generator().manual_seed(seed))
+
+
+def check_options(model, mask=None, tile=None, extend=None) -> None:
+    """One line for an option this restoration ``model`` would ignore, or a size it cannot use."""
+    kind = model.data["restoration"]["task"]
+    for flag, value, kinds in (("--mask", mask, ("inpainting", "uncropping")), ("--tile", tile, ("super-resolution",)),
+                               ("--extend", extend, ("uncropping",))):
+        if value is not None and kind not in kinds:
+            raise GankitError(f"{flag} is for {' and '.join(kinds)} models; this is a {kind} model: drop it")
+    if tile is not None and tile < 0 or extend is not None and extend < 0:
+        raise GankitError(f"--{'tile' if tile is not None and tile < 0 else 'extend'}: give 0 or more pixels")
+    if extend is not None and mask is not None:
+        raise GankitError("--extend and --mask both say where to fill: give one of them")
 
 
 def restore_image(model, image: torch.Tensor, mask: Optional[str] = None, seed: int = 0,
@@ -133,6 +151,7 @@ def restore_image(model, image: torch.Tensor, mask: Optional[str] = None, seed: 
     kind = spec["task"]
     run = lambda x: model.translate(x, batch_size=16).float()  # noqa: E731  (eval mode, composed output)
     h, w = image.shape[2:]
+    check_options(model, mask, tile, extend)
     if kind == "super-resolution":
         scale = int(spec["scale"])
         train_side = int(model.info.sample_shape[1])
@@ -179,6 +198,10 @@ def load_for_restoration(path: Path, model) -> tuple[torch.Tensor, Optional[torc
                 a = np.asarray(im)
                 if a.max() < int(spec["classes"]):
                     return torch.zeros(1, channels, *a.shape), torch.from_numpy(a.astype(np.int64))[None, None]
+                if len(np.unique(a)) <= 2 * int(spec["classes"]):  # few values: meant as a label map?
+                    print(f"note: {path}: values up to {int(a.max())}, not all below the model's "
+                          f"{spec['classes']} classes, so it is read as a picture and segmented, not as a label map",
+                          file=sys.stderr)
     if spec["task"] == "colorization":
         channels = 3
     img = open_image(path, "L" if channels == 1 else "RGB", "translate")

@@ -277,3 +277,32 @@ def test_digits2mnist_unpaired_with_labels():
     assert set(batch) == {"A", "B", "A_y", "B_y"} and batch["B"].shape == (4, 1, 32, 32)
     small = load("digits2mnist", "test", limit=10, direction="BtoA")
     assert len(small.a) == 10 and torch.equal(small.domain("A").y, small.a_labels)
+
+
+def test_eval_of_a_folder_translator_says_what_it_could_not_compute(side_by_side, tmp_path, capsys):
+    """A folder domain has no feature network: the run gets PSNR/SSIM, one `not computed:` line, and a
+    protocol that lists only what was computed; generator options are refused, not ignored."""
+    import json
+
+    import gankit
+    from gankit.cli.main import main
+
+    root, _ = side_by_side
+    run = tmp_path / "run"
+    gankit.train("pix2pix-folder", [f"data.root={root}", "data.resolution=8", "model.g.depth=3", "model.g.width=4",
+                                    "model.d.width=4", "model.d.n_layers=1", "train.epochs=null", "train.steps=2",
+                                    "train.log_every=1", "train.num_samples=2", "train.batch_size=2"],
+                 out=run, quiet=True)
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "psnr" in out and "fid" not in out.split("not computed")[0]
+    assert ("not computed: fid, kid, content_kept: the target domain is a folder, which has no feature network "
+            "here (the registered datasets have one)") in out
+    written = json.loads((run / "eval.json").read_text())
+    assert written["protocol"]["metrics"] == [] and "not_computed" in written["protocol"]
+    assert "psnr" in written["AtoB"] and "ssim" not in written["AtoB"]  # 8 px: no room for SSIM's 11-px window
+    for argv, message in ((["--metrics", "fid,is"], "--metrics is: a translator is scored with fid,kid,content_kept"),
+                          (["--features", "inception"], "--features, --inception-weights, --data and --data-root are for generators")):
+        assert main(["eval", str(run)] + argv) == 2
+        assert message in capsys.readouterr().err

@@ -62,11 +62,13 @@ def _mmd2_reference(x, y):
 
 def test_kid_matches_direct_computation():
     a, b = _features(300, 32, 0), _features(300, 32, 1, 0.2)
-    mean, std = kid(a, b, num_subsets=3, subset_size=300)  # each subset is the whole set, permuted
+    mean, std = kid(a, b, num_subsets=3, subset_size=300)  # one subset holds both sets whole
     ref = _mmd2_reference(a, b)
     assert ref > 0
     assert abs(mean - ref) / ref <= 1e-6
-    assert std < 1e-9 * abs(ref)
+    assert std is None  # every draw would be the same two sets: no spread to report
+    mean, std = kid(a, b, num_subsets=50, subset_size=299)  # subsets one short of the sets: a real spread
+    assert abs(mean - ref) / ref < 0.05 and 0 < std < 0.2 * ref
 
 
 def test_kid_subsets_same_distribution_near_zero_and_seeded():

@@ -379,6 +379,60 @@ def test_translate_inpainting_keeps_known_pixels_of_the_users_photo(runs, tmp_pa
     assert "--mask" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("painted", ["zero-one", "red-on-transparent", "white-jpeg"])
+def test_a_mask_file_as_users_save_it_marks_its_hole(runs, tmp_path, painted):
+    """A 0/1 mask saved from numpy, a coloured stroke on a transparent layer (composited over black: red
+    is grey 76) and a JPEG with compression noise all give the painted rectangle as the hole."""
+    rgb = photo(tmp_path / "in.png", size=(37, 29))
+    hole = np.zeros((29, 37), bool)
+    hole[8:20, 10:25] = True
+    if painted == "zero-one":
+        Image.fromarray(hole.astype(np.uint8)).save(tmp_path / "mask.png")
+    elif painted == "red-on-transparent":
+        a = np.zeros((29, 37, 4), np.uint8)
+        a[hole] = (255, 0, 0, 255)
+        Image.fromarray(a, "RGBA").save(tmp_path / "mask.png")
+    else:
+        Image.fromarray(hole.astype(np.uint8) * 255).save(tmp_path / "mask.jpg", quality=60)
+    mask = next(tmp_path.glob("mask.*"))
+    out = tmp_path / "o.png"  # one input: -o may name the file itself
+    assert cli_main(["translate", str(runs / "inpaint"), str(tmp_path / "in.png"), "-o", str(out),
+                     "--mask", str(mask)]) == 0
+    changed = np.any(np.asarray(Image.open(out)) != rgb, axis=-1)
+    assert not changed[~hole].any()  # known pixels exact
+    assert changed[hole].mean() > 0.5  # the hole was filled (a tiny model leaves some pixels as they were)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--mask", "BLACK"], "black everywhere, so no hole"),
+    (["--mask", "centre", "--extend", "3"], "--extend is for uncropping models; this is a inpainting model"),
+    (["--mask", "centre", "--tile", "8"], "--tile is for super-resolution models"),
+    (["--mask", "centre", "-o", "EXISTING"], "a file, not a folder"),
+    (["--mask", "centre", "-o", "TWO.png"], "one output file for 2 inputs"),  # the folder: in.png, black.png
+])
+def test_restoration_options_that_cannot_apply_are_one_line(runs, tmp_path, capsys, args, message):
+    photo(tmp_path / "in.png")
+    Image.fromarray(np.zeros((29, 37), np.uint8)).save(tmp_path / "black.png")
+    (tmp_path / "existing").write_text("a user's file")
+    subst = {"BLACK": str(tmp_path / "black.png"), "EXISTING": str(tmp_path / "existing"),
+             "TWO.png": str(tmp_path / "two.png")}
+    inputs = str(tmp_path) if "TWO.png" in args else str(tmp_path / "in.png")
+    argv = ["translate", str(runs / "inpaint"), inputs, "-o", str(tmp_path / "o")]
+    capsys.readouterr()
+    assert cli_main(argv + [subst.get(a, a) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert (tmp_path / "existing").read_text() == "a user's file"
+
+
+def test_uncropping_refuses_a_negative_border(runs, tmp_path, capsys):
+    photo(tmp_path / "in.png", size=(40, 24))
+    assert cli_main(["translate", str(runs / "uncrop"), str(tmp_path / "in.png"), "-o", str(tmp_path / "o"),
+                     "--extend", "-5"]) == 2
+    assert "--extend: give 0 or more pixels" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_translate_uncropping_extends_the_photo(runs, tmp_path):
     rgb = photo(tmp_path / "in.png", size=(40, 24))
     assert cli_main(["translate", str(runs / "uncrop"), str(tmp_path / "in.png"), "-o", str(tmp_path / "o"),

@@ -51,6 +51,25 @@ def _is_translation_run(src: str) -> bool:
     return name in OBJECTIVES and OBJECTIVES.get(name).kind == "translation"
 
 
+def _translation_metrics(args) -> tuple:
+    """The feature metrics a translator is scored with (PSNR/SSIM and the model's own scores always come
+    with paired data); other options of generator evaluation are refused, not ignored."""
+    from ..errors import GankitError
+    from ..metrics.translation import FEATURE_METRICS
+
+    if args.features not in (None, "domain") or args.inception_weights or args.data or args.data_root:
+        raise GankitError("--features, --inception-weights, --data and --data-root are for generators: a "
+                          "translator is scored on its own held-out split with the target domain's network")
+    if args.metrics is None:
+        return FEATURE_METRICS
+    names = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    wrong = [m for m in names if m not in FEATURE_METRICS]
+    if wrong:
+        raise GankitError(f"--metrics {','.join(wrong)}: a translator is scored with {','.join(FEATURE_METRICS)} "
+                          "(and PSNR/SSIM where the data is paired)")
+    return names
+
+
 def run(args):
     from ..evaluation import evaluate
     from ..metrics import format_table
@@ -63,9 +82,11 @@ def run(args):
             from ..metrics.translation import format_translation
             n = None if args.n == DEFAULT_N else args.n  # a translator is scored on the whole held-out split
             results = evaluate_translation(src, split=args.split, n=n, seed=args.seed, checkpoint=args.checkpoint,
-                                           write=not args.no_write)
+                                           write=not args.no_write, metrics=_translation_metrics(args))
             print(f"{src} (translation, {args.split} split)")
             print(format_translation(results))
+            if "not_computed" in results["protocol"]:
+                print(f"not computed: {results['protocol']['not_computed']}")
             continue
         result = evaluate(src, metrics=args.metrics, n=args.n, features=args.features, split=args.split,
                           data=args.data, data_root=args.data_root, seed=args.seed,

@@ -11,7 +11,8 @@ def register(sub):
                                    "one input.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (WAV files for a voice-conversion run)")
-    p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="folder for the outputs")
+    p.add_argument("-o", "--out", required=True, metavar="OUT_DIR",
+                   help="folder for the outputs; for one input, a .png (.wav for voice conversion) file name")
     p.add_argument("--direction", default=None, help="AtoB or BtoA (CycleGAN); default: the first the model has")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
     p.add_argument("--side-by-side", action="store_true", help="write input | output pairs")
@@ -20,8 +21,9 @@ def register(sub):
     r = p.add_argument_group("restoration runs (super-resolution, inpainting, uncropping, colorization, labels2image): "
                              "images of any size, written at their own size (x scale for super-resolution)")
     r.add_argument("--mask", metavar="FILE|KIND",
-                   help="inpainting: the hole, a mask image (white = hole; resized to each input) or a kind drawn "
-                        "per image: centre, rect, stroke, border; uncropping: a mask instead of --extend")
+                   help="inpainting: the hole, a mask image (white = hole, or any colour on black or transparent; "
+                        "resized to each input) or a kind drawn per image: centre, rect, stroke, border; "
+                        "uncropping: a mask instead of --extend")
     r.add_argument("--seed", type=int, default=0, help="seed of drawn masks (default 0)")
     r.add_argument("--extend", type=int, metavar="PX",
                    help="uncropping: pixels added on every side (default: 1/8 of the shorter side)")

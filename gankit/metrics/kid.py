@@ -2,6 +2,8 @@
 kernel k(x, y) = (x·y / d + 1)³, averaged over random subsets (mean and std reported)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 
@@ -25,14 +27,18 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def kid(real_features, fake_features, num_subsets: int = NUM_SUBSETS, subset_size: int = SUBSET_SIZE,
-        seed: int = 0) -> tuple[float, float]:
+        seed: int = 0) -> tuple[float, Optional[float]]:
     """KID mean and std over ``num_subsets`` pairs of subsets of ``min(subset_size, N, M)`` samples,
-    each drawn without replacement (as in the authors' and torch-fidelity's code)."""
+    each drawn without replacement (as in the authors' and torch-fidelity's code). When both sets fit
+    in one subset every draw is the same two sets, so KID is their MMD² and the std is None: there is
+    no spread to report (a std of 0 would read as a number known exactly)."""
     real = torch.as_tensor(np.asarray(real_features)).double()
     fake = torch.as_tensor(np.asarray(fake_features)).double()
     m = min(subset_size, len(real), len(fake))
     if m < 2:
         raise ValueError("KID needs at least 2 samples on each side")
+    if m == len(real) and m == len(fake):
+        return mmd2_unbiased(real, fake), None
     g = torch.Generator().manual_seed(seed)
     vals = []
     for _ in range(num_subsets):
@@ -40,7 +46,7 @@ def kid(real_features, fake_features, num_subsets: int = NUM_SUBSETS, subset_siz
         f = fake[torch.randperm(len(fake), generator=g)[:m]]
         vals.append(mmd2_unbiased(r, f))
     v = np.asarray(vals)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None
 
 
 @register_metric("kid", ("kid",), lower_is_better=("kid",),

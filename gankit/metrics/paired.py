@@ -122,15 +122,17 @@ def paired_scores(fake: torch.Tensor, target: torch.Tensor, data_range: float = 
     Returns ``{"psnr", "psnr_std", "psnr_inf", "ssim", "ssim_std"}``: mean and sample std
     (ddof 1; 0 for a single value) over images. PSNR statistics use the finite per-image
     values; ``psnr_inf`` counts pairs that were identical (PSNR +inf). If every pair is
-    identical, ``psnr`` is +inf and ``psnr_std`` 0.
+    identical, ``psnr`` is +inf and ``psnr_std`` 0. Images smaller than SSIM's 11-pixel window get
+    no ``ssim`` (there is no position to put the window).
     """
-    p, s = psnr(fake, target, data_range), ssim(fake, target, data_range)
+    p = psnr(fake, target, data_range)
     finite = p[torch.isfinite(p)]
 
     def mean_std(v):
         return v.mean().item(), (v.std().item() if len(v) > 1 else 0.0)
 
     p_mean, p_std = mean_std(finite) if len(finite) else (math.inf, 0.0)
-    s_mean, s_std = mean_std(s)
-    return {"psnr": p_mean, "psnr_std": p_std, "psnr_inf": int(len(p) - len(finite)),
-            "ssim": s_mean, "ssim_std": s_std}
+    out = {"psnr": p_mean, "psnr_std": p_std, "psnr_inf": int(len(p) - len(finite))}
+    if min(fake.shape[-2:]) >= 11:
+        out["ssim"], out["ssim_std"] = mean_std(ssim(fake, target, data_range))
+    return out

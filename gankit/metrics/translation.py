@@ -94,7 +94,7 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
     results = {"protocol": {"split": split, "n": n, "seed": seed, "checkpoint": checkpoint, "gankit": __version__,
                             "data": model.cfg.data.name, "metrics": list(metrics),
                             "psnr": "per image, dB, range [-1, 1] (data range 2), mean over images",
-                            "ssim": "Wang et al. 2004, Gaussian window 11, sigma 1.5, per channel, mean",
+                            "ssim": "Wang et al. 2004, Gaussian window 11, sigma 1.5, per channel, mean (none under 11 px)",
                             "features": "domain network of the target domain (trained on its train split)"}}
     if "restoration" in data.info:
         results["protocol"]["restoration"] = (
@@ -143,6 +143,14 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
             target = {"speaker": dst, "items": utts[dst]}
             results[direction].update(score_conversion(outputs, inputs, source, target, d.info["audio"]["speakers"],
                                                        model.cfg.data))
+    computed = {k for d in results.values() if d is not results["protocol"] for k in d}
+    results["protocol"]["metrics"] = [m for m in metrics if m in computed]
+    left_out = [m for m in metrics if m not in computed]
+    if left_out:  # a folder domain has no feature network; content kept needs the source's labels
+        results["protocol"]["not_computed"] = (
+            f"{', '.join(left_out)}: " + ("the target domain is a folder, which has no feature network "
+                                          "here (the registered datasets have one)" if "fid" in left_out or "kid" in left_out
+                                          else "the held-out inputs have no class labels"))
     if write and model.run_dir is not None and Path(model.run_dir).is_dir():
         from ..utils import atomic_write_text
         atomic_write_text(Path(model.run_dir) / "eval.json", json.dumps(results, indent=1, default=_json) + "\n")
