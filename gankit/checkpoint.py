@@ -1,5 +1,8 @@
 """Checkpoints as one safetensors file: every tensor as a tensor, everything else as JSON
 in the header's metadata. Loading never unpickles and never executes code from the file.
+The header also holds the SHA-256 of the JSON state and the tensor bytes (``data_sha256``), checked
+on loading, so a file damaged on disk (flipped bits, not only a cut) is found before a run trains or
+samples from it.
 
 Nested state (optimizer state dicts, RNG states, sampler positions) is flattened: each
 tensor leaf becomes ``prefix/path/to/leaf`` in the file, and the JSON skeleton keeps
@@ -7,6 +10,7 @@ tensor leaf becomes ``prefix/path/to/leaf`` in the file, and the JSON skeleton k
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -14,7 +18,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from . import faults
@@ -69,35 +74,63 @@ def unflatten(skeleton: Any, tensors: Dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
+_DIGEST_SLOT = "0" * 64  # written into the header first, then replaced by the digest (same length)
+
+
+def _data_section(blob: bytes) -> tuple[int, memoryview]:
+    """(header length, the tensor bytes) of a safetensors file's bytes."""
+    n = int.from_bytes(blob[:8], "little")
+    return n, memoryview(blob)[8 + n:]
+
+
+def _digest(state_json: str, data) -> str:
+    """SHA-256 of a checkpoint's JSON state and its tensor bytes: what ``data_sha256`` holds."""
+    h = hashlib.sha256(state_json.encode())
+    h.update(data)
+    return h.hexdigest()
+
+
 def save_checkpoint(path: Path, state: Dict[str, Any], before_replace=None) -> None:
     """Write ``state`` (nested dicts of tensors and plain values) atomically to ``path``
     (``before_replace``: see :func:`~gankit.utils.atomic_write_bytes`)."""
     tensors: Dict[str, torch.Tensor] = {}
     skeleton = flatten(state, "s", tensors)
-    meta = {"format": FORMAT, "state": json.dumps(skeleton)}
-    atomic_write_bytes(Path(path), safetensors_save(tensors, metadata=meta), before_replace=before_replace)
+    meta = {"format": FORMAT, "state": json.dumps(skeleton), "data_sha256": _DIGEST_SLOT}
+    blob = bytearray(safetensors_save(tensors, metadata=meta))
+    n, data = _data_section(blob)
+    key = f'"data_sha256":"{_DIGEST_SLOT}"'.encode()
+    slot = blob.find(key, 8, 8 + n) + len(key) - 65  # the digest's first character
+    blob[slot:slot + 64] = _digest(meta["state"], data).encode()
+    del data
+    atomic_write_bytes(Path(path), bytes(blob), before_replace=before_replace)
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`; a damaged file raises CheckpointError."""
+    """Read a checkpoint written by :func:`save_checkpoint`; a damaged file (cut short, or its tensor
+    bytes changed: ``data_sha256``) raises CheckpointError."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no checkpoint there")
+    damaged = ("use the other checkpoint in the same folder (previous, best) or retrain")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            if meta.get("format") not in FORMATS:
-                raise CheckpointError(f"{path}: not a gankit checkpoint this version reads (format "
-                                      f"{meta.get('format')!r}; known: {', '.join(FORMATS)})")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        blob = path.read_bytes()
+        n, data = _data_section(blob)
+        meta = json.loads(bytes(blob[8:8 + n])).get("__metadata__") or {}
+        if meta.get("format") not in FORMATS:
+            raise CheckpointError(f"{path}: not a gankit checkpoint this version reads (format "
+                                  f"{meta.get('format')!r}; known: {', '.join(FORMATS)})")
+        tensors = safetensors_load(blob)  # a file cut short fails here: "corrupt or truncated"
+        if "data_sha256" in meta and _digest(meta.get("state", ""), data) != meta["data_sha256"]:
+            raise CheckpointError(f"{path}: damaged checkpoint (its state and tensor bytes do not match the SHA-256 "
+                                  f"in its header); {damaged}")
+        del data
         skeleton = json.loads(meta["state"])
         state = unflatten(skeleton, tensors)
         state["format_version"] = FORMATS[meta["format"]]
     except CheckpointError:
         raise
-    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e}); "
-                              "use the other checkpoint in the same folder (previous, best) or retrain") from None
+    except (SafetensorError, OSError, ValueError, KeyError, RuntimeError, UnicodeDecodeError, AttributeError) as e:
+        raise CheckpointError(f"{path}: corrupt or truncated checkpoint ({type(e).__name__}: {e}); {damaged}") from None
     return state
 
 

@@ -222,7 +222,7 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value, tp, key: str):
+def coerce(value, tp, key: str):
     """Check ``value`` against type ``tp`` and convert (int->float, list->tuple, dict->dataclass)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -234,7 +234,7 @@ def _coerce(value, tp, key: str):
             if a is type(None):
                 continue
             try:
-                return _coerce(value, a, key)
+                return coerce(value, a, key)
             except ConfigError as e:
                 errors.append(e)
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
@@ -249,15 +249,15 @@ def _coerce(value, tp, key: str):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+            return tuple(coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if origin in (dict, Dict):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         _, value_type = typing.get_args(tp) or (str, Any)
-        return {k: _coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
+        return {k: coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
     if tp is Any:
         return value
     if tp is float:
@@ -296,7 +296,7 @@ def from_dict(cls, data: dict, prefix: str = ""):
     if unknown:
         raise ConfigError(
             f"unknown config key {prefix}{unknown[0]!s}; allowed keys here: {', '.join(names)}")
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
+    kwargs = {k: coerce(v, hints[k], prefix + k) for k, v in data.items()}
     return cls(**kwargs)
 
 

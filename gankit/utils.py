@@ -36,9 +36,11 @@ def atomic_write_bytes(path: Path, data: bytes, before_replace=None) -> None:
         if before_replace is not None:
             before_replace()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # a full disk on write: say which file
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 

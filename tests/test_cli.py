@@ -50,3 +50,39 @@ def test_console_script_installed():
     assert exe, "the gankit console script is not on PATH (pip install -e .)"
     proc = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("gankit ")
+
+
+@pytest.mark.parametrize("command,raised,line", [
+    (["sample", "RUN", "-o", "x.png"], OSError(28, "No space left on device", "/full/x.png"),
+     "gankit: error: /full/x.png: No space left on device"),
+    (["train", "gan-ring8"], OSError(30, "Read-only file system", "runs/x"),
+     "gankit: error: runs/x: Read-only file system; a run keeps the last checkpoint it wrote: make room "
+     "(or fix the permissions) and resume it"),
+    (["sample", "RUN"], KeyboardInterrupt(), "gankit: interrupted"),
+    (["train", "gan-ring8"], KeyboardInterrupt(),
+     "gankit: interrupted; the last checkpoint is kept (resume with gankit train --resume RUN_DIR)"),
+])
+def test_a_full_disk_or_ctrl_c_is_one_line_that_fits_the_command(monkeypatch, capsys, command, raised, line):
+    """A full or read-only disk is the user's to fix: one line, exit 2, not a traceback; Ctrl-C speaks of
+    checkpoints only where there are some."""
+    import gankit.api
+    import gankit.train.run
+
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(gankit.api, "sample", fail)
+    monkeypatch.setattr(gankit.train.run, "train", fail)
+    assert main(command) == (130 if isinstance(raised, KeyboardInterrupt) else 2)
+    assert capsys.readouterr().err.strip() == line
+
+
+def test_other_os_errors_are_not_dressed_up(monkeypatch):
+    import gankit.api
+
+    def fail(*args, **kwargs):
+        raise OSError(5, "Input/output error")  # not the user's to fix by making room: keep the traceback
+
+    monkeypatch.setattr(gankit.api, "sample", fail)
+    with pytest.raises(OSError):
+        main(["sample", "RUN"])

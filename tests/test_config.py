@@ -48,6 +48,8 @@ def test_a_file_is_judged_with_its_overrides(tmp_path):
     ("data.name=imagenet", "data.name"),
     ("train.batch_size=0", "train.batch_size"),
     ("train.ema=1.5", "train.ema"),
+    ("loss.regularizers=[{name: r3, weight: 1}]", "loss.regularizers.0.name"),
+    ("loss.regularizers=[{name: r1, weight: -1}]", "loss.regularizers.0.weight"),
 ])
 def test_bad_key_or_value_names_the_key(override, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
@@ -66,3 +68,17 @@ def test_cli_bad_key_is_one_line_and_nonzero_exit(tmp_path):
 def test_unknown_recipe_lists_the_shipped_ones():
     with pytest.raises(ConfigError, match="gan-ring8"):
         load_config("no-such-recipe")
+
+
+@pytest.mark.parametrize("value,message", [
+    ("-4", "model.g.width: invalid value -4; allowed: an integer >= 0"),
+    ("abc", "model.g.width: expected an integer, got 'abc'"),
+    ("2.5", "model.g.width: expected an integer, got 2.5"),
+])
+def test_a_network_setting_of_the_wrong_type_or_sign_is_one_line_naming_it(value, message, tmp_path):
+    """Checked against the network constructor's annotations before anything is built or written."""
+    import gankit
+    with pytest.raises(ConfigError) as e:
+        gankit.train("gan-ring8", [f"model.g.width={value}", "train.steps=1"], out=tmp_path / "run", quiet=True)
+    assert str(e.value) == message
+    assert not (tmp_path / "run").exists()

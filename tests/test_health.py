@@ -140,6 +140,17 @@ def test_divergence_that_persists_stops_at_the_last_healthy_state(tmp_path):
     from gankit.api import load
     model = load(r.dir)                                    # the saved state is the healthy one
     assert all(torch.isfinite(p).all() for p in model.G.parameters())
+    # Going on anyway from that state, twice: each try diverges again and stops. Events after the
+    # resumed step are trained again, so they leave the file and the monitor's state alike: what
+    # health.json counts is what events.jsonl holds, the same after every try (it grew by one a try).
+    counts = []
+    for _ in range(2):
+        resumed = train(resume=r.dir, overrides=["train.steps=200"], quiet=True)
+        assert "still diverging" in resumed.stop_reason
+        counted = json.loads((r.dir / "health.json").read_text())["events"]["diverged"]
+        assert counted == len([e for e in events(r.dir) if e["kind"] == "diverged"])
+        counts.append(counted)
+    assert counts[0] == counts[1] >= 1
 
 
 def test_d_that_cannot_learn_is_d_lost_and_stops_early(tmp_path):

@@ -137,6 +137,48 @@ def test_refuses_to_overwrite_a_finished_run(tmp_path):
         gankit.train("gan-ring8", TINY_RING, out=tmp_path / "run", quiet=True)
 
 
+def test_a_second_process_training_into_the_same_folder_is_refused(tmp_path):
+    """Two jobs with one --out (a job started twice, a scheduler resuming a job still alive) would write
+    into the same files: while one holds the folder, the other is refused in one line, starting or
+    resuming; the lock goes with its holder."""
+    import os
+
+    from gankit.train.run import run_lock
+
+    d = tmp_path / "run"
+    with run_lock(d):  # as another process would hold it (flock conflicts between two opens of the file)
+        for call in (lambda: gankit.train("gan-ring8", TINY_RING, out=d, quiet=True),
+                     lambda: gankit.train("gan-ring8", TINY_RING, out=d, quiet=True, resume=True)):
+            with pytest.raises(GankitError, match=rf"another process \(pid {os.getpid()}\) is training into this folder"):
+                call()
+        assert not (d / "config.yaml").exists()
+    run = gankit.train("gan-ring8", TINY_RING, out=d, quiet=True)  # released: the folder is free again
+    with run_lock(d):
+        with pytest.raises(GankitError, match="another process"):
+            gankit.train(resume=d, overrides=["train.steps=20"], quiet=True)
+    assert run.trainer.state.step == 20
+
+
+def test_a_checkpoint_with_flipped_bits_is_found(tmp_path):
+    """Damage that keeps the file's length (a bad sector, a flipped bit) is caught by the SHA-256 the
+    header holds, in the tensor bytes and in the JSON state, and the run resumes from `previous`."""
+    run = gankit.train("gan-ring8", TINY_RING + ["train.checkpoint_every=5"], out=tmp_path / "run", quiet=True)
+    ckpt = run.dir / "checkpoints" / "latest.safetensors"
+    good = ckpt.read_bytes()
+    n = int.from_bytes(good[:8], "little")
+    state_digit = next(i for i in range(good.index(b"step", 8), 8 + n) if chr(good[i]).isdigit())
+    for offset in (len(good) - 100, state_digit):  # a tensor byte; a digit of the step in the JSON state
+        bad = bytearray(good)
+        bad[offset] = bad[offset] ^ 0x01  # "2" <-> "3": the header still parses
+        ckpt.write_bytes(bytes(bad))
+        with pytest.raises(CheckpointError, match="damaged checkpoint"):
+            gankit.load(ckpt)
+    from gankit.checkpoint import load_latest
+    assert load_latest(run.dir)[1].name == "previous.safetensors"
+    ckpt.write_bytes(good)
+    assert gankit.load(ckpt).sample(2)[0].shape == (2, 2)
+
+
 def test_corrupt_or_truncated_checkpoint_is_a_clear_error(tmp_path):
     run = gankit.train("gan-ring8", TINY_RING, out=tmp_path / "run", quiet=True)
     ckpt = run.dir / "checkpoints" / "latest.safetensors"
@@ -260,3 +302,19 @@ def test_optimizer_state_takes_its_parameters_layout_on_load():
         x.grad = torch.ones_like(x)
         opt.step()
     assert torch.equal(p, q)
+
+
+def test_small_api_conveniences_behave_as_a_python_user_expects(tmp_path):
+    """One override as a plain string; `"fid" in result`; a run folder without a checkpoint yet is
+    named as such by eval (not "give a folder gankit train wrote")."""
+    from gankit.config import save_config
+    from gankit.metrics.evaluate import EvalError, EvalResult
+
+    run = gankit.train("gan-ring8", "train.steps=3", out=tmp_path / "run", quiet=True)
+    assert run.trainer.state.step == 3
+    result = EvalResult({}, [{"name": "fid", "value": 1.5}, {"name": "kid", "value": 0.1}])
+    assert "fid" in result and "is" not in result and list(result) == ["fid", "kid"]
+    (tmp_path / "fresh").mkdir()
+    save_config(run.cfg, tmp_path / "fresh" / "config.yaml")
+    with pytest.raises(EvalError, match=r"no checkpoints/latest.safetensors yet; resume the run \(gankit train --resume"):
+        gankit.evaluate(tmp_path / "fresh")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import re
 import sys
 from typing import List, Optional
@@ -13,6 +14,9 @@ from . import (animate_cmd, bench_cmd, data_cmd, detect_cmd, eval_cmd, export_cm
 from . import edit_cmd, project_cmd
 
 _OVERRIDE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+=")  # train.steps=100: a config override without its --set
+
+# A full disk, a read-only or foreign folder: the user's to fix, said in one line, not a traceback.
+_DISK_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 COMMANDS = [recipes_cmd, train_cmd, sample_cmd, translate_cmd, report_cmd, eval_cmd, features_cmd, bench_cmd,
             export_cmd, serve_cmd, animate_cmd, inspect_cmd, detect_cmd, score_cmd, data_cmd, truncation_cmd, mix_cmd,
@@ -49,6 +53,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"gankit: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("gankit: interrupted; the last checkpoint is kept (resume with gankit train --resume RUN_DIR)",
-              file=sys.stderr)
+        kept = ("; the last checkpoint is kept (resume with gankit train --resume RUN_DIR)"
+                if args.command == "train" else "")
+        print(f"gankit: interrupted{kept}", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in _DISK_ERRORS:
+            raise
+        kept = ("; a run keeps the last checkpoint it wrote: make room (or fix the permissions) and resume it"
+                if args.command == "train" else "")
+        print(f"gankit: error: {e.filename or 'writing'}: {e.strerror}{kept}", file=sys.stderr)
+        return 2

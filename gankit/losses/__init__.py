@@ -10,6 +10,7 @@ def _check_loss(cfg) -> None:
     for i, r in enumerate(cfg.loss.regularizers):
         check_name(f"loss.regularizers.{i}.name", r.name, REGULARIZERS)
         check(f"loss.regularizers.{i}.every", r.every >= 1, "an integer >= 1")
+        check(f"loss.regularizers.{i}.weight", r.weight >= 0, "a number >= 0 (a penalty's weight)")
 
 
 __all__ = ["LOSSES", "REGULARIZERS", "AdversarialLoss"]

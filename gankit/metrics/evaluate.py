@@ -59,6 +59,13 @@ class EvalResult:
                 return r["value"]
         raise KeyError(f"no metric {name!r} in this evaluation; have: {', '.join(self.names())}")
 
+    def __contains__(self, name: str) -> bool:
+        return name in self.names()
+
+    def __iter__(self):
+        """The metric names, as a dict iterates its keys (``dict(result.scalars())`` for the values)."""
+        return iter(self.names())
+
     def names(self) -> List[str]:
         return [r["name"] for r in self.results]
 

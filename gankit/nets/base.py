@@ -20,10 +20,12 @@ check and the network itself both use.
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import dataclass
 
 from torch import nn
 
+from ..config import coerce
 from ..errors import ConfigError
 from ..registry import Registry
 from .sizes import ImageSizeError
@@ -85,11 +87,21 @@ def check_net_kwargs(model_cfg, name: str, role: str) -> None:
         raise ConfigError(f"{prefix}.arch: invalid value {arch!r}; allowed: {', '.join(NETWORKS.names())}")
     cls = NETWORKS.get(arch).role(role)
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in _FIXED]
-    for k in kwargs:
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):  # an annotation that does not resolve: names are still checked
+        hints = {}
+    for k, v in kwargs.items():
+        where = f"model.nets.{name}" if k in model_cfg.nets.get(name, {}) else f"model.{role.lower()}"
         if k not in allowed:
-            where = f"model.nets.{name}" if k in model_cfg.nets.get(name, {}) else f"model.{role.lower()}"
             raise ConfigError(f"unknown config key {where}.{k} for arch {arch!r} ({name}); "
                               f"allowed: {', '.join(allowed)}")
+        try:
+            coerce(v, hints[k], f"{where}.{k}")  # the constructor's annotation: width "abc" is one line
+        except (KeyError, TypeError):
+            pass  # not annotated, or a type the config layer does not describe
+        if isinstance(v, int) and not isinstance(v, bool) and v < 0:  # no width, depth or count is negative
+            raise ConfigError(f"{where}.{k}: invalid value {v}; allowed: an integer >= 0")
 
 
 def build_net(model_cfg, name: str, role: str, **fixed) -> nn.Module:
@@ -101,7 +113,7 @@ def build_net(model_cfg, name: str, role: str, **fixed) -> nn.Module:
         return NETWORKS.get(arch).role(role)(**fixed, **kwargs)
     except ImageSizeError as e:
         raise ConfigError(e.for_config()) from None
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RuntimeError) as e:  # e.g. a width of 0: torch's message, with the network named
         raise ConfigError(f"model ({arch}, {name}): {e}") from None
 
 

@@ -33,8 +33,8 @@ def _check_train(cfg) -> None:
     parse_policy(cfg.loss.augment)  # DiffAugment's names (loss.augment)
     t = cfg.train
     check("train.lr_schedule", t.lr_schedule in SCHEDULES, ", ".join(SCHEDULES.names()))
-    double_backward = [r.name for r in cfg.loss.regularizers
-                       if getattr(REGULARIZERS.get(r.name), "double_backward", False)]
+    double_backward = [r.name for r in cfg.loss.regularizers  # an unknown name is the losses' check to refuse
+                       if r.name in REGULARIZERS and getattr(REGULARIZERS.get(r.name), "double_backward", False)]
     check("train.compile", not t.compile or not double_backward,
           f"false for this recipe: torch.compile does not support the double backward of {', '.join(double_backward)}")
 

@@ -38,6 +38,7 @@ from ..provenance import training_context
 from ..checkpoint import BEST, LATEST, load_latest, save_checkpoint, save_latest
 from ..utils import TMP_GLOB, atomic_write_text, read_jsonl, truncate_jsonl
 from .callback import Callback
+from .distributed import env_world
 from .loop import Trainer
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -399,26 +400,68 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
     """
     from .callbacks import default_callbacks
 
-    overrides = list(overrides or [])
+    overrides = [overrides] if isinstance(overrides, str) else list(overrides or [])  # one "key=value" alone
     if resume is True:
         if recipe is None:
             raise GankitError("resume=True continues the run of a recipe: give the recipe too, or resume=RUN_DIR")
         cfg = _recipe_config(recipe, overrides)
         run_dir = Path(out) if out is not None else Path("runs") / cfg.name
-        if not (run_dir / "config.yaml").exists():
-            return train(cfg, out=run_dir, quiet=quiet, callbacks=callbacks)
-        _check_same_run(run_dir, cfg)
-        resume = run_dir
-        overrides = [o for o in overrides if o.split("=", 1)[0].strip().startswith("train.")]
+        with run_lock(run_dir):
+            if not (run_dir / "config.yaml").exists():
+                return Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg)).fit()
+            _check_same_run(run_dir, cfg)
+            overrides = [o for o in overrides if o.split("=", 1)[0].strip().startswith("train.")]
+            return _resume(run_dir, overrides, quiet, callbacks)
     if resume is not None:
-        return _resume(Path(resume), overrides, quiet, callbacks)
+        with run_lock(Path(resume), create=False):
+            return _resume(Path(resume), overrides, quiet, callbacks)
     cfg = _recipe_config(recipe, overrides)
     run_dir = Path(out) if out is not None else _default_out(cfg)
-    if (run_dir / "config.yaml").exists():
-        raise GankitError(f"{run_dir}: already holds a run; continue it with `gankit train --resume {run_dir}` "
-                          "or choose another --out")
-    run = Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg))
-    return run.fit()
+    with run_lock(run_dir):
+        if (run_dir / "config.yaml").exists():
+            raise GankitError(f"{run_dir}: already holds a run; continue it with `gankit train --resume {run_dir}` "
+                              "or choose another --out")
+        return Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg)).fit()
+
+
+LOCK = ".lock"  # in the run folder: held (flock) by the process training into it
+
+
+@contextmanager
+def run_lock(run_dir: Path, create: bool = True):
+    """Hold ``run_dir/.lock`` while training into ``run_dir``: a second process (a job started twice,
+    a scheduler resuming a job that is still alive) is refused in one line instead of writing into
+    the same files. The operating system drops the lock when the holder exits, even on ``kill -9``,
+    so no stale lock is left. Under torchrun rank 0 holds it for the job. A folder made here and
+    left empty (the run failed before writing anything) is removed again. No-op where ``fcntl`` is
+    missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    if env_world()[0] != 0 or not create and not run_dir.is_dir():
+        yield  # another rank of the job, or no folder to resume (_resume says so)
+        return
+    made = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise GankitError(f"{run_dir}: another process (pid {holder}) is training into this folder; wait for it "
+                          "to finish, or choose another --out") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+        if made and [q.name for q in run_dir.iterdir()] == [LOCK]:
+            (run_dir / LOCK).unlink(missing_ok=True)
+            run_dir.rmdir()
 
 
 def _recipe_config(recipe, overrides: List[str]) -> Config:
@@ -436,10 +479,13 @@ def _check_same_run(run_dir: Path, cfg: Config) -> None:
         return  # unreadable: resuming takes the config stored in the checkpoint and says so
     new = cfg.to_dict()
 
-    def diff(a, b, prefix=""):
-        for k in sorted(set(a) | set(b)):
+    def diff(a, b, prefix=""):  # the model, its loss and data first: what a reader needs to hear about
+        keys = sorted(set(a) | set(b))
+        if not prefix:
+            keys = [k for k in ("model", "loss", "data") if k in keys] + [k for k in keys if k not in ("model", "loss", "data")]
+        for k in keys:
             key = f"{prefix}{k}"
-            if key == "train":
+            if key in ("train", "description"):
                 continue
             if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
                 found = diff(a[k], b[k], key + ".")

@@ -98,8 +98,10 @@ class HealthCallback(Callback):
         # The state training starts from counts as healthy: a run that diverges before its first
         # record goes back there with lower learning rates.
         self.snapshot, self.snapshot_step = clone_state(t.state_dict()), t.state.step
-        # Resuming: drop events from steps that will be trained again.
+        # Resuming: drop events from steps that will be trained again, in the file and in the state
+        # (a checkpoint written after a rollback holds the divergence's event, from a later step).
         truncate_jsonl(run.dir / "events.jsonl", t.state.step)
+        self.events = [e for e in self.events if e.step <= t.state.step]
 
     def _on_log(self, run, record: dict) -> Optional[dict]:
         t = run.trainer
