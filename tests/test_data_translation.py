@@ -279,29 +279,42 @@ def test_digits2mnist_unpaired_with_labels():
     assert len(small.a) == 10 and torch.equal(small.domain("A").y, small.a_labels)
 
 
-def test_eval_of_a_folder_translator_says_what_it_could_not_compute(side_by_side, tmp_path, capsys):
-    """A folder domain has no feature network: the run gets PSNR/SSIM, one `not computed:` line, and a
-    protocol that lists only what was computed; generator options are refused, not ignored."""
+def test_eval_of_a_folder_translator_scores_fid_on_a_network_of_its_target_images(side_by_side, tmp_path, capsys):
+    """A folder domain has no registered feature network: one is trained on the rotation task on the
+    target side of the train split (cached by those images' bytes), and FID/KID compare the outputs with
+    the held-out targets. Content kept needs labels: one `not computed:` line says so, and the protocol
+    lists only what was computed. Not square: no rotation network, and the line says why. Generator
+    options are refused, not ignored."""
     import json
 
     import gankit
     from gankit.cli.main import main
+    from gankit.utils import cache_dir
 
     root, _ = side_by_side
+    tiny = [f"data.root={root}", "model.g.depth=3", "model.g.width=4", "model.d.width=4", "model.d.n_layers=1",
+            "train.epochs=null", "train.steps=2", "train.log_every=1", "train.num_samples=2", "train.batch_size=2"]
     run = tmp_path / "run"
-    gankit.train("pix2pix-folder", [f"data.root={root}", "data.resolution=8", "model.g.depth=3", "model.g.width=4",
-                                    "model.d.width=4", "model.d.n_layers=1", "train.epochs=null", "train.steps=2",
-                                    "train.log_every=1", "train.num_samples=2", "train.batch_size=2"],
-                 out=run, quiet=True)
+    gankit.train("pix2pix-folder", tiny + ["data.resolution=8"], out=run, quiet=True)
     capsys.readouterr()
     assert main(["eval", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "psnr" in out and "fid" not in out.split("not computed")[0]
-    assert ("not computed: fid, kid, content_kept: the target domain is a folder, which has no feature network "
-            "here (the registered datasets have one)") in out
+    assert "not computed: content_kept: the held-out inputs have no class labels" in out
     written = json.loads((run / "eval.json").read_text())
-    assert written["protocol"]["metrics"] == [] and "not_computed" in written["protocol"]
-    assert "psnr" in written["AtoB"] and "ssim" not in written["AtoB"]  # 8 px: no room for SSIM's 11-px window
+    assert written["protocol"]["metrics"] == ["fid", "kid"] and "rotation" in written["protocol"]["features"]
+    scores = written["AtoB"]
+    assert {"psnr", "fid", "kid", "fid_input"} <= set(scores) and "ssim" not in scores  # 8 px: no room for SSIM
+    assert list((cache_dir() / "features").glob("domain-paired-folder-B-*.safetensors"))
+    again = json.loads((run / "eval.json").read_text())["AtoB"]  # the cached network: the same numbers
+    assert main(["eval", str(run)]) == 0 and json.loads((run / "eval.json").read_text())["AtoB"] == again
+
+    wide = tmp_path / "wide"
+    gankit.train("pix2pix-folder", tiny + ["data.resolution=[8,16]"], out=wide, quiet=True)
+    capsys.readouterr()
+    assert main(["eval", str(wide)]) == 0
+    assert ("not computed: fid, kid: the target domain is a folder of images that are not square, which the "
+            "rotation-trained feature network cannot take; content_kept: the held-out inputs have no class labels"
+            ) in capsys.readouterr().out
     for argv, message in ((["--metrics", "fid,is"], "--metrics is: a translator is scored with fid,kid,content_kept"),
                           (["--features", "inception"], "--features, --inception-weights, --data and --data-root are for generators")):
         assert main(["eval", str(run)] + argv) == 2

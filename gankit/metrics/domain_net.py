@@ -109,10 +109,6 @@ def _load_split(data_cfg, split: str):
     if ds.kind != "image":
         raise GankitError(f"features domain: dataset {data_cfg.name!r} is not an image dataset; "
                           "use --features raw (vectors) or --features inception")
-    if ds.y is None and ds.x.shape[-1] != ds.x.shape[-2]:
-        raise GankitError(f"features domain: dataset {data_cfg.name!r} has no labels and its images are "
-                          f"{ds.x.shape[-2]}x{ds.x.shape[-1]}, not square, so the rotation pretext task cannot "
-                          "train a net; label them (one sub-folder per class) or use --features inception")
     return ds
 
 
@@ -206,12 +202,26 @@ def train_domain_net(data_cfg, epochs: Optional[float] = None, limit: Optional[i
     is stored in the file's metadata and printed through ``log``. Unlabelled (square) images train
     on the rotation pretext task instead (module docstring); the accuracy is then rotation accuracy.
     """
+    name = data_cfg.name
+    return fit_domain_net(_load_split(data_cfg, "train"), _load_split(data_cfg, "test"), name,
+                          domain_key(name, data_cfg), Path(path or domain_net_path(name, data_cfg)),
+                          epochs=epochs, limit=limit, seed=seed, log=log)
+
+
+def fit_domain_net(train, test, name: str, key: str, path: Path, epochs: Optional[float] = None,
+                   limit: Optional[int] = None, seed: int = 0, log: Optional[Callable[[str], None]] = None) -> Path:
+    """Train a domain net on the image :class:`~gankit.data.base.Dataset` ``train`` (a classifier with
+    labels, the rotation task without), score it on ``test``, and save it at ``path`` under the cache
+    ``key``: :func:`train_domain_net` for a registered dataset, or images from elsewhere (the target
+    side of a translation folder, :mod:`gankit.metrics.translation`)."""
     from ..data import to_model_range
 
-    name = data_cfg.name
+    if train.y is None and train.x.shape[-1] != train.x.shape[-2]:
+        raise GankitError(f"features domain: dataset {name!r} has no labels and its images are "
+                          f"{train.x.shape[-2]}x{train.x.shape[-1]}, not square, so the rotation pretext task "
+                          "cannot train a net; label them (one sub-folder per class) or use --features inception")
     spec = DOMAIN_SPECS.get(name, {"epochs": DEFAULT_EPOCHS, "expect": None})
     epochs = spec["epochs"] if epochs is None else epochs
-    train, test = _load_split(data_cfg, "train"), _load_split(data_cfg, "test")
     x, y = train.x, train.y
     if limit is not None:
         x, y = x[:limit], (y[:limit] if y is not None else None)
@@ -231,8 +241,7 @@ def train_domain_net(data_cfg, epochs: Optional[float] = None, limit: Optional[i
     c, h, w = train.sample_shape
     tic = time.monotonic()
     if log:
-        log(f"training the {name} feature network on {len(x)} images for {epochs:g} epochs "
-            f"(once; cached at {path or domain_net_path(name, data_cfg)})")
+        log(f"training the {name} feature network on {len(x)} images for {epochs:g} epochs (once; cached at {path})")
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG streams as they were
         torch.manual_seed(seed)              # the same initial weights every time
         k = ROTATION_CLASSES if pretext else max(train.num_classes, int(train.y.max()) + 1)
@@ -243,14 +252,13 @@ def train_domain_net(data_cfg, epochs: Optional[float] = None, limit: Optional[i
     if log:
         what = "rotation accuracy" if pretext else "test accuracy"
         log(f"{name} feature network: {what} {acc:.4f} ({n_test} images), trained in {seconds:.0f}s")
-    meta = {"kind": "domain", "version": VERSION, "dataset": name, "key": domain_key(name, data_cfg),
+    meta = {"kind": "domain", "version": VERSION, "dataset": name, "key": key,
             "arch": net.arch, "test_accuracy": acc,
             "n_test": n_test, "n_train": n_train, "epochs": epochs, "shift": spec.get("shift", 0), "seed": seed,
             "seconds": round(seconds, 1),
             "expected_accuracy": spec["expect"]}
     if pretext:
         meta["pretext"] = pretext   # test_accuracy is then rotation accuracy, over 4 turns of n_test images
-    path = Path(path or domain_net_path(name, data_cfg))
     save_tensors(path, net.state_dict(), meta)
     return path
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -38,28 +39,64 @@ def _domain_cfg(name: str, size: tuple):
     return DataConfig(name=name, resolution=h if h == w else (h, w))
 
 
+def folder_domain(model, task, held_out, log=None):
+    """``(extractor, reference)`` for a translation target that is a folder of the user's images (no
+    registered dataset): a domain net trained by the rotation task on the target side of the *train*
+    split (cached under a key of those images' bytes, so another folder, size or direction gets its
+    own), and the target side of ``held_out`` (the oriented split being scored) as the real images.
+    None when the images are not square (rotation needs them square)."""
+    from ..data import load_dataset
+    from ..data.base import Dataset
+    from .cache import cache_dir, sha256_file, sha256_tensor
+    from .domain_net import DomainFeatures, fit_domain_net, load_domain_net
+
+    cfg = model.cfg.data
+    side = "B" if task.source == "A" else "A"     # the target domain, as the folder names it
+    target = held_out.b
+    if target.shape[-1] != target.shape[-2]:
+        return None
+    name = f"{cfg.name}-{side}"
+    reference = Dataset(name=name, x=target, y=None, kind="image")
+    train = oriented(load_dataset(cfg, "train", seed=model.cfg.seed), task).b
+    key = f"domain-{name}-{sha256_tensor(train)[:10]}"
+    path = cache_dir() / "features" / f"{key}.safetensors"
+    if not path.exists():
+        fit_domain_net(Dataset(name=name, x=train, y=None, kind="image"), reference, name, key, path, log=log)
+    net, meta = load_domain_net(path)
+    return DomainFeatures(net, meta, sha256_file(path)), reference
+
+
 def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Optional[torch.Tensor],
                        labels: Optional[torch.Tensor], domain: Optional[str], seed: int = 0,
-                       metrics=FEATURE_METRICS, features_cfg=None) -> Dict[str, float]:
+                       metrics=FEATURE_METRICS, features_cfg=None, folder=None) -> Dict[str, float]:
     """Scores of ``outputs`` (N, C, H, W) in [-1, 1] translated from ``inputs`` (pictures of them scored
     as ``*_input``; None: none); ``targets`` the paired ground truth (or None), ``labels`` the inputs'
     classes (or None), ``domain`` the registered dataset of the target domain (or None: no feature
-    network, no FID or content kept); ``features_cfg``: the dataset whose domain network gives the
-    features, when not the target domain's own (restoration on photographs). ``metrics``: which of
-    the numbers on the domain network to compute (fid, kid, content_kept); none of them: the network
-    is not even loaded (nor trained, the first time)."""
+    network, no FID or content kept, unless ``folder``); ``features_cfg``: the dataset whose domain network
+    gives the features, when not the target domain's own (restoration on photographs); ``folder``: a
+    callable giving ``(extractor, reference dataset)`` for a target domain that is a folder
+    (:func:`folder_domain`; no labels, so no content kept). ``metrics``: which of the numbers on the
+    domain network to compute (fid, kid, content_kept); none of them: the network is not even loaded
+    (nor trained, the first time)."""
     out: Dict[str, float] = {"n": int(len(outputs))}
     if targets is not None:
         out.update(paired_scores(outputs, targets))
     keep = "content_kept" in metrics and labels is not None
     metrics = [m for m in metrics if m != "content_kept"]
-    if domain is None or not (metrics or keep):
+    if domain is None and folder is None or not (metrics or keep):
         return out
     from .evaluate import Samples, evaluate_samples
     from .features import get_extractor
 
-    cfg = _domain_cfg(domain, outputs.shape[-2:])
-    extractor = get_extractor("domain", features_cfg or cfg)
+    reference = None
+    if domain is None:
+        found = folder()
+        if found is None:
+            return out
+        (extractor, reference), cfg, keep = found, None, False
+    else:
+        cfg = _domain_cfg(domain, outputs.shape[-2:])
+        extractor = get_extractor("domain", features_cfg or cfg)
     for key, x in (("", outputs), ("_input", inputs)):
         if x is None:
             continue
@@ -67,7 +104,8 @@ def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Opt
             x = x.mean(1, keepdim=True) if extractor.channels == 1 else x.expand(-1, extractor.channels, -1, -1)
         if metrics:
             result = evaluate_samples(Samples(x, None, cfg, {"kind": "translation"}), metrics=metrics,
-                                      split="test", seed=seed, n_real=len(x), extractor=extractor)
+                                      split="test", seed=seed, n_real=len(x), extractor=extractor,
+                                      reference=reference)
             for k, v in result.scalars().items():
                 out[k + key] = v
         if keep and key == "":
@@ -128,8 +166,11 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
             from .restoration import baseline_pictures
             shown = baseline_pictures(inputs, spec["task"], spec)
             features = clean_domain_config(model.cfg.data)
+        folder = None
+        if domain is None and spec is None and "utterances" not in d.info:  # the user's own folders
+            folder = lambda d=d, task=task: folder_domain(model, task, d, log=_stderr)  # noqa: E731
         results[direction] = score_translations(outputs, shown, targets, labels, domain, seed=seed, metrics=metrics,
-                                                features_cfg=features)
+                                                features_cfg=features, folder=folder)
         if spec is not None:
             results[direction].update(_restoration_scores(outputs, batch, spec, model.cfg.data))
             if spec["task"] == "super-resolution" and d.photos is not None:
@@ -146,15 +187,25 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
     computed = {k for d in results.values() if d is not results["protocol"] for k in d}
     results["protocol"]["metrics"] = [m for m in metrics if m in computed]
     left_out = [m for m in metrics if m not in computed]
-    if left_out:  # a folder domain has no feature network; content kept needs the source's labels
-        results["protocol"]["not_computed"] = (
-            f"{', '.join(left_out)}: " + ("the target domain is a folder, which has no feature network "
-                                          "here (the registered datasets have one)" if "fid" in left_out or "kid" in left_out
-                                          else "the held-out inputs have no class labels"))
+    reasons = []
+    if [m for m in left_out if m != "content_kept"]:  # a folder's rotation network needs square images
+        reasons.append(f"{', '.join(m for m in left_out if m != 'content_kept')}: the target domain is a folder of "
+                       "images that are not square, which the rotation-trained feature network cannot take")
+    if "content_kept" in left_out:
+        reasons.append("content_kept: the held-out inputs have no class labels")
+    if reasons:
+        results["protocol"]["not_computed"] = "; ".join(reasons)
+    if any(k.startswith("fid") or k.startswith("kid") for k in computed) and model.cfg.data.name.endswith("-folder"):
+        results["protocol"]["features"] = ("domain network of the target domain, a folder: trained on the rotation "
+                                           "task (RotNet) on the target side of the train split")
     if write and model.run_dir is not None and Path(model.run_dir).is_dir():
         from ..utils import atomic_write_text
         atomic_write_text(Path(model.run_dir) / "eval.json", json.dumps(results, indent=1, default=_json) + "\n")
     return results
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _restoration_scores(outputs, batch, spec: dict, data_cfg) -> dict:
