@@ -7,7 +7,10 @@
   [-1, 1] -> ``y`` (N, C', H, W) in [-1, 1]. The file's ``metadata_props`` name the inputs, outputs,
   shapes and value ranges and where the weights came from (:func:`onnx_metadata`). Before the file
   is written, onnxruntime runs it on the same inputs as PyTorch at two batch sizes; a max absolute
-  difference above :data:`TOLERANCE` fails the export.
+  difference above :data:`TOLERANCE` fails the export. A style generator's graph holds its
+  *constant* per-layer noise maps (metadata ``gankit.noise``: ``const``), so it equals
+  ``G(z, y, noise_mode="const")`` — not ``gankit sample``, which draws fresh seeded noise per layer
+  and so differs in fine detail; the check compares against the former.
 * ``folder``: ``config.json`` (the run's resolved config and what rebuilding the networks needs),
   ``model.safetensors`` (every network of the objective, the EMA weights where the run keeps them)
   and ``README.md`` (a model card). ``gankit.load(folder)`` rebuilds the model from it without the
@@ -39,6 +42,19 @@ TOLERANCE = 1e-4
 CHECK_BATCHES = (8, 3)
 OPSET = 17
 EXPORTERS = ("torchscript", "dynamo")
+#: How an exported style generator makes its per-layer noise: the graph holds no random op, so it uses
+#: the fixed maps saved with the weights (gankit.nets.stylegan.NoiseInput.noise_const).
+STYLE_NOISE = "const"
+NOISE_MEANING = {
+    "const": "per-layer noise is the generator's fixed maps (G(z, y, noise_mode='const')), the same for every "
+             "sample; gankit sample draws fresh seeded noise per layer, so its images differ in fine detail",
+    "none": "the network draws no noise of its own: its output is a function of its inputs, as in gankit",
+}
+
+
+def noise_mode(net: nn.Module) -> str:
+    """``const`` for a style generator (exported with its constant noise maps), else ``none``."""
+    return STYLE_NOISE if callable(getattr(net, "truncate", None)) else "none"
 
 
 @dataclass
@@ -61,13 +77,19 @@ class ExportResult:
     path: Path
     max_abs_error: Optional[float] = None          # onnx: the largest |ONNX - PyTorch| measured
     errors: Dict[int, float] = field(default_factory=dict)  # onnx: batch size -> max |difference|
+    noise: str = "none"                            # onnx: const (a style G's fixed noise maps) | none
     files: List[str] = field(default_factory=list)  # folder: the files written
 
     def __str__(self) -> str:
         if self.format == "onnx":
             sizes = ", ".join(f"batch {n}: {e:.2e}" for n, e in self.errors.items())
-            return (f"wrote {self.path} (onnxruntime vs PyTorch: max |difference| {self.max_abs_error:.2e} "
+            against = "PyTorch" if self.noise == "none" else f"PyTorch with noise_mode={self.noise!r}"
+            line = (f"wrote {self.path} (onnxruntime vs {against}: max |difference| {self.max_abs_error:.2e} "
                     f"<= {TOLERANCE:g}; {sizes})")
+            if self.noise != "none":
+                line += (f"\nnoise: {self.noise}, the generator's fixed noise maps; gankit sample draws random "
+                         "per-layer noise, so its images differ in fine detail (metadata gankit.noise)")
+            return line
         return f"wrote {self.path}/ ({', '.join(self.files)}); load it with gankit.load({str(self.path)!r})"
 
 
@@ -130,13 +152,14 @@ def load_source(run_dir: str | Path, which: str = "latest") -> Source:
 
 class _Generation(nn.Module):
     """``G(z[, y])`` with the ONNX inputs as positional arguments. A style generator runs with its
-    constant per-layer noise (the graph holds no random op, so the file is deterministic), and a
-    generator with a linear output is clamped to [-1, 1], as gankit's own samples are."""
+    constant per-layer noise (:data:`STYLE_NOISE`; the graph holds no random op, so the file is
+    deterministic), and a generator with a linear output is clamped to [-1, 1], as gankit's own samples are."""
 
     def __init__(self, net: nn.Module, conditional: bool):
         super().__init__()
         self.net, self.conditional = net, conditional
-        self.kwargs = {"noise_mode": "const"} if callable(getattr(net, "truncate", None)) else {}
+        mode = noise_mode(net)
+        self.kwargs = {"noise_mode": mode} if mode != "none" else {}
         self.clamp = bool(getattr(net, "linear_output", False))
 
     def forward(self, z: Tensor, y: Optional[Tensor] = None) -> Tensor:
@@ -250,7 +273,9 @@ def onnx_bytes(net: nn.Module, spec: Spec, exporter: str = "torchscript") -> byt
 
 def check_onnx(data: bytes, net: nn.Module, spec: Spec, batches=CHECK_BATCHES, seed: int = 0) -> Dict[int, float]:
     """Max |onnxruntime − PyTorch| of the ONNX model ``data`` against ``net`` on the same inputs, per
-    batch size (seeded inputs: z ~ N(0, I), images uniform in [-1, 1], classes cycling)."""
+    batch size (seeded inputs: z ~ N(0, I), images uniform in [-1, 1], classes cycling). The reference
+    is ``net`` as exported: a style generator with its constant noise (``noise_mode="const"``, see
+    :func:`noise_mode`), not the random noise of ``gankit sample``."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -279,6 +304,7 @@ def onnx_metadata(src: Source, spec: Spec, direction: Optional[str], net_name: s
 
     model = src.model
     ema = bool(model.cfg.train.ema) and net_name in model.objective.ema
+    noise = noise_mode(model.nets[net_name])
     return {
         "gankit.version": __version__,
         "gankit.task": spec.task,
@@ -299,6 +325,8 @@ def onnx_metadata(src: Source, spec: Spec, direction: Optional[str], net_name: s
         "gankit.exported": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "gankit.exporter": exporter,
         "gankit.tolerance": f"{TOLERANCE:g}",
+        "gankit.noise": noise,
+        "gankit.noise_meaning": NOISE_MEANING[noise],
     }
 
 
@@ -348,7 +376,7 @@ def export_onnx(src: Source, out: Path, direction: Optional[str] = None, exporte
         raise GankitError(f"ONNX export: onnxruntime and PyTorch differ by {worst:.3g} (> {tolerance:g}) on the same "
                           f"inputs; {out} not written")
     atomic_write_bytes(out, data)
-    return ExportResult("onnx", out, worst, errors)
+    return ExportResult("onnx", out, worst, errors, noise=meta["gankit.noise"])
 
 
 def read_onnx_metadata(path: str | Path) -> Dict[str, str]:

@@ -13,19 +13,6 @@ from torch import Tensor
 
 from .errors import GankitError
 
-def seeded_z(n: int, z_dim: int, seed: int, truncation: Optional[float] = None) -> Tensor:
-    """(n, z_dim) float32 z ~ N(0, I) from a private generator seeded ``seed``: the same seed gives
-    the same codes on every machine. ``truncation`` (a threshold τ > 0, None = off) applies the
-    truncation trick of BigGAN (Brock et al. 2019, §3.1): every component with |z_i| > τ is
-    redrawn from the same generator, conditioned to fall inside (:func:`resample_outside`).
-    Components already inside are kept, so lowering τ changes a picture gradually rather than
-    replacing it; samples get more typical and less varied as τ falls."""
-    g = torch.Generator().manual_seed(int(seed))
-    z = torch.randn(n, z_dim, generator=g)
-    if truncation is None:
-        return z
-    return resample_outside(z, float(truncation), g)   # a ValueError for τ ≤ 0
-
 
 def slerp(a: Tensor, b: Tensor, t: float | Tensor) -> Tensor:
     """Spherical interpolation between codes ``a`` and ``b`` (..., D) at ``t`` in [0, 1] (a number,

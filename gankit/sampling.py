@@ -76,10 +76,12 @@ class DiscriminatorRejectionSampler:
 
     @torch.no_grad()
     def generate(self, n: int, gen: torch.Generator, label: Optional[int] = None) -> tuple[Tensor, Optional[Tensor]]:
-        """n samples of G (fp32) and their labels: ``label``, else uniform over the classes (None if
-        unconditional)."""
+        """n samples of G (fp32, on G's device) and their labels: ``label``, else uniform over the
+        classes (None if unconditional). Made by :meth:`~gankit.tasks.Task.generate`, as every sample is:
+        randomness G draws itself (a style generator's per-layer noise) comes from its seeded private
+        stream, not torch's global RNG, so the same ``gen`` state gives the same samples."""
         inputs = self.task.draw(n, gen, labels=label if label is not None else "random", device=self.device)
-        return self.task.run(self.G, inputs).float(), inputs["y"]
+        return self.task.generate(self.G, inputs, batch_size=max(1, n), cpu=False), inputs["y"]
 
     @torch.no_grad()
     def _propose(self, n: int, gen: torch.Generator, label: Optional[int]) -> tuple[Tensor, Optional[Tensor], Tensor]:

@@ -151,7 +151,7 @@ def test_edit_strip_middle_column_is_the_unedited_image(style_run, tmp_path):
     G = load(style_run).G
     z = torch.randn(3, 16, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        plain = G.synthesis(G.mapping(z).unsqueeze(1).expand(-1, G.num_ws, -1), noise_mode="const")
+        plain = G.synthesis(G.mapping(z).unsqueeze(1).expand(-1, G.num_ws, -1), noise_mode="const").clamp(-1, 1)
     for i in range(3):  # the same w; batches of 5 and 3 may sum in another order: float32 rounding only
         assert torch.allclose(x[5 * i + 2], plain[i], atol=1e-5)
         tile = picture[16 * i:16 * (i + 1), 32:48].astype(int)
@@ -160,7 +160,7 @@ def test_edit_strip_middle_column_is_the_unedited_image(style_run, tmp_path):
     # strength s moves w by s along the unit direction: column 4 is w + 2·v
     with torch.no_grad():
         w = G.mapping(z[:1]) + 2.0 * d.vector
-        far = G.synthesis(w.unsqueeze(1).expand(-1, G.num_ws, -1), noise_mode="const")
+        far = G.synthesis(w.unsqueeze(1).expand(-1, G.num_ws, -1), noise_mode="const").clamp(-1, 1)
     assert torch.allclose(x[4], far[0], atol=1e-5)
 
 
@@ -193,3 +193,66 @@ def test_cli_help_list_and_an_unknown_direction(style_run, tmp_path, capsys):
     assert main(["edit", str(style_run), "--direction", "sefa:1", "-n", "2", "--steps", "3",
                  "-o", str(tmp_path / "s.png")]) == 0
     assert Image.open(tmp_path / "s.png").size == (3 * 16, 2 * 16)
+
+
+# -- truncation, clamping and refusals of gankit edit ---------------------------------------------
+
+@pytest.mark.parametrize("psi", ["nan", "5", "1.5", "-0.5"])
+def test_edit_refuses_a_truncation_sample_would_refuse(style_run, tmp_path, capsys, psi):
+    out = tmp_path / "s.png"
+    assert main(["edit", str(style_run), "--direction", "sefa:0", f"--truncation={psi}", "-o", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--truncation" in lines[0] and "0 < ψ ≤ 1" in lines[0]
+    assert not out.exists()
+
+
+def test_edit_truncation_is_applied_and_recorded(style_run, tmp_path):
+    x, _ = edit(style_run, "sefa:0", 1.0, seed=2, n=2, out=tmp_path / "avg.png", steps=3, psi=0.0)
+    assert torch.allclose(x[1], x[4], atol=1e-5)  # ψ = 0 (style generators): every row is the average image
+    edit(style_run, "sefa:0", 1.0, seed=2, n=2, out=tmp_path / "half.png", steps=3, psi=0.5)
+    import json
+    assert json.loads(Image.open(tmp_path / "half.png").text["gankit"])["truncation"] == 0.5
+    # a generator without a style space resamples z as gankit sample does: the unedited column is G(z at ψ)
+    from gankit.tasks import GenerationTask
+    G = dcgan_g()
+    d = Direction("class:0-1", "z", torch.ones(8), "")
+    x = render_edit(G, d, [0.0, 1.0], n=3, seed=4, psi=0.5, z_dim=8, num_classes=0)
+    z = GenerationTask(8).truncated(0.5, None, G).seeded(3, 4)["z"]
+    assert z.abs().max() <= 0.675 and torch.allclose(x[0::2], G(z), atol=1e-5)
+    with pytest.raises(GankitError, match="--truncation 0"):
+        render_edit(G, d, [0.0], n=1, psi=0.0, z_dim=8, num_classes=0)  # 0 is a style generator's average image only
+
+
+def test_edit_images_are_clamped_like_samples():
+    G = style_g()
+    d = Direction("sefa:0", "w", sefa(G, 1)[0][0], "")
+    x = render_edit(G, d, [-40.0, 40.0], n=2, seed=0)
+    with torch.no_grad():
+        w = G.mapping(torch.randn(2, 8, generator=torch.Generator().manual_seed(0)))[:1] + 40.0 * d.vector
+        raw = G.synthesis(w.unsqueeze(1).expand(-1, G.num_ws, -1), noise_mode="const")
+    assert raw.abs().max() > 1                        # G's linear output overshoots here
+    assert x.min() >= -1 and x.max() <= 1 and torch.allclose(x[1], raw[0].clamp(-1, 1), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def cgan_run(tmp_path_factory):
+    return train("cgan-fashion-mnist", ["data.name=digits", "data.resolution=16", "data.limit=64", "train.steps=2",
+                                        "train.batch_size=8", "model.g.width=8", "model.d.width=8", "model.z_dim=16"],
+                 out=tmp_path_factory.mktemp("d") / "cgan", quiet=True).dir
+
+
+def test_edit_refusals_are_one_line(style_run, cgan_run, tmp_path, capsys):
+    out = str(tmp_path / "s.png")
+    assert main(["edit", str(style_run), "--direction", "class:0-1", "--samples", "0", "-o", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--samples 0" in err[0]
+    with pytest.raises(GankitError, match="--samples 0"):
+        class_direction(style_g(num_classes=3), 0, 1, n=0)
+    # a conditional generator without styles has no directions: --list says why and what to use
+    assert main(["edit", str(cgan_run), "--list"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert captured.out == "" and len(err) == 1
+    assert "no latent directions" in err[0] and "gankit sample --class" in err[0]
+    assert main(["edit", str(cgan_run), "--direction", "sefa:0", "-o", out]) == 2
+    assert "gankit sample --class" in capsys.readouterr().err

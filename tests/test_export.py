@@ -53,6 +53,10 @@ TINY = {
                                            "model.d.width=8", "train.batch_size=4", "loss.options.pool_size=3",
                                            "train.minutes=null"]),
     "ring": ("gan-ring8", ["model.g.width=16", "model.d.width=16", "train.batch_size=16"]),
+    # a style generator: per-layer noise, exported as its constant maps
+    "style": ("dcgan-digits", ["data.resolution=16", "data.limit=64", "model.z_dim=8", "model.arch=stylegan2",
+                               "model.g={w_dim: 8, mapping_layers: 2, width: 64, max_width: 8}",
+                               "model.d={width: 64, max_width: 8}", "train.batch_size=8"]),
 }
 
 
@@ -147,6 +151,26 @@ def test_onnx_of_a_conditional_run_samples_what_gankit_samples(runs, tmp_path, c
     inputs = model.task.seeded(8, seed=4)
     got = s.run(None, {"z": inputs["z"].numpy(), "y": inputs["y"].numpy()})[0]
     assert np.abs(got - raw.task.generate(raw.G, inputs).numpy()).max() > 1e-3
+
+
+def test_onnx_of_a_style_run_is_g_with_its_constant_noise_and_says_so(runs, tmp_path, capsys):
+    out = tmp_path / "style.onnx"
+    assert main(["export", str(runs / "style"), "--format", "onnx", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "vs PyTorch with noise_mode='const'" in printed and "gankit sample draws random" in printed
+    meta = read_onnx_metadata(out)
+    assert meta["gankit.noise"] == "const" and "noise_mode='const'" in meta["gankit.noise_meaning"]
+    model = gankit.load(runs / "style", device="cpu")
+    const = model.task.truncated(1.0, None, model.G, noise_mode="const")   # what the file computes, in gankit
+    inputs = model.task.seeded(6, seed=2)
+    got = session(out).run(None, {"z": inputs["z"].numpy()})[0]
+    assert np.abs(got - const.generate(model.G, inputs).numpy()).max() <= TOLERANCE
+    # gankit sample's noise is random (seeded): the picture differs, and the metadata says why
+    x, _ = model.sample(6, seed=2)
+    assert np.abs(got - x.numpy()).max() > 10 * TOLERANCE
+    # a generator without noise of its own says so too
+    assert export(runs / "ring", "onnx", tmp_path / "r.onnx").noise == "none"
+    assert read_onnx_metadata(tmp_path / "r.onnx")["gankit.noise"] == "none"
 
 
 @pytest.mark.parametrize("run,direction", [("pix2pix", None), ("cyclegan", None), ("cyclegan", "BtoA")])

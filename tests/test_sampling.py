@@ -106,3 +106,21 @@ def test_packed_discriminators_are_refused():
     D.pack = 4
     with pytest.raises(GankitError, match="pack"):
         fit_density_ratio(D, lambda n: (torch.randn(n, 1), None), lambda n: (torch.randn(n, 1), None), steps=1)
+
+
+def test_rejection_sampling_of_a_style_generator_is_reproducible(tmp_path):
+    """A style G draws per-layer noise itself: the sampler makes its proposals through Task.generate,
+    whose seeded private stream gives that noise, so the same seed gives the same samples."""
+    tiny = ["data.name=digits", "data.resolution=16", "data.limit=64", "train.steps=2", "train.batch_size=8",
+            "train.log_every=1", "model.z_dim=8", "model.arch=stylegan2",
+            "model.g={w_dim: 8, mapping_layers: 2, width: 64, max_width: 8}", "model.d={width: 64, max_width: 8}"]
+    run = gankit.train("dcgan-digits", tiny, out=tmp_path / "run", quiet=True)
+    model = gankit.load(run.dir)
+    draws = []
+    for _ in range(2):
+        torch.manual_seed(len(draws))                 # the global RNG differs between the two draws
+        drs = model.rejection_sampler(steps=2, seed=3)
+        drs.burn_in, drs.batch_size = 32, 16
+        draws.append(drs.sample(6, seed=3)[0])
+    assert draws[0].shape == (6, 1, 16, 16) and torch.equal(draws[0], draws[1])
+    assert draws[0].min() >= -1 and draws[0].max() <= 1   # clamped as gankit sample's images are

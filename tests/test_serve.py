@@ -23,7 +23,7 @@ from gankit.api import load
 from gankit.cli.main import main
 from gankit.data.base import to_model_range, to_uint8
 from gankit.serve import ModelService, make_server
-from gankit.latent import seeded_z, slerp
+from gankit.latent import resample_outside, slerp
 from gankit.serve.validate import MAX_UPLOAD_BYTES
 from gankit.train.run import train
 
@@ -36,8 +36,8 @@ TINY = ["train.threads=1", "train.log_every=5", "health.enabled=false"]
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Tiny runs: a conditional image generator (ACGAN, 10 classes), a translator (pix2pix), a 2D GAN.
-    GANKIT_SERVE_RUN=DIR uses that run as the generator instead (for the docs screenshot)."""
+    """Tiny runs: a conditional image generator (ACGAN, 10 classes), a translator (pix2pix), a 2D GAN,
+    a StyleGAN2 generator. GANKIT_SERVE_RUN=DIR uses that run as the generator instead (for the docs screenshot)."""
     root = tmp_path_factory.mktemp("serve")
     gen = os.environ.get("GANKIT_SERVE_RUN")
     if not gen:
@@ -47,7 +47,11 @@ def runs(tmp_path_factory):
     train("pix2pix-edges2fashion", ["data.limit=64", "model.g.width=8", "model.d.width=8", "train.batch_size=8",
                                     "train.minutes=null", "train.steps=3", *TINY], out=root / "tr", quiet=True)
     train("gan-ring8", ["model.g.width=16", "model.d.width=16", "train.steps=10", *TINY], out=root / "vec", quiet=True)
-    return {"gen": Path(gen), "tr": root / "tr", "vec": root / "vec"}
+    train("dcgan-digits", ["data.resolution=16", "data.limit=64", "model.z_dim=8", "model.arch=stylegan2",
+                           "model.g={w_dim: 8, mapping_layers: 2, width: 64, max_width: 8}",
+                           "model.d={width: 64, max_width: 8}", "train.batch_size=8", "train.steps=2", *TINY],
+          out=root / "style", quiet=True)
+    return {"gen": Path(gen), "tr": root / "tr", "vec": root / "vec", "style": root / "style"}
 
 
 @pytest.fixture(scope="module")
@@ -101,17 +105,14 @@ def pixels(data: bytes) -> np.ndarray:
 
 
 def expected_samples(service, seed, n, label=None, truncation=None) -> torch.Tensor:
-    """What /api/sample must show, computed here without the server: G on seeded (truncated) codes."""
-    m = service.model
-    z = seeded_z(n, m.cfg.model.z_dim, seed, truncation)
-    return m.task.generate(m.G, {"z": z, "y": m.task.labels(n, label)})
+    """What /api/sample must show, computed here without the server: the model's samples for the seed."""
+    return service.model.sample(n, seed=seed, labels=label, truncation=1.0 if truncation is None else truncation)[0]
 
 
 # ---- latent codes ----------------------------------------------------------------------------
 def test_truncation_redraws_only_components_outside_the_threshold():
-    z = seeded_z(64, 128, seed=7)
-    assert torch.equal(z, seeded_z(64, 128, seed=7)) and not torch.equal(z, seeded_z(64, 128, seed=8))
-    zt = seeded_z(64, 128, seed=7, truncation=0.5)
+    z = torch.randn(64, 128, generator=torch.Generator().manual_seed(7))
+    zt = resample_outside(z, 0.5, torch.Generator().manual_seed(8))
     inside = z.abs() <= 0.5
     assert zt.abs().max() <= 0.5
     assert torch.equal(zt[inside], z[inside])                 # kept as drawn
@@ -137,7 +138,7 @@ def test_an_upload_is_read_as_files_are_upright_and_transparency_over_white():
 
 
 def test_slerp_ends_at_both_codes_and_stays_on_the_shell():
-    a, b = seeded_z(1, 100, 0), seeded_z(1, 100, 1)
+    a, b = torch.randn(2, 1, 100, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
     b = b / b.norm() * a.norm()
     mid = slerp(a, b, 0.5)
@@ -264,7 +265,9 @@ GEN_BAD = [
     ("GET", "/api/sample?n=0", 400, "n=0: must be in [1, 64]"),
     ("GET", "/api/sample?n=65", 400, "n=65: must be in [1, 64]"),
     ("GET", "/api/sample?n=99999999999999", 400, "not an integer"),
-    ("GET", "/api/sample?truncation=0", 400, "truncation=0: must be in [0.25, 4]"),
+    ("GET", "/api/sample?truncation=1.5", 400, "truncation=1.5: must be in [0, 1]"),
+    ("GET", "/api/sample?truncation=0", 400, "truncation=0: give ψ with 0 < ψ ≤ 1"),   # 0: style generators only
+    ("GET", "/api/walk?truncation=0", 400, "truncation=0: give ψ with 0 < ψ ≤ 1"),
     ("GET", "/api/sample?truncation=nan", 400, "not a number"),
     ("GET", "/api/sample?truncation=inf", 400, "not a number"),
     ("GET", "/api/sample?truncation=1e999", 400, "not a finite number"),
@@ -419,7 +422,7 @@ def test_200_requests_8_at_a_time_none_lost(services):
     print("\nload test: 200 requests, 8 at a time: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in lat.items()))
 
 
-# ---- other models, the hook, the command --------------------------------------------------------
+# ---- other models, style mixing, the command --------------------------------------------------------
 def test_a_2d_model_is_drawn_as_a_plot_with_its_walk(services):
     with running(services["vec"]) as server:
         info = json.loads(request(server, "GET", "/api/info")[2])
@@ -443,23 +446,38 @@ def test_served_pngs_carry_provenance(services):
     assert len(record["checkpoint_sha256"]) == 64
 
 
-def test_style_mixing_hook_is_used_when_the_generator_has_one(services, monkeypatch):
-    svc = services["gen"]
-    G = svc.model.G
-    calls = []
+def test_style_mixing_on_a_style_run_is_gankit_mix_s(services):
+    from gankit.steer.mixing import style_mixing
 
-    def mix_styles(za, zb, crossover, y):       # what a style-based family would provide
-        calls.append((za.shape, zb.shape, crossover))
-        return G(za if crossover else zb, y)
-
-    monkeypatch.setattr(G, "num_style_layers", 4, raising=False)
-    monkeypatch.setattr(G, "mix_styles", mix_styles, raising=False)
+    svc = services["style"]
+    m = svc.model
     with running(svc) as server:
-        assert json.loads(request(server, "GET", "/api/info")[2])["style_layers"] == 4
-        assert request(server, "GET", "/api/mix?a=1&b=2&crossover=2")[0] == 200
-        assert request(server, "GET", "/api/mix?crossover=5")[0] == 400
-    z_dim = svc.model.cfg.model.z_dim
-    assert calls == [((1, z_dim), (1, z_dim), 2)]
+        info = json.loads(request(server, "GET", "/api/info")[2])
+        assert info["style_layers"] == m.G.num_ws > 2 and info["limits"]["truncation"] == [0.0, 1.0]
+        got, headers, body = request(server, "GET", "/api/mix?a=1&b=2&crossover=2&truncation=0.5")
+        assert got == 200 and headers["Content-Type"] == "image/png"
+        assert request(server, "GET", f"/api/mix?crossover={m.G.num_ws + 1}")[0] == 400
+        assert request(server, "GET", "/api/sample?truncation=0&n=2")[0] == 200   # a style G's average image
+    za, zb = m.task.seeded(1, 1)["z"], m.task.seeded(1, 2)["z"]
+    want = style_mixing(m.G, za, zb, 2, psi=0.5)["cells"][0, 0]
+    assert np.array_equal(pixels(body), to_uint8(want)[0].numpy())
+    assert not np.array_equal(pixels(body), to_uint8(style_mixing(m.G, za, zb, 0, psi=0.5)["cells"][0, 0])[0].numpy())
+
+
+@pytest.mark.parametrize("run,psi", [("style", 0.5), ("style", 0.0), ("gen", 0.6)])
+def test_a_truncated_sample_is_what_gankit_sample_draws(runs, services, tmp_path, run, psi, capsys):
+    from gankit.viz.grids import image_grid
+
+    assert main(["sample", str(runs[run]), "--seed", "5", "-n", "4", "--truncation", str(psi),
+                 "-o", str(tmp_path / "s.npz")]) == 0
+    capsys.readouterr()
+    want = image_grid(torch.from_numpy(np.load(tmp_path / "s.npz")["x"]), nrow=2)
+    with running(services[run]) as server:
+        got, _, body = request(server, "GET", f"/api/sample?seed=5&n=4&truncation={psi}")
+    assert got == 200
+    assert np.array_equal(pixels(body).reshape(want.shape), want)
+    plain = image_grid(services[run].model.sample(4, seed=5)[0], nrow=2)
+    assert not np.array_equal(plain, want)          # ψ did change the picture
 
 
 def _default_sigint() -> None:

@@ -170,6 +170,19 @@ def test_sample_cli_truncation(runs, tmp_path, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_sample_cli_states_the_range_a_style_model_takes(runs, tmp_path, capsys):
+    from gankit.latent import PSI_RANGE
+
+    assert main(["sample", str(runs["stylegan2"]), "--truncation", "1.5", "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and PSI_RANGE in err[0]           # says 0 is a style generator's average image
+    assert main(["sample", str(runs["stylegan2"]), "--truncation", "0", "-n", "2", "-o", str(tmp_path / "x.png")]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    assert "style generator also takes 0" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize("cmd", ["truncation", "mix"])
 def test_help(cmd, capsys):
     with pytest.raises(SystemExit) as e:

@@ -1,4 +1,5 @@
 """gankit edit: move latents along a direction (SeFa, class means) and show the result as a strip."""
+from ..latent import PSI_RANGE
 
 
 def register(sub):
@@ -22,7 +23,8 @@ def register(sub):
     p.add_argument("--class", dest="label", default=None,
                    help="conditional models: the class of every row (default: rows cycle through the classes)")
     p.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
-                   help="style generators: truncation psi of the rows' w before editing (default 1: none)")
+                   help=f"truncation ψ of the rows before editing, {PSI_RANGE}; default 1: a style generator "
+                        "pulls w toward its mean, any other resamples z as gankit sample --truncation does")
     p.add_argument("--samples", type=int, default=1000,
                    help="latents drawn to estimate a class direction (default 1000)")
     p.add_argument("-o", "--out", default="edit.png", help="the strip, a .png (default edit.png)")

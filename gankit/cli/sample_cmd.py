@@ -1,4 +1,5 @@
 """gankit sample: samples of a trained run as a PNG grid or an NPZ of arrays."""
+from ..latent import PSI_RANGE
 
 
 def register(sub):
@@ -23,8 +24,8 @@ def register(sub):
     p.add_argument("--watermark", metavar="KEY", default=None,
                    help="embed an invisible watermark for KEY in every image (gankit detect FILE --key KEY finds it)")
     p.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
-                   help="truncation ψ, 0 < ψ ≤ 1 (default 1: none): a style generator pulls w toward its mean "
-                        "(0 = the average image), any other resamples z inside BigGAN's threshold Φ⁻¹((1+ψ)/2)")
+                   help=f"truncation ψ, {PSI_RANGE}; default 1: a style generator pulls w toward its mean, "
+                        "any other resamples z inside BigGAN's threshold Φ⁻¹((1+ψ)/2)")
     p.add_argument("--cutoff", type=int, default=None, metavar="K",
                    help="style generators: truncate only style indices < K, the coarse layers (default: all)")
     p.add_argument("--griffin-lim", type=int, default=64, metavar="ITERS",
@@ -40,8 +41,8 @@ def run(args):
         raise GankitError(f"-n {args.n}: give at least one sample")
     if args.griffin_lim < 1:
         raise GankitError(f"--griffin-lim {args.griffin_lim}: give at least one iteration")
-    if not 0 <= args.truncation <= 1:  # the exact rule (0 only for a style generator) is checked on the model
-        raise GankitError(f"--truncation {args.truncation:g}: give ψ with 0 < ψ ≤ 1 (1 = no truncation)")
+    if not 0 <= args.truncation <= 1:  # also NaN; the exact rule (0 only for a style generator) is checked on the model
+        raise GankitError(f"--truncation {args.truncation:g}: give ψ with {PSI_RANGE}")
     if args.rejection_steps < 0:
         raise GankitError(f"--rejection-steps {args.rejection_steps}: give 0 or more")
     path = sample(args.run_dir, n=args.n, out=args.out, seed=args.seed, label=args.label,

@@ -18,23 +18,21 @@ import torch
 
 from .. import provenance
 from ..data.base import to_model_range, to_uint8
-from ..latent import seeded_z, slerp
+from ..errors import GankitError
+from ..latent import slerp
 from .plots import vector_plot
 from .validate import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, BadRequest, Param, decode_image
 
 MAX_SEED = 2**31 - 1
-TRUNCATION = (0.25, 4.0)       # accepted thresholds τ (see latent.seeded_z); beyond 4, |z| > τ is rare (6e-5)
+TRUNCATION = (0.0, 1.0)        # truncation ψ as gankit sample takes it (latent.PSI_RANGE; 0 only for a style G)
 MAX_N_IMAGES = 64              # images drawn by one request
 MAX_N_POINTS = 5000            # points of a 1D/2D model in one plot
 WALK_BACKGROUND = 1000         # samples drawn behind a 1D/2D latent walk
 WALK_PATH_POINTS = 64          # points on the drawn 1D/2D walk path
 
-# Style mixing hook. A generator with style layers (StyleGAN-like) exposes
-#   G.num_style_layers: int  and  G.mix_styles(z_a, z_b, crossover, y) -> (N, C, H, W)
-# where layers [0, crossover) take their styles from z_a and the rest from z_b. No gankit family
-# has style layers yet, so /api/mix answers 501 and the page hides its controls; a family that
-# adds both attributes gets mixing on the page without a change here.
-STYLE_MIX_METHOD = "mix_styles"
+# Style mixing is gankit mix's (gankit.steer.mixing.style_mixing): a style generator (stylegan,
+# stylegan2) has G.num_ws style inputs; crossover K takes indices < K from seed a, the rest from seed b.
+# Any other generator answers /api/mix with 501 and the page hides its controls.
 
 
 class ModelService:
@@ -59,8 +57,11 @@ class ModelService:
 
     @property
     def style_layers(self) -> int:
+        """The style inputs a crossover can split (G.num_ws); 0 for a generator without styles."""
+        from ..steer.mixing import is_style_generator
+
         G = self.model.G
-        return int(getattr(G, "num_style_layers", 0)) if callable(getattr(G, STYLE_MIX_METHOD, None)) else 0
+        return int(G.num_ws) if self.generation and is_style_generator(G) else 0
 
     @property
     def max_n(self) -> int:
@@ -109,13 +110,14 @@ class ModelService:
 
     # ---- endpoints ------------------------------------------------------------------------
     def sample(self, seed: int, label: Optional[int], truncation: Optional[float], n: int) -> bytes:
-        """A grid of ``n`` images (or a plot of ``n`` points) from codes seeded ``seed``; ``label``
-        None on a conditional model cycles through the classes. Without truncation these are the
-        samples ``gankit sample --seed SEED -n N`` draws (the same codes and labels)."""
+        """A grid of ``n`` images (or a plot of ``n`` points) seeded ``seed``; ``label`` None on a
+        conditional model cycles through the classes. ``truncation``: ψ (None = 1, none). These are
+        the samples ``gankit sample --seed SEED -n N [--truncation ψ]`` draws (:meth:`gankit.api.GAN.sample`)."""
         self._need_generation("sample")
         y = self._labels(n, label)
-        z = seeded_z(n, self.model.cfg.model.z_dim, seed, truncation)
-        x = self._generate(z, y)
+        self._task(truncation)                       # a bad ψ is a 400 before the lock is taken
+        with self.lock:
+            x, _ = self.model.sample(n, seed=seed, labels=y, truncation=_psi(truncation))
         meta = self._record(seed=seed, truncation=truncation, label=label)
         if self.kind == "vector":
             return vector_plot(x.numpy(), self.modes, title=f"{n} samples, seed {seed}" + _trunc(truncation),
@@ -126,44 +128,40 @@ class ModelService:
         """One image at ``t`` on the spherical path from seed ``a``'s code to seed ``b``'s (a 1D/2D
         model: the path drawn over samples, with the point at ``t`` marked)."""
         self._need_generation("walk")
-        dim = self.model.cfg.model.z_dim
-        za, zb = seeded_z(1, dim, a, truncation), seeded_z(1, dim, b, truncation)
+        task = self._task(truncation)
+        za, zb = task.seeded(1, a)["z"], task.seeded(1, b)["z"]     # seed a's first sample, seed b's
         label = 0 if label is None and self.model.num_classes else label
         meta = self._record(seed=a, truncation=truncation, label=label,
                             note=f"latent walk from seed {a} to seed {b} at t={t:g} (spherical)")
         if self.kind != "vector":
-            return _grid_png(self._generate(slerp(za, zb, t), self._labels(1, label)), meta)
+            return _grid_png(self._generate(task, slerp(za, zb, t), self._labels(1, label)), meta)
         ts = torch.linspace(0, 1, WALK_PATH_POINTS)
         path = torch.cat([slerp(za, zb, float(s)) for s in ts] + [slerp(za, zb, t)])
-        background = seeded_z(WALK_BACKGROUND, dim, a, truncation)
+        background = task.seeded(WALK_BACKGROUND, a)["z"]
         z = torch.cat([background, path])
-        x = self._generate(z, self._labels(len(z), label)).numpy()
+        x = self._generate(task, z, self._labels(len(z), label)).numpy()
         return vector_plot(x[:WALK_BACKGROUND], self.modes, path=x[WALK_BACKGROUND:-1], point=x[-1],
                            title=f"walk seed {a} → {b}, t = {t:.2f}" + _trunc(truncation),
                            metadata=provenance.png_text(meta))
 
     def mix(self, a: int, b: int, crossover: int, label: Optional[int], truncation: Optional[float]) -> bytes:
-        """Style mixing through the generator's hook (see STYLE_MIX_METHOD): 501 without one."""
+        """One style-mixing cell, as ``gankit mix`` makes them (:func:`gankit.steer.mixing.style_mixing`,
+        constant noise): style indices < ``crossover`` from seed ``a``'s first sample, the rest from seed
+        ``b``'s, every w truncated by ψ first. 501 for a generator without styles."""
+        from ..steer.mixing import style_mixing
+
         self._need_generation("mix styles")
         layers = self.style_layers
         if not layers:
-            raise BadRequest(f"{self.model.cfg.loss.objective} ({self.model.cfg.model.g.get('name', 'G')}) has no "
-                             "style layers: style mixing needs a style-based generator", 501)
+            raise BadRequest(f"{self.model.cfg.loss.objective} ({self.model.cfg.model.arch}) has no style layers: "
+                             "style mixing needs a style generator (model.arch stylegan or stylegan2)", 501)
         if crossover > layers:
             raise BadRequest(f"crossover={crossover}: must be in [0, {layers}]")
-        dim = self.model.cfg.model.z_dim
-        za, zb = seeded_z(1, dim, a, truncation), seeded_z(1, dim, b, truncation)
+        psi = self._task(truncation).psi
+        za, zb = self.model.task.seeded(1, a)["z"], self.model.task.seeded(1, b)["z"]
         y = self._labels(1, 0 if label is None and self.model.num_classes else label)
-        with self.lock, torch.no_grad():
-            G = self.model.G
-            was = G.training
-            G.eval()
-            try:
-                dev = self.model.device
-                x = getattr(G, STYLE_MIX_METHOD)(za.to(dev), zb.to(dev), crossover,
-                                                 y.to(dev) if y is not None else None).float().cpu()
-            finally:
-                G.train(was)
+        with self.lock:
+            x = style_mixing(self.model.G, za, zb, crossover, y, y, psi=psi)["cells"][0]   # (1, C, H, W)
         return _grid_png(x, self._record(seed=a, truncation=truncation, label=label,
                                          note=f"style mix of seeds {a} and {b} at layer {crossover}"))
 
@@ -208,13 +206,25 @@ class ModelService:
             raise BadRequest(f"class={label}: must be in [0, {k - 1}]")
         return self.model.task.labels(n, label)
 
-    def _generate(self, z: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+    def _task(self, truncation: Optional[float]):
+        """The model's task truncated by ψ (None = 1) by gankit sample's rule (GenerationTask.truncated);
+        a ψ this generator cannot take is a 400 naming the range."""
+        try:
+            return self.model.task.truncated(_psi(truncation), None, self.model.G)
+        except GankitError as e:
+            raise BadRequest(f"truncation={truncation:g}: {str(e).partition(': ')[2]}") from None
+
+    def _generate(self, task, z: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
         with self.lock:
-            return self.model.task.generate(self.model.G, {"z": z, "y": y}, batch_size=500)
+            return task.generate(self.model.G, {"z": z, "y": y}, batch_size=500)
+
+
+def _psi(truncation: Optional[float]) -> float:
+    return 1.0 if truncation is None else float(truncation)
 
 
 def _trunc(truncation: Optional[float]) -> str:
-    return f", truncation {truncation:g}" if truncation is not None else ""
+    return f", truncation ψ {truncation:g}" if truncation is not None else ""
 
 
 def _grid_png(x: torch.Tensor, record: dict) -> bytes:

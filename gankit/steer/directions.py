@@ -18,6 +18,9 @@
 
 An edit strip renders ``n`` latents (rows) moved by each of several strengths s (columns):
 w + s·d (or z + s·d) with the generator's constant noise, so strength 0 is the unedited image.
+Truncation ψ follows ``gankit sample`` (:mod:`gankit.latent`): a style G's w is pulled toward its mean
+before editing, any other G's z is resampled inside BigGAN's τ(ψ). Images are clamped to [-1, 1], as
+samples are.
 """
 from __future__ import annotations
 
@@ -86,6 +89,8 @@ def class_direction(G: nn.Module, a: int, b: int, n: int = 1000, seed: int = 0,
     """
     if a == b:
         raise GankitError(f"class:{a}-{b}: give two different classes")
+    if n < 1:
+        raise GankitError(f"--samples {n}: a class direction averages latents; give at least 1")
     style = is_style_generator(G)
     z_dim, classes = latent_dims(G, z_dim, num_classes)
     conditional = classes > 0
@@ -135,6 +140,11 @@ def class_direction(G: nn.Module, a: int, b: int, n: int = 1000, seed: int = 0,
         G.train(was)
 
 
+#: why a conditional generator without a style space offers no direction, and what to use instead
+NO_DIRECTIONS = ("no latent directions to edit along: SeFa needs a style generator, and a conditional generator's "
+                 "classes are labels, not directions in z; sample a class with gankit sample --class (or walk "
+                 "its latent space with gankit sample --interpolate)")
+
 _NAME = re.compile(r"^(sefa|sefa-all):(\d+)$|^class:(\d+)-(\d+)$")
 
 
@@ -162,7 +172,7 @@ def resolve(G: nn.Module, name: str, n: int = 1000, seed: int = 0, classify: Opt
     """The direction called ``name`` (see :func:`available`); an unknown name fails listing the valid ones.
     ``n``, ``seed``, ``classify``, ``z_dim``, ``num_classes``: as for :func:`class_direction`."""
     m = _NAME.match(name.strip())
-    valid = ", ".join(available(G, classifier_classes, num_classes))
+    valid = ", ".join(available(G, classifier_classes, num_classes)) or NO_DIRECTIONS
     if m is None:
         raise GankitError(f"--direction {name}: unknown; this model offers {valid}")
     if m.group(1) and not is_style_generator(G):
@@ -201,15 +211,24 @@ def render_edit(G: nn.Module, direction: Direction, strengths: Sequence[float], 
     ``seed``) moved by each strength. Style G: w = mapping(z, y) (truncated by ``psi`` towards the mean
     w), edited on the style indices in ``layers`` (None: all) and rendered with the constant noise;
     other G: G(z + s·d, y). ``label``: the class of a conditional G (None: rows cycle through them).
-    ``z_dim``, ``num_classes``: of a G that does not carry them (:func:`~.projection.latent_dims`)."""
+    ``z_dim``, ``num_classes``: of a G that does not carry them (:func:`~.projection.latent_dims`).
+    ``psi``: truncation ψ by :func:`gankit.latent.check_psi` (a style G also takes 0); a G without a
+    style space resamples z inside BigGAN's τ(ψ), as ``gankit sample --truncation`` does. Images are
+    clamped to [-1, 1] when G's output is linear (as :meth:`gankit.tasks.GenerationTask.generate` does)."""
+    from ..latent import check_psi, psi_to_tau, resample_outside
+
     style = is_style_generator(G)
+    psi = check_psi(psi, style)
     if (direction.space == "w") != style:
         raise GankitError(f"{direction.name}: a direction in {direction.space}, but this generator's latents are "
                           f"{'w' if style else 'z'}")
     dev = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
     z_dim, k = latent_dims(G, z_dim, num_classes)
-    z = torch.randn(n, z_dim, generator=g).to(dev)
+    z = torch.randn(n, z_dim, generator=g)
+    if psi != 1 and not style:  # the rule GenerationTask.draw applies: the same z as gankit sample at ψ
+        z = resample_outside(z, psi_to_tau(psi), g)
+    z = z.to(dev)
     y = None
     if k:
         y = (torch.full((n,), int(label), dtype=torch.long) if label is not None else torch.arange(n) % k).to(dev)
@@ -233,7 +252,8 @@ def render_edit(G: nn.Module, direction: Direction, strengths: Sequence[float], 
                 edited = torch.stack([z[i] + float(s) * d for s in strengths])
                 yi = None if y is None else y[i].expand(len(strengths))
                 rows.append(G(edited, yi))
-        return torch.cat(rows).float().cpu()
+        x = torch.cat(rows).float().cpu()
+        return x.clamp_(-1, 1) if getattr(G, "linear_output", False) else x
     finally:
         G.train(was)
 
@@ -264,6 +284,8 @@ def model_directions(model) -> List[str]:
     from ..metrics.domain_net import domain_net_path, load_domain_net
 
     model.require_generation()
+    if model.num_classes and not is_style_generator(model.G):
+        raise GankitError(f"this conditional {type(model.G).__name__} has {NO_DIRECTIONS}")
     k = model.num_classes or None
     if k is None:
         path = domain_net_path(model.cfg.data.name, model.cfg.data)
@@ -284,7 +306,12 @@ def edit_strip(model, direction: str, strengths: Sequence[float], out, n: int = 
     from ..utils import atomic_write_bytes
     from ..viz.grids import image_grid, png_bytes
 
+    from ..latent import check_psi
+
     model.require_generation()
+    check_psi(psi, is_style_generator(model.G))  # before a class direction is estimated
+    if samples < 1:
+        raise GankitError(f"--samples {samples}: a class direction averages latents; give at least 1")
     if model.info.kind != "image":
         raise GankitError(f"edit strips need an image generator; this model makes {model.info.kind} samples")
     label = model.class_index(label)
@@ -314,12 +341,13 @@ def edit(run_dir: str | Path, direction: str, strengths=3.0, seed: int = 0, n: i
     """Write an edit strip of a trained generator (:mod:`gankit.steer.directions`): ``n`` rows of latents
     from ``seed``, moved along ``direction`` (``sefa:I``, ``sefa-all:I``, ``class:A-B``) by each strength
     — ``strengths`` a number S gives ``steps`` strengths from −S to +S (0 in the middle for odd
-    ``steps``), a sequence gives those — one column each. ``samples``: latents drawn to estimate a class
-    direction. Returns (images (n·columns, C, H, W) row-major, the Direction)."""
+    ``steps``), a sequence gives those — one column each. ``psi``: truncation ψ as ``gankit sample``
+    takes it (:func:`render_edit`). ``samples``: latents drawn to estimate a class direction. Returns (images (n·columns, C, H, W) row-major, the Direction)."""
     from ..api import load
 
     model = load(run_dir, which=which)
     values = strengths_between(float(strengths), steps) if isinstance(strengths, (int, float)) else \
         [float(s) for s in strengths]
-    provenance.update_from_model(model, "gankit.edit", seed=seed, direction=direction, strengths=values)
+    provenance.update_from_model(model, "gankit.edit", seed=seed, direction=direction, strengths=values,
+                                 truncation=psi if psi != 1 else None)
     return edit_strip(model, direction, values, out, n=n, seed=seed, label=label, psi=psi, samples=samples)

@@ -68,7 +68,9 @@ function setupGeneration() {
   $("walk-panel").hidden = false;
   for (const id of ["seed", "walk-a", "walk-b", "mix-a", "mix-b"]) $(id).max = lim.seed[1];
   $("n").min = lim.n[0]; $("n").max = lim.n[1]; $("n").value = lim.n_default;
-  $("trunc").min = lim.truncation[0]; $("trunc").max = lim.truncation[1];
+  // ψ as gankit sample takes it: 1 = none; 0 (the average image) only for a style generator
+  $("trunc").min = info.style_layers > 0 ? lim.truncation[0] : Math.max(lim.truncation[0], Number($("trunc").step));
+  $("trunc").max = lim.truncation[1];
   if (info.num_classes > 0) {
     $("class-label").hidden = false;
     const names = info.class_names || [];
