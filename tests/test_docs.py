@@ -19,6 +19,7 @@ from gankit.recipes import recipe_names, recipe_path
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+STARTS = {"gankit", "python", "python3", "torchrun", "bash", "cd", "export", "time", "nohup"}  # a command line's first word
 ILLUSTRATIVE = {"gankit/nets/myfamily.py", "gankit/objectives/mymodel.py"}  # docs/engine.md: "add a model" names
 
 
@@ -35,6 +36,12 @@ def _commands():
             for n, line in enumerate(lines):
                 shown = lines[n + 1] if line.startswith("$ ") and n + 1 < len(lines) else ""
                 refusal = shown[len("gankit: error: "):] if shown.startswith("gankit: error: ") else None
+                try:  # a line of output (prose, a table, a card) is not a command: it starts with none
+                    first = shlex.split(line.lstrip("$ "), comments=True)[:1]
+                except ValueError:
+                    continue
+                if not first or first[0] not in STARTS and "=" not in first[0]:
+                    continue
                 for part in re.split(r"&&|\|\||;", line.lstrip("$ ")):
                     if "$" in part or "..." in part:
                         continue

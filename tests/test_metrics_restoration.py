@@ -278,16 +278,14 @@ def test_domain_net_unlabelled_folder_trains_rotation(tmp_path, monkeypatch):
     assert meta["n_train"] == 12 and meta["n_test"] == 12
 
 
-def test_domain_net_unlabelled_non_square_is_refused(monkeypatch):
-    import gankit.data
-    from gankit.config import DataConfig
+def test_domain_net_unlabelled_non_square_is_refused(tmp_path):
     from gankit.data.base import Dataset
     from gankit.errors import GankitError
-    from gankit.metrics.domain_net import _load_split
+    from gankit.metrics.domain_net import fit_domain_net
 
     # no registered unlabelled dataset has non-square native images, so stand one in
     wide = Dataset(name="folder", x=torch.zeros(4, 3, 8, 12, dtype=torch.uint8), y=None, kind="image",
                    num_classes=0, info={})
-    monkeypatch.setattr(gankit.data, "load_dataset", lambda cfg, split: wide)
     with pytest.raises(GankitError, match="not square"):
-        _load_split(DataConfig(name="folder", root="unused"), "train")
+        fit_domain_net(wide, wide, "folder", "domain-folder-test", tmp_path / "net.safetensors")
+    assert not (tmp_path / "net.safetensors").exists()

@@ -225,11 +225,12 @@ def test_no_readable_checkpoint_is_one_clear_line(tmp_path):
 def test_resuming_a_finished_run_says_so_and_changes_nothing(straight, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(straight, run_dir)
-    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    # every file but the lock, which holds the pid of the process that has the folder (RUN_DIR/.lock)
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"}
     p = run(command(run_dir), tmp_path)
     assert p.returncode == 0
     assert f"this run has finished at step {STEPS}; to train it longer" in p.stderr and f"--set train.steps={2 * STEPS}" in p.stderr
-    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file() and p.name != ".lock"} == before
     longer = run([*command(run_dir)[:4], "--resume", str(run_dir), "--set", f"train.steps={STEPS + 10}", "--quiet"],
                  tmp_path)
     assert longer.returncode == 0, longer.stderr[-2000:]
