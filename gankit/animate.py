@@ -364,6 +364,18 @@ def write_mp4(images: list, path: Path, fps: float) -> None:
             os.unlink(tmp)
 
 
+def _data_kind(run_dir: Path) -> Optional[str]:
+    """The kind of a run's data ("image", "vector", ...) as its latest checkpoint records it; None
+    without a readable one."""
+    from .checkpoint import load_latest
+
+    try:
+        found = load_latest(run_dir)
+    except GankitError:
+        return None
+    return None if found is None else found[0].get("data", {}).get("kind")
+
+
 def animate_run(run_dir: str | Path, out: Optional[str | Path] = None, fps: float = 4.0, seed: int = 0) -> Path:
     """Draw every snapshot of ``run_dir`` (1D: p_data, p_g, D(x); 2D: samples over D's heat map) and
     write the frames as ``out`` (.gif, or .mp4 with ffmpeg; default ``RUN_DIR/animation.gif``).
@@ -383,6 +395,10 @@ def animate_run(run_dir: str | Path, out: Optional[str | Path] = None, fps: floa
                           "ffmpeg); or give -o FILE.gif")
     snaps = list_snapshots(run_dir)
     if not snaps:
+        kind = _data_kind(run_dir)
+        if kind not in (None, "vector"):  # the advice below would retrain for nothing: images keep no snapshots
+            raise GankitError(f"{run_dir}: gankit animate draws 1D/2D mixture data; this run's data is {kind} "
+                              "(its sample grids are in samples/)")
         raise GankitError(f"{run_dir}: no snapshots in {run_dir / 'snapshots'}; train with "
                           "--set train.snapshot_every=N (e.g. 50) to keep them, then animate again")
     last = load_snapshot(snaps[-1][1])

@@ -348,6 +348,9 @@ def output_targets(paths: list, out: Path, suffix: str) -> list:
     """Where ``translate`` writes the output of each input in ``paths``: ``out`` itself when it ends in
     ``suffix`` (one input), else ``out/<name><suffix>`` (the folder made here)."""
     out = Path(out)
+    other = {".png", ".jpg", ".jpeg", ".npz", ".wav", ".flac", ".gif", ".mp4"} - {suffix}
+    if out.suffix.lower() in other:
+        raise GankitError(f"-o {out}: this run writes {suffix} files; give a folder, or a {suffix} file name for one input")
     if out.suffix.lower() == suffix:
         if len(paths) != 1:
             raise GankitError(f"-o {out}: one output file for {len(paths)} inputs; give a folder instead")
@@ -361,7 +364,9 @@ def output_targets(paths: list, out: Path, suffix: str) -> list:
 
 
 def _sound_files(folder: Path) -> list:
-    return sorted(q for q in folder.rglob("*") if q.suffix.lower() in (".wav", ".flac") and not q.name.startswith("."))
+    from .audio.corpus import SOUND_SUFFIXES
+
+    return sorted(q for q in folder.rglob("*") if q.suffix.lower() in SOUND_SUFFIXES and not q.name.startswith("."))
 
 
 def _convert_audio(model: GAN, direction: str, inputs, out: Path, n_iter: int = 64) -> list:

@@ -134,6 +134,19 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> Dic
     return state
 
 
+def read_skeleton(path: Path) -> Optional[Dict[str, Any]]:
+    """The JSON part of a checkpoint (steps, flags, settings; each tensor a ``{"__tensor__": key}``
+    reference), read from its header without loading or checking the tensors: for a glance (the
+    report), not for resuming. None when the file is missing or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            meta = json.loads(f.read(n)).get("__metadata__") or {}
+        return json.loads(meta["state"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def rng_state() -> Dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     # Only a process that has used CUDA has CUDA RNG streams worth saving; asking for them otherwise

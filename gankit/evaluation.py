@@ -95,6 +95,12 @@ def evaluate(source, metrics=None, n: int = DEFAULT_N, features: Optional[str] =
         if own:
             result.results.extend(own)
             result.seconds["model"] = round(time.monotonic() - tic, 3)
+    if not result.results:  # a model that makes no samples and reports nothing about itself
+        m = samples.model
+        why = ("no class was held out (data.exclude_classes is empty), so there is no AUROC; train with "
+               "data.exclude_classes=[k] to measure one" if m is not None and hasattr(m.objective, "score_images")
+               else "it makes no samples and reports no numbers of its own")
+        raise EvalError(f"{samples.source.get('label', source)}: nothing to evaluate: {why}")
     if write and samples.out_path is not None:
         from .utils import atomic_write_text
         atomic_write_text(samples.out_path, json.dumps(result.to_dict(), indent=1) + "\n")

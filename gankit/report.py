@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+from .checkpoint import LATEST, read_skeleton
 from .errors import GankitError
 from .utils import atomic_write_text, read_jsonl
 from .viz.curves import plot_curves
@@ -130,7 +131,8 @@ def plot_timeline(records: List[dict], events: List[dict]) -> bytes:
     ax.set_yticks([0, 0.5, 1])
     ax.set_xlabel("generator step")
     ax.set_title("health events on the timeline")
-    ax.legend(fontsize=7, loc="lower left", ncol=4)
+    if steps or events:  # a model without D or events has nothing to label (matplotlib would warn)
+        ax.legend(fontsize=7, loc="lower left", ncol=4)
     return _figure_png(fig)
 
 
@@ -243,6 +245,12 @@ def build_report(run_dir: str | Path, max_samples: int = 8, sections: Sequence[T
                  f"style=\"background:{colour}\">{html.escape(status)}</span></p>")
     if health and health.get("stop_reason"):
         parts.append(f"<p><b>Stopped early:</b> {html.escape(health['stop_reason'])}</p>")
+    latest = read_skeleton(run_dir / LATEST)
+    if latest is None or not latest.get("run", {}).get("finished"):
+        at = (f"its latest checkpoint is at step {latest.get('trainer', {}).get('step')}" if latest
+              else "it has no checkpoint yet")
+        parts.append(f"<p><b>Not finished:</b> {at}; the run stopped before its budget (killed) or is still "
+                     f"training. <code>gankit train --resume {html.escape(str(run_dir))}</code> continues it.</p>")
 
     # Health: summary, timeline, table.
     parts.append("<h2>Health</h2>")

@@ -129,6 +129,13 @@ def test_a_run_without_snapshots_says_how_to_get_them(tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(GankitError, match=r"\.gif or \.mp4"):
         animate_run(out, out=tmp_path / "x.png")
+    # an image run keeps no snapshots, whatever train.snapshot_every says: not advice to retrain, but why
+    image = tmp_path / "image"
+    train("dcgan-digits", ["model.g.width=4", "model.d.width=4", "train.steps=2", "train.log_every=1",
+                           "train.threads=1", "health.enabled=false"], out=image, quiet=True)
+    with pytest.raises(GankitError, match="draws 1D/2D mixture data; this run's data is image") as e:
+        animate_run(image)
+    assert "snapshot_every" not in str(e.value)
 
 
 def test_resume_drops_snapshots_after_the_checkpoint_and_makes_them_again(tmp_path):

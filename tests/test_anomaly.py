@@ -99,6 +99,27 @@ def test_exclude_classes_need_labelled_data_with_those_classes(tmp_path):
                                        "data.exclude_classes=[0]"])
     with pytest.raises(ConfigError, match="data.exclude_classes: dataset 'folder' has no labels"):
         load_dataset(cfg.data, "train")
+    with pytest.raises(ConfigError, match="data.exclude_classes: leaves none of digits's training images"):
+        load_dataset(load_config("dcgan-digits", [f"data.exclude_classes={list(range(10))}"]).data, "train")
+
+
+def test_a_detector_with_nothing_held_out_is_one_line_at_eval(tmp_path, capsys):
+    """No class held out: no AUROC, and a detector makes no samples: nothing to evaluate, said so."""
+    run = tmp_path / "ae"
+    train(load_config("autoencoder-fashion-mnist", TINY + ["data.exclude_classes=[]"]), out=run, quiet=True)
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("nothing to evaluate: no class was held out (data.exclude_classes is empty), so there is "
+                        "no AUROC; train with data.exclude_classes=[k] to measure one") and "\n" not in err
+
+
+def test_score_refuses_a_batch_size_below_one(runs, tmp_path, capsys):
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "x.png")
+    for bad in ("0", "-5"):
+        with pytest.raises(SystemExit):
+            main(["score", str(runs["autoencoder"]), str(tmp_path / "x.png"), "--batch-size", bad])
+        assert "give a whole number of at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("recipe,overrides,key", [

@@ -167,6 +167,7 @@ def test_speech_scores(spec_run, vc_run):
         assert all(0 <= r[k] <= 1 for k in ("target_speaker", "digit_kept", "target_speaker_input"))
         assert np.isfinite(r["mcd"]) and r["mcd_input"] > 0
     assert "voice" in scores["protocol"]
+    assert "not_computed" not in scores["protocol"]  # the image translators' reasons do not apply to speech
 
 
 def test_effective_number_of_speakers():

@@ -189,11 +189,17 @@ def test_one_line_errors(tmp_path, corpus, monkeypatch):
     one_line_error(lambda: load_wav(bad), str(bad), "not a readable")
     one_line_error(lambda: load_wav(tmp_path / "none.wav"), "none.wav", "no such file")
     (tmp_path / "empty").mkdir()
-    one_line_error(lambda: read_corpus(tmp_path / "empty"), "empty", "no WAV files")
+    one_line_error(lambda: read_corpus(tmp_path / "empty"), "empty", "no WAV or FLAC files")
     (tmp_path / "mixed" / "alice").mkdir(parents=True)
     (tmp_path / "mixed" / "alice" / "one.mp3").write_bytes(b"ID3")
-    one_line_error(lambda: read_corpus(tmp_path / "mixed"), "one.mp3", "not a WAV")
+    one_line_error(lambda: read_corpus(tmp_path / "mixed"), "one.mp3", "not a WAV or FLAC")
     root, _ = corpus
+    before = sorted(p.name for p in root.rglob("*"))
+    one_line_error(lambda: build(root, seed=1), str(root), "holds a corpus of other settings")  # nothing orphaned
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("a user's file")
+    one_line_error(lambda: build(tmp_path / "mine"), "not empty and not a corpus gankit made")
+    assert sorted(p.name for p in root.rglob("*")) == before and (tmp_path / "mine" / "notes.txt").exists()
     copy = tmp_path / "copy"
     shutil.copytree(root, copy)
     (copy / "flite-slt" / "flite-slt_one_00.wav").unlink()
@@ -202,3 +208,18 @@ def test_one_line_errors(tmp_path, corpus, monkeypatch):
     one_line_error(lambda: build(tmp_path / "x", speakers=["espeak-en-us+nosuch"]), "nosuch", "variant")
     monkeypatch.setattr(shutil, "which", lambda name: None)
     one_line_error(lambda: build(tmp_path / "y"), "apt-get install espeak-ng", "scripts/setup.sh")
+
+
+def test_a_users_folder_takes_flac_and_skips_hidden_files(tmp_path):
+    """FLAC beside WAV, and the `._x.wav` files macOS leaves in a folder's root, as users' folders have them."""
+    import soundfile as sf
+
+    tone = 0.3 * np.sin(2 * np.pi * 300 * np.arange(8000) / 16000)
+    for speaker, suffix in (("alice", ".wav"), ("bob", ".flac")):
+        (tmp_path / speaker).mkdir()
+        sf.write(tmp_path / speaker / f"one{suffix}", tone, 16000)
+    (tmp_path / "._one.wav").write_bytes(b"\0\5\x16\7")       # AppleDouble metadata, not sound
+    (tmp_path / "bob" / "._one.flac").write_bytes(b"\0\5\x16\7")
+    utts = read_corpus(tmp_path)
+    assert sorted((u.speaker, u.path.suffix) for u in utts) == [("alice", ".wav"), ("bob", ".flac")]
+    assert np.allclose(utts[1].load(), tone, atol=1e-3)

@@ -49,6 +49,23 @@ def test_report_is_one_self_contained_page(run_dir):
     assert "name: gan-ring8" in page                                     # the config
 
 
+def test_a_run_that_did_not_finish_says_so(run_dir, tmp_path):
+    """A killed run's page would otherwise read like a finished one with fewer steps."""
+    assert "Not finished" not in write_report(run_dir).read_text()
+    killed = tmp_path / "killed"
+    shutil.copytree(run_dir, killed)
+    ckpt = killed / "checkpoints"
+    (ckpt / "previous.safetensors").replace(ckpt / "latest.safetensors")  # the state before the last write
+    from gankit.checkpoint import read_skeleton
+    step = read_skeleton(ckpt / "latest.safetensors")["trainer"]["step"]
+    assert step < 120
+    page = write_report(killed).read_text()
+    assert f"<b>Not finished:</b> its latest checkpoint is at step {step};" in page
+    (ckpt / "latest.safetensors").unlink()
+    (ckpt / "best.safetensors").unlink()
+    assert "it has no checkpoint yet" in write_report(killed).read_text()
+
+
 def test_report_command(run_dir, tmp_path, capsys):
     out = tmp_path / "r.html"
     assert main(["report", str(run_dir), "-o", str(out), "--samples", "2"]) == 0

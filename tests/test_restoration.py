@@ -334,6 +334,7 @@ def test_evaluation_scores_the_task_and_its_baseline_reproducibly(runs):
     assert {"psnr_y", "ssim_y", "psnr_y_baseline", "ssim_y_baseline", "perceptual", "kid_input"} <= set(s)
     assert s == b["AtoB"]  # the same held-out crops every time
     assert 15 < s["psnr_y_baseline"] < 60 and "restoration" in a["protocol"]
+    assert a["protocol"]["metrics"] == ["kid"] and "not_computed" not in a["protocol"]
     h = evaluate_translation(runs / "inpaint", n=8, write=False, metrics=("kid",))["AtoB"]
     assert {"hole_psnr", "hole_ssim", "hole_psnr_baseline"} <= set(h)
     c = evaluate_translation(runs / "colorize", n=8, write=False, metrics=("kid",))["AtoB"]

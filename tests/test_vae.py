@@ -147,6 +147,17 @@ def test_config_errors_name_the_key():
         load_config("vae-fashion-mnist", TINY + ["model.nets.E.colour=1"])
 
 
+
+@pytest.mark.parametrize("override", ["loss.name=hinge", "loss.augment=color", "train.d_steps=5",
+                                      "train.d_optim.lr=1e-3", "loss.clip_d_weights=0.01"])
+def test_a_setting_of_the_adversarial_game_is_refused_naming_its_own_key(override):
+    """Accepted, it would sit in the run's config.yaml as if it had acted on a model without a D."""
+    key = override.split("=")[0].rsplit(".lr", 1)[0]
+    with pytest.raises(ConfigError) as e:
+        load_config("vae-fashion-mnist", TINY + [override])
+    assert str(e.value) == f"{key}: objective vae has no discriminator for it; remove it"
+
+
 def _textures(n=32, size=16, seed=0):
     rng = np.random.default_rng(seed)
     # Squares and bars: sharp edges, as digits and clothes have.

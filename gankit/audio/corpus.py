@@ -145,22 +145,26 @@ def _read_manifest(root: Path, sample_rate: int) -> List[Utterance]:
     return out
 
 
+SOUND_SUFFIXES = (".wav", ".flac")  # what a user's folder may hold (read by soundfile, load_wav)
+
+
 def _read_folder(root: Path, sample_rate: int) -> List[Utterance]:
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    loose = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".wav")
+    visible = [p for p in root.iterdir() if not p.name.startswith(".")]  # hidden files (._x.wav of macOS) skipped
+    classes = sorted(p for p in visible if p.is_dir())
+    loose = sorted(p for p in visible if p.is_file() and p.suffix.lower() in SOUND_SUFFIXES)
     if loose:
-        raise GankitError(f"{loose[0]}: a WAV directly in {root}; put each file in a sub-folder named by "
+        raise GankitError(f"{loose[0]}: a sound file directly in {root}; put each file in a sub-folder named by "
                           "its speaker or class")
     out: List[Utterance] = []
     for label, folder in enumerate(classes):
         for path in sorted(folder.rglob("*")):
             if path.is_dir() or any(part.startswith(".") for part in path.relative_to(root).parts):
                 continue
-            if path.suffix.lower() != ".wav":
-                raise GankitError(f"{path}: not a WAV file; convert it to WAV or move it out of {root}")
+            if path.suffix.lower() not in SOUND_SUFFIXES:
+                raise GankitError(f"{path}: not a WAV or FLAC file; convert it or move it out of {root}")
             out.append(Utterance(path.resolve(), folder.name, path.stem, label, 0, sample_rate))
     if not out:
-        raise GankitError(f"{root}: no WAV files; give a folder with one sub-folder of WAVs per speaker or "
+        raise GankitError(f"{root}: no WAV or FLAC files; give a folder with one sub-folder of them per speaker or "
                           "class, or build a corpus with gankit data make spoken-digits")
     return out
 
@@ -325,6 +329,21 @@ def finish(audio: np.ndarray, snr_db: float, rng: np.random.Generator, name: str
     return (noisy * (PEAK / np.max(np.abs(noisy)))).astype(np.float32)
 
 
+def _check_out_dir(out_dir: Path, settings: dict, seed: int) -> None:
+    """A corpus is made into a new or empty folder, or made again over the same corpus (same speakers,
+    texts, takes and seed: the same files); anything else there would be mixed with it or orphaned."""
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    try:
+        old = json.loads((out_dir / "corpus.json").read_text())
+    except (OSError, ValueError):
+        raise GankitError(f"{out_dir}: not empty and not a corpus gankit made; give a new or empty folder") from None
+    same = old.get("seed") == seed and all(old.get("settings", {}).get(k) == v for k, v in settings.items())
+    if not same:
+        raise GankitError(f"{out_dir}: holds a corpus of other settings ({old.get('counts', {}).get('files', '?')} "
+                          "files); give a new folder, or delete this one to replace it")
+
+
 def make_corpus(out_dir: str | Path, speakers: Sequence[str] = SPEAKERS, texts: Sequence[str] = DIGITS,
                 takes: int = TAKES, seed: int = 0, jobs: int = 1, progress=None) -> dict:
     """Synthesise every (speaker, text, take) into ``out_dir`` (see the module docstring for the
@@ -365,6 +384,7 @@ def make_corpus(out_dir: str | Path, speakers: Sequence[str] = SPEAKERS, texts: 
                 raise GankitError(f"speaker {s!r}: espeak-ng has no variant {variant!r}; espeak-ng --voices=variant "
                                   "lists them (the name after !v/)")
     out_dir = Path(out_dir)
+    _check_out_dir(out_dir, {"speakers": speakers, "texts": list(texts), "takes": takes}, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     todo = plan(speakers, texts, takes, seed)
 

@@ -16,8 +16,8 @@ def register(sub):
             "and noise per take, into 16 kHz mono WAVs OUT_DIR/<speaker>/<speaker>_<text>_<take>.wav with "
             "OUT_DIR/manifest.csv and OUT_DIR/corpus.json. The same --seed gives the same audio. See docs/audio.md."))
     make.add_argument("what", choices=MAKERS, help="the corpus to make")
-    make.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (created; files of the same names "
-                                                        "are replaced)")
+    make.add_argument("out_dir", metavar="OUT_DIR", help="folder to write: new, empty, or a corpus made with the "
+                                                        "same settings (made again)")
     make.add_argument("--speakers", nargs="+", default=list(SPEAKERS), metavar="SPEAKER",
                       help=f"espeak-<voice>[+<variant>] or flite-<voice> (default: {' '.join(SPEAKERS)})")
     make.add_argument("--texts", nargs="+", default=None, metavar="TEXT",

@@ -19,8 +19,20 @@ def register(sub):
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders")
     p.add_argument("--npz", default=None, metavar="FILE", help="an .npz file with images in array 'x'")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
-    p.add_argument("--batch-size", type=int, default=500, help="images per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=500, help="images per forward pass")
     p.set_defaults(func=run)
+
+
+def positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return value
 
 
 def read_npz(path, shape: tuple):
@@ -55,6 +67,10 @@ def read_npz(path, shape: tuple):
     t = torch.from_numpy(x.astype(np.float32))
     if t.numel() and not (torch.isfinite(t).all() and t.min() >= -1.0001 and t.max() <= 1.0001):
         raise GankitError(f"{path}: float images must lie in [-1, 1] (model range); uint8 is read as [0, 255]")
+    if t.numel() > 1 and t.min() >= 0 and t.max() > 0:  # all non-negative: most likely [0, 1], not [-1, 1]
+        import sys
+        print(f"warning: {path}: float images all in [0, {t.max():.3g}]: scored as [-1, 1] (model range); "
+              "if they are in [0, 1], give x * 2 - 1 (or uint8)", file=sys.stderr)
     return t
 
 

@@ -65,6 +65,9 @@ def load_dataset(cfg, split: str = "train", seed: int = 0) -> Dataset:
             raise ConfigError(f"data.exclude_classes: class {bad[0]} is not one of {cfg.name}'s classes "
                               f"0..{ds.num_classes - 1}")
         keep = ~torch.isin(ds.y, torch.tensor(cfg.exclude_classes, dtype=ds.y.dtype))
+        if not keep.any():
+            raise ConfigError(f"data.exclude_classes: leaves none of {cfg.name}'s training images (every class "
+                              "present is held out); hold out fewer classes")
         ds.x, ds.y = ds.x[keep], ds.y[keep]
     if cfg.limit is not None:
         ds.x = ds.x[: cfg.limit]

@@ -58,6 +58,8 @@ def describe(card: dict, skip=()) -> str:
 def describe_all(cards: List[dict]) -> str:
     """Cards grouped by protocol: cards that differ only in the metric (and its constants) share
     one block, e.g. ``cards 1a2b3c4d5e precision, 6f7a8b9c0d recall (k=3):`` then the fields."""
+    if not cards:
+        return ""
     groups: Dict[str, List[dict]] = {}
     for c in cards:
         key = json.dumps([{k: c.get(k) for k in _SHARED + ("features_sha256",)}, c.get("params"),

@@ -186,7 +186,8 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
                                                        model.cfg.data))
     computed = {k for d in results.values() if d is not results["protocol"] for k in d}
     results["protocol"]["metrics"] = [m for m in metrics if m in computed]
-    left_out = [m for m in metrics if m not in computed]
+    # what plain translation could not compute (speech and restoration are scored their own way)
+    left_out = [m for m in metrics if m not in computed] if not {"audio", "restoration"} & set(data.info) else []
     reasons = []
     if [m for m in left_out if m != "content_kept"]:  # a folder's rotation network needs square images
         reasons.append(f"{', '.join(m for m in left_out if m != 'content_kept')}: the target domain is a folder of "

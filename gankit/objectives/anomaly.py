@@ -47,7 +47,7 @@ from ..losses import LOSSES
 from ..nets import build_net, check_net_kwargs
 from ..nets.layers import flatten_features
 from ..tasks import TranslationTask
-from .base import Objective, OptimGroup, Phase, parse_options, register_objective
+from .base import DISCRIMINATOR_KEYS, Objective, OptimGroup, Phase, parse_options, refuse_unused, register_objective
 
 RECONSTRUCTIONS = ("l1", "l2")
 
@@ -147,9 +147,7 @@ class _AnomalyObjective(Objective):
             raise ConfigError(f"model.g.reencode: set by objective {name} itself; remove it")
         if cfg.model.conditional:
             raise ConfigError(f"model.conditional: objective {name} is unconditional; set it to false")
-        if cfg.loss.regularizers or cfg.loss.clip_d_weights is not None or cfg.loss.augment:
-            raise ConfigError(f"loss.regularizers / loss.clip_d_weights / loss.augment: objective {name} does "
-                              "not use them; remove them")
+        refuse_unused(cfg, name, ("loss.regularizers", "loss.clip_d_weights", "loss.augment"), "does not use it")
         check_net_kwargs(cfg.model, "G", "G")
 
     def reconstruct(self, x: Tensor):
@@ -291,6 +289,7 @@ class AutoencoderObjective(_AnomalyObjective):
                               f"allowed: {', '.join(RECONSTRUCTIONS)}")
         if cfg.model.d:
             raise ConfigError("model.d: objective autoencoder has no discriminator; remove it")
+        refuse_unused(cfg, "autoencoder", DISCRIMINATOR_KEYS, "has no discriminator for it")
         unknown = set(cfg.model.nets) - {"G"}
         if unknown:
             raise ConfigError(f"model.nets.{sorted(unknown)[0]}: objective autoencoder has network G only")
@@ -316,6 +315,8 @@ def score_images(model, x: Tensor, batch_size: int = 500) -> Tensor:
     if not isinstance(objective, _AnomalyObjective):
         raise GankitError(f"objective {model.cfg.loss.objective!r} does not score anomalies; "
                           "train one with loss.objective ganomaly or autoencoder")
+    if batch_size < 1:
+        raise GankitError(f"batch_size={batch_size}: give at least 1")
     want = tuple(model.info.sample_shape)
     if tuple(x.shape[1:]) != want:
         raise GankitError(f"images of shape {tuple(x.shape[1:])}: this model takes {want}")

@@ -157,6 +157,24 @@ def parse_options(cls, options: dict):
     return from_dict(opts, dict(options), prefix="loss.options.")
 
 
+#: Settings of the adversarial game: an objective without a discriminator has no use for any of them.
+DISCRIMINATOR_KEYS = ("loss.name", "loss.regularizers", "loss.clip_d_weights", "loss.augment", "train.d_steps",
+                      "train.d_optim")
+
+
+def refuse_unused(cfg, name: str, keys, why: str) -> None:
+    """One ConfigError line naming the first of ``keys`` (dotted config keys) that ``cfg`` sets away from
+    its default, for objective ``name`` that has no use for it (``why``): accepted silently, it would be
+    recorded in the run's config as if it had acted."""
+    from ..config import Config
+
+    default = Config()
+    for key in keys:
+        section, field_name = key.split(".")
+        if getattr(getattr(cfg, section), field_name) != getattr(getattr(default, section), field_name):
+            raise ConfigError(f"{key}: objective {name} {why}; remove it")
+
+
 def register_objective(name: str):
     """Class decorator: register an :class:`Objective` under ``loss.objective: name``."""
 

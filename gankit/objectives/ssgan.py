@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..nets import build_net, check_net_kwargs
 from ..tasks import GenerationTask
-from .base import Objective, OptimGroup, Phase, parse_options, register_objective
+from .base import Objective, OptimGroup, Phase, parse_options, refuse_unused, register_objective
 
 
 @dataclass(frozen=True)
@@ -167,9 +167,7 @@ class SSGANObjective(Objective):
         if cfg.model.conditional:
             raise ConfigError("model.conditional: objective ssgan's G is unconditional and D learns the classes "
                               "from loss.options.labels_per_class labels; set it to false")
-        if cfg.loss.regularizers or cfg.loss.clip_d_weights is not None or cfg.loss.augment:
-            raise ConfigError("loss.regularizers / loss.clip_d_weights / loss.augment: objective ssgan does not "
-                              "use them; remove them")
+        refuse_unused(cfg, "ssgan", ("loss.regularizers", "loss.clip_d_weights", "loss.augment"), "does not use it")
         if not (isinstance(o.labels_per_class, int) and o.labels_per_class >= 1):
             raise ConfigError(f"loss.options.labels_per_class: invalid value {o.labels_per_class!r}; allowed: an integer >= 1")
         if not o.unsup_weight >= 0:

@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from ..nets import build_net, check_net_kwargs
 from ..nets.vae import ENCODERS
 from ..tasks import GenerationTask
-from .base import Objective, OptimGroup, Phase, parse_options, register_objective
+from .base import DISCRIMINATOR_KEYS, Objective, OptimGroup, Phase, parse_options, refuse_unused, register_objective
 
 DECODERS = ("bernoulli", "gaussian")
 
@@ -127,9 +127,7 @@ class VAEObjective(Objective):
                               "model.nets.E (e.g. model.nets.E.width=32)")
         if cfg.model.conditional:
             raise ConfigError("model.conditional: objective vae is unconditional; set it to false")
-        if cfg.loss.regularizers or cfg.loss.clip_d_weights is not None or cfg.loss.augment:
-            raise ConfigError("loss.regularizers / loss.clip_d_weights / loss.augment: objective vae has no "
-                              "discriminator for them; remove them")
+        refuse_unused(cfg, "vae", DISCRIMINATOR_KEYS, "has no discriminator for it")
         unknown = set(cfg.model.nets) - {"E", "G"}
         if unknown:
             raise ConfigError(f"model.nets.{sorted(unknown)[0]}: objective vae has networks E and G only")

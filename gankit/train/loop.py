@@ -161,6 +161,9 @@ class Trainer:
         # with its own seed); each rank draws its slice of every batch.
         sizes = getattr(self.data, "index_sizes", None) or {"x": len(self.data)}
         for k, n in sizes.items():
+            if n == 0:
+                raise ConfigError(f"data: the training data ({cfg.data.name}) is empty; check data.root, data.limit "
+                                  "and data.exclude_classes")
             if t.batch_size > n:  # a user's folder of a few images against a recipe's batch of 128
                 where = f"{cfg.data.name}" + (f", domain {k}" if len(sizes) > 1 else "")
                 raise ConfigError(f"train.batch_size={t.batch_size}: the training data ({where}) has only {n} "
