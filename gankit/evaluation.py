@@ -49,12 +49,15 @@ def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root
 
 
 def evaluate_translation(source, split: str = "test", n: Optional[int] = None, seed: int = 0,
-                         checkpoint: str = "latest", write: bool = True, metrics=FEATURE_METRICS) -> dict:
+                         checkpoint: str = "latest", write: bool = True, metrics=FEATURE_METRICS,
+                         features: Optional[str] = None, inception_weights: Optional[str] = None) -> dict:
     """Score a translation run (folder, checkpoint or loaded :class:`~gankit.GAN`) on ``split``:
     ``{direction: {metric: value}}`` plus ``protocol``; writes ``eval.json`` in the run folder
-    (:func:`gankit.metrics.translation.score_translator`)."""
+    (:func:`gankit.metrics.translation.score_translator`; ``features="inception"`` with
+    ``inception_weights`` for FID on the standard InceptionV3)."""
     model = source if isinstance(source, GAN) else load(source, which=checkpoint)
-    return score_translator(model, split=split, n=n, seed=seed, checkpoint=checkpoint, write=write, metrics=metrics)
+    return score_translator(model, split=split, n=n, seed=seed, checkpoint=checkpoint, write=write, metrics=metrics,
+                            features=features, inception_weights=inception_weights)
 
 
 def evaluate(source, metrics=None, n: int = DEFAULT_N, features: Optional[str] = None, split: str = "test",

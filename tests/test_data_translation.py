@@ -316,6 +316,29 @@ def test_eval_of_a_folder_translator_scores_fid_on_a_network_of_its_target_image
             "rotation-trained feature network cannot take; content_kept: the held-out inputs have no class labels"
             ) in capsys.readouterr().out
     for argv, message in ((["--metrics", "fid,is"], "--metrics is: a translator is scored with fid,kid,content_kept"),
-                          (["--features", "inception"], "--features, --inception-weights, --data and --data-root are for generators")):
+                          (["--features", "raw"], "--features raw: a translator is scored with domain or inception"),
+                          (["--data", "digits"], "--data and --data-root are for generators")):
         assert main(["eval", str(run)] + argv) == 2
         assert message in capsys.readouterr().err
+
+    # The FID InceptionV3 (here random weights in pytorch-fid's layout): numbers comparable with papers'
+    # on the same held-out targets, a card naming the weights, no content kept (no domain classifier).
+    weights = _random_inception(tmp_path / "pt_inception-test.pth")
+    assert main(["eval", str(wide), "--features", "inception", "--inception-weights", str(weights)]) == 0
+    out = capsys.readouterr().out
+    assert "not computed: content_kept: needs the target domain's classifier (--features domain)" in out
+    written = json.loads((wide / "eval.json").read_text())
+    assert {"fid", "kid", "fid_input"} <= set(written["AtoB"]) and written["protocol"]["features"].startswith("inception")
+
+
+def _random_inception(path):
+    """A weights file in pytorch-fid's layout with random values (tests/test_metrics_eval.py checks the layout)."""
+    from gankit.metrics.inception import FIDInceptionV3
+
+    torch.manual_seed(0)
+    state = {k: v for k, v in FIDInceptionV3().state_dict().items() if not k.endswith("num_batches_tracked")}
+    for k in state:
+        if k.endswith("running_var"):
+            state[k] = torch.rand_like(state[k]) + 0.5
+    torch.save(state, path)
+    return path

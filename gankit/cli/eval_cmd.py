@@ -53,13 +53,14 @@ def _is_translation_run(src: str) -> bool:
 
 def _translation_metrics(args) -> tuple:
     """The feature metrics a translator is scored with (PSNR/SSIM and the model's own scores always come
-    with paired data); other options of generator evaluation are refused, not ignored."""
+    with paired data); options only generator evaluation has are refused, not ignored."""
     from ..errors import GankitError
     from ..metrics.translation import FEATURE_METRICS
 
-    if args.features not in (None, "domain") or args.inception_weights or args.data or args.data_root:
-        raise GankitError("--features, --inception-weights, --data and --data-root are for generators: a "
-                          "translator is scored on its own held-out split with the target domain's network")
+    if args.features not in (None, "domain", "inception"):
+        raise GankitError(f"--features {args.features}: a translator is scored with domain or inception features")
+    if args.data or args.data_root:
+        raise GankitError("--data and --data-root are for generators: a translator is scored on its own held-out split")
     if args.metrics is None:
         return FEATURE_METRICS
     names = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
@@ -82,7 +83,8 @@ def run(args):
             from ..metrics.translation import format_translation
             n = None if args.n == DEFAULT_N else args.n  # a translator is scored on the whole held-out split
             results = evaluate_translation(src, split=args.split, n=n, seed=args.seed, checkpoint=args.checkpoint,
-                                           write=not args.no_write, metrics=_translation_metrics(args))
+                                           write=not args.no_write, metrics=_translation_metrics(args),
+                                           features=args.features, inception_weights=args.inception_weights)
             print(f"{src} (translation, {args.split} split)")
             print(format_translation(results))
             if "not_computed" in results["protocol"]:

@@ -39,6 +39,15 @@ def _domain_cfg(name: str, size: tuple):
     return DataConfig(name=name, resolution=h if h == w else (h, w))
 
 
+def folder_reference(model, task, held_out):
+    """The target side of ``held_out`` (the oriented split being scored) as a reference dataset, for a
+    translation target that is a folder of the user's images."""
+    from ..data.base import Dataset
+
+    side = "B" if task.source == "A" else "A"     # the target domain, as the folder names it
+    return Dataset(name=f"{model.cfg.data.name}-{side}", x=held_out.b, y=None, kind="image")
+
+
 def folder_domain(model, task, held_out, log=None):
     """``(extractor, reference)`` for a translation target that is a folder of the user's images (no
     registered dataset): a domain net trained by the rotation task on the target side of the *train*
@@ -51,12 +60,10 @@ def folder_domain(model, task, held_out, log=None):
     from .domain_net import DomainFeatures, fit_domain_net, load_domain_net
 
     cfg = model.cfg.data
-    side = "B" if task.source == "A" else "A"     # the target domain, as the folder names it
-    target = held_out.b
-    if target.shape[-1] != target.shape[-2]:
+    reference = folder_reference(model, task, held_out)
+    if reference.x.shape[-1] != reference.x.shape[-2]:
         return None
-    name = f"{cfg.name}-{side}"
-    reference = Dataset(name=name, x=target, y=None, kind="image")
+    name = reference.name
     train = oriented(load_dataset(cfg, "train", seed=model.cfg.seed), task).b
     key = f"domain-{name}-{sha256_tensor(train)[:10]}"
     path = cache_dir() / "features" / f"{key}.safetensors"
@@ -68,16 +75,19 @@ def folder_domain(model, task, held_out, log=None):
 
 def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Optional[torch.Tensor],
                        labels: Optional[torch.Tensor], domain: Optional[str], seed: int = 0,
-                       metrics=FEATURE_METRICS, features_cfg=None, folder=None) -> Dict[str, float]:
+                       metrics=FEATURE_METRICS, features_cfg=None, folder=None, extractor=None,
+                       reference=None) -> Dict[str, float]:
     """Scores of ``outputs`` (N, C, H, W) in [-1, 1] translated from ``inputs`` (pictures of them scored
     as ``*_input``; None: none); ``targets`` the paired ground truth (or None), ``labels`` the inputs'
     classes (or None), ``domain`` the registered dataset of the target domain (or None: no feature
     network, no FID or content kept, unless ``folder``); ``features_cfg``: the dataset whose domain network
     gives the features, when not the target domain's own (restoration on photographs); ``folder``: a
     callable giving ``(extractor, reference dataset)`` for a target domain that is a folder
-    (:func:`folder_domain`; no labels, so no content kept). ``metrics``: which of the numbers on the
-    domain network to compute (fid, kid, content_kept); none of them: the network is not even loaded
-    (nor trained, the first time)."""
+    (:func:`folder_domain`; no labels, so no content kept); ``extractor``: features to use instead of the
+    domain network (``--features inception``), against ``reference`` (a folder's held-out targets; None:
+    the registered domain's test split), with no content kept (it needs the domain's classifier).
+    ``metrics``: which of the numbers on the domain network to compute (fid, kid, content_kept); none
+    of them: the network is not even loaded (nor trained, the first time)."""
     out: Dict[str, float] = {"n": int(len(outputs))}
     if targets is not None:
         out.update(paired_scores(outputs, targets))
@@ -88,20 +98,26 @@ def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Opt
     from .evaluate import Samples, evaluate_samples
     from .features import get_extractor
 
-    reference = None
-    if domain is None:
+    cfg = _domain_cfg(domain, outputs.shape[-2:]) if domain is not None else None
+    if extractor is not None:  # chosen by the caller (Inception): content kept needs the domain's classifier
+        keep = False
+        if domain is None and reference is None:
+            return out
+    elif domain is None:
         found = folder()
         if found is None:
             return out
-        (extractor, reference), cfg, keep = found, None, False
+        (extractor, reference), keep = found, False
     else:
-        cfg = _domain_cfg(domain, outputs.shape[-2:])
         extractor = get_extractor("domain", features_cfg or cfg)
+    if not (metrics or keep):
+        return out
     for key, x in (("", outputs), ("_input", inputs)):
         if x is None:
             continue
-        if x.shape[1] != extractor.channels:  # e.g. RGB inputs against a grey domain: compare in its channels
-            x = x.mean(1, keepdim=True) if extractor.channels == 1 else x.expand(-1, extractor.channels, -1, -1)
+        channels = getattr(extractor, "channels", None)  # Inception takes any: it makes grey RGB itself
+        if channels and x.shape[1] != channels:  # e.g. RGB inputs against a grey domain: compare in its channels
+            x = x.mean(1, keepdim=True) if channels == 1 else x.expand(-1, channels, -1, -1)
         if metrics:
             result = evaluate_samples(Samples(x, None, cfg, {"kind": "translation"}), metrics=metrics,
                                       split="test", seed=seed, n_real=len(x), extractor=extractor,
@@ -120,14 +136,21 @@ def oriented(data, task):
 
 
 def score_translator(model, split: str = "test", n: Optional[int] = None, seed: int = 0,
-                     checkpoint: str = "latest", write: bool = True, metrics=FEATURE_METRICS) -> dict:
+                     checkpoint: str = "latest", write: bool = True, metrics=FEATURE_METRICS,
+                     features: Optional[str] = None, inception_weights: Optional[str] = None) -> dict:
     """Score a loaded translation model (a :class:`~gankit.GAN` whose ``checkpoint`` was loaded) on
     ``split``: ``{direction: {metric: value}}`` plus ``protocol``; writes ``eval.json`` in its run
-    folder. :func:`gankit.evaluation.evaluate_translation` takes a run folder."""
+    folder. ``features``: ``domain`` (None: the target domain's network) or ``inception`` (the FID
+    InceptionV3 from ``inception_weights``, for numbers comparable with papers; no content kept).
+    :func:`gankit.evaluation.evaluate_translation` takes a run folder."""
     from ..data import load_dataset
+    from .features import get_extractor
 
     if model.task.name != "translation":
         raise GankitError("scoring a translator needs a translation run (pix2pix, cyclegan, ...)")
+    if features not in (None, "domain", "inception"):
+        raise GankitError(f"--features {features}: a translator is scored on domain or inception features")
+    inception = get_extractor("inception", None, inception_weights=inception_weights) if features == "inception" else None
     data = load_dataset(model.cfg.data, split, seed=model.cfg.seed)
     results = {"protocol": {"split": split, "n": n, "seed": seed, "checkpoint": checkpoint, "gankit": __version__,
                             "data": model.cfg.data.name, "metrics": list(metrics),
@@ -160,17 +183,19 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
         # FID against the target domain's own held-out images: every B of the split for unpaired data.
         domain = d.domains.get("B")
         spec = d.info.get("restoration")
-        shown, features = inputs, None
+        shown, features_cfg = inputs, None
         if spec is not None:  # restoration: the no-learning baseline is scored as *_input, on its features
             from ..data.restoration import clean_domain_config
             from .restoration import baseline_pictures
             shown = baseline_pictures(inputs, spec["task"], spec)
-            features = clean_domain_config(model.cfg.data)
-        folder = None
+            features_cfg = clean_domain_config(model.cfg.data)
+        folder = reference = None
         if domain is None and spec is None and "utterances" not in d.info:  # the user's own folders
             folder = lambda d=d, task=task: folder_domain(model, task, d, log=_stderr)  # noqa: E731
+            reference = folder_reference(model, task, d) if inception is not None else None
         results[direction] = score_translations(outputs, shown, targets, labels, domain, seed=seed, metrics=metrics,
-                                                features_cfg=features, folder=folder)
+                                                features_cfg=features_cfg, folder=folder, extractor=inception,
+                                                reference=reference)
         if spec is not None:
             results[direction].update(_restoration_scores(outputs, batch, spec, model.cfg.data))
             if spec["task"] == "super-resolution" and d.photos is not None:
@@ -193,10 +218,13 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
         reasons.append(f"{', '.join(m for m in left_out if m != 'content_kept')}: the target domain is a folder of "
                        "images that are not square, which the rotation-trained feature network cannot take")
     if "content_kept" in left_out:
-        reasons.append("content_kept: the held-out inputs have no class labels")
+        reasons.append("content_kept: needs the target domain's classifier (--features domain)" if inception
+                       else "content_kept: the held-out inputs have no class labels")
     if reasons:
         results["protocol"]["not_computed"] = "; ".join(reasons)
-    if any(k.startswith("fid") or k.startswith("kid") for k in computed) and model.cfg.data.name.endswith("-folder"):
+    if inception is not None:
+        results["protocol"]["features"] = f"{inception.name} (weights sha256 {inception.sha256[:16]}): {inception.preprocessing}"
+    elif any(k.startswith("fid") or k.startswith("kid") for k in computed) and model.cfg.data.name.endswith("-folder"):
         results["protocol"]["features"] = ("domain network of the target domain, a folder: trained on the rotation "
                                            "task (RotNet) on the target side of the train split")
     if write and model.run_dir is not None and Path(model.run_dir).is_dir():
@@ -252,11 +280,12 @@ def format_translation(results: dict) -> str:
     keys = []
     for d in dirs:
         keys += [k for k in results[d] if k not in keys]
-    lines = [f"{'metric':<16}" + "".join(f"{d:>14}" for d in dirs)]
+    w = max([len("metric")] + [len(k) for k in keys]) + 2  # the longest name (target_speaker_input) fits
+    lines = [f"{'metric':<{w}}" + "".join(f"{d:>14}" for d in dirs)]
     for k in keys:
         cells = []
         for d in dirs:
             v = results[d].get(k)
             cells.append(f"{v:>14.4g}" if isinstance(v, float) else f"{'' if v is None else v:>14}")
-        lines.append(f"{k:<16}" + "".join(cells))
+        lines.append(f"{k:<{w}}" + "".join(cells))
     return "\n".join(lines)
