@@ -66,12 +66,15 @@ def convert(translate, audio: np.ndarray, s: SpecSettings, n_iter: int = GRIFFIN
     ``len(audio)`` samples. Returns (audio out, spectrogram in, spectrogram out)."""
     from .spectrogram import chunks, logmel, overlap_add, to_audio
 
+    n = len(audio)
+    if n < s.n_fft:  # a few milliseconds: padded with silence to one STFT window, cut back to n at the end
+        audio = np.pad(audio, (0, s.n_fft - n))
     spec = logmel(audio, s)                        # (n_mels, T), T = 1 + len(audio) // hop
     hop = max(1, s.frames // 2)
     parts = torch.from_numpy(chunks(spec, s.frames, hop)).unsqueeze(1)   # (n, 1, n_mels, frames)
     out = torch.cat([translate(parts[i:i + batch_size]) for i in range(0, len(parts), batch_size)])
     converted = overlap_add(out[:, 0].float().numpy(), spec.shape[1], hop)
-    return to_audio(converted, s, n_iter=n_iter, seed=seed, length=len(audio)), spec, converted
+    return to_audio(converted, s, n_iter=n_iter, seed=seed, length=len(audio))[:n], spec, converted
 
 
 def _audio_tag(audio: np.ndarray, sample_rate: int, label: str) -> str:
