@@ -132,10 +132,11 @@ class Model:
 def build_model(snap: dict) -> Model:
     """The networks and objective of a snapshot (:func:`~gankit.train.snapshots.load_snapshot`);
     its weights are not loaded (:meth:`Model.load`)."""
-    from .config import Config, from_dict
+    from .config import Config, from_dict, import_plugins
     from .objectives import OBJECTIVES, DataInfo
 
     cfg = from_dict(Config, snap["config"])
+    import_plugins(cfg.plugins)
     info = DataInfo.from_meta(snap["data"])
     cls = OBJECTIVES.get(cfg.loss.objective)
     nets = cls.build_networks(cfg, info)

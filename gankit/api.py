@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from . import provenance
-from .config import Config, from_dict
+from .config import Config, from_dict, import_plugins
 from .checkpoint import LATEST, load_checkpoint, load_latest
 from .errors import CheckpointError, GankitError
 from .latent import slerp
@@ -164,6 +164,7 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
             run = path.parent.parent
         state = load_checkpoint(path)
     cfg = from_dict(Config, state["config"])
+    import_plugins(cfg.plugins)  # the run's own parts register before they are looked up
     data = state["data"]
     nets = OBJECTIVES.get(cfg.loss.objective).build_networks(cfg, DataInfo.from_meta(data))
     mods = state["modules"]
@@ -181,6 +182,7 @@ def _load_model_folder(path: Path, device: str) -> GAN:
 
     meta, states = read_model_folder(path)
     cfg = from_dict(Config, meta["config"])
+    import_plugins(cfg.plugins)
     nets = OBJECTIVES.get(cfg.loss.objective).build_networks(cfg, DataInfo.from_meta(meta["data"]))
     for name, net in nets.items():
         if name not in states:

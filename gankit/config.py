@@ -177,6 +177,9 @@ class Config:
     name: str = "custom"
     description: str = ""
     seed: int = 0
+    # Your own modules, imported before the config is checked: the losses, regularisers, network
+    # families, objectives and datasets they register become names the config can use (docs/engine.md)
+    plugins: Tuple[str, ...] = ()
     data: DataConfig = DataConfig()
     model: NetConfig = NetConfig()
     loss: LossConfig = LossConfig()
@@ -393,12 +396,34 @@ def check_name(key: str, name: str, registry) -> None:
     check(key, name in registry, ", ".join(registry.names()))
 
 
+def import_plugins(plugins) -> None:
+    """Import the modules a config's ``plugins`` names, so that what they register (a loss, a network
+    family, an objective, ...) exists before the config is checked or a run is loaded. Module names
+    only, found on Python's path as it is (PYTHONPATH, installed packages; ``python -m gankit`` adds the
+    current folder): never a file from a run folder being loaded."""
+    import importlib
+    import re
+    import sys
+
+    for name in plugins:
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", name):
+            raise ConfigError(f"plugins: {name!r} is not a module name (e.g. myproject.losses; not a file path)")
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(f"plugins: cannot import {name!r} ({e}); make it importable: PYTHONPATH=ITS_FOLDER, "
+                              "pip install -e it, or run python -m gankit from its folder") from None
+
+
 def validate(cfg: Config) -> Config:
     """Value checks that types alone cannot express, then every registered section check."""
     import importlib
 
     for owner in OWNERS:
         importlib.import_module(owner)
+    import_plugins(cfg.plugins)
     t = cfg.train
     check("train.precision", t.precision in ("fp32", "bf16", "fp16", "auto"), "fp32, bf16, fp16, auto")
     check("train.cuda_graphs", t.cuda_graphs in ("auto", "on", "off", True, False), "auto, on, off")

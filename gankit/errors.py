@@ -9,6 +9,13 @@ class ConfigError(GankitError):
     """A config key or value is unknown or invalid; the message names the key."""
 
 
+class UnknownName(ConfigError, KeyError):
+    """A registry has no part of that name (a loss, network family, objective, ...). Also a KeyError,
+    as a mapping's lookup would raise; the CLI prints it as one line like any config error."""
+
+    __str__ = Exception.__str__  # KeyError's would quote the message
+
+
 class DataError(GankitError):
     """A dataset is missing or unreadable; the message names the path tried."""
 

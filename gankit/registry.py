@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Iterator, TypeVar
 
+from .errors import UnknownName
+
 T = TypeVar("T")
 
 
@@ -40,8 +42,9 @@ class Registry:
         try:
             return self._items[name]
         except KeyError:
-            raise KeyError(
-                f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._items))}"
+            raise UnknownName(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._items))} (a part of your "
+                "own registers when its module is imported: name the module in the config's plugins)"
             ) from None
 
     def __contains__(self, name: str) -> bool:

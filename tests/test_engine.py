@@ -165,6 +165,8 @@ def test_per_network_settings_and_unknown_names_are_checked():
         config("gan", extra=["loss.options.l1_weight=1"])
     with pytest.raises(ConfigError, match="train.optim.E"):
         Trainer(config("gan", extra=["train.optim.E={lr: 0.1}"]))
+    with pytest.raises(ConfigError, match="model.nets.G3: objective 'gan' has no network of that name; its networks: G, D"):
+        Trainer(config("gan", extra=["model.nets.G3.width=8"]))
     cfg = config("pix2pix", extra=["train.optim.D={lr: 0.123}"])
     assert Trainer(cfg).optimizers["D"].param_groups[0]["lr"] == pytest.approx(0.123)
 

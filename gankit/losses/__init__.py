@@ -1,6 +1,6 @@
 """Losses and regularisers, chosen by name from registries."""
-from .adversarial import LOSSES, AdversarialLoss
-from .regularizers import REGULARIZERS
+from .adversarial import LOSSES, AdversarialLoss, register_loss
+from .regularizers import REGULARIZERS, double_backward
 from ..config import check, check_name, register_check
 
 
@@ -13,4 +13,4 @@ def _check_loss(cfg) -> None:
         check(f"loss.regularizers.{i}.weight", r.weight >= 0, "a number >= 0 (a penalty's weight)")
 
 
-__all__ = ["LOSSES", "REGULARIZERS", "AdversarialLoss"]
+__all__ = ["LOSSES", "REGULARIZERS", "AdversarialLoss", "double_backward", "register_loss"]

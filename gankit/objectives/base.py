@@ -47,6 +47,10 @@ class Phase:
     every: int = 1
     repeats: int = 1
     needs_data: bool = True           # draws a real batch per repeat
+    # A lazy regulariser (StyleGAN2, App. B): a phase with every > 1 that adds to its optimiser's steps, whose
+    # lr and Adam betas the trainer then corrects (train.lazy_correction); a phase merely run less often
+    # (a schedule of your own) leaves them as configured.
+    lazy: bool = False
     # Networks that stay differentiable although this phase does not step them: their graph is
     # reused by a later phase (a GAN's D step keeps G's forward for the G step that follows).
     graph: Tuple[str, ...] = field(default_factory=tuple)
@@ -155,6 +159,36 @@ def parse_options(cls, options: dict):
         raise ConfigError(f"loss.options: objective {getattr(cls, 'registered_name', cls.__name__)!r} takes no options, "
                           f"got {', '.join(options)}")
     return from_dict(opts, dict(options), prefix="loss.options.")
+
+
+def check_declaration(objective) -> None:
+    """One ConfigError line for an objective whose declaration does not hold together, before anything
+    trains: optimisers that step networks it has not got, phases naming an optimiser it has not got or
+    training a network their optimiser does not step (it would silently stay as initialised), EMAs of
+    networks it has not got, short forms that are not ``g_optim``/``d_optim``, no task."""
+    name = type(objective).__name__
+    nets = set(objective.nets)
+    for opt, group in objective.optimizers.items():
+        missing = [n for n in group.nets if n not in nets]
+        if missing:
+            raise ConfigError(f"{name}: optimiser {opt!r} steps {missing[0]!r}, which is not one of its networks "
+                              f"({', '.join(sorted(nets))})")
+        if group.short not in ("g_optim", "d_optim"):
+            raise ConfigError(f"{name}: optimiser {opt!r} takes its settings from train.{group.short}, which does not "
+                              "exist; its short form is g_optim or d_optim (train.optim.<name> overrides it)")
+    for phase in objective.phases(1):
+        if phase.optimizer not in objective.optimizers:
+            raise ConfigError(f"{name}: phase {phase.name!r} steps optimiser {phase.optimizer!r}, which it has not got "
+                              f"({', '.join(objective.optimizers)})")
+        unstepped = [n for n in phase.nets if n not in objective.optimizers[phase.optimizer].nets]
+        if unstepped:
+            raise ConfigError(f"{name}: phase {phase.name!r} trains {unstepped[0]!r}, but its optimiser "
+                              f"{phase.optimizer!r} does not step it; add it to that OptimGroup's nets")
+    missing = [n for n in objective.ema if n not in nets]
+    if missing:
+        raise ConfigError(f"{name}: ema names {missing[0]!r}, which is not one of its networks")
+    if getattr(objective, "task", None) is None:
+        raise ConfigError(f"{name}: no task; set self.task (gankit.tasks: generation or translation) in __init__")
 
 
 #: Settings of the adversarial game: an objective without a discriminator has no use for any of them.

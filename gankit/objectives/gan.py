@@ -92,7 +92,7 @@ class GANObjective(Objective):
             # ``every`` counts D steps (StyleGAN2's lazy R1 interval); the loop counts G steps.
             every_g = max(1, round(every / d_steps))
             self.reg_interval[name] = every_g * d_steps
-            phases.append(Phase(name, "D", ("D",), every=every_g))
+            phases.append(Phase(name, "D", ("D",), every=every_g, lazy=True))
         phases.append(Phase("G", "G", ("G",), needs_data=False))
         return phases
 

@@ -83,7 +83,7 @@ class StyleGANObjective(GANObjective):
     def phases(self, d_steps: int) -> List[Phase]:
         phases = super().phases(d_steps)
         if self.options.pl_weight > 0:
-            phases.append(Phase("reg:pl", "G", ("G",), every=self.options.pl_every, needs_data=False))
+            phases.append(Phase("reg:pl", "G", ("G",), every=self.options.pl_every, needs_data=False, lazy=True))
         return phases
 
     # -- latents ------------------------------------------------------------------------

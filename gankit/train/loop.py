@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from ..nets.batchnorm import convert_sync_batchnorm, has_batchnorm
 from ..nets.equalized import runtime_scales
 from ..objectives import OBJECTIVES, DataInfo, Phase
+from ..objectives.base import check_declaration
 from ..utils import device_name, seed_everything
 from .distributed import ShardedNoise, rank_seed
 from .distributed import setup as setup_distributed
@@ -87,11 +88,11 @@ def optim_config(cfg: Config, name: str, short: str) -> OptimConfig:
 
 
 def lazy_ratio(phases: List[Phase], optimizer: str) -> float:
-    """c = the regular steps of ``optimizer`` / all its steps, per generator step: the phases that
-    run every step against those too that run every N (lazy regularisers). StyleGAN2 (App. B) runs
-    an optimiser with such a phase at lr × c and betas ** c; R1 every 16 D steps gives c = 16/17."""
-    regular = sum(p.repeats for p in phases if p.optimizer == optimizer and p.every == 1)
-    lazy = sum(p.repeats / p.every for p in phases if p.optimizer == optimizer and p.every > 1)
+    """c = the regular steps of ``optimizer`` / all its steps, per generator step: the other phases against
+    those too that are lazy regularisers (``Phase.lazy``: every N steps). StyleGAN2 (App. B) runs an
+    optimiser with such a phase at lr × c and betas ** c; R1 every 16 D steps gives c = 16/17."""
+    regular = sum(p.repeats / p.every for p in phases if p.optimizer == optimizer and not p.lazy)
+    lazy = sum(p.repeats / p.every for p in phases if p.optimizer == optimizer and p.lazy)
     return regular / (regular + lazy) if lazy and regular else 1.0
 
 
@@ -138,6 +139,11 @@ class Trainer:
             self.dist.broadcast_module(m)
         self.nets: Dict[str, torch.nn.Module] = nets
         self.objective = objective_cls(nets, cfg, self.info, autocast=autocast_factory(self.precision, self.device))
+        check_declaration(self.objective)
+        unknown = sorted(set(cfg.model.nets) - set(nets))
+        if unknown:  # settings that would configure nothing, yet sit in the run's config as if they had
+            raise ConfigError(f"model.nets.{unknown[0]}: objective {cfg.loss.objective!r} has no network of that name; "
+                              f"its networks: {', '.join(nets)}")
         self.task = self.objective.task
         self.objective.prepare()
         # Uncompiled copies: sampling never waits for a compile.
