@@ -221,6 +221,51 @@ def test_a_mask_painted_on_a_transparent_layer_marks_only_the_strokes(tmp_path):
     assert mask.sum() == 16 and mask[4:8, 4:8].all()
 
 
+def test_damaged_or_mixed_up_idx_files_are_one_line_naming_the_file(tmp_path, capsys):
+    """As users' copies go wrong: a gzip with damaged bytes, a file cut inside its header, float images,
+    the images file given as labels; a label beyond 9 (EMNIST-style) is said, not silently a wider model."""
+    imgs = np.random.default_rng(0).integers(0, 256, (5, 28, 28)).astype(np.uint8)
+    write_idx(tmp_path / "x.gz", imgs, True)
+    raw = bytearray((tmp_path / "x.gz").read_bytes())
+    raw[40:60] = bytes(b ^ 0xFF for b in raw[40:60])
+    (tmp_path / "damaged.gz").write_bytes(bytes(raw))
+    (tmp_path / "header").write_bytes(struct.pack(">BBBB", 0, 0, 0x08, 3) + b"\0\0\0\5\0")
+    for name, match in (("damaged.gz", "cannot read IDX file"), ("header", "truncated IDX file")):
+        with pytest.raises(DataError, match=match):
+            read_idx(tmp_path / name)
+
+    def dataset(images, labels):
+        root = tmp_path / f"set{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        for stem, array in (("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels)):
+            code = {np.dtype(np.uint8): 0x08, np.dtype(">f4"): 0x0D}[array.dtype]
+            (root / stem).write_bytes(struct.pack(">BBBB", 0, 0, code, array.ndim)
+                                      + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
+        return load_dataset(DataConfig(name="mnist", root=str(root)))
+
+    labels = np.array([0, 1, 2, 3, 4], np.uint8)
+    with pytest.raises(DataError, match="are two files swapped"):
+        dataset(imgs, imgs)
+    with pytest.raises(DataError, match="images are >f4; MNIST-style images are uint8"):
+        dataset(imgs.astype(">f4"), labels)
+    assert dataset(imgs, labels).num_classes == 10  # a split holding classes 0-4 is still a 10-class dataset
+    wide = dataset(imgs, np.array([0, 1, 2, 3, 25], np.uint8))
+    assert wide.num_classes == 26 and "labels go up to 25: 26 classes, not mnist's 10" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("batch,match", [
+    ({b"data": np.zeros((4, 3072), np.uint8), b"labels": [0, 1]}, "holds 4 images and 2 labels"),
+    ([1, 2, 3], "a list, not CIFAR's dict"),
+])
+def test_a_cifar_batch_that_is_not_cifars_is_one_line(tmp_path, batch, match):
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    for i in range(1, 6):
+        (root / f"data_batch_{i}").write_bytes(pickle.dumps(batch))
+    with pytest.raises(DataError, match=match):
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+
+
 def test_cifar_pickles_load_and_code_in_them_does_not_run(tmp_path):
     root = tmp_path / "cifar-10-batches-py"
     root.mkdir()

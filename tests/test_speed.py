@@ -51,6 +51,13 @@ def test_bench_reports_consistent_figures():
     assert row["ours_gflops"] == pytest.approx(row["mflop_per_img"] * 1e-3 * row["ours_img_s"], rel=1e-6)
     assert row["device"] == f"CPU ({torch.get_num_threads()} threads)" and row["cuda_graphs"] is False
     assert "x |" in format_table([row]) and "| CPU (" in format_table([row])
+    # What gankit's step does beyond the plain one is named under the table, not hidden in its speed-up
+    from gankit.bench import extra_work
+    from gankit.config import load_config
+    assert extra_work(load_config("gan-ring8")) == ["r1"]
+    assert extra_work(load_config("fast-fashion-mnist")) == ["EMA"] and row["plain_omits"] == extra_work(
+        load_config("dcgan-fashion-mnist", TINY_DCGAN))
+    assert "omits what gankit's step also does" in format_table([dict(row, plain_omits=["r1"])])
 
 
 def test_matmul_peak_on_the_cpu_is_a_positive_finite_rate():

@@ -1,4 +1,5 @@
 """gankit bench: training-step speed of a recipe against a plain fp32 PyTorch step."""
+from . import positive_int
 
 
 def register(sub):
@@ -8,8 +9,8 @@ def register(sub):
                                    "fraction of this machine's matmul peak and the speed-up.")
     p.add_argument("recipes", nargs="+", metavar="RECIPE")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--windows", type=int, default=7, help="timed windows per side (median reported)")
-    p.add_argument("--steps", type=int, default=5, help="training steps per window")
+    p.add_argument("--windows", type=positive_int, default=7, help="timed windows per side (median reported)")
+    p.add_argument("--steps", type=positive_int, default=5, help="training steps per window")
     p.set_defaults(func=run)
 
 

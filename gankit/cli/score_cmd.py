@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
+from . import positive_int
+
 if TYPE_CHECKING:
     import torch
 
@@ -21,18 +23,6 @@ def register(sub):
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
     p.add_argument("--batch-size", type=positive_int, default=500, help="images per forward pass")
     p.set_defaults(func=run)
-
-
-def positive_int(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
-    return value
 
 
 def read_npz(path, shape: tuple):

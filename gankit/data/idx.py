@@ -4,6 +4,8 @@ from __future__ import annotations
 import functools
 import gzip
 import struct
+import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +41,13 @@ def _read_idx_cached(name: str, size: int, mtime_ns: int) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # zlib.error: a gzip whose compressed bytes are damaged
         raise DataError(f"{path}: cannot read IDX file ({e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(f"{path}: not an IDX file (bad magic number)")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path}: truncated IDX file (its header needs {4 + 4 * ndim} bytes, it has {len(raw)})")
     dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     dtype = np.dtype(_DTYPES[raw[2]])
     count = int(np.prod(dims))
@@ -60,6 +64,9 @@ def find_idx(root: Path, stem: str) -> Path:
     raise FileNotFoundError(root / (stem + ".gz"))
 
 
+CLASSES = 10  # MNIST's digits, Fashion-MNIST's clothes
+
+
 def load_idx_dataset(name: str, root: Path, split: str, hint: str) -> Dataset:
     if split not in _PREFIX:
         raise DataError(f"{name}: unknown split {split!r}; use train or test")
@@ -69,12 +76,18 @@ def load_idx_dataset(name: str, root: Path, split: str, hint: str) -> Dataset:
         labels = read_idx(find_idx(root, f"{prefix}-labels-idx1-ubyte"))
     except FileNotFoundError as e:
         raise DataError(f"{name}: no IDX file at {e.args[0]} (nor unzipped); {hint}") from None
-    if images.ndim != 3 or labels.shape[0] != images.shape[0]:
-        raise DataError(f"{name}: {root} holds images {images.shape} and labels {labels.shape}, which do not match")
+    if images.ndim != 3 or labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise DataError(f"{name}: {root} holds images {images.shape} and labels {labels.shape}; the images file "
+                        "must be (N, H, W) and the labels file (N,): are two files swapped or mislabelled?")
+    if images.dtype != np.uint8:
+        raise DataError(f"{name}: {root}'s {prefix} images are {images.dtype}; MNIST-style images are uint8 (0-255)")
+    classes = max(CLASSES, int(labels.max()) + 1 if labels.size else 0)  # 10 in every split, whatever one holds
+    if classes > CLASSES:  # EMNIST's letters in IDX files, or a stray value: said, not silently a wider model
+        print(f"note: {name}: {root}'s {prefix} labels go up to {classes - 1}: {classes} classes, not "
+              f"{name}'s {CLASSES}", file=sys.stderr)
     x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, 28, 28) uint8, a private copy
     y = torch.from_numpy(labels.astype(np.int64))
-    return Dataset(name=name, x=x, y=y, kind="image", num_classes=int(y.max()) + 1,
-                   info={"root": str(root), "split": split})
+    return Dataset(name=name, x=x, y=y, kind="image", num_classes=classes, info={"root": str(root), "split": split})
 
 
 @DATASETS.register("fashion-mnist")

@@ -95,10 +95,15 @@ def cifar10(cfg, split: str = "train", seed: int = 0) -> Dataset:
             raise DataError(f"cifar10: missing {path}; data.root must hold CIFAR-10's python batches")
         try:
             batch = safe_unpickle(path)
+            if not isinstance(batch, dict):
+                raise ValueError(f"a {type(batch).__name__}, not CIFAR's dict of data and labels")
             xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(batch[b"labels"], dtype=np.int64))
-        except (pickle.UnpicklingError, KeyError, ValueError, EOFError) as e:
+            ys.append(np.asarray(batch[b"labels"], dtype=np.int64).reshape(-1))
+        except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as e:
             raise DataError(f"cifar10: cannot read {path} ({e})") from None
+        if len(ys[-1]) != len(xs[-1]) or len(ys[-1]) and not 0 <= ys[-1].min() <= ys[-1].max() < 10:
+            raise DataError(f"cifar10: {path} holds {len(xs[-1])} images and {len(ys[-1])} labels "
+                            f"(classes 0..9 expected); the file is damaged or not CIFAR-10's")
     return Dataset(name="cifar10", x=torch.from_numpy(np.concatenate(xs)),
                    y=torch.from_numpy(np.concatenate(ys)), kind="image", num_classes=10,
                    info={"root": str(root), "split": split})
