@@ -33,7 +33,15 @@ CLOSED = {
     "hinge": (lambda r, f: mean([max(0, 1 - t) for t in r]) + mean([max(0, 1 + t) for t in f]),
               lambda f: -mean(f)),
     "wasserstein": (lambda r, f: mean(f) - mean(r), lambda f: -mean(f)),
+    # Jolicoeur-Martineau 2019: D of the difference of critic outputs; G's loss also takes the reals
+    "relativistic": (lambda r, f: -mean([math.log(sig(a - b)) for a, b in zip(r, f)]),
+                     lambda r, f: -mean([math.log(sig(b - a)) for a, b in zip(r, f)])),
+    "relativistic-average": (lambda r, f: -mean([math.log(sig(a - mean(f))) for a in r])
+                             + mean([math.log1p(math.exp(b - mean(r))) for b in f]),   # -log(1 - σ(t))
+                             lambda r, f: -mean([math.log(sig(b - mean(r))) for b in f])
+                             + mean([math.log1p(math.exp(a - mean(f))) for a in r])),
 }
+RELATIVE = {"relativistic", "relativistic-average"}
 
 
 def test_every_registered_loss_has_a_closed_form_here():
@@ -46,7 +54,9 @@ def test_loss_matches_closed_form(name):
     d_ref, g_ref = CLOSED[name]
     r, f = REAL.tolist(), FAKE.tolist()
     assert loss.d(REAL, FAKE).item() == pytest.approx(d_ref(r, f), rel=1e-6, abs=1e-6)
-    assert loss.g(FAKE).item() == pytest.approx(g_ref(f), rel=1e-6, abs=1e-6)
+    assert loss.relativistic == (name in RELATIVE)
+    g_args = (r, f) if loss.relativistic else (f,)
+    assert loss.g_loss(FAKE, REAL).item() == pytest.approx(g_ref(*g_args), rel=1e-6, abs=1e-6)
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
@@ -54,7 +64,7 @@ def test_loss_is_finite_with_finite_gradients_for_extreme_logits(name):
     r = torch.tensor([100.0, -100.0], requires_grad=True)
     f = torch.tensor([100.0, -100.0], requires_grad=True)
     loss = LOSSES.get(name)
-    total = loss.d(r, f) + loss.g(f)
+    total = loss.d(r, f) + loss.g_loss(f, r)
     total.backward()
     assert torch.isfinite(total)
     assert torch.isfinite(r.grad).all() and torch.isfinite(f.grad).all()

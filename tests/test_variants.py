@@ -287,6 +287,31 @@ def test_unrolled_with_k0_equals_the_plain_objective():
         assert torch.allclose(a, b, atol=1e-7)
 
 
+@pytest.mark.parametrize("loss", ["relativistic", "relativistic-average"])
+def test_a_relativistic_g_loss_sees_d_on_a_real_batch(loss):
+    """RSGAN/RaGAN (Jolicoeur-Martineau 2019): the G phase draws a real batch and G's loss is the closed
+    form of D's scores on both; D stays frozen and only G gets gradients."""
+    G, D, cfg = _pair(loss)
+    obj = _objective(GANObjective, G, D, cfg)
+    g_phase = [p for p in _optimizers(obj, torch.optim.Adam(G.parameters()), torch.optim.Adam(D.parameters()), 1)
+               if p.name == "G"][0]
+    assert g_phase.needs_data
+    real = torch.randn(32, 2)
+    value, grads = _g_grads(obj, real)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        fake = G(torch.randn(32, 4))
+        r, f = D(real).float(), D(fake).float()
+    expected = (F.softplus(-(f - r)).mean() if loss == "relativistic" else
+                F.softplus(-(f - r.mean())).mean() + F.softplus(r - f.mean()).mean())
+    assert value == pytest.approx(expected.item(), rel=1e-5)
+    assert all(g is not None and torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for p in D.parameters())
+    with pytest.raises(ConfigError, match=f"loss.name: {loss} compares G's fakes with D on real data, which objective "
+                                          "unrolled does not"):
+        load_config(TOY, [f"loss.name={loss}", "loss.objective=unrolled"])
+
+
 @pytest.mark.parametrize("opt_name", ["sgd", "adam", "rmsprop"])
 def test_unrolled_steps_are_d_optimiser_steps(opt_name):
     """G's unrolled loss equals its plain loss against a copy of D stepped k times by D's optimiser."""

@@ -7,7 +7,7 @@ which is exact and stable for any logit: log σ(t) = -softplus(-t), log(1 - σ(t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -22,12 +22,19 @@ LOSSES = Registry("loss")
 class AdversarialLoss:
     name: str
     d: Callable[[Tensor, Tensor], Tensor]
-    g: Callable[[Tensor], Tensor]
+    g: Callable[..., Tensor]           # g(fake), or g(real, fake) when relativistic
     # D calls a sample real when its output exceeds this (0 for logits, 0.5 for LSGAN's targets).
     real_threshold: float = 0.0
     # True when the output is a logit of P(real); D(x) is then reported as sigmoid(output).
     logistic: bool = True
     reference: str = ""
+    # True: ``g(real_logits, fake_logits)`` — G's loss compares with D on real data (RSGAN, RaGAN), so
+    # G's step draws a real batch; False: ``g(fake_logits)``.
+    relativistic: bool = False
+
+    def g_loss(self, fake: Tensor, real: Optional[Tensor] = None) -> Tensor:
+        """G's loss for D's outputs on ``fake`` (and on ``real`` for a relativistic loss)."""
+        return self.g(real, fake) if self.relativistic else self.g(fake)
 
     def d_real_fake(self, out: Tensor) -> Tensor:
         """What to report as "D(x)": a probability for logistic losses, the raw score otherwise."""
@@ -83,6 +90,28 @@ def g_wasserstein(fake: Tensor) -> Tensor:
     return -fake.mean()
 
 
+def d_relativistic(real: Tensor, fake: Tensor) -> Tensor:
+    """−E[log σ(C(x_r) − C(x_f))] over pairs: D says how much more real a real sample is than a fake
+    one (RSGAN, Jolicoeur-Martineau 2019, Eq. 7)."""
+    return F.softplus(-(real - fake)).mean()
+
+
+def g_relativistic(real: Tensor, fake: Tensor) -> Tensor:
+    """−E[log σ(C(x_f) − C(x_r))]: G raises its fakes above the reals paired with them (Eq. 8)."""
+    return F.softplus(-(fake - real)).mean()
+
+
+def d_relativistic_average(real: Tensor, fake: Tensor) -> Tensor:
+    """−E[log σ(C(x_r) − E C(x_f))] − E[log(1 − σ(C(x_f) − E C(x_r)))]: each sample against the other
+    side's mean (RaGAN, Jolicoeur-Martineau 2019, Eq. 12; ESRGAN's D)."""
+    return F.softplus(-(real - fake.mean())).mean() + F.softplus(fake - real.mean()).mean()
+
+
+def g_relativistic_average(real: Tensor, fake: Tensor) -> Tensor:
+    """The same with the roles swapped: G's gradient also comes from the real samples' term (Eq. 13)."""
+    return F.softplus(-(fake - real.mean())).mean() + F.softplus(real - fake.mean()).mean()
+
+
 register_loss(AdversarialLoss("minimax", d_logistic, g_minimax, reference="Goodfellow et al. 2014, Eq. 1"))
 register_loss(AdversarialLoss("non-saturating", d_logistic, g_non_saturating,
                               reference="Goodfellow et al. 2014, Sec. 3"))
@@ -91,3 +120,7 @@ register_loss(AdversarialLoss("least-squares", d_least_squares, g_least_squares,
 register_loss(AdversarialLoss("hinge", d_hinge, g_hinge, logistic=False, reference="Lim & Ye 2017"))
 register_loss(AdversarialLoss("wasserstein", d_wasserstein, g_wasserstein, logistic=False,
                               reference="Arjovsky et al. 2017"))
+register_loss(AdversarialLoss("relativistic", d_relativistic, g_relativistic, logistic=False, relativistic=True,
+                              reference="Jolicoeur-Martineau 2019 (RSGAN)"))
+register_loss(AdversarialLoss("relativistic-average", d_relativistic_average, g_relativistic_average, logistic=False,
+                              relativistic=True, reference="Jolicoeur-Martineau 2019 (RaGAN)"))

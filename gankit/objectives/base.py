@@ -78,6 +78,9 @@ class Objective:
     # between (no Python number from on_step or a schedule inside a kernel, no host sync, no
     # branch on a tensor's value), so a CUDA graph of the step can be replayed (train.cuda_graphs).
     capturable: bool = False
+    # True when its G step can take a relativistic loss (``AdversarialLoss.relativistic``: G's loss also
+    # sees D on a real batch); others refuse one in check_config.
+    relativistic_losses: bool = False
 
     def __init__(self, nets: Dict[str, nn.Module], cfg, data,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
@@ -97,7 +100,13 @@ class Objective:
     def check_config(cls, cfg) -> None:
         """Fail with one line naming the key when ``cfg`` cannot work with this objective
         (network settings, options); called before training starts."""
+        from ..losses import LOSSES
+
         parse_options(cls, cfg.loss.options)
+        if cfg.loss.name in LOSSES and LOSSES.get(cfg.loss.name).relativistic and not cls.relativistic_losses:
+            able = ", ".join(n for n, c in OBJECTIVES.items() if c.relativistic_losses)
+            raise ConfigError(f"loss.name: {cfg.loss.name} compares G's fakes with D on real data, which objective "
+                              f"{cls.registered_name} does not; use it with {able}")
 
     def backward(self, loss: Tensor) -> None:
         """Backpropagate ``loss``, scaled when training in fp16 so small gradients do not underflow."""

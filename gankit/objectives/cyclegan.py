@@ -106,6 +106,7 @@ class CycleGANObjective(Objective):
 
     @classmethod
     def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
         opts = parse_options(cls, cfg.loss.options)
         check_translation_config(cfg, "cyclegan")
         for name, role in (("G_AB", "G"), ("G_BA", "G"), ("D_A", "D"), ("D_B", "D")):

@@ -32,6 +32,7 @@ class GANObjective(Objective):
     ema = ("G",)
     optimizers = {"G": OptimGroup(("G",), "g_optim"), "D": OptimGroup(("D",), "d_optim")}
     capturable = True
+    relativistic_losses = True
 
     def __init__(self, nets: Dict[str, nn.Module], cfg, data,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -93,7 +94,8 @@ class GANObjective(Objective):
             every_g = max(1, round(every / d_steps))
             self.reg_interval[name] = every_g * d_steps
             phases.append(Phase(name, "D", ("D",), every=every_g, lazy=True))
-        phases.append(Phase("G", "G", ("G",), needs_data=False))
+        # a relativistic loss compares the fakes with D on a real batch: the G step draws one then
+        phases.append(Phase("G", "G", ("G",), needs_data=self.loss.relativistic))
         return phases
 
     # -- sampling -----------------------------------------------------------------------
@@ -176,7 +178,11 @@ class GANObjective(Objective):
             fake, y = self.generate(n, device)
         with self.autocast():
             out_fake, aux, aux_stats = self.discriminate(fake, y)
-        loss = self.loss.g(out_fake)
+            out_real = None
+            if self.loss.relativistic:  # D is frozen here: its scores of the reals are constants for G
+                with torch.no_grad():
+                    out_real, _, _ = self.discriminate(batch["x"], batch.get("y"))
+        loss = self.loss.g_loss(out_fake, out_real)
         stats = {"g_loss": loss.detach(), **{f"g_{k}": v for k, v in aux_stats.items()}}
         if aux is not None:
             loss = loss + aux

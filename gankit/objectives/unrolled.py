@@ -30,6 +30,7 @@ from .gan import GANObjective
 @register_objective("unrolled")
 class UnrolledObjective(GANObjective):
     capturable = False  # the unrolled steps read D's optimiser settings (Python numbers) at every step
+    relativistic_losses = False  # its G step looks ahead through D's unrolled updates with g(fake)
 
     def __init__(self, nets, cfg, data, **kwargs):
         super().__init__(nets, cfg, data, **kwargs)
