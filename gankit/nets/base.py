@@ -84,7 +84,9 @@ def check_net_kwargs(model_cfg, name: str, role: str) -> None:
     """Fail with one line naming the key unless network ``name``'s settings fit its constructor."""
     arch, kwargs, prefix = net_kwargs(model_cfg, name, role)
     if arch not in NETWORKS:
-        raise ConfigError(f"{prefix}.arch: invalid value {arch!r}; allowed: {', '.join(NETWORKS.names())}")
+        key = f"model.nets.{name}.arch" if "arch" in model_cfg.nets.get(name, {}) else "model.arch"
+        raise ConfigError(f"{key}: invalid value {arch!r}; allowed: {', '.join(NETWORKS.names())} (a family of "
+                          "your own registers when its module is imported: name it in the config's plugins)")
     cls = NETWORKS.get(arch).role(role)
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in _FIXED]
     try:

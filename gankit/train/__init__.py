@@ -16,9 +16,15 @@ _EXPORTS = {"Trainer": ".loop", "Run": ".run", "train": ".run", "Callback": ".ca
             "Phase": "..objectives", "GANObjective": "..objectives", "OBJECTIVES": "..objectives"}
 
 
+_SUBMODULES = {"loop", "run", "callback", "callbacks", "checkpoint", "distributed", "ema", "evaluation", "graphs",
+               "health", "objective", "precision", "schedules", "snapshots"}
+
+
 def __getattr__(name):
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name], __name__), name)
+    if name in _SUBMODULES:  # gankit.train.run, as the docs name it, without an import statement first
+        return import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
