@@ -52,6 +52,12 @@ def test_out_of_range_fraction_is_refused_naming_the_key(value):
         load_config("cgan-fashion-mnist", [f"data.subset_fraction={value}"])
 
 
+def test_a_limit_beside_a_subset_is_refused():
+    """data.limit would cut the class-balanced subset unevenly: one of the two says which images."""
+    with pytest.raises(ConfigError, match="^data.limit: data.subset_fraction already chooses the training images"):
+        load_config("cgan-fashion-mnist", ["data.subset_fraction=0.1", "data.limit=50"])
+
+
 def test_the_loop_trains_on_the_subset_of_the_train_split_only(tmp_path):
     from gankit.train.run import train
 

@@ -17,6 +17,9 @@ from ..errors import ConfigError
 @register_check
 def _check_data(cfg) -> None:
     check_name("data.name", cfg.data.name, DATASETS)
+    if cfg.data.limit is not None and cfg.data.subset_fraction is not None:  # the limit would unbalance the subset
+        raise ConfigError("data.limit: data.subset_fraction already chooses the training images (a class-balanced "
+                          "subset); give one of them")
     if cfg.data.options:
         check_options = DATASET_OPTIONS.get(cfg.data.name)
         if check_options is None:
