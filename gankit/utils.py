@@ -97,6 +97,17 @@ def truncate_jsonl(path: Path, step: int) -> None:
         atomic_write_text(path, "".join(line + "\n" for line in keep))
 
 
+def keep_first_records(path: Path, n: int) -> None:
+    """Keep the first ``n`` records of a JSON-lines file (rewritten atomically; an absent file stays
+    absent): the records a checkpoint knows, when what came after it is to be written again."""
+    import json
+
+    path = Path(path)
+    if path.exists():
+        keep = [json.dumps(r) for r in read_jsonl(path)[:n]]
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

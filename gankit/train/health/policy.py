@@ -24,7 +24,7 @@ import torch
 
 from ..callback import Callback
 from .rules import KINDS, Event, HealthMonitor
-from ...utils import truncate_jsonl
+from ...utils import keep_first_records
 from .signals import SampleProbe, weight_norms
 
 
@@ -55,6 +55,7 @@ class HealthCallback(Callback):
         self.lr_scale = 1.0
         self.best_energy: Optional[float] = None
         self.noise_sigma = 0.0
+        self.noise_start: Optional[int] = None   # the step instance noise was added: it anneals from there
         self.remedies: List[str] = []             # remedies applied, in order (re-applied on resume)
         self.probe: Optional[SampleProbe] = None
         self.seconds = 0.0                        # wall time spent in this monitor (its own cost)
@@ -77,7 +78,8 @@ class HealthCallback(Callback):
         state to roll back to is not stored: after a resume it is the state resumed from."""
         state = {"monitor": self.monitor.state_dict(), "events": [e.to_dict() for e in self.events],
                  "rollbacks": self.rollbacks, "lr_scale": self.lr_scale, "best_energy": self.best_energy,
-                 "noise_sigma": self.noise_sigma, "remedies": list(self.remedies), "seconds": self.seconds}
+                 "noise_sigma": self.noise_sigma, "noise_start": self.noise_start, "remedies": list(self.remedies),
+                 "seconds": self.seconds}
         return json.loads(json.dumps(state, default=float))  # plain JSON values (evidence may hold numpy floats)
 
     def load_state_dict(self, state: dict) -> None:
@@ -85,6 +87,7 @@ class HealthCallback(Callback):
         self.events = [Event(**e) for e in state["events"]]
         self.rollbacks, self.lr_scale = int(state["rollbacks"]), float(state["lr_scale"])
         self.best_energy, self.noise_sigma = state["best_energy"], float(state["noise_sigma"])
+        self.noise_start = state.get("noise_start")  # None in checkpoints before it was kept: annealed from step 0
         self.remedies, self.seconds = list(state["remedies"]), float(state["seconds"])
 
     def _start(self, run) -> None:
@@ -98,10 +101,10 @@ class HealthCallback(Callback):
         # The state training starts from counts as healthy: a run that diverges before its first
         # record goes back there with lower learning rates.
         self.snapshot, self.snapshot_step = clone_state(t.state_dict()), t.state.step
-        # Resuming: drop events from steps that will be trained again, in the file and in the state
-        # (a checkpoint written after a rollback holds the divergence's event, from a later step).
-        truncate_jsonl(run.dir / "events.jsonl", t.state.step)
-        self.events = [e for e in self.events if e.step <= t.state.step]
+        # Resuming: the events that happened are those the checkpoint holds (in the order they were
+        # emitted); what the killed process wrote after it is dropped from the file. Not by step: a
+        # rollback's divergence, at a step later than the state it went back to, happened and stays.
+        keep_first_records(run.dir / "events.jsonl", len(self.events))
 
     def _on_log(self, run, record: dict) -> Optional[dict]:
         t = run.trainer
@@ -116,8 +119,10 @@ class HealthCallback(Callback):
         if not any(e.kind == "diverged" for e in new) and self.snapshot_step != t.state.step:
             self.snapshot = clone_state(t.state_dict())
             self.snapshot_step = t.state.step
-        if self.noise_sigma > 0 and t.total_steps:
-            self.noise_sigma = self.cfg.instance_noise * max(0.0, 1 - t.state.step / t.total_steps)
+        if self.noise_sigma > 0 and t.total_steps:  # linearly from its full σ where it was added to 0 at the end
+            s0 = self.noise_start or 0
+            left = max(t.total_steps - s0, 1)
+            self.noise_sigma = self.cfg.instance_noise * max(0.0, 1 - (t.state.step - s0) / left)
             record["health/instance_noise"] = round(self.noise_sigma, 5)
         record["health"] = ",".join(sorted(self.monitor.active)) or "ok"
         if new:
@@ -219,6 +224,8 @@ class HealthCallback(Callback):
             from ...losses import LOSSES
             obj.loss = LOSSES.get("non-saturating")
         elif remedy == "instance-noise":
+            if self.noise_start is None:  # added now (a resume re-applies it with the step it was added at)
+                self.noise_start = t.state.step
             self.noise_sigma = self.cfg.instance_noise
             inner = obj.augment
             # Instance noise (Sønderby et al. 2017; Arjovsky & Bottou 2017): Gaussian noise on
@@ -251,3 +258,4 @@ def health_callbacks(cfg) -> list:
     """The health callbacks a run with ``cfg`` gets (none when ``health.enabled`` is false)."""
     h = getattr(cfg, "health", None)
     return [HealthCallback(h)] if h is not None and h.enabled else []
+

@@ -72,6 +72,10 @@ def _finite(v) -> bool:
     return not isinstance(v, float) or math.isfinite(v)
 
 
+def _mean(xs) -> float:
+    return sum(xs) / len(xs) if xs else math.nan
+
+
 def _median(values) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -99,8 +103,9 @@ class HealthMonitor:
         self.history.append(sig)
         if sig.get("improved"):
             self.stale = 0
-        elif sig.get("improved", False) is False:
-            self.stale += 1          # no improvement, or no quality score at all (None: not judged here)
+        elif "improved" in sig and sig["improved"] is False:
+            self.stale += 1          # no improvement (None: not judged at this record; absent: no quality
+            #                          score at all, so "converged" or "D lost" cannot be told: never said)
         found: Dict[str, Event] = {}
         ev = self._diverged(sig)
         if ev is not None:
@@ -192,6 +197,8 @@ class HealthMonitor:
         # L1-only translator) has small gradients near its optimum, which is not this disease
         if not all("grad_g" in s and s.get("critic", True) for s in window):
             return None
+        if _mean([s.get("acc_real", 1.0) for s in window]) < 0.5:
+            return None  # D calls the reals fake too: it is not winning, it is not telling anything (d_lost's case)
         g = [s["grad_g"] for s in window]
         rel = [s.get("grad_g_rel", math.inf) for s in window]
         limit = cfg.vanishing_ratio * self.grad_peak
@@ -218,9 +225,12 @@ class HealthMonitor:
             if len(vals) < len(window):
                 continue
             med = _median(vals)
-            # Oscillation: mean jump between consecutive records relative to the loss's size
-            # (+0.1 so that a loss decaying towards 0 is not called oscillating).
-            osc[key] = sum(abs(a - b) for a, b in zip(vals, vals[1:])) / (len(vals) - 1) / (abs(med) + 0.1)
+            # Oscillation: mean jump between consecutive records relative to the loss's size (+0.1 so
+            # that a loss decaying towards 0 is not called oscillating), times the fraction of jumps
+            # that reverse the one before: a loss that only falls (or rises) does not oscillate.
+            steps = [b - a for a, b in zip(vals, vals[1:])]
+            flips = sum(a * b < 0 for a, b in zip(steps, steps[1:])) / max(len(steps) - 1, 1)
+            osc[key] = flips * sum(abs(d) for d in steps) / len(steps) / (abs(med) + 0.1)
             mad = _median([abs(v - med) for v in vals])
             # The floor (0.1 + 10 % of the median) keeps a smooth trend or a near-zero loss from
             # counting as spikes: a spike is a jump of about spike_z/10 of the loss's own size.
