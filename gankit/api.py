@@ -153,6 +153,11 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
         run = path
         found = load_latest(path)  # the previous checkpoint (with a warning) when the latest is damaged
         if found is None:
+            from .runlock import lock_holder
+            holder = lock_holder(path)
+            if holder is not None:  # still training: resuming would be refused, waiting is the answer
+                raise CheckpointError(f"{path / LATEST}: no checkpoint there yet; process {holder} is training into "
+                                      f"{path} and writes its first checkpoint at its first record (train.log_every)")
             raise CheckpointError(f"{path / LATEST}: no checkpoint there yet; resume the run "
                                   f"(gankit train --resume {path}) or wait for its first record")
         state, path = found  # path: the checkpoint file read (provenance records its SHA-256)

@@ -1,7 +1,9 @@
 """The training engine and run folders: phases, exact resume, checkpoints, CLI end to end."""
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -318,3 +320,39 @@ def test_small_api_conveniences_behave_as_a_python_user_expects(tmp_path):
     save_config(run.cfg, tmp_path / "fresh" / "config.yaml")
     with pytest.raises(EvalError, match=r"no checkpoints/latest.safetensors yet; resume the run \(gankit train --resume"):
         gankit.evaluate(tmp_path / "fresh")
+
+
+def test_what_a_first_day_user_runs_into(tmp_path, monkeypatch, capsys):
+    """A relative data.root is recorded absolute (resumed or scored from elsewhere, the run reads its own
+    data); a second run of a recipe says at once where it goes; sampling a run that is still before its
+    first checkpoint says who is training; `gankit` alone shows the commands; a typo gets a suggestion."""
+    from PIL import Image
+
+    from gankit.cli.main import main
+    from gankit.errors import ConfigError
+    from gankit.train.run import run_lock
+
+    for i in range(8):
+        (tmp_path / "imgs").mkdir(exist_ok=True)
+        Image.fromarray(np.full((8, 8), 30 * i, np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    tiny = ["data.name=folder", "data.root=imgs", "data.resolution=8", "data.channels=1", "model.g.width=4",
+            "model.d.width=4", "train.batch_size=4", "train.steps=2", "train.log_every=1", "health.enabled=false"]
+    first = gankit.train("dcgan-digits", tiny, quiet=True)
+    assert first.cfg.data.root == str(tmp_path / "imgs") and first.dir == Path("runs/dcgan-digits")
+    assert f"root: {tmp_path / 'imgs'}" in (first.dir / "config.yaml").read_text()
+    capsys.readouterr()
+    second = gankit.train("dcgan-digits", tiny, quiet=True)
+    assert second.dir == Path("runs/dcgan-digits-2")
+    assert ("note: runs/dcgan-digits already holds a run; this one goes to runs/dcgan-digits-2"
+            in capsys.readouterr().err)
+    fresh = tmp_path / "fresh"
+    with run_lock(fresh):  # as a training process holds it before its first checkpoint
+        with pytest.raises(CheckpointError, match=rf"process {os.getpid()} is training into"):
+            gankit.load(fresh)
+    capsys.readouterr()
+    assert main([]) == 2
+    shown = capsys.readouterr().err
+    assert all(f"    {name}" in shown for name in ("train", "sample", "eval", "translate"))
+    with pytest.raises(ConfigError, match="did you mean fast-fashion-mnist"):
+        gankit.train("fast-fashion-mnst", quiet=True)

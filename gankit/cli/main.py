@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # `gankit` alone: what it can do, not one error line
+        parser.print_help(sys.stderr)
+        return 2
     args, extra = parser.parse_known_args(argv)
     if extra:
         overrides = [a for a in extra if _OVERRIDE.match(a)]

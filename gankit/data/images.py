@@ -293,8 +293,8 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
         if use_cache:
             atomic_write_bytes(path, save({"x": x}, metadata={"root": str(base), "files": str(len(files))}))
             print(f"folder: decoded {len(files):,} images in {time.monotonic() - tic:.1f} s; cached for the next "
-                  f"run in {path} ({nbytes / 2 ** 20:,.1f} MiB; data.options.cache=false: never)",
-                  file=sys.stderr, flush=True)
+                  f"run in {path} ({nbytes / 2 ** 20:,.1f} MiB; set data.options.cache=false to read the files "
+                  "every time)", file=sys.stderr, flush=True)
     ys = [classes.index(p.parent.relative_to(base).as_posix()) for p in files] if has_labels else []
     return Dataset(name="folder", x=x,
                    y=torch.tensor(ys) if has_labels else None, kind="image",

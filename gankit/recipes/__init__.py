@@ -18,6 +18,11 @@ def recipe_names() -> list[str]:
 def recipe_path(name: str) -> Path:
     path = RECIPE_DIR / f"{name}.yaml"
     if not path.exists():
+        import difflib
+        close = difflib.get_close_matches(name, recipe_names(), n=3)
+        if close:
+            raise ConfigError(f"no recipe or YAML file {name!r}; did you mean {' or '.join(close)}? "
+                              "(gankit recipes lists them all)")
         raise ConfigError(f"no recipe or YAML file {name!r}; shipped recipes: {', '.join(recipe_names())} "
                           "(or give a path to a .yaml file)")
     return path

@@ -38,6 +38,7 @@ from ..provenance import training_context
 from ..checkpoint import BEST, LATEST, load_latest, save_checkpoint, save_latest
 from ..utils import TMP_GLOB, atomic_write_text, read_jsonl, truncate_jsonl
 from .callback import Callback
+from ..runlock import run_lock
 from .distributed import env_world
 from .loop import Trainer
 
@@ -374,11 +375,16 @@ def read_metrics(run_dir: Path) -> List[dict]:
 
 
 def _default_out(cfg: Config) -> Path:
+    """``runs/NAME``, or the first free ``runs/NAME-2``, ``-3``, ... (said at once: a 12-minute job
+    should not end before its user learns where it went)."""
     base = Path("runs") / cfg.name
     path, i = base, 2
     while path.exists():
         path = base.with_name(f"{base.name}-{i}")
         i += 1
+    if path != base and env_world()[0] == 0:
+        print(f"note: {base} already holds a run; this one goes to {path} (gankit train {cfg.name} --resume "
+              f"continues {base} instead)", file=sys.stderr, flush=True)
     return path
 
 
@@ -404,7 +410,7 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
     if resume is True:
         if recipe is None:
             raise GankitError("resume=True continues the run of a recipe: give the recipe too, or resume=RUN_DIR")
-        cfg = _recipe_config(recipe, overrides)
+        cfg = _absolute_root(_recipe_config(recipe, overrides))
         run_dir = Path(out) if out is not None else Path("runs") / cfg.name
         with run_lock(run_dir):
             if not (run_dir / "config.yaml").exists():
@@ -415,7 +421,7 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
     if resume is not None:
         with run_lock(Path(resume), create=False):
             return _resume(Path(resume), overrides, quiet, callbacks)
-    cfg = _recipe_config(recipe, overrides)
+    cfg = _absolute_root(_recipe_config(recipe, overrides))
     run_dir = Path(out) if out is not None else _default_out(cfg)
     with run_lock(run_dir):
         if (run_dir / "config.yaml").exists():
@@ -424,44 +430,13 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
         return Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg)).fit()
 
 
-LOCK = ".lock"  # in the run folder: held (flock) by the process training into it
-
-
-@contextmanager
-def run_lock(run_dir: Path, create: bool = True):
-    """Hold ``run_dir/.lock`` while training into ``run_dir``: a second process (a job started twice,
-    a scheduler resuming a job that is still alive) is refused in one line instead of writing into
-    the same files. The operating system drops the lock when the holder exits, even on ``kill -9``,
-    so no stale lock is left. Under torchrun rank 0 holds it for the job. A folder made here and
-    left empty (the run failed before writing anything) is removed again. No-op where ``fcntl`` is
-    missing (Windows)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    if env_world()[0] != 0 or not create and not run_dir.is_dir():
-        yield  # another rank of the job, or no folder to resume (_resume says so)
-        return
-    made = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise GankitError(f"{run_dir}: another process (pid {holder}) is training into this folder; wait for it "
-                          "to finish, or choose another --out") from None
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-        if made and [q.name for q in run_dir.iterdir()] == [LOCK]:
-            (run_dir / LOCK).unlink(missing_ok=True)
-            run_dir.rmdir()
+def _absolute_root(cfg: Config) -> Config:
+    """``cfg`` with a relative ``data.root`` made absolute (and ``~`` expanded), as a new run records it:
+    resumed, sampled or scored from another folder, the run still reads the data it was trained on."""
+    root = cfg.data.root
+    if root is None or Path(root).expanduser().is_absolute() and not str(root).startswith("~"):
+        return cfg
+    return cfg.replace(**{"data.root": str(Path(root).expanduser().resolve())})
 
 
 def _recipe_config(recipe, overrides: List[str]) -> Config:

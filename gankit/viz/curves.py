@@ -20,6 +20,7 @@ def plot_curves(records: List[dict], path: Path | None = None) -> bytes:
                                                        "perceptual"))]
     steps = [r["step"] for r in recs]
     present = {k for r in recs for k in r}
+    dot = {"marker": "o"} if len(recs) < 3 else {}  # one record is a point, which a bare line would not show
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
     # Adversarial losses, then the reconstruction terms translation objectives log (pix2pix L1,
     # CycleGAN cycle and identity), each as its own line.
@@ -29,7 +30,7 @@ def plot_curves(records: List[dict], path: Path | None = None) -> bytes:
                        ("mse", "pixel MSE"), ("l1_hole", "L1 on the hole"), ("perceptual", "perceptual"),
                        ("feature_matching", "feature matching")):
         if key in present:
-            a.plot(steps, [r.get(key, float("nan")) for r in recs], label=label)
+            a.plot(steps, [r.get(key, float("nan")) for r in recs], label=label, **dot)
     a.set_xlabel("generator step")
     a.set_title("losses")
     if a.get_legend_handles_labels()[0]:
@@ -41,7 +42,7 @@ def plot_curves(records: List[dict], path: Path | None = None) -> bytes:
         [("acc_real", "D accuracy on real"), ("acc_fake", "D accuracy on fake")]
     for key, label in pairs:
         if key in present:
-            b.plot(steps, [r.get(key, float("nan")) for r in recs], label=label)
+            b.plot(steps, [r.get(key, float("nan")) for r in recs], label=label, **dot)
     b.axhline(0.5, color="grey", ls="--", lw=0.8, label="chance (converged)")
     b.set_ylim(-0.02, 1.02)
     b.set_xlabel("generator step")

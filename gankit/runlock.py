@@ -1,0 +1,73 @@
+"""One process per run folder: ``RUN_DIR/.lock``, held with an OS file lock while a run trains into it."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+from .errors import GankitError
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))  # torchrun's; 0 outside it
+
+
+LOCK = ".lock"  # in the run folder: held (flock) by the process training into it
+
+
+@contextmanager
+def run_lock(run_dir: Path, create: bool = True):
+    """Hold ``run_dir/.lock`` while training into ``run_dir``: a second process (a job started twice,
+    a scheduler resuming a job that is still alive) is refused in one line instead of writing into
+    the same files. The operating system drops the lock when the holder exits, even on ``kill -9``,
+    so no stale lock is left. Under torchrun rank 0 holds it for the job. A folder made here and
+    left empty (the run failed before writing anything) is removed again. No-op where ``fcntl`` is
+    missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    if _rank() != 0 or not create and not run_dir.is_dir():
+        yield  # another rank of the job, or no folder to resume (_resume says so)
+        return
+    made = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise GankitError(f"{run_dir}: another process (pid {holder}) is training into this folder; wait for it "
+                          "to finish, or choose another --out") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+        if made and [q.name for q in run_dir.iterdir()] == [LOCK]:
+            (run_dir / LOCK).unlink(missing_ok=True)
+            run_dir.rmdir()
+
+
+def lock_holder(run_dir: Path) -> Optional[str]:
+    """The pid written by the process holding ``run_dir``'s lock ("?" if it wrote none), or None when no
+    process holds it (nothing is taken: the lock is released at once)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    path = Path(run_dir) / LOCK
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.read(fd, 32).decode(errors="replace").strip() or "?"
+    finally:
+        os.close(fd)
+    return None
