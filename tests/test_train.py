@@ -341,6 +341,9 @@ def test_what_a_first_day_user_runs_into(tmp_path, monkeypatch, capsys):
     first = gankit.train("dcgan-digits", tiny, quiet=True)
     assert first.cfg.data.root == str(tmp_path / "imgs") and first.dir == Path("runs/dcgan-digits")
     assert f"root: {tmp_path / 'imgs'}" in (first.dir / "config.yaml").read_text()
+    longer = gankit.train("dcgan-digits", tiny[:-2] + ["train.steps=3", "health.enabled=false"], out=first.dir,
+                          resume=True, quiet=True)  # the same command with its relative root: the same run
+    assert longer.trainer.state.step == 3
     capsys.readouterr()
     second = gankit.train("dcgan-digits", tiny, quiet=True)
     assert second.dir == Path("runs/dcgan-digits-2")

@@ -449,7 +449,7 @@ def _recipe_config(recipe, overrides: List[str]) -> Config:
 def _check_same_run(run_dir: Path, cfg: Config) -> None:
     """Refuse to continue a folder that holds another model (only train.* may differ)."""
     try:
-        saved = load_config(run_dir / "config.yaml").to_dict()
+        saved = _absolute_root(load_config(run_dir / "config.yaml")).to_dict()  # a root saved relative, as before
     except ConfigError:
         return  # unreadable: resuming takes the config stored in the checkpoint and says so
     new = cfg.to_dict()
