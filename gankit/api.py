@@ -153,13 +153,8 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
         run = path
         found = load_latest(path)  # the previous checkpoint (with a warning) when the latest is damaged
         if found is None:
-            from .runlock import lock_holder
-            holder = lock_holder(path)
-            if holder is not None:  # still training: resuming would be refused, waiting is the answer
-                raise CheckpointError(f"{path / LATEST}: no checkpoint there yet; process {holder} is training into "
-                                      f"{path} and writes its first checkpoint at its first record (train.log_every)")
-            raise CheckpointError(f"{path / LATEST}: no checkpoint there yet; resume the run "
-                                  f"(gankit train --resume {path}) or wait for its first record")
+            from .runlock import before_first_checkpoint
+            raise CheckpointError(f"{path / LATEST}: no checkpoint there yet; {before_first_checkpoint(path)}")
         state, path = found  # path: the checkpoint file read (provenance records its SHA-256)
     else:
         if path.is_dir():
@@ -357,7 +352,8 @@ def output_targets(paths: list, out: Path, suffix: str) -> list:
     out = Path(out)
     other = {".png", ".jpg", ".jpeg", ".npz", ".wav", ".flac", ".gif", ".mp4"} - {suffix}
     if out.suffix.lower() in other:
-        raise GankitError(f"-o {out}: this run writes {suffix} files; give a folder, or a {suffix} file name for one input")
+        raise GankitError(f"-o {out}: this run writes {suffix} files; give a folder, or a {suffix} file name "
+                          "for one input")
     if out.suffix.lower() == suffix:
         if len(paths) != 1:
             raise GankitError(f"-o {out}: one output file for {len(paths)} inputs; give a folder instead")

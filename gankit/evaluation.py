@@ -40,11 +40,8 @@ def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root
     exported = path.is_dir() and (path / "config.json").exists()  # a `gankit export --format folder` model
     if path.is_dir() and not exported and not (path / "checkpoints" / f"{checkpoint}.safetensors").exists():
         if (path / "config.yaml").exists():  # a run folder, killed before its first checkpoint or still starting
-            from .runlock import lock_holder
-            holder = lock_holder(path)
-            raise EvalError(f"{path}: no checkpoints/{checkpoint}.safetensors yet; " + (
-                f"process {holder} is training into it: wait for its first checkpoint" if holder is not None else
-                f"resume the run (gankit train --resume {path}) or wait for its first checkpoint"))
+            from .runlock import before_first_checkpoint
+            raise EvalError(f"{path}: no checkpoints/{checkpoint}.safetensors yet; {before_first_checkpoint(path)}")
         raise EvalError(f"{path}: no checkpoints/{checkpoint}.safetensors; give a folder `gankit train` wrote, "
                         "a model folder `gankit export` wrote, or an .npz of samples with --data")
     return samples_from_model(load(path, which=checkpoint), path, n=n, seed=seed, data=data, data_root=data_root,

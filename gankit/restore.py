@@ -8,8 +8,8 @@ photo goes through at its own size:
   through in overlapping tiles (:func:`tiled`) whose outputs are blended with linear ramps over the
   overlap, so no seam shows and memory stays bounded;
 * inpainting: the hole comes from ``mask`` — a file (the hole brighter than half the mask's brightest
-  value: white on black, 1 on 0, any colour on transparent; resized nearest to the photo) or a kind drawn with ``seed`` (``centre``, ``rect``, ``stroke``, ``border``); the known pixels
-  come back exactly;
+  value: white on black, 1 on 0, any colour on transparent; resized nearest to the photo) or a kind
+  drawn with ``seed`` (``centre``, ``rect``, ``stroke``, ``border``); the known pixels come back exactly;
 * uncropping: the photo is extended by ``extend`` pixels on every side (default an eighth of its
   shorter side, the middle of the bands the model trained on) and the new border is filled;
 * colorization: the photo's lightness L* (a colour photo is first made grey) gets colour;

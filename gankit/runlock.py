@@ -9,27 +9,23 @@ from typing import Optional
 from .errors import GankitError
 
 
-def _rank() -> int:
-    return int(os.environ.get("RANK", "0"))  # torchrun's; 0 outside it
-
-
 LOCK = ".lock"  # in the run folder: held (flock) by the process training into it
 
 
 @contextmanager
-def run_lock(run_dir: Path, create: bool = True):
+def run_lock(run_dir: Path, create: bool = True, hold: bool = True):
     """Hold ``run_dir/.lock`` while training into ``run_dir``: a second process (a job started twice,
     a scheduler resuming a job that is still alive) is refused in one line instead of writing into
     the same files. The operating system drops the lock when the holder exits, even on ``kill -9``,
-    so no stale lock is left. Under torchrun rank 0 holds it for the job. A folder made here and
-    left empty (the run failed before writing anything) is removed again. No-op where ``fcntl`` is
-    missing (Windows)."""
+    so no stale lock is left. ``hold`` False (the other ranks of a torchrun job, whose rank 0 holds it)
+    takes nothing. A folder made here and left empty (the run failed before writing anything) is removed
+    again. No-op where ``fcntl`` is missing (Windows)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    if _rank() != 0 or not create and not run_dir.is_dir():
+    if not hold or not create and not run_dir.is_dir():
         yield  # another rank of the job, or no folder to resume (_resume says so)
         return
     made = not run_dir.exists()
@@ -71,3 +67,13 @@ def lock_holder(run_dir: Path) -> Optional[str]:
     finally:
         os.close(fd)
     return None
+
+
+def before_first_checkpoint(run_dir: Path) -> str:
+    """What to do about a run folder with no checkpoint yet: wait, when a process is training into it
+    (resuming would be refused), else resume it."""
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        return (f"process {holder} is training into {run_dir} and writes its first checkpoint at its first record "
+                "(train.log_every): wait for it")
+    return f"resume the run (gankit train --resume {run_dir}) or wait for its first checkpoint"

@@ -75,43 +75,30 @@ def folder_domain(model, task, held_out, log=None):
 
 def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Optional[torch.Tensor],
                        labels: Optional[torch.Tensor], domain: Optional[str], seed: int = 0,
-                       metrics=FEATURE_METRICS, features_cfg=None, folder=None, extractor=None,
-                       reference=None) -> Dict[str, float]:
+                       metrics=FEATURE_METRICS, features_cfg=None, extractor=None, reference=None) -> Dict[str, float]:
     """Scores of ``outputs`` (N, C, H, W) in [-1, 1] translated from ``inputs`` (pictures of them scored
     as ``*_input``; None: none); ``targets`` the paired ground truth (or None), ``labels`` the inputs'
-    classes (or None), ``domain`` the registered dataset of the target domain (or None: no feature
-    network, no FID or content kept, unless ``folder``); ``features_cfg``: the dataset whose domain network
-    gives the features, when not the target domain's own (restoration on photographs); ``folder``: a
-    callable giving ``(extractor, reference dataset)`` for a target domain that is a folder
-    (:func:`folder_domain`; no labels, so no content kept); ``extractor``: features to use instead of the
-    domain network (``--features inception``), against ``reference`` (a folder's held-out targets; None:
-    the registered domain's test split), with no content kept (it needs the domain's classifier).
-    ``metrics``: which of the numbers on the domain network to compute (fid, kid, content_kept); none
-    of them: the network is not even loaded (nor trained, the first time)."""
+    classes (or None), ``domain`` the registered dataset of the target domain, whose domain network gives
+    the features and whose test split the real images (None: no FID or content kept, unless
+    ``reference``); ``features_cfg``: the dataset whose domain network gives the features, when not the
+    target domain's own (restoration on photographs); ``extractor`` and ``reference``: other features
+    (``--features inception``, a folder's rotation network: :func:`folder_domain`) and other real images
+    (a folder's held-out targets), with no content kept (it needs the domain's classifier).
+    ``metrics``: which of the numbers on the features to compute (fid, kid, content_kept); none of them:
+    the network is not even loaded (nor trained, the first time)."""
     out: Dict[str, float] = {"n": int(len(outputs))}
     if targets is not None:
         out.update(paired_scores(outputs, targets))
-    keep = "content_kept" in metrics and labels is not None
+    keep = "content_kept" in metrics and labels is not None and extractor is None
     metrics = [m for m in metrics if m != "content_kept"]
-    if domain is None and folder is None or not (metrics or keep):
+    if domain is None and reference is None or not (metrics or keep):
         return out
     from .evaluate import Samples, evaluate_samples
     from .features import get_extractor
 
     cfg = _domain_cfg(domain, outputs.shape[-2:]) if domain is not None else None
-    if extractor is not None:  # chosen by the caller (Inception): content kept needs the domain's classifier
-        keep = False
-        if domain is None and reference is None:
-            return out
-    elif domain is None:
-        found = folder()
-        if found is None:
-            return out
-        (extractor, reference), keep = found, False
-    else:
+    if extractor is None:
         extractor = get_extractor("domain", features_cfg or cfg)
-    if not (metrics or keep):
-        return out
     for key, x in (("", outputs), ("_input", inputs)):
         if x is None:
             continue
@@ -150,12 +137,14 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
         raise GankitError("scoring a translator needs a translation run (pix2pix, cyclegan, ...)")
     if features not in (None, "domain", "inception"):
         raise GankitError(f"--features {features}: a translator is scored on domain or inception features")
-    inception = get_extractor("inception", None, inception_weights=inception_weights) if features == "inception" else None
+    inception = (get_extractor("inception", None, inception_weights=inception_weights) if features == "inception"
+                 else None)
     data = load_dataset(model.cfg.data, split, seed=model.cfg.seed)
     results = {"protocol": {"split": split, "n": n, "seed": seed, "checkpoint": checkpoint, "gankit": __version__,
                             "data": model.cfg.data.name, "metrics": list(metrics),
                             "psnr": "per image, dB, range [-1, 1] (data range 2), mean over images",
-                            "ssim": "Wang et al. 2004, Gaussian window 11, sigma 1.5, per channel, mean (none under 11 px)",
+                            "ssim": "Wang et al. 2004, Gaussian window 11, sigma 1.5, per channel, mean "
+                                    "(none under 11 px)",
                             "features": "domain network of the target domain (trained on its train split)"}}
     if "restoration" in data.info:
         results["protocol"]["restoration"] = (
@@ -189,13 +178,13 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
             from .restoration import baseline_pictures
             shown = baseline_pictures(inputs, spec["task"], spec)
             features_cfg = clean_domain_config(model.cfg.data)
-        folder = reference = None
-        if domain is None and spec is None and "utterances" not in d.info:  # the user's own folders
-            folder = lambda d=d, task=task: folder_domain(model, task, d, log=_stderr)  # noqa: E731
-            reference = folder_reference(model, task, d) if inception is not None else None
+        extractor, reference = inception, None
+        wanted = any(m != "content_kept" for m in metrics)
+        if domain is None and spec is None and "utterances" not in d.info and wanted:  # the user's own folders
+            extractor, reference = ((inception, folder_reference(model, task, d)) if inception is not None
+                                    else folder_domain(model, task, d, log=_stderr) or (None, None))
         results[direction] = score_translations(outputs, shown, targets, labels, domain, seed=seed, metrics=metrics,
-                                                features_cfg=features_cfg, folder=folder, extractor=inception,
-                                                reference=reference)
+                                                features_cfg=features_cfg, extractor=extractor, reference=reference)
         if spec is not None:
             results[direction].update(_restoration_scores(outputs, batch, spec, model.cfg.data))
             if spec["task"] == "super-resolution" and d.photos is not None:
@@ -223,7 +212,8 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
     if reasons:
         results["protocol"]["not_computed"] = "; ".join(reasons)
     if inception is not None:
-        results["protocol"]["features"] = f"{inception.name} (weights sha256 {inception.sha256[:16]}): {inception.preprocessing}"
+        results["protocol"]["features"] = (f"{inception.name} (weights sha256 {inception.sha256[:16]}): "
+                                           f"{inception.preprocessing}")
     elif any(k.startswith("fid") or k.startswith("kid") for k in computed) and model.cfg.data.name.endswith("-folder"):
         results["protocol"]["features"] = ("domain network of the target domain, a folder: trained on the rotation "
                                            "task (RotNet) on the target side of the train split")

@@ -6,6 +6,7 @@ This package is also ``gankit.train``, the public function (:func:`gankit.train.
 importing any submodule binds the attribute ``gankit.train`` to this package, so the package
 itself is callable and forwards to that function.
 """
+import pkgutil
 import sys
 import types
 from importlib import import_module
@@ -16,14 +17,10 @@ _EXPORTS = {"Trainer": ".loop", "Run": ".run", "train": ".run", "Callback": ".ca
             "Phase": "..objectives", "GANObjective": "..objectives", "OBJECTIVES": "..objectives"}
 
 
-_SUBMODULES = {"loop", "run", "callback", "callbacks", "checkpoint", "distributed", "ema", "evaluation", "graphs",
-               "health", "objective", "precision", "schedules", "snapshots"}
-
-
 def __getattr__(name):
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name], __name__), name)
-    if name in _SUBMODULES:  # gankit.train.run, as the docs name it, without an import statement first
+    if name in {m.name for m in pkgutil.iter_modules(__path__)}:  # gankit.train.run, as the docs name it
         return import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

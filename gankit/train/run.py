@@ -38,7 +38,7 @@ from ..provenance import training_context
 from ..checkpoint import BEST, LATEST, load_latest, save_checkpoint, save_latest
 from ..utils import TMP_GLOB, atomic_write_text, read_jsonl, truncate_jsonl
 from .callback import Callback
-from ..runlock import run_lock
+from ..runlock import run_lock as _run_lock
 from .distributed import env_world
 from .loop import Trainer
 
@@ -430,6 +430,11 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
         return Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg)).fit()
 
 
+def run_lock(run_dir: Path, create: bool = True):
+    """:func:`gankit.runlock.run_lock`, held by rank 0 alone under torchrun (for the whole job)."""
+    return _run_lock(run_dir, create, hold=env_world()[0] == 0)
+
+
 def _absolute_root(cfg: Config) -> Config:
     """``cfg`` with a relative ``data.root`` made absolute (and ``~`` expanded), as a new run records it:
     resumed, sampled or scored from another folder, the run still reads the data it was trained on."""
@@ -457,7 +462,8 @@ def _check_same_run(run_dir: Path, cfg: Config) -> None:
     def diff(a, b, prefix=""):  # the model, its loss and data first: what a reader needs to hear about
         keys = sorted(set(a) | set(b))
         if not prefix:
-            keys = [k for k in ("model", "loss", "data") if k in keys] + [k for k in keys if k not in ("model", "loss", "data")]
+            first = ("model", "loss", "data")
+            keys = [k for k in first if k in keys] + [k for k in keys if k not in first]
         for k in keys:
             key = f"{prefix}{k}"
             if key in ("train", "description"):

@@ -258,4 +258,3 @@ def health_callbacks(cfg) -> list:
     """The health callbacks a run with ``cfg`` gets (none when ``health.enabled`` is false)."""
     h = getattr(cfg, "health", None)
     return [HealthCallback(h)] if h is not None and h.enabled else []
-
