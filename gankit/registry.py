@@ -12,6 +12,15 @@ from .errors import UnknownName
 T = TypeVar("T")
 
 
+def _origin(obj: Any) -> str:
+    """Where an object was defined: ``module.qualname``; for a holder of parts (a loss's two
+    functions, a family's two classes), where its parts were defined, else its value."""
+    if hasattr(obj, "__qualname__"):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    parts = [_origin(v) for v in getattr(obj, "__dict__", {}).values() if hasattr(v, "__qualname__")]
+    return " + ".join(parts) or repr(obj)
+
+
 class Registry:
     """A named mapping from string keys to objects, validated on registration."""
 
@@ -34,8 +43,12 @@ class Registry:
     def _add(self, name: str, obj: Any) -> None:
         if not name or name != name.strip():
             raise ValueError(f"{self.kind} registry: invalid name {name!r}")
-        if name in self._items:
-            raise ValueError(f"{self.kind} registry: {name!r} is already registered")
+        old = self._items.get(name)
+        if old is not None and _origin(old) != _origin(obj):
+            raise ValueError(
+                f"{self.kind} registry: {name!r} is already registered by {_origin(old)}; "
+                f"{_origin(obj)} needs another name")
+        # The same definition run again (a notebook cell re-run, a module reloaded) replaces the old one.
         self._items[name] = obj
 
     def get(self, name: str) -> Any:

@@ -7,6 +7,7 @@ import textwrap
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 import gankit
 from gankit.config import load_config
@@ -70,6 +71,34 @@ def test_an_unknown_name_is_a_config_error_and_a_key_error():
         reg.get("b")
     assert isinstance(e.value, KeyError) and isinstance(e.value, ConfigError)
     assert str(e.value).startswith("unknown widget 'b'; choose one of: a (a part of your own registers")
+
+
+CELL = textwrap.dedent('''
+    from gankit.losses import AdversarialLoss, register_loss
+
+    def d_cell(real, fake):
+        return (fake - real).mean()
+
+    def g_cell(fake):
+        return -fake.mean() * SCALE
+
+    register_loss(AdversarialLoss("cell-loss", d_cell, g_cell))
+''')
+
+
+def test_a_notebook_cell_run_again_replaces_its_part_and_another_definition_is_refused():
+    """Re-running a cell (or reloading a module) registers the same definition again: the newer one
+    wins. A different definition taking a registered name is refused, naming both."""
+    from gankit.losses import LOSSES
+    for scale in (1.0, 3.0):
+        exec(CELL, {"__name__": "__main__", "SCALE": scale})
+    assert float(LOSSES.get("cell-loss").g(torch.ones(2))) == -3.0  # the second run's function
+    with pytest.raises(ValueError, match=r"'cell-loss' is already registered by __main__\.d_cell \+ __main__\.g_cell; "
+                                         r"__main__\.d_cell \+ __main__\.g_other needs another name"):
+        exec(CELL.replace("g_cell", "g_other"), {"__name__": "__main__", "SCALE": 1.0})
+    with pytest.raises(ValueError, match="'hinge' is already registered by gankit.losses.adversarial.d_hinge"):
+        exec(CELL.replace('"cell-loss"', '"hinge"'), {"__name__": "__main__", "SCALE": 1.0})
+    LOSSES._items.pop("cell-loss")
 
 
 def _objective(phases, optimizers, nets=("G", "D"), ema=(), task=object()):
