@@ -195,8 +195,8 @@ def test_score_cli(runs, tmp_path, capsys):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "big.jpg")  # RGB 32x32: converted, resized
     np.savez(tmp_path / "a.npz", x=test.x[:2].numpy())
     np.savez(tmp_path / "f.npz", x=test.all_model_range()[:2, 0].numpy())  # (N, H, W) float in [-1, 1]
-    assert main(["score", str(runs["autoencoder"]), str(folder), str(tmp_path / "big.jpg"),
-                 "--npz", str(tmp_path / "a.npz")]) == 0
+    assert main(["score", str(runs["autoencoder"]), str(folder), "--npz", str(tmp_path / "a.npz"),
+                 str(tmp_path / "big.jpg")]) == 0  # an INPUT after an option is still an INPUT
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 6
     got = {name: float(s) for s, name in (line.split("\t") for line in lines)}

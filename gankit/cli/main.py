@@ -36,12 +36,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _intermixed(args: argparse.Namespace, extra: List[str]) -> List[str]:
+    """Give the command's list of INPUTs the file names argparse left over after an option
+    (``score RUN a.png --npz x.npz b.png``); returns what is still unrecognised."""
+    if not extra or any(a.startswith("-") for a in extra):
+        return extra
+    lists = [a.dest for a in args.subparsers[args.command]._actions
+             if not a.option_strings and a.nargs in ("*", "+")]
+    if len(lists) != 1:
+        return extra
+    setattr(args, lists[0], list(getattr(args, lists[0]) or []) + extra)
+    return []
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     if not (sys.argv[1:] if argv is None else argv):  # `gankit` alone: what it can do, not one error line
         parser.print_help(sys.stderr)
         return 2
     args, extra = parser.parse_known_args(argv)
+    extra = _intermixed(args, extra)
     if extra:
         overrides = [a for a in extra if _OVERRIDE.match(a)]
         hint = (f" (each override needs its own --set: {' '.join('--set ' + a for a in overrides)})"
