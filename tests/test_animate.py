@@ -18,7 +18,8 @@ TINY_1D = ["data.size=1000", "model.g.width=8", "model.d.width=8", "model.d.dept
 
 
 class FileCount(Callback):
-    """Records how many snapshot files exist at every log step (before this step's snapshot)."""
+    """Records how many snapshot files exist at every log step (after this step's snapshot: user
+    callbacks run after gankit's own)."""
 
     def __init__(self, stop_at=None):
         self.counts, self.seen, self.stop_at = [], {}, stop_at
@@ -145,11 +146,11 @@ def test_resume_drops_snapshots_after_the_checkpoint_and_makes_them_again(tmp_pa
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
         train("gan-1d", common, out=cut, quiet=True, callbacks=[FileCount(stop_at=35)])
-    # Killed at step 35 (before its snapshot); the last checkpoint is step 20's.
-    assert [s for s, _ in list_snapshots(cut)] == [0, 5, 10, 15, 20, 25, 30]
+    # Killed at step 35 (after its snapshot); the last checkpoint is step 20's.
+    assert [s for s, _ in list_snapshots(cut)] == [0, 5, 10, 15, 20, 25, 30, 35]
     spy = FileCount()
     train(None, resume=cut, quiet=True, callbacks=[spy])
-    assert spy.seen[25] == [0, 5, 10, 15, 20]            # 25 and 30 dropped at the start
+    assert spy.seen[25] == [0, 5, 10, 15, 20, 25]        # 30 and 35 dropped at the start, 25 made again
     assert [s for s, _ in list_snapshots(cut)] == [s for s, _ in list_snapshots(whole)] == list(range(0, 45, 5))
     # Snapshots draw nothing from training's random streams: the resumed run's weights are the same.
     a, b = load_snapshot(cut / "snapshots" / "step_000035.safetensors"), \

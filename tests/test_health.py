@@ -243,6 +243,23 @@ def test_records_without_an_evaluation_do_not_count_as_stagnation():
     assert [e.kind for e in found] == ["converged"]
 
 
+def test_a_score_of_a_users_callback_leaves_the_monitor_judging_quality_itself(tmp_path, monkeypatch):
+    """Without gankit's evaluator the monitor judges quality by its energy distance, also when a
+    user's callback scores records to choose the best checkpoint."""
+    from gankit.train.callback import Callback
+
+    class Scorer(Callback):
+        def on_log(self, run, record):
+            return {"score": 1.0}
+
+    judged, observe = [], HealthMonitor.observe
+    monkeypatch.setattr(HealthMonitor, "observe", lambda self, sig: judged.append(sig.get("improved")) or observe(self, sig))
+    r = train("gan-ring8", SMALL + ["train.steps=60", "train.log_every=10"], out=tmp_path / "r", quiet=True,
+              callbacks=[Scorer()])
+    assert r.trainer.state.best_step == 10   # the user's score chose the best checkpoint
+    assert len(judged) == 6 and None not in judged and judged[0] is True
+
+
 def test_diverged_fires_on_nan_and_on_explosion_and_ignores_warmup():
     cfg = HealthConfig(warmup=10_000, window=3)
     m = HealthMonitor(cfg)

@@ -206,11 +206,24 @@ def test_run_folder_eval_and_training_hook(tmp_path, monkeypatch):
     from gankit import train
     from gankit.train.run import read_metrics
 
+    from gankit.train.callback import Callback
+
+    class Watch(Callback):
+        """A user's callback: it sees the whole record (the evaluation's and health's keys too) and
+        what it adds reaches metrics.jsonl."""
+        seen = []
+
+        def on_log(self, run, record):
+            self.seen.append((record["step"], record.get("fid"), record.get("health")))
+            record["mine"] = record["step"] * 2
+
     run = train("gan-ring8", ["train.steps=40", "train.log_every=10", "eval.every=20", "eval.n=500",
-                              "eval.metrics=[fid, modes]"], out=tmp_path / "run", quiet=True)
+                              "eval.metrics=[fid, modes]"], out=tmp_path / "run", quiet=True, callbacks=[Watch()])
     records = read_metrics(run.dir)
     evals = [r for r in records if "fid" in r]
     assert [r["step"] for r in evals] == [20, 40]
+    assert [(s, f, h) for s, f, h in Watch.seen if f is not None] == [(r["step"], r["fid"], r["health"]) for r in evals]
+    assert all(h is not None for _, _, h in Watch.seen) and [r["mine"] for r in records] == [20, 40, 60, 80]
     assert all(r["fid"] >= 0 and 0 <= r["modes"] <= 8 and "hq" in r for r in evals)
     assert (run.dir / "checkpoints" / "best.safetensors").exists()
     best = min(evals, key=lambda r: r["fid"])["step"]

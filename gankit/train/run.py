@@ -414,7 +414,7 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
         run_dir = Path(out) if out is not None else Path("runs") / cfg.name
         with run_lock(run_dir):
             if not (run_dir / "config.yaml").exists():
-                return Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg)).fit()
+                return Run(cfg, run_dir, quiet, default_callbacks(cfg) + list(callbacks)).fit()
             _check_same_run(run_dir, cfg)
             overrides = [o for o in overrides if o.split("=", 1)[0].strip().startswith("train.")]
             return _resume(run_dir, overrides, quiet, callbacks)
@@ -427,7 +427,7 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
         if (run_dir / "config.yaml").exists():
             raise GankitError(f"{run_dir}: already holds a run; continue it with `gankit train --resume {run_dir}` "
                               "or choose another --out")
-        return Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg)).fit()
+        return Run(cfg, run_dir, quiet, default_callbacks(cfg) + list(callbacks)).fit()
 
 
 def run_lock(run_dir: Path, create: bool = True):
@@ -502,7 +502,7 @@ def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterabl
         print(f"warning: {run_dir / 'config.yaml'} is unreadable ({e}); using the config stored in {found[1]} "
               "(config.yaml is written again)", file=sys.stderr)
     cfg = apply_overrides(cfg, overrides)
-    run = Run(cfg, run_dir, quiet, list(callbacks) + default_callbacks(cfg))
+    run = Run(cfg, run_dir, quiet, default_callbacks(cfg) + list(callbacks))
     if found is None:
         if run.trainer.dist.is_main:
             print(f"{run_dir}: no checkpoint yet; starting again from its config.yaml", file=sys.stderr, flush=True)

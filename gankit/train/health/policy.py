@@ -172,12 +172,15 @@ class HealthCallback(Callback):
             if not math.isfinite(sig["diversity"]):
                 bad.append("G's samples")
                 del sig["diversity"], sig["energy"]
-        # Quality improvement: the evaluator's best step if one scores the run (None = it did not
+        # Quality improvement: the evaluator's best step if it scores the run (None = it did not
         # evaluate at this record, which then neither counts as progress nor as stagnation),
-        # else the energy distance.
-        if t.state.best_step is not None:
-            evaluated = t.state.best_step == t.state.step or "eval_seconds" in record
-            sig["improved"] = (t.state.best_step == t.state.step) if evaluated else None
+        # else the energy distance. A score of a user's callback (which runs after this one)
+        # chooses the best checkpoint only.
+        ecfg = run.cfg.eval
+        if "eval_seconds" in record and record.get(ecfg.score) is not None:
+            sig["improved"] = t.state.best_step == t.state.step
+        elif ecfg.every is not None and t.state.best_step is not None:
+            sig["improved"] = None
         elif "energy" in sig:
             e = sig["energy"]
             sig["improved"] = self.best_energy is None or e < self.best_energy - self.cfg.min_delta * max(abs(self.best_energy), 1e-3)
