@@ -81,20 +81,74 @@ def test_kid_subsets_same_distribution_near_zero_and_seeded():
     assert far > 10 * (abs(m1) + s1)
 
 
-def test_inception_score_limits_and_direct_formula():
+def _is_torch_fidelity(logits, splits=10, seed=2020):
+    """torch-fidelity's isc_featuresdict_to_metric, written out: shuffle with RandomState(seed), split
+    at i*N//splits, exp of the mean KL to the split's marginal, np.std (ddof 0) over the splits."""
+    p_all = torch.softmax(torch.as_tensor(logits).double(), 1).numpy()
+    n = len(p_all)
+    p_all = p_all[np.random.RandomState(seed).permutation(n)]
+    scores = []
+    for i in range(splits):
+        p = p_all[i * n // splits:(i + 1) * n // splits]
+        scores.append(np.exp((p * (np.log(p) - np.log(p.mean(0, keepdims=True)))).sum(1).mean()))
+    return np.mean(scores), np.std(scores)
+
+
+def _kid_torch_fidelity(fake, real, subsets, size, seed):
+    """torch-fidelity's kid_features_to_metric, written out from its documented procedure: one
+    RandomState(seed); per subset rng.choice(n, size, replace=False) of input1 (generated), then of
+    input2 (real); unbiased MMD² with the polynomial kernel (x.y/d + 1)^3; np.mean and np.std (ddof 0)."""
+    rng = np.random.RandomState(seed)
+    vals = []
+    for _ in range(subsets):
+        f = fake[rng.choice(len(fake), size, replace=False)]
+        r = real[rng.choice(len(real), size, replace=False)]
+        vals.append(_mmd2_reference(f, r))
+    return np.mean(vals), np.std(vals)
+
+
+@pytest.mark.parametrize("n_real,n_fake,size", [(700, 500, 200), (400, 400, 399), (300, 900, 300)])
+def test_kid_is_torch_fidelitys(n_real, n_fake, size):
+    real, fake = _features(n_real, 24, 0), _features(n_fake, 24, 1, 0.1)
+    mean, std = kid(real, fake, num_subsets=20, subset_size=size, seed=3)
+    ref_mean, ref_std = _kid_torch_fidelity(fake, real, 20, size, 3)
+    # both in float64, summed in another order: 1e-9 relative is round-off, not protocol
+    assert mean == pytest.approx(ref_mean, rel=1e-9) and std == pytest.approx(ref_std, rel=1e-9)
+
+
+def test_inception_score_limits_and_torch_fidelitys_formula():
     n, k = 1000, 10
     assert inception_score(torch.zeros(n, k))[0] == pytest.approx(1.0, abs=1e-9)
     confident = torch.full((n, k), -30.0)
     confident[torch.arange(n), torch.arange(n) % k] = 30.0
-    assert inception_score(confident, splits=10)[0] == pytest.approx(k, rel=1e-6)
-    logits = torch.randn(n, k, generator=torch.Generator().manual_seed(0)) * 3
-    p = torch.softmax(logits.double(), 1).numpy()
-    ref = []
-    for part in np.array_split(p, 10):
-        py = part.mean(0, keepdims=True)
-        ref.append(np.exp((part * (np.log(part) - np.log(py))).sum(1).mean()))
+    # confident and balanced: each split scores exp(entropy of its class histogram), k when a split
+    # holds every class equally, a little less after shuffling
+    assert 9 < inception_score(confident, splits=10)[0] < k
+    assert inception_score(confident, splits=1)[0] == pytest.approx(k, rel=1e-6)
+    logits = torch.randn(1003, k, generator=torch.Generator().manual_seed(0)) * 3   # 1003: ragged splits
     mean, std = inception_score(logits, splits=10)
-    assert mean == pytest.approx(np.mean(ref), rel=1e-9) and std == pytest.approx(np.std(ref), rel=1e-6)
+    ref_mean, ref_std = _is_torch_fidelity(logits)
+    assert mean == pytest.approx(ref_mean, rel=1e-9) and std == pytest.approx(ref_std, rel=1e-9)
+
+
+def test_inception_score_does_not_depend_on_sample_order():
+    """A file sorted by class: consecutive splits would each hold one class (IS 1, the audit's 1.41 vs
+    7.99); shuffled first, it scores within sampling noise of the same samples in random order."""
+    n, k = 2000, 10
+    g = torch.Generator().manual_seed(1)
+    cls = torch.randint(0, k, (n,), generator=g)
+    logits = torch.randn(n, k, generator=g) + 6 * torch.nn.functional.one_hot(cls, k)
+    shuffled, _ = inception_score(logits)
+    ordered, _ = inception_score(logits[cls.argsort()])
+    assert shuffled > 5
+    # the two orders differ only by which samples share a split: measured |difference| 0.0x; 2 % is
+    # far inside the gap to the unshuffled value (about 1)
+    assert ordered == pytest.approx(shuffled, rel=0.02)
+
+
+def test_inception_score_refuses_fewer_samples_than_splits():
+    with pytest.raises(ValueError, match="IS over 10 splits needs at least 10 samples, got 5"):
+        inception_score(torch.randn(5, 10))
 
 
 def _prdc_reference(real, fake, k_pr, k_dc):
@@ -142,6 +196,34 @@ def test_prdc_detects_a_shift():
     far = rng.standard_normal((500, 8)) + 10
     out = prdc(real, far)
     assert out == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+
+
+@pytest.mark.parametrize("offset", [1000.0, 1e5])
+def test_prdc_is_exact_far_from_the_origin(offset):
+    """Features far from the origin: ‖a‖² − 2ab + ‖b‖² on raw float32 lost the distances (offset 1000:
+    precision 0.63 -> 0.57, 1e5: everything 0); centred, the values are the reference's exactly."""
+    real = _features(400, 32, 0) + offset
+    fake = (_features(350, 32, 1, 0.2) + offset).astype(np.float32)   # float32 features, as extractors give
+    ref = _prdc_reference(real, fake.astype(np.float64), 3, 5)         # cdist: direct differences, float64
+    assert prdc(real, fake, k_pr=3, k_dc=5, block=128) == pytest.approx(ref, abs=1e-12)
+
+
+def test_prdc_of_a_set_with_itself_is_exactly_one():
+    """Every fake is exactly on a real point and at exactly that point's k-NN radius from k of them;
+    ties must fall as the reference's exact distances put them: all four values 1, density not 1.0005."""
+    real = _features(1500, 64, 2, shift=300.0).astype(np.float32)
+    assert prdc(real, real.copy(), block=256) == {"precision": 1.0, "recall": 1.0, "density": 1.0, "coverage": 1.0}
+
+
+@pytest.mark.parametrize("metric", [fid, kid, prdc])
+@pytest.mark.parametrize("side", ["real", "fake"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_features_are_refused_naming_the_set(metric, side, bad):
+    sets = {"real": _features(300, 16, 0), "fake": _features(300, 16, 1)}
+    sets[side][3, 2] = bad
+    sets[side][7] = bad
+    with pytest.raises(ValueError, match=f"^{side} features: 2 of 300 rows contain NaN or inf$"):
+        metric(sets["real"], sets["fake"])
 
 
 def test_mode_stats_hand_made_ring():

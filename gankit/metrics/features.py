@@ -14,11 +14,29 @@ exactly which network produced a number.
 """
 from __future__ import annotations
 
+import numpy as np
+import torch
+
 from ..registry import Registry
 from .extractor import Features, FeatureExtractor, fit_images, num_threads, quantize  # noqa: F401  (re-exported)
 
 #: name -> factory(data_cfg: DataConfig, **options) -> FeatureExtractor
 FEATURES = Registry("feature extractor")
+
+
+def feature_matrix(features, which: str, what: str = "features") -> np.ndarray:
+    """(N, F) features (array or tensor) -> float64 array: the one check between the feature and the
+    statistics stage. ``which`` names the set ("real", "fake") and ``what`` the rows ("features",
+    "logits", "samples") in the one-line ``ValueError`` for a set that is not 2-D or holds NaN or inf (every metric would otherwise return nan, raise a
+    LinAlgError, or count a NaN distance as "outside every ball")."""
+    f = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
+    f = np.asarray(f, dtype=np.float64)
+    if f.ndim != 2:
+        raise ValueError(f"{which} {what} must be (N, F), got shape {f.shape}")
+    bad = int((~np.isfinite(f)).any(1).sum())
+    if bad:
+        raise ValueError(f"{which} {what}: {bad} of {len(f)} rows contain NaN or inf")
+    return f
 
 
 class RawFeatures(FeatureExtractor):

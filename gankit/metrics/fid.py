@@ -9,15 +9,16 @@ are clipped to zero.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from .base import register_metric
+from .features import feature_matrix
 
 
-def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
-    """(N, F) features -> mean (F,) and unbiased covariance (F, F), float64."""
-    f = np.asarray(features.numpy() if isinstance(features, torch.Tensor) else features, dtype=np.float64)
-    if f.ndim != 2 or f.shape[0] < 2:
+def feature_stats(features, which: str = "the") -> tuple[np.ndarray, np.ndarray]:
+    """(N, F) features -> mean (F,) and unbiased covariance (F, F), float64. ``which`` ("real",
+    "fake") names the set in the error for non-finite or too few rows."""
+    f = feature_matrix(features, which)
+    if f.shape[0] < 2:
         raise ValueError(f"need at least 2 feature vectors (N, F), got shape {f.shape}")
     return f.mean(0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
 
@@ -43,7 +44,7 @@ def fid_from_stats(mu1, sigma1, mu2, sigma2) -> float:
 
 def fid(real_features, fake_features) -> float:
     """FID between two sets of features (N, F) and (M, F)."""
-    return fid_from_stats(*feature_stats(real_features), *feature_stats(fake_features))
+    return fid_from_stats(*feature_stats(real_features, "real"), *feature_stats(fake_features, "fake"))
 
 
 @register_metric("fid", ("fid",), lower_is_better=("fid",))

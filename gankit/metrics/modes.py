@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .base import register_metric
+from .features import feature_matrix
 
 NUM_SAMPLES = 2500
 SIGMAS = 3.0
@@ -33,6 +34,8 @@ def mode_stats(x, modes, std: float, sigmas: float = SIGMAS, min_count: int = MI
     m = np.asarray(modes.detach().cpu().numpy() if isinstance(modes, torch.Tensor) else modes, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
+    if x.ndim == 2:
+        feature_matrix(x, "fake", "samples")   # one line for NaN/inf rows (a NaN is "near" no mode)
     if m.ndim != 2 or x.ndim != 2 or x.shape[1] != m.shape[1]:
         raise ValueError(f"samples {x.shape} and mode centres {m.shape} must be (N, D) and (M, D)")
     if len(x) == 0:
