@@ -295,6 +295,22 @@ def test_cards_decide_what_is_comparable():
     assert "fid: rows with different cards are NOT comparable (they differ in: n_fake)" in diff
 
 
+def test_each_warning_is_shown_with_the_sources_it_belongs_to():
+    """Warnings are not part of a card's id, so two sources share a card and a row; the table kept the
+    last source's card and so dropped or misattributed the other's warnings."""
+    only_b = format_table([("a.npz", [{"name": "fid", "value": 1.0, "std": None, "card": _card()}]),
+                           ("b.npz", [{"name": "fid", "value": 2.0, "std": None, "card": _card(warnings=["[0, 1]"])}]),
+                           ("c.npz", [{"name": "fid", "value": 3.0, "std": None, "card": _card()}])])
+    assert len([line for line in only_b.splitlines() if line.startswith("fid ")]) == 1   # still one row
+    assert [line.strip() for line in only_b.splitlines() if "WARNING" in line] == ["WARNING       b.npz: [0, 1]"]
+    both = format_table([("a.npz", [{"name": "fid", "value": 1.0, "std": None, "card": _card(warnings=["w1", "small"])}]),
+                         ("b.npz", [{"name": "fid", "value": 2.0, "std": None, "card": _card(warnings=["small"])}])])
+    assert [line.strip() for line in both.splitlines() if "WARNING" in line] == [
+        "WARNING       a.npz: w1", "WARNING       a.npz, b.npz: small"]
+    alone = format_table([("a.npz", [{"name": "fid", "value": 1.0, "std": None, "card": _card(warnings=["w1"])}])])
+    assert "WARNING       w1" in alone   # one source: no label needed
+
+
 def test_fit_images_undoes_padding_and_resizes():
     from gankit.data import fit_resolution
     from gankit.metrics.features import fit_images, quantize

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 CARD_FIELDS = ("metric", "params", "features", "features_sha256", "preprocessing", "reference",
                "n_real", "n_fake", "seed", "gankit")
@@ -55,15 +55,18 @@ def describe(card: dict, skip=()) -> str:
     return "\n".join(lines)
 
 
-def describe_all(cards: List[dict]) -> str:
+def describe_all(cards: List[dict], warned: Optional[Dict[str, Dict[str, List[str]]]] = None) -> str:
     """Cards grouped by protocol: cards that differ only in the metric (and its constants) share
-    one block, e.g. ``cards 1a2b3c4d5e precision, 6f7a8b9c0d recall (k=3):`` then the fields."""
+    one block, e.g. ``cards 1a2b3c4d5e precision, 6f7a8b9c0d recall (k=3):`` then the fields.
+
+    Warnings are not part of a card's id, so one card can stand for several sources with different
+    warnings: ``warned`` maps a card id to ``{warning: [source labels]}`` and each warning is shown
+    with the sources it belongs to (None: each card's own warnings, unlabelled)."""
     if not cards:
         return ""
     groups: Dict[str, List[dict]] = {}
     for c in cards:
-        key = json.dumps([{k: c.get(k) for k in _SHARED + ("features_sha256",)}, c.get("params"),
-                          c.get("warnings", [])], sort_keys=True)
+        key = json.dumps([{k: c.get(k) for k in _SHARED + ("features_sha256",)}, c.get("params")], sort_keys=True)
         groups.setdefault(key, []).append(c)
     shared = [f for f in _SHARED if all(c.get(f) == cards[0].get(f) for c in cards)]
     if "features" in shared and any(c.get("features_sha256") != cards[0].get("features_sha256") for c in cards):
@@ -81,8 +84,22 @@ def describe_all(cards: List[dict]) -> str:
             head += " (" + ", ".join(f"{k}={v}" for k, v in c["params"].items()) + ")"
         out.append(head + ":")
         out += ["  " + line for line in _field_lines(c, [f for f in _SHARED if f not in shared])]
-        out += [f"  WARNING       {w}" for w in c.get("warnings", [])]
+        out += [f"  WARNING       {w}" for w in _group_warnings(members, warned)]
     return "\n".join(out)
+
+
+def _group_warnings(members: List[dict], warned) -> List[str]:
+    """The warnings of a block of cards, once each; with ``warned``, each prefixed by its sources."""
+    by_text: Dict[str, List[str]] = {}
+    for m in members:
+        if warned is None:
+            for w in m.get("warnings", []):
+                by_text.setdefault(w, [])
+            continue
+        for w, labels in warned.get(card_id(m), {}).items():
+            have = by_text.setdefault(w, [])
+            have += [lab for lab in labels if lab not in have]
+    return [f"{', '.join(labels)}: {w}" if labels else w for w, labels in by_text.items()]
 
 
 def _fmt(v) -> str:
@@ -101,14 +118,20 @@ def format_table(columns: Sequence[Tuple[str, List[dict]]]) -> str:
     ``columns``: (label, results) with results as in ``eval.json`` (dicts with ``name``,
     ``value``, ``std``, ``card``). Numbers share a row only when their cards are identical;
     a metric whose sources used different cards gets one row per card, tagged with the card
-    id, and a line saying what differs.
+    id, and a line saying what differs. With several sources each warning names the sources it
+    came from (a warning is not part of the card id, so sources sharing a card may differ in it).
     """
     rows: Dict[Tuple[str, str], Dict[int, dict]] = {}
     cards: Dict[str, dict] = {}
     order: List[Tuple[str, str]] = []
-    for j, (_, results) in enumerate(columns):
+    warned: Dict[str, Dict[str, List[str]]] = {}     # card id -> warning -> labels of the sources with it
+    for j, (label, results) in enumerate(columns):
         for r in results:
             cid = card_id(r["card"])
+            for w in r["card"].get("warnings", []):
+                labels = warned.setdefault(cid, {}).setdefault(w, [])
+                if len(columns) > 1 and label not in labels:
+                    labels.append(label)
             key = (r["name"], cid)
             if key not in rows:
                 rows[key] = {}
@@ -148,5 +171,5 @@ def format_table(columns: Sequence[Tuple[str, List[dict]]]) -> str:
     for key in order:
         if key[1] not in seen:
             seen.append(key[1])
-    out.append(describe_all([cards[c] for c in seen]))
+    out.append(describe_all([cards[c] for c in seen], warned))
     return "\n".join(out)
