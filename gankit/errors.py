@@ -24,9 +24,11 @@ class CheckpointError(GankitError):
     """A checkpoint is missing, truncated or corrupt."""
 
 
-class Interrupted(GankitError):
+class Interrupted(KeyboardInterrupt):
     """Training stopped on a signal after writing a checkpoint; ``exit_code`` is 128 + the signal
-    number (130 for SIGINT, 143 for SIGTERM), what a shell reports for a process the signal ended."""
+    number (130 for SIGINT, 143 for SIGTERM), what a shell reports for a process the signal ended.
+    A KeyboardInterrupt, not a GankitError: a loop over runs that goes on past errors (a sweep in a
+    notebook) stops when its user interrupts it."""
 
     def __init__(self, message: str, signum: int):
         super().__init__(message)

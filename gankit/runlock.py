@@ -18,8 +18,8 @@ def run_lock(run_dir: Path, create: bool = True, hold: bool = True):
     a scheduler resuming a job that is still alive) is refused in one line instead of writing into
     the same files. The operating system drops the lock when the holder exits, even on ``kill -9``,
     so no stale lock is left. ``hold`` False (the other ranks of a torchrun job, whose rank 0 holds it)
-    takes nothing. A folder made here and left empty (the run failed before writing anything) is removed
-    again. No-op where ``fcntl`` is missing (Windows)."""
+    takes nothing. Where no run began (the run failed before writing its config), the lock file goes
+    again, and so does a folder made here and left empty. No-op where ``fcntl`` is missing (Windows)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
@@ -44,9 +44,10 @@ def run_lock(run_dir: Path, create: bool = True, hold: bool = True):
         yield
     finally:
         os.close(fd)  # releases the lock
-        if made and [q.name for q in run_dir.iterdir()] == [LOCK]:
+        if not (run_dir / "config.yaml").exists():  # no run began here: leave the folder as it was
             (run_dir / LOCK).unlink(missing_ok=True)
-            run_dir.rmdir()
+            if made and not any(run_dir.iterdir()):
+                run_dir.rmdir()
 
 
 def lock_holder(run_dir: Path) -> Optional[str]:

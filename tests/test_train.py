@@ -139,6 +139,44 @@ def test_refuses_to_overwrite_a_finished_run(tmp_path):
         gankit.train("gan-ring8", TINY_RING, out=tmp_path / "run", quiet=True)
 
 
+@pytest.mark.parametrize("resume", [None, True])
+def test_a_folder_of_ones_own_files_is_not_taken_for_a_run(tmp_path, resume):
+    """A run's restart clears what runs write (samples/, checkpoints/): a folder holding the user's own
+    files is refused before anything is written into it, and the files are untouched."""
+    out = tmp_path / "proj"
+    (out / "samples").mkdir(parents=True)
+    (out / "samples" / "keep.txt").write_text("mine")
+    with pytest.raises(GankitError, match=r"proj: not empty \(samples\) and not a gankit run; choose a new"):
+        gankit.train("gan-ring8", TINY_RING, out=out, quiet=True, resume=resume)
+    assert sorted(p.name for p in out.rglob("*")) == ["keep.txt", "samples"]
+
+
+def test_an_interrupt_stops_a_sweep_that_goes_on_past_errors(tmp_path):
+    """Ctrl-C in a notebook cell looping over runs: the run writes its checkpoint and the loop stops,
+    although it catches gankit's errors to go on past a bad setting."""
+    import os
+    import signal
+
+    from gankit.errors import Interrupted
+    from gankit.train.callback import Callback
+
+    class CtrlC(Callback):
+        def on_log(self, run, record):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    done = []
+    with pytest.raises(KeyboardInterrupt) as e:
+        for lr in ("1e-3", "2e-3"):
+            try:
+                gankit.train("gan-ring8", TINY_RING + [f"train.g_optim.lr={lr}", "train.log_every=5"],
+                             out=tmp_path / lr, quiet=True, callbacks=[CtrlC()])
+            except GankitError:
+                continue
+            done.append(lr)
+    assert isinstance(e.value, Interrupted) and e.value.exit_code == 130 and done == []
+    assert (tmp_path / "1e-3" / "checkpoints" / "latest.safetensors").exists() and not (tmp_path / "2e-3").exists()
+
+
 def test_a_second_process_training_into_the_same_folder_is_refused(tmp_path):
     """Two jobs with one --out (a job started twice, a scheduler resuming a job still alive) would write
     into the same files: while one holds the folder, the other is refused in one line, starting or

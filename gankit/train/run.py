@@ -38,7 +38,7 @@ from ..provenance import training_context
 from ..checkpoint import BEST, LATEST, load_latest, save_checkpoint, save_latest
 from ..utils import TMP_GLOB, atomic_write_text, read_jsonl, truncate_jsonl
 from .callback import Callback
-from ..runlock import run_lock as _run_lock
+from ..runlock import LOCK, run_lock as _run_lock
 from .distributed import env_world
 from .loop import Trainer
 
@@ -404,8 +404,6 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
 
     SIGINT or SIGTERM during training writes a checkpoint and raises :class:`~gankit.errors.Interrupted`.
     """
-    from .callbacks import default_callbacks
-
     overrides = [overrides] if isinstance(overrides, str) else list(overrides or [])  # one "key=value" alone
     if resume is True:
         if recipe is None:
@@ -414,7 +412,7 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
         run_dir = Path(out) if out is not None else Path("runs") / cfg.name
         with run_lock(run_dir):
             if not (run_dir / "config.yaml").exists():
-                return Run(cfg, run_dir, quiet, default_callbacks(cfg) + list(callbacks)).fit()
+                return _new_run(cfg, run_dir, quiet, callbacks)
             _check_same_run(run_dir, cfg)
             overrides = [o for o in overrides if o.split("=", 1)[0].strip().startswith("train.")]
             return _resume(run_dir, overrides, quiet, callbacks)
@@ -427,7 +425,19 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
         if (run_dir / "config.yaml").exists():
             raise GankitError(f"{run_dir}: already holds a run; continue it with `gankit train --resume {run_dir}` "
                               "or choose another --out")
-        return Run(cfg, run_dir, quiet, default_callbacks(cfg) + list(callbacks)).fit()
+        return _new_run(cfg, run_dir, quiet, callbacks)
+
+
+def _new_run(cfg: Config, run_dir: Path, quiet: bool, callbacks: Iterable[Callback]) -> Run:
+    """Train a new run into ``run_dir``, which must be new or empty: a run folder's restart clears
+    what runs write there, so a folder of the user's own files is refused rather than mixed in."""
+    from .callbacks import default_callbacks
+
+    own = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK) if run_dir.is_dir() else []
+    if own:
+        shown = ", ".join(own[:3]) + (", ..." if len(own) > 3 else "")
+        raise GankitError(f"{run_dir}: not empty ({shown}) and not a gankit run; choose a new or empty --out")
+    return Run(cfg, run_dir, quiet, default_callbacks(cfg) + list(callbacks)).fit()
 
 
 def run_lock(run_dir: Path, create: bool = True):
