@@ -123,11 +123,22 @@ def resolution_hw(resolution: Resolution) -> Optional[Tuple[int, int]]:
     return int(h), int(w)
 
 
+def border_pad(native: Tuple[int, int], size: Tuple[int, int]) -> Optional[int]:
+    """The border (px on each side) with which :func:`fit_resolution` pads ``native`` (H, W) images
+    to ``size``, or None when it resizes them instead: square images growing by 2 or 4 px (28 -> 30,
+    32, the 32x32 MNIST-family convention). The one rule for both directions: evaluation crops that
+    border off again and resizes everything else back (:func:`gankit.metrics.extractor.fit_images`)."""
+    (h, w), (res_h, res_w) = native, size
+    if h == w and res_h == res_w and res_h > h and (res_h - h) % 2 == 0 and res_h - h <= 4:
+        return (res_h - h) // 2
+    return None
+
+
 def fit_resolution(x: torch.Tensor, resolution: Resolution, channels: Optional[int] = None) -> torch.Tensor:
     """Bring uint8 images (N, C, H, W) to ``resolution`` (a side, or (H, W)) and ``channels``.
 
-    Square 28 -> 32 pads with the border value (as the 32x32 MNIST-family convention);
-    other sizes, non-square ones included, resize with antialiased bilinear filtering (a square
+    Square 28 -> 30 or 32 pads with the border value (as the 32x32 MNIST-family convention;
+    :func:`border_pad` is the rule); other sizes, non-square ones included, resize with antialiased bilinear filtering (a square
     image asked for at 32×64 is stretched, not cropped: all of it stays). Done once at load time.
     """
     if channels is not None and channels != x.shape[1]:
@@ -141,10 +152,8 @@ def fit_resolution(x: torch.Tensor, resolution: Resolution, channels: Optional[i
     size = resolution_hw(resolution)
     if size is None or tuple(x.shape[2:]) == size:
         return x
-    h, w = x.shape[2:]
-    res_h, res_w = size
-    if h == w and res_h == res_w and res_h > h and (res_h - h) % 2 == 0 and res_h - h <= 4:
-        pad = (res_h - h) // 2
+    pad = border_pad(tuple(x.shape[2:]), size)
+    if pad is not None:
         return F.pad(x, (pad, pad, pad, pad), value=0)
     return resize(x, size, IMAGE)
 

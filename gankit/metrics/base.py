@@ -37,6 +37,15 @@ def register_metric(name: str, outputs: Tuple[str, ...], **kw) -> Callable:
     return decorator
 
 
+def random_subset(n_total: int, n: int, seed: int) -> Optional[torch.Tensor]:
+    """Indices of a seeded random ``n`` of ``n_total`` samples (``torch.randperm``, generator seeded
+    with ``seed``), or None when ``n`` takes them all. Never the first ``n``: a file sorted by class
+    or by mode would then score only some classes."""
+    if n >= n_total:
+        return None
+    return torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:n]
+
+
 @dataclass
 class EvalContext:
     """Inputs of one evaluation, computed lazily and at most once.

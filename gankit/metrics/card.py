@@ -2,7 +2,9 @@
 
 A card records the metric and its protocol constants, the feature extractor and the SHA-256 of
 its weights, the input preprocessing, the reference data (dataset, split, content hash), the
-number of real and generated samples, the seed and the gankit version. Its ``id`` is a hash of
+number of real and generated samples, the seed and the gankit version, and the generated samples'
+``input``: their shape, how the extractor brought them to its own (resized 34 -> 28, RGB -> grey)
+and which of them were scored (a seeded random subset of a larger file). Its ``id`` is a hash of
 all of that; warnings (bad input, too few samples) are shown with the card but do not change it.
 """
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 import json
 from typing import Dict, List, Optional, Sequence, Tuple
 
-CARD_FIELDS = ("metric", "params", "features", "features_sha256", "preprocessing", "reference",
+CARD_FIELDS = ("metric", "params", "features", "features_sha256", "preprocessing", "input", "reference",
                "n_real", "n_fake", "seed", "gankit")
 
 
@@ -34,6 +36,11 @@ def _field_lines(card: dict, fields) -> List[str]:
             lines.append(f"features      {v} (weights sha256 {(card.get('features_sha256') or '-')[:16]})")
         elif k == "preprocessing" and v:
             lines.append(f"preprocessing {v}")
+        elif k == "input" and v:
+            fit = v.get("fit") or "x".join(str(d) for d in v.get("shape") or []) + " (as is)"
+            sub = v.get("subset")
+            lines.append(f"input         {fit}" + (f"; random {sub['n']} of {sub['of']} (seed {sub['seed']})"
+                                                     if sub else ""))
         elif k == "reference" and v:
             lines.append(f"reference     {v.get('dataset')} split={v.get('split')} "
                          f"(data sha256 {str(v.get('sha256', ''))[:16]})")
@@ -42,7 +49,7 @@ def _field_lines(card: dict, fields) -> List[str]:
     return lines
 
 
-_SHARED = ("features", "preprocessing", "reference", "n_real", "n_fake", "seed", "gankit")
+_SHARED = ("features", "preprocessing", "input", "reference", "n_real", "n_fake", "seed", "gankit")
 
 
 def describe(card: dict, skip=()) -> str:

@@ -28,8 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import GankitError
-from .cache import cache_dir, load_tensors, save_tensors, sha256_file
-from .extractor import FeatureExtractor, fit_images, num_threads, quantize
+from .cache import cache_dir, load_tensors, save_tensors, sha256_file, sha256_tensor
+from .extractor import FeatureExtractor, describe_fit, fit_images, num_threads, quantize
 
 # Datasets a domain net is trained for, with how long to train it (passes over the
 # train split) and the test accuracy it is expected to reach.
@@ -85,17 +85,26 @@ class DomainNet(nn.Module):
 
 def domain_net_path(dataset: str, data_cfg=None) -> Path:
     """The cached net of ``dataset``; a ``data_cfg`` with a ``root`` or ``options`` (another folder,
-    the audio data's speaker labels) gets its own file, named by a hash of them."""
+    the audio data's speaker labels) gets its own file, named by a hash of them and, with a root,
+    of the images it trains on (:func:`domain_key`)."""
     return cache_dir() / "features" / f"{domain_key(dataset, data_cfg)}.safetensors"
 
 
 def domain_key(dataset: str, data_cfg=None) -> str:
-    """``domain-<dataset>``, plus ``-<hash>`` of the data's root and options when it has either."""
+    """``domain-<dataset>``, plus ``-<hash>`` of the data's root and options when it has either. Data
+    under a root of the user's (a ``folder``, a copy of MNIST) can change in place, so the hash then
+    also covers the content of the train split the net learns from: ``sha256_tensor`` of its images
+    (and labels), the hash the cached reference statistics are keyed by. Replacing a folder's images
+    trains a new net instead of reusing the old one."""
     root = getattr(data_cfg, "root", None)
     options = getattr(data_cfg, "options", None) or {}
     if root is None and not options:
         return f"domain-{dataset}"
     what = {"root": str(Path(root).expanduser().resolve()) if root is not None else None, "options": options}
+    if root is not None:
+        train = _load_split(data_cfg, "train")
+        what["data_sha256"] = sha256_tensor(train.x)
+        what["labels_sha256"] = sha256_tensor(train.y) if train.y is not None else None
     return f"domain-{dataset}-{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
@@ -203,8 +212,9 @@ def train_domain_net(data_cfg, epochs: Optional[float] = None, limit: Optional[i
     on the rotation pretext task instead (module docstring); the accuracy is then rotation accuracy.
     """
     name = data_cfg.name
+    key = domain_key(name, data_cfg)
     return fit_domain_net(_load_split(data_cfg, "train"), _load_split(data_cfg, "test"), name,
-                          domain_key(name, data_cfg), Path(path or domain_net_path(name, data_cfg)),
+                          key, Path(path or cache_dir() / "features" / f"{key}.safetensors"),
                           epochs=epochs, limit=limit, seed=seed, log=log)
 
 
@@ -289,7 +299,7 @@ class DomainFeatures(FeatureExtractor):
         h, w = (self.size, self.size) if isinstance(self.size, int) else self.size
         self.name = meta.get("key") or f"domain-{meta['dataset']}"
         self.preprocessing = (f"quantize to 8 bit; to {self.channels}x{h}x{w} "
-                              f"(crop a <=4px border, else bilinear antialias); range [-1, 1]")
+                              f"(the inverse of gankit's loader: crop its 1-2 px pad, else bilinear antialias); range [-1, 1]")
         self.batch_size = 1000
         self.threads = 1
 
@@ -306,6 +316,9 @@ class DomainFeatures(FeatureExtractor):
 
     def prepare(self, x):
         return fit_images(quantize(x), self.channels, self.size)
+
+    def describe_input(self, shape):
+        return describe_fit(shape, self.channels, self.size)
 
     def forward(self, x):
         f, logits = self.net(x)

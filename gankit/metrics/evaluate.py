@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import GankitError
-from .base import METRICS, EvalContext
+from .base import METRICS, EvalContext, random_subset
 from .cache import cache_dir, load_tensors, save_tensors, sha256_file, sha256_tensor
 from .card import card_id, format_table
 from .features import FEATURES, FeatureExtractor, Features, default_features, get_extractor, num_threads
@@ -42,6 +42,7 @@ class Samples:
     source: dict                     # what was evaluated (run folder + step, npz file + hash, array)
     out_path: Optional[Path] = None  # where eval.json goes (None: not written)
     model: Optional[object] = None   # the GAN they came from (run or model folder), for its own numbers
+    subset: Optional[dict] = None    # {"n", "of", "seed"}: a seeded random n of a larger file or array; None: all
 
 
 @dataclass
@@ -102,14 +103,28 @@ def _data_cfg(data, data_root=None, size=None):
     return DataConfig(**kw)
 
 
-def samples_from_array(x, data, data_root: Optional[str] = None, n: int = DEFAULT_N, labels=None) -> Samples:
-    """An array (or tensor) of samples in model range imitating dataset ``data``."""
+def samples_from_array(x, data, data_root: Optional[str] = None, n: int = DEFAULT_N, labels=None,
+                       seed: int = 0) -> Samples:
+    """An array (or tensor) of samples in model range imitating dataset ``data``; of more than ``n``,
+    a random ``n`` (seed ``seed``)."""
     cfg = _data_cfg(data, data_root)
     if cfg is None:
         raise EvalError("evaluating an array needs data=NAME (the dataset it imitates)")
     x = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).float()
     y = torch.as_tensor(labels).long() if labels is not None else None
-    return Samples(x[:n], y[:n] if y is not None else None, cfg, {"kind": "array", "label": "samples"})
+    x, y, subset = take(x, y, n, seed)
+    return Samples(x, y, cfg, {"kind": "array", "label": "samples"}, subset=subset)
+
+
+def take(x, y, n: int, seed: int):
+    """``n`` of the samples ``x`` (and labels ``y``): all of them, or a seeded random ``n``
+    (:func:`~gankit.metrics.base.random_subset`), never the first ``n`` of a file that may be sorted
+    by class. Returns (x, y, subset) with ``subset`` = {"n", "of", "seed"} for the card, or None."""
+    idx = random_subset(len(x), n, seed)
+    if idx is None:
+        return x, y, None
+    idx = idx.sort().values                       # keep the file's order among the chosen
+    return x[idx], (y[idx] if y is not None else None), {"n": int(n), "of": len(x), "seed": int(seed)}
 
 
 def samples_from_model(model, path=None, n: int = DEFAULT_N, seed: int = 0, data=None,
@@ -137,8 +152,9 @@ def samples_from_model(model, path=None, n: int = DEFAULT_N, seed: int = 0, data
     return Samples(x, y, ref, src, out, model=model)
 
 
-def samples_from_npz(path: Path, n: int, data, data_root) -> Samples:
-    """The samples ``x`` (and labels ``y``) of an ``.npz`` file, imitating dataset ``data``."""
+def samples_from_npz(path: Path, n: int, data, data_root, seed: int = 0) -> Samples:
+    """The samples ``x`` (and labels ``y``) of an ``.npz`` file, imitating dataset ``data``; of more
+    than ``n``, a random ``n`` (seed ``seed``; on the card), not the first ``n``."""
     if not path.is_file():
         raise EvalError(f"{path}: no such file")
     cfg = _data_cfg(data, data_root)
@@ -156,10 +172,10 @@ def samples_from_npz(path: Path, n: int, data, data_root) -> Samples:
         raise EvalError(f"{path}: x has dtype {x.dtype}; expected floats in [-1, 1]")
     if y is not None and (y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer)):
         raise EvalError(f"{path}: y must be integer class labels of shape ({len(x)},), got {y.dtype} {y.shape}")
-    xt = torch.from_numpy(np.ascontiguousarray(x[:n])).float()
-    yt = torch.from_numpy(y[:n].astype(np.int64)) if y is not None else None
+    xt, yt, subset = take(torch.from_numpy(np.ascontiguousarray(x)).float(),
+                          torch.from_numpy(y.astype(np.int64)) if y is not None else None, n, seed)
     src = {"kind": "npz", "path": str(path), "sha256": sha256_file(path), "label": path.name}
-    return Samples(xt, yt, cfg, src, path.with_name(path.stem + ".eval.json"))
+    return Samples(xt, yt, cfg, src, path.with_name(path.stem + ".eval.json"), subset=subset)
 
 
 def check_samples(x: torch.Tensor, kind: str, ref_shape: tuple, exact_shape: bool) -> List[str]:
@@ -343,7 +359,8 @@ def _evaluate_samples(samples, metrics, features, split, seed, n_real, inception
         except ValueError as e:
             raise EvalError(f"metric {m}: {e}") from None
         seconds[m] = time.monotonic() - t0
-        card = _card(metric, ctx, extractor, ds, split, data_sha, n_ref, len(x), seed, __version__, warnings)
+        card = _card(metric, ctx, extractor, ds, split, data_sha, n_ref, len(x), seed, __version__, warnings,
+                     samples.subset)
         for out in metric.outputs:
             v = values[out]
             std = values.get(out + "_std")
@@ -360,12 +377,20 @@ def _num(v):
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, version, warnings) -> dict:
+def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, version, warnings,
+          subset=None) -> dict:
     params = dict(metric.params)
     w = list(warnings)
+    # The samples as scored: their shape, what the extractor did to it (a 34 px run's samples resized to
+    # the 28 px network), and which of a larger file were taken, so different inputs never share a card.
+    shape = [int(d) for d in ctx.fake.shape[1:]]
+    fit = extractor.describe_input(shape) if metric.uses_features and extractor is not None else None
+    inp = {"shape": shape, "fit": fit, "subset": subset}
     if metric.name == "kid":
         params["subset_size"] = min(params["subset_size"], n_real, n_fake)
     if metric.name == "modes":
+        if n_fake > params["samples"]:
+            params["subset"] = f"random {params['samples']} (seed {seed})"
         n_fake = min(n_fake, params["samples"])
         params.update(num_modes=len(ds.modes), mode_std=ds.mode_std)
         if n_fake < params["samples"]:
@@ -387,6 +412,7 @@ def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, ver
         "features": extractor.name if metric.uses_features and extractor is not None else None,
         "features_sha256": extractor.sha256 if metric.uses_features and extractor is not None else None,
         "preprocessing": extractor.preprocessing if metric.uses_features and extractor is not None else None,
+        "input": inp,
         "reference": {"dataset": ds.name, "split": split, "sha256": data_sha},
         "n_real": n_real if metric.uses_real else 0,
         "n_fake": n_fake,
@@ -423,7 +449,7 @@ def model_results(model, split: str = "test", seed: int = 0) -> List[dict]:
         what = descriptions.get(metric, "{metric} computed by the model itself on the {n} images of the {split} split")
         what = what.format(metric=metric, n=len(ds), split=split, dataset=ds.name, K=k)
         card = {"metric": metric, "params": {"objective": name, "what": what}, "features": None,
-                "features_sha256": None, "preprocessing": None,
+                "features_sha256": None, "preprocessing": None, "input": None,
                 "reference": {"dataset": ds.name, "split": split, "sha256": data_sha},
                 "n_real": len(ds), "n_fake": 0, "seed": seed, "gankit": __version__, "warnings": []}
         results.append({"name": metric, "value": _num(v), "std": None, "card": card, "card_id": card_id(card)})

@@ -6,13 +6,14 @@ that names them (:mod:`gankit.metrics.features`) imports them, so imports flow o
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from ..data.base import to_model_range, to_uint8
+from ..data.base import border_pad, to_model_range, to_uint8
 
 
 @dataclass
@@ -60,6 +61,11 @@ class FeatureExtractor:
             raise ValueError("no samples to extract features from")
         return Features(torch.cat(feats), torch.cat(logits) if logits else None)
 
+    def describe_input(self, shape) -> Optional[str]:
+        """What :meth:`prepare` does to samples of ``shape`` (C, H, W) beyond :attr:`preprocessing`, for
+        the card (None: nothing shape-dependent)."""
+        return None
+
     def describe(self) -> dict:
         """The extractor's part of an evaluation card."""
         return {"features": self.name, "features_sha256": self.sha256, "preprocessing": self.preprocessing}
@@ -88,11 +94,15 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 
 
 def fit_images(x: torch.Tensor, channels: int, size) -> torch.Tensor:
-    """(N, C, H, W) -> (N, channels, h, w), ``size`` a side (square) or a pair (h, w).
+    """(N, C, H, W) -> (N, channels, h, w), ``size`` a side (square) or a pair (h, w): the inverse of
+    how gankit's loader makes ``data.resolution``/``data.channels`` images from native (channels, h, w)
+    ones (:func:`gankit.data.base.fit_resolution`), by the same rule (:func:`~gankit.data.base.border_pad`).
 
-    A border of at most 4 px on each side (28 padded to 32) is cropped off, the inverse of
-    how gankit pads MNIST-family data; other sizes are resized with antialiased bilinear
-    filtering. RGB -> grey uses ITU-R 601 luma weights; grey -> RGB repeats the channel.
+    The border the loader pads with (28 -> 30 or 32) is cropped off; every other size (28 -> 34, 36,
+    56, 14, non-square) was resized (antialiased bilinear), and that linear map is undone by least
+    squares (its pseudo-inverse): an image the loader enlarged comes back up to uint8 rounding. RGB ->
+    grey uses ITU-R 601 luma weights (exact on the loader's grey -> RGB copies); grey -> RGB repeats
+    the channel. :func:`describe_fit` says in words what this does to a shape.
     """
     th, tw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     c, h, w = x.shape[1:]
@@ -105,7 +115,39 @@ def fit_images(x: torch.Tensor, channels: int, size) -> torch.Tensor:
             raise ValueError(f"cannot turn {c}-channel images into {channels} channels")
     if h == th and w == tw:
         return x
-    if h == w and th == tw and 0 < h - th <= 8 and (h - th) % 2 == 0:
-        b = (h - th) // 2
-        return x[:, :, b:b + th, b:b + th]
-    return F.interpolate(x, size=(th, tw), mode="bilinear", antialias=True, align_corners=False)
+    b = border_pad((th, tw), (h, w))
+    if b is not None:
+        return x[:, :, b:b + th, b:b + tw]
+    # the loader's resize is linear and separable, Y = A_h X A_w^T: undo it by least squares,
+    # X = pinv(A_h) Y pinv(A_w)^T, exact up to its uint8 rounding where it enlarged (A has full column
+    # rank); where it shrank, what it dropped is gone and pinv is the smoothest image that shrinks to Y
+    ph, pw = (_unresize(n, t).to(x) for n, t in ((h, th), (w, tw)))
+    return (ph @ x @ pw.T).clamp(-1, 1)
+
+
+@functools.lru_cache(maxsize=32)
+def _unresize(n: int, native: int) -> torch.Tensor:
+    """pinv of the (n, native) matrix of the loader's 1-D resize (bilinear, antialiased), float64."""
+    if n == native:
+        return torch.eye(n, dtype=torch.float64)
+    eye = torch.eye(native, dtype=torch.float64).view(native, 1, 1, native)          # unit 1-row images
+    a = F.interpolate(eye, size=(1, n), mode="bilinear", antialias=True, align_corners=False)
+    return torch.linalg.pinv(a.view(native, n).T)                                     # (native, n)
+
+
+def describe_fit(shape, channels: int, size) -> Optional[str]:
+    """What :func:`fit_images` does to samples of ``shape`` (C, H, W), in words for an evaluation card;
+    None when they already have ``channels`` x ``size``."""
+    th, tw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    c, h, w = (int(v) for v in shape)
+    steps = []
+    if c != channels:
+        steps.append("grey -> RGB (copied)" if c == 1 else "RGB -> grey (ITU-R 601 luma)")
+    if (h, w) != (th, tw):
+        b = border_pad((th, tw), (h, w))
+        steps.append(f"crop the {b} px border gankit pads with" if b is not None else
+                     f"least-squares inverse of the loader's bilinear resize to data.resolution="
+                     f"{h if h == w else [h, w]}")
+    if not steps:
+        return None
+    return f"{c}x{h}x{w} -> {channels}x{th}x{tw}: " + ", ".join(steps)
