@@ -177,6 +177,32 @@ def test_an_interrupt_stops_a_sweep_that_goes_on_past_errors(tmp_path):
     assert (tmp_path / "1e-3" / "checkpoints" / "latest.safetensors").exists() and not (tmp_path / "2e-3").exists()
 
 
+def test_a_quiet_run_in_python_prints_nothing_and_keeps_its_whole_history(tmp_path, capfd):
+    """quiet=True: no bar, no record lines, no notes. A callback's numpy or tensor numbers are stored as
+    numbers; anything else is one line naming the key. A resumed run's records are the whole history."""
+    from gankit.train.callback import Callback
+
+    class Numbers(Callback):
+        def on_log(self, run, record):
+            record["np"], record["t"] = np.float32(0.5), torch.tensor(2)
+
+    run = gankit.train("gan-ring8", TINY_RING + ["train.log_every=5"], out=tmp_path / "r", quiet=True,
+                       callbacks=[Numbers()])
+    assert capfd.readouterr().err == ""
+    assert [(r["np"], r["t"]) for r in records(run.dir)] == [(0.5, 2)] * 4
+    longer = gankit.train(resume=run.dir, overrides=["train.steps=30"], quiet=True)
+    assert [r["step"] for r in longer.records] == [5, 10, 15, 20, 25, 30]
+    again = gankit.train(resume=run.dir, quiet=True)  # finished: nothing trained, the history is there
+    assert again.was_finished and [r["step"] for r in again.records] == [5, 10, 15, 20, 25, 30]
+
+    class Bad(Callback):
+        def on_log(self, run, record):
+            record["arr"] = np.zeros(3)
+
+    with pytest.raises(GankitError, match="metrics record key 'arr': ndarray is not a number"):
+        gankit.train("gan-ring8", TINY_RING, out=tmp_path / "bad", quiet=True, callbacks=[Bad()])
+
+
 def test_a_second_process_training_into_the_same_folder_is_refused(tmp_path):
     """Two jobs with one --out (a job started twice, a scheduler resuming a job still alive) would write
     into the same files: while one holds the folder, the other is refused in one line, starting or
@@ -307,8 +333,10 @@ def test_ring8_through_the_cli_covers_the_modes(tmp_path):
     """The issue's acceptance check: gan-ring8 via the CLI, then >= 6 of 8 modes hold
     high-quality samples (within 3σ = 0.03 of a mean), judged on 2,500 samples."""
     run_dir = tmp_path / "ring"
-    subprocess.run([sys.executable, "-m", "gankit", "train", "gan-ring8", "--out", str(run_dir), "--quiet"],
-                   check=True, capture_output=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "gankit", "train", "gan-ring8", "--out", str(run_dir), "--quiet"],
+                          check=True, capture_output=True, text=True, timeout=300)
+    logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert logged == [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     subprocess.run([sys.executable, "-m", "gankit", "sample", str(run_dir), "-n", "2500", "-o",
                     str(tmp_path / "s.npz")], check=True, capture_output=True, timeout=120)
     x = np.load(tmp_path / "s.npz")["x"]

@@ -21,6 +21,7 @@ def run(args):
     import sys
 
     from ..errors import GankitError, Interrupted
+    from ..train.callbacks import JsonLines
     from ..train.distributed import env_world, exit_worker
     from ..train.run import train
 
@@ -32,7 +33,8 @@ def run(args):
     if not args.resume and not args.recipe:
         raise GankitError("give a recipe (see `gankit recipes`) or --resume RUN_DIR")
     try:
-        result = train(args.recipe, args.overrides, out=args.out, quiet=args.quiet, resume=args.resume)
+        result = train(args.recipe, args.overrides, out=args.out, quiet=args.quiet, resume=args.resume,
+                       callbacks=[JsonLines()] if args.quiet else [])
     except Interrupted as e:
         rank, world, _ = env_world()
         if world > 1:  # torchrun: every rank leaves now with the code, rank 0 says why

@@ -101,6 +101,7 @@ class Run:
         run = state.get("run", {})
         self.finished, self.stop_reason = bool(run.get("finished", False)), run.get("stop_reason")
         self.resumed = True
+        self.records = [r for r in read_metrics(self.dir) if r["step"] <= self.trainer.state.step]  # the history
 
     def save(self, which: str = LATEST) -> Path:
         """Write a checkpoint: ``LATEST`` keeps the one before as ``PREVIOUS``; ``BEST`` is overwritten."""
@@ -115,9 +116,18 @@ class Run:
         return path
 
     def write_record(self, record: dict) -> None:
+        for k, v in record.items():  # a numpy scalar or a 0-d tensor a callback added: its number
+            if getattr(v, "ndim", None) == 0 and hasattr(v, "item"):
+                record[k] = v.item()
+        try:
+            line = json.dumps(record)
+        except TypeError:
+            bad = next(k for k, v in record.items() if not _jsonable(v))
+            raise GankitError(f"metrics record key {bad!r}: {type(record[bad]).__name__} is not a number, string, "
+                              "list or dict; a callback must put plain values in a record") from None
         self.records.append(record)
         with open(self.dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(line + "\n")
         if self._tb is not None:
             for k, v in record.items():
                 if isinstance(v, (int, float)) and k not in ("step",):
@@ -294,8 +304,6 @@ class Run:
                         if "health" in record:
                             post["health"] = record["health"]
                         bar.set_postfix(post, refresh=False)
-                    else:
-                        print(json.dumps(record), file=sys.stderr, flush=True)
                     # torchrun: what the callbacks decided goes to the other ranks (see _follow).
                     t.dist.broadcast_json({"rollback": self._rollback is not None, "stop": self.stop_reason})
                 if step % t.sample_every == 0 or final:
@@ -368,6 +376,14 @@ class Run:
     @property
     def latest_samples(self) -> Path:
         return self.dir / "samples" / f"step_{self.trainer.state.step:06d}.png"
+
+
+def _jsonable(v) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except TypeError:
+        return False
 
 
 def read_metrics(run_dir: Path) -> List[dict]:

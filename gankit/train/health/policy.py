@@ -144,7 +144,8 @@ class HealthCallback(Callback):
         line = f"health: {summary['status']}" + (f" ({', '.join(found)})" if found else "")
         if self.rollbacks:
             line += f"; {self.rollbacks} rollback(s), learning rates now ×{self.lr_scale:g}"
-        print(line + f" — details in {run.dir / 'events.jsonl'}" if found else line, file=sys.stderr, flush=True)
+        if found or not run.quiet:  # quiet: only what needs a look
+            print(line + f" — details in {run.dir / 'events.jsonl'}" if found else line, file=sys.stderr, flush=True)
 
     # -- helpers ------------------------------------------------------------------------------
     def _signals(self, run, record: dict) -> dict:
