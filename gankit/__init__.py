@@ -10,10 +10,8 @@ _EXPORTS = {"GAN": ".api", "load": ".api", "sample": ".api", "translate": ".api"
 
 
 def __getattr__(name):
-    if name == "recipes":
-        return import_module(".recipes", __name__).recipe_names
-    if name == "train":  # the package, callable as gankit.train.run.train (see gankit/train/__init__.py)
-        return import_module(".train", __name__)
+    if name in ("recipes", "train"):  # packages callable as their function (gankit/facade.py)
+        return import_module(f".{name}", __name__)
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -130,3 +130,18 @@ def test_only_a_lazy_regulariser_corrects_its_optimiser():
     assert lazy_ratio(schedule, "G") == 1.0
     lazy = [Phase("D", "D", ("D",)), Phase("reg:r1", "D", ("D",), every=16, lazy=True)]
     assert lazy_ratio(lazy, "D") == pytest.approx(16 / 17)
+
+
+def test_gankit_train_and_recipes_are_functions_however_gankit_was_imported():
+    """``gankit.recipes()`` after ``gankit.recipes`` the package was imported (by a config load);
+    ``gankit.train``'s signature and docstring are the function's, as help() and a notebook show them."""
+    import inspect
+
+    from gankit.recipes import recipe_names, recipe_path
+
+    recipe_path("gan-ring8")  # the package gankit.recipes is imported: the attribute is the package now
+    assert gankit.recipes() == gankit.recipes() == recipe_names() and "gan-ring8" in gankit.recipes()
+    params = inspect.signature(gankit.train).parameters
+    assert list(params)[:3] == ["recipe", "overrides", "out"] and "callbacks" in params
+    assert gankit.train.__doc__.startswith("Train a GAN and return the finished")
+    assert gankit.train.Run.__name__ == "Run"   # still the package

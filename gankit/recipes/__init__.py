@@ -7,6 +7,7 @@ from typing import Dict
 import yaml
 
 from ..errors import ConfigError
+from ..facade import make_callable
 
 RECIPE_DIR = Path(__file__).parent
 
@@ -34,3 +35,6 @@ def recipe_descriptions() -> Dict[str, str]:
         data = yaml.safe_load(recipe_path(name).read_text()) or {}
         out[name] = str(data.get("description", "")).strip().splitlines()[0] if data.get("description") else ""
     return out
+
+
+make_callable(__name__, __name__, "recipe_names")  # gankit.recipes(): the names, also once the package is imported

@@ -7,11 +7,10 @@ importing any submodule binds the attribute ``gankit.train`` to this package, so
 itself is callable and forwards to that function.
 """
 import pkgutil
-import sys
-import types
 from importlib import import_module
 
 from ..config import check, register_check
+from ..facade import make_callable
 
 _EXPORTS = {"Trainer": ".loop", "Run": ".run", "train": ".run", "Callback": ".callback",
             "Phase": "..objectives", "GANObjective": "..objectives", "OBJECTIVES": "..objectives"}
@@ -42,12 +41,6 @@ def _check_train(cfg) -> None:
           f"false for this recipe: torch.compile does not support the double backward of {', '.join(double_backward)}")
 
 
-class _CallablePackage(types.ModuleType):
-    def __call__(self, *args, **kwargs):
-        """``gankit.train(recipe, overrides, out=..., ...)``: see :func:`gankit.train.run.train`."""
-        return import_module(".run", __name__).train(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+make_callable(__name__, ".run", "train")
 
 __all__ = list(_EXPORTS)
