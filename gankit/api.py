@@ -311,20 +311,14 @@ def unique_stems(paths) -> list:
 
 def read_images(inputs, channels: int, size: tuple, purpose: str = "translate") -> tuple[list, torch.Tensor]:
     """Image files (or folders, searched recursively) -> (paths, (N, C, H, W) float32 in [-1, 1]) with
-    ``channels`` and spatial ``size`` (H, W); resized with Pillow's bicubic filter when they differ.
+    ``channels`` and spatial ``size`` (H, W), prepared as a folder dataset prepares its training images
+    (:func:`gankit.data.images.prepare_image`: centre crop to the aspect ratio, bicubic resize).
     ``purpose``: the command named in a bad file's error line."""
-    from PIL import Image
-
     from .data.base import to_model_range
-    from .data.images import list_images, open_image, stack_images
+    from .data.images import list_images, prepare_image, stack_images
 
     paths = expand_inputs(inputs, list_images, "PNG/JPEG/BMP/WEBP images")
-    arrays = []
-    for p in paths:
-        img = open_image(p, "L" if channels == 1 else "RGB", purpose)
-        if img.size != (size[1], size[0]):
-            img = img.resize((size[1], size[0]), Image.Resampling.BICUBIC)
-        arrays.append(np.asarray(img, dtype=np.uint8))
+    arrays = [prepare_image(p, channels, tuple(size), purpose) for p in paths]
     return paths, to_model_range(stack_images(arrays))
 
 

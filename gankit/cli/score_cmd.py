@@ -14,8 +14,9 @@ def register(sub):
     p = sub.add_parser("score", help="anomaly scores of images under a trained ganomaly/autoencoder run",
                        description="Print one anomaly score per image (higher = more anomalous) and its name, "
                                    "tab-separated. INPUTs are image files or folders (searched recursively for "
-                                   "PNG/JPEG/BMP/WEBP), converted to the model's channels and resized to its "
-                                   "training resolution; --npz FILE adds the images of array 'x' of FILE: "
+                                   "PNG/JPEG/BMP/WEBP), converted to the model's channels and centre-cropped "
+                                   "and resized to its training resolution as a folder dataset's training images "
+                                   "are; --npz FILE adds the images of array 'x' of FILE: "
                                    "(N, C, H, W) or (N, H, W), uint8 in [0, 255] or float in [-1, 1].")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders")

@@ -9,7 +9,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, List, TypeVar
+from typing import Callable, List, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -184,6 +184,16 @@ def centre_square(im, res: int, resample: str = "BILINEAR"):
     return centre_crop(im, (res, res), resample)
 
 
+def prepare_image(path: Path, channels: Optional[int], size: tuple, name: str = "folder") -> np.ndarray:
+    """The one way gankit turns an image file into a model's input: read as :func:`open_image` does
+    (RGB, or L for ``channels`` 1), centre-cropped to ``size``'s aspect ratio and resized to ``size``
+    (H, W) with Pillow's bicubic filter (:func:`centre_crop`). The folder dataset trains on it, and
+    ``gankit score``/``translate``/``project`` read files with it, so a training image scores as its
+    training saw it. Returns uint8 (H, W) or (H, W, 3)."""
+    im = open_image(path, "L" if channels == 1 else "RGB", name)
+    return np.asarray(centre_crop(im, size, "BICUBIC"), dtype=np.uint8)
+
+
 def decode_all(decode: Callable[[Path], T], files: List[Path]) -> List[T]:
     """``[decode(p) for p in files]`` on one thread per core: Pillow decodes and resizes without holding
     Python's lock, so threads scale (2 cores: 7.4 s -> 3.7-4.7 s for 3,000 JPEGs, the same bytes). The first
@@ -288,8 +298,7 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     x = _read_folder_cache(path, len(files), res, channels) if use_cache else None
     if x is None:
         tic = time.monotonic()
-        x = stack_images(decode_all(
-            lambda p: np.asarray(centre_crop(open_image(p, mode, "folder"), res, "BICUBIC"), dtype=np.uint8), files))
+        x = stack_images(decode_all(lambda p: prepare_image(p, channels, res, "folder"), files))
         if use_cache:
             atomic_write_bytes(path, save({"x": x}, metadata={"root": str(base), "files": str(len(files))}))
             print(f"folder: decoded {len(files):,} images in {time.monotonic() - tic:.1f} s; cached for the next "
