@@ -244,3 +244,55 @@ def test_gankit_eval_reports_the_auroc_with_its_card_and_refuses_sample_metrics(
 def test_sampling_a_detector_points_to_score(runs):
     with pytest.raises(GankitError, match="anomaly detector .* use gankit score RUN"):
         load(runs["ganomaly"]).sample(4)
+
+
+def _class_folder(root, classes=("a", "b"), n=6, size=(12, 20), split=None):
+    """Non-square grey images in one sub-folder per class (under ``root/split`` when given)."""
+    rng = np.random.default_rng(0)
+    for c in classes:
+        d = root / (split or "") / c
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8)).save(d / f"{i}.png")
+    return root
+
+
+def test_files_are_read_for_scoring_as_the_folder_dataset_reads_them_for_training(tmp_path):
+    """gankit score prepares an image as training did (centre crop keeping the aspect ratio), so a
+    non-square training image scores as its training saw it, not stretched."""
+    from gankit.api import read_images
+
+    root = _class_folder(tmp_path / "imgs")
+    cfg = load_config("autoencoder-fashion-mnist", TINY + ["data.name=folder", f"data.root={root}",
+                                                           "data.resolution=8", "data.channels=1",
+                                                           "data.exclude_classes=[]"])
+    train_x = load_dataset(cfg.data, "train").all_model_range()
+    paths, x = read_images([root], 1, (8, 8), purpose="score")
+    assert len(paths) == 12 and torch.equal(x, train_x)
+
+
+def test_the_auroc_uses_the_whole_test_split_whatever_data_limit_and_names_the_held_out_classes(tmp_path):
+    from gankit.metrics.evaluate import model_results
+
+    run = tmp_path / "ae"
+    train(load_config("autoencoder-fashion-mnist", TINY + ["data.limit=40", "train.steps=4"]), out=run, quiet=True)
+    model = load(run)
+    result = model.objective.evaluate_model(model.cfg.data, "test")
+    assert result["n_anomalous"] == 36  # digit 3 in the whole 359-image test split, not in its first 40
+    cards = {r["name"]: r["card"] for r in model_results(model)}
+    assert cards["auroc"]["n_real"] == 359 and cards["auroc"]["params"]["held_out_classes"] == [3]
+    assert cards["auroc"]["warnings"] == []
+
+
+def test_numbers_on_training_images_carry_a_warning_and_the_held_out_class_by_name(tmp_path):
+    """A folder without test/: the AUROC is computed on the training images; its card says so."""
+    from gankit.metrics.evaluate import model_results
+
+    root = _class_folder(tmp_path / "imgs")
+    run = tmp_path / "ae"
+    train(load_config("autoencoder-fashion-mnist", TINY + [
+        "data.name=folder", f"data.root={root}", "data.resolution=8", "data.channels=1", "data.exclude_classes=[1]",
+        "train.steps=4", "train.batch_size=4"]), out=run, quiet=True)
+    cards = [r["card"] for r in model_results(load(run))]
+    assert cards and all(any("training images" in w for w in c["warnings"]) for c in cards)
+    assert cards[0]["params"]["held_out_classes"] == ["1 (b)"]

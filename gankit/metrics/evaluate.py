@@ -425,6 +425,17 @@ def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, ver
     return card
 
 
+def held_out_classes(data_cfg, ds) -> list:
+    """``data.exclude_classes`` as the card records them: ``"index (name)"`` when the data names its
+    classes (a folder's sub-folders), else the indices."""
+    names = list(ds.info.get("classes") or [])
+    out = []
+    for k in data_cfg.exclude_classes:
+        i = names.index(k) if isinstance(k, str) and k in names else k
+        out.append(f"{i} ({names[i]})" if isinstance(i, int) and i < len(names) else i)
+    return out
+
+
 def model_results(model, split: str = "test", seed: int = 0) -> List[dict]:
     """The numbers a model computes about itself on real data (``Objective.evaluate_model``: a
     semi-supervised classifier's accuracy, an anomaly detector's AUROC), as results with cards like
@@ -444,13 +455,20 @@ def model_results(model, split: str = "test", seed: int = 0) -> List[dict]:
     name = getattr(objective, "registered_name", type(objective).__name__)
     descriptions = getattr(objective, "model_metric_descriptions", {})
     k = getattr(getattr(objective, "options", None), "num_classes", ds.num_classes)
+    params = {"objective": name}
+    held = held_out_classes(model.cfg.data, ds)
+    if held:  # which classes were the positives: runs holding out different classes never share a card id
+        params["held_out_classes"] = held
+    warnings = []
+    if ds.info.get("test_is_train"):
+        warnings.append(f"scored on the training images: this {ds.name} has no held-out split (test/ or val/)")
     results = []
     for metric, v in values.items():
         what = descriptions.get(metric, "{metric} computed by the model itself on the {n} images of the {split} split")
         what = what.format(metric=metric, n=len(ds), split=split, dataset=ds.name, K=k)
-        card = {"metric": metric, "params": {"objective": name, "what": what}, "features": None,
+        card = {"metric": metric, "params": {**params, "what": what}, "features": None,
                 "features_sha256": None, "preprocessing": None, "input": None,
                 "reference": {"dataset": ds.name, "split": split, "sha256": data_sha},
-                "n_real": len(ds), "n_fake": 0, "seed": seed, "gankit": __version__, "warnings": []}
+                "n_real": len(ds), "n_fake": 0, "seed": seed, "gankit": __version__, "warnings": list(warnings)}
         results.append({"name": metric, "value": _num(v), "std": None, "card": card, "card_id": card_id(card)})
     return results

@@ -35,6 +35,8 @@ which read a second image domain, refuse these runs in one line instead of misre
 """
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
@@ -175,20 +177,21 @@ class _AnomalyObjective(Objective):
         return torch.cat(out) if out else torch.zeros(0)
 
     def evaluate_model(self, data_cfg, split: str = "test", seed: int = 0) -> Dict[str, float]:
-        """``{"auroc", "n_anomalous"}`` on ``split`` (never filtered) with the classes of
+        """``{"auroc", "n_anomalous"}`` on the whole ``split`` (the run's ``data.limit`` is a training
+        setting: it is not applied here, as the card's count says) with the classes of
         ``data.exclude_classes`` as the positives; ``{}`` when no class was held out."""
         from ..data import load_dataset
 
         held_out = tuple(data_cfg.exclude_classes)
         if not held_out:
             return {}
-        data = load_dataset(data_cfg, split, seed=seed)
+        data = load_dataset(dataclasses.replace(data_cfg, limit=None), split, seed=seed)  # the whole split
         if data.y is None:
             raise ConfigError(f"data.exclude_classes: dataset {data_cfg.name!r} has no labels")
         labels = torch.isin(data.y.cpu(), torch.tensor(held_out, dtype=data.y.dtype)).numpy()
         if labels.all() or not labels.any():
             raise GankitError(f"{split} split of {data_cfg.name}: needs both held-out and normal images to "
-                              "compute an AUROC (check data.limit)")
+                              "compute an AUROC")
         scores = self.score_images(data.all_model_range())
         return {"auroc": auroc(scores.numpy(), labels), "n_anomalous": float(labels.sum())}
 
