@@ -210,6 +210,34 @@ def test_each_rule_is_silent_on_healthy_records_and_fires_on_its_symptom():
         assert found[0].advice and found[0].evidence
 
 
+def test_a_histogram_of_samples_unlike_the_data_is_no_collapse():
+    """Low class/mode entropy is a collapse only when at least half of the samples look like data: an
+    untrained G's blobs, all argmax-ed into one class, are elsewhere, not collapsed."""
+    cfg = HealthConfig(warmup=0, window=3, patience=2)
+    low = dict(HEALTHY, entropy=0.1)
+    assert feed(HealthMonitor(cfg), [dict(low, on_data=0.2)] * 6) == []
+    assert [e.kind for e in feed(HealthMonitor(cfg), [dict(low, on_data=0.8)] * 6)] == ["mode_collapse"]
+
+
+def test_the_class_histogram_counts_only_samples_the_classifier_is_sure_of():
+    from types import SimpleNamespace
+
+    from gankit.train.health.signals import SampleProbe, entropy
+
+    probe = SampleProbe.__new__(SampleProbe)   # its measurement alone, on a stand-in classifier
+    probe.extractor, probe.modes, probe.confidence_floor = (
+        lambda x: SimpleNamespace(features=x, logits=x)), None, 0.0
+    real = 10 * torch.eye(3).repeat(10, 1)     # 30 reals, each class predicted with p = 0.99995
+    _, real_counts, conf = probe._embed(real)
+    probe.confidence_floor = float(conf.quantile(0.1))
+    blobs = torch.tensor([[0.2, 0.0, 0.0]]).repeat(30, 1)  # argmax 0 with p = 0.38: no class
+    _, counts, _ = probe._embed(blobs)
+    assert counts.sum() == 0 and real_counts.tolist() == [10, 10, 10]
+    one_class = 10 * torch.tensor([[1.0, 0.0, 0.0]]).repeat(30, 1)
+    _, counts, _ = probe._embed(one_class)
+    assert counts.tolist() == [30, 0, 0] and entropy(counts) == 0.0
+
+
 def test_vanishing_gradients_needs_a_critic():
     """A model without D (SRResNet, a VAE) has small gradients near its optimum: not D starving G."""
     cfg = HealthConfig(warmup=0, window=3, patience=2)

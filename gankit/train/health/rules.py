@@ -7,7 +7,8 @@ diagnoses (thresholds are ``health.*`` keys):
 ``diverged``           a NaN/Inf loss, gradient norm or weight, or a loss whose magnitude exceeds
                        ``explode_factor`` × its median over the previous window (at least 1).
 ``mode_collapse``      over the whole window, diversity < ``collapse_diversity``, or the mode
-                       histogram entropy ratio < ``collapse_entropy``.
+                       histogram entropy ratio < ``collapse_entropy`` while at least half of the
+                       samples look like data (``on_data``: near a mode, or a confident class).
 ``vanishing_gradients`` over the whole window, G's gradient norm < ``vanishing_rel`` × the norm of
                        G's weights, or < ``vanishing_ratio`` × its largest window median so far.
 ``unstable``           in the window, a loss jumping between records by more than ``oscillation``
@@ -177,7 +178,10 @@ class HealthMonitor:
         div = [s["diversity"] for s in window]
         ent = [s["entropy"] for s in window if "entropy" in s]
         low_div = all(d < cfg.collapse_diversity for d in div)
-        low_ent = len(ent) == len(window) and all(e < cfg.collapse_entropy for e in ent)
+        # The histogram says how samples that look like data spread over the modes: it judges only
+        # when at least half of them do (an untrained or wandering G is not collapsed; it is elsewhere).
+        low_ent = (len(ent) == len(window) and all(e < cfg.collapse_entropy for e in ent)
+                   and all(s.get("on_data", 1.0) >= 0.5 for s in window))
         if not (low_div or low_ent):
             return None
         last = window[-1]

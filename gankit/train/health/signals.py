@@ -11,7 +11,8 @@ Every log record (``train.log_every`` generator steps) the health monitor reads:
   distance of generated / of real samples; energy distance between the two sets divided by the
   real mean distance (a quality proxy: 0 = same distribution); the entropy of the histogram of
   generated samples over the data's classes (domain network) or nearest modes (mixtures)
-  divided by the real data's; for mixtures, the share of modes visited (≥ 1/4 of a fair share of
+  divided by the real data's, counting only samples that look like data (within a mode's radius;
+  a class predicted as confidently as for 90 % of the reals), and that share (``on_data``); for mixtures, the share of modes visited (≥ 1/4 of a fair share of
   samples within a quarter of the spacing between modes) and covered (VEEGAN/PacGAN protocol:
   within 3σ, its 20-of-2,500 count scaled to the sample count);
 * whether any logged number or any weight of G or D is NaN or infinite.
@@ -108,21 +109,28 @@ class SampleProbe:
         if self.modes is not None:
             self.radius = mode_radius(self.modes, data.mode_std)
             self.mode_std = data.mode_std
-        self.real, real_counts = self._embed(real)
+        self.confidence_floor = 0.0  # a class counts a sample the classifier is as sure of as of 90 % of the reals
+        self.real, real_counts, real_conf = self._embed(real)
+        if real_conf is not None:
+            self.confidence_floor = float(real_conf.quantile(0.1))
         self.real_dist = max(mean_pairwise_distance(self.real), 1e-12)
         self.real_entropy = entropy(real_counts) if real_counts is not None else None
 
     def _embed(self, x: torch.Tensor):
-        """(features (N, F) on the CPU, histogram counts or None)."""
+        """(features (N, F) on the CPU, histogram counts or None, the classifier's confidence (N,) or None).
+        The histogram counts only samples that look like data: a mixture's within the mode radius, a
+        class's predicted with at least ``confidence_floor`` (the blobs of an untrained G belong to
+        no class, however the classifier's argmax falls)."""
         if self.extractor is not None:
             out = self.extractor(x.detach().float().cpu())
-            counts = None
-            if out.logits is not None:
-                counts = torch.bincount(out.logits.argmax(1), minlength=out.logits.shape[1]).float()
-            return out.features, counts
+            if out.logits is None:
+                return out.features, None, None
+            conf, cls = out.logits.float().softmax(1).max(1)
+            counts = torch.bincount(cls[conf >= self.confidence_floor], minlength=out.logits.shape[1]).float()
+            return out.features, counts, conf
         f = features(x).cpu()
         counts = mode_histogram(f, self.modes, self.radius) if self.modes is not None else None
-        return f, counts
+        return f, counts, None
 
     @torch.no_grad()
     def measure(self) -> Dict[str, float]:
@@ -130,13 +138,14 @@ class SampleProbe:
         x = task.generate(self.trainer.nets[task.net], self.inputs, cpu=False)
         if not torch.isfinite(x).all():
             return {"diversity": float("nan"), "energy": float("nan")}
-        fake, counts = self._embed(x)
+        fake, counts, _ = self._embed(x)
         div = mean_pairwise_distance(fake)
         cross = mean_pairwise_distance(fake, self.real)
         out = {"diversity": div / self.real_dist,
                "energy": (2 * cross - div - self.real_dist) / self.real_dist}
         if counts is not None and self.real_entropy:
             out["entropy"] = entropy(counts) / self.real_entropy
+            out["on_data"] = float(counts.sum()) / fake.shape[0]  # the share of samples the histogram holds
         if self.modes is not None:
             # Visited: a mode holds at least 1/4 of its fair share of samples within the loose radius.
             out["modes"] = float((counts >= 0.25 * fake.shape[0] / len(self.modes)).float().mean())
