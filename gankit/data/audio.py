@@ -129,12 +129,15 @@ class Utterances:
     """Spectrograms of one split of a corpus with what is known of each."""
 
     x: torch.Tensor            # uint8 (N, 1, n_mels, frames)
-    digit: torch.Tensor        # int64 (N,) the text's label (a digit 0-9 in a made corpus)
+    digit: torch.Tensor        # int64 (N,) the text's label (a digit 0-9 in a made corpus; a user
+                               # folder: the sub-folder's index, the same as its speaker or class)
     speaker: torch.Tensor      # int64 (N,) index into speakers
     speakers: List[str]        # every speaker of the corpus, sorted (indices stable across splits)
-    texts: List[str]           # the text of each label, by label
+    texts: List[str]           # the name of each label, by label: the text said, or the sub-folder's name
     paths: List[str]
     takes: List[int]
+    content_labels: bool = True  # False for a user folder: nothing says what each file says, so no
+                                 # digit label and no parallel (digit, take) pairs across speakers
 
 
 def load_utterances(root: Path, split: str, settings) -> Utterances:
@@ -145,10 +148,11 @@ def load_utterances(root: Path, split: str, settings) -> Utterances:
     if split not in ("train", "test"):
         raise DataError(f"audio data has the splits train and test, not {split!r}")
     utts = read_corpus(root, sample_rate=settings.sample_rate)
+    content_labels = (root / "manifest.csv").is_file()   # a made corpus; else a user folder
     speakers = sorted({u.speaker for u in utts})
     texts = {}
-    for u in utts:
-        texts.setdefault(int(u.label), u.text)
+    for u in utts:  # a user folder's label is its sub-folder (speaker or class), named as the folder
+        texts.setdefault(int(u.label), u.text if content_labels else u.speaker)
     chosen = [u for u in utts if _is_test(u, root) == (split == "test")]
     if not chosen:
         raise DataError(f"data.root: {root} has no utterances for the {split} split "
@@ -158,7 +162,7 @@ def load_utterances(root: Path, split: str, settings) -> Utterances:
     return Utterances(x, torch.tensor([int(u.label) for u in chosen], dtype=torch.int64),
                       torch.tensor([speakers.index(u.speaker) for u in chosen], dtype=torch.int64),
                       speakers, [texts.get(k, str(k)) for k in range(max(texts) + 1)],
-                      [str(u.path) for u in chosen], [int(u.take) for u in chosen])
+                      [str(u.path) for u in chosen], [int(u.take) for u in chosen], content_labels)
 
 
 def _cached_spectrograms(path: Path, paths, settings) -> torch.Tensor:
@@ -237,13 +241,19 @@ def voices(cfg, split: str = "train", seed: int = 0) -> TranslationDataset:
     pair = opts.speakers or _default_pair(u.speakers)
     a, b = (u.speaker == u.speakers.index(s) for s in pair)
     n = cfg.limit
-    ds = TranslationDataset("voices", u.x[a][:n], u.x[b][:n], paired=False, a_labels=u.digit[a][:n],
-                            b_labels=u.digit[b][:n], label_classes=len(u.texts),
-                            info=_audio_info(opts, u, list(u.texts)))
+    # A user folder's "digit" is the speaker's folder index, not what is said: no labels to score content by.
+    labelled = u.content_labels
+    ds = TranslationDataset("voices", u.x[a][:n], u.x[b][:n], paired=False,
+                            a_labels=u.digit[a][:n] if labelled else None,
+                            b_labels=u.digit[b][:n] if labelled else None,
+                            label_classes=len(u.texts) if labelled else 0,
+                            info=_audio_info(opts, u, list(u.texts) if labelled else []))
     ds.info["audio"]["pair"] = list(pair)   # [A, B] before data.direction is applied
     # each side's utterances in order, (path, digit, take): scoring pairs a conversion with the target
-    # speaker saying the same digit in the same take (gankit/metrics/audio.py); never used in training
-    ds.info["utterances"] = {s: [(p, int(d), t) for p, d, t, m in zip(u.paths, u.digit, u.takes, side) if m][:n]
+    # speaker saying the same digit in the same take (gankit/metrics/audio.py); never used in training.
+    # A user folder's items are (path, None, None): no content labels, no parallel pairs.
+    ds.info["utterances"] = {s: [(p, int(d), t) if labelled else (p, None, None)
+                                 for p, d, t, m in zip(u.paths, u.digit, u.takes, side) if m][:n]
                              for s, side in zip(pair, (a, b))}
     return _finish(ds, _direction(cfg))
 

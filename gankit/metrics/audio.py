@@ -15,7 +15,6 @@ model made, as the domain networks judge images.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, Optional
 
 import numpy as np
@@ -70,17 +69,27 @@ def score_conversion(outputs: torch.Tensor, inputs: torch.Tensor, source, target
     inputs' items in order, and every utterance of the target speaker in the split;
     ``speakers_of_corpus``: every speaker of the corpus, sorted (the speaker classifier's classes). ``mcd_max``: at
     most this many pairs for the MCD (Griffin-Lim costs ~0.1 s an utterance; None = all).
+
+    Items with digit None (a user's folder of WAVs) have no content labels: only the speaker scores
+    are computed. What is left out, and why, is returned as the string ``"not_computed"`` (never NaN).
     """
     from ..audio.spectrogram import SpecSettings, to_audio
     from .mcd import CepstraSettings, mcd
 
     speakers = classifier(data_cfg, "speaker")
-    digits = classifier(data_cfg, "digit")
     out: Dict[str, float] = {"n": int(len(outputs))}
     spk = speakers(outputs).logits.argmax(1)
     target_index = speakers_of_corpus.index(target["speaker"])  # the speaker classifier's class of B
     out["target_speaker"] = float((spk == target_index).double().mean())
     out["target_speaker_input"] = float((speakers(inputs).logits.argmax(1) == target_index).double().mean())
+    if any(d is None for _, d, _ in source["items"]):
+        # A user's own folder: nothing says what each file says, so there is neither a digit to keep nor
+        # a target utterance of the same words to measure the distortion against.
+        out["not_computed"] = (f"digit_kept, mcd: {data_cfg.root} is a folder of WAVs, which has no content labels "
+                               "(what each file says) and so no parallel pairs; build a corpus with gankit data "
+                               "make spoken-digits to score them")
+        return out
+    digits = classifier(data_cfg, "digit")
     labels = torch.tensor([d for _, d, _ in source["items"]])
     out["digit_kept"] = float((digits(outputs).logits.argmax(1) == labels).double().mean())
     out["digit_input"] = float((digits(inputs).logits.argmax(1) == labels).double().mean())
@@ -89,14 +98,18 @@ def score_conversion(outputs: torch.Tensor, inputs: torch.Tensor, source, target
     by_key = {(d, t): p for p, d, t in target["items"]}
     pairs = [(i, by_key[(d, t)]) for i, (_, d, t) in enumerate(source["items"]) if (d, t) in by_key]
     pairs = pairs[:mcd_max] if mcd_max is not None else pairs
+    if not pairs:
+        out["not_computed"] = (f"mcd: no utterance of {target['speaker']} says the same digit in the same take as "
+                               f"a scored input of {source['speaker']} (no parallel pairs)")
+        return out
     conv, src = [], []
     for i, path in pairs:
         ref = to_audio(_ref_spec(path, s), s, n_iter=n_iter, seed=i)
         conv.append(mcd(to_audio(outputs[i, 0], s, n_iter=n_iter, seed=i), ref, cs))
         src.append(mcd(to_audio(inputs[i, 0], s, n_iter=n_iter, seed=i), ref, cs))
     out["n_mcd"] = len(pairs)
-    out["mcd"] = float(np.mean(conv)) if conv else math.nan
-    out["mcd_input"] = float(np.mean(src)) if src else math.nan
+    out["mcd"] = float(np.mean(conv))
+    out["mcd_input"] = float(np.mean(src))
     return out
 
 

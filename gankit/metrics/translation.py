@@ -159,6 +159,7 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
                                         "trained on real spectrograms of the corpus (metrics/audio.py); mcd: dB, "
                                         "against the target speaker's same digit and take, DTW-aligned, both "
                                         "through Griffin-Lim (64 iterations); *_input: the unconverted source")
+    voice_notes = []
     for direction, task in model.objective.tasks().items():
         d = oriented(data, task)
         count = len(d) if n is None else min(n, len(d))
@@ -196,8 +197,9 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
             utts = d.info["utterances"]
             source = {"speaker": src, "items": [utts[src][i] for i in index.tolist()]}
             target = {"speaker": dst, "items": utts[dst]}
-            results[direction].update(score_conversion(outputs, inputs, source, target, d.info["audio"]["speakers"],
-                                                       model.cfg.data))
+            scores = score_conversion(outputs, inputs, source, target, d.info["audio"]["speakers"], model.cfg.data)
+            voice_notes.append(scores.pop("not_computed", None))   # what speech could not score, and why
+            results[direction].update(scores)
     computed = {k for d in results.values() if d is not results["protocol"] for k in d}
     results["protocol"]["metrics"] = [m for m in metrics if m in computed]
     # what plain translation could not compute (speech and restoration are scored their own way)
@@ -209,6 +211,7 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
     if "content_kept" in left_out:
         reasons.append("content_kept: needs the target domain's classifier (--features domain)" if inception
                        else "content_kept: the held-out inputs have no class labels")
+    reasons += list(dict.fromkeys(r for r in voice_notes if r))   # once, though both directions give it
     if reasons:
         results["protocol"]["not_computed"] = "; ".join(reasons)
     if inception is not None:
