@@ -57,3 +57,34 @@ def test_voice_conversion_in_a_user_folder_reports_the_speaker_and_says_why_not_
     note = scores["protocol"]["not_computed"]
     assert "digit_kept, mcd" in note and "no content labels" in note and note.count("digit_kept") == 1
 
+
+def test_a_corpus_rebuilt_in_the_same_folder_gets_new_classifiers(tmp_path):
+    """The digit and speaker classifiers are cached by the content of the train split (domain_key), not
+    by the folder's path: a corpus made again in place with other takes trains new ones."""
+    from gankit.audio.corpus import make_corpus
+    from gankit.metrics.audio import classifier_cfg
+    from gankit.metrics.domain_net import domain_key
+
+    root = tmp_path / "corpus"
+    cfg = DataConfig(name="spoken-digits", root=str(root))
+    keys = []
+    for seed in (0, 1):
+        shutil.rmtree(root, ignore_errors=True)
+        make_corpus(root, speakers=("flite-slt", "flite-rms"), texts=("zero", "one"), takes=5, seed=seed)
+        keys.append({label: domain_key("spoken-digits", classifier_cfg(cfg, label)) for label in ("digit", "speaker")})
+    assert keys[0]["digit"] != keys[0]["speaker"]
+    assert keys[0]["digit"] != keys[1]["digit"] and keys[0]["speaker"] != keys[1]["speaker"]
+
+
+def test_class_acc_with_a_domain_network_of_other_classes_does_not_advise_the_domain_network():
+    from types import SimpleNamespace
+
+    from gankit.metrics.class_acc import _class_acc_metric
+
+    logits = SimpleNamespace(logits=torch.zeros(4, 7))
+    ctx = SimpleNamespace(fake_labels=torch.zeros(4, dtype=torch.int64), real_labels=torch.zeros(4, dtype=torch.int64),
+                          fake_features=logits, real_features=logits, dataset=SimpleNamespace(num_classes=3, name="x"),
+                          extractor=SimpleNamespace(name="domain-spoken-digits-0123456789"))
+    with pytest.raises(ValueError, match="3 classes; the domain network domain-spoken-digits-0123456789 has 7") as e:
+        _class_acc_metric(ctx)
+    assert "--features domain" not in str(e.value)

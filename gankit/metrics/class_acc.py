@@ -29,6 +29,12 @@ def _class_acc_metric(ctx):
         raise ValueError(f"class_acc needs a labelled dataset; {ctx.dataset.name!r} has no labels")
     fake, real = ctx.fake_features.logits, ctx.real_features.logits
     k = int(ctx.dataset.num_classes)
+    if fake is not None and real is not None and fake.shape[1] != k and ctx.extractor.name.startswith("domain"):
+        # already the domain network, so --features domain is no advice: it learnt other labels than these
+        raise ValueError(f"class_acc needs a classifier over the dataset's {k} classes; the domain network "
+                         f"{ctx.extractor.name} has {fake.shape[1]}, so it was trained on other labels: delete "
+                         f"its cached file (features/{ctx.extractor.name}.safetensors in gankit's cache) to "
+                         "train it again on this data")
     if fake is None or real is None or fake.shape[1] != k:
         raise ValueError(f"class_acc needs a classifier over the dataset's {k} classes: use --features domain "
                          f"(the {ctx.extractor.name} features have "
