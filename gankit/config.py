@@ -30,7 +30,8 @@ class DataConfig:
     direction: str = "AtoB"              # translation data: AtoB (input A, target B) or BtoA (swapped)
     # labelled data: classes left out of the train split only (anomaly detection trains on the rest
     # and scores the test split with these as anomalies, docs/anomaly.md); () = keep every class
-    exclude_classes: Tuple[int, ...] = ()
+    # (indices, or a folder's sub-folder names: index = place among the sorted names)
+    exclude_classes: Tuple[Union[int, str], ...] = ()
     # labelled data, train split only: keep this fraction of the images, class-stratified and drawn by
     # subset_seed (gankit/data/subsets.py; docs/synthetic_data.md); None = all of them
     subset_fraction: Optional[float] = None
@@ -463,8 +464,9 @@ def validate(cfg: Config) -> Config:
     check("data.subset_fraction", cfg.data.subset_fraction is None or 0.0 < cfg.data.subset_fraction <= 1.0,
           "a number in (0, 1] (the fraction of the train split to keep) or null (all of it)")
     check("data.direction", cfg.data.direction in ("AtoB", "BtoA"), "AtoB, BtoA")
-    check("data.exclude_classes", all(k >= 0 for k in cfg.data.exclude_classes)
-          and len(set(cfg.data.exclude_classes)) == len(cfg.data.exclude_classes), "distinct class indices >= 0")
+    check("data.exclude_classes", all(isinstance(k, str) or k >= 0 for k in cfg.data.exclude_classes)
+          and len(set(cfg.data.exclude_classes)) == len(cfg.data.exclude_classes),
+          "distinct class indices >= 0 or class names (a folder's sub-folders)")
     h = cfg.health
     for key in ("window", "patience"):
         check(f"health.{key}", getattr(h, key) >= 1, "an integer >= 1")

@@ -6,6 +6,7 @@ import struct
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from gankit.config import DataConfig
 from gankit.data import EpochSampler, fit_resolution, load_dataset
@@ -107,8 +108,10 @@ def test_folder_dataset_with_class_subfolders(tmp_path):
     (tmp_path / "dogs" / "9.png").write_bytes(b"not an image")   # last in path order
     with pytest.raises(DataError, match="dogs/9.png"):
         load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=16))
-    few = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=16, limit=4))   # never decoded
-    assert torch.equal(few.x, ds.x[:4]) and few.num_classes == 2 and few.y.tolist() == [0, 0, 0, 1]
+    (tmp_path / "dogs" / "9.png").unlink()
+    few = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=16, limit=4))  # spread over classes
+    assert few.num_classes == 2 and few.y.tolist() == [0, 0, 1, 1]
+    assert all(any(torch.equal(row, r) for r in ds.x) for row in few.x)
 
 
 def test_a_folder_with_train_and_test_has_splits_not_two_classes(tmp_path):
@@ -308,3 +311,41 @@ def test_fields_resize_images_bilinear_and_masks_nearest():
         Field("picture")
     ds_fields = load_dataset(DataConfig(name="digits")).fields
     assert ds_fields["x"] == IMAGE and ds_fields["y"] == LABEL
+
+
+def _three_class_folder(root, n=6):
+    for c in ("a", "b", "c"):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(np.full((8, 8), 40 * "abc".index(c) + i, np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_a_folder_holds_classes_out_before_data_limit_and_spreads_the_limit_over_the_rest(tmp_path):
+    from gankit.config import load_config
+    from gankit.data import load_dataset
+
+    root = _three_class_folder(tmp_path / "f")
+    base = ["data.name=folder", f"data.root={root}", "data.resolution=8", "data.channels=1"]
+    ds = load_dataset(load_config("dcgan-digits", base + ["data.exclude_classes=[0]", "data.limit=6"]).data, "train")
+    assert sorted(ds.y.tolist()) == [1, 1, 1, 2, 2, 2]  # 6 of what is kept, both kept classes, none of class a
+    again = load_dataset(load_config("dcgan-digits", base + ["data.exclude_classes=[0]", "data.limit=6"]).data)
+    assert torch.equal(ds.x, again.x)  # seeded (data.subset_seed)
+    ds = load_dataset(load_config("dcgan-digits", base + ["data.limit=3"]).data, "train")
+    assert sorted(ds.y.tolist()) == [0, 1, 2]
+
+
+def test_exclude_classes_takes_a_folders_class_names(tmp_path):
+    from gankit.config import load_config
+    from gankit.data import load_dataset
+    from gankit.errors import ConfigError
+
+    root = _three_class_folder(tmp_path / "f")
+    base = ["data.name=folder", f"data.root={root}", "data.resolution=8", "data.channels=1"]
+    by_name = load_dataset(load_config("dcgan-digits", base + ["data.exclude_classes=[b]"]).data, "train")
+    by_index = load_dataset(load_config("dcgan-digits", base + ["data.exclude_classes=[1]"]).data, "train")
+    assert torch.equal(by_name.y, by_index.y) and sorted(set(by_name.y.tolist())) == [0, 2]
+    with pytest.raises(ConfigError, match="data.exclude_classes: folder has no class named 'z'; its classes: a, b, c"):
+        load_dataset(load_config("dcgan-digits", base + ["data.exclude_classes=[z]"]).data, "train")
+    with pytest.raises(ConfigError, match="data.exclude_classes: digits has no class named 'z'"):
+        load_dataset(load_config("dcgan-digits", ["data.exclude_classes=[z]"]).data, "train")

@@ -9,7 +9,7 @@ import torch
 from . import audio, idx, images, photos, restoration, toy, translation  # noqa: F401  (register the datasets)
 from .images import SIZED_ON_LOAD
 from .base import DATASET_OPTIONS, DATASETS, Dataset, EpochSampler, Field, fit_resolution, to_model_range, to_uint8
-from .subsets import index_hash, stratified_subset
+from .subsets import class_indices, index_hash, stratified_subset
 from ..config import check_name, register_check
 from ..errors import ConfigError
 
@@ -63,11 +63,8 @@ def load_dataset(cfg, split: str = "train", seed: int = 0) -> Dataset:
     if cfg.exclude_classes and split == "train":  # held-out classes (anomaly detection): train split only
         if ds.y is None:
             raise ConfigError(f"data.exclude_classes: dataset {cfg.name!r} has no labels; remove the setting")
-        bad = [k for k in cfg.exclude_classes if k >= ds.num_classes]
-        if bad:
-            raise ConfigError(f"data.exclude_classes: class {bad[0]} is not one of {cfg.name}'s classes "
-                              f"0..{ds.num_classes - 1}")
-        keep = ~torch.isin(ds.y, torch.tensor(cfg.exclude_classes, dtype=ds.y.dtype))
+        held = class_indices(cfg.exclude_classes, list(ds.info.get("classes") or []), ds.num_classes, cfg.name)
+        keep = ~torch.isin(ds.y, torch.tensor(held, dtype=ds.y.dtype))
         if not keep.any():
             raise ConfigError(f"data.exclude_classes: leaves none of {cfg.name}'s training images (every class "
                               "present is held out); hold out fewer classes")

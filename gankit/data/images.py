@@ -17,6 +17,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..utils import atomic_write_bytes, cache_dir
 from .base import DATASET_OPTIONS, DATASETS, Dataset, resolution_hw
+from .subsets import class_indices, spread_limit
 
 T = TypeVar("T")
 
@@ -258,7 +259,10 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
 
     Images in sub-folders get the sub-folder as class label (sorted names -> 0, 1, ...). A root holding
     ``train/`` has splits: ``train/`` is the train split and ``test/`` (else ``val/``) the held-out
-    one, each with the same class sub-folders; without either, every split is every image. The decoded
+    one, each with the same class sub-folders; without either, every split is every image.
+    ``data.exclude_classes`` (indices or sub-folder names) drops classes from the train split first; then
+    ``data.limit`` keeps that many of the rest, spread over the classes in proportion and drawn by
+    ``data.subset_seed`` (only those are decoded). The decoded
     images are cached in ``<cache>/data/folder-<key>.safetensors`` (``data.options.cache``: ``auto``
     up to 2 GiB, ``true``, ``false``); a file added, removed or changed makes a new key.
     """
@@ -289,8 +293,17 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     res = resolution_hw(cfg.resolution) or (64, 64)
     mode = "L" if cfg.channels == 1 else "RGB"
     channels = 1 if mode == "L" else 3
-    if cfg.limit is not None:  # the first N files in path order, as data.limit means for every dataset:
-        files = files[: cfg.limit]   # only those are decoded (a quick try of a large folder)
+    ys = [classes.index(p.parent.relative_to(base).as_posix()) for p in files] if has_labels else [0] * len(files)
+    if split == "train" and cfg.exclude_classes and has_labels:  # held-out classes first, so that data.limit
+        held = set(class_indices(cfg.exclude_classes, classes, len(classes), "folder"))  # counts what is kept
+        kept = [i for i, k in enumerate(ys) if k not in held]
+        if not kept:
+            raise ConfigError("data.exclude_classes: leaves none of folder's training images (every class "
+                              "present is held out); hold out fewer classes")
+        files, ys = [files[i] for i in kept], [ys[i] for i in kept]
+    if cfg.limit is not None:  # N files spread over the classes (seeded by data.subset_seed), not the first
+        keep = spread_limit(torch.tensor(ys), cfg.limit, cfg.subset_seed).tolist()  # classes in path order;
+        files, ys = [files[i] for i in keep], [ys[i] for i in keep]            # only those are decoded
     cache = (cfg.options or {}).get("cache", "auto")
     nbytes = len(files) * channels * res[0] * res[1]
     use_cache = cache is True or (cache == "auto" and nbytes <= FOLDER_CACHE_AUTO_BYTES)
@@ -304,7 +317,6 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
             print(f"folder: decoded {len(files):,} images in {time.monotonic() - tic:.1f} s; cached for the next "
                   f"run in {path} ({nbytes / 2 ** 20:,.1f} MiB; set data.options.cache=false to read the files "
                   "every time)", file=sys.stderr, flush=True)
-    ys = [classes.index(p.parent.relative_to(base).as_posix()) for p in files] if has_labels else []
     return Dataset(name="folder", x=x,
                    y=torch.tensor(ys) if has_labels else None, kind="image",
                    num_classes=len(classes) if has_labels else 0,

@@ -1,10 +1,13 @@
-"""Class-stratified, seeded subsets of a labelled dataset (``data.subset_fraction``)."""
+"""Class-stratified, seeded subsets of a labelled dataset (``data.subset_fraction``, a folder's
+``data.limit``) and the held-out classes of ``data.exclude_classes``."""
 from __future__ import annotations
 
 import hashlib
 import math
 
 import torch
+
+from ..errors import ConfigError
 
 
 def stratified_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
@@ -37,3 +40,34 @@ def stratified_subset(y: torch.Tensor, fraction: float, seed: int) -> torch.Tens
 def index_hash(index: torch.Tensor) -> str:
     """SHA-256 (first 16 hex digits) of the int64 indices, to record which subset a run used."""
     return hashlib.sha256(index.long().cpu().numpy().tobytes()).hexdigest()[:16]
+
+
+def spread_limit(y: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """Sorted indices of ``min(limit, len(y))`` samples spread over the classes of ``y`` in proportion
+    (:func:`stratified_subset`, drawn from ``seed``), rather than the first ``limit`` in path order (a
+    class-sorted folder would give the first classes only). Unlabelled data: pass zeros."""
+    n = len(y)
+    if limit >= n:
+        return torch.arange(n)
+    return stratified_subset(y, limit / n, seed)
+
+
+def class_indices(classes, names: list, num_classes: int, dataset: str) -> list:
+    """``data.exclude_classes`` as class indices: an int is an index, a str a class name (a folder's
+    sub-folder name; its index is its place among the sorted names). One ConfigError line naming the
+    key for a name or index the data does not have."""
+    out = []
+    for k in classes:
+        if isinstance(k, str) and not k.isdigit():
+            if k not in names:
+                known = f"its classes: {', '.join(names)}" if names else "its classes have no names; give indices"
+                raise ConfigError(f"data.exclude_classes: {dataset} has no class named {k!r}; {known}")
+            out.append(names.index(k))
+            continue
+        if not 0 <= int(k) < num_classes:
+            raise ConfigError(f"data.exclude_classes: class {k} is not one of {dataset}'s classes "
+                              f"0..{num_classes - 1}")
+        out.append(int(k))
+    if len(set(out)) != len(out):
+        raise ConfigError(f"data.exclude_classes: {list(classes)} names one class twice")
+    return out

@@ -426,14 +426,13 @@ def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, ver
 
 
 def held_out_classes(data_cfg, ds) -> list:
-    """``data.exclude_classes`` as the card records them: ``"index (name)"`` when the data names its
-    classes (a folder's sub-folders), else the indices."""
+    """``data.exclude_classes`` as the card records them, sorted: ``"index (name)"`` when the data names
+    its classes (a folder's sub-folders), else the indices; given by name or by index, the same."""
+    from ..data.subsets import class_indices
+
     names = list(ds.info.get("classes") or [])
-    out = []
-    for k in data_cfg.exclude_classes:
-        i = names.index(k) if isinstance(k, str) and k in names else k
-        out.append(f"{i} ({names[i]})" if isinstance(i, int) and i < len(names) else i)
-    return out
+    held = sorted(class_indices(data_cfg.exclude_classes, names, ds.num_classes, ds.name))
+    return [f"{i} ({names[i]})" if i < len(names) else i for i in held]
 
 
 def model_results(model, split: str = "test", seed: int = 0) -> List[dict]:

@@ -181,6 +181,7 @@ class _AnomalyObjective(Objective):
         setting: it is not applied here, as the card's count says) with the classes of
         ``data.exclude_classes`` as the positives; ``{}`` when no class was held out."""
         from ..data import load_dataset
+        from ..data.subsets import class_indices
 
         held_out = tuple(data_cfg.exclude_classes)
         if not held_out:
@@ -188,7 +189,8 @@ class _AnomalyObjective(Objective):
         data = load_dataset(dataclasses.replace(data_cfg, limit=None), split, seed=seed)  # the whole split
         if data.y is None:
             raise ConfigError(f"data.exclude_classes: dataset {data_cfg.name!r} has no labels")
-        labels = torch.isin(data.y.cpu(), torch.tensor(held_out, dtype=data.y.dtype)).numpy()
+        held = class_indices(held_out, list(data.info.get("classes") or []), data.num_classes, data_cfg.name)
+        labels = torch.isin(data.y.cpu(), torch.tensor(held, dtype=data.y.dtype)).numpy()
         if labels.all() or not labels.any():
             raise GankitError(f"{split} split of {data_cfg.name}: needs both held-out and normal images to "
                               "compute an AUROC")
