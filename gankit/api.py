@@ -125,6 +125,9 @@ class GAN:
         from .sampling import rejection_sampler
 
         self.require_generation()
+        if self.D is None:
+            raise GankitError(f"--rejection: this {self.cfg.loss.objective} model has no discriminator to reject "
+                              "samples with; sample without --rejection")
         data = load_dataset(self.cfg.data, "train", seed=self.cfg.seed)
         return rejection_sampler(self.G, self.D, data, self.task, steps=steps, percentile=percentile, seed=seed)
 
@@ -361,23 +364,36 @@ def output_targets(paths: list, out: Path, suffix: str) -> list:
 
 
 def _sound_files(folder: Path) -> list:
+    """The sound files under ``folder`` (recursively, hidden ones skipped): the suffixes of
+    :data:`gankit.audio.corpus.SOUND_SUFFIXES`, the one list a corpus folder takes too."""
     from .audio.corpus import SOUND_SUFFIXES
 
-    return sorted(q for q in folder.rglob("*") if q.suffix.lower() in SOUND_SUFFIXES and not q.name.startswith("."))
+    return sorted(q for q in folder.rglob("*") if q.suffix.lower() in SOUND_SUFFIXES and q.is_file()
+                  and not any(part.startswith(".") for part in q.relative_to(folder).parts))
 
 
 def _convert_audio(model: GAN, direction: str, inputs, out: Path, n_iter: int = 64) -> list:
     """Voice conversion: each sound file converted whole (:func:`gankit.audio.render.convert`) and
     written as a WAV of the input's length: ``out`` itself when it ends in .wav (one input), else
-    ``out/<name>.wav``."""
-    from .audio.corpus import load_wav
+    ``out/<name>.wav``, named as image translation names its PNGs (:func:`output_targets`: flat, a
+    repeated name gets "_" appended, and each such renaming is printed to stderr).
+
+    Every input is read before anything is converted, so an unreadable one fails in one line naming
+    it and no output is written."""
+    from .audio.corpus import SOUND_KINDS, load_wav
     from .audio.render import convert, settings_of
     from .audio_io import write_wav
 
     s = settings_of(model.data["audio"])
-    paths = expand_inputs(inputs, _sound_files, "WAV/FLAC files")
+    paths = expand_inputs(inputs, _sound_files, f"{SOUND_KINDS} files")
+    for p in paths:      # check them all first (load_wav raises one line naming a bad file)
+        load_wav(p, s.sample_rate)
+    targets = output_targets(paths, out, ".wav")
+    for p, target in zip(paths, targets):
+        if Path(target).stem != Path(p).stem:   # two inputs of one name: say where this one went
+            print(f"{p} -> {target} (another input is also named {Path(p).stem})", file=sys.stderr, flush=True)
     written = []
-    for p, target in zip(paths, output_targets(paths, out, ".wav")):
+    for p, target in zip(paths, targets):
         audio = load_wav(p, s.sample_rate)
         y, _, _ = convert(lambda x: model.translate(x, direction), audio, s, n_iter=n_iter)
         written.append(write_wav(target, y, s.sample_rate))

@@ -129,6 +129,12 @@ def rejection_sampler(G: nn.Module, D: nn.Module, data, task: GenerationTask, st
     :class:`gankit.data.Dataset`, its training split) and return the sampler."""
     sampler = DiscriminatorRejectionSampler(G, D, task, percentile=percentile)
     gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # DRS reads one real-vs-fake logit per sample; refuse any other D before fitting it
+        score = D.eval()(*sampler.generate(2, torch.Generator().manual_seed(seed)))
+    if not isinstance(score, Tensor) or tuple(score.shape) not in ((2,), (2, 1)):
+        shape = tuple(score.shape[1:]) if isinstance(score, Tensor) else type(score).__name__
+        raise GankitError(f"rejection sampling needs a discriminator that gives one real-vs-fake score per sample; "
+                          f"this one gives {shape} per sample (e.g. one score per class)")
 
     def real(n: int):
         batch = data.batch(torch.randint(len(data), (n,), generator=gen).to(data.x.device))

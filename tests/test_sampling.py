@@ -124,3 +124,26 @@ def test_rejection_sampling_of_a_style_generator_is_reproducible(tmp_path):
         draws.append(drs.sample(6, seed=3)[0])
     assert draws[0].shape == (6, 1, 16, 16) and torch.equal(draws[0], draws[1])
     assert draws[0].min() >= -1 and draws[0].max() <= 1   # clamped as gankit sample's images are
+
+
+def test_a_discriminator_without_one_real_vs_fake_score_is_refused_in_one_line(tmp_path):
+    """ssgan's D gives one logit per class and a VAE has no D: DRS cannot use either; said before fitting."""
+    from gankit.data import Dataset
+    from gankit.sampling import rejection_sampler
+
+    class PerClass(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(3))
+
+        def forward(self, x, y=None):
+            return x * self.w  # (B, 3): one score per class
+
+    data = Dataset(name="d", x=torch.randn(16, 1), y=None, kind="vector")
+    with pytest.raises(GankitError, match="one real-vs-fake score per sample; this one gives \\(3,\\)"):
+        rejection_sampler(PassThrough(), PerClass(), data, TASK, steps=1)
+    tiny = ["data.name=digits", "data.resolution=16", "model.g.width=8", "model.nets.E.width=8", "train.minutes=null",
+            "train.steps=2", "train.threads=1", "train.precision=fp32", "health.enabled=false"]
+    run = gankit.train("vae-fashion-mnist", tiny, out=tmp_path / "vae", quiet=True)
+    with pytest.raises(GankitError, match="vae model has no discriminator"):
+        gankit.load(run.dir).rejection_sampler(steps=1)
