@@ -189,10 +189,10 @@ def test_one_line_errors(tmp_path, corpus, monkeypatch):
     one_line_error(lambda: load_wav(bad), str(bad), "not a readable")
     one_line_error(lambda: load_wav(tmp_path / "none.wav"), "none.wav", "no such file")
     (tmp_path / "empty").mkdir()
-    one_line_error(lambda: read_corpus(tmp_path / "empty"), "empty", "no WAV or FLAC files")
+    one_line_error(lambda: read_corpus(tmp_path / "empty"), "empty", "no WAV, FLAC, OGG, Opus, MP3 or AIFF files")
     (tmp_path / "mixed" / "alice").mkdir(parents=True)
-    (tmp_path / "mixed" / "alice" / "one.mp3").write_bytes(b"ID3")
-    one_line_error(lambda: read_corpus(tmp_path / "mixed"), "one.mp3", "not a WAV or FLAC")
+    (tmp_path / "mixed" / "alice" / "one.txt").write_bytes(b"words")
+    one_line_error(lambda: read_corpus(tmp_path / "mixed"), "one.txt", "not a WAV, FLAC, OGG, Opus, MP3 or AIFF")
     root, _ = corpus
     before = sorted(p.name for p in root.rglob("*"))
     one_line_error(lambda: build(root, seed=1), str(root), "holds a corpus of other settings")  # nothing orphaned

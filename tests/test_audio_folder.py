@@ -43,11 +43,17 @@ def test_a_user_folder_names_its_classes_by_sub_folder(folder):
     assert all(d is None and t is None for _, d, t in vc.info["utterances"]["alice"])
 
 
-def test_voice_conversion_in_a_user_folder_reports_the_speaker_and_says_why_not_the_content(folder, tmp_path):
+@pytest.fixture(scope="module")
+def folder_run(folder, tmp_path_factory):
+    run = tmp_path_factory.mktemp("vc") / "run"
+    train("cyclegan-voices", [f"data.root={folder}", "data.options.speakers=[alice,bob]", *VC], out=run, quiet=True)
+    return run
+
+
+def test_voice_conversion_in_a_user_folder_reports_the_speaker_and_says_why_not_the_content(folder_run):
     from gankit.evaluation import evaluate_translation
 
-    run = tmp_path / "vc"
-    train("cyclegan-voices", [f"data.root={folder}", "data.options.speakers=[alice,bob]", *VC], out=run, quiet=True)
+    run = folder_run
     scores = evaluate_translation(run, write=False)
     for direction in ("AtoB", "BtoA"):
         r = scores[direction]
@@ -88,3 +94,30 @@ def test_class_acc_with_a_domain_network_of_other_classes_does_not_advise_the_do
     with pytest.raises(ValueError, match="3 classes; the domain network domain-spoken-digits-0123456789 has 7") as e:
         _class_acc_metric(ctx)
     assert "--features domain" not in str(e.value)
+
+
+def test_translating_a_folder_of_sounds_checks_every_file_first_takes_ogg_and_mp3_and_says_where_clashes_went(
+        folder_run, folder, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from gankit.api import translate
+    from gankit.errors import GankitError
+
+    word, rate = sf.read(sorted((folder / "alice").glob("*.wav"))[0])
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    sf.write(src / "a.wav", word, rate)
+    sf.write(src / "sub" / "a.wav", word, rate)                      # the same name in a sub-folder
+    sf.write(src / "c.ogg", word, rate, format="OGG", subtype="VORBIS")
+    sf.write(src / "d.mp3", word, rate, format="MP3")
+    (src / "zz.wav").write_bytes(b"RIFF0000WAVEnot really")         # sorted last: found before any output
+    out = tmp_path / "out"
+    with pytest.raises(GankitError, match=r"zz\.wav: not a readable sound file"):
+        translate(folder_run, [src], out, griffin_lim_iters=2)
+    assert not list(out.rglob("*.wav"))                              # nothing written before the check
+    (src / "zz.wav").unlink()
+    written = translate(folder_run, [src], out, griffin_lim_iters=2)
+    assert sorted(p.name for p in written) == ["a.wav", "a_.wav", "c.wav", "d.wav"]
+    assert f"{src / 'sub' / 'a.wav'} -> {out / 'a_.wav'}" in capsys.readouterr().err
+    assert all(abs(len(sf.read(p)[0]) - len(word)) <= 1 and np.abs(sf.read(p)[0]).max() > 0 for p in written)

@@ -145,7 +145,10 @@ def _read_manifest(root: Path, sample_rate: int) -> List[Utterance]:
     return out
 
 
-SOUND_SUFFIXES = (".wav", ".flac")  # what a user's folder may hold (read by soundfile, load_wav)
+# The one list of sound files gankit takes from a folder (a corpus folder, gankit translate's inputs):
+# what libsndfile >= 1.1 reads (load_wav), so a folder takes what one file given by name does.
+SOUND_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff")
+SOUND_KINDS = "WAV, FLAC, OGG, Opus, MP3 or AIFF"  # SOUND_SUFFIXES in words, for messages
 
 
 def _read_folder(root: Path, sample_rate: int) -> List[Utterance]:
@@ -161,10 +164,10 @@ def _read_folder(root: Path, sample_rate: int) -> List[Utterance]:
             if path.is_dir() or any(part.startswith(".") for part in path.relative_to(root).parts):
                 continue
             if path.suffix.lower() not in SOUND_SUFFIXES:
-                raise GankitError(f"{path}: not a WAV or FLAC file; convert it or move it out of {root}")
+                raise GankitError(f"{path}: not a {SOUND_KINDS} file; convert it or move it out of {root}")
             out.append(Utterance(path.resolve(), folder.name, path.stem, label, 0, sample_rate))
     if not out:
-        raise GankitError(f"{root}: no WAV or FLAC files; give a folder with one sub-folder of them per speaker or "
+        raise GankitError(f"{root}: no {SOUND_KINDS} files; give a folder with one sub-folder of them per speaker or "
                           "class, or build a corpus with gankit data make spoken-digits")
     return out
 
