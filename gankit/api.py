@@ -73,6 +73,34 @@ class GAN:
                               + (f" ({', '.join(names)})" if names else ""))
         return int(label)
 
+    def _labels(self, labels, n: int):
+        """``sample``'s ``labels`` as an int class index, an (n,) int64 tensor or None: a class name, an
+        int (numpy's and 0-d tensors too), or n class indices (list, numpy array, tensor). Anything else,
+        a length other than n or a class the model lacks is one GankitError line naming ``labels``."""
+        if labels is None or isinstance(labels, str):
+            return self.class_index(labels)
+        if _is_whole(labels):
+            return self.class_index(int(labels))
+        if isinstance(labels, (bool, float)) or (torch.is_tensor(labels) and labels.ndim == 0):
+            raise GankitError(f"labels={labels!r}: give a class index or name, or {n} class indices")
+        try:
+            y = torch.as_tensor(np.asarray(labels.cpu() if torch.is_tensor(labels) else labels))
+        except (TypeError, ValueError, RuntimeError):
+            raise GankitError(f"labels: give a class index or name, or {n} class indices; got "
+                              f"{type(labels).__name__}") from None
+        if not self.num_classes:
+            raise GankitError("labels: this model is not conditional: it takes no class label")
+        if y.ndim != 1 or y.dtype in (torch.bool,) or y.is_floating_point() or y.is_complex():
+            raise GankitError(f"labels: give {n} integer class indices (a 1-D list, array or tensor); got "
+                              f"{y.dtype} of shape {tuple(y.shape)}")
+        if len(y) != n:
+            raise GankitError(f"labels: {len(y)} labels for n={n} samples; give one per sample")
+        last = self.num_classes - 1
+        if len(y) and not (0 <= int(y.min()) and int(y.max()) <= last):
+            bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+            raise GankitError(f"labels: class {bad} is not one of this model's classes 0..{last}")
+        return y.long()
+
     def require_generation(self) -> None:
         """Fail with one line unless this model makes outputs from noise (a generator)."""
         if self.task.name == "reconstruction":  # an anomaly detector: it scores images, it makes none
@@ -92,8 +120,9 @@ class GAN:
         for a style generator): W toward its mean for a style generator, on style indices < ``cutoff``
         (None = all), z resampled inside BigGAN's τ(ψ) for any other (see :mod:`gankit.latent`)."""
         self.require_generation()
-        if isinstance(labels, (int, str)):
-            labels = self.class_index(labels)
+        n, batch_size = whole_number(n, "n"), whole_number(batch_size, "batch_size", low=1)
+        seed = None if seed is None else whole_number(seed, "seed")
+        labels = self._labels(labels, n)
         task = self.task.truncated(truncation, cutoff, self.G)
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         inputs = task.draw(n, g, labels)
@@ -144,11 +173,36 @@ class GAN:
         return self.task.generate(self.G, {"z": z, "y": y})
 
 
+def _is_whole(value) -> bool:
+    """An integer as a user means one: int, a numpy integer, a 0-d integer tensor (not bool)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return (torch.is_tensor(value) and value.ndim == 0 and not value.is_floating_point()
+            and not value.is_complex() and value.dtype != torch.bool)
+
+
+def whole_number(value, name: str, low: int = 0) -> int:
+    """``value`` (:func:`_is_whole`) as an int of at least ``low``; else one GankitError line naming ``name``."""
+    if not _is_whole(value) or int(value) < low:
+        raise GankitError(f"{name}={value!r}: give a whole number of at least {low}")
+    return int(value)
+
+
 def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: bool = True) -> GAN:
     """Rebuild a trained model from a run folder (or a checkpoint file, or a model folder written by
-    ``gankit export --format folder``) without running its code."""
+    ``gankit export --format folder``, or the :class:`~gankit.train.run.Run` that ``gankit.train``
+    returned) without running its code. ``device``: auto, cpu, cuda or cuda:N."""
+    import re
+
     from .objectives import OBJECTIVES, DataInfo
 
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise GankitError(f"device={device!r}: not a device; use auto, cpu, cuda or cuda:N")
+    resolve_device(device)  # a CUDA device not here: one line, before anything is read
+    if not isinstance(run_dir, (str, Path)) and isinstance(getattr(run_dir, "dir", None), (str, Path)):
+        run_dir = run_dir.dir  # a Run
     path = Path(run_dir)
     if path.is_dir() and is_model_folder(path) and not (path / "checkpoints").is_dir():
         return _load_model_folder(path, device)

@@ -1,0 +1,47 @@
+"""The Python API's arguments: integers as a user writes them (numpy, torch scalars and arrays) are
+taken; anything else is one GankitError line naming the argument, never a torch traceback."""
+import numpy as np
+import pytest
+import torch
+
+import gankit
+from gankit.errors import GankitError
+
+TINY = ["data.name=digits", "data.resolution=16", "model.conditional=true", "model.z_dim=8", "model.g.width=8",
+        "model.d.width=8", "train.minutes=null", "train.steps=1", "train.batch_size=8", "train.threads=1",
+        "train.precision=fp32", "health.enabled=false"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return gankit.train("dcgan-digits", TINY, out=tmp_path_factory.mktemp("api") / "c", quiet=True)
+
+
+def test_numpy_and_torch_integers_are_taken(run):
+    gan = gankit.load(run)  # the Run gankit.train returned, as well as its folder
+    assert torch.equal(gan.sample(3, seed=np.int64(1))[0], gan.sample(3, seed=1)[0])
+    assert gan.sample(np.int64(3), labels=np.int64(3))[1].tolist() == [3, 3, 3]
+    assert gan.sample(2, labels=torch.tensor(4))[1].tolist() == [4, 4]
+    assert gan.sample(2, labels=np.array([2, 7]))[1].tolist() == [2, 7]
+    assert gan.sample(2, labels=torch.tensor([0, 9]), batch_size=np.int32(1))[1].tolist() == [0, 9]
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"n": 2.5}, "n=2.5: give a whole number"),
+    ({"n": -1}, "n=-1: give a whole number of at least 0"),
+    ({"n": 2, "batch_size": 0}, "batch_size=0: give a whole number of at least 1"),
+    ({"n": 2, "seed": 1.5}, "seed=1.5"),
+    ({"n": 2, "labels": torch.tensor([0, 99])}, "labels: class 99 is not one of this model's classes 0..9"),
+    ({"n": 3, "labels": torch.tensor([0, 1])}, "labels: 2 labels for n=3 samples"),
+    ({"n": 2, "labels": [0.5, 1.0]}, "labels: give 2 integer class indices"),
+    ({"n": 2, "labels": 1.5}, "labels=1.5"),
+    ({"n": 2, "labels": 99}, "this model has classes 0..9"),
+])
+def test_bad_arguments_are_one_line_naming_them(run, kwargs, needle):
+    with pytest.raises(GankitError, match=needle.replace("(", r"\(").replace(".", r"\.")):
+        gankit.load(run.dir).sample(**kwargs)
+
+
+def test_a_device_that_is_not_one_is_one_line(run):
+    with pytest.raises(GankitError, match="device='gpu': not a device; use auto, cpu, cuda or cuda:N"):
+        gankit.load(run.dir, device="gpu")
