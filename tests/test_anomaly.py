@@ -296,3 +296,25 @@ def test_numbers_on_training_images_carry_a_warning_and_the_held_out_class_by_na
     cards = [r["card"] for r in model_results(load(run))]
     assert cards and all(any("training images" in w for w in c["warnings"]) for c in cards)
     assert cards[0]["params"]["held_out_classes"] == ["1 (b)"]
+
+
+def test_the_mvtec_layout_is_evaluated_with_test_classes_train_lacks_as_anomalies(tmp_path):
+    """ad/train/normal, ad/test/normal, ad/test/defect: train on normal only; gankit eval gives the AUROC
+    of test/normal against test/defect."""
+    from gankit.evaluation import evaluate
+
+    root = tmp_path / "ad"
+    _class_folder(root, ("normal",), n=8, split="train")
+    _class_folder(root, ("normal", "defect"), n=3, split="test")
+    run = tmp_path / "ae"
+    train(load_config("autoencoder-fashion-mnist", TINY + [
+        "data.name=folder", f"data.root={root}", "data.resolution=8", "data.channels=1", "data.exclude_classes=[]",
+        "train.steps=4", "train.batch_size=4"]), out=run, quiet=True)
+    model = load(run)
+    result = evaluate(run, quiet=True)
+    assert result["n_anomalous"] == 3
+    test = load_dataset(model.cfg.data, "test")
+    labels = (test.y == 1).numpy()
+    assert result["auroc"] == pytest.approx(roc_auc_score(labels, score_images(model, test.all_model_range())), abs=1e-9)
+    card = next(r["card"] for r in result.results if r["name"] == "auroc")
+    assert card["params"]["held_out_classes"] == ["1 (defect)"] and card["warnings"] == []

@@ -129,9 +129,10 @@ def test_a_folder_with_train_and_test_has_splits_not_two_classes(tmp_path):
     assert len(train) == 6 and train.info["classes"] == ["cats", "dogs"] and train.y.tolist() == [0, 0, 0, 1, 1, 1]
     assert len(test) == 1 and test.y.tolist() == [1] and int(test.x.float().mean()) == 200   # dogs is 1 in both
     assert not test.info["test_is_train"]
-    put(tmp_path / "test" / "cows" / "0.png", 50)
-    with pytest.raises(DataError, match="test/cows is a class the train split .* does not have; its classes: cats, dogs"):
-        load_dataset(cfg, "test")
+    put(tmp_path / "test" / "cows" / "0.png", 50)  # a class train/ lacks: an anomaly class, numbered after
+    test = load_dataset(cfg, "test")
+    assert test.info["classes"] == ["cats", "dogs", "cows"] and test.info["anomalous_classes"] == ["cows"]
+    assert test.y.tolist() == [2, 1]
     flat = DataConfig(name="folder", root=str(tmp_path / "train"), resolution=8)     # no split folders
     assert load_dataset(flat, "test").info["test_is_train"] and torch.equal(load_dataset(flat, "test").x, train.x)
 

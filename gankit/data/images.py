@@ -259,7 +259,10 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
 
     Images in sub-folders get the sub-folder as class label (sorted names -> 0, 1, ...). A root holding
     ``train/`` has splits: ``train/`` is the train split and ``test/`` (else ``val/``) the held-out
-    one, each with the same class sub-folders; without either, every split is every image.
+    one, each with the train split's class sub-folders; without either, every split is every image. A
+    class sub-folder of the held-out split that ``train/`` lacks (``train/good``; ``test/good``,
+    ``test/crack``: the MVTec AD layout) is an anomaly class: numbered after the train classes and
+    listed in ``info["anomalous_classes"]`` (anomaly detectors score it as positive).
     ``data.exclude_classes`` (indices or sub-folder names) drops classes from the train split first; then
     ``data.limit`` keeps that many of the rest, spread over the classes in proportion and drawn by
     ``data.subset_seed`` (only those are decoded). The decoded
@@ -285,11 +288,11 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     train_base = root if base == root else root / "train"
     train_files = files if base == train_base else list_images(train_base)
     classes = sorted({p.parent.relative_to(train_base).as_posix() for p in train_files})
-    has_labels = len(classes) > 1
+    # MVTec-style (train/good, test/good, test/crack): a class of test/ that train/ lacks is an anomaly, never
+    # trained on; numbered after the train classes (whose numbers stay) and named in info["anomalous_classes"]
     strays = sorted({p.parent.relative_to(base).as_posix() for p in files} - set(classes))
-    if has_labels and strays:
-        raise DataError(f"folder: {base / strays[0]} is a class the train split ({train_base}) does not have; "
-                        f"its classes: {', '.join(classes)}")
+    classes = classes + strays
+    has_labels = len(classes) > 1
     res = resolution_hw(cfg.resolution) or (64, 64)
     mode = "L" if cfg.channels == 1 else "RGB"
     channels = 1 if mode == "L" else 3
@@ -320,5 +323,5 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     return Dataset(name="folder", x=x,
                    y=torch.tensor(ys) if has_labels else None, kind="image",
                    num_classes=len(classes) if has_labels else 0,
-                   info={"root": str(root), "classes": classes if has_labels else [],
+                   info={"root": str(root), "classes": classes if has_labels else [], "anomalous_classes": strays,
                          "test_is_train": split != "train" and not held_out})   # no held-out images to give

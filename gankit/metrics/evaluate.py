@@ -426,12 +426,14 @@ def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, ver
 
 
 def held_out_classes(data_cfg, ds) -> list:
-    """``data.exclude_classes`` as the card records them, sorted: ``"index (name)"`` when the data names
+    """The anomaly classes (``data.exclude_classes`` and a folder's test/ classes that train/ lacks) as
+    the card records them, sorted: ``"index (name)"`` when the data names
     its classes (a folder's sub-folders), else the indices; given by name or by index, the same."""
     from ..data.subsets import class_indices
 
     names = list(ds.info.get("classes") or [])
-    held = sorted(class_indices(data_cfg.exclude_classes, names, ds.num_classes, ds.name))
+    held = set(class_indices(data_cfg.exclude_classes, names, ds.num_classes, ds.name))
+    held = sorted(held | {names.index(c) for c in ds.info.get("anomalous_classes") or []})
     return [f"{i} ({names[i]})" if i < len(names) else i for i in held]
 
 

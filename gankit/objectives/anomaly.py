@@ -123,7 +123,7 @@ class _AnomalyObjective(Objective):
     # What gankit eval's cards say of evaluate_model's numbers (gankit/metrics/evaluate.py model_results).
     model_metric_descriptions = {
         "auroc": "area under the ROC curve of the anomaly score on the {n} images of the {split} split, "
-                 "the classes held out of training (data.exclude_classes) positive",
+                 "the classes held out of training (data.exclude_classes, and test/ classes train/ lacks) positive",
         "n_anomalous": "images of the held-out classes among the {n} of the {split} split",
     }
 
@@ -178,21 +178,24 @@ class _AnomalyObjective(Objective):
 
     def evaluate_model(self, data_cfg, split: str = "test", seed: int = 0) -> Dict[str, float]:
         """``{"auroc", "n_anomalous"}`` on the whole ``split`` (the run's ``data.limit`` is a training
-        setting: it is not applied here, as the card's count says) with the classes of
-        ``data.exclude_classes`` as the positives; ``{}`` when no class was held out."""
+        setting: it is not applied here, as the card's count says) with the anomaly classes as the
+        positives: those of ``data.exclude_classes``, and a folder's held-out classes that its train/
+        lacks (``info["anomalous_classes"]``, the MVTec AD layout); ``{}`` when there are none."""
         from ..data import load_dataset
         from ..data.subsets import class_indices
 
-        held_out = tuple(data_cfg.exclude_classes)
-        if not held_out:
-            return {}
         data = load_dataset(dataclasses.replace(data_cfg, limit=None), split, seed=seed)  # the whole split
-        if data.y is None:
-            raise ConfigError(f"data.exclude_classes: dataset {data_cfg.name!r} has no labels")
-        held = class_indices(held_out, list(data.info.get("classes") or []), data.num_classes, data_cfg.name)
+        names = list(data.info.get("classes") or [])
+        held = [names.index(c) for c in data.info.get("anomalous_classes") or []]
+        if data_cfg.exclude_classes:
+            if data.y is None:
+                raise ConfigError(f"data.exclude_classes: dataset {data_cfg.name!r} has no labels")
+            held += class_indices(data_cfg.exclude_classes, names, data.num_classes, data_cfg.name)
+        if not held:
+            return {}
         labels = torch.isin(data.y.cpu(), torch.tensor(held, dtype=data.y.dtype)).numpy()
         if labels.all() or not labels.any():
-            raise GankitError(f"{split} split of {data_cfg.name}: needs both held-out and normal images to "
+            raise GankitError(f"{split} split of {data_cfg.name}: needs both anomalous and normal images to "
                               "compute an AUROC")
         scores = self.score_images(data.all_model_range())
         return {"auroc": auroc(scores.numpy(), labels), "n_anomalous": float(labels.sum())}
