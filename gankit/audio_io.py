@@ -20,8 +20,10 @@ from .utils import atomic_write_bytes
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
-    """``audio``: (T,) or (T, channels) floats in [-1, 1] (clipped) -> WAV bytes, 16-bit PCM, with
-    the provenance INFO chunk of :func:`gankit.provenance.current`."""
+    """``audio``: (T,) or (T, channels) floats in [-1, 1] -> WAV bytes, 16-bit PCM, with the
+    provenance INFO chunk of :func:`gankit.provenance.current`. Audio peaking above 1 (Griffin-Lim's
+    inversion of a loud spectrogram can) is scaled down as a whole to peak exactly 1, never clipped:
+    clipping would square off every sample past the peak into audible distortion; NaN/inf become 0."""
     a = np.asarray(audio, dtype=np.float64)
     if a.ndim == 1:
         a = a[:, None]
@@ -29,7 +31,11 @@ def wav_bytes(audio: np.ndarray, sample_rate: int) -> bytes:
         raise GankitError(f"audio of shape {tuple(np.shape(audio))}: give (samples,) or (samples, channels)")
     if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
         raise GankitError(f"sample rate {sample_rate!r}: give a positive integer (Hz)")
-    pcm = np.round(np.clip(np.nan_to_num(a), -1.0, 1.0) * 32767).astype("<i2")
+    a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(np.abs(a).max()) if a.size else 0.0
+    if peak > 1.0:
+        a = a / peak                       # peak-normalise: the waveform's shape kept, only its gain changes
+    pcm = np.round(np.clip(a, -1.0, 1.0) * 32767).astype("<i2")   # the clip only absorbs rounding
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(a.shape[1])

@@ -121,3 +121,17 @@ def test_translating_a_folder_of_sounds_checks_every_file_first_takes_ogg_and_mp
     assert sorted(p.name for p in written) == ["a.wav", "a_.wav", "c.wav", "d.wav"]
     assert f"{src / 'sub' / 'a.wav'} -> {out / 'a_.wav'}" in capsys.readouterr().err
     assert all(abs(len(sf.read(p)[0]) - len(word)) <= 1 and np.abs(sf.read(p)[0]).max() > 0 for p in written)
+
+
+def test_a_wav_louder_than_full_scale_is_scaled_down_not_clipped(tmp_path):
+    import numpy as np
+
+    from gankit.audio_io import read_wav, write_wav
+
+    t = np.arange(16000) / 16000
+    loud = 1.214 * np.sin(2 * np.pi * 220 * t)                # as Griffin-Lim gave a 60 s conversion
+    back, _ = read_wav(write_wav(tmp_path / "loud.wav", loud, 16000))
+    np.testing.assert_allclose(back[:, 0], loud / 1.214, atol=1 / 32767)   # the shape kept, no flat tops
+    assert np.abs(back).max() == pytest.approx(1.0, abs=1 / 32767)
+    quiet, _ = read_wav(write_wav(tmp_path / "quiet.wav", 0.5 * np.sin(2 * np.pi * 220 * t), 16000))
+    np.testing.assert_allclose(quiet[:, 0], 0.5 * np.sin(2 * np.pi * 220 * t), atol=1 / 32767)  # left as it is
