@@ -379,3 +379,21 @@ def test_a_folders_feature_network_follows_its_content_not_its_path(tmp_path):
     fill(1)                                               # same path, same names, new images
     assert domain_key("folder", cfg) != before
     assert domain_key("fashion-mnist") == "domain-fashion-mnist"   # bundled data: named as before
+
+
+def test_saved_samples_of_a_folder_model_are_scored_against_the_folder_at_their_own_size(tmp_path):
+    """gankit eval SAMPLES.npz --data folder --data-root DIR reads the folder at the samples' channels and
+    resolution (the size the folder model was trained at), not at the default 64x64 RGB."""
+    from PIL import Image
+
+    from gankit.evaluation import evaluate
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (20, 30), dtype=np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    np.savez(tmp_path / "s.npz", x=rng.uniform(-1, 1, (12, 1, 8, 12)).astype(np.float32))
+    result = evaluate(tmp_path / "s.npz", metrics="fid", features="raw", data="folder",
+                      data_root=str(tmp_path / "imgs"), quiet=True, write=False)
+    card = result.results[0]["card"]
+    assert np.isfinite(result["fid"]) and card["n_real"] == 12

@@ -27,7 +27,8 @@ def register(sub):
     p.add_argument("--split", default="test", choices=["test", "train"], help="reference split (default test)")
     p.add_argument("--data", default=None, help="dataset the samples imitate (required for .npz; "
                    "for a run it defaults to the run's dataset)")
-    p.add_argument("--data-root", default=None, help="folder of the dataset's files, when it needs one")
+    p.add_argument("--data-root", default=None, help="folder of the dataset's files, when it needs one (--data folder: "
+                   "read at the samples' own channels and resolution)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated noise and of the real subset")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"], help="checkpoint of a run")
     p.add_argument("--threads", type=int, default=None,

@@ -103,6 +103,21 @@ def _data_cfg(data, data_root=None, size=None):
     return DataConfig(**kw)
 
 
+def sized_like(cfg, x: torch.Tensor):
+    """``cfg`` of a dataset with no native image size (:data:`~gankit.data.images.SIZED_ON_LOAD`: a
+    folder) whose resolution and channels are unset: read at the samples' own (C, H, W), the size a
+    folder model trained on, whatever it was; any other ``cfg`` as it is."""
+    import dataclasses
+
+    from ..data.images import SIZED_ON_LOAD
+
+    if cfg is None or cfg.name not in SIZED_ON_LOAD or x.ndim != 4 or x.shape[1] not in (1, 3):
+        return cfg
+    h, w = int(x.shape[2]), int(x.shape[3])
+    return dataclasses.replace(cfg, resolution=cfg.resolution if cfg.resolution is not None else (h if h == w else (h, w)),
+                               channels=cfg.channels if cfg.channels is not None else int(x.shape[1]))
+
+
 def samples_from_array(x, data, data_root: Optional[str] = None, n: int = DEFAULT_N, labels=None,
                        seed: int = 0) -> Samples:
     """An array (or tensor) of samples in model range imitating dataset ``data``; of more than ``n``,
@@ -113,7 +128,7 @@ def samples_from_array(x, data, data_root: Optional[str] = None, n: int = DEFAUL
     x = torch.as_tensor(np.asarray(x) if isinstance(x, np.ndarray) else x).float()
     y = torch.as_tensor(labels).long() if labels is not None else None
     x, y, subset = take(x, y, n, seed)
-    return Samples(x, y, cfg, {"kind": "array", "label": "samples"}, subset=subset)
+    return Samples(x, y, sized_like(cfg, x), {"kind": "array", "label": "samples"}, subset=subset)
 
 
 def take(x, y, n: int, seed: int):
@@ -149,7 +164,7 @@ def samples_from_model(model, path=None, n: int = DEFAULT_N, seed: int = 0, data
         model.require_generation()
         check_kinds(check_names(metrics), model.info.kind)   # image or vector
     x, y = model.sample(n, seed=seed, labels=labels)
-    return Samples(x, y, ref, src, out, model=model)
+    return Samples(x, y, sized_like(ref, x), src, out, model=model)
 
 
 def samples_from_npz(path: Path, n: int, data, data_root, seed: int = 0) -> Samples:
@@ -175,7 +190,7 @@ def samples_from_npz(path: Path, n: int, data, data_root, seed: int = 0) -> Samp
     xt, yt, subset = take(torch.from_numpy(np.ascontiguousarray(x)).float(),
                           torch.from_numpy(y.astype(np.int64)) if y is not None else None, n, seed)
     src = {"kind": "npz", "path": str(path), "sha256": sha256_file(path), "label": path.name}
-    return Samples(xt, yt, cfg, src, path.with_name(path.stem + ".eval.json"), subset=subset)
+    return Samples(xt, yt, sized_like(cfg, xt), src, path.with_name(path.stem + ".eval.json"), subset=subset)
 
 
 def check_samples(x: torch.Tensor, kind: str, ref_shape: tuple, exact_shape: bool) -> List[str]:
