@@ -156,10 +156,12 @@ def test_settings_that_do_not_apply_are_refused(override, key):
         load_config("ssgan-fashion-mnist", TINY + [override])
 
 
-def test_wrong_number_of_classes_is_refused():
-    tr = Trainer(load_config("ssgan-fashion-mnist", TINY + ["loss.options.num_classes=5"]))
-    with pytest.raises(ConfigError, match="num_classes"):
-        tr.train_step()
+def test_wrong_number_of_classes_is_refused_before_the_run_folder_is_made(tmp_path):
+    from gankit.train.run import train
+
+    with pytest.raises(ConfigError, match="loss.options.num_classes=5: dataset digits has 10 classes"):
+        train(load_config("ssgan-fashion-mnist", TINY + ["loss.options.num_classes=5"]), out=tmp_path / "r", quiet=True)
+    assert not (tmp_path / "r").exists()
 
 
 def test_eval_reports_the_classifier_accuracy(tmp_path, capsys):

@@ -195,6 +195,14 @@ class SSGANObjective(Objective):
         return [Phase("D", "D", ("D",)), Phase("G", "G", ("G",))]
 
     # -- labels -----------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Pick the labelled subset now, before the trainer writes anything: a data set whose classes
+        do not match ``loss.options.num_classes`` (or too few labels per class) is refused before the
+        run folder and its step-0 grid exist, as every other config error is."""
+        super().prepare()
+        if self.lab_x is None:
+            self._load_labelled()
+
     def _load_labelled(self) -> None:
         from ..data import load_dataset
 
