@@ -86,3 +86,14 @@ def test_other_os_errors_are_not_dressed_up(monkeypatch):
     monkeypatch.setattr(gankit.api, "sample", fail)
     with pytest.raises(OSError):
         main(["sample", "RUN"])
+
+
+def test_a_reader_that_stops_early_ends_no_command_in_a_traceback():
+    """`gankit score RUN DIR | head`: the pipe closes before gankit is done writing; it exits quietly."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "gankit", "recipes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before the first line
+    err = p.stderr.read().decode()
+    assert p.wait() == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import re
 import sys
 from typing import List, Optional
@@ -62,7 +63,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if overrides and hasattr(args, "overrides") else "")
         args.subparsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader gone before the last lines is handled below
+        return code
+    except BrokenPipeError:  # `gankit score RUN DIR | head`: the reader has what it wanted; no traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise it again
+        return 141  # 128 + SIGPIPE, as a tool killed by the signal reports
     except Interrupted as e:  # a checkpoint was written; 130 for SIGINT, 143 for SIGTERM
         print(f"gankit: {e}", file=sys.stderr)
         return e.exit_code
