@@ -252,12 +252,13 @@ def _load_model_folder(path: Path, device: str) -> GAN:
 
 
 @provenance.scoped
-def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", seed: int = 0,
+def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samples.png", seed: int = 0,
            label: Optional[int] = None, interpolate: bool = False, which: str = "latest",
            rejection: bool = False, rejection_steps: int = 1000,
            rejection_percentile: Optional[float] = None, watermark: Optional[str] = None,
            griffin_lim_iters: int = 64, truncation: float = 1.0, cutoff: Optional[int] = None) -> Path:
-    """Write samples of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays ``x`` [and ``y``];
+    """Write ``n`` samples (None: 64) of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays
+    ``x`` [and ``y``]; ``interpolate``: ``n`` latent walks (None: 8), one row of 10 steps each;
     for a spectrogram model (audio data) a path without a suffix -> a folder of WAVs (Griffin-Lim,
     ``griffin_lim_iters`` iterations) and their grid.
     ``rejection``: keep only the samples discriminator rejection sampling accepts (see
@@ -277,6 +278,7 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
     provenance.update_from_model(model, "gankit.sample", seed=seed, label=label, rejection=rejection or None,
                                  watermark=METHOD if watermark is not None else None,
                                  truncation=truncation if truncating else None, cutoff=cutoff)
+    walks, n = (8, 64) if n is None else (n, n)  # -n: the walks of --interpolate, else the samples
     out = Path(out)
     audio = model.data.get("audio")
     if audio is not None and out.suffix == "":  # a folder: one WAV per sample, and their spectrograms
@@ -295,7 +297,7 @@ def sample(run_dir: str | Path, n: int = 64, out: str | Path = "samples.png", se
             raise GankitError("--interpolate walks the latent space; it cannot reject samples: drop --rejection")
         if out.suffix != ".png":
             raise GankitError("--interpolate writes a picture: give -o FILE.png")
-        x = model.interpolate(seed=seed)
+        x = model.interpolate(rows=whole_number(walks, "n", low=1), seed=seed)
         if x.ndim != 4:
             raise GankitError("--interpolate needs an image model; for 1D/2D data sample to .png instead")
         x = embed(x, watermark) if watermark is not None else x

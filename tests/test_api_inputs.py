@@ -45,3 +45,16 @@ def test_bad_arguments_are_one_line_naming_them(run, kwargs, needle):
 def test_a_device_that_is_not_one_is_one_line(run):
     with pytest.raises(GankitError, match="device='gpu': not a device; use auto, cpu, cuda or cuda:N"):
         gankit.load(run.dir, device="gpu")
+
+
+def test_sample_interpolate_draws_n_walks(run, tmp_path):
+    """`gankit sample RUN -n 3 --interpolate`: -n is the number of walks (rows of 10 steps), as documented."""
+    from PIL import Image
+
+    from gankit.cli.main import main
+
+    for n, rows in ((["-n", "3"], 3), ([], 8)):
+        out = tmp_path / f"w{rows}.png"
+        assert main(["sample", str(run.dir), *n, "--interpolate", "-o", str(out)]) == 0
+        h = Image.open(out).size[1]
+        assert h == rows * 16 + (rows + 1) * 2, h  # rows of 16 px tiles, padding 2

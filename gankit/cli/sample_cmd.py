@@ -8,12 +8,15 @@ def register(sub):
                                    "(array x: (N, C, H, W) or (N, D) float32; y: labels if conditional); "
                                    "for a spectrogram model, -o FOLDER writes one WAV per sample and spectrograms.png.")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("-n", type=int, default=None,
+                   help="number of samples (default 64); with --interpolate, the number of walks, one row of 10 "
+                        "steps each (default 8)")
     p.add_argument("-o", "--out", default="samples.png", help="output file, .png or .npz; a folder (no suffix) for WAVs of a spectrogram model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class", dest="label", default=None, metavar="CLASS",
                    help="class to sample (conditional models): its index, or its name (a folder's sub-folder)")
-    p.add_argument("--interpolate", action="store_true", help="latent walk between random z's")
+    p.add_argument("--interpolate", action="store_true",
+                   help="latent walks between random z's: -n rows (default 8) of 10 steps")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
     p.add_argument("--rejection", action="store_true",
                    help="discriminator rejection sampling (Azadi et al. 2019): fit a copy of D to G's density "
@@ -37,7 +40,7 @@ def run(args):
     from ..api import sample
     from ..errors import GankitError
 
-    if args.n < 1:
+    if args.n is not None and args.n < 1:
         raise GankitError(f"-n {args.n}: give at least one sample")
     if args.griffin_lim < 1:
         raise GankitError(f"--griffin-lim {args.griffin_lim}: give at least one iteration")
