@@ -135,3 +135,37 @@ def test_a_wav_louder_than_full_scale_is_scaled_down_not_clipped(tmp_path):
     assert np.abs(back).max() == pytest.approx(1.0, abs=1 / 32767)
     quiet, _ = read_wav(write_wav(tmp_path / "quiet.wav", 0.5 * np.sin(2 * np.pi * 220 * t), 16000))
     np.testing.assert_allclose(quiet[:, 0], 0.5 * np.sin(2 * np.pi * 220 * t), atol=1 / 32767)  # left as it is
+
+
+def test_a_small_corpus_trains_its_classifier_for_enough_steps_under_its_own_name(folder, monkeypatch):
+    """36 spectrograms x 30 epochs were 30 full-batch steps, after which the speaker classifier gave every
+    word one speaker (0.333 with 3 = chance); the default epochs now train MIN_STEPS steps at least."""
+    from gankit.metrics import domain_net
+    from gankit.metrics.audio import classifier_cfg
+
+    calls, lines = [], []
+    monkeypatch.setattr(domain_net, "fit_classifier", lambda net, x, y, epochs, **kw: calls.append(
+        max(int(epochs * len(x) / min(128, len(x))), kw.get("min_steps", 1))))
+    cfg = classifier_cfg(DataConfig(name="voices", root=str(folder)), "speaker")
+    domain_net.train_domain_net(cfg, path=folder.parent / "net.safetensors", log=lines.append)
+    assert calls == [domain_net.MIN_STEPS] and domain_net.MIN_STEPS >= 100
+    assert lines[0].startswith(f"training the spoken-digits speaker classifier on 16 images for {domain_net.MIN_STEPS}")
+    assert any(line.startswith("spoken-digits speaker classifier: test accuracy") for line in lines)
+    domain_net.train_domain_net(cfg, epochs=1, path=folder.parent / "net.safetensors")   # asked for: as asked
+    assert calls[-1] == 1
+
+
+@pytest.mark.parametrize("acc, classes, warned", [(0.333, 3, True), (0.49, 3, True), (0.5, 3, False),
+                                                  (0.3, 10, True), (0.35, 10, False), (1.0, 2, False)])
+def test_a_judge_near_chance_warns_on_what_it_judges(acc, classes, warned):
+    from gankit.metrics.domain_net import chance_warning
+    from gankit.metrics.translation import format_translation
+
+    meta = {"test_accuracy": acc, "arch": {"num_classes": classes}, "n_test": 9,
+            "title": "spoken-digits speaker classifier"}
+    w = chance_warning(meta)
+    assert (w is not None) == warned
+    if warned:
+        assert "speaker classifier" in w and f"{acc:.3f}" in w
+        table = format_translation({"protocol": {"warnings": [w]}, "AtoB": {"target_speaker": 1.0}})
+        assert table.splitlines()[-1] == f"WARNING  {w}"

@@ -71,7 +71,8 @@ def score_conversion(outputs: torch.Tensor, inputs: torch.Tensor, source, target
     most this many pairs for the MCD (Griffin-Lim costs ~0.1 s an utterance; None = all).
 
     Items with digit None (a user's folder of WAVs) have no content labels: only the speaker scores
-    are computed. What is left out, and why, is returned as the string ``"not_computed"`` (never NaN).
+    are computed. What is left out, and why, is returned as the string ``"not_computed"`` (never NaN);
+    ``"warnings"``: a list, one line per classifier whose held-out accuracy is near chance.
     """
     from ..audio.spectrogram import SpecSettings, to_audio
     from .mcd import CepstraSettings, mcd
@@ -82,6 +83,7 @@ def score_conversion(outputs: torch.Tensor, inputs: torch.Tensor, source, target
     target_index = speakers_of_corpus.index(target["speaker"])  # the speaker classifier's class of B
     out["target_speaker"] = float((spk == target_index).double().mean())
     out["target_speaker_input"] = float((speakers(inputs).logits.argmax(1) == target_index).double().mean())
+    out["warnings"] = list(speakers.warnings)   # a judge near chance on held-out words (domain_net.chance_warning)
     if any(d is None for _, d, _ in source["items"]):
         # A user's own folder: nothing says what each file says, so there is neither a digit to keep nor
         # a target utterance of the same words to measure the distortion against.
@@ -90,6 +92,7 @@ def score_conversion(outputs: torch.Tensor, inputs: torch.Tensor, source, target
                                "make spoken-digits to score them")
         return out
     digits = classifier(data_cfg, "digit")
+    out["warnings"] += digits.warnings
     labels = torch.tensor([d for _, d, _ in source["items"]])
     out["digit_kept"] = float((digits(outputs).logits.argmax(1) == labels).double().mean())
     out["digit_input"] = float((digits(inputs).logits.argmax(1) == labels).double().mean())

@@ -40,7 +40,7 @@ DOMAIN_SPECS = {
     "digits": {"epochs": 40, "expect": 0.98},
     # 64x128 log-mel spectrograms (gankit/data/audio.py): the digit said, or the speaker with
     # data.options.label=speaker; 1,920 training words in the default corpus
-    "spoken-digits": {"epochs": 30, "expect": None, "shift": 2},
+    "spoken-digits": {"epochs": 30, "expect": None, "shift": 2, "label": "digit"},
     # unlabelled colour data: rotation prediction (below); 84.4 % on the 392 held-out emoji. (The 2,000
     # crops of scikit-image's 7 training photos are memorised and stay at chance on the held-out ones,
     # 23.2 % after 20 epochs: restoration on photos uses the emoji network, docs/restoration.md.)
@@ -48,6 +48,15 @@ DOMAIN_SPECS = {
 }
 DEFAULT_EPOCHS = 2
 VERSION = 1  # bump when the architecture or the training recipe changes
+# At least this many optimiser steps when the epochs are the dataset's default: `epochs` passes over a
+# small corpus are few full-batch steps (36 spectrograms x 30 epochs = 30 steps), after which the speaker
+# classifier still gave one class to every word (held-out accuracy 0.333 with 3 speakers = chance);
+# 100 and 200 steps both reached 1.000 on its 9 held-out words (docs/audio.md): 150 keeps a margin.
+MIN_STEPS = 150
+# A judge network is "near chance" when its held-out accuracy is below chance + this share of the way
+# to 1 (3 classes: under 0.5; 10: under 0.325; rotation's 4: under 0.4375): the scores it gives are then
+# no evidence and every card built on it says so.
+NEAR_CHANCE = 0.25
 
 
 def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -215,15 +224,41 @@ def train_domain_net(data_cfg, epochs: Optional[float] = None, limit: Optional[i
     key = domain_key(name, data_cfg)
     return fit_domain_net(_load_split(data_cfg, "train"), _load_split(data_cfg, "test"), name,
                           key, Path(path or cache_dir() / "features" / f"{key}.safetensors"),
-                          epochs=epochs, limit=limit, seed=seed, log=log)
+                          epochs=epochs, limit=limit, seed=seed, log=log, title=network_title(name, data_cfg))
+
+
+def network_title(name: str, data_cfg=None) -> str:
+    """What the net of ``data_cfg`` is, for people: "spoken-digits speaker classifier" (the label it
+    learns, from ``data.options.label`` or the dataset's default), else "<name> feature network"."""
+    label = (getattr(data_cfg, "options", None) or {}).get("label") or DOMAIN_SPECS.get(name, {}).get("label")
+    return f"{name} {label} classifier" if label else f"{name} feature network"
+
+
+def chance_warning(meta: dict) -> Optional[str]:
+    """A warning when the net of ``meta`` scored near chance on its held-out images (:data:`NEAR_CHANCE`),
+    else None: whatever it judges (FID features, class/speaker accuracy) then means nothing."""
+    acc = meta.get("test_accuracy")
+    k = ROTATION_CLASSES if meta.get("pretext") else int(meta["arch"]["num_classes"])
+    if acc is None or k < 2:
+        return None
+    chance = 1.0 / k
+    if acc >= chance + NEAR_CHANCE * (1.0 - chance):
+        return None
+    what = meta.get("title") or f"{meta.get('dataset')} feature network"
+    task = "rotation accuracy" if meta.get("pretext") else "accuracy"
+    return (f"the {what} judging this scores {task} {acc:.3f} on {meta.get('n_test')} held-out images, near "
+            f"chance ({chance:.3f}): its numbers mean nothing; give the data more files (a corpus: more takes)")
 
 
 def fit_domain_net(train, test, name: str, key: str, path: Path, epochs: Optional[float] = None,
-                   limit: Optional[int] = None, seed: int = 0, log: Optional[Callable[[str], None]] = None) -> Path:
+                   limit: Optional[int] = None, seed: int = 0, log: Optional[Callable[[str], None]] = None,
+                   title: Optional[str] = None) -> Path:
     """Train a domain net on the image :class:`~gankit.data.base.Dataset` ``train`` (a classifier with
     labels, the rotation task without), score it on ``test``, and save it at ``path`` under the cache
     ``key``: :func:`train_domain_net` for a registered dataset, or images from elsewhere (the target
-    side of a translation folder, :mod:`gankit.metrics.translation`)."""
+    side of a translation folder, :mod:`gankit.metrics.translation`). ``title`` names it in the log and
+    its metadata (:func:`network_title`). With the default epochs it trains at least :data:`MIN_STEPS`
+    steps; epochs given explicitly are trained as asked."""
     from ..data import to_model_range
 
     if train.y is None and train.x.shape[-1] != train.x.shape[-2]:
@@ -231,7 +266,9 @@ def fit_domain_net(train, test, name: str, key: str, path: Path, epochs: Optiona
                           f"{train.x.shape[-2]}x{train.x.shape[-1]}, not square, so the rotation pretext task "
                           "cannot train a net; label them (one sub-folder per class) or use --features inception")
     spec = DOMAIN_SPECS.get(name, {"epochs": DEFAULT_EPOCHS, "expect": None})
+    min_steps = MIN_STEPS if epochs is None else 1
     epochs = spec["epochs"] if epochs is None else epochs
+    title = title or network_title(name)
     x, y = train.x, train.y
     if limit is not None:
         x, y = x[:limit], (y[:limit] if y is not None else None)
@@ -251,24 +288,28 @@ def fit_domain_net(train, test, name: str, key: str, path: Path, epochs: Optiona
     c, h, w = train.sample_shape
     tic = time.monotonic()
     if log:
-        log(f"training the {name} feature network on {len(x)} images for {epochs:g} epochs (once; cached at {path})")
+        steps = max(int(epochs * len(x) / min(128, len(x))), min_steps)
+        log(f"training the {title} on {len(x)} images for {steps} steps (once; cached at {path})")
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG streams as they were
         torch.manual_seed(seed)              # the same initial weights every time
         k = ROTATION_CLASSES if pretext else max(train.num_classes, int(train.y.max()) + 1)
         net = DomainNet(c, h if h == w else [h, w], k)
-        fit_classifier(net, x, y, epochs, seed=seed, shift=spec.get("shift", 0), log=log)
+        fit_classifier(net, x, y, epochs, seed=seed, shift=spec.get("shift", 0), log=log, min_steps=min_steps)
     acc = accuracy(net, to_model_range(test_x), test_y)
     seconds = time.monotonic() - tic
     if log:
         what = "rotation accuracy" if pretext else "test accuracy"
-        log(f"{name} feature network: {what} {acc:.4f} ({n_test} images), trained in {seconds:.0f}s")
-    meta = {"kind": "domain", "version": VERSION, "dataset": name, "key": key,
+        log(f"{title}: {what} {acc:.4f} ({n_test} images), trained in {seconds:.0f}s")
+    meta = {"kind": "domain", "version": VERSION, "dataset": name, "key": key, "title": title,
             "arch": net.arch, "test_accuracy": acc,
-            "n_test": n_test, "n_train": n_train, "epochs": epochs, "shift": spec.get("shift", 0), "seed": seed,
+            "n_test": n_test, "n_train": n_train, "epochs": epochs, "min_steps": min_steps, "shift": spec.get("shift", 0), "seed": seed,
             "seconds": round(seconds, 1),
             "expected_accuracy": spec["expect"]}
     if pretext:
         meta["pretext"] = pretext   # test_accuracy is then rotation accuracy, over 4 turns of n_test images
+    warning = chance_warning(meta)
+    if log and warning:
+        log(f"warning: {warning}")
     save_tensors(path, net.state_dict(), meta)
     return path
 
@@ -302,6 +343,8 @@ class DomainFeatures(FeatureExtractor):
                               f"(the inverse of gankit's loader: crop its 1-2 px pad, else bilinear antialias); range [-1, 1]")
         self.batch_size = 1000
         self.threads = 1
+        # for every card whose numbers this net judges: one when it is near chance on held-out images
+        self.warnings = [w for w in (chance_warning(meta),) if w]
 
     @classmethod
     def for_dataset(cls, data_cfg, train_if_missing: bool = True, path: Optional[Path] = None) -> "DomainFeatures":

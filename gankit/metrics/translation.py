@@ -159,7 +159,7 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
                                         "trained on real spectrograms of the corpus (metrics/audio.py); mcd: dB, "
                                         "against the target speaker's same digit and take, DTW-aligned, both "
                                         "through Griffin-Lim (64 iterations); *_input: the unconverted source")
-    voice_notes = []
+    voice_notes, voice_warnings = [], []
     for direction, task in model.objective.tasks().items():
         d = oriented(data, task)
         count = len(d) if n is None else min(n, len(d))
@@ -199,6 +199,7 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
             target = {"speaker": dst, "items": utts[dst]}
             scores = score_conversion(outputs, inputs, source, target, d.info["audio"]["speakers"], model.cfg.data)
             voice_notes.append(scores.pop("not_computed", None))   # what speech could not score, and why
+            voice_warnings += scores.pop("warnings", [])             # a judge classifier near chance
             results[direction].update(scores)
     computed = {k for d in results.values() if d is not results["protocol"] for k in d}
     results["protocol"]["metrics"] = [m for m in metrics if m in computed]
@@ -214,6 +215,8 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
     reasons += list(dict.fromkeys(r for r in voice_notes if r))   # once, though both directions give it
     if reasons:
         results["protocol"]["not_computed"] = "; ".join(reasons)
+    if voice_warnings:
+        results["protocol"]["warnings"] = list(dict.fromkeys(voice_warnings))
     if inception is not None:
         results["protocol"]["features"] = (f"{inception.name} (weights sha256 {inception.sha256[:16]}): "
                                            f"{inception.preprocessing}")
@@ -281,4 +284,5 @@ def format_translation(results: dict) -> str:
             v = results[d].get(k)
             cells.append(f"{v:>14.4g}" if isinstance(v, float) else f"{'' if v is None else v:>14}")
         lines.append(f"{k:<{w}}" + "".join(cells))
+    lines += [f"WARNING  {line}" for line in results["protocol"].get("warnings", [])]
     return "\n".join(lines)
