@@ -397,3 +397,14 @@ def test_saved_samples_of_a_folder_model_are_scored_against_the_folder_at_their_
                       data_root=str(tmp_path / "imgs"), quiet=True, write=False)
     card = result.results[0]["card"]
     assert np.isfinite(result["fid"]) and card["n_real"] == 12
+
+
+def test_a_feature_network_near_chance_warns_on_every_card_it_judges(digits_net, tmp_path, monkeypatch):
+    """A judge that scored near chance when trained (a small folder or corpus) makes numbers that mean
+    nothing: each card its features or classes make says so."""
+    from gankit.metrics import domain_net
+
+    monkeypatch.setattr(domain_net, "chance_warning", lambda meta: "the judge is near chance")
+    res = evaluate(_digits_npz(tmp_path, split="test", n=359), data="digits", n=359, metrics="fid,class_acc",
+                   quiet=True)
+    assert all("the judge is near chance" in r["card"]["warnings"] for r in res.results)

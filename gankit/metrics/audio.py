@@ -57,7 +57,7 @@ def _voices_metric(ctx):
         raise ValueError(f"voices scores speech: it needs {AUDIO_DATASET} data, not {ctx.data_cfg.name!r}")
     net = classifier(ctx.data_cfg, "speaker")
     return {"speakers": effective_number(net(ctx.fake).logits),
-            "speakers_real": effective_number(net(ctx.real).logits)}
+            "speakers_real": effective_number(net(ctx.real).logits), "warnings": net.warnings}
 
 
 def score_conversion(outputs: torch.Tensor, inputs: torch.Tensor, source, target, speakers_of_corpus, data_cfg,

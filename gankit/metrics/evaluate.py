@@ -374,7 +374,8 @@ def _evaluate_samples(samples, metrics, features, split, seed, n_real, inception
         except ValueError as e:
             raise EvalError(f"metric {m}: {e}") from None
         seconds[m] = time.monotonic() - t0
-        card = _card(metric, ctx, extractor, ds, split, data_sha, n_ref, len(x), seed, __version__, warnings,
+        own = list(values.pop("warnings", ()))  # a metric's doubts about its own judge (a classifier at chance)
+        card = _card(metric, ctx, extractor, ds, split, data_sha, n_ref, len(x), seed, __version__, warnings + own,
                      samples.subset)
         for out in metric.outputs:
             v = values[out]
@@ -413,6 +414,7 @@ def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, ver
     if metric.uses_real and ds.info.get("test_is_train"):
         w.append(f"the reference is the training images: this {ds.name} has no held-out split (test/ or val/)")
     if metric.uses_features and extractor is not None:
+        w += getattr(extractor, "warnings", [])  # a feature network that scored near chance when trained
         dim = ctx.fake_features.features.shape[1]
         if metric.name == "fid" and min(n_real, n_fake) <= dim:
             w.append(f"{min(n_real, n_fake)} samples for {dim}-d features: the covariance is singular and FID "
