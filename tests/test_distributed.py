@@ -256,3 +256,74 @@ def test_translation_objectives_train_the_same_run_on_two_processes(recipe, tmp_
     r1, r2 = records(tmp_path / "p1"), records(tmp_path / "p2")
     keys = [k for k in r1[3] if k.startswith(("d_loss", "g_loss", "l1", "cycle"))]
     assert keys and max_diff(r1[3], r2[3], keys) < TOL
+
+
+def killed_and_resumed(tmp_path, recipe, overrides, name, fault_step, resume_nproc):
+    """``recipe`` on 2 processes SIGKILLed after step ``fault_step`` (GANKIT_FAULT), then resumed on
+    ``resume_nproc`` from its checkpoint; returns the run folder and the resume's stderr."""
+    run_dir = tmp_path / name
+    killed = gankit_train([recipe, "--out", str(run_dir), *sets(overrides)], tmp_path, nproc=2, wait=False,
+                          GANKIT_FAULT=f"step:{fault_step}")
+    _, _, rc = finish(killed, ok=False)
+    assert rc != 0 and (run_dir / "checkpoints/latest.safetensors").exists()
+    _, err, _ = gankit_train(["--resume", str(run_dir)], tmp_path, nproc=resume_nproc)
+    return run_dir, err
+
+
+# A record every 10 steps, a checkpoint every 19: killed after step 22, a run resumes from step 19,
+# between the records of steps 10 and 20, with 9 steps of unsent statistics on each rank.
+BETWEEN = ["model.g.width=16", "model.d.width=16", "train.batch_size=16", "train.steps=30", "train.log_every=10",
+           "train.checkpoint_every=19", "train.sample_every=1000", "train.threads=1", "health.enabled=false",
+           "train.dist_timeout_s=60"]
+
+
+def test_a_resume_on_the_same_processes_continues_every_ranks_random_stream(tmp_path):
+    # WGAN-GP draws the penalty's mixing weights on every rank: a 2-process run killed between
+    # records and resumed on 2 processes gives the uninterrupted run's records and weights, bit for bit.
+    overrides = BETWEEN + ["train.d_steps=2"]
+    gankit_train(["wgan-gp-ring8", "--out", str(tmp_path / "straight"), *sets(overrides)], tmp_path, nproc=2)
+    resumed, _ = killed_and_resumed(tmp_path, "wgan-gp-ring8", overrides, "resumed", 22, 2)
+    timing = {"seconds", "steps_per_s"}
+    a, b = records(tmp_path / "straight"), records(resumed)
+    assert sorted(b) == sorted(a) == [10, 20, 30]
+    for step in a:
+        assert {k: v for k, v in b[step].items() if k not in timing} == \
+            {k: v for k, v in a[step].items() if k not in timing}, step
+    sa, sb = (load_checkpoint(d / "checkpoints/latest.safetensors") for d in (tmp_path / "straight", resumed))
+    for net, tensors in sa["modules"].items():
+        for k, v in tensors.items():
+            assert torch.equal(sb["modules"][net][k], v), (net, k)
+    history = json.loads((resumed / "runtime.json").read_text())["history"]
+    assert [(h["from_step"], h["world_size"]) for h in history] == [(0, 2), (19, 2)]
+
+
+def test_a_resume_on_fewer_processes_takes_every_ranks_unsent_statistics(tmp_path):
+    # gan-ring8 draws nothing per rank: resumed on 1 process from step 19, its record of step 20
+    # (steps 11-19 on 2 processes, 20 on 1) is the 2-process run's, to float rounding.
+    gankit_train(["gan-ring8", "--out", str(tmp_path / "straight"), *sets(BETWEEN)], tmp_path, nproc=2)
+    resumed, err = killed_and_resumed(tmp_path, "gan-ring8", BETWEEN, "resumed", 22, 1)
+    assert "written by 2 processes and resumes on 1" in err and "random streams" in err
+    a, b = records(tmp_path / "straight"), records(resumed)
+    keys = ["d_loss", "g_loss", "r1", "acc_real", "acc_fake", "d_real", "d_fake"]
+    for step in (20, 30):
+        assert max_diff(b[step], a[step], keys) < TOL, (step, b[step], a[step])
+    history = json.loads((resumed / "runtime.json").read_text())["history"]
+    assert [(h["from_step"], h["world_size"]) for h in history] == [(0, 2), (19, 1)]
+
+
+def test_one_process_is_the_main_process_whatever_rank_says(tmp_path, monkeypatch):
+    # A stray RANK with WORLD_SIZE=1 (or none) is one process: it holds the run folder's lock as
+    # setup() treats it as rank 0 of 1, so a second holder is refused.
+    from gankit.errors import GankitError
+    from gankit.train.distributed import env_world
+    from gankit.train.run import run_lock
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with run_lock(tmp_path / "run"):
+        with pytest.raises(GankitError, match="another process"):
+            with run_lock(tmp_path / "run", create=False):
+                pass
+    assert env_world() == (0, 1, 0)
+    monkeypatch.delenv("WORLD_SIZE")
+    assert env_world() == (0, 1, 0)

@@ -20,13 +20,13 @@ import torch
 from ..checkpoint import rng_state, set_rng_state
 from ..config import Config, OptimConfig
 from ..data import EpochSampler, load_dataset
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..nets.batchnorm import convert_sync_batchnorm, has_batchnorm
 from ..nets.equalized import runtime_scales
 from ..objectives import OBJECTIVES, DataInfo, Phase
 from ..objectives.base import check_declaration
 from ..utils import device_name, seed_everything
-from .distributed import ShardedNoise, rank_seed
+from .distributed import ShardedNoise, rank_seed, reseed
 from .distributed import setup as setup_distributed
 from .ema import EMA
 from .graphs import (DeviceDraws, StepGraphs, graphs_mode, plain_optimizer_state, set_learning_rate,
@@ -226,8 +226,20 @@ class Trainer:
         # signal handler; see ``stopping``.
         self.stop_requested: Optional[str] = None
         self._stop_agreed = False
-        if self.dist.rank:  # other randomness (augmentation, GP mixing, dropout) is each rank's own
-            seed_everything(rank_seed(cfg.seed, self.dist.rank))
+        # Under torchrun, rank 0 asks for a checkpoint by its clock (train.checkpoint_minutes) at the
+        # steps where the ranks agree (train_step), so every rank knows a checkpoint is due after the
+        # step and sends rank 0 its unsent statistics (gather_pending).
+        self.checkpoint_requested = False
+        self._checkpoint_agreed = False
+        self._gathered: Optional[dict] = None   # every rank's pending statistics at a step: see gather_pending
+        # Rollbacks so far: with the step, they decide the random streams of ranks > 0 (rank_seed).
+        self.rollbacks = 0
+
+    @property
+    def checkpoint_agreed(self) -> bool:
+        """Under torchrun: rank 0's clock asked for a checkpoint after the step just trained (agreed
+        by every rank at its start)."""
+        return self._checkpoint_agreed
 
     @property
     def stopping(self) -> bool:
@@ -298,12 +310,20 @@ class Trainer:
         step = self.state.step
         norms_due = self.grad_norms and self._log_due(step + 1)
         seconds = self.state.seconds
+        self._checkpoint_agreed = False
         if self.dist.enabled and (self.cfg.train.minutes is not None or step % STOP_AGREE_EVERY == 0):
             # One all-reduce at the start of the step: rank 0's clock (wall time differs between
-            # processes; it decides the budget and the schedule, so with train.minutes every step)
-            # and whether any rank was asked to stop, so every rank stops after this same step.
-            seconds, self._stop_agreed = self.dist.agree(seconds, self.stop_requested is not None)
+            # processes; it decides the budget and the schedule, so with train.minutes every step),
+            # whether any rank was asked to stop, so every rank stops after this same step, and
+            # whether rank 0's clock wants a checkpoint after it.
+            seconds, self._stop_agreed, self._checkpoint_agreed = self.dist.agree(
+                seconds, self.stop_requested is not None, self.checkpoint_requested)
             self._time_up = self.cfg.train.minutes is not None and seconds >= self.cfg.train.minutes * 60
+        if self.dist.rank:
+            # Each rank > 0 draws its own randomness (augmentation, GP mixing, dropout) from a stream
+            # that is a pure function of (seed, rank, step, rollbacks): a resume continues it exactly
+            # without any rank's RNG state in rank 0's checkpoint. Rank 0 keeps the single-process stream.
+            reseed(rank_seed(self.cfg.seed, self.dist.rank, step, self.rollbacks), self.device)
         progress = self.progress(seconds)
         self._apply_lr(progress)
         self.objective.on_step(step, progress)
@@ -438,6 +458,7 @@ class Trainer:
         out = self.dist.mean_stats(self._sums, self._counts)  # averaged over ranks; the one host sync
         self._sums.clear()
         self._counts.clear()
+        self._gathered = None
         return out
 
     # -- sampling for grids and the API -------------------------------------------------------
@@ -483,20 +504,27 @@ class Trainer:
             "rng": rng_state(),
             "trainer": {"step": self.state.step, "seconds": self.state.seconds,
                         "best_score": self.state.best_score, "best_step": self.state.best_step,
-                        "lr_scale": self.lr_scale},
+                        "lr_scale": self.lr_scale, "rollbacks": self.rollbacks,
+                        "world_size": self.dist.world_size},
             "objective": self.objective.state_dict(),
             "fixed_inputs": {k: v for k, v in self.fixed_inputs.items() if v is not None},
             # Statistics summed since the last record: a checkpoint between records (by time, on a
-            # signal) resumes to the same next record.
-            "pending_stats": {"sums": dict(self._sums), "counts": dict(self._counts)},
+            # signal) resumes to the same next record. Rank 0's own as "sums"/"counts"; under torchrun
+            # the other ranks' in "ranks" (rank order, rank 0 first), gathered by gather_pending.
+            "pending_stats": self._pending_state(),
         }
         if self.noise is not None:
             state["noise"] = self.noise.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
+        saved = state["modules"]
         for k, m in self.modules().items():
-            m.load_state_dict(state["modules"][k])
+            if k in saved:
+                m.load_state_dict(saved[k])
+            elif k.removesuffix("_ema") not in self.emas:
+                raise CheckpointError(f"this checkpoint has no network {k!r} (it has {', '.join(saved)}); "
+                                      "it was written by another objective")
         for k, opt in self.optimizers.items():
             restore_optimizer_state(opt, state["optimizers"][k])
         samplers = state.get("samplers") or {next(iter(self.samplers)): state["sampler"]}  # v1: one sampler
@@ -508,26 +536,85 @@ class Trainer:
             self.graphs.reset()  # new optimiser state tensors: capture again
         if "noise" in state and self.noise is not None:  # absent from checkpoints written before distributed training
             self.noise.load_state_dict(state["noise"])
-        set_rng_state(state["rng"])  # rank 0's; other ranks continue from their own seed below
+        set_rng_state(state["rng"])  # rank 0's; ranks > 0 are reseeded at every step (train_step)
         tr = state["trainer"]
         self.state.step = int(tr["step"])
         self.state.seconds = float(tr["seconds"])
         self.state.best_score = tr["best_score"]
         self.state.best_step = tr["best_step"]
         self.lr_scale = float(tr.get("lr_scale", 1.0))  # absent before learning-rate schedules
+        self.rollbacks = int(tr.get("rollbacks", 0))
         self.lr_mult = float("nan")  # the next step sets the learning rates (resume may change train.*_optim.lr)
         self.objective.load_state_dict(state.get("objective", {}))
-        pending = state.get("pending_stats", {"sums": {}, "counts": {}})  # absent before checkpoints by time
-        self._sums = {k: v.to(self.device) for k, v in pending["sums"].items()}
-        self._counts = defaultdict(int, {k: int(v) for k, v in pending["counts"].items()})
+        self._load_pending(state.get("pending_stats", {"sums": {}, "counts": {}}))  # absent before checkpoints by time
         if "fixed_inputs" in state:
             self.fixed_inputs = {k: v.to(self.device) for k, v in state["fixed_inputs"].items()}
             if "z" in self.fixed_inputs:
                 self.fixed_inputs.setdefault("y", None)  # None is not stored: an unconditional G
         elif "fixed_z" in state:  # v1
             self.fixed_inputs["z"] = state["fixed_z"].to(self.device)
-        if self.dist.rank:
-            seed_everything(rank_seed(self.cfg.seed, self.dist.rank, self.state.step))
+        self._emas_changed(saved)
+
+    def _emas_changed(self, saved: dict) -> None:
+        """A resume whose train.ema differs from the checkpoint's run: an EMA the checkpoint lacks
+        starts from its network as resumed (as an EMA starts from its network at step 0), and one
+        this run no longer keeps is left behind; each said in one line."""
+        for name, ema in self.emas.items():
+            if f"{name}_ema" not in saved:
+                ema.module.load_state_dict(self.nets[name].state_dict())
+                ema.stale = ema.has_batchnorm
+                if self.dist.is_main:
+                    print(f"note: train.ema={self.cfg.train.ema:g}: the checkpoint kept no EMA of {name}; "
+                          f"it starts from {name} as resumed (step {self.state.step})", flush=True)
+        dropped = [k for k in saved if k.endswith("_ema") and k.removesuffix("_ema") in self.nets
+                   and k.removesuffix("_ema") not in self.emas]
+        if dropped and self.dist.is_main:
+            print(f"note: train.ema=null: the checkpoint's {', '.join(dropped)} is not kept; samples come from "
+                  f"{', '.join(k.removesuffix('_ema') for k in dropped)} itself from now on", flush=True)
+
+    def gather_pending(self) -> None:
+        """Under torchrun, before a checkpoint (every rank calls it after the same step): rank 0
+        collects every rank's statistics summed since the last record, which its next
+        :meth:`state_dict` stores. A collective; a no-op in one process."""
+        if not self.dist.enabled:
+            return
+        self._fold_graph_stats()
+        self._gathered = {"step": self.state.step, "ranks": self.dist.gather_stats(self._sums, self._counts)}
+
+    def _pending_state(self) -> dict:
+        own = {"sums": dict(self._sums), "counts": dict(self._counts)}
+        if not self.dist.enabled:
+            return own
+        if self._gathered is not None and self._gathered["step"] == self.state.step:
+            return {**own, "ranks": self._gathered["ranks"]}
+        # Not gathered at this step (a rollback snapshot, `best` at a record): the other ranks' sums
+        # are not known; a record step has none, and a rollback clears them.
+        return {**own, "ranks": [own] + [{"sums": {}, "counts": {}}] * (self.dist.world_size - 1)}
+
+    def _load_pending(self, pending: dict) -> None:
+        """This rank's share of the statistics a checkpoint summed since its last record. The same
+        world size: each rank its own sums (the next record is the uninterrupted run's). Another:
+        rank 0 takes them all, rescaled so that the steps before the checkpoint weigh as much in the
+        next record as the steps after it (each of the W processes now adds one count per step)."""
+        ranks = pending.get("ranks") or [pending]  # a single-process checkpoint, or one written before "ranks"
+        W = self.dist.world_size
+        if len(ranks) == W:
+            mine = ranks[self.dist.rank]
+            sums, counts = dict(mine["sums"]), {k: int(v) for k, v in mine["counts"].items()}
+        elif self.dist.rank:
+            sums, counts = {}, {}
+        else:
+            n = len(ranks)
+            sums, counts = {}, {}
+            for r in ranks:
+                for k, v in r["sums"].items():
+                    sums[k] = sums[k] + v.float() if k in sums else v.float().clone()
+                    counts[k] = counts.get(k, 0) + int(r["counts"][k])
+            sums = {k: v * W / n for k, v in sums.items()}
+            counts = {k: c * W / n for k, c in counts.items()}  # n · steps → W · steps (exact)
+        self._sums = {k: v.to(self.device) for k, v in sums.items()}
+        self._counts = defaultdict(int, counts)
+        self._gathered = None
 
     def sync_from_main(self) -> None:
         """Under torchrun, after rank 0 changed its state alone (a rollback its callbacks asked for):
@@ -543,10 +630,11 @@ class Trainer:
         with every learning rate at ``lr_scale`` × its configured (scheduled) value. Wall time, the best score
         and the RNG keep going forward: training continues from there rather than replaying."""
         noise = self.noise.state_dict() if self.noise is not None else None
-        keep = (self.state.seconds, self.state.best_score, self.state.best_step, rng_state())
+        keep = (self.state.seconds, self.state.best_score, self.state.best_step, rng_state(), self.rollbacks)
         self.load_state_dict(state)
-        self.state.seconds, self.state.best_score, self.state.best_step, rng = keep
+        self.state.seconds, self.state.best_score, self.state.best_step, rng, rollbacks = keep
         set_rng_state(rng)
+        self.rollbacks = rollbacks + 1  # ranks > 0 draw new numbers for the steps trained again (rank_seed)
         if noise is not None:
             self.noise.load_state_dict(noise)
         self.lr_scale = lr_scale

@@ -39,10 +39,12 @@ from ..checkpoint import BEST, LATEST, load_latest, save_checkpoint, save_latest
 from ..utils import TMP_GLOB, atomic_write_text, read_jsonl, truncate_jsonl
 from .callback import Callback
 from ..runlock import LOCK, run_lock as _run_lock
-from .distributed import env_world
+from .distributed import is_main_process
 from .loop import Trainer
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# What runtime.json's history records of each start (a segment of the run's steps).
+RUNTIME_HISTORY_KEYS = ("world_size", "device", "device_name", "precision", "cuda_graphs", "torch")
 
 
 class Run:
@@ -235,22 +237,47 @@ class Run:
 
     def _write_runtime(self) -> None:
         """Where and how this process trains (device, precision, CUDA graphs and why) in
-        runtime.json, and in one line on stderr unless quiet."""
+        runtime.json, and in one line on stderr unless quiet. ``history`` keeps one segment per start
+        ({from_step, world_size, device, ...}): a resume drops the segments of the steps it trains
+        again, as it drops their records, so the list tells how the run's steps were trained."""
         t = self.trainer
         info = t.runtime_info()
+        history = []
+        if self.resumed:
+            try:
+                history = json.loads((self.dir / "runtime.json").read_text()).get("history") or []
+            except (OSError, ValueError, AttributeError):
+                history = []  # missing or unreadable (or written before histories): earlier segments unknown
+            history = [h for h in history if isinstance(h, dict) and h.get("from_step", 0) < t.state.step]
+        history.append({"from_step": t.state.step, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        **{k: info[k] for k in RUNTIME_HISTORY_KEYS}})
+        info["history"] = history
         atomic_write_text(self.dir / "runtime.json", json.dumps(info, indent=1) + "\n")
         if not self.quiet:
             graphs = "on" if info["cuda_graphs"] else f"off ({info['cuda_graphs_off']})"
             print(f"{self.cfg.name}: {info['device_name']}, precision {info['precision']} ({info['precision_reason']}), "
                   f"CUDA graphs {graphs}", file=sys.stderr, flush=True)
 
+    def _clock_due(self) -> bool:
+        """train.checkpoint_minutes have passed since the last checkpoint (rank 0's clock)."""
+        minutes = self.cfg.train.checkpoint_minutes
+        return minutes is not None and time.monotonic() - self._last_checkpoint >= minutes * 60
+
     def _checkpoint_due(self, step: int, logged: bool) -> bool:
-        t = self.cfg.train
-        if step % t.checkpoint_every == 0:
+        """Whether to write ``latest`` after ``step``. Under torchrun every rank must know (each sends
+        rank 0 its unsent statistics, :meth:`Trainer.gather_pending`): the step count, rank 0's word at
+        a record (see :meth:`_follow`), and its clock agreed at the start of the step (every 10th step,
+        or every step with train.minutes, so a checkpoint by time may come up to 9 steps late)."""
+        if step % self.cfg.train.checkpoint_every == 0:
             return True
         if logged and not self._has_latest:
             return True  # the first record: a run is never long without a checkpoint
-        return t.checkpoint_minutes is not None and time.monotonic() - self._last_checkpoint >= t.checkpoint_minutes * 60
+        return self.trainer.checkpoint_agreed if self.trainer.dist.enabled else self._clock_due()
+
+    def _save_latest(self) -> None:
+        """``latest``, with every rank's statistics since the last record (all ranks call this together)."""
+        self.trainer.gather_pending()
+        self.save(LATEST)
 
     def _fit(self) -> "Run":
         t, cfg = self.trainer, self.cfg
@@ -278,6 +305,7 @@ class Run:
         try:
             while not t.done():
                 tic = time.monotonic()
+                t.checkpoint_requested = t.dist.enabled and self._clock_due()  # torchrun: agreed in train_step
                 t.train_step()
                 t.state.seconds += time.monotonic() - tic
                 faults.reached("step")
@@ -304,8 +332,10 @@ class Run:
                         if "health" in record:
                             post["health"] = record["health"]
                         bar.set_postfix(post, refresh=False)
-                    # torchrun: what the callbacks decided goes to the other ranks (see _follow).
-                    t.dist.broadcast_json({"rollback": self._rollback is not None, "stop": self.stop_reason})
+                    # torchrun: what the callbacks decided goes to the other ranks (see _follow), and
+                    # whether a checkpoint follows (they send their statistics for it).
+                    t.dist.broadcast_json({"rollback": self._rollback is not None, "stop": self.stop_reason,
+                                           "checkpoint": self._checkpoint_due(step, logged)})
                 if step % t.sample_every == 0 or final:
                     self.write_samples(f"step_{step:06d}")
                 rolled_back = self._rollback is not None
@@ -318,12 +348,12 @@ class Run:
                         self.write_samples(f"step_{t.state.step:06d}")
                     break
                 if t.stopping and not final:
-                    self.save(LATEST)
+                    self._save_latest()
                     self._close_logs()
                     t.dist.close()  # torchrun: the other ranks wait for this checkpoint, then all leave
                     raise self._interrupted()
                 if not final and not rolled_back and self._checkpoint_due(step, logged):
-                    self.save(LATEST)
+                    self._save_latest()
         finally:
             if bar is not None:
                 bar.close()
@@ -344,18 +374,27 @@ class Run:
         t.grad_norms = t.dist.broadcast_json(None)
         while not t.done():
             t.train_step()
-            final = t.done()
-            if t.state.step % self.cfg.train.log_every == 0 or final:
+            step, final = t.state.step, t.done()
+            rolled_back = False
+            # A checkpoint follows this step: rank 0's word at a record, else the rule it follows
+            # (Run._checkpoint_due) from what every rank knows.
+            due = step % self.cfg.train.checkpoint_every == 0 or t.checkpoint_agreed
+            if step % self.cfg.train.log_every == 0 or final:
                 t.pop_stats()
                 control = t.dist.broadcast_json(None)
+                due = control["checkpoint"]
                 if control["rollback"]:
                     t.sync_from_main()
+                    rolled_back = True
                 if control["stop"] is not None:
                     self.stop_reason = control["stop"]
                     break
             if t.stopping and not final:  # every rank agreed on this step at its start (Trainer.train_step)
+                t.gather_pending()  # for rank 0's checkpoint
                 t.dist.close()
                 raise self._interrupted()
+            if due and not final and not rolled_back:
+                t.gather_pending()
         t.dist.close()
         return self
 
@@ -398,7 +437,7 @@ def _default_out(cfg: Config) -> Path:
     while path.exists():
         path = base.with_name(f"{base.name}-{i}")
         i += 1
-    if path != base and env_world()[0] == 0:
+    if path != base and is_main_process():
         print(f"note: {base} already holds a run; this one goes to {path} (gankit train {cfg.name} --resume "
               f"continues {base} instead)", file=sys.stderr, flush=True)
     return path
@@ -457,8 +496,9 @@ def _new_run(cfg: Config, run_dir: Path, quiet: bool, callbacks: Iterable[Callba
 
 
 def run_lock(run_dir: Path, create: bool = True):
-    """:func:`gankit.runlock.run_lock`, held by rank 0 alone under torchrun (for the whole job)."""
-    return _run_lock(run_dir, create, hold=env_world()[0] == 0)
+    """:func:`gankit.runlock.run_lock`, held by the job's main process (rank 0 alone under torchrun,
+    for the whole job; a lone process whatever RANK says)."""
+    return _run_lock(run_dir, create, hold=is_main_process())
 
 
 def _absolute_root(cfg: Config) -> Config:
@@ -557,6 +597,12 @@ def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterabl
         run.was_finished = True
         return run
     run.finished, run.stop_reason = False, None  # going on past an early stop, when asked to
+    written = state["trainer"].get("world_size")  # absent from older checkpoints
+    if written is not None and written != t.dist.world_size and t.dist.is_main:
+        print(f"note: {path.name} was written by {written} process{'es' if written > 1 else ''} and resumes on "
+              f"{t.dist.world_size}: the ranks' own random streams (augmentation, dropout, gradient-penalty mixing, "
+              f"fake labels) cannot continue as they were, so such a recipe does not follow the "
+              f"{written}-process run exactly from here", file=sys.stderr, flush=True)
     return run.fit()
 
 
