@@ -425,3 +425,50 @@ def test_what_a_first_day_user_runs_into(tmp_path, monkeypatch, capsys):
     assert all(f"    {name}" in shown for name in ("train", "sample", "eval", "translate"))
     with pytest.raises(ConfigError, match="did you mean fast-fashion-mnist"):
         gankit.train("fast-fashion-mnst", quiet=True)
+
+
+def test_resuming_with_an_ema_turned_on_or_off_starts_or_drops_it(tmp_path, capsys):
+    """`--resume --set train.ema=0.999` on a run that kept no EMA starts the EMA from G as resumed;
+    `train.ema=null` on a run that kept one leaves it behind; each said in one line."""
+    plain, kept = tmp_path / "plain", tmp_path / "kept"
+    gankit.train("gan-ring8", TINY_RING + ["train.steps=10"], out=plain, quiet=True)
+    gankit.train("gan-ring8", TINY_RING + ["train.steps=10", "train.ema=0.9"], out=kept, quiet=True)
+    capsys.readouterr()
+    run = gankit.train(resume=plain, overrides=["train.steps=20", "train.ema=0.999"], quiet=True)
+    assert "it starts from G as resumed (step 10)" in capsys.readouterr().out
+    assert run.trainer.state.step == 20 and set(run.trainer.emas) == {"G"}
+    assert "G_ema" in load_checkpoint_file(plain)["modules"]
+    run = gankit.train(resume=kept, overrides=["train.steps=20", "train.ema=null"], quiet=True)
+    assert "G_ema is not kept" in capsys.readouterr().out
+    assert run.trainer.state.step == 20 and not run.trainer.emas
+    assert "G_ema" not in load_checkpoint_file(kept)["modules"]
+
+
+def load_checkpoint_file(run_dir):
+    from gankit.checkpoint import LATEST, load_checkpoint
+
+    return load_checkpoint(Path(run_dir) / LATEST)
+
+
+def test_training_leaves_the_processs_thread_count_as_it_found_it(tmp_path):
+    """train.threads holds for the run only: after it ends, also by an error, torch has its
+    thread count from before (a notebook's later runs are unchanged)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        gankit.train("gan-ring8", TINY_RING + ["train.threads=1", "train.steps=2"], out=tmp_path / "a", quiet=True)
+        assert torch.get_num_threads() == 3
+
+        from gankit.train.callback import Callback
+
+        class Boom(Callback):
+            def on_log(self, run, record):
+                assert torch.get_num_threads() == 1  # the run's own count while it trains
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            gankit.train("gan-ring8", TINY_RING + ["train.threads=1"], out=tmp_path / "b", quiet=True,
+                         callbacks=[Boom()])
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

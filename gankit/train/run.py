@@ -458,7 +458,19 @@ def train(recipe: str | Path | dict | Config | None = "dcgan-fashion-mnist", ove
     recipe's run and starts it otherwise: the same call (or command) restarts a killed job.
 
     SIGINT or SIGTERM during training writes a checkpoint and raises :class:`~gankit.errors.Interrupted`.
+
+    ``train.threads`` sets torch's thread count for the run only: the process's count before is
+    restored when it ends, also on an error or an interrupt (a notebook's later work is unchanged).
     """
+    before = torch.get_num_threads()
+    try:
+        return _train(recipe, overrides, out, quiet, resume, callbacks)
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def _train(recipe, overrides, out, quiet, resume, callbacks) -> Run:
     overrides = [overrides] if isinstance(overrides, str) else list(overrides or [])  # one "key=value" alone
     if resume is True:
         if recipe is None:
