@@ -203,6 +203,16 @@ def test_a_quiet_run_in_python_prints_nothing_and_keeps_its_whole_history(tmp_pa
         gankit.train("gan-ring8", TINY_RING, out=tmp_path / "bad", quiet=True, callbacks=[Bad()])
 
 
+def test_a_resume_may_change_an_optimisers_kind_and_takes_the_run_object(tmp_path, capsys):
+    """--set train.d_optim.name=rmsprop on an Adam run: D's optimiser starts afresh (Adam's moments mean
+    nothing to RMSprop; they were a KeyError at its first step), said in one line; G's keeps its state."""
+    run = gankit.train("gan-ring8", TINY_RING, out=tmp_path / "r", quiet=True)
+    on = gankit.train(resume=run, overrides=["train.steps=30", "train.d_optim.name=rmsprop"], quiet=True)
+    assert on.trainer.state.step == 30 and isinstance(on.trainer.optimizers["D"], torch.optim.RMSprop)
+    assert "note: optimiser D is now rmsprop (was adam): it starts with fresh state at step 20" in capsys.readouterr().out
+    assert on.trainer.optimizers["G"].state  # Adam, restored and stepped
+
+
 def test_a_second_process_training_into_the_same_folder_is_refused(tmp_path):
     """Two jobs with one --out (a job started twice, a scheduler resuming a job still alive) would write
     into the same files: while one holds the folder, the other is refused in one line, starting or

@@ -87,6 +87,16 @@ def optim_config(cfg: Config, name: str, short: str) -> OptimConfig:
     return cfg.train.optim.get(name) or getattr(cfg.train, short)
 
 
+def saved_optimizer_kind(state: dict, name: str, short: str) -> Optional[str]:
+    """The kind (adam, rmsprop, sgd) of optimiser ``name`` in the run whose checkpoint is ``state``, from
+    the config it stores (None when it stores none)."""
+    train = (state.get("config") or {}).get("train")
+    if train is None:
+        return None
+    o = (train.get("optim") or {}).get(name) or train.get(short) or {}
+    return o.get("name", OptimConfig.name)
+
+
 def lazy_ratio(phases: List[Phase], optimizer: str) -> float:
     """c = the regular steps of ``optimizer`` / all its steps, per generator step: the other phases against
     those too that are lazy regularisers (``Phase.lazy``: every N steps). StyleGAN2 (App. B) runs an
@@ -526,6 +536,12 @@ class Trainer:
                 raise CheckpointError(f"this checkpoint has no network {k!r} (it has {', '.join(saved)}); "
                                       "it was written by another objective")
         for k, opt in self.optimizers.items():
+            was, now = saved_optimizer_kind(state, k, self.objective.optimizers[k].short), self.optim_cfgs[k].name
+            if was not in (None, now):  # --resume --set train.d_optim.name=rmsprop: Adam's moments mean nothing to it
+                if self.dist.is_main:
+                    print(f"note: optimiser {k} is now {now} (was {was}): it starts with fresh state at step "
+                          f"{int(state['trainer']['step'])}", flush=True)
+                continue
             restore_optimizer_state(opt, state["optimizers"][k])
         samplers = state.get("samplers") or {next(iter(self.samplers)): state["sampler"]}  # v1: one sampler
         for k, s in self.samplers.items():

@@ -62,6 +62,10 @@ class Run:
         self.finished = False                    # the budget is spent (or a callback stopped the run)
         self.checkpoint_seconds = 0.0            # wall time spent writing latest checkpoints in this process
         self.was_finished = False                # resumed a finished run: nothing was trained
+        self.went_on: Optional[str] = None       # resumed past this early stop, as its user asked
+
+    def __fspath__(self) -> str:  # a Run stands for its folder: gankit.load(run), train(resume=run), Path(run)
+        return str(self.dir)
 
     # -- files ----------------------------------------------------------------------------------
     def data_meta(self) -> dict:
@@ -608,7 +612,8 @@ def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterabl
         t.dist.close()
         run.was_finished = True
         return run
-    run.finished, run.stop_reason = False, None  # going on past an early stop, when asked to
+    run.went_on = run.stop_reason  # going on past an early stop, when asked to
+    run.finished, run.stop_reason = False, None
     written = state["trainer"].get("world_size")  # absent from older checkpoints
     if written is not None and written != t.dist.world_size and t.dist.is_main:
         print(f"note: {path.name} was written by {written} process{'es' if written > 1 else ''} and resumes on "

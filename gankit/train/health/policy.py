@@ -92,6 +92,8 @@ class HealthCallback(Callback):
 
     def _start(self, run) -> None:
         t = run.trainer
+        if run.went_on:  # told to go on after a stop: a fresh rollback budget, at the learning rates reached
+            self.rollbacks = 0
         t.grad_norms = self.cfg.grad_norms
         sigma = self.noise_sigma
         for remedy in self.remedies:  # resumed: the objective is built afresh, without them
