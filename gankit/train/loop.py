@@ -87,7 +87,7 @@ def optim_config(cfg: Config, name: str, short: str) -> OptimConfig:
     return cfg.train.optim.get(name) or getattr(cfg.train, short)
 
 
-def saved_optimizer_kind(state: dict, name: str, short: str) -> Optional[str]:
+def checkpoint_optimizer_kind(state: dict, name: str, short: str) -> Optional[str]:
     """The kind (adam, rmsprop, sgd) of optimiser ``name`` in the run whose checkpoint is ``state``, from
     the config it stores (None when it stores none)."""
     train = (state.get("config") or {}).get("train")
@@ -536,8 +536,8 @@ class Trainer:
                 raise CheckpointError(f"this checkpoint has no network {k!r} (it has {', '.join(saved)}); "
                                       "it was written by another objective")
         for k, opt in self.optimizers.items():
-            was, now = saved_optimizer_kind(state, k, self.objective.optimizers[k].short), self.optim_cfgs[k].name
-            if was not in (None, now):  # --resume --set train.d_optim.name=rmsprop: Adam's moments mean nothing to it
+            was, now = checkpoint_optimizer_kind(state, k, self.objective.optimizers[k].short), self.optim_cfgs[k].name
+            if was not in (None, now):  # a resume that set another kind (adam -> rmsprop): the moments mean nothing to it
                 if self.dist.is_main:
                     print(f"note: optimiser {k} is now {now} (was {was}): it starts with fresh state at step "
                           f"{int(state['trainer']['step'])}", flush=True)
