@@ -28,7 +28,7 @@ def load_samples(source, n: int = DEFAULT_N, seed: int = 0, data=None, data_root
     """Resolve ``source`` (run folder, model folder, checkpoint file, ``.npz``, :class:`~gankit.GAN`,
     array) to samples; a model's are made only once ``metrics`` are known to fit its kind of data."""
     if isinstance(source, (str, Path)) and Path(source).suffix == ".npz":
-        return samples_from_npz(Path(source), n, data, data_root)
+        return samples_from_npz(Path(source), n, data, data_root, seed=seed)  # which n of a larger file
     if isinstance(source, (torch.Tensor, np.ndarray)):
         return samples_from_array(source, data, data_root, n=n, labels=labels)
     if isinstance(source, GAN):
