@@ -245,3 +245,31 @@ def test_bad_settings_name_themselves(kwargs, msg):
         cls(3, 3, 2, **kwargs)
     with pytest.raises(ValueError, match=re.escape("SRGANDiscriminator: n_blocks must be an integer >= 1, got 0")):
         SRGANDiscriminator(3, n_blocks=0)
+
+
+# Tiling a photo (gankit translate): the margin each tile drops is the network's receptive reach, measured
+@pytest.mark.parametrize("cls,kw,reach", [
+    # by hand: SRResNet's 9x9 head (4) + 2 convs per block (16) + trunk (1) + upsampling convs at x1, x2
+    # (1 + 1/2) + the 9x9 tail at x4 (1) = 23.5 -> 24; RRDB: head 1 + 3 RRDBs x 3 dense blocks x 5 convs (45)
+    # + trunk 1 + up convs 1 + 1/2 + hr conv and tail at x4 (1/4 + 1/4) = 49
+    (SRResNet, dict(width=8, n_blocks=8), 24),          # the shipped depths (recipes), tiny width
+    (RRDBNet, dict(width=8, n_blocks=3, growth=4), 49),
+])
+def test_tiles_give_the_one_pass_picture_for_the_shipped_networks(cls, kw, reach):
+    from gankit.colour import to_uint8
+    from gankit.restore import receptive_margin, tiled
+
+    torch.manual_seed(0)
+    g = cls(3, 3, 4, residual=False, **kw).eval()
+    margin = receptive_margin(g, 3, 4)
+    assert margin == reach
+    x = torch.rand(1, 3, 2 * margin + 50, 2 * margin + 37) * 2 - 1
+    with torch.no_grad():
+        one = to_uint8(g(x))
+        tiles = tiled(g, x, tile=2 * margin + 24, margin=margin, scale=4)   # 3 x 3 tiles
+        short = tiled(g, x, tile=2 * margin + 24, margin=4, scale=4)
+    assert tiles.dtype == torch.uint8 and tiles.shape == one.shape
+    d = (tiles.int() - one.int()).abs()
+    assert d.max() <= 1 and (d > 0).float().mean() < 1e-3   # the same bytes up to float rounding
+    if cls is SRResNet:  # (RRDB's x0.1-initialised blocks barely reach a random one's output)
+        assert (short.int() - one.int()).abs().max() > 1     # a margin short of the reach: seams show
