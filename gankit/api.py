@@ -2,6 +2,7 @@
 translate images with it."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -326,33 +327,117 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
     return out
 
 
-def _restore_files(model, inputs, out_dir: Path, side_by_side: bool, mask, seed, tile, extend, alpha) -> list:
-    """``translate`` for a restoration run: each image at its own size (:mod:`gankit.restore`)."""
-    from .data.base import to_uint8
-    from .data.images import list_images
+def _restore_files(model, inputs, out_dir: Path, side_by_side: bool, mask, seed, tile, extend, alpha,
+                   skip_existing: bool = False) -> list:
+    """``translate`` for a restoration run: each image at its own size (:mod:`gankit.restore`).
+    Every input (and a mask file) is read once before the first output is written, so a bad file is one
+    line naming it and nothing is written; more than one input shows a progress bar on stderr."""
     from .data.restoration import one_hot_map
-    from .restore import check_options, interpolated, load_for_restoration, restore_image
+    from .restore import check_options, check_tile, interpolated, load_for_restoration, read_mask, restore_image
     from .viz.grids import image_grid, input_picture, png_bytes
 
     check_options(model, mask, tile, extend)
+    paths = expand_inputs(inputs, list_input_images, f"{INPUT_KINDS} images")
+    targets = output_targets(paths, out_dir, ".png", make=False)
+    if mask is not None and Path(mask).expanduser().is_file():
+        read_mask(Path(mask).expanduser())  # a mask with no hole: one line before anything is written
+    check_images(paths)
+    if model.data["restoration"]["task"] == "super-resolution":
+        check_tile(model, tile)
+    if extend is not None:
+        for p in paths:
+            try:
+                check_options(model, extend=extend, size=image_size(p)[::-1])
+            except GankitError as e:
+                raise GankitError(f"{p}: {e}") from None
     if alpha is not None:
         interpolated(model, alpha)
-    paths = expand_inputs(inputs, list_images, "PNG/JPEG/BMP/WEBP images")
+    todo = pending(paths, targets, out_dir, skip_existing)
+    Path(targets[0]).parent.mkdir(parents=True, exist_ok=True)
     written = []
-    for p, target in zip(paths, output_targets(paths, out_dir, ".png")):
+    for p, target in progress(todo, "restoring", "image"):
         x, labels = load_for_restoration(p, model)
         y = restore_image(model, x, mask=mask, seed=seed, tile=tile, extend=extend, label_map=labels)
         if side_by_side:  # the input as a picture (a label map in its palette), enlarged to the output's size
+            y = y.float() / 127.5 - 1
             shown = x if labels is None else one_hot_map(labels, int(model.data["restoration"]["classes"]))
             shown = input_picture(shown, y.shape[1], tuple(y.shape[2:]))
             if shown.shape[1] != y.shape[1]:
                 shown = shown.expand(-1, y.shape[1], -1, -1)
             array = image_grid(torch.cat([shown, y]), nrow=2, padding=0)
         else:
-            array = to_uint8(y[0]).permute(1, 2, 0).numpy()
+            array = y[0].permute(1, 2, 0).numpy()  # the uint8 picture; channels-last already when tiled
         atomic_write_bytes(target, png_bytes(array))
         written.append(target)
     return written
+
+
+# What translate reads from a folder: every suffix it reads as a named file (GIF and TIFF too: their
+# first frame, said in a note when there are more)
+INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+INPUT_KINDS = "PNG/JPEG/BMP/WEBP/GIF/TIFF"
+# -o names one file of the kind a run writes; any other file kind here is refused, never made a folder
+_FILE_SUFFIXES = set(INPUT_SUFFIXES) | {".npz", ".wav", ".flac", ".mp4"}
+
+
+def list_input_images(folder: Path) -> list:
+    """The images ``translate`` reads under ``folder`` (recursively, sorted by path): the suffixes of
+    :data:`INPUT_SUFFIXES`, any case."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in INPUT_SUFFIXES)
+
+
+def image_size(path: Path) -> tuple:
+    """(W, H) of an image as a viewer shows it (EXIF orientation applied), from its header."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w, h = im.size
+        return (h, w) if im.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)
+
+
+def check_images(paths, purpose: str = "translate") -> None:
+    """Decode every image in ``paths`` once (a bad one is one line naming it) and note each one of
+    several frames (:func:`note_frames`)."""
+    from .data.images import open_image
+
+    for p in paths:
+        open_image(p, "RGB", purpose)
+    note_frames(paths)
+
+
+def note_frames(paths) -> None:
+    """A note on stderr for each image of several frames (an animated GIF, a multi-page TIFF): only
+    its first frame is read."""
+    from PIL import Image
+
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                frames = getattr(im, "n_frames", 1)
+        except Exception:  # noqa: BLE001  (an unreadable file is reported by whoever decodes it)
+            continue
+        if frames > 1:
+            print(f"note: {p}: {frames} frames; only the first is used", file=sys.stderr)
+
+
+def pending(paths: list, targets: list, out, skip_existing: bool) -> list:
+    """(input, output) pairs to make: an output already there (from an earlier run into the folder
+    ``out``) is replaced, or with ``skip_existing`` kept and its input skipped; either is said on stderr."""
+    there = [t for t in targets if Path(t).exists()]
+    if there:
+        print(f"{'keeping' if skip_existing else 'replacing'} {len(there)} output(s) already in {out}"
+              f"{' (--skip-existing)' if skip_existing else ' (--skip-existing keeps them)'}", file=sys.stderr)
+    return [(p, t) for p, t in zip(paths, targets) if not (skip_existing and Path(t).exists())]
+
+
+def progress(items: list, desc: str, unit: str):
+    """``items`` with a tqdm bar on stderr when there is more than one, redrawn 10 times a second on a
+    terminal and every 30 s into a file or pipe, as training's bar is."""
+    if len(items) <= 1:
+        return items
+    from tqdm.auto import tqdm
+    return tqdm(items, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
+                mininterval=0.1 if sys.stderr.isatty() else 30)
 
 
 def unique_stems(paths) -> list:
@@ -374,9 +459,10 @@ def read_images(inputs, channels: int, size: tuple, purpose: str = "translate") 
     (:func:`gankit.data.images.prepare_image`: centre crop to the aspect ratio, bicubic resize).
     ``purpose``: the command named in a bad file's error line."""
     from .data.base import to_model_range
-    from .data.images import list_images, prepare_image, stack_images
+    from .data.images import prepare_image, stack_images
 
-    paths = expand_inputs(inputs, list_images, "PNG/JPEG/BMP/WEBP images")
+    paths = expand_inputs(inputs, list_input_images, f"{INPUT_KINDS} images")
+    note_frames(paths)
     arrays = [prepare_image(p, channels, tuple(size), purpose) for p in paths]
     return paths, to_model_range(stack_images(arrays))
 
@@ -399,24 +485,36 @@ def expand_inputs(inputs, find, what: str) -> list:
     return paths
 
 
-def output_targets(paths: list, out: Path, suffix: str) -> list:
+def output_targets(paths: list, out: Path, suffix: str, make: bool = True) -> list:
     """Where ``translate`` writes the output of each input in ``paths``: ``out`` itself when it ends in
-    ``suffix`` (one input), else ``out/<name><suffix>`` (the folder made here)."""
-    out = Path(out)
-    other = {".png", ".jpg", ".jpeg", ".npz", ".wav", ".flac", ".gif", ".mp4"} - {suffix}
-    if out.suffix.lower() in other:
+    ``suffix`` (one input; refused when it exists), else ``out/<name><suffix>`` (the folder made here
+    unless ``make`` is False). An output that would be one of the inputs is refused, in one line,
+    as is an ``out`` with another file suffix (``-o x.tif`` is not made a folder)."""
+    out = Path(out).expanduser()
+    if out.suffix.lower() in _FILE_SUFFIXES - {suffix}:
         raise GankitError(f"-o {out}: this run writes {suffix} files; give a folder, or a {suffix} file name "
                           "for one input")
     if out.suffix.lower() == suffix:
         if len(paths) != 1:
             raise GankitError(f"-o {out}: one output file for {len(paths)} inputs; give a folder instead")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return [out]
-    if out.exists() and not out.is_dir():
-        raise GankitError(f"-o {out}: a file, not a folder; give a folder for the outputs "
-                          f"(or a {suffix} file name for one input)")
-    out.mkdir(parents=True, exist_ok=True)
-    return [out / f"{stem}{suffix}" for stem in unique_stems(paths)]
+        targets = [out]
+    else:
+        if out.exists() and not out.is_dir():
+            raise GankitError(f"-o {out}: a file, not a folder; give a folder for the outputs "
+                              f"(or a {suffix} file name for one input)")
+        targets = [out / f"{stem}{suffix}" for stem in unique_stems(paths)]
+    ids = {(st.st_dev, st.st_ino): p for p in paths for st in [os.stat(p)]}  # the same file by any name
+    for t in targets:
+        clash = ids.get((os.stat(t).st_dev, os.stat(t).st_ino)) if t.exists() else None
+        if clash is not None:
+            raise GankitError(f"-o {out}: would write {t} over the input {clash}; give another "
+                              f"{'name' if t == out else 'folder'} for the outputs")
+    if targets == [out] and out.exists():
+        raise GankitError(f"-o {out}: the file exists; delete it or give a new name (a folder -o replaces "
+                          "earlier outputs in it)")
+    if make:
+        targets[0].parent.mkdir(parents=True, exist_ok=True)
+    return targets
 
 
 def _sound_files(folder: Path) -> list:
@@ -460,14 +558,18 @@ def _convert_audio(model: GAN, direction: str, inputs, out: Path, n_iter: int = 
 def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optional[str] = None,
               which: str = "latest", side_by_side: bool = False, griffin_lim_iters: int = 64,
               mask: Optional[str] = None, seed: int = 0, tile: Optional[int] = None, extend: Optional[int] = None,
-              alpha: Optional[float] = None) -> list:
+              alpha: Optional[float] = None, skip_existing: bool = False) -> list:
     """Translate image files or folders with a trained translation run; writes ``out_dir/<name>.png``
     for each input (``side_by_side``: input | output), or ``out_dir`` itself when it ends in .png and
     there is one input, and returns the written paths. A voice-conversion run (audio data) takes sound
     files and writes WAVs of the same length (``out_dir`` may be one .wav).
     A restoration run takes images of any size (:mod:`gankit.restore`: ``mask`` a file or a kind drawn
     with ``seed``, ``tile`` for super-resolution, ``extend`` for uncropping, ``alpha`` ESRGAN's network
-    interpolation) and writes each at its own size."""
+    interpolation) and writes each at its own size.
+
+    No output is written over an input, nor over an existing file named by ``out_dir``; outputs
+    already in an ``out_dir`` folder are replaced, or with ``skip_existing`` kept and their inputs skipped.
+    Inputs are all read before the first output is written."""
     from .data.base import to_uint8
     from .viz.grids import image_grid, png_bytes, translation_columns
 
@@ -492,11 +594,18 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
         raise GankitError("--mask, --tile, --extend and --alpha are for restoration runs (super-resolution, "
                           "inpainting, uncropping, colorization, labels2image)")
     if restoring:
-        return _restore_files(model, inputs, Path(out_dir), side_by_side, mask, seed, tile, extend, alpha)
+        return _restore_files(model, inputs, Path(out_dir), side_by_side, mask, seed, tile, extend, alpha,
+                              skip_existing)
     paths, x = read_images(inputs, shape[0], tuple(shape[1:]))
+    targets = output_targets(paths, out_dir, ".png")
+    todo = {t for _, t in pending(paths, targets, out_dir, skip_existing)}
+    keep = [i for i, t in enumerate(targets) if t in todo]
+    if not keep:
+        return []
+    x = x[keep]
     y = model.translate(x, name)
     written = []
-    for i, target in enumerate(output_targets(paths, out_dir, ".png")):
+    for i, target in enumerate(targets[j] for j in keep):
         if side_by_side:
             tiles, k = translation_columns(x[i:i + 1], y[i:i + 1])
             array = image_grid(tiles, nrow=k, padding=0)

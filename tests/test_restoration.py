@@ -269,13 +269,14 @@ def test_tiling_agrees_with_one_pass_where_the_receptive_field_fits():
                               torch.nn.Conv2d(12, 12, 3, padding=1), torch.nn.PixelShuffle(2)).eval()
     x = torch.randn(1, 3, 40, 57)
     with torch.no_grad():
-        whole = net(x)
-        pieces = tiled(net, x, tile=16, overlap=8, scale=2)
-    assert pieces.shape == whole.shape == (1, 3, 80, 114)
-    # receptive radius 2 px = a quarter of the overlap: every blended pixel is the same number from each tile
-    assert (pieces - whole).abs().max() < 1e-5
+        whole = to_uint8(net(x))
+        pieces = tiled(net, x, tile=16, margin=2, scale=2)   # receptive reach 2 px
+    assert pieces.shape == whole.shape == (1, 3, 80, 114) and pieces.dtype == torch.uint8
+    assert (pieces.int() - whole.int()).abs().max() <= 1
     with torch.no_grad():
-        assert torch.equal(tiled(net, x[:, :, :16, :16], tile=16, overlap=8, scale=2), net(x[:, :, :16, :16]))
+        assert torch.equal(tiled(net, x[:, :, :16, :16], tile=16, margin=2, scale=2), to_uint8(net(x[:, :, :16, :16])))
+    with pytest.raises(ValueError):
+        tiled(net, x, tile=4, margin=2, scale=2)
 
 
 def test_relativistic_losses_match_their_closed_form():
@@ -341,17 +342,26 @@ def test_evaluation_scores_the_task_and_its_baseline_reproducibly(runs):
     assert c["colourfulness_baseline"] < 0.05 and c["colourfulness_real"] > 5  # grey: 0 up to Lab rounding
 
 
-def test_translate_super_resolution_any_size_tiled_and_alpha(runs, tmp_path):
+def test_translate_super_resolution_any_size_tiled_and_alpha(runs, tmp_path, capsys):
+    from gankit.restore import sr_margin
     photo(tmp_path / "in.png", size=(37, 29))
     out = tmp_path / "out"
     assert cli_main(["translate", str(runs / "sr-psnr"), str(tmp_path / "in.png"), "-o", str(out)]) == 0
-    big = np.asarray(Image.open(out / "in.png"))
-    assert big.shape == (29 * 4, 37 * 4, 3)
-    # tiles of 16 input px (overlap 4) against one pass: the same picture up to the blend of the seams
-    assert cli_main(["translate", str(runs / "sr-psnr"), str(tmp_path / "in.png"), "-o", str(tmp_path / "one"),
-                     "--tile", "0"]) == 0
-    one = np.asarray(Image.open(tmp_path / "one" / "in.png")).astype(int)
-    assert np.abs(big.astype(int) - one).mean() < 3
+    assert np.asarray(Image.open(out / "in.png")).shape == (29 * 4, 37 * 4, 3)
+    # tiles (the smallest allowed: a 16 px core) against one pass: the same picture
+    margin = sr_margin(load(runs / "sr-psnr"))
+    photo(tmp_path / "big.png", size=(2 * margin + 41, 2 * margin + 30))
+    for tile, name in ((2 * margin + 16, "tiled"), (0, "one")):
+        assert cli_main(["translate", str(runs / "sr-psnr"), str(tmp_path / "big.png"), "-o", str(tmp_path / name),
+                         "--tile", str(tile)]) == 0
+    big, one = (np.asarray(Image.open(tmp_path / n / "big.png")).astype(int) for n in ("tiled", "one"))
+    assert big.shape == one.shape and np.abs(big - one).max() <= 1
+    capsys.readouterr()
+    assert cli_main(["translate", str(runs / "sr-psnr"), str(tmp_path / "in.png"), "-o", str(tmp_path / "t1"),
+                     "--tile", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--tile 1: this network sees {margin} input px" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "t1").exists()
     # ESRGAN's interpolation: alpha 0 is the PSNR model, alpha 1 the GAN
     for alpha, run in (("0", "sr-psnr"), ("1", "sr-gan")):
         assert cli_main(["translate", str(runs / "sr-gan"), str(tmp_path / "in.png"), "-o", str(tmp_path / alpha),
@@ -430,8 +440,94 @@ def test_uncropping_refuses_a_negative_border(runs, tmp_path, capsys):
     photo(tmp_path / "in.png", size=(40, 24))
     assert cli_main(["translate", str(runs / "uncrop"), str(tmp_path / "in.png"), "-o", str(tmp_path / "o"),
                      "--extend", "-5"]) == 2
-    assert "--extend: give 0 or more pixels" in capsys.readouterr().err
+    assert "--extend -5: nothing to fill; give 1 or more pixels" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extend,message", [
+    ("0", "--extend 0: nothing to fill"),             # as a mask with no hole
+    ("3", "give at most 2 (half the shorter side)"),   # a 5 x 5 photo: the border would be mostly invented
+    ("5000", "give at most 2"),
+])
+def test_uncropping_bounds_the_border(runs, tmp_path, capsys, extend, message):
+    photo(tmp_path / "in.png", size=(5, 5))
+    capsys.readouterr()
+    assert cli_main(["translate", str(runs / "uncrop"), str(tmp_path / "in.png"), "-o", str(tmp_path / "o"),
+                     "--extend", extend]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_uncropping_refuses_an_output_over_the_pixel_budget():
+    from gankit.restore import MAX_UNCROP_PIXELS, check_options
+    fake = type("M", (), {"data": {"restoration": {"task": "uncropping"}}})()
+    check_options(fake, extend=1000, size=(4000, 6000))   # 8000 x 6000 = 48 MP: allowed
+    with pytest.raises(gankit.GankitError, match=f"over the {MAX_UNCROP_PIXELS // 1_000_000} allowed"):
+        check_options(fake, extend=1001, size=(4000, 6000))
+
+
+def test_no_output_is_written_over_an_input_or_a_named_file(runs, tmp_path, capsys):
+    """-o the input folder, -o the input file, -o an existing file, -o x.tif: one line each, nothing written;
+    a folder's earlier outputs are replaced, or kept with --skip-existing."""
+    (tmp_path / "same").mkdir()
+    rgb = photo(tmp_path / "same" / "in.png")
+    (tmp_path / "exists.png").write_bytes(b"a user's file")
+    sr = str(runs / "sr-psnr")
+    for inputs, out, message in (("same", "same", "would write"), ("same/in.png", "same/in.png", "over the input"),
+                                 ("same/in.png", "exists.png", "the file exists"),
+                                 ("same/in.png", "x.tif", "this run writes .png files")):
+        capsys.readouterr()
+        assert cli_main(["translate", sr, str(tmp_path / inputs), "-o", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "same" / "in.png")), rgb)
+    assert (tmp_path / "exists.png").read_bytes() == b"a user's file" and not (tmp_path / "x.tif").exists()
+    assert sorted(p.name for p in (tmp_path / "same").iterdir()) == ["in.png"]
+    # a folder -o: a rerun replaces its earlier outputs; --skip-existing keeps them
+    photo(tmp_path / "same" / "two.png", size=(20, 16))
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "in.png").write_bytes(b"earlier")
+    assert cli_main(["translate", sr, str(tmp_path / "same"), "-o", str(tmp_path / "o"), "--skip-existing"]) == 0
+    assert (tmp_path / "o" / "in.png").read_bytes() == b"earlier" and (tmp_path / "o" / "two.png").exists()
+    assert "keeping 1 output(s)" in capsys.readouterr().err
+    assert cli_main(["translate", sr, str(tmp_path / "same"), "-o", str(tmp_path / "o")]) == 0
+    assert np.asarray(Image.open(tmp_path / "o" / "in.png")).shape == (29 * 4, 37 * 4, 3)
+    assert "replacing 2 output(s)" in capsys.readouterr().err
+
+
+def test_a_folder_is_read_whole_before_anything_is_written(runs, tmp_path, capsys):
+    """A bad file anywhere in a folder: one line naming it, no output; GIF and TIFF are read from a folder
+    as when named, an animated one with a note; more than one input shows a progress bar."""
+    (tmp_path / "in").mkdir()
+    photo(tmp_path / "in" / "a.png")
+    frames = [Image.fromarray(np.full((12, 16, 3), c, np.uint8)) for c in (0, 255)]
+    frames[0].save(tmp_path / "in" / "b.gif", save_all=True, append_images=frames[1:])
+    frames[1].save(tmp_path / "in" / "c.tif")
+    (tmp_path / "in" / "z.png").write_bytes(b"not a png")
+    capsys.readouterr()
+    assert cli_main(["translate", str(runs / "colorize"), str(tmp_path / "in"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "z.png" in err and len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
+    (tmp_path / "in" / "z.png").unlink()
+    assert cli_main(["translate", str(runs / "colorize"), str(tmp_path / "in"), "-o", str(tmp_path / "o")]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.png", "b.png", "c.png"]
+    err = capsys.readouterr().err
+    assert "b.gif: 2 frames; only the first is used" in err and "restoring" in err and "3/3" in err
+
+
+def test_a_small_hole_survives_a_mask_resized_to_the_photo(tmp_path):
+    from gankit.restore import read_mask
+    m = np.zeros((100, 70), np.uint8)
+    m[37, 51] = 255                                     # one pixel, in a mask 10x larger than the photo
+    Image.fromarray(m).save(tmp_path / "m.png")
+    small = read_mask(tmp_path / "m.png", (10, 7))[0, 0]
+    assert small.sum() == 1 and small[3, 5] == 1
+    m = np.zeros((5, 5), np.uint8)
+    m[2, 3] = 1
+    Image.fromarray(m).save(tmp_path / "s.png")
+    big = read_mask(tmp_path / "s.png", (10, 10))[0, 0]  # enlarged: as nearest neighbours
+    assert big.sum() == 4 and big[4:6, 6:8].all()
 
 
 def test_translate_uncropping_extends_the_photo(runs, tmp_path):
