@@ -164,6 +164,26 @@ def test_divergence_that_persists_stops_at_the_last_healthy_state(tmp_path):
     assert len(div) < counts[0] < counts[1]
 
 
+def test_a_rolled_back_stretch_leaves_no_trace_in_tensorboard_grids_or_snapshots(tmp_path):
+    """After rollbacks and the stop at the last healthy step, the folder reads as that run: TensorBoard
+    has each step once with the kept value, and no grid or snapshot shows a diverged state."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gankit.train.snapshots import list_snapshots
+
+    r = run(tmp_path, ["train.g_optim.lr=50", "train.d_optim.lr=50", "train.steps=200", "train.log_every=10",
+                       "health.max_rollbacks=2", "health.lr_factor=0.9", "train.sample_every=10",
+                       "train.snapshot_every=10"])
+    kept = r.trainer.state.step
+    assert "still diverging" in r.stop_reason and kept < 200
+    acc = EventAccumulator(str(r.dir / "tb"))
+    acc.Reload()
+    scalars = [(e.step, e.value) for e in acc.Scalars("d_loss")]
+    assert scalars == [(rec["step"], pytest.approx(rec["d_loss"], rel=1e-6)) for rec in metrics(r.dir)]
+    assert max(int(p.stem[5:]) for p in (r.dir / "samples").glob("step_*.png")) == kept
+    assert list_snapshots(r.dir)[-1][0] == kept
+
+
 def test_d_that_cannot_learn_is_d_lost_and_stops_early(tmp_path):
     r = run(tmp_path, ["train.d_optim.lr=1e-7", "train.steps=400", "train.log_every=20", "health.warmup=100"])
     ev = [e for e in events(r.dir) if e["kind"] in ("d_lost", "converged")]

@@ -159,17 +159,19 @@ class Run:
                 self._tb.add_image("samples", image_grid(x), t.state.step, dataformats="HWC")
         return path
 
-    def _open_tensorboard(self) -> None:
+    def _open_tensorboard(self, purge: Optional[int] = None) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard not installed: the run still has metrics.jsonl
             return
-        # Resumed: TensorBoard discards the old files' steps after the checkpoint (they are trained again).
-        purge = self.trainer.state.step + 1 if self.resumed else None
+        # Resumed (or rolled back): TensorBoard discards the old files' steps from ``purge`` on (they are
+        # trained again).
+        if purge is None and self.resumed:
+            purge = self.trainer.state.step + 1
         self._tb = SummaryWriter(log_dir=str(self.dir / "tb"), flush_secs=30, purge_step=purge)
 
     def _drop_after(self, step: int) -> None:
-        """Resuming at ``step``: remove what was written after it (records, grids) and the temporary
+        """Resuming (or rolled back) at ``step``: remove what was written after it (records, grids) and the temporary
         files of writes a crash cut short, so the folder reads as one uninterrupted run."""
         truncate_jsonl(self.dir / "metrics.jsonl", step)
         for png in (self.dir / "samples").glob("step_*.png"):
@@ -194,8 +196,15 @@ class Run:
         self.trainer.rollback(state, lr_scale)
         self.trainer.sync_from_main()  # torchrun: every rank continues from rank 0's rolled-back state
         step = self.trainer.state.step
-        truncate_jsonl(self.dir / "metrics.jsonl", step)
+        # The folder reads as if the rolled-back stretch never happened, as after a resume: its records,
+        # grids (the last one would show the diverged G), TensorBoard scalars and callbacks' files go.
+        self._drop_after(step)
         self.records = [r for r in self.records if r["step"] <= step]
+        if self._tb is not None:
+            self._tb.close()
+            self._open_tensorboard(purge=step + 1)
+        for cb in self.callbacks:
+            cb.on_rollback(self, step)
 
     # -- signals ----------------------------------------------------------------------------------
     @contextmanager

@@ -16,14 +16,14 @@ the run was killed and resumed. Only vector data (1D/2D mixtures) gets snapshots
 weights are large and ``gankit animate`` draws only densities and point clouds.
 
 Resuming at step c drops the snapshots written after c (they are made again); so does a rollback
-of the health monitor (to the record one log interval before the step it reports next).
+of the health monitor to step c (:meth:`~gankit.train.callback.Callback.on_rollback`).
 """
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -93,7 +93,6 @@ class SnapshotCallback(Callback):
     def __init__(self, every: int, keep: int):
         self.every, self.keep = every, keep
         self.enabled = True
-        self._prev_step: Optional[int] = None
 
     def _write(self, run, step: int) -> None:
         t = run.trainer
@@ -121,7 +120,6 @@ class SnapshotCallback(Callback):
             return
         step = run.trainer.state.step
         self._drop_after(run.dir, step)  # resumed: made again; restarted from config: everything goes
-        self._prev_step = step
         if step == 0:
             self._write(run, 0)
 
@@ -129,10 +127,6 @@ class SnapshotCallback(Callback):
         if not self.enabled:
             return None
         step = record["step"]
-        if self._prev_step is not None and step <= self._prev_step:
-            # The health monitor rolled back to a record, one log interval before this one.
-            self._drop_after(run.dir, step - run.cfg.train.log_every)
-        self._prev_step = step
         done = list_snapshots(run.dir)
         last_slot = done[-1][0] // self.every if done else -1
         slot = step // self.every
@@ -140,6 +134,10 @@ class SnapshotCallback(Callback):
             self._write(run, step)
         return None
 
+    def on_rollback(self, run, step: int) -> None:
+        if self.enabled:
+            self._drop_after(run.dir, step)
+    
     def on_end(self, run) -> None:
         if not self.enabled:
             return
