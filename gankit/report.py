@@ -43,7 +43,7 @@ def _figure_png(fig) -> bytes:
 
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight")  # a title wider than a one-panel figure is kept whole
     plt.close(fig)
     return buf.getvalue()
 
@@ -240,8 +240,8 @@ def build_report(run_dir: str | Path, max_samples: int = 8, sections: Sequence[T
     status = health["status"] if health else "no health record"
     colour = KIND_COLOURS.get(status, "#2ca02c" if status == "healthy" else "#555")
     parts.append(f"<h1>{name}</h1><p class=\"muted\">{html.escape(str(cfg.get('description', '')))}</p>")
-    parts.append(f"<p>{last.get('step', 0)} generator steps, {last.get('epoch', 0)} epochs, "
-                 f"{last.get('seconds', 0)} s of training. Health: <span class=\"status\" "
+    parts.append(f"<p>{last.get('step', 0)} generator steps, {last.get('epoch', 0):.2f} epochs, "
+                 f"{last.get('seconds', 0):.1f} s of training. Health: <span class=\"status\" "
                  f"style=\"background:{colour}\">{html.escape(status)}</span></p>")
     if health and health.get("stop_reason"):
         parts.append(f"<p><b>Stopped early:</b> {html.escape(health['stop_reason'])}</p>")

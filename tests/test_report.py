@@ -106,3 +106,20 @@ def test_report_of_a_run_without_health_monitor(tmp_path):
     assert "no health record" in page and "No health events." in page
     assert "grad/" not in page and "<h2>Gradient norms</h2>" not in page   # nothing measured, nothing drawn
     assert "<h2>Evaluation</h2>" not in page
+
+
+def test_a_title_wider_than_its_figure_is_kept_whole_and_numbers_are_rounded(run_dir):
+    """One health panel under a long title (a translation run's report): the picture widens to hold the
+    title instead of cutting it; the summary line rounds epochs and seconds."""
+    import io
+
+    from PIL import Image
+
+    from gankit.report import build_report, plot_metrics
+
+    records = [{"step": s, "health/energy": 1.0 / s} for s in (10, 20, 30)]
+    title = "health signals (diversity and energy are relative to real data)"
+    with Image.open(io.BytesIO(plot_metrics(records, ["health/energy"], title))) as im:
+        assert im.width > 340   # the figure is 3.4 in x 100 dpi; the title alone is wider
+    page = build_report(run_dir)
+    assert re.search(r"<p>120 generator steps, \d+\.\d\d epochs, \d+\.\d s of training", page)
