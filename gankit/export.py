@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import CheckpointError, GankitError
+from .provenance import current as provenance_record, read_onnx_metadata, to_json
 from .model_folder import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, is_model_folder, read_folder_config
 from .utils import atomic_write_bytes, atomic_write_text, sha256_file
 
@@ -327,6 +328,10 @@ def onnx_metadata(src: Source, spec: Spec, direction: Optional[str], net_name: s
         "gankit.tolerance": f"{TOLERANCE:g}",
         "gankit.noise": noise,
         "gankit.noise_meaning": NOISE_MEANING[noise],
+        # the record `gankit inspect` prints for a PNG, NPZ or WAV: the command and date with the run's facts
+        "gankit.provenance": to_json({**provenance_record(), "made_by": "gankit export", "run": src.name,
+                                      "checkpoint": src.which, "checkpoint_sha256": src.sha256,
+                                      "step": model.step}),
     }
 
 
@@ -377,14 +382,6 @@ def export_onnx(src: Source, out: Path, direction: Optional[str] = None, exporte
                           f"inputs; {out} not written")
     atomic_write_bytes(out, data)
     return ExportResult("onnx", out, worst, errors, noise=meta["gankit.noise"])
-
-
-def read_onnx_metadata(path: str | Path) -> Dict[str, str]:
-    """The ``metadata_props`` of an ONNX file as a dict."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
 
 
 # -- model folder -------------------------------------------------------------------------------

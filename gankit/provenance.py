@@ -1,4 +1,4 @@
-"""Where a file gankit wrote came from: provenance metadata in every PNG, NPZ and WAV.
+"""Where a file gankit wrote came from: provenance metadata in every PNG, NPZ, WAV and ONNX export.
 
 One place builds the record (:func:`current`); the writers only ask for it in their format:
 
@@ -7,7 +7,8 @@ One place builds the record (:func:`current`); the writers only ask for it in th
   ``savefig(metadata=...)`` via :func:`png_text`);
 * NPZ: a field ``provenance``, a 0-d unicode array holding the JSON (read without pickle);
 * WAV: a ``LIST``/``INFO`` chunk: ``ICMT`` the JSON, ``ISFT`` the software, ``ICRD`` the date
-  (:func:`gankit.audio_io.write_wav`).
+  (:func:`gankit.audio_io.write_wav`);
+* ONNX (``gankit export``): the ``metadata_props`` key ``gankit.provenance`` holding the JSON.
 
 The API functions and the training run say what is being written with the context manager
 :func:`context` (run name, checkpoint, seed, ...); writers need no extra parameters. A write outside
@@ -149,7 +150,7 @@ def npz_field(record: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
 
 # -- readers' side ----------------------------------------------------------------------------------
 def read_provenance(path: str | Path) -> Dict[str, Any]:
-    """The provenance record gankit stored in a PNG, NPZ or WAV file. Raises GankitError (one line)
+    """The provenance record gankit stored in a PNG, NPZ, WAV or ONNX file. Raises GankitError (one line)
     when the file is missing, of another type, or carries no gankit metadata."""
     path = Path(path)
     if not path.is_file():
@@ -163,8 +164,10 @@ def read_provenance(path: str | Path) -> Dict[str, Any]:
             text = _npz_text(path)
         elif head[:4] == b"RIFF" and head[8:12] == b"WAVE":
             text = read_wav_info(path).get("ICMT")
+        elif path.suffix.lower() == ".onnx":  # a protobuf: no magic bytes to tell it by
+            text = read_onnx_metadata(path).get("gankit.provenance")
         else:
-            raise GankitError(f"{path}: not a PNG, NPZ or WAV file; gankit stores provenance only in those")
+            raise GankitError(f"{path}: not a PNG, NPZ, WAV or ONNX file; gankit stores provenance only in those")
     except GankitError:
         raise
     except Exception as e:  # a damaged file of the right type
@@ -179,6 +182,14 @@ def read_provenance(path: str | Path) -> Dict[str, Any]:
     if not isinstance(record, dict) or "gankit" not in record:
         raise GankitError(f"{path}: its gankit metadata is not a valid provenance record")
     return record
+
+
+def read_onnx_metadata(path: str | Path) -> Dict[str, str]:
+    """The ``metadata_props`` of an ONNX file as a dict (``gankit export`` writes ``gankit.*`` keys)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
 
 
 def _png_text(path: Path) -> Optional[str]:

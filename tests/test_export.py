@@ -137,6 +137,11 @@ def test_onnx_of_a_conditional_run_samples_what_gankit_samples(runs, tmp_path, c
     assert meta["gankit.ema"] == "true" and meta["gankit.run"] == "cgan" and meta["gankit.step"] == "3"
     assert meta["gankit.checkpoint_sha256"] == sha256_file(runs / "cgan" / "checkpoints" / "latest.safetensors")
     assert meta["gankit.version"] == gankit.__version__
+    # gankit inspect reads the export's provenance as it reads a PNG's: who wrote it, run and checkpoint.
+    from gankit.provenance import read_provenance
+    prov = read_provenance(out)
+    assert prov["made_by"] == "gankit export" and "command" in prov and prov["date"].endswith("Z")  # command: None in-process
+    assert (prov["run"], prov["step"], prov["checkpoint_sha256"]) == ("cgan", 3, meta["gankit.checkpoint_sha256"])
     # The same noise and classes gankit.sample draws for a seed give the same images, at two batch sizes.
     s = session(out)
     assert [i.name for i in s.get_inputs()] == ["z", "y"] and s.get_outputs()[0].name == "x"
