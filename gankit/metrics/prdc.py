@@ -67,6 +67,7 @@ def prdc(real_features, fake_features, k_pr: int = K_PR, k_dc: int = K_DC, block
         "coverage": covered / len(real),
     }
 
+
 def knn_radii(x: torch.Tensor, ks, block: int = 1024) -> list:
     """For each k in ``ks``: squared distance from each row of ``x`` to its k-th nearest other row, (N,)."""
     kmax = max(ks)
