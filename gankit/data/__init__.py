@@ -4,12 +4,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import torch
-
 from . import audio, idx, images, photos, restoration, toy, translation  # noqa: F401  (register the datasets)
 from .images import SIZED_ON_LOAD
 from .base import DATASET_OPTIONS, DATASETS, Dataset, EpochSampler, Field, fit_resolution, to_model_range, to_uint8
-from .subsets import class_indices, index_hash, stratified_subset
+from .subsets import index_hash, kept_classes, stratified_subset
 from ..config import check_name, register_check
 from ..errors import ConfigError
 
@@ -63,11 +61,7 @@ def load_dataset(cfg, split: str = "train", seed: int = 0) -> Dataset:
     if cfg.exclude_classes and split == "train":  # held-out classes (anomaly detection): train split only
         if ds.y is None:
             raise ConfigError(f"data.exclude_classes: dataset {cfg.name!r} has no labels; remove the setting")
-        held = class_indices(cfg.exclude_classes, list(ds.info.get("classes") or []), ds.num_classes, cfg.name)
-        keep = ~torch.isin(ds.y, torch.tensor(held, dtype=ds.y.dtype))
-        if not keep.any():
-            raise ConfigError(f"data.exclude_classes: leaves none of {cfg.name}'s training images (every class "
-                              "present is held out); hold out fewer classes")
+        keep = kept_classes(ds.y, cfg.exclude_classes, list(ds.info.get("classes") or []), ds.num_classes, cfg.name)
         ds.x, ds.y = ds.x[keep], ds.y[keep]
     if cfg.limit is not None:
         ds.x = ds.x[: cfg.limit]

@@ -17,7 +17,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..utils import atomic_write_bytes, cache_dir
 from .base import DATASET_OPTIONS, DATASETS, Dataset, resolution_hw
-from .subsets import class_indices, spread_limit
+from .subsets import kept_classes, spread_limit
 
 T = TypeVar("T")
 
@@ -298,12 +298,8 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     channels = 1 if mode == "L" else 3
     ys = [classes.index(p.parent.relative_to(base).as_posix()) for p in files] if has_labels else [0] * len(files)
     if split == "train" and cfg.exclude_classes and has_labels:  # held-out classes first, so that data.limit
-        held = set(class_indices(cfg.exclude_classes, classes, len(classes), "folder"))  # counts what is kept
-        kept = [i for i, k in enumerate(ys) if k not in held]
-        if not kept:
-            raise ConfigError("data.exclude_classes: leaves none of folder's training images (every class "
-                              "present is held out); hold out fewer classes")
-        files, ys = [files[i] for i in kept], [ys[i] for i in kept]
+        kept = kept_classes(torch.tensor(ys), cfg.exclude_classes, classes, len(classes), "folder")  # counts
+        files, ys = [f for f, k in zip(files, kept.tolist()) if k], [y for y, k in zip(ys, kept.tolist()) if k]
     if cfg.limit is not None:  # N files spread over the classes (seeded by data.subset_seed), not the first
         keep = spread_limit(torch.tensor(ys), cfg.limit, cfg.subset_seed).tolist()  # classes in path order;
         files, ys = [files[i] for i in keep], [ys[i] for i in keep]            # only those are decoded

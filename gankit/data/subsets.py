@@ -71,3 +71,23 @@ def class_indices(classes, names: list, num_classes: int, dataset: str) -> list:
     if len(set(out)) != len(out):
         raise ConfigError(f"data.exclude_classes: {list(classes)} names one class twice")
     return out
+
+
+def kept_classes(y: torch.Tensor, exclude, names: list, num_classes: int, dataset: str) -> torch.Tensor:
+    """The (N,) bool mask of the samples of ``y`` whose class ``data.exclude_classes`` (``exclude``)
+    keeps; one ConfigError line when it keeps none."""
+    held = class_indices(exclude, names, num_classes, dataset)
+    keep = ~torch.isin(y, torch.tensor(held, dtype=y.dtype))
+    if not keep.any():
+        raise ConfigError(f"data.exclude_classes: leaves none of {dataset}'s training images (every class "
+                          "present is held out); hold out fewer classes")
+    return keep
+
+
+def anomaly_classes(exclude, ds) -> list:
+    """Sorted indices of the classes an anomaly detector scores as positive in the split ``ds``: those of
+    ``data.exclude_classes`` (``exclude``) and a folder's held-out classes that its train/ lacks
+    (``info["anomalous_classes"]``, the MVTec AD layout)."""
+    names = list(ds.info.get("classes") or [])
+    held = set(class_indices(exclude, names, ds.num_classes, ds.name)) if exclude else set()
+    return sorted(held | {names.index(c) for c in ds.info.get("anomalous_classes") or []})

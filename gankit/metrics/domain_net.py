@@ -99,7 +99,7 @@ def domain_net_path(dataset: str, data_cfg=None) -> Path:
     return cache_dir() / "features" / f"{domain_key(dataset, data_cfg)}.safetensors"
 
 
-def domain_key(dataset: str, data_cfg=None) -> str:
+def domain_key(dataset: str, data_cfg=None, train=None) -> str:
     """``domain-<dataset>``, plus ``-<hash>`` of the data's root and options when it has either. Data
     under a root of the user's (a ``folder``, a copy of MNIST) can change in place, so the hash then
     also covers the content of the train split the net learns from: ``sha256_tensor`` of its images
@@ -111,7 +111,7 @@ def domain_key(dataset: str, data_cfg=None) -> str:
         return f"domain-{dataset}"
     what = {"root": str(Path(root).expanduser().resolve()) if root is not None else None, "options": options}
     if root is not None:
-        train = _load_split(data_cfg, "train")
+        train = train if train is not None else _load_split(data_cfg, "train")  # the split, if loaded already
         what["data_sha256"] = sha256_tensor(train.x)
         what["labels_sha256"] = sha256_tensor(train.y) if train.y is not None else None
     return f"domain-{dataset}-{hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]}"
@@ -221,8 +221,9 @@ def train_domain_net(data_cfg, epochs: Optional[float] = None, limit: Optional[i
     on the rotation pretext task instead (module docstring); the accuracy is then rotation accuracy.
     """
     name = data_cfg.name
-    key = domain_key(name, data_cfg)
-    return fit_domain_net(_load_split(data_cfg, "train"), _load_split(data_cfg, "test"), name,
+    train = _load_split(data_cfg, "train")
+    key = domain_key(name, data_cfg, train)
+    return fit_domain_net(train, _load_split(data_cfg, "test"), name,
                           key, Path(path or cache_dir() / "features" / f"{key}.safetensors"),
                           epochs=epochs, limit=limit, seed=seed, log=log, title=network_title(name, data_cfg))
 

@@ -393,6 +393,11 @@ def _num(v):
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
+def on_training_images(ds) -> str:
+    """The warning of every card scored against ``ds`` when it is its dataset's training images."""
+    return f"the reference is the training images: this {ds.name} has no held-out split (test/ or val/)"
+
+
 def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, version, warnings,
           subset=None) -> dict:
     params = dict(metric.params)
@@ -412,7 +417,7 @@ def _card(metric, ctx, extractor, ds, split, data_sha, n_real, n_fake, seed, ver
         if n_fake < params["samples"]:
             w.append(f"{n_fake} samples scored; the VEEGAN/PacGAN protocol uses {params['samples']}")
     if metric.uses_real and ds.info.get("test_is_train"):
-        w.append(f"the reference is the training images: this {ds.name} has no held-out split (test/ or val/)")
+        w.append(on_training_images(ds))
     if metric.uses_features and extractor is not None:
         w += getattr(extractor, "warnings", [])  # a feature network that scored near chance when trained
         dim = ctx.fake_features.features.shape[1]
@@ -446,12 +451,10 @@ def held_out_classes(data_cfg, ds) -> list:
     """The anomaly classes (``data.exclude_classes`` and a folder's test/ classes that train/ lacks) as
     the card records them, sorted: ``"index (name)"`` when the data names
     its classes (a folder's sub-folders), else the indices; given by name or by index, the same."""
-    from ..data.subsets import class_indices
+    from ..data.subsets import anomaly_classes
 
     names = list(ds.info.get("classes") or [])
-    held = set(class_indices(data_cfg.exclude_classes, names, ds.num_classes, ds.name))
-    held = sorted(held | {names.index(c) for c in ds.info.get("anomalous_classes") or []})
-    return [f"{i} ({names[i]})" if i < len(names) else i for i in held]
+    return [f"{i} ({names[i]})" if i < len(names) else i for i in anomaly_classes(data_cfg.exclude_classes, ds)]
 
 
 def model_results(model, split: str = "test", seed: int = 0) -> List[dict]:
@@ -477,9 +480,7 @@ def model_results(model, split: str = "test", seed: int = 0) -> List[dict]:
     held = held_out_classes(model.cfg.data, ds)
     if held:  # which classes were the positives: runs holding out different classes never share a card id
         params["held_out_classes"] = held
-    warnings = []
-    if ds.info.get("test_is_train"):
-        warnings.append(f"scored on the training images: this {ds.name} has no held-out split (test/ or val/)")
+    warnings = [on_training_images(ds)] if ds.info.get("test_is_train") else []
     results = []
     for metric, v in values.items():
         what = descriptions.get(metric, "{metric} computed by the model itself on the {n} images of the {split} split")

@@ -182,15 +182,12 @@ class _AnomalyObjective(Objective):
         positives: those of ``data.exclude_classes``, and a folder's held-out classes that its train/
         lacks (``info["anomalous_classes"]``, the MVTec AD layout); ``{}`` when there are none."""
         from ..data import load_dataset
-        from ..data.subsets import class_indices
+        from ..data.subsets import anomaly_classes
 
         data = load_dataset(dataclasses.replace(data_cfg, limit=None), split, seed=seed)  # the whole split
-        names = list(data.info.get("classes") or [])
-        held = [names.index(c) for c in data.info.get("anomalous_classes") or []]
-        if data_cfg.exclude_classes:
-            if data.y is None:
-                raise ConfigError(f"data.exclude_classes: dataset {data_cfg.name!r} has no labels")
-            held += class_indices(data_cfg.exclude_classes, names, data.num_classes, data_cfg.name)
+        if data_cfg.exclude_classes and data.y is None:
+            raise ConfigError(f"data.exclude_classes: dataset {data_cfg.name!r} has no labels")
+        held = anomaly_classes(data_cfg.exclude_classes, data)
         if not held:
             return {}
         labels = torch.isin(data.y.cpu(), torch.tensor(held, dtype=data.y.dtype)).numpy()
