@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .errors import GankitError
+from .errors import GankitError, option
 from .utils import atomic_write_bytes
 
 N_SAMPLES_1D = 5000   # generator samples per frame for the KDE
@@ -343,7 +343,8 @@ def write_mp4(images: list, path: Path, fps: float) -> None:
     """H.264 MP4 through ffmpeg (frames piped as raw RGB), written to a temp file and renamed."""
     exe = _ffmpeg()
     if exe is None:
-        raise GankitError(f"{path}: writing MP4 needs ffmpeg (pip install imageio-ffmpeg); or give -o FILE.gif")
+        raise GankitError(f"{path}: writing MP4 needs ffmpeg (pip install imageio-ffmpeg); or give "
+                          f"{option('-o', 'FILE.gif', param='out')}")
     w, h = images[0].size
     images = images + [images[-1]] * (HOLD_LAST - 1)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.mp4")
@@ -387,13 +388,13 @@ def animate_run(run_dir: str | Path, out: Optional[str | Path] = None, fps: floa
     if not run_dir.is_dir():
         raise GankitError(f"{run_dir}: no such run folder")
     if not fps > 0:
-        raise GankitError(f"--fps {fps}: give a number of frames per second > 0")
+        raise GankitError(f"{option('--fps', fps)}: give a number of frames per second > 0")
     path = Path(out) if out is not None else run_dir / "animation.gif"
     if path.suffix.lower() not in (".gif", ".mp4"):
         raise GankitError(f"{path}: the output must end in .gif or .mp4")
     if path.suffix.lower() == ".mp4" and _ffmpeg() is None:
         raise GankitError(f"{path}: writing MP4 needs ffmpeg (pip install imageio-ffmpeg, or apt-get install "
-                          "ffmpeg); or give -o FILE.gif")
+                          f"ffmpeg); or give {option('-o', 'FILE.gif', param='out')}")
     snaps = list_snapshots(run_dir)
     if not snaps:
         kind = _data_kind(run_dir)

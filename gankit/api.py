@@ -13,7 +13,7 @@ import torch
 from . import provenance
 from .config import Config, from_dict, import_plugins
 from .checkpoint import LATEST, load_checkpoint, load_latest
-from .errors import CheckpointError, GankitError
+from .errors import CheckpointError, GankitError, option
 from .latent import slerp
 from .model_folder import WEIGHTS_FILE, is_model_folder, read_model_folder
 from .utils import atomic_write_bytes, resolve_device
@@ -68,9 +68,9 @@ class GAN:
             return names.index(label)
         if isinstance(label, str) and not label.lstrip("-").isdigit():
             known = f"its classes: {', '.join(names)}" if names else f"its classes have no names, only 0..{last}"
-            raise GankitError(f"--class {label}: no class of that name; {known}")
+            raise GankitError(f"{option('--class', label, param='label')}: no class of that name; {known}")
         if not 0 <= int(label) <= last:
-            raise GankitError(f"--class {label}: this model has classes 0..{last}"
+            raise GankitError(f"{option('--class', label, param='label')}: this model has classes 0..{last}"
                               + (f" ({', '.join(names)})" if names else ""))
         return int(label)
 
@@ -140,7 +140,7 @@ class GAN:
             raise GankitError(f"this is a {self.task.name} model: it takes no input images; use sample")
         name = direction or next(iter(tasks))
         if name not in tasks:
-            raise GankitError(f"--direction {name}: this model translates {', '.join(tasks)}")
+            raise GankitError(f"{option('--direction', name)}: this model translates {', '.join(tasks)}")
         task = tasks[name]
         return task.generate(self.nets[task.net], {"x": x}, batch_size)
 
@@ -156,8 +156,8 @@ class GAN:
 
         self.require_generation()
         if self.D is None:
-            raise GankitError(f"--rejection: this {self.cfg.loss.objective} model has no discriminator to reject "
-                              "samples with; sample without --rejection")
+            raise GankitError(f"{option('--rejection', True)}: this {self.cfg.loss.objective} model has no "
+                              f"discriminator to reject samples with; sample without {option('--rejection')}")
         data = load_dataset(self.cfg.data, "train", seed=self.cfg.seed)
         return rejection_sampler(self.G, self.D, data, self.task, steps=steps, percentile=percentile, seed=seed)
 
@@ -275,7 +275,8 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
         model.require_generation()
         model.task.truncated(truncation, cutoff, model.G)  # a bad ψ or cutoff fails before anything is drawn
         if interpolate or rejection:
-            raise GankitError("--truncation/--cutoff apply to plain samples; drop --interpolate or --rejection")
+            raise GankitError(f"{option('--truncation')}/{option('--cutoff')} apply to plain samples; drop "
+                              f"{option('--interpolate', True)} or {option('--rejection', True)}")
     provenance.update_from_model(model, "gankit.sample", seed=seed, label=label, rejection=rejection or None,
                                  watermark=METHOD if watermark is not None else None,
                                  truncation=truncation if truncating else None, cutoff=cutoff)
@@ -284,8 +285,8 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
     audio = model.data.get("audio")
     if audio is not None and out.suffix == "":  # a folder: one WAV per sample, and their spectrograms
         if interpolate or rejection or watermark is not None:
-            raise GankitError(f"{out}: a folder of WAVs takes plain samples; --interpolate, --rejection and "
-                              "--watermark write .png/.npz files")
+            raise GankitError(f"{out}: a folder of WAVs takes plain samples; {option('--interpolate')}, "
+                              f"{option('--rejection')} and {option('--watermark')} write .png/.npz files")
         from .audio.render import write_samples
         x, y = model.sample(n, seed=seed, labels=label, truncation=truncation, cutoff=cutoff)
         write_samples(x, y, audio, out, n_iter=griffin_lim_iters, seed=seed)
@@ -295,12 +296,15 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
         raise GankitError(f"{out}: the output must end in .png (a picture) or .npz (arrays){hint}")
     if interpolate:
         if rejection:
-            raise GankitError("--interpolate walks the latent space; it cannot reject samples: drop --rejection")
+            raise GankitError(f"{option('--interpolate', True)} walks the latent space; it cannot reject samples: "
+                              f"drop {option('--rejection', True)}")
         if out.suffix != ".png":
-            raise GankitError("--interpolate writes a picture: give -o FILE.png")
+            raise GankitError(f"{option('--interpolate', True)} writes a picture: give "
+                              f"{option('-o', 'FILE.png', param='out')}")
         x = model.interpolate(rows=whole_number(walks, "n", low=1), seed=seed)
         if x.ndim != 4:
-            raise GankitError("--interpolate needs an image model; for 1D/2D data sample to .png instead")
+            raise GankitError(f"{option('--interpolate', True)} needs an image model; for 1D/2D data sample to .png "
+                              "instead")
         x = embed(x, watermark) if watermark is not None else x
         from .viz.grids import save_image_grid
         save_image_grid(x, out, nrow=10)
@@ -426,7 +430,7 @@ def pending(paths: list, targets: list, out, skip_existing: bool) -> list:
     there = [t for t in targets if Path(t).exists()]
     if there:
         print(f"{'keeping' if skip_existing else 'replacing'} {len(there)} output(s) already in {out}"
-              f"{' (--skip-existing)' if skip_existing else ' (--skip-existing keeps them)'}", file=sys.stderr)
+              f" ({option('--skip-existing', True)}{'' if skip_existing else ' keeps them'})", file=sys.stderr)
     return [(p, t) for p, t in zip(paths, targets) if not (skip_existing and Path(t).exists())]
 
 
@@ -492,26 +496,27 @@ def output_targets(paths: list, out: Path, suffix: str, make: bool = True) -> li
     as is an ``out`` with another file suffix (``-o x.tif`` is not made a folder)."""
     out = Path(out).expanduser()
     if out.suffix.lower() in _FILE_SUFFIXES - {suffix}:
-        raise GankitError(f"-o {out}: this run writes {suffix} files; give a folder, or a {suffix} file name "
-                          "for one input")
+        raise GankitError(f"{option('-o', out, param='out_dir')}: this run writes {suffix} files; give a folder, or a "
+                          f"{suffix} file name for one input")
     if out.suffix.lower() == suffix:
         if len(paths) != 1:
-            raise GankitError(f"-o {out}: one output file for {len(paths)} inputs; give a folder instead")
+            raise GankitError(f"{option('-o', out, param='out_dir')}: one output file for {len(paths)} inputs; give a "
+                              "folder instead")
         targets = [out]
     else:
         if out.exists() and not out.is_dir():
-            raise GankitError(f"-o {out}: a file, not a folder; give a folder for the outputs "
-                              f"(or a {suffix} file name for one input)")
+            raise GankitError(f"{option('-o', out, param='out_dir')}: a file, not a folder; give a folder for the "
+                              f"outputs (or a {suffix} file name for one input)")
         targets = [out / f"{stem}{suffix}" for stem in unique_stems(paths)]
     ids = {(st.st_dev, st.st_ino): p for p in paths for st in [os.stat(p)]}  # the same file by any name
     for t in targets:
         clash = ids.get((os.stat(t).st_dev, os.stat(t).st_ino)) if t.exists() else None
         if clash is not None:
-            raise GankitError(f"-o {out}: would write {t} over the input {clash}; give another "
-                              f"{'name' if t == out else 'folder'} for the outputs")
+            raise GankitError(f"{option('-o', out, param='out_dir')}: would write {t} over the input {clash}; give "
+                              f"another {'name' if t == out else 'folder'} for the outputs")
     if targets == [out] and out.exists():
-        raise GankitError(f"-o {out}: the file exists; delete it or give a new name (a folder -o replaces "
-                          "earlier outputs in it)")
+        raise GankitError(f"{option('-o', out, param='out_dir')}: the file exists; delete it or give a new name (a "
+                          "folder -o replaces earlier outputs in it)")
     if make:
         targets[0].parent.mkdir(parents=True, exist_ok=True)
     return targets
@@ -580,19 +585,20 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
     tasks = model.objective.tasks()
     name = direction or next(iter(tasks))
     if name not in tasks:
-        raise GankitError(f"--direction {name}: this model translates {', '.join(tasks)}")
+        raise GankitError(f"{option('--direction', name)}: this model translates {', '.join(tasks)}")
     provenance.update_from_model(model, "gankit.translate", direction=name)  # in every PNG written below
     shape = model.info.sample_shape if tasks[name].source == "A" else model.info.target_shape
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
     if model.data.get("audio") is not None:
         if side_by_side:
-            raise GankitError("--side-by-side pairs images; a voice-conversion run writes WAV files: drop it")
+            raise GankitError(f"{option('--side-by-side', True)} pairs images; a voice-conversion run writes WAV "
+                              "files: drop it")
         return _convert_audio(model, name, inputs, Path(out_dir), n_iter=griffin_lim_iters)
     restoring = model.data.get("restoration") is not None
     if not restoring and (mask is not None or tile is not None or extend is not None or alpha is not None):
-        raise GankitError("--mask, --tile, --extend and --alpha are for restoration runs (super-resolution, "
-                          "inpainting, uncropping, colorization, labels2image)")
+        raise GankitError(f"{option('--mask')}, {option('--tile')}, {option('--extend')} and {option('--alpha')} are "
+                          "for restoration runs (super-resolution, inpainting, uncropping, colorization, labels2image)")
     if restoring:
         return _restore_files(model, inputs, Path(out_dir), side_by_side, mask, seed, tile, extend, alpha,
                               skip_existing)

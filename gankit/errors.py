@@ -1,4 +1,32 @@
-"""User-facing errors: the CLI prints their message as one line and exits non-zero."""
+"""User-facing errors: the CLI prints their message as one line and exits non-zero.
+
+A message names the option at fault as its user wrote it: :func:`option` gives ``--truncation 2``
+while the command line runs (:func:`command_line`) and ``truncation=2`` from Python."""
+import contextlib
+import contextvars
+
+_ON_COMMAND_LINE = contextvars.ContextVar("gankit_on_command_line", default=False)
+_UNSET = object()
+
+
+@contextlib.contextmanager
+def command_line():
+    """While inside, :func:`option` names options as command-line flags (``gankit.cli.main`` enters it)."""
+    token = _ON_COMMAND_LINE.set(True)
+    try:
+        yield
+    finally:
+        _ON_COMMAND_LINE.reset(token)
+
+
+def option(flag: str, value=_UNSET, param: str | None = None) -> str:
+    """How a message names an option and its value: ``--tile 8`` (``--rejection`` for ``value=True``) on
+    the command line, ``tile=8`` from Python. ``param``: the Python keyword where it is not the
+    flag's name (``-o`` is ``out``, ``--class`` is ``label``)."""
+    if _ON_COMMAND_LINE.get():
+        return flag if value is _UNSET or value is True else f"{flag} {value}"
+    name = param or flag.lstrip("-").replace("-", "_")
+    return name if value is _UNSET else f"{name}={value!r}"
 
 
 class GankitError(Exception):

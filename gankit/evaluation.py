@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .api import GAN, load
+from .errors import option
 from .metrics.evaluate import (DEFAULT_N, DEFAULT_THREADS, EvalError, EvalResult, Samples, check_names, evaluate_samples,
                                model_results, samples_from_array, samples_from_model, samples_from_npz)
 from .metrics.features import num_threads
@@ -77,16 +78,16 @@ def evaluate(source, metrics=None, n: int = DEFAULT_N, features: Optional[str] =
     classifier's accuracy on ``split``) gets them as further results, each with its card.
     """
     if n < 2:
-        raise EvalError(f"-n {n}: need at least 2 samples")
+        raise EvalError(f"{option('-n', n)}: need at least 2 samples")
     check_names(metrics, features)  # before the samples are made (10,000 of a StyleGAN take minutes on a CPU)
     log = None if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     samples = load_samples(source, n=n, seed=seed, data=data, data_root=data_root, checkpoint=checkpoint,
                            labels=labels, metrics=metrics)
     if samples.x is None:  # a reconstruction model: no samples to score
         if metrics:
-            raise EvalError(f"--metrics {metrics if isinstance(metrics, str) else ','.join(metrics)}: "
+            raise EvalError(f"{option('--metrics', metrics if isinstance(metrics, str) else ','.join(metrics))}: "
                             f"{samples.source.get('label')} ({samples.model.cfg.loss.objective}) makes no samples; "
-                            "gankit eval reports the model's own numbers without --metrics")
+                            f"gankit eval reports the model's own numbers without {option('--metrics')}")
         result = EvalResult(samples.source, [])
     else:
         result = evaluate_samples(samples, metrics=metrics, features=features, split=split, seed=seed,

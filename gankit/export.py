@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import CheckpointError, GankitError
+from .errors import CheckpointError, GankitError, option
 from .provenance import current as provenance_record, read_onnx_metadata, to_json
 from .model_folder import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, is_model_folder, read_folder_config
 from .utils import atomic_write_bytes, atomic_write_text, sha256_file
@@ -102,14 +102,16 @@ def export(run_dir: str | Path, fmt: str, out: str | Path, which: str = "latest"
     export, ``AtoB`` (the default, the model's first task) or ``BtoA``. ``exporter``: see
     :func:`onnx_bytes`."""
     if fmt not in FORMATS:
-        raise GankitError(f"--format {fmt}: unknown export format; choose one of: {', '.join(FORMATS)}")
+        raise GankitError(f"{option('--format', fmt, param='fmt')}: unknown export format; choose one of: "
+                          f"{', '.join(FORMATS)}")
     if exporter not in EXPORTERS:
-        raise GankitError(f"--exporter {exporter}: choose one of: {', '.join(EXPORTERS)}")
+        raise GankitError(f"{option('--exporter', exporter)}: choose one of: {', '.join(EXPORTERS)}")
     src = load_source(run_dir, which)
     if fmt == "onnx":
         return export_onnx(src, Path(out), direction, exporter)
     if direction is not None:
-        raise GankitError("--direction applies to --format onnx; a model folder keeps every direction")
+        raise GankitError(f"{option('--direction')} applies to {option('--format', 'onnx', param='fmt')}; a model "
+                          "folder keeps every direction")
     return export_folder(src, Path(out))
 
 
@@ -133,7 +135,7 @@ def load_source(run_dir: str | Path, which: str = "latest") -> Source:
     if not path.is_dir():
         raise GankitError(f"{path}: not a folder; give a run folder (or an exported model folder)")
     if which not in ("latest", "best"):
-        raise GankitError(f"--checkpoint {which}: choose latest or best")
+        raise GankitError(f"{option('--checkpoint', which, param='which')}: choose latest or best")
     if which == "latest":
         if not (path / LATEST).exists() and not (path / "checkpoints" / "previous.safetensors").exists():
             raise CheckpointError(f"{path / LATEST}: no checkpoint there; is {path} a run folder "
@@ -144,7 +146,7 @@ def load_source(run_dir: str | Path, which: str = "latest") -> Source:
         ckpt = path / BEST
         if not ckpt.exists():
             raise CheckpointError(f"{ckpt}: no best checkpoint yet (one is written at evaluations and when the run "
-                                  "ends); use --checkpoint latest")
+                                  f"ends); use {option('--checkpoint', 'latest', param='which')}")
     model = load(ckpt, device="cpu")
     return Source(model, path.resolve().name, ckpt.relative_to(path).as_posix(), sha256_file(ckpt), which)
 
@@ -342,14 +344,14 @@ def export_onnx(src: Source, out: Path, direction: Optional[str] = None, exporte
 
     model = src.model
     if out.suffix != ".onnx":
-        raise GankitError(f"-o {out}: an ONNX file name ends in .onnx")
+        raise GankitError(f"{option('-o', out, param='out')}: an ONNX file name ends in .onnx")
     if out.is_dir():
-        raise GankitError(f"-o {out}: a folder is there; give a file name ending in .onnx")
+        raise GankitError(f"{option('-o', out, param='out')}: a folder is there; give a file name ending in .onnx")
     if model.task.name == "translation":
         tasks = model.objective.tasks()
         name = direction or next(iter(tasks))
         if name not in tasks:
-            raise GankitError(f"--direction {name}: this model translates {', '.join(tasks)}")
+            raise GankitError(f"{option('--direction', name)}: this model translates {', '.join(tasks)}")
         task = tasks[name]
         in_shape = model.info.sample_shape if task.source == "A" else model.info.target_shape
         out_shape = model.info.target_shape if task.source == "A" else model.info.sample_shape
@@ -358,7 +360,8 @@ def export_onnx(src: Source, out: Path, direction: Optional[str] = None, exporte
         direction = name if len(tasks) > 1 else None
     else:
         if direction is not None:
-            raise GankitError(f"--direction {direction}: this is a {model.task.name} model; it has one direction")
+            raise GankitError(f"{option('--direction', direction)}: this is a {model.task.name} model; it has one "
+                              "direction")
         spec = generation_spec(model.cfg.model.z_dim, model.num_classes, tuple(model.info.sample_shape))
         net_name = model.task.net
     net = frozen_copy(model.nets[net_name])
@@ -491,9 +494,10 @@ def export_folder(src: Source, out: Path) -> ExportResult:
 
     model = src.model
     if out.exists() and not out.is_dir():
-        raise GankitError(f"-o {out}: a file is there; give a folder name")
+        raise GankitError(f"{option('-o', out, param='out')}: a file is there; give a folder name")
     if out.is_dir() and any(out.iterdir()) and not is_model_folder(out):
-        raise GankitError(f"-o {out}: the folder is not empty and is not a gankit model folder; give a new folder")
+        raise GankitError(f"{option('-o', out, param='out')}: the folder is not empty and is not a gankit model "
+                          "folder; give a new folder")
     tensors = {}
     for name, net in model.nets.items():
         for k, v in net.state_dict().items():

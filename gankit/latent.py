@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .errors import GankitError
+from .errors import GankitError, option
 
 
 def slerp(a: Tensor, b: Tensor, t: float | Tensor) -> Tensor:
@@ -44,13 +44,13 @@ def psi_to_tau(psi: float) -> float:
 
 def check_psi(psi: float, style: bool) -> float:
     """``psi`` as a float when it is a truncation this generator takes (0 < ψ ≤ 1; also 0 for a
-    ``style`` generator), else one GankitError line naming --truncation and the range."""
+    ``style`` generator), else one GankitError line naming the truncation option and the range."""
     try:
         value = float(psi)
     except (TypeError, ValueError):
-        raise GankitError(f"--truncation {psi!r}: not a number; give ψ with {PSI_RANGE}") from None
+        raise GankitError(f"{option('--truncation', psi)}: not a number; give ψ with {PSI_RANGE}") from None
     if not (0 <= value <= 1 if style else 0 < value <= 1):
-        raise GankitError(f"--truncation {psi}: give ψ with {PSI_RANGE}")
+        raise GankitError(f"{option('--truncation', psi)}: give ψ with {PSI_RANGE}")
     return value
 
 

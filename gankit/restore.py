@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import GankitError
+from .errors import GankitError, option
 
 PAD_MULTIPLE = 64          # covers every shipped network's size rule (a U-Net of depth 6 needs 64)
 
@@ -136,7 +136,7 @@ def read_mask(path: Path, size: Optional[tuple] = None) -> torch.Tensor:
 
     grey = np.asarray(open_image(path, "L", "--mask", background=0))  # transparent = not painted = known
     if grey.max() == 0:
-        raise GankitError(f"--mask {path}: black everywhere, so no hole; paint the hole white (non-zero)")
+        raise GankitError(f"{option('--mask', path)}: black everywhere, so no hole; paint the hole white (non-zero)")
     hole = grey > grey.max() / 2
     if size is not None:
         # output pixel i covers source pixels [i·S/T, (i+1)·S/T): the max over each run of them
@@ -149,7 +149,7 @@ def draw_mask(kind: str, size: tuple, seed: int) -> torch.Tensor:
     from .data.masks import MASKS
 
     if kind not in MASKS:
-        raise GankitError(f"--mask {kind}: not a file; give a mask image or one of {', '.join(MASKS)}")
+        raise GankitError(f"{option('--mask', kind)}: not a file; give a mask image or one of {', '.join(MASKS)}")
     return MASKS[kind](1, size[0], size[1], torch.Generator().manual_seed(seed))
 
 
@@ -165,20 +165,21 @@ def check_options(model, mask=None, tile=None, extend=None, size: Optional[tuple
         if value is not None and kind not in kinds:
             raise GankitError(f"{flag} is for {' and '.join(kinds)} models; this is a {kind} model: drop it")
     if tile is not None and tile < 0:
-        raise GankitError(f"--tile {tile}: give 0 (one pass) or more pixels")
+        raise GankitError(f"{option('--tile', tile)}: give 0 (one pass) or more pixels")
     if extend is not None and extend < 1:  # as a mask with no hole: nothing to fill
-        raise GankitError(f"--extend {extend}: nothing to fill; give 1 or more pixels")
+        raise GankitError(f"{option('--extend', extend)}: nothing to fill; give 1 or more pixels")
     if extend is not None and mask is not None:
-        raise GankitError("--extend and --mask both say where to fill: give one of them")
+        raise GankitError(f"{option('--extend')} and {option('--mask')} both say where to fill: give one of them")
     if extend is not None and size is not None:
         h, w = size
         out = (h + 2 * extend) * (w + 2 * extend)
         most = max(1, min(h, w) // 2)  # twice the widest band trained on (1/4 of the side): still mostly context
         if extend > most:
-            raise GankitError(f"--extend {extend}: too wide for the {w}x{h} photo: the model trained on bands of "
-                              f"1/8-1/4 of the side, so give at most {most} (half the shorter side)")
+            raise GankitError(f"{option('--extend', extend)}: too wide for the {w}x{h} photo: the model trained on "
+                              f"bands of 1/8-1/4 of the side, so give at most {most} (half the shorter side)")
         if out > MAX_UNCROP_PIXELS:
-            raise GankitError(f"--extend {extend}: the output would be {(w + 2 * extend)}x{(h + 2 * extend)} = "
+            raise GankitError(f"{option('--extend', extend)}: the output would be "
+                              f"{(w + 2 * extend)}x{(h + 2 * extend)} = "
                               f"{out / 1e6:.0f} megapixels, over the {MAX_UNCROP_PIXELS // 1_000_000} allowed "
                               "(uncropping runs in one pass)")
 
@@ -206,7 +207,7 @@ def sr_margin(model) -> int:
         if reach is None:
             reach = 128
             print("note: this network sees more than 128 input px each way; tiles keep a 128 px margin, so they "
-                  "can differ slightly from one pass (--tile 0)", file=sys.stderr)
+                  f"can differ slightly from one pass ({option('--tile', 0)})", file=sys.stderr)
         _MARGINS[net] = reach
     return _MARGINS[net]
 
@@ -216,7 +217,7 @@ def check_tile(model, tile: Optional[int]) -> int:
     to hold that margin on each side of a :data:`MIN_CORE` px core."""
     margin = sr_margin(model)
     if tile is not None and 0 < tile < 2 * margin + MIN_CORE:
-        raise GankitError(f"--tile {tile}: this network sees {margin} input px each way, so a tile needs at "
+        raise GankitError(f"{option('--tile', tile)}: this network sees {margin} input px each way, so a tile needs at "
                           f"least {2 * margin + MIN_CORE} px (that margin on each side of a {MIN_CORE} px "
                           "core); or give 0 for one pass")
     return margin
@@ -307,7 +308,7 @@ def interpolated(model, alpha: float) -> None:
         raise GankitError("--alpha: this run did not start from a PSNR model (loss.options.init_from); "
                           "network interpolation needs both")
     if not 0.0 <= alpha <= 1.0:
-        raise GankitError(f"--alpha {alpha}: give a weight in [0, 1] (0: the PSNR model, 1: this GAN)")
+        raise GankitError(f"{option('--alpha', alpha)}: give a weight in [0, 1] (0: the PSNR model, 1: this GAN)")
     G = model.G
     psnr = init_weights(start)
     device = next(G.parameters()).device

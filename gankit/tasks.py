@@ -92,23 +92,24 @@ class GenerationTask(Task):
         """A copy of this task that samples with truncation ψ (1 = none), by the rule ``G`` takes: a
         generator with ``truncate`` (StyleGAN's) truncates W, on style indices < ``cutoff`` (None =
         all; 1 ≤ cutoff ≤ G.num_ws); any other (or G None) resamples z (BigGAN), and takes no cutoff.
-        A ψ or cutoff this G cannot take fails in one line naming --truncation / --cutoff. With
+        A ψ or cutoff this G cannot take fails in one line naming the truncation or cutoff option. With
         ψ = 1, no cutoff and no ``noise_mode`` the copy makes exactly what this task makes."""
         import copy
 
-        from .errors import GankitError
+        from .errors import GankitError, option
         from .latent import check_psi
 
         style = callable(getattr(G, "truncate", None))
         psi = check_psi(psi, style)
         if cutoff is not None:
             if not style:
-                raise GankitError(f"--cutoff {cutoff}: only a style generator (stylegan, stylegan2) truncates "
-                                  f"some layers; this {type(G).__name__ if G is not None else 'generator'} "
-                                  "truncates z as a whole: drop --cutoff")
+                raise GankitError(f"{option('--cutoff', cutoff)}: only a style generator (stylegan, stylegan2) "
+                                  f"truncates some layers; this {type(G).__name__ if G is not None else 'generator'} "
+                                  f"truncates z as a whole: drop {option('--cutoff')}")
             num_ws = int(G.num_ws)
             if not 1 <= int(cutoff) <= num_ws:
-                raise GankitError(f"--cutoff {cutoff}: this generator has {num_ws} style inputs; give 1..{num_ws}")
+                raise GankitError(f"{option('--cutoff', cutoff)}: this generator has {num_ws} style inputs; give "
+                                  f"1..{num_ws}")
             cutoff = int(cutoff)
         if noise_mode is not None and not style:
             raise GankitError(f"noise_mode {noise_mode!r}: only a style generator takes per-layer noise")

@@ -35,7 +35,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .errors import GankitError
+from .errors import GankitError, option
 
 METHOD = "gankit-ss1"    # recorded in the provenance of watermarked files
 # Detector's local normalisation (_flatten): blur scales as fractions of the shorter side, and the
@@ -138,7 +138,7 @@ def embed(x, key: str, psnr_db: float = PSNR_DB):
     is_torch = not isinstance(x, np.ndarray)
     arr = x.detach().cpu().numpy() if is_torch else np.asarray(x)
     if arr.ndim != 4:
-        raise GankitError("--watermark marks images; this model makes vectors (shape "
+        raise GankitError(f"{option('--watermark')} marks images; this model makes vectors (shape "
                           f"{tuple(arr.shape[1:])}), not images")
     _seed(key)
     p = pattern(key, arr.shape[2], arr.shape[3])

@@ -236,7 +236,7 @@ def test_gankit_eval_reports_the_auroc_with_its_card_and_refuses_sample_metrics(
     card = next(r["card"] for r in result.results if r["name"] == "auroc")
     assert "held out of training" in card["params"]["what"] and card["reference"]["split"] == "test"
     assert json.loads((runs["ganomaly"] / "eval.json").read_text())["results"][0]["name"] == "auroc"
-    with pytest.raises(EvalError, match="--metrics fid: .* makes no samples"):
+    with pytest.raises(EvalError, match="metrics='fid': .* makes no samples"):
         evaluate(runs["ganomaly"], metrics="fid", quiet=True)
     assert main(["eval", str(runs["autoencoder"]), "--metrics", "kid"]) == 2
 

@@ -58,3 +58,28 @@ def test_sample_interpolate_draws_n_walks(run, tmp_path):
         assert main(["sample", str(run.dir), *n, "--interpolate", "-o", str(out)]) == 0
         h = Image.open(out).size[1]
         assert h == rows * 16 + (rows + 1) * 2, h  # rows of 16 px tiles, padding 2
+
+
+@pytest.mark.parametrize("argv,kwargs,cli_words,python_words", [
+    (["--class", "99"], {"label": 99}, "--class 99: this model has classes 0..9", "label=99: this model has classes 0..9"),
+    (["--interpolate", "--rejection"], {"interpolate": True, "rejection": True},
+     "--interpolate walks the latent space; it cannot reject samples: drop --rejection",
+     "interpolate=True walks the latent space; it cannot reject samples: drop rejection=True"),
+    (["--interpolate", "-o", "{tmp}/x.npz"], {"interpolate": True, "out": "{tmp}/x.npz"},
+     "--interpolate writes a picture: give -o FILE.png", "interpolate=True writes a picture: give out='FILE.png'"),
+])
+def test_a_message_names_the_option_as_its_user_wrote_it(run, tmp_path, capsys, argv, kwargs, cli_words, python_words):
+    """The same mistake is named as a flag on the command line and as a keyword from Python (errors.option),
+    and a command run in this process leaves Python's naming as it was."""
+    from gankit.cli.main import main
+
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    kwargs = {k: v.replace("{tmp}", str(tmp_path)) if isinstance(v, str) else v for k, v in kwargs.items()}
+    out = [] if "-o" in argv else ["-o", str(tmp_path / "a.png")]
+    assert main(["sample", str(run.dir), *argv, *out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and cli_words in err[0], err
+    with pytest.raises(GankitError) as e:
+        gankit.sample(run.dir, **{"out": tmp_path / "b.png", **kwargs})
+    assert python_words in str(e.value) and "--" not in str(e.value)
+    assert not list(tmp_path.glob("*.png"))

@@ -112,7 +112,7 @@ def test_doubtful_samples_get_warnings_on_the_card(digits_net, tmp_path):
     warnings = res.results[0]["card"]["warnings"]
     assert any("[0, 1]" in w for w in warnings)
     assert any("covariance is singular" in w for w in warnings)   # 60 samples, 128-d features
-    with pytest.raises(EvalError, match="needs --data"):
+    with pytest.raises(EvalError, match="needs data='NAME'"):
         evaluate(path, quiet=True)
     with pytest.raises(EvalError, match="unknown metric"):
         evaluate(path, data="digits", metrics="fid,nope", quiet=True)
@@ -247,7 +247,7 @@ def test_run_folder_eval_and_training_hook(tmp_path, monkeypatch):
         assert n <= 2, f"sampled {n} before the metrics' kinds were checked"
         return real_sample(self, n, *a, **k)
     monkeypatch.setattr(GAN, "sample", small_sampling)
-    with pytest.raises(EvalError, match="--metrics is: only for image data, and this data is vector"):
+    with pytest.raises(EvalError, match="metrics='is': only for image data, and this data is vector"):
         evaluate(run.dir, metrics="fid,is", quiet=True)
     assert sizes == []
 

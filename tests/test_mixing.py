@@ -69,7 +69,7 @@ def test_cells_are_the_synthesis_of_hand_mixed_styles(family):
     for j in range(4):
         assert close(every["cells"][:, j], every["rows"])
         assert close(none["cells"][:, j], none["cols"][j].expand_as(none["rows"]))
-    with pytest.raises(GankitError, match=f"--coarse 7: this generator has {G.num_ws} style inputs"):
+    with pytest.raises(GankitError, match=f"coarse=7: this generator has {G.num_ws} style inputs"):
         style_mixing(G, zr, zc, coarse=7)
 
 

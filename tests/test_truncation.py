@@ -87,7 +87,7 @@ def test_check_psi_range():
     assert check_psi(0.7, style=False) == 0.7
     assert check_psi(0, style=True) == 0.0                       # a style generator's average image
     for psi, style in ((0, False), (-0.1, True), (1.2, False), ("x", False)):
-        with pytest.raises(GankitError, match="--truncation"):
+        with pytest.raises(GankitError, match="truncation="):
             check_psi(psi, style)
 
 
@@ -146,7 +146,7 @@ def test_style_psi_zero_gives_the_average_image_and_cutoff_spares_fine_styles(ru
 def test_bad_truncation_and_cutoff_fail_in_one_line(runs):
     dc, sg = load(runs["dcgan"]), load(runs["stylegan2"])
     for psi in (0.0, 1.5, -1.0):
-        with pytest.raises(GankitError, match=r"--truncation .*0 < ψ ≤ 1"):
+        with pytest.raises(GankitError, match=r"truncation=.*0 < ψ ≤ 1"):
             dc.sample(4, truncation=psi)
     with pytest.raises(GankitError, match="--cutoff 2: only a style generator"):
         dc.sample(4, truncation=0.5, cutoff=2)

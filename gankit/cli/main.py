@@ -8,7 +8,7 @@ import re
 import sys
 from typing import List, Optional
 
-from ..errors import GankitError, Interrupted
+from ..errors import GankitError, Interrupted, command_line
 from . import (animate_cmd, bench_cmd, data_cmd, detect_cmd, eval_cmd, export_cmd, features_cmd, inspect_cmd,
                mix_cmd, recipes_cmd, report_cmd, sample_cmd, score_cmd, serve_cmd, train_cmd, translate_cmd,
                truncation_cmd)
@@ -63,7 +63,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if overrides and hasattr(args, "overrides") else "")
         args.subparsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     try:
-        code = int(args.func(args) or 0)
+        with command_line():  # messages name options as flags (--tile 8), not keywords (tile=8)
+            code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a reader gone before the last lines is handled below
         return code
     except BrokenPipeError:  # `gankit score RUN DIR | head`: the reader has what it wanted; no traceback

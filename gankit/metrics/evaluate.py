@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from ..errors import GankitError
+from ..errors import GankitError, option
 from .base import METRICS, EvalContext, random_subset
 from .cache import cache_dir, load_tensors, save_tensors, sha256_file, sha256_tensor
 from .card import card_id, format_table
@@ -96,7 +96,7 @@ def _data_cfg(data, data_root=None, size=None):
         return data
     from ..data import DATASETS
     if data not in DATASETS:
-        raise EvalError(f"--data {data}: unknown dataset; choose one of: {', '.join(DATASETS.names())}")
+        raise EvalError(f"{option('--data', data)}: unknown dataset; choose one of: {', '.join(DATASETS.names())}")
     kw = {"name": data, "root": data_root}
     if size is not None:
         kw["size"] = size
@@ -174,7 +174,8 @@ def samples_from_npz(path: Path, n: int, data, data_root, seed: int = 0) -> Samp
         raise EvalError(f"{path}: no such file")
     cfg = _data_cfg(data, data_root)
     if cfg is None:
-        raise EvalError(f"{path}: an .npz of samples needs --data NAME (the dataset the samples imitate)")
+        raise EvalError(f"{path}: an .npz of samples needs {option('--data', 'NAME')} (the dataset the samples "
+                        "imitate)")
     try:
         with np.load(path, allow_pickle=False) as f:
             if "x" not in f.files:
@@ -272,13 +273,14 @@ def check_names(metrics=None, features: Optional[str] = None) -> List[str]:
     """The metric names in ``metrics`` ("fid,kid" or a list; None: the defaults), each checked against
     the registry, and ``features`` too: one line naming an unknown one, before anything is computed."""
     if features is not None and features not in FEATURES:
-        raise EvalError(f"--features {features}: unknown feature extractor; choose from: {', '.join(FEATURES.names())}")
+        raise EvalError(f"{option('--features', features)}: unknown feature extractor; choose from: "
+                        f"{', '.join(FEATURES.names())}")
     if metrics is None:
         return []
     names = [m.strip() for m in (metrics.split(",") if isinstance(metrics, str) else metrics) if m.strip()]
     for m in names:
         if m not in METRICS:
-            raise EvalError(f"--metrics {m}: unknown metric; choose from: {', '.join(METRICS.names())}")
+            raise EvalError(f"{option('--metrics', m)}: unknown metric; choose from: {', '.join(METRICS.names())}")
     return names
 
 
@@ -295,7 +297,7 @@ def check_kinds(names: List[str], kind: str) -> None:
     """One line for the first metric in ``names`` that is not defined for ``kind`` ("image" or "vector") data."""
     for m in names:
         if kind not in METRICS.get(m).kinds:
-            raise EvalError(f"--metrics {m}: only for {' or '.join(METRICS.get(m).kinds)} data, "
+            raise EvalError(f"{option('--metrics', m)}: only for {' or '.join(METRICS.get(m).kinds)} data, "
                             f"and this data is {kind}")
 
 

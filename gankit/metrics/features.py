@@ -77,8 +77,9 @@ def default_features(data_cfg, kind: str) -> str:
 
 
 def get_extractor(name: str, data_cfg=None, **options) -> FeatureExtractor:
-    from ..errors import GankitError
+    from ..errors import GankitError, option
 
     if name not in FEATURES:
-        raise GankitError(f"--features {name}: unknown feature extractor; choose one of: {', '.join(FEATURES.names())}")
+        raise GankitError(f"{option('--features', name)}: unknown feature extractor; choose one of: "
+                          f"{', '.join(FEATURES.names())}")
     return FEATURES.get(name)(data_cfg, **options)

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..data.base import to_uint8
-from ..errors import GankitError
+from ..errors import GankitError, option
 from .cache import sha256_file
 from .extractor import FeatureExtractor
 
@@ -175,7 +175,7 @@ def read_state_dict(path: Path) -> dict:
     """A state dict from ``.safetensors`` or a ``torch.save`` file (read with ``weights_only=True``)."""
     path = Path(path)
     if not path.is_file():
-        raise GankitError(f"--inception-weights {path}: no such file; give the pt_inception-2015-12-05 "
+        raise GankitError(f"{option('--inception-weights', path)}: no such file; give the pt_inception-2015-12-05 "
                           f"weights file (gankit never downloads it)")
     try:
         if path.suffix == ".safetensors":
@@ -183,10 +183,10 @@ def read_state_dict(path: Path) -> dict:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for corrupt or non-weights files
-        raise GankitError(f"--inception-weights {path}: not a readable weights file ({type(e).__name__}: "
+        raise GankitError(f"{option('--inception-weights', path)}: not a readable weights file ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''})") from None
     if not isinstance(state, dict):
-        raise GankitError(f"--inception-weights {path}: expected a state dict, found {type(state).__name__}")
+        raise GankitError(f"{option('--inception-weights', path)}: expected a state dict, found {type(state).__name__}")
     return state
 
 
@@ -200,11 +200,11 @@ def load_fid_inception(path: Path) -> FIDInceptionV3:
     unexpected = [k for k in state if k not in own]
     if missing or unexpected:
         what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
-        raise GankitError(f"--inception-weights {path}: not the FID InceptionV3 state dict "
+        raise GankitError(f"{option('--inception-weights', path)}: not the FID InceptionV3 state dict "
                           f"({len(missing)} keys missing, {len(unexpected)} unexpected; first {what})")
     for k, v in state.items():
         if tuple(v.shape) != tuple(own[k].shape):
-            raise GankitError(f"--inception-weights {path}: {k} has shape {tuple(v.shape)}, "
+            raise GankitError(f"{option('--inception-weights', path)}: {k} has shape {tuple(v.shape)}, "
                               f"expected {tuple(own[k].shape)}")
     net.load_state_dict(state, strict=False)
     return net.eval()
@@ -239,7 +239,8 @@ class InceptionFeatures(FeatureExtractor):
     def from_file(cls, path: Optional[str | Path] = None) -> "InceptionFeatures":
         path = path or os.environ.get(ENV_VAR)
         if not path:
-            raise GankitError(f"--features inception needs the FID Inception weights file: pass --inception-weights "
+            raise GankitError(f"{option('--features', 'inception')} needs the FID Inception weights file: pass "
+                              f"{option('--inception-weights')} "
                               f"PATH (pt_inception-2015-12-05-6726825d.pth) or set ${ENV_VAR}; gankit never downloads")
         path = Path(path).expanduser()
         net = load_fid_inception(path)

@@ -24,7 +24,7 @@ from typing import Dict, Optional
 import torch
 
 from ..version import __version__
-from ..errors import GankitError
+from ..errors import GankitError, option
 from .paired import content_kept, paired_scores
 
 
@@ -136,7 +136,7 @@ def score_translator(model, split: str = "test", n: Optional[int] = None, seed: 
     if model.task.name != "translation":
         raise GankitError("scoring a translator needs a translation run (pix2pix, cyclegan, ...)")
     if features not in (None, "domain", "inception"):
-        raise GankitError(f"--features {features}: a translator is scored on domain or inception features")
+        raise GankitError(f"{option('--features', features)}: a translator is scored on domain or inception features")
     inception = (get_extractor("inception", None, inception_weights=inception_weights) if features == "inception"
                  else None)
     data = load_dataset(model.cfg.data, split, seed=model.cfg.seed)

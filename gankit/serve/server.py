@@ -34,7 +34,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
-from ..errors import GankitError
+from ..errors import GankitError, option
 from .service import ModelService, run_name
 from .validate import MAX_UPLOAD_BYTES, BadRequest, parse_query
 
@@ -315,8 +315,9 @@ def make_server(service: ModelService, host: str = "127.0.0.1", port: int = 8000
     try:
         return GankitServer((host, port), service, workers=workers, queue=queue, quiet=quiet)
     except OSError as e:
-        raise GankitError(f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
-                          "choose another port (--port 0 picks a free one)") from None
+        raise GankitError(f"{option('--host', host)} {option('--port', port)}: cannot listen there "
+                          f"({e.strerror or e}); "
+                          f"choose another port ({option('--port', 0)} picks a free one)") from None
 
 
 def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 4,
@@ -357,11 +358,11 @@ def _info(service: ModelService, query: str) -> bytes:
 
 def _check_settings(port: int, workers: int, queue: int) -> None:
     if workers < 1:
-        raise GankitError(f"--workers {workers}: must be at least 1")
+        raise GankitError(f"{option('--workers', workers)}: must be at least 1")
     if queue < 0:
-        raise GankitError(f"--queue {queue}: must be 0 or more")
+        raise GankitError(f"{option('--queue', queue)}: must be 0 or more")
     if not 0 <= port <= 65535:
-        raise GankitError(f"--port {port}: must be in 0..65535 (0 = any free port)")
+        raise GankitError(f"{option('--port', port)}: must be in 0..65535 (0 = any free port)")
 
 
 def _rename(params: dict) -> dict:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import provenance
-from ..errors import GankitError
+from ..errors import GankitError, option
 from .projection import is_style_generator, latent_dims
 
 Classifier = Callable[[Tensor], Tensor]   # images (N, C, H, W) in [-1, 1] -> class labels (N,) int64
@@ -90,7 +90,7 @@ def class_direction(G: nn.Module, a: int, b: int, n: int = 1000, seed: int = 0,
     if a == b:
         raise GankitError(f"class:{a}-{b}: give two different classes")
     if n < 1:
-        raise GankitError(f"--samples {n}: a class direction averages latents; give at least 1")
+        raise GankitError(f"{option('--samples', n)}: a class direction averages latents; give at least 1")
     style = is_style_generator(G)
     z_dim, classes = latent_dims(G, z_dim, num_classes)
     conditional = classes > 0
@@ -174,22 +174,22 @@ def resolve(G: nn.Module, name: str, n: int = 1000, seed: int = 0, classify: Opt
     m = _NAME.match(name.strip())
     valid = ", ".join(available(G, classifier_classes, num_classes)) or NO_DIRECTIONS
     if m is None:
-        raise GankitError(f"--direction {name}: unknown; this model offers {valid}")
+        raise GankitError(f"{option('--direction', name)}: unknown; this model offers {valid}")
     if m.group(1) and not is_style_generator(G):
-        raise GankitError(f"--direction {name}: SeFa needs a style generator (arch stylegan or stylegan2); "
+        raise GankitError(f"{option('--direction', name)}: SeFa needs a style generator (arch stylegan or stylegan2); "
                           f"this model offers {valid}")
     if m.group(1):
         every = m.group(1) == "sefa-all"
         index = int(m.group(2))
         k = min(affine_matrix(G, every).shape)
         if index >= k:
-            raise GankitError(f"--direction {name}: unknown; this model offers {valid}")
+            raise GankitError(f"{option('--direction', name)}: unknown; this model offers {valid}")
         vectors, values = sefa(G, index + 1, every)
         return Direction(name, "w", vectors[index], f"eigenvalue {values[index].item():.4g} of AᵀA")
     a, b = int(m.group(3)), int(m.group(4))
     k = latent_dims(G, 0, num_classes)[1] or classifier_classes
     if k and not (a < k and b < k):
-        raise GankitError(f"--direction {name}: unknown; this model offers {valid}")
+        raise GankitError(f"{option('--direction', name)}: unknown; this model offers {valid}")
     return class_direction(G, a, b, n=n, seed=seed, classify=classify, z_dim=z_dim, num_classes=num_classes)
 
 
@@ -197,7 +197,7 @@ def strengths_between(strength: float, steps: int) -> List[float]:
     """``steps`` strengths evenly from −``strength`` to +``strength``; with an odd count the middle one
     is exactly 0."""
     if steps < 1:
-        raise GankitError(f"--steps {steps}: give at least one column")
+        raise GankitError(f"{option('--steps', steps)}: give at least one column")
     if steps == 1:
         return [0.0]
     return [strength * (2 * i / (steps - 1) - 1) for i in range(steps)]
@@ -311,7 +311,7 @@ def edit_strip(model, direction: str, strengths: Sequence[float], out, n: int = 
     model.require_generation()
     check_psi(psi, is_style_generator(model.G))  # before a class direction is estimated
     if samples < 1:
-        raise GankitError(f"--samples {samples}: a class direction averages latents; give at least 1")
+        raise GankitError(f"{option('--samples', samples)}: a class direction averages latents; give at least 1")
     if model.info.kind != "image":
         raise GankitError(f"edit strips need an image generator; this model makes {model.info.kind} samples")
     label = model.class_index(label)
@@ -319,7 +319,7 @@ def edit_strip(model, direction: str, strengths: Sequence[float], out, n: int = 
         raise GankitError(f"-n {n}: give at least one row")
     out = Path(out)
     if out.suffix.lower() != ".png":
-        raise GankitError(f"-o {out}: the strip is a picture; give a .png path")
+        raise GankitError(f"{option('-o', out, param='out')}: the strip is a picture; give a .png path")
     G = model.G
     classify, k = None, None
     if direction.strip().startswith("class:") and not model.num_classes:

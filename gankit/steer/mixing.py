@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import provenance
-from ..errors import GankitError
+from ..errors import GankitError, option
 
 COARSE_MAX_SIDE = 8   # the default coarse styles: those acting on feature maps of at most 8 px a side
 
@@ -42,7 +42,7 @@ def check_coarse(G: nn.Module, coarse: Optional[int]) -> int:
     if coarse is None:
         return default_coarse(G)
     if not 0 <= int(coarse) <= G.num_ws:
-        raise GankitError(f"--coarse {coarse}: this generator has {G.num_ws} style inputs (sides "
+        raise GankitError(f"{option('--coarse', coarse)}: this generator has {G.num_ws} style inputs (sides "
                           f"{', '.join(map(str, G.ws_resolution))}); give 0..{G.num_ws}")
     return int(coarse)
 
@@ -125,7 +125,7 @@ def mix(run_dir: str | Path, out: str | Path = "mix.png", rows: int = 4, cols: i
             raise GankitError(f"{flag} {v}: give 1..64 sources")
     out = Path(out)
     if out.suffix != ".png":
-        raise GankitError(f"-o {out}: a mixing grid is a picture; give a file ending in .png")
+        raise GankitError(f"{option('-o', out, param='out')}: a mixing grid is a picture; give a file ending in .png")
     model = load(run_dir, which=which)
     model.require_generation()
     require_style_generator(model.G)

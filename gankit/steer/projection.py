@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import provenance
-from ..errors import GankitError
+from ..errors import GankitError, option
 
 SPACES = ("w", "w+", "z")
 
@@ -111,9 +111,10 @@ def check_space(G: nn.Module, space: Optional[str]) -> str:
     """``space`` (None: ``w`` for style generators, ``z`` for others), checked against ``G``."""
     space = default_space(G) if space is None else space
     if space not in SPACES:
-        raise GankitError(f"--space {space}: choose one of {', '.join(SPACES)}")
+        raise GankitError(f"{option('--space', space)}: choose one of {', '.join(SPACES)}")
     if space != "z" and not is_style_generator(G):
-        raise GankitError(f"--space {space}: this generator has no style (W) space; use --space z")
+        raise GankitError(f"{option('--space', space)}: this generator has no style (W) space; use "
+                          f"{option('--space', 'z')}")
     return space
 
 
@@ -204,16 +205,17 @@ def project_tensor(G: nn.Module, target: Tensor, steps: int = 1000, space: Optio
     ``z_dim``, ``num_classes``: for generators that do not carry them (:func:`latent_dims`).
     """
     if steps < 1:
-        raise GankitError(f"--steps {steps}: give at least one step")
+        raise GankitError(f"{option('--steps', steps)}: give at least one step")
     if target.ndim != 4:
         raise GankitError(f"projection needs images (N, C, H, W); got shape {tuple(target.shape)}")
     space = check_space(G, space)
     z_dim, classes = latent_dims(G, z_dim, num_classes)
     conditional = classes > 0
     if conditional and space == "z" and label is None:
-        raise GankitError("this generator is conditional: give the class of the images (--class) to project into z")
+        raise GankitError("this generator is conditional: give the class of the images "
+                          f"({option('--class', param='label')}) to project into z")
     if label is not None and conditional and not 0 <= label < classes:
-        raise GankitError(f"--class {label}: this model has classes 0..{classes - 1}")
+        raise GankitError(f"{option('--class', label, param='label')}: this model has classes 0..{classes - 1}")
     dev = next(G.parameters()).device
     G = copy.deepcopy(G).eval().requires_grad_(False)
     maps = noise_maps(G)
@@ -293,13 +295,13 @@ def feature_network(data_cfg, features: str = "auto") -> tuple[Optional[nn.Modul
     from ..metrics.domain_net import DomainFeatures, domain_net_path
 
     if features not in FEATURE_CHOICES:
-        raise GankitError(f"--features {features}: choose one of {', '.join(FEATURE_CHOICES)}")
+        raise GankitError(f"{option('--features', features)}: choose one of {', '.join(FEATURE_CHOICES)}")
     if features == "none":
         return None, "loss: pixel MSE only (--features none)"
     path = domain_net_path(data_cfg.name, data_cfg)
     if features == "auto" and not path.exists():
         return None, (f"loss: pixel MSE only: no domain network cached for {data_cfg.name} at {path} "
-                      f"(gankit features train {data_cfg.name}, or --features domain, adds the feature term)")
+                      f"(gankit features train {data_cfg.name}, or {option('--features', 'domain')}, adds the feature term)")
     feats = DomainFeatures.for_dataset(data_cfg, train_if_missing=True, path=path)
     return feats.net, f"loss: pixel MSE + feature distance in the {feats.name} network"
 

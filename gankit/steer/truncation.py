@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from .. import provenance
-from ..errors import GankitError
+from ..errors import GankitError, option
 from ..latent import check_psi
 
 DEFAULT_PSIS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
@@ -45,9 +45,9 @@ def curve_rows(model, psis: Sequence[float], n: int = 10_000, seed: int = 0, spl
     from ..metrics.features import default_features, get_extractor, num_threads
 
     if not psis:
-        raise GankitError("--psi: give at least one ψ, e.g. --psi 1,0.9,0.8,0.7,0.6,0.5")
+        raise GankitError(f"{option('--psi', param='psis')}: give at least one ψ (1 = none), e.g. 1, 0.9, 0.8, 0.7")
     if n < 2:
-        raise EvalError(f"-n {n}: need at least 2 samples")
+        raise EvalError(f"{option('-n', n)}: need at least 2 samples")
     model.require_generation()
     style = callable(getattr(model.G, "truncate", None))
     psis = [check_psi(p, style) for p in psis]
@@ -136,7 +136,8 @@ def truncation_curve(run_dir: str | Path, psis=DEFAULT_PSIS, n: int = 10_000, se
     from ..utils import atomic_write_bytes
 
     if out is not None and Path(out).suffix != ".png":
-        raise GankitError(f"-o {out}: the curve is a picture; give a file ending in .png (the JSON goes beside it)")
+        raise GankitError(f"{option('-o', out, param='out')}: the curve is a picture; give a file ending in .png (the "
+                          "JSON goes beside it)")
     model = load(run_dir, which=which)
     log = None if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     rows = curve_rows(model, list(psis), n=n, seed=seed, split=split, features=features, cutoff=cutoff,

@@ -32,7 +32,7 @@ import torch
 
 from .. import faults
 from ..config import Config, apply_overrides, from_dict, load_config, save_config, validate
-from ..errors import ConfigError, GankitError, Interrupted
+from ..errors import ConfigError, GankitError, Interrupted, option
 from ..viz import plot_curves, save_samples_figure
 from ..provenance import training_context
 from ..checkpoint import BEST, LATEST, load_latest, save_checkpoint, save_latest
@@ -516,7 +516,8 @@ def _new_run(cfg: Config, run_dir: Path, quiet: bool, callbacks: Iterable[Callba
     own = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK) if run_dir.is_dir() else []
     if own:
         shown = ", ".join(own[:3]) + (", ..." if len(own) > 3 else "")
-        raise GankitError(f"{run_dir}: not empty ({shown}) and not a gankit run; choose a new or empty --out")
+        raise GankitError(f"{run_dir}: not empty ({shown}) and not a gankit run; choose a new or empty "
+                          f"{option('--out')}")
     return Run(cfg, run_dir, quiet, default_callbacks(cfg) + list(callbacks)).fit()
 
 
@@ -570,8 +571,8 @@ def _check_same_run(run_dir: Path, cfg: Config) -> None:
     found = diff(saved, new)
     if found:
         key, old, now = found
-        raise GankitError(f"{run_dir}: holds a run with {key}={old!r}, not {now!r}; choose another --out for this "
-                          "config, or continue that run with `gankit train --resume " + str(run_dir) + "`")
+        raise GankitError(f"{run_dir}: holds a run with {key}={old!r}, not {now!r}; choose another {option('--out')} "
+                          "for this config, or continue that run with `gankit train --resume " + str(run_dir) + "`")
 
 
 def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterable[Callback]) -> Run:
