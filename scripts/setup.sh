@@ -12,6 +12,18 @@ PIP="python3 -m pip"
 with_test=1
 [ "${1:-}" = "--no-test" ] && with_test=0
 
+# A Python its distribution manages (PEP 668: EXTERNALLY-MANAGED in its stdlib folder, as on Debian 12
+# and Ubuntu 23.04+) refuses pip outside a virtual environment: say how to make one before installing anything.
+if python3 -c 'import os, sys, sysconfig
+managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+sys.exit(0 if managed and sys.prefix == sys.base_prefix else 1)'; then
+  echo "setup.sh: $(command -v python3) is managed by your system (PEP 668), so pip cannot install into it;" \
+       "make and activate a virtual environment, then run this again:" \
+       "python3 -m venv ~/.venvs/gankit && . ~/.venvs/gankit/bin/activate && bash scripts/setup.sh" \
+       "(Debian/Ubuntu without venv: sudo apt-get install python3-venv)" >&2
+  exit 1
+fi
+
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
 
 apt_pkgs=()
