@@ -1,7 +1,7 @@
 """Restoration on this CPU: super-resolution x4, inpainting, colorization and Pix2PixHD, each GAN
 against the model trained without its critic.
 
-    python benchmarks/restoration.py train ARM [ARM ...] [--minutes 15] [--seed 0] [--runs DIR]
+    python benchmarks/restoration.py train ARM [ARM ...] [--minutes 15 | --steps N] [--seed 0] [--runs DIR]
     python benchmarks/restoration.py report [--runs DIR] [--examples docs/restoration]
 
 Arms (one torch thread each, `train.minutes` of wall time each; run two `train` processes side by
@@ -87,9 +87,12 @@ TASKS = {
 }
 
 
-def arm_overrides(arm: str, minutes: float, seed: int, runs: Path) -> list:
+def arm_overrides(arm: str, minutes: float, seed: int, runs: Path, steps: int | None = None) -> list:
+    """The arm's overrides: ``minutes`` of wall time, or with ``steps`` that many steps instead (an arm
+    measured again on a busy machine, at the step count its earlier wall-time run reached)."""
     recipe, extra, start = ARMS[arm]
-    overrides = [f"seed={seed}", f"train.minutes={minutes}", "train.threads=1", *extra]
+    budget = [f"train.minutes={minutes}"] if steps is None else ["train.minutes=null", f"train.steps={steps}"]
+    overrides = [f"seed={seed}", *budget, "train.threads=1", *extra]
     if start is not None:   # the first stage of the same seed
         overrides.append(f"loss.options.init_from={run_dir(runs, start, seed)}")
     return overrides
@@ -110,11 +113,11 @@ def score_run(arm: str, out: Path, seed: int, overrides: list) -> dict:
     return row
 
 
-def train_arm(arm: str, minutes: float, seed: int, runs: Path) -> dict:
+def train_arm(arm: str, minutes: float, seed: int, runs: Path, steps: int | None = None) -> dict:
     from gankit.config import load_config
     from gankit.train.run import train
 
-    overrides = arm_overrides(arm, minutes, seed, runs)
+    overrides = arm_overrides(arm, minutes, seed, runs, steps)
     out = run_dir(runs, arm, seed)
     if not (out / "checkpoints").is_dir():
         train(load_config(ARMS[arm][0], overrides), out=out, quiet=True)
@@ -245,6 +248,7 @@ def main(argv=None) -> None:
     t = sub.add_parser("train")
     t.add_argument("arms", nargs="+", choices=list(ARMS))
     t.add_argument("--minutes", type=float, default=15.0)
+    t.add_argument("--steps", type=int, default=None, help="a step budget instead of --minutes")
     c = sub.add_parser("curve")
     c.add_argument("arm", choices=list(ARMS))
     c.add_argument("--marks", type=float, nargs="+", default=[5.0, 10.0, 20.0])
@@ -258,7 +262,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.cmd == "train":
         for arm in args.arms:
-            train_arm(arm, args.minutes, args.seed, args.runs)
+            train_arm(arm, args.minutes, args.seed, args.runs, args.steps)
     elif args.cmd == "curve":
         curve(args.arm, args.marks, args.seed, args.runs)
     elif args.cmd == "gap":

@@ -11,7 +11,7 @@ from gankit.errors import ConfigError
 from gankit.latent import resample_outside
 from gankit.nets import NETWORKS
 from gankit.nets.biggan import BigGANGenerator, ConditionalBatchNorm2d
-from gankit.objectives.biggan import orthogonal_penalty, ortho_weights
+from gankit.objectives.biggan import ortho_loss, orthogonal_penalty, ortho_weights
 
 torch.set_num_threads(1)
 
@@ -35,6 +35,16 @@ def test_orthogonal_penalty_matches_a_hand_computation():
     # a conv weight (out, in, k, k) is its (out, in·k·k) matrix; several weights add up
     assert orthogonal_penalty([w.view(3, 1, 1, 2)]).item() == pytest.approx(3862.0, rel=1e-6)
     assert orthogonal_penalty([w, w.view(3, 2, 1, 1)]).item() == pytest.approx(2 * 3862.0, rel=1e-6)
+
+
+def test_ortho_loss_gradient_is_the_reference_codes_at_the_same_beta():
+    # BigGAN-PyTorch's ortho(model, strength) adds strength · 2 (W Wᵀ ⊙ (1 − I)) W to each weight's gradient
+    torch.manual_seed(0)
+    w = torch.randn(6, 3, 3, 3, requires_grad=True)
+    (g,) = torch.autograd.grad(ortho_loss([w], 1e-4), w)
+    m = w.detach().reshape(6, -1)
+    want = 1e-4 * 2 * ((m @ m.t()) * (1 - torch.eye(6))) @ m
+    torch.testing.assert_close(g.reshape(6, -1), want, rtol=1e-5, atol=1e-9)
 
 
 def test_orthogonal_penalty_is_zero_for_orthogonal_rows_of_any_norm():
@@ -62,7 +72,7 @@ def tiny_cfg(extra=()):
                                                  "train.batch_size=8", "train.steps=3", *QUIET, *extra])
 
 
-def test_the_g_phase_adds_beta_times_the_penalty_gradient():
+def test_the_g_phase_adds_half_beta_times_the_penalty_gradient():
     from gankit.objectives import OBJECTIVES, DataInfo
 
     info = DataInfo("image", (1, 16, 16), 10)
@@ -79,7 +89,7 @@ def test_the_g_phase_adds_beta_times_the_penalty_gradient():
         grads[beta] = [p.grad.clone() for p in ws]
     expected = torch.autograd.grad(orthogonal_penalty(ws), ws)
     for g0, g1, e in zip(grads[0.0], grads[0.01], expected):
-        assert torch.allclose(g1 - g0, 0.01 * e, atol=1e-6, rtol=1e-4)
+        assert torch.allclose(g1 - g0, 0.5 * 0.01 * e, atol=1e-6, rtol=1e-4)  # β/2: the reference code's strength
     assert "ortho" not in stats[0.0] and stats[0.01]["ortho"].item() > 0
 
 

@@ -604,3 +604,31 @@ def test_loss_curves_show_the_reconstruction_terms_and_warn_about_nothing():
             lines = plot_curves([{"step": s, key: 1.0 / (s + 1)} for s in range(0, 500, 100)])
             assert lines[:8] == b"\x89PNG\r\n\x1a\n"
         plot_curves([{"step": 0, "unknown": 1.0}])
+
+
+def test_pix2pixhd_adversarial_terms_are_the_reference_codes_sums_over_scales():
+    """G's adversarial term is Σ_k MSE(D_k(G(x)), 1) and D's is ½ Σ_k [MSE(D_k(y), 1) + MSE(D_k(G(x)), 0)],
+    as NVIDIA's pix2pixHD GANLoss adds them up: gankit's least-squares G loss (½·MSE) with the recipe's
+    gan_weight 2, summed (not averaged) over the critics' scales."""
+    from gankit.train.loop import Trainer
+
+    recipe, overrides = TINY["labels"]
+    cfg = load_config(recipe, overrides + RUN + ["loss.options.l1_weight=0", "loss.options.fm_weight=0",
+                                                 "model.d.num_d=3"])
+    obj = Trainer(cfg).objective
+    assert obj.options.gan_weight == 2.0  # the recipe's
+    torch.manual_seed(0)
+    batch = {"A": F.one_hot(torch.randint(8, (2, 16, 16)), 8).permute(0, 3, 1, 2).float(),
+             "B": torch.rand(2, 3, 16, 16) * 2 - 1}
+    fake = obj.nets["G"](batch["A"])
+    g_loss, _ = obj.g_loss(batch, fake)
+    D = obj.nets["D"]
+    with torch.no_grad():
+        fake_out, real_out = D(fake, cond=batch["A"]), D(batch["B"], cond=batch["A"])
+    assert len(fake_out) == 3
+    want_g = sum(F.mse_loss(o, torch.ones_like(o)) for o in fake_out)
+    assert g_loss.item() == pytest.approx(want_g.item(), rel=1e-5)
+    d_loss, _ = obj.d_loss(batch, fake.detach())
+    want_d = 0.5 * sum(F.mse_loss(r, torch.ones_like(r)) + F.mse_loss(f, torch.zeros_like(f))
+                       for r, f in zip(real_out, fake_out))
+    assert d_loss.item() == pytest.approx(want_d.item(), rel=1e-5)

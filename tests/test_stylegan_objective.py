@@ -34,12 +34,15 @@ def test_path_length_matches_a_hand_computed_jacobian():
     fake = (ws.sum(1) @ M).view(B, 1, H, W)
     pl_mean = torch.tensor(0.7)
     torch.manual_seed(1)
-    penalty, lengths = path_length_penalty(fake, ws, pl_mean)
+    penalty, lengths, mean = path_length_penalty(fake, ws, pl_mean, decay=0.01)
     torch.manual_seed(1)
     y = torch.randn(B, 1, H, W) / math.sqrt(H * W)
     want = (M.detach() @ y.view(B, -1, 1)).squeeze(-1).norm(dim=1)       # (B,)
     assert torch.allclose(lengths, want, rtol=1e-5)
-    assert torch.allclose(penalty, (want - 0.7).pow(2).mean(), rtol=1e-5)
+    # stylegan2-ada's order: the running mean moves first, the penalty is against the moved mean
+    moved = 0.7 + (want.mean() - 0.7) * 0.01
+    assert torch.allclose(mean, moved, rtol=1e-6)
+    assert torch.allclose(penalty, (want - moved).pow(2).mean(), rtol=1e-5)
     (g,) = torch.autograd.grad(penalty, M)                         # differentiable: it trains G's weights
     assert torch.isfinite(g).all() and g.abs().sum() > 0
 

@@ -17,8 +17,13 @@ With spectral norm, a layer's ``weight`` is computed as W̄ = W / σ(W) from the
 optimiser updates, as the paper's code does (its spectral norm also divides a raw weight on the
 fly). Penalising W̄ instead would differ only by the per-layer factor 1/σ⁴.
 
-Options: ``loss.options.ortho_weight`` = β (paper: 1e-4; 0 turns it off). The penalty is added to
-G's loss in the ``G`` phase and logged as ``ortho`` (before β). The adversarial loss, D steps,
+β means what it means in the paper's experiments, which ran its code: that code's ``ortho()`` adds
+2β (W Wᵀ ⊙ (1 − I)) W straight to each weight's gradient, the gradient of (β/2)‖W Wᵀ ⊙ (1 − I)‖²_F,
+so G's loss here gets ``β/2 · penalty`` (:func:`ortho_loss`); β times Eq. 3 as printed would pull
+twice as hard at the same β.
+
+Options: ``loss.options.ortho_weight`` = β (paper: 1e-4; 0 turns it off). The term is added to
+G's loss in the ``G`` phase; ``ortho`` logs the penalty (Eq. 3 without β). The adversarial loss, D steps,
 regularisers and EMA are :class:`~gankit.objectives.gan.GANObjective`'s.
 """
 from __future__ import annotations
@@ -48,6 +53,12 @@ def orthogonal_penalty(weights: Iterable[Tensor]) -> Tensor:
     if total is None:
         raise ValueError("orthogonal_penalty needs at least one weight")
     return total
+
+
+def ortho_loss(weights: Iterable[Tensor], beta: float) -> Tensor:
+    """(β/2) · :func:`orthogonal_penalty`: the loss whose gradient, 2β (W Wᵀ ⊙ (1 − I)) W per weight,
+    is what BigGAN's code adds to the gradients for strength β (see the module docstring)."""
+    return 0.5 * beta * orthogonal_penalty(weights)
 
 
 def ortho_weights(net: nn.Module) -> List[Tensor]:
@@ -84,7 +95,7 @@ class BigGANObjective(GANObjective):
         if phase == "G" and beta > 0:
             # fp32, outside autocast: a tiny penalty (β = 1e-4) on the stored weights; its own backward
             # adds to the gradients the adversarial loss left in G's parameters.
-            penalty = orthogonal_penalty(ortho_weights(self.G))
-            self.backward(beta * penalty)
-            stats["ortho"] = penalty.detach()
+            loss = ortho_loss(ortho_weights(self.G), beta)
+            self.backward(loss)
+            stats["ortho"] = loss.detach() / (0.5 * beta)
         return stats

@@ -6,12 +6,15 @@ each seeing the one-hot label map beside the image. G minimises (Eq. 4 and Sec. 
 
     Σ_k L_GAN(G, D_k) + λ_FM Σ_k L_FM(G, D_k) + λ_P L_perceptual
 
-with the least-squares GAN loss of the paper's code (``loss.name: least-squares``), the
+with the least-squares GAN loss of the paper's code (``loss.name: least-squares``; gankit's least-squares
+G loss is ½·MSE (Mao et al.), half the code's ``MSELoss``, which ``gan_weight: 2`` restores, as the
+recipe sets), the
 discriminator feature-matching loss (:func:`gankit.nets.pix2pixhd.feature_matching_loss`, which
 averages over layers and scales: ``fm_weight`` 40 here is the reference code's λ = 10 with its
 4/(n_layers + 1) per-layer weights at n_layers = 3) and the paper's λ_P = 10 perceptual loss, on the
-data's own feature network instead of VGG (:mod:`gankit.losses.perceptual`). D's loss is averaged
-over the scales.
+data's own feature network instead of VGG (:mod:`gankit.losses.perceptual`). G's adversarial term and
+D's loss are summed over the scales, as Eq. 4 and the code's ``GANLoss`` do (averaging them made G's
+term 1/K of the reference's beside feature matching and the perceptual loss).
 
 ``adversarial: false`` drops the critics and feature matching: G learns from the perceptual and
 ``l1_weight`` terms alone — the reconstruction-only model the GAN is compared with.
@@ -36,6 +39,7 @@ from .paired import PairedObjective, feature_loss
 @dataclass(frozen=True)
 class Pix2PixHDOptions:
     adversarial: bool = True             # false: reconstruction only (perceptual + L1), no critics
+    gan_weight: float = 1.0              # weight of G's adversarial term (2 = the reference code's LSGAN)
     fm_weight: float = 40.0              # λ_FM (see the module docstring for the scale)
     perceptual_weight: float = 10.0      # λ_P, on the feature network below
     features: str = "domain"             # "domain" or a gankit domain-network safetensors file
@@ -72,7 +76,7 @@ class Pix2PixHDObjective(PairedObjective):
         with self.autocast():
             real_out, fake_out = D(batch["B"], cond=labels), D(fake, cond=labels)
         losses = [self.loss.d(r.float(), f.float()) for r, f in zip(real_out, fake_out)]
-        loss = torch.stack(losses).mean()
+        loss = torch.stack(losses).sum()                             # Σ_k over the scales
         return loss, {"d_loss": loss.detach(),
                       **d_accuracy(self.loss, real_out[0].detach().float(), fake_out[0].detach().float())}
 
@@ -93,9 +97,9 @@ class Pix2PixHDObjective(PairedObjective):
                 fake_feats = D(fake, cond=labels, features=True)
                 with torch.no_grad():
                     real_feats = D(batch["B"], cond=labels, features=True)
-            adv = torch.stack([self.loss.g(f[-1].float()) for f in fake_feats]).mean()
+            adv = torch.stack([self.loss.g(f[-1].float()) for f in fake_feats]).sum()  # Σ_k over the scales
             fm = feature_matching_loss([[t.float() for t in f] for f in real_feats],
                                        [[t.float() for t in f] for f in fake_feats])
-            loss = loss + adv + o.fm_weight * fm
+            loss = loss + o.gan_weight * adv + o.fm_weight * fm
             stats.update(g_loss=adv.detach(), feature_matching=fm.detach())
         return loss, stats

@@ -24,7 +24,11 @@ from ..losses.ada import AdaptiveAugment
 from .base import Phase, register_objective
 from .gan import GANObjective
 
-W_AVG_BETA = 0.995        # w_avg ← lerp(w_avg, mean w, 1 − β) per generated batch (StyleGAN2-ADA's w_avg_beta)
+# w_avg ← lerp(w_avg, mean w, 1 − β) once per training step, from the D phase's generated batch, as
+# StyleGAN3's code does; stylegan2-ada-pytorch (the same β, its w_avg_beta) moves it on every training-
+# mode mapping call (the G, D and path-length phases), so there w_avg averages over about a third as
+# many steps. It matters only for truncation early in training.
+W_AVG_BETA = 0.995
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,7 @@ class StyleGANObjective(GANObjective):
                  return_ws: bool = False):
         if self.num_classes and y is None:
             y = torch.randint(self.num_classes, (n,), device=device)
-        if update_avg is None:  # by default the D step's generated batches track w_avg (StyleGAN2-ADA's)
+        if update_avg is None:  # by default the D step's generated batch tracks w_avg (see W_AVG_BETA)
             update_avg = self._tracking
         with self.autocast():
             ws = self.latents(n, device, y, update_avg)
@@ -144,9 +148,8 @@ class StyleGANObjective(GANObjective):
         n = max(1, batch_size // o.pl_batch_shrink)
         y = torch.randint(self.num_classes, (n,), device=self.device()) if self.num_classes else None
         fake, _, ws = self.generate(n, self.device(), y, return_ws=True)
-        penalty, lengths = path_length_penalty(fake, ws, self.pl_mean)
-        with torch.no_grad():
-            self.pl_mean.copy_(self.pl_mean + (lengths.mean().detach() - self.pl_mean) * o.pl_decay)
+        penalty, _, mean = path_length_penalty(fake, ws, self.pl_mean, o.pl_decay)
+        self.pl_mean.copy_(mean.detach())
         self.backward(penalty * o.pl_weight * o.pl_every)
         return {"pl_penalty": penalty.detach(), "pl_mean": self.pl_mean.detach().clone()}
 
@@ -164,13 +167,18 @@ class StyleGANObjective(GANObjective):
             self.ada.load_state_dict(state["ada"])
 
 
-def path_length_penalty(fake: Tensor, ws: Tensor, pl_mean: Tensor) -> tuple[Tensor, Tensor]:
-    """(penalty, lengths): lengths = ‖J_wᵀ y‖₂ per sample with y ~ N(0, I)/√(H·W) and J the Jacobian of
-    the image ``fake`` (B, C, H, W) with respect to its styles ``ws`` (B, num_ws, w_dim), read as
-    √(mean over styles of Σ_features (∂⟨fake, y⟩/∂ws)²) as in StyleGAN2's code; penalty =
-    mean((lengths − pl_mean)²). Both differentiable (create_graph) so the penalty trains G."""
+def path_length_penalty(fake: Tensor, ws: Tensor, pl_mean: Tensor, decay: float = 0.01
+                        ) -> tuple[Tensor, Tensor, Tensor]:
+    """(penalty, lengths, mean): lengths = ‖J_wᵀ y‖₂ per sample with y ~ N(0, I)/√(H·W) and J the
+    Jacobian of the image ``fake`` (B, C, H, W) with respect to its styles ``ws`` (B, num_ws, w_dim),
+    read as √(mean over styles of Σ_features (∂⟨fake, y⟩/∂ws)²) as in StyleGAN2's code; the running
+    mean moves first, mean = pl_mean + (mean(lengths) − pl_mean)·decay, and penalty =
+    mean((lengths − mean)²) against it, in that order as stylegan2-ada-pytorch's loss does (the first
+    penalty, with pl_mean still 0, is then against a mean of decay·lengths, not 0). All differentiable
+    (create_graph) so the penalty trains G; the caller stores ``mean`` detached."""
     h, w = fake.shape[2], fake.shape[3]
     noise = torch.randn_like(fake) / math.sqrt(h * w)
     (grad,) = torch.autograd.grad((fake * noise).sum(), ws, create_graph=True)
     lengths = grad.float().pow(2).sum(2).mean(1).sqrt()                       # (B,)
-    return (lengths - pl_mean).pow(2).mean(), lengths
+    mean = pl_mean + (lengths.mean() - pl_mean) * decay
+    return (lengths - mean).pow(2).mean(), lengths, mean
