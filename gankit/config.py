@@ -6,7 +6,9 @@ type fails with one line naming the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownName
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ class Config:
 
     def replace(self, **overrides) -> "Config":
         """A copy with dotted-key overrides, e.g. ``cfg.replace(**{"train.steps": 10})``."""
-        return apply_overrides(self, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+        return _with_values(self, [(k, v, f"{k}={json.dumps(v)}") for k, v in overrides.items()])
 
 
 def _to_plain(obj):
@@ -298,14 +300,66 @@ def from_dict(cls, data: dict, prefix: str = ""):
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
-        raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!s}; allowed keys here: {', '.join(names)}")
+        raise ConfigError(unknown_key(prefix, unknown[0], names))
     kwargs = {k: coerce(v, hints[k], prefix + k) for k, v in data.items()}
     return cls(**kwargs)
 
 
+def did_you_mean(name, choices) -> str:
+    """`` did you mean X?`` for the closest of ``choices`` to a misspelt ``name`` (difflib), else ``""``."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" did you mean {close[0]}?" if close else ""
+
+
+def unknown_key(prefix: str, key, names) -> str:
+    """The one line for an unknown key: the closest allowed name first, then all of them."""
+    hint = did_you_mean(key, names)
+    hint = f"; did you mean {prefix}{hint[len(' did you mean '):]}" if hint else ";"
+    return f"unknown config key {prefix}{key!s}{hint} allowed keys here: {', '.join(names)}"
+
+
+def merge(dst: dict, src: dict) -> dict:
+    """Deep-merge ``src`` into ``dst`` (in place): a mapping goes into the mapping it meets, key by key;
+    anything else (a value, a list) replaces what was there. How a section given by ``--set`` or by
+    ``Config.replace`` combines with the recipe's: ``--set 'train={steps: 5}'`` changes steps alone."""
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            merge(dst[k], v)
+        else:
+            dst[k] = json.loads(json.dumps(v)) if isinstance(v, (dict, list)) else v
+    return dst
+
+
+def _check_override_keys(key: str, value, text: str) -> None:
+    """Refuse a ``--set`` key (or a key of its mapping value) that is no field of the config, naming the
+    override: the same unknown key in the YAML file is reported with the file's name."""
+    tp = Config
+    parts = key.split(".")
+    for i, p in enumerate(parts):
+        if not dataclasses.is_dataclass(tp):
+            return  # a free-form mapping (model.g, data.options), a list index, ...: checked where it is used
+        names = [f.name for f in dataclasses.fields(tp)]
+        if p not in names:
+            prefix = ".".join(parts[:i]) + "." if i else ""
+            raise ConfigError(f"--set {text}: {unknown_key(prefix, p, names)}")
+        tp = _section_type(typing.get_type_hints(tp)[p])
+    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        for k, v in value.items():
+            _check_override_keys(f"{key}.{k}", v, text)
+
+
+def _section_type(tp):
+    """The dataclass inside ``Optional[...]``, or ``tp``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
 def set_dotted(tree: dict, key: str, value) -> None:
-    """Set ``tree['a']['b'] = value`` for ``key='a.b'``; list items by index (``loss.regularizers.0.weight``)."""
+    """Set ``tree['a']['b'] = value`` for ``key='a.b'``; list items by index (``loss.regularizers.0.weight``).
+    A mapping value deep-merges into the mapping already there (:func:`merge`), as Hydra and OmegaConf do."""
     parts = key.split(".")
     node = tree
     for i, p in enumerate(parts[:-1]):
@@ -325,6 +379,8 @@ def set_dotted(tree: dict, key: str, value) -> None:
         if not last.isdigit() or int(last) >= len(node):
             raise ConfigError(f"--set {key}: index {last} is out of range")
         node[int(last)] = value
+    elif isinstance(value, dict) and isinstance(node.get(last), dict):
+        merge(node[last], value)
     else:
         node[last] = value
 
@@ -337,6 +393,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     if not key:
         raise ConfigError(f"--set {text!r}: empty key")
+    if key in PATH_KEYS and raw.strip() not in ("", "null", "Null", "NULL"):
+        return key, raw  # a path as written: ~ (YAML's null) is the home folder, 2024 a folder of that name
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
@@ -344,30 +402,144 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+#: Keys whose ``--set`` value is a path, taken as the text written (``null`` or nothing: the default):
+#: YAML would read ``~`` and ``#x`` as null and ``2024`` as a number, none of which is a folder.
+PATH_KEYS = frozenset({"data.root"})
+
+
 def apply_overrides(cfg: Config, overrides: List[str]) -> Config:
+    return _with_values(cfg, [(*parse_override(text), text) for text in overrides])
+
+
+def _with_values(cfg: Config, items) -> Config:
+    """``cfg`` with each ``(dotted key, value, how it was written)`` set, then checked."""
     tree = cfg.to_dict()
-    for text in overrides:
-        key, value = parse_override(text)
+    for key, value, text in items:
+        _check_override_keys(key, value, text)
         set_dotted(tree, key, value)
     return validate(from_dict(Config, tree))
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, which refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _refuse_duplicates(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node)
+        except TypeError:  # an unhashable key: construct_mapping says so
+            break
+        if first is not key_node:
+            raise _Duplicate(key, key_node.start_mark.line + 1, first.start_mark.line + 1)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+class _Duplicate(Exception):
+    def __init__(self, key, line: int, first: int):
+        super().__init__(key, line, first)
+        self.key, self.line, self.first = key, line, first
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                        lambda loader, node: dict(_refuse_duplicates(loader, node, deep=True)))
+
+
+def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
+    """PyYAML's problem and where (line and column from 1), in one line."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context, cmark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context:
+        problem += f" ({context}" + (f" at line {cmark.line + 1}, column {cmark.column + 1}" if cmark else "") + ")"
+    return f"{path}: not valid YAML at {where}{problem}".replace("\n", " ")
+
+
+def read_yaml(path: Path):
+    """The YAML file ``path`` as plain data; one ConfigError line for a file that cannot be read, is not
+    YAML (with PyYAML's line, column and problem), or gives a key twice in one mapping."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read it ({e.__class__.__name__}: {getattr(e, 'strerror', None) or e})") from None
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except _Duplicate as d:
+        raise ConfigError(f"{path}: line {d.line}: key {d.key!r} is given twice in one mapping (first on line "
+                          f"{d.first}); YAML would keep only the last one and drop the first's settings: "
+                          "write the key once, with all its settings") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_error(path, e)) from None
+
+
+def config_path(source: str | Path) -> Path:
+    """The YAML file a recipe name or path stands for; one line for a folder, a file that is not YAML
+    (its suffix), a missing file, or an unknown recipe name (with the closest ones)."""
+    from .recipes import RECIPE_DIR, recipe_path
+
+    path = Path(source).expanduser()
+    text = str(source)
+    if path.suffix.lower() in (".yaml", ".yml"):
+        if path.is_file():
+            return path
+        if path.is_dir():
+            raise ConfigError(f"{source}: a folder, not a YAML file; give a .yaml file")
+        raise ConfigError(f"{source}: no such file (looked in {Path.cwd()})" if not path.is_absolute()
+                          else f"{source}: no such file")
+    if "/" not in text and "\\" not in text and (RECIPE_DIR / f"{text}.yaml").is_file():
+        return RECIPE_DIR / f"{text}.yaml"  # a shipped recipe's name
+    if path.is_dir():
+        if (path / "config.yaml").is_file():
+            raise ConfigError(f"{source}: a run folder, not a recipe; train its config again with {path / 'config.yaml'}, "
+                              f"or continue the run with --resume {source}")
+        raise ConfigError(f"{source}: a folder, not a recipe or YAML file; give a recipe name or a .yaml file")
+    if path.is_file():
+        raise ConfigError(f"{source}: not a .yaml or .yml file (a config file's name ends in .yaml); "
+                          f"rename it to {path.with_name(path.name + '.yaml')}")
+    return recipe_path(text)
+
+
+def _in_file(e: ConfigError, path: Path) -> ConfigError:
+    """``e`` with the file's name in front."""
+    if str(e).startswith(str(path)):
+        return e
+    return (type(e) if type(e) in (ConfigError, UnknownName) else ConfigError)(f"{path}: {e}")
+
+
 def load_config(source: str | Path | dict, overrides: Optional[List[str]] = None) -> Config:
     """Load a recipe by name, a YAML file path or a dict, then apply ``key=value`` overrides."""
-    from .recipes import recipe_path
-
     if isinstance(source, dict):
-        data = source
-    else:
-        path = Path(source)
-        if not path.suffix in (".yaml", ".yml") or not path.exists():
-            path = recipe_path(str(source))
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({e.__class__.__name__}: {str(e).splitlines()[0]})")
-        if data is None:
-            data = {}
+        return _load(source, overrides or [])
+    path = config_path(source)
+    data = read_yaml(path)
+    if data is None:
+        raise ConfigError(f"{path}: empty (no settings, only blank lines or comments); write a config in it, e.g. "
+                          "a copy of a run's config.yaml (docs/usage.md#your-own-recipe)")
+    overrides = overrides or []
+    try:
+        cfg = from_dict(Config, data)  # types and keys checked; the values once the overrides are in
+        if not overrides:
+            return validate(cfg)
+    except ConfigError as e:
+        raise _in_file(e, path) from None
+    try:
+        return apply_overrides(cfg, overrides)
+    except ConfigError as e:
+        if not str(e).startswith("--set"):
+            try:
+                validate(cfg)
+            except ConfigError as alone:
+                if str(alone) == str(e):  # the file's own value, not an override's
+                    raise _in_file(e, path) from None
+        raise
+
+
+def _load(data, overrides: List[str]) -> Config:
     cfg = from_dict(Config, data)  # types and keys checked; the values once the overrides are in
     return apply_overrides(cfg, overrides) if overrides else validate(cfg)
 
@@ -394,7 +566,10 @@ def check(key: str, ok: bool, allowed: str) -> None:
 
 
 def check_name(key: str, name: str, registry) -> None:
-    check(key, name in registry, ", ".join(registry.names()))
+    """Refuse a name ``registry`` lacks, suggesting the closest one before listing them all."""
+    if name not in registry:
+        raise ConfigError(f"{key}: invalid value {name!r};{did_you_mean(name, registry.names())} "
+                          f"allowed: {', '.join(registry.names())}")
 
 
 def import_plugins(plugins) -> None:
@@ -452,7 +627,9 @@ def validate(cfg: Config) -> Config:
     optims = {"g_optim": t.g_optim, "d_optim": t.d_optim, **{f"optim.{k}": v for k, v in t.optim.items()}}
     for key, o in optims.items():
         check(f"train.{key}.name", o.name in ("adam", "rmsprop", "sgd"), "adam, rmsprop, sgd")
-        check(f"train.{key}.lr", o.lr > 0, "a number > 0")
+        check(f"train.{key}.lr", math.isfinite(o.lr) and o.lr > 0, "a finite number > 0")
+        check(f"train.{key}.weight_decay", math.isfinite(o.weight_decay) and o.weight_decay >= 0,
+              "a finite number >= 0")
         check(f"train.{key}.betas", all(0.0 <= b < 1.0 for b in o.betas), "two numbers in [0, 1)")
     check("model.z_dim", cfg.model.z_dim >= 1, "an integer >= 1")
     r = cfg.data.resolution

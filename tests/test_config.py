@@ -1,4 +1,5 @@
 """Typed configs: unknown keys and bad values fail before training, naming the key."""
+import re
 import subprocess
 import sys
 
@@ -82,3 +83,123 @@ def test_a_network_setting_of_the_wrong_type_or_sign_is_one_line_naming_it(value
         gankit.train("gan-ring8", [f"model.g.width={value}", "train.steps=1"], out=tmp_path / "run", quiet=True)
     assert str(e.value) == message
     assert not (tmp_path / "run").exists()
+
+
+# -- sections merge; a key given twice is refused ---------------------------------------------------------
+
+
+def test_a_mapping_set_merges_into_the_recipes_section():
+    base = load_config("gan-ring8")
+    cfg = load_config("gan-ring8", ["train={steps: 5}"])
+    assert cfg.train.steps == 5
+    # the recipe's other train settings stay (replacing the section gave batch 64, lr 2e-4, threads None)
+    assert (cfg.train.batch_size, cfg.train.g_optim.lr, cfg.train.threads, cfg.train.log_every) == \
+        (base.train.batch_size, base.train.g_optim.lr, base.train.threads, base.train.log_every) == (256, 1e-3, 1, 100)
+    fast = load_config("fast-fashion-mnist", ["model.g={width: 32}"])
+    assert fast.model.g == {"width": 32, "extra_layers": 2}  # the recipe's extra_layers kept
+    assert load_config("gan-ring8").replace(**{"train": {"steps": 7}}).train.batch_size == 256
+
+
+@pytest.mark.parametrize("text,key,line,first", [
+    ("train:\n  steps: 50\n", "train", 1, None),            # a section appended to a copied recipe
+    ("eval:\n  n: 10\n  n: 20\n", "n", 3, 2),              # a key twice inside one section
+])
+def test_a_key_given_twice_in_a_yaml_file_is_refused_with_its_line(tmp_path, text, key, line, first):
+    from gankit.recipes import recipe_path
+
+    base = recipe_path("gan-ring8").read_text()
+    n = base.count("\n")  # lines of the recipe; the appended text's lines follow
+    first = n + first if first else base.splitlines().index("train:") + 1
+    path = tmp_path / "dup.yaml"
+    path.write_text(base + text)
+    with pytest.raises(ConfigError) as e:
+        load_config(str(path))
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: line {n + line}: key {key!r} is given twice") and f"first on line {first})" in msg
+    assert "\n" not in msg
+
+
+# -- messages that name the file, the line and the close match ------------------------------------------
+
+
+def test_a_yaml_syntax_error_keeps_pyyamls_line_column_and_problem(tmp_path):
+    tab, bracket = tmp_path / "tab.yaml", tmp_path / "bracket.yaml"
+    tab.write_text("name: x\ntrain:\n\tsteps: 3\n")
+    bracket.write_text("name: x\nmodel: {g: {width: [1, 2}}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(tab))
+    assert str(e.value) == (f"{tab}: not valid YAML at line 3, column 1: found character '\\t' that cannot start "
+                            "any token (while scanning for the next token)")
+    with pytest.raises(ConfigError) as e:
+        load_config(str(bracket))
+    assert str(e.value) == (f"{bracket}: not valid YAML at line 2, column 25: expected ',' or ']', but got '}}' "
+                            "(while parsing a flow sequence at line 2, column 20)")
+
+
+def test_unknown_keys_and_names_say_where_and_suggest_the_close_one(tmp_path):
+    from gankit.recipes import recipe_path
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(recipe_path("gan-ring8").read_text().replace("batch_size", "batchsize"))
+    with pytest.raises(ConfigError, match=rf"^{typo}: unknown config key train\.batchsize; did you mean "
+                                          r"train\.batch_size\? allowed keys here: steps,"):
+        load_config(str(typo))
+    with pytest.raises(ConfigError, match=r"^--set train\.batchsize=3: unknown config key train\.batchsize; "
+                                          r"did you mean train\.batch_size\?"):
+        load_config("gan-ring8", ["train.batchsize=3"])
+    with pytest.raises(ConfigError, match=r"^--set train=\{batchsize: 3\}: unknown config key train\.batchsize"):
+        load_config("gan-ring8", ["train={batchsize: 3}"])
+    with pytest.raises(ConfigError, match=r"^loss\.name: invalid value 'hinj'; did you mean hinge\? allowed: hinge,"):
+        load_config("gan-ring8", ["loss.name=hinj"])
+    bad_arch = tmp_path / "arch.yaml"
+    bad_arch.write_text(recipe_path("gan-ring8").read_text().replace("arch: mlp", "arch: mpl"))
+    with pytest.raises(ConfigError, match=rf"^{bad_arch}: model\.arch: invalid value 'mpl'; did you mean mlp\?"):
+        load_config(str(bad_arch))
+
+
+def test_paths_that_are_not_yaml_files_get_their_own_line(tmp_path, monkeypatch):
+    from gankit.recipes import recipe_path
+
+    monkeypatch.chdir(tmp_path)
+    text = recipe_path("gan-ring8").read_text()
+    (tmp_path / "upper.YAML").write_text(text)
+    assert load_config("upper.YAML").name == "gan-ring8"  # a YAML file whatever the suffix's case
+    (tmp_path / "noext").write_text(text)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(text)
+    (tmp_path / "empty.yaml").write_text("# only a comment\n\n")
+    for source, message in [
+        ("noext", "noext: not a .yaml or .yml file (a config file's name ends in .yaml); rename it to noext.yaml"),
+        ("folder", "folder: a folder, not a recipe or YAML file; give a recipe name or a .yaml file"),
+        ("run", "run: a run folder, not a recipe; train its config again with run/config.yaml, or continue the run "
+                "with --resume run"),
+        ("nothere.yaml", f"nothere.yaml: no such file (looked in {tmp_path})"),
+        ("empty.yaml", "empty.yaml: empty (no settings, only blank lines or comments); write a config in it, e.g. "
+                       "a copy of a run's config.yaml (docs/usage.md#your-own-recipe)"),
+    ]:
+        with pytest.raises(ConfigError) as e:
+            load_config(source)
+        assert str(e.value) == message
+
+
+# -- values -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("override,key", [
+    ("train.g_optim.lr=.inf", "train.g_optim.lr"),
+    ("train.d_optim.lr=nan", "train.d_optim.lr"),
+    ("train.g_optim.weight_decay=-1", "train.g_optim.weight_decay"),
+    ("train.d_optim.weight_decay=.inf", "train.d_optim.weight_decay"),
+])
+def test_a_non_finite_lr_or_negative_weight_decay_is_refused(override, key):
+    with pytest.raises(ConfigError, match="^" + re.escape(key) + ": invalid value; allowed: a finite number"):
+        load_config("gan-ring8", [override])
+
+
+@pytest.mark.parametrize("raw,root", [("~", "~"), ("#x", "#x"), ("2024", "2024"), ("~/imgs", "~/imgs"),
+                                      ("null", None), ("", None)])
+def test_a_path_given_by_set_is_the_text_written(raw, root):
+    # YAML would read ~ and #x as null (the default dataset) and 2024 as a number; a path is text.
+    assert load_config("gan-ring8", [f"data.root={raw}"]).data.root == root
+    assert load_config("gan-ring8").replace(**{"data.root": raw or None}).data.root == (raw or None)  # from Python
