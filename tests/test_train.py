@@ -482,3 +482,36 @@ def test_training_leaves_the_processs_thread_count_as_it_found_it(tmp_path):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_edited_recipe_file_resumes_with_its_train_changes_as_set_would(tmp_path, capsys):
+    """The same command + --resume after editing train.* in one's YAML: the edits apply, as
+    --resume RUN --set train.* does (and are said), rather than being dropped."""
+    half = [o for o in TINY_RING if not o.startswith("train.steps")] + ["train.steps=10"]
+    cfg = load_config("gan-ring8", half)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(cfg.to_yaml())
+    gankit.train(str(mine), out=tmp_path / "edited", resume=True, quiet=True)
+    gankit.train(str(mine), out=tmp_path / "by-set", resume=True, quiet=True)
+    mine.write_text(cfg.replace(**{"train.steps": 20, "train.g_optim.lr": 5e-4}).to_yaml())
+    capsys.readouterr()
+    edited = gankit.train(str(mine), out=tmp_path / "edited", resume=True, quiet=True)
+    said = capsys.readouterr().err
+    assert "train.steps 10 -> 20" in said and "train.g_optim.lr 0.001 -> 0.0005" in said
+    by_set = gankit.train(resume=tmp_path / "by-set", overrides=["train.steps=20", "train.g_optim.lr=5e-4"], quiet=True)
+    assert edited.trainer.state.step == 20
+    saved = load_config(str(tmp_path / "edited" / "config.yaml"))
+    assert (saved.train.steps, saved.train.g_optim.lr) == (20, 5e-4)
+    a, b = records(edited.dir), records(by_set.dir)
+    assert [r["step"] for r in a] == list(range(1, 21))
+    assert [(r["d_loss"], r["g_loss"]) for r in a] == [(r["d_loss"], r["g_loss"]) for r in b]  # same process, same numbers
+
+
+def test_a_set_on_a_finished_run_says_it_was_not_applied(tmp_path, capsys):
+    gankit.train("gan-ring8", TINY_RING, out=tmp_path / "run", quiet=True)
+    capsys.readouterr()
+    run = gankit.train(resume=tmp_path / "run", overrides=["train.batch_size=64"], quiet=True)
+    said = capsys.readouterr().err.strip()
+    assert run.was_finished and len(said.splitlines()) == 1
+    assert said.endswith("(--set train.batch_size=64 not applied: nothing is trained)")
+    assert load_config(str(tmp_path / "run" / "config.yaml")).train.batch_size == 32

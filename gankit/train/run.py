@@ -494,8 +494,9 @@ def _train(recipe, overrides, out, quiet, resume, callbacks) -> Run:
             if not (run_dir / "config.yaml").exists():
                 return _new_run(cfg, run_dir, quiet, callbacks)
             _check_same_run(run_dir, cfg)
-            overrides = [o for o in overrides if o.split("=", 1)[0].strip().startswith("train.")]
-            return _resume(run_dir, overrides, quiet, callbacks)
+            # train.* may differ, from the recipe file as from --set: what differs from the run's config.yaml
+            # is applied as --set train.* would be (and said), never dropped
+            return _resume(run_dir, _train_changes(run_dir, cfg), quiet, callbacks)
     if resume is not None:
         with run_lock(Path(resume), create=False):
             return _resume(Path(resume), overrides, quiet, callbacks)
@@ -575,6 +576,36 @@ def _check_same_run(run_dir: Path, cfg: Config) -> None:
                           "for this config, or continue that run with `gankit train --resume " + str(run_dir) + "`")
 
 
+def _train_changes(run_dir: Path, cfg: Config) -> List[str]:
+    """The ``train.*`` settings of ``cfg`` (a recipe file with its ``--set``) that differ from the run's
+    config.yaml, as ``--set`` overrides; said in one line on stderr. None when config.yaml is unreadable
+    (resuming then says so and takes the checkpoint's config)."""
+    try:
+        saved = load_config(run_dir / "config.yaml").to_dict()["train"]
+    except ConfigError:
+        return []
+    new = cfg.to_dict()["train"]
+    changes = []
+
+    def diff(a, b, prefix):
+        for k in b:
+            if isinstance(a.get(k), dict) and isinstance(b[k], dict) and set(a[k]) <= set(b[k]):
+                diff(a[k], b[k], f"{prefix}{k}.")
+            elif a.get(k) != b[k]:
+                changes.append((f"{prefix}{k}", a.get(k), b[k]))
+
+    diff(saved, new, "train.")
+    if changes and is_main_process():  # also when quiet: a change of settings is never silent
+        said = ", ".join(f"{k} {_short(old)} -> {_short(now)}" for k, old, now in changes)
+        print(f"{run_dir}: train settings differ from its config.yaml; applied as --set would: {said}",
+              file=sys.stderr, flush=True)
+    return [f"{k}={json.dumps(now)}" for k, _, now in changes]
+
+
+def _short(value) -> str:
+    return "null" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterable[Callback]) -> Run:
     from .callbacks import default_callbacks
 
@@ -617,7 +648,8 @@ def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterabl
                 what = f"finished at step {t.state.step}; to train it longer"
                 longer = (f"train.steps={2 * t.state.step}" if cfg.train.minutes is None
                           else f"train.minutes={2 * cfg.train.minutes:g}")
-            print(f"{run_dir}: this run has {what}: gankit train --resume {run_dir} --set {longer}",
+            dropped = f" ({', '.join('--set ' + o for o in overrides)} not applied: nothing is trained)" if overrides else ""
+            print(f"{run_dir}: this run has {what}: gankit train --resume {run_dir} --set {longer}{dropped}",
                   file=sys.stderr, flush=True)
         t.dist.close()
         run.was_finished = True
