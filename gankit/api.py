@@ -162,16 +162,26 @@ class GAN:
         return rejection_sampler(self.G, self.D, data, self.task, steps=steps, percentile=percentile, seed=seed)
 
     @torch.no_grad()
-    def interpolate(self, rows: int = 8, steps: int = 10, seed: int = 0) -> torch.Tensor:
+    def interpolate(self, rows: int = 8, steps: int = 10, seed: int = 0,
+                    label: Optional[int | str] = None) -> torch.Tensor:
         """A latent walk: ``rows`` spherical interpolations between random z pairs, ``steps`` each.
-        Returns (rows·steps, *sample_shape)."""
+        Returns (rows·steps, *sample_shape). ``label`` (an index or a class name): every walk stays in
+        that class (a conditional model; None: row i walks in class i mod K). A style generator
+        renders every frame with its constant noise maps (stylegan2-ada's ``noise_mode="const"``), so
+        only the latent changes along a walk, not the per-layer noise."""
         self.require_generation()
+        label = self.class_index(label)
         g = torch.Generator().manual_seed(seed)
         a, b = torch.randn(rows, self.cfg.model.z_dim, generator=g), torch.randn(rows, self.cfg.model.z_dim, generator=g)
         t = torch.linspace(0, 1, steps).view(1, steps, 1)
         z = slerp(a.unsqueeze(1), b.unsqueeze(1), t).reshape(rows * steps, -1)  # (rows, steps, z_dim) walks
-        y = (torch.arange(rows) % self.num_classes).repeat_interleave(steps) if self.num_classes else None
-        return self.task.generate(self.G, {"z": z, "y": y})
+        y = None
+        if self.num_classes:
+            y = (torch.full((rows,), label, dtype=torch.long) if label is not None
+                 else torch.arange(rows) % self.num_classes).repeat_interleave(steps)
+        style = callable(getattr(self.G, "truncate", None))
+        task = self.task.truncated(1.0, None, self.G, noise_mode="const") if style else self.task
+        return task.generate(self.G, {"z": z, "y": y})
 
 
 def _is_whole(value) -> bool:
@@ -257,7 +267,8 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
            label: Optional[int] = None, interpolate: bool = False, which: str = "latest",
            rejection: bool = False, rejection_steps: int = 1000,
            rejection_percentile: Optional[float] = None, watermark: Optional[str] = None,
-           griffin_lim_iters: int = 64, truncation: float = 1.0, cutoff: Optional[int] = None) -> Path:
+           griffin_lim_iters: int = 64, truncation: float = 1.0, cutoff: Optional[int] = None,
+           latent: Optional[str | Path] = None) -> Path:
     """Write ``n`` samples (None: 64) of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays
     ``x`` [and ``y``]; ``interpolate``: ``n`` latent walks (None: 8), one row of 10 steps each;
     for a spectrogram model (audio data) a path without a suffix -> a folder of WAVs (Griffin-Lim,
@@ -265,8 +276,11 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
     ``rejection``: keep only the samples discriminator rejection sampling accepts (see
     :meth:`GAN.rejection_sampler`). ``watermark``: a key; every image carries its invisible
     watermark (:mod:`gankit.watermark`). ``truncation``/``cutoff``: ψ and the style cutoff of
-    :meth:`GAN.sample` (plain samples only). The files carry their provenance (:mod:`gankit.provenance`)."""
-    from .viz import save_samples_figure
+    :meth:`GAN.sample` (plain samples only). ``label`` with ``interpolate``: every walk in that class.
+    ``latent``: a NAME-latent.safetensors of ``gankit project`` for this checkpoint; the one image it
+    renders (with its own noise maps: the projected image) is written instead of samples.
+    The files carry their provenance (:mod:`gankit.provenance`); an existing ``out`` is replaced only
+    when gankit wrote it (:func:`check_replaceable`)."""
     from .watermark import METHOD, embed
 
     model = load(run_dir, which=which)
@@ -277,9 +291,19 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
         if interpolate or rejection:
             raise GankitError(f"{option('--truncation')}/{option('--cutoff')} apply to plain samples; drop "
                               f"{option('--interpolate', True)} or {option('--rejection', True)}")
-    provenance.update_from_model(model, "gankit.sample", seed=seed, label=label, rejection=rejection or None,
+    if latent is not None:
+        others = [name for name, used in (("--interpolate", interpolate), ("--rejection", rejection),
+                                          ("--truncation", truncating), ("--class", label is not None),
+                                          ("-n", n not in (None, 1))) if used]
+        if others:
+            raise GankitError(f"{option('--latent', latent)} renders the projected latent as it is (its class "
+                              f"and noise come from the file): drop {', '.join(option(o) for o in others)}")
+    index = model.class_index(label) if model.task.name == "generation" else label
+    provenance.update_from_model(model, "gankit.sample", seed=seed if latent is None else None,
+                                 label=index, rejection=rejection or None,
                                  watermark=METHOD if watermark is not None else None,
-                                 truncation=truncation if truncating else None, cutoff=cutoff)
+                                 truncation=truncation if truncating else None, cutoff=cutoff,
+                                 latent=None if latent is None else Path(latent).name)
     walks, n = (8, 64) if n is None else (n, n)  # -n: the walks of --interpolate, else the samples
     out = Path(out)
     audio = model.data.get("audio")
@@ -294,6 +318,18 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
     if out.suffix not in (".png", ".npz"):
         hint = " or a folder (WAV files of the spectrograms)" if audio is not None else ""
         raise GankitError(f"{out}: the output must end in .png (a picture) or .npz (arrays){hint}")
+    check_replaceable(out)
+    if latent is not None:
+        from .steer.projection import read_projected, render_projected
+
+        model.require_generation()
+        projected = read_projected(model, latent)
+        provenance.update(label=projected.label)
+        x = render_projected(model.G, projected)
+        y = None if projected.label is None else torch.tensor([projected.label])
+        x = embed(x, watermark) if watermark is not None else x
+        _write_samples(model, x, y, out)
+        return out
     if interpolate:
         if rejection:
             raise GankitError(f"{option('--interpolate', True)} walks the latent space; it cannot reject samples: "
@@ -301,7 +337,7 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
         if out.suffix != ".png":
             raise GankitError(f"{option('--interpolate', True)} writes a picture: give "
                               f"{option('-o', 'FILE.png', param='out')}")
-        x = model.interpolate(rows=whole_number(walks, "n", low=1), seed=seed)
+        x = model.interpolate(rows=whole_number(walks, "n", low=1), seed=seed, label=index)
         if x.ndim != 4:
             raise GankitError(f"{option('--interpolate', True)} needs an image model; for 1D/2D data sample to .png "
                               "instead")
@@ -317,6 +353,14 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
     else:
         x, y = model.sample(n, seed=seed, labels=label, truncation=truncation, cutoff=cutoff)
     x = embed(x, watermark) if watermark is not None else x  # per image, in the model's range
+    _write_samples(model, x, y, out)
+    return out
+
+
+def _write_samples(model: GAN, x: torch.Tensor, y: Optional[torch.Tensor], out: Path) -> None:
+    """Samples ``x`` (and labels ``y``) to ``out``: .npz arrays, or a .png grid (or scatter plot)."""
+    from .viz import save_samples_figure
+
     if out.suffix == ".npz":
         import io
         buf = io.BytesIO()
@@ -328,7 +372,6 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
     else:
         modes = torch.tensor(model.data["modes"]) if "modes" in model.data else None
         save_samples_figure(x, out, modes=modes)
-    return out
 
 
 def _restore_files(model, inputs, out_dir: Path, side_by_side: bool, mask, seed, tile, extend, alpha,
@@ -382,6 +425,43 @@ INPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".ti
 INPUT_KINDS = "PNG/JPEG/BMP/WEBP/GIF/TIFF"
 # -o names one file of the kind a run writes; any other file kind here is refused, never made a folder
 _FILE_SUFFIXES = set(INPUT_SUFFIXES) | {".npz", ".wav", ".flac", ".mp4"}
+
+
+def written_by_gankit(path: str | Path) -> bool:
+    """Whether the existing file ``path`` carries gankit's record of having written it: the provenance
+    of a PNG, NPZ, WAV or ONNX file (:func:`gankit.provenance.read_provenance`), a JSON object whose
+    ``provenance`` field is such a record (what ``gankit truncation`` writes beside its plot), or a
+    safetensors latent of ``gankit project`` (metadata ``format: gankit-latent``). Any other file — a
+    kind gankit does not mark, or one whose record was stripped — is not."""
+    import json
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            return isinstance(doc, dict) and isinstance(doc.get("provenance"), dict) and "gankit" in doc["provenance"]
+        if suffix == ".safetensors":
+            from safetensors import safe_open
+            with safe_open(str(path), framework="pt") as f:
+                return (f.metadata() or {}).get("format") == "gankit-latent"
+        provenance.read_provenance(path)
+        return True
+    except Exception:  # noqa: BLE001  (unreadable or damaged: not a file gankit may replace)
+        return False
+
+
+def check_replaceable(path: str | Path, flag: str = "-o", param: str = "out") -> Path:
+    """``path`` if gankit may write it: new, or a file gankit wrote (:func:`written_by_gankit`), which is
+    replaced. A folder, or a file gankit did not write, is refused in one line naming it — gankit never
+    replaces a file it did not make. ``flag``/``param``: how the message names the option."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise GankitError(f"{option(flag, path, param=param)}: a folder; give a file name")
+    if path.exists() and not written_by_gankit(path):
+        raise GankitError(f"{path}: the file exists and gankit did not write it (no gankit provenance); gankit "
+                          "replaces only its own outputs: move it away or give another name")
+    return path
 
 
 def list_input_images(folder: Path) -> list:

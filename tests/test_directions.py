@@ -255,4 +255,5 @@ def test_edit_refusals_are_one_line(style_run, cgan_run, tmp_path, capsys):
     assert captured.out == "" and len(err) == 1
     assert "no latent directions" in err[0] and "gankit sample --class" in err[0]
     assert main(["edit", str(cgan_run), "--direction", "sefa:0", "-o", out]) == 2
-    assert "gankit sample --class" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "gankit sample --class" in err and err.count("SeFa needs") == 1  # said once, not twice

@@ -27,7 +27,12 @@ def register(sub):
                         "pulls w toward its mean, any other resamples z as gankit sample --truncation does")
     p.add_argument("--samples", type=int, default=1000,
                    help="latents drawn to estimate a class direction (default 1000)")
-    p.add_argument("-o", "--out", default="edit.png", help="the strip, a .png (default edit.png)")
+    p.add_argument("--latent", metavar="FILE", default=None,
+                   help="edit a latent written by gankit project (NAME-latent.safetensors) for this checkpoint "
+                        "instead of -n drawn ones: one row, with its class and noise maps (strength 0 is the "
+                        "projected image)")
+    p.add_argument("-o", "--out", default="edit.png",
+                   help="the strip, a .png (default edit.png); an existing file is replaced only if gankit wrote it")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
     p.set_defaults(func=run)
 
@@ -48,5 +53,5 @@ def run(args):
 
     x, d = edit(args.run_dir, args.direction, args.strength, seed=args.seed, n=args.n, out=args.out,
                 steps=args.steps, label=args.label, psi=args.truncation, samples=args.samples,
-                which=args.checkpoint)
-    print(f"{d.name} ({d.note}): wrote {args.out}, {args.n} rows x {args.steps} strengths")
+                which=args.checkpoint, latent=args.latent)
+    print(f"{d.name} ({d.note}): wrote {args.out}, {len(x) // args.steps} rows x {args.steps} strengths")

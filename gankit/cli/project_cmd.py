@@ -12,7 +12,10 @@ def register(sub):
                                    "reconstruction's PSNR (dB, on the [0, 1] range) and their mean.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
-    p.add_argument("-o", "--out", required=True, metavar="OUT_DIR", help="folder for the outputs")
+    p.add_argument("-o", "--out", required=True, metavar="OUT_DIR",
+                   help="folder for the outputs, checked before the optimisation starts (not a file, nor a file "
+                        "name such as x.png); an output already there is replaced only if gankit wrote it, and "
+                        "earlier outputs inside an input folder are not projected again")
     p.add_argument("--steps", type=int, default=1000, help="Adam steps per image (default 1000)")
     p.add_argument("--space", choices=["w", "w+", "z"], default=None,
                    help="w: one style vector for every layer; w+: one per layer (style generators; default w); "

@@ -11,12 +11,18 @@ def register(sub):
     p.add_argument("-n", type=int, default=None,
                    help="number of samples (default 64); with --interpolate, the number of walks, one row of 10 "
                         "steps each (default 8)")
-    p.add_argument("-o", "--out", default="samples.png", help="output file, .png or .npz; a folder (no suffix) for WAVs of a spectrogram model")
+    p.add_argument("-o", "--out", default="samples.png", help="output file, .png or .npz (an existing file is replaced only if gankit wrote it); a "
+                        "folder (no suffix) for WAVs of a spectrogram model")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class", dest="label", default=None, metavar="CLASS",
                    help="class to sample (conditional models): its index, or its name (a folder's sub-folder)")
     p.add_argument("--interpolate", action="store_true",
-                   help="latent walks between random z's: -n rows (default 8) of 10 steps")
+                   help="latent walks between random z's: -n rows (default 8) of 10 steps, each in class --class "
+                        "when given (else row i in class i mod K); a style generator's frames share its "
+                        "constant noise maps")
+    p.add_argument("--latent", metavar="FILE", default=None,
+                   help="render a latent written by gankit project (NAME-latent.safetensors) for this "
+                        "checkpoint, with its own noise maps: the projected image")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
     p.add_argument("--rejection", action="store_true",
                    help="discriminator rejection sampling (Azadi et al. 2019): fit a copy of D to G's density "
@@ -51,5 +57,6 @@ def run(args):
     path = sample(args.run_dir, n=args.n, out=args.out, seed=args.seed, label=args.label,
                   interpolate=args.interpolate, which=args.checkpoint, rejection=args.rejection,
                   rejection_steps=args.rejection_steps, rejection_percentile=args.rejection_percentile, watermark=args.watermark,
-                  griffin_lim_iters=args.griffin_lim, truncation=args.truncation, cutoff=args.cutoff)
+                  griffin_lim_iters=args.griffin_lim, truncation=args.truncation, cutoff=args.cutoff,
+                  latent=args.latent)
     print(path)

@@ -176,8 +176,12 @@ def resolve(G: nn.Module, name: str, n: int = 1000, seed: int = 0, classify: Opt
     if m is None:
         raise GankitError(f"{option('--direction', name)}: unknown; this model offers {valid}")
     if m.group(1) and not is_style_generator(G):
+        offers = (f"this model offers {valid}" if valid != NO_DIRECTIONS else
+                  "and this conditional generator's classes are labels, not directions in z, so it offers no "
+                  "direction: sample a class with gankit sample --class (or walk its latent space with gankit "
+                  "sample --interpolate)")
         raise GankitError(f"{option('--direction', name)}: SeFa needs a style generator (arch stylegan or stylegan2); "
-                          f"this model offers {valid}")
+                          f"{offers}")
     if m.group(1):
         every = m.group(1) == "sefa-all"
         index = int(m.group(2))
@@ -193,20 +197,41 @@ def resolve(G: nn.Module, name: str, n: int = 1000, seed: int = 0, classify: Opt
     return class_direction(G, a, b, n=n, seed=seed, classify=classify, z_dim=z_dim, num_classes=num_classes)
 
 
+def check_strengths(values: Sequence[float], shown=None) -> List[float]:
+    """``values`` as floats when every one is finite, else one GankitError line naming the strength
+    option (``shown``: the value the user gave, default the first bad one). A NaN strength would
+    blank every column, the unedited one too (NaN · 0 = NaN)."""
+    import math
+
+    out = []
+    for v in values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise GankitError(f"{option('--strength', v, param='strengths')}: not a number") from None
+        if not math.isfinite(f):
+            raise GankitError(f"{option('--strength', v if shown is None else shown, param='strengths')}: give a "
+                              "finite strength (e.g. 3)")
+        out.append(f)
+    return out
+
+
 def strengths_between(strength: float, steps: int) -> List[float]:
-    """``steps`` strengths evenly from −``strength`` to +``strength``; with an odd count the middle one
-    is exactly 0."""
+    """``steps`` strengths evenly from −``strength`` to +``strength``, each rounded to 12 significant
+    digits (so 1/3 steps of 3 give exactly ±1.0, the value shown, stored and rendered); with an odd
+    count the middle one is exactly 0. A strength that is not finite fails in one line."""
+    (strength,) = check_strengths([strength])
     if steps < 1:
         raise GankitError(f"{option('--steps', steps)}: give at least one column")
     if steps == 1:
         return [0.0]
-    return [strength * (2 * i / (steps - 1) - 1) for i in range(steps)]
+    return [float(f"{strength * (2 * i / (steps - 1) - 1):.12g}") + 0.0 for i in range(steps)]
 
 
 @torch.no_grad()
 def render_edit(G: nn.Module, direction: Direction, strengths: Sequence[float], n: int = 4, seed: int = 0,
                 label: Optional[int] = None, psi: float = 1.0, layers: Optional[Sequence[int]] = None,
-                z_dim: Optional[int] = None, num_classes: Optional[int] = None) -> Tensor:
+                z_dim: Optional[int] = None, num_classes: Optional[int] = None, start=None) -> Tensor:
     """Images (n · len(strengths), C, H, W) in [-1, 1], row-major: row i is latent i (z ~ N(0, I) from
     ``seed``) moved by each strength. Style G: w = mapping(z, y) (truncated by ``psi`` towards the mean
     w), edited on the style indices in ``layers`` (None: all) and rendered with the constant noise;
@@ -214,17 +239,25 @@ def render_edit(G: nn.Module, direction: Direction, strengths: Sequence[float], 
     ``z_dim``, ``num_classes``: of a G that does not carry them (:func:`~.projection.latent_dims`).
     ``psi``: truncation ψ by :func:`gankit.latent.check_psi` (a style G also takes 0); a G without a
     style space resamples z inside BigGAN's τ(ψ), as ``gankit sample --truncation`` does. Images are
-    clamped to [-1, 1] when G's output is linear (as :meth:`gankit.tasks.GenerationTask.generate` does)."""
+    clamped to [-1, 1] when G's output is linear (as :meth:`gankit.tasks.GenerationTask.generate` does).
+    ``start``: a :class:`~.projection.Projected` latent (``gankit project``) edited instead of drawn
+    ones: one row, its class, rendered with its own noise maps (strength 0 is the projected image)."""
     from ..latent import check_psi, psi_to_tau, resample_outside
+    from .projection import noise_of, projected_start
 
     style = is_style_generator(G)
     psi = check_psi(psi, style)
+    strengths = check_strengths(strengths)
     if (direction.space == "w") != style:
         raise GankitError(f"{direction.name}: a direction in {direction.space}, but this generator's latents are "
                           f"{'w' if style else 'z'}")
+    if start is not None and psi != 1:
+        raise GankitError(f"{option('--latent', start.path)} is edited as projected: drop {option('--truncation')}")
     dev = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
     z_dim, k = latent_dims(G, z_dim, num_classes)
+    if start is not None:
+        n, label = 1, start.label
     z = torch.randn(n, z_dim, generator=g)
     if psi != 1 and not style:  # the rule GenerationTask.draw applies: the same z as gankit sample at ψ
         z = resample_outside(z, psi_to_tau(psi), g)
@@ -237,16 +270,22 @@ def render_edit(G: nn.Module, direction: Direction, strengths: Sequence[float], 
     G.eval()
     try:
         rows = []
+        if start is not None and not style:
+            z = projected_start(G, start)
         if style:
-            w = G.mapping(z, y)
-            if psi != 1.0:
-                w = G.truncate(w, psi)
-            ws = w.unsqueeze(1).expand(-1, G.num_ws, -1)                 # (n, num_ws, w_dim)
+            if start is not None:
+                ws = projected_start(G, start)                                 # (1, num_ws, w_dim)
+            else:
+                w = G.mapping(z, y)
+                if psi != 1.0:
+                    w = G.truncate(w, psi)
+                ws = w.unsqueeze(1).expand(-1, G.num_ws, -1)                 # (n, num_ws, w_dim)
             mask = torch.zeros(G.num_ws, 1, device=dev)
             mask[list(range(G.num_ws)) if layers is None else list(layers)] = 1.0
-            for i in range(n):
-                edited = torch.stack([ws[i] + float(s) * mask * d for s in strengths])
-                rows.append(G.synthesis(edited, noise_mode="const"))
+            with noise_of(G, start.noise if start is not None else ()):
+                for i in range(n):
+                    edited = torch.stack([ws[i] + float(s) * mask * d for s in strengths])
+                    rows.append(G.synthesis(edited, noise_mode="const"))
         else:
             for i in range(n):
                 edited = torch.stack([z[i] + float(s) * d for s in strengths])
@@ -281,28 +320,36 @@ def model_classifier(model) -> tuple[Optional[Classifier], Optional[int]]:
 def model_directions(model) -> List[str]:
     """:func:`available` for a loaded :class:`gankit.GAN`, with the class range of a cached domain
     network of an unconditional model's dataset when there is one (none is trained to list)."""
-    from ..metrics.domain_net import domain_net_path, load_domain_net
-
     model.require_generation()
     if model.num_classes and not is_style_generator(model.G):
         raise GankitError(f"this conditional {type(model.G).__name__} has {NO_DIRECTIONS}")
-    k = model.num_classes or None
-    if k is None:
-        path = domain_net_path(model.cfg.data.name, model.cfg.data)
-        if path.exists():
-            _, meta = load_domain_net(path)
-            k = None if meta.get("pretext") else int(meta["arch"]["num_classes"])
+    k = model.num_classes or _cached_classifier_classes(model)
     return available(model.G, k, model.num_classes)
 
 
+def _cached_classifier_classes(model) -> Optional[int]:
+    """The classes of the cached domain network of an unconditional model's dataset; None when there
+    is none cached (none is trained to name them) or it predicts a pretext task."""
+    from ..metrics.domain_net import domain_net_path, load_domain_net
+
+    path = domain_net_path(model.cfg.data.name, model.cfg.data)
+    if not path.exists():
+        return None
+    _, meta = load_domain_net(path)
+    return None if meta.get("pretext") else int(meta["arch"]["num_classes"])
+
+
 def edit_strip(model, direction: str, strengths: Sequence[float], out, n: int = 4, seed: int = 0,
-               label: Optional[int] = None, psi: float = 1.0, samples: int = 1000) -> tuple[Tensor, Direction]:
+               label: Optional[int] = None, psi: float = 1.0, samples: int = 1000,
+               start=None) -> tuple[Tensor, Direction]:
     """Write the edit strip of a loaded :class:`gankit.GAN` to ``out`` (PNG): ``n`` rows (latents from
     ``seed``) × one column per strength, tiles without padding, so the picture is (n·H, len·W).
-    ``samples``: latents drawn to estimate a class direction. Returns the images (row-major) and the
-    direction."""
+    ``samples``: latents drawn to estimate a class direction. ``start``: a projected latent
+    (:func:`~.projection.read_projected`), edited as the one row. An existing ``out`` is replaced only
+    when gankit wrote it. Returns the images (row-major) and the direction."""
     from pathlib import Path
 
+    from ..api import check_replaceable
     from ..utils import atomic_write_bytes
     from ..viz.grids import image_grid, png_bytes
 
@@ -310,6 +357,7 @@ def edit_strip(model, direction: str, strengths: Sequence[float], out, n: int = 
 
     model.require_generation()
     check_psi(psi, is_style_generator(model.G))  # before a class direction is estimated
+    strengths = check_strengths(strengths)
     if samples < 1:
         raise GankitError(f"{option('--samples', samples)}: a class direction averages latents; give at least 1")
     if model.info.kind != "image":
@@ -320,13 +368,16 @@ def edit_strip(model, direction: str, strengths: Sequence[float], out, n: int = 
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise GankitError(f"{option('-o', out, param='out')}: the strip is a picture; give a .png path")
+    check_replaceable(out)
     G = model.G
     classify, k = None, None
     if direction.strip().startswith("class:") and not model.num_classes:
         classify, k = model_classifier(model)
+    elif not model.num_classes:
+        k = _cached_classifier_classes(model)  # named in a refusal as --list names it
     dims = dict(z_dim=model.cfg.model.z_dim, num_classes=model.num_classes)
     d = resolve(G, direction, n=samples, seed=seed, classify=classify, classifier_classes=k, **dims)
-    x = render_edit(G, d, strengths, n=n, seed=seed, label=label, psi=psi, **dims)
+    x = render_edit(G, d, strengths, n=n, seed=seed, label=label, psi=psi, start=start, **dims)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, png_bytes(image_grid(x, nrow=len(strengths), padding=0)))
     return x, d
@@ -337,17 +388,31 @@ def edit_strip(model, direction: str, strengths: Sequence[float], out, n: int = 
 @provenance.scoped
 def edit(run_dir: str | Path, direction: str, strengths=3.0, seed: int = 0, n: int = 4,
          out: str | Path = "edit.png", steps: int = 7, label: Optional[int] = None, psi: float = 1.0,
-         samples: int = 1000, which: str = "latest"):
+         samples: int = 1000, which: str = "latest", latent: Optional[str | Path] = None):
     """Write an edit strip of a trained generator (:mod:`gankit.steer.directions`): ``n`` rows of latents
     from ``seed``, moved along ``direction`` (``sefa:I``, ``sefa-all:I``, ``class:A-B``) by each strength
     — ``strengths`` a number S gives ``steps`` strengths from −S to +S (0 in the middle for odd
     ``steps``), a sequence gives those — one column each. ``psi``: truncation ψ as ``gankit sample``
-    takes it (:func:`render_edit`). ``samples``: latents drawn to estimate a class direction. Returns (images (n·columns, C, H, W) row-major, the Direction)."""
+    takes it (:func:`render_edit`). ``samples``: latents drawn to estimate a class direction.
+    ``latent``: a NAME-latent.safetensors of ``gankit project`` for this checkpoint, edited as the one
+    row (its class and noise maps from the file). Returns (images (n·columns, C, H, W) row-major, the
+    Direction). A strength that is not finite fails in one line."""
     from ..api import load
+    from .projection import read_projected
 
     model = load(run_dir, which=which)
-    values = strengths_between(float(strengths), steps) if isinstance(strengths, (int, float)) else \
-        [float(s) for s in strengths]
-    provenance.update_from_model(model, "gankit.edit", seed=seed, direction=direction, strengths=values,
-                                 truncation=psi if psi != 1 else None)
-    return edit_strip(model, direction, values, out, n=n, seed=seed, label=label, psi=psi, samples=samples)
+    values = strengths_between(strengths, steps) if isinstance(strengths, (int, float)) else \
+        check_strengths(strengths)
+    start = None
+    if latent is not None:
+        if label is not None:
+            raise GankitError(f"{option('--latent', latent)} carries its class: drop {option('--class', param='label')}")
+        model.require_generation()
+        start = read_projected(model, latent)
+        n = 1
+    index = start.label if start is not None else model.class_index(label)
+    provenance.update_from_model(model, "gankit.edit", seed=seed if start is None else None, direction=direction,
+                                 strengths=values, truncation=psi if psi != 1 else None, label=index,
+                                 latent=None if start is None else start.path.name)
+    return edit_strip(model, direction, values, out, n=n, seed=seed, label=index if start is None else None,
+                      psi=psi, samples=samples, start=start)

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -337,18 +339,62 @@ def load_latent(path) -> tuple[Tensor, str, List[Tensor], dict]:
     return tensors["latent"], meta["space"], noise, meta
 
 
+#: the names ``project`` gives its outputs: NAME + each suffix
+OUTPUT_SUFFIXES = ("-projected.png", "-latent.safetensors", "-side-by-side.png")
+
+
+def projection_inputs(inputs, out_dir) -> list:
+    """The image files to project: ``inputs`` (files, or folders searched recursively) less the files a
+    folder holds inside ``out_dir`` under an output name of :data:`OUTPUT_SUFFIXES` — earlier outputs of
+    ``project`` into a folder inside the input folder are never projected again (a file named
+    explicitly is always taken)."""
+    from ..api import INPUT_KINDS, expand_inputs, list_input_images
+
+    out = Path(out_dir).expanduser().resolve()
+    paths = []
+    for item in inputs:
+        found = expand_inputs([item], list_input_images, f"{INPUT_KINDS} images")
+        if Path(item).expanduser().is_dir():
+            found = [p for p in found if not (p.resolve().parent == out and p.name.endswith(OUTPUT_SUFFIXES))]
+            if not found:
+                raise GankitError(f"{item}: no images to project in this folder other than earlier outputs of "
+                                  f"gankit project in {out_dir}")
+        paths += found
+    return paths
+
+
+def output_files(paths: list, out_dir) -> List[List[Path]]:
+    """The three outputs of each input (``out_dir/NAME`` + :data:`OUTPUT_SUFFIXES`), checked before any
+    work: ``out_dir`` must be a folder (not an existing file, nor a name with a file suffix such as
+    ``x.png``), and an existing output is replaced only when gankit wrote it
+    (:func:`gankit.api.check_replaceable`). One line otherwise."""
+    from ..api import _FILE_SUFFIXES, check_replaceable, unique_stems
+
+    out = Path(out_dir).expanduser()
+    flag = option("-o", out, param="out_dir")
+    if out.exists() and not out.is_dir():
+        raise GankitError(f"{flag}: a file, not a folder; gankit project writes three files per image "
+                          "into a folder: give a folder")
+    if out.suffix.lower() in _FILE_SUFFIXES | {".safetensors", ".json"}:
+        raise GankitError(f"{flag}: a file name; gankit project writes three files per image into a folder: "
+                          "give a folder")
+    files = [[out / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES] for stem in unique_stems(paths)]
+    for f in (f for group in files for f in group):
+        check_replaceable(f)
+    return files
+
+
 def project_files(model, inputs, out_dir, steps: int = 1000, space: Optional[str] = None, seed: int = 0,
                   label: Optional[int] = None, features: str = "auto", log=None, **options) -> List[dict]:
     """Project image files (or folders) with a loaded :class:`gankit.GAN`; for each image NAME writes
     ``out_dir/NAME-projected.png`` (the reconstruction), ``NAME-latent.safetensors`` (:func:`save_latent`)
     and ``NAME-side-by-side.png`` (target | reconstruction). Returns one dict per image: ``name``,
     ``psnr`` (dB), ``files``. ``log``: receives the line saying what the loss is (None: not shown).
-    ``options``: passed to :func:`project_tensor`."""
-    from pathlib import Path
-
-    from ..api import read_images, unique_stems
+    ``options``: passed to :func:`project_tensor`. Every input and output location is checked before
+    the optimisation starts (:func:`projection_inputs`, :func:`output_files`)."""
+    from ..api import read_images
     from ..data.base import to_uint8
-    from ..utils import atomic_write_bytes
+    from ..utils import atomic_write_bytes, sha256_file
     from ..viz.grids import image_grid, png_bytes
 
     model.require_generation()
@@ -358,7 +404,9 @@ def project_files(model, inputs, out_dir, steps: int = 1000, space: Optional[str
     G = model.G
     space = check_space(G, space)
     c, h, w = model.info.sample_shape
-    paths, x = read_images(inputs, c, (h, w), purpose="project")
+    paths = projection_inputs(inputs, out_dir)
+    targets = output_files(paths, out_dir)
+    paths, x = read_images(paths, c, (h, w), purpose="project")
     net, note = feature_network(model.cfg.data, features)
     if log is not None:
         log(note)
@@ -366,19 +414,117 @@ def project_files(model, inputs, out_dir, steps: int = 1000, space: Optional[str
     latent, recon, values = project_tensor(G, x, steps, space, label=label, feature_net=net, seed=seed,
                                            record=record, z_dim=model.cfg.model.z_dim,
                                            num_classes=model.num_classes, **options)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = getattr(model, "checkpoint_path", None)
+    source = {"run": Path(model.run_dir).name if getattr(model, "run_dir", None) else "",
+              "checkpoint": Path(ckpt).name if ckpt else "",
+              "checkpoint_sha256": sha256_file(ckpt) if ckpt and Path(ckpt).is_file() else ""}
+    Path(out_dir).expanduser().mkdir(parents=True, exist_ok=True)
     results = []
-    for i, (p, stem) in enumerate(zip(paths, unique_stems(paths))):
-        files = [out_dir / f"{stem}-projected.png", out_dir / f"{stem}-latent.safetensors",
-                 out_dir / f"{stem}-side-by-side.png"]
+    for i, (p, files) in enumerate(zip(paths, targets)):
         atomic_write_bytes(files[0], png_bytes(to_uint8(recon[i]).permute(1, 2, 0).numpy()))
         save_latent(files[1], latent[i:i + 1], space, record["noise"][i], image=p.name, steps=steps, seed=seed,
                     psnr=f"{values[i].item():.3f}", label="" if label is None else label,
-                    step=model.step, recipe=model.cfg.name)
+                    step=model.step, recipe=model.cfg.name, **source, provenance=provenance.to_json())
         atomic_write_bytes(files[2], png_bytes(image_grid(torch.stack([x[i], recon[i]]), nrow=2, padding=0)))
         results.append({"name": p.name, "psnr": values[i].item(), "files": files})
     return results
+
+
+# -- a projected latent, used again (gankit sample / edit --latent) ------------------------------
+
+@dataclass(frozen=True)
+class Projected:
+    """A latent ``gankit project`` wrote, checked against the model that will render it."""
+    path: Path
+    latent: Tensor         # (1, w_dim) for w, (1, num_ws, w_dim) for w+, (1, z_dim) for z
+    space: str
+    noise: List[Tensor]    # the optimised noise maps, in synthesis.noise_buffers() order ([] if none)
+    label: Optional[int]   # the class it was projected with (a conditional model), else None
+    meta: dict
+
+
+def read_projected(model, path) -> Projected:
+    """The latent file ``path`` (:func:`save_latent`) for a loaded :class:`gankit.GAN`. It must come from
+    this very checkpoint (its recorded SHA-256 equals that of the file the model was loaded from) and fit
+    the generator's shapes; anything else is one line naming the file."""
+    from ..utils import sha256_file
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise GankitError(f"{option('--latent', path, param='latent')}: no such file")
+    latent, space, noise, meta = load_latent(path)
+    recorded = meta.get("checkpoint_sha256") or ""
+    ckpt = getattr(model, "checkpoint_path", None)
+    here = sha256_file(ckpt) if ckpt and Path(ckpt).is_file() else None
+    if not recorded:
+        raise GankitError(f"{path}: the latent records no checkpoint (an older gankit project wrote it); project "
+                          "the image again with this model")
+    if recorded != here:
+        run = Path(model.run_dir).name if getattr(model, "run_dir", None) else "?"
+        raise GankitError(f"{path}: projected with {meta.get('run') or '?'}'s {meta.get('checkpoint') or '?'} "
+                          f"(step {meta.get('step', '?')}), not this model ({run}'s "
+                          f"{Path(ckpt).name if ckpt else '?'}, step {model.step}); use that checkpoint, or "
+                          "project the image again")
+    G = model.G
+    style = is_style_generator(G)
+    if space == "z":
+        shape = (1, model.cfg.model.z_dim)
+    elif style:
+        shape = (1, G.w_dim) if space == "w" else (1, G.num_ws, G.w_dim)
+    else:
+        shape = None
+    maps = noise_maps(G)
+    if shape is None or tuple(latent.shape) != shape or (noise and [tuple(m.shape) for m in noise]
+                                                         != [tuple(m.shape) for m in maps]):
+        raise GankitError(f"{path}: a {space} latent of shape {tuple(latent.shape)} does not fit this generator")
+    label = int(meta["label"]) if meta.get("label", "") != "" else None
+    if model.num_classes and label is None and space == "z":
+        raise GankitError(f"{path}: a z latent of a conditional model without its class; project it again")
+    return Projected(path, latent.float(), space, [m.float() for m in noise], label, meta)
+
+
+@contextmanager
+def noise_of(G: nn.Module, noise: Sequence[Tensor]):
+    """Within the block, ``G``'s constant noise maps are ``noise`` (none given: unchanged); restored after."""
+    maps = noise_maps(G)
+    saved = [m.detach().clone() for m in maps]
+    try:
+        with torch.no_grad():
+            for m, v in zip(maps, noise):
+                m.copy_(v.to(m.device, m.dtype))
+        yield
+    finally:
+        with torch.no_grad():
+            for m, v in zip(maps, saved):
+                m.copy_(v)
+
+
+def projected_start(G: nn.Module, p: Projected) -> Tensor:
+    """What an edit moves: ws (1, num_ws, w_dim) of a style G (a z latent mapped with its class), or z
+    (1, z_dim) of another G; on G's device."""
+    dev = next(G.parameters()).device
+    latent = p.latent.to(dev)
+    if not is_style_generator(G):
+        return latent
+    if p.space == "z":
+        y = None if p.label is None else torch.tensor([p.label], device=dev)
+        latent = G.mapping(latent, y)
+    return latent.unsqueeze(1).expand(-1, G.num_ws, -1) if latent.ndim == 2 else latent
+
+
+@torch.no_grad()
+def render_projected(G: nn.Module, p: Projected) -> Tensor:
+    """The image (1, C, H, W) in [-1, 1], on the CPU, that ``project`` saved as NAME-projected.png:
+    the latent rendered with its own noise maps (constant noise), as the projector rendered it."""
+    was = G.training
+    G.eval()
+    try:
+        dev = next(G.parameters()).device
+        y = None if p.label is None else torch.tensor([p.label], device=dev)
+        with noise_of(G, p.noise):
+            return _render(G, p.latent.to(dev), p.space, y).float().clamp(-1, 1).cpu()
+    finally:
+        G.train(was)
 
 
 # -- on a run folder (the API and the CLI) --------------------------------------------------
@@ -400,7 +546,8 @@ def project(run_dir: str | Path, images, out_dir: str | Path, steps: int = 1000,
     from ..api import load
 
     model = load(run_dir, which=which)
-    provenance.update_from_model(model, "gankit.project", seed=seed, space=space, steps=steps)
+    provenance.update_from_model(model, "gankit.project", seed=seed, space=check_space(model.G, space),
+                                 steps=steps, label=model.class_index(label))
     if isinstance(images, (str, Path)):
         images = [images]
     return project_files(model, images, out_dir, steps=steps, space=space, seed=seed, label=label,
