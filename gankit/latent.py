@@ -42,15 +42,17 @@ def psi_to_tau(psi: float) -> float:
     return math.inf if psi == 1 else float(norm.ppf((1 + psi) / 2))
 
 
-def check_psi(psi: float, style: bool) -> float:
+def check_psi(psi: float, style: bool, flag: str = "--truncation", param: Optional[str] = None) -> float:
     """``psi`` as a float when it is a truncation this generator takes (0 < ψ ≤ 1; also 0 for a
-    ``style`` generator), else one GankitError line naming the truncation option and the range."""
+    ``style`` generator), else one GankitError line naming the option (``flag`` on the command line,
+    ``param`` from Python; default the truncation option) and the range."""
     try:
         value = float(psi)
     except (TypeError, ValueError):
-        raise GankitError(f"{option('--truncation', psi)}: not a number; give ψ with {PSI_RANGE}") from None
+        raise GankitError(f"{option(flag, psi, param=param)}: not a number; give ψ with {PSI_RANGE}") from None
     if not (0 <= value <= 1 if style else 0 < value <= 1):
-        raise GankitError(f"{option('--truncation', psi)}: give ψ with {PSI_RANGE}")
+        raise GankitError(f"{option(flag, psi, param=param)}: give ψ with "
+                          f"{PSI_RANGE if style else '0 < ψ ≤ 1 (1 = no truncation; 0 only for a style generator)'}")
     return value
 
 

@@ -107,7 +107,8 @@ class GenerationTask(Task):
                                   f"truncates some layers; this {type(G).__name__ if G is not None else 'generator'} "
                                   f"truncates z as a whole: drop {option('--cutoff')}")
             num_ws = int(G.num_ws)
-            if not 1 <= int(cutoff) <= num_ws:
+            import numbers
+            if isinstance(cutoff, bool) or not isinstance(cutoff, numbers.Integral) or not 1 <= int(cutoff) <= num_ws:
                 raise GankitError(f"{option('--cutoff', cutoff)}: this generator has {num_ws} style inputs; give "
                                   f"1..{num_ws}")
             cutoff = int(cutoff)

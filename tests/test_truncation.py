@@ -148,9 +148,9 @@ def test_bad_truncation_and_cutoff_fail_in_one_line(runs):
     for psi in (0.0, 1.5, -1.0):
         with pytest.raises(GankitError, match=r"truncation=.*0 < ψ ≤ 1"):
             dc.sample(4, truncation=psi)
-    with pytest.raises(GankitError, match="--cutoff 2: only a style generator"):
+    with pytest.raises(GankitError, match="cutoff=2: only a style generator"):  # from Python, the keyword
         dc.sample(4, truncation=0.5, cutoff=2)
-    with pytest.raises(GankitError, match=f"--cutoff 99: this generator has {sg.G.num_ws} style inputs"):
+    with pytest.raises(GankitError, match=f"cutoff=99: this generator has {sg.G.num_ws} style inputs"):
         sg.sample(4, truncation=0.5, cutoff=99)
 
 

@@ -8,7 +8,7 @@ def register(sub):
                                    "styles (indices < K) of its row source and the finer ones of its column source. "
                                    "Every picture uses the generator's constant noise maps.")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("-o", "--out", default="mix.png", help="output .png (default mix.png)")
+    p.add_argument("-o", "--out", default="mix.png", help="output .png (default mix.png); an existing file is replaced only if gankit wrote it")
     p.add_argument("--rows", type=int, default=4, help="row sources (default 4)")
     p.add_argument("--cols", type=int, default=4, help="column sources (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sources' latents (rows drawn first)")

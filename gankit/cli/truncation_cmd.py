@@ -11,10 +11,12 @@ def register(sub):
                                    "truncates w toward its mean; any other resamples z inside BigGAN's threshold.")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--psi", default="1,0.9,0.8,0.7,0.6,0.5",
-                   help="comma-separated ψ values, 0 < ψ ≤ 1 (default 1,0.9,0.8,0.7,0.6,0.5)")
+                   help="comma-separated ψ values, 0 < ψ ≤ 1; a style generator also takes 0 "
+                        "(default 1,0.9,0.8,0.7,0.6,0.5)")
     p.add_argument("-n", type=int, default=10_000, help="generated samples per ψ (default 10000)")
     p.add_argument("-o", "--out", default="truncation.png", help="plot .png; the JSON goes beside it "
-                   "(default truncation.png, truncation.json)")
+                   "(default truncation.png, truncation.json); an existing file of either name is replaced "
+                   "only if gankit wrote it")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise (the same codes at every ψ) and the real subset")
     p.add_argument("--cutoff", type=int, default=None, metavar="K",
                    help="style generators: truncate only style indices < K (default: all)")
@@ -27,7 +29,8 @@ def register(sub):
 
 
 def parse_psis(text: str) -> list:
-    """``"1,0.9,0.5"`` -> [1.0, 0.9, 0.5]; a value that is not a number, or out of (0, 1], fails in one line."""
+    """``"1,0.9,0.5"`` -> [1.0, 0.9, 0.5]; a value that is not a number, or out of [0, 1], fails in one
+    line (whether this generator takes 0 is checked on the model)."""
     from ..errors import GankitError
 
     out = []
@@ -39,7 +42,8 @@ def parse_psis(text: str) -> list:
         except ValueError:
             raise GankitError(f"--psi {text}: {part!r} is not a number; give e.g. --psi 1,0.9,0.8,0.7") from None
         if not 0 <= v <= 1:
-            raise GankitError(f"--psi {text}: {part} is outside 0 < ψ ≤ 1 (1 = no truncation)")
+            raise GankitError(f"--psi {text}: {part} is outside 0 ≤ ψ ≤ 1 (1 = no truncation; 0 only for a "
+                              "style generator)")
         out.append(v)
     if not out:
         raise GankitError("--psi: give at least one ψ, e.g. --psi 1,0.9,0.8,0.7,0.6,0.5")

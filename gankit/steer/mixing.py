@@ -7,6 +7,7 @@ mixing with ``coarse`` = K takes indices < K from the row source and indices ≥
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Optional
 
@@ -41,7 +42,7 @@ def check_coarse(G: nn.Module, coarse: Optional[int]) -> int:
     """``coarse`` (None -> :func:`default_coarse`) checked against ``G.num_ws``: 0 ≤ K ≤ num_ws."""
     if coarse is None:
         return default_coarse(G)
-    if not 0 <= int(coarse) <= G.num_ws:
+    if isinstance(coarse, bool) or not isinstance(coarse, numbers.Integral) or not 0 <= int(coarse) <= G.num_ws:
         raise GankitError(f"{option('--coarse', coarse)}: this generator has {G.num_ws} style inputs (sides "
                           f"{', '.join(map(str, G.ws_resolution))}); give 0..{G.num_ws}")
     return int(coarse)
@@ -126,6 +127,9 @@ def mix(run_dir: str | Path, out: str | Path = "mix.png", rows: int = 4, cols: i
     out = Path(out)
     if out.suffix != ".png":
         raise GankitError(f"{option('-o', out, param='out')}: a mixing grid is a picture; give a file ending in .png")
+    from ..api import check_replaceable
+
+    check_replaceable(out)
     model = load(run_dir, which=which)
     model.require_generation()
     require_style_generator(model.G)

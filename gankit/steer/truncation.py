@@ -50,7 +50,7 @@ def curve_rows(model, psis: Sequence[float], n: int = 10_000, seed: int = 0, spl
         raise EvalError(f"{option('-n', n)}: need at least 2 samples")
     model.require_generation()
     style = callable(getattr(model.G, "truncate", None))
-    psis = [check_psi(p, style) for p in psis]
+    psis = [check_psi(p, style, "--psi", "psis") for p in psis]
     cfg = model.cfg.data
     ref = reference_config(cfg)  # as gankit eval's reference
     reference = load_reference(ref, split)
@@ -84,8 +84,10 @@ def format_curve(rows: List[dict]) -> str:
 
 
 def curve_json(rows: List[dict], meta: dict) -> str:
-    """The JSON document a curve is saved as: ``{"rows": [...], **meta}`` (meta: run, n, seed, ...)."""
-    return json.dumps({**meta, "rows": rows}, indent=1) + "\n"
+    """The JSON document a curve is saved as: ``{"provenance": {...}, **meta, "rows": [...]}`` (meta: run,
+    n, seed, ...; ``provenance`` the record a PNG gankit writes carries, :func:`gankit.provenance.current`,
+    which also marks the file as gankit's to replace)."""
+    return json.dumps({"provenance": provenance.current(), **meta, "rows": rows}, indent=1) + "\n"
 
 
 def plot_curve(rows: List[dict], path: Optional[Path] = None, title: str = "") -> bytes:
@@ -129,15 +131,20 @@ def truncation_curve(run_dir: str | Path, psis=DEFAULT_PSIS, n: int = 10_000, se
     (:func:`curve_rows`: ``n`` samples a ψ, seed ``seed``, scored as
     ``gankit eval`` scores them, on ``features`` against ``split``). Returns the rows
     ``[{"psi", "fid", "precision", "recall"}, ...]``. ``out`` (a .png): the plot is written there and
-    the rows as JSON beside it (``<stem>.json``), both atomically; None writes nothing."""
+    the rows as JSON beside it (``<stem>.json``, with a ``provenance`` record), both atomically; an
+    existing file of either name is replaced only when gankit wrote it (refused in one line, before
+    any work, otherwise). None writes nothing."""
     import sys
 
-    from ..api import load
+    from ..api import check_replaceable, load
     from ..utils import atomic_write_bytes
 
     if out is not None and Path(out).suffix != ".png":
         raise GankitError(f"{option('-o', out, param='out')}: the curve is a picture; give a file ending in .png (the "
                           "JSON goes beside it)")
+    if out is not None:  # both files, before any sample is scored: gankit replaces only what it wrote
+        check_replaceable(out)
+        check_replaceable(Path(out).with_suffix(".json"))
     model = load(run_dir, which=which)
     log = None if quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     rows = curve_rows(model, list(psis), n=n, seed=seed, split=split, features=features, cutoff=cutoff,
