@@ -11,11 +11,14 @@ same noise (a conditional G draws the classes in turn) that are scored like
 precision/recall against the 10,000 test images, 32x32 samples cropped back to 28x28 (the
 padding is exactly invertible). Each recipe's settings are the ones it ships with.
 
-Each run writes its rows to ``OUT/runs/RECIPE-seedS.json`` the moment it is scored, and a run
-already there is not repeated, so the benchmark resumes after an interruption, and two
-processes with different ``--seeds`` can share one ``OUT`` (one per core: ``--threads 1``).
-``--report-only`` rebuilds the tables, the plot (``OUT/fashion.png``) and a sheet of samples, one
-row of each recipe's seed-0 grid (``OUT/samples.png``), from ``OUT/runs`` and ``OUT/grids``.
+Each run appends its rows (one JSON object per mark) to ``OUT/rows.jsonl`` the moment it is
+scored; that file is the raw result the docs' tables come from and is tracked in git (commit it
+with the tables). A (recipe, seed, minutes) already there is not repeated, so the benchmark
+resumes after an interruption, and two processes with different ``--seeds`` can share one ``OUT``
+(one per core: ``--threads 1``). ``--report-only`` rebuilds the tables, the plot
+(``OUT/fashion.png``) and a sheet of samples, one row of each recipe's seed-0 grid
+(``OUT/samples.png``), from ``OUT/rows.jsonl`` (and the older ``OUT/runs/*.json`` layout, if
+present) and ``OUT/grids``.
 
     python benchmarks/fashion.py --seeds 0 & python benchmarks/fashion.py --seeds 1   # ~75 min, 2 cores
     python benchmarks/fashion.py --report-only
@@ -52,29 +55,41 @@ def image_recipes() -> list[str]:
     return [n for n, c in cfgs.items() if c.data.name == "fashion-mnist" and c.loss.objective in ("gan", *SAMPLED_AS_GAN)]
 
 
-def run_path(out: Path, recipe: str, seed: int) -> Path:
-    return out / "runs" / f"{recipe}-seed{seed}.json"
+def rows_path(out: Path) -> Path:
+    """The raw rows of every run in ``out``, one JSON object a line (tracked: see .gitignore)."""
+    return out / "rows.jsonl"
+
+
+def done(out: Path, recipe: str, seed: int, minutes: float) -> bool:
+    """Whether ``out`` already holds the rows of ``recipe`` at ``seed`` trained for ``minutes``."""
+    if (out / "runs" / f"{recipe}-seed{seed}.json").exists():  # the older layout: one file per run
+        return True
+    return any(r["entry"] == recipe and r["seed"] == seed and math.isclose(r.get("minutes", -1), minutes)
+               for r in load_rows(out))
 
 
 def run_one(recipe: str, seed: int, args) -> list:
     """Train one recipe for ``args.minutes``, score every mark, save a grid; return the rows."""
-    from gankit.utils import atomic_write_text
-
     cfg, snaps, totals = train_with_snapshots(recipe, [], seed, args.minutes, args.marks, args.threads)
     rows = []
     for mark, seconds, step, G, _raw in snaps:
-        rows.append({"entry": recipe, "seed": seed, "mark_min": mark, "train_s": round(seconds, 2), "step": step,
+        rows.append({"entry": recipe, "seed": seed, "minutes": args.minutes, "n": args.n, "split": "test",
+                     "features": "domain", "mark_min": mark, "train_s": round(seconds, 2), "step": step,
                      "d_steps_per_g": cfg.train.d_steps, **totals,
                      **score(cfg, G, args.n, args.metrics, totals["num_classes"])})
         print(f"  {json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[-1].items()})}",
               file=sys.stderr, flush=True)
     save_grid(cfg, snaps[-1][3], totals["num_classes"], args.out / "grids" / f"{recipe}-seed{seed}.png")
-    atomic_write_text(run_path(args.out, recipe, seed), json.dumps(rows, indent=1))
+    with open(rows_path(args.out), "a") as f:  # one write per run: two processes may share OUT
+        f.write("".join(json.dumps(r) + "\n" for r in rows))
     return rows
 
 
 def load_rows(out: Path) -> list:
-    return [r for p in sorted((out / "runs").glob("*.json")) for r in json.loads(p.read_text())]
+    """Every raw row in ``out``: ``rows.jsonl``, then any run files of the older ``runs/`` layout."""
+    path = rows_path(out)
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return rows + [r for p in sorted((out / "runs").glob("*.json")) for r in json.loads(p.read_text())]
 
 
 def print_tables(rows: list, minutes: float, n: int) -> None:
@@ -187,7 +202,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     p.add_argument("--warmup", type=float, default=30.0, help="seconds of discarded training first (default 30)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/fashion"), help="results folder")
-    p.add_argument("--report-only", action="store_true", help="rebuild the tables and plot from OUT/runs")
+    p.add_argument("--report-only", action="store_true", help="rebuild the tables and plot from OUT/rows.jsonl")
     args = p.parse_args(argv)
     if args.recipes == ["all"]:
         args.recipes = image_recipes()
@@ -202,7 +217,7 @@ def main(argv=None) -> int:
         if unknown:
             p.error(f"--recipes: unknown recipe {unknown[0]!r}; `gankit recipes` lists them")
         todo = [(s, r) for i, s in enumerate(args.seeds) for r in (args.recipes if i % 2 == 0 else args.recipes[::-1])
-                if not run_path(args.out, r, s).exists()]
+                if not done(args.out, r, s, args.minutes)]
         if todo and args.warmup > 0:  # the first run in a fresh process trained ~20 % slower without it
             train_with_snapshots(todo[0][1], [], 0, args.warmup / 60, [], args.threads)
         for seed, recipe in todo:
@@ -210,7 +225,7 @@ def main(argv=None) -> int:
     rows = load_rows(args.out)
     rows = [r for r in rows if any(math.isclose(x["mark_min"], args.minutes) for x in rows if x["entry"] == r["entry"])]
     if not rows:
-        print(f"no runs of {args.minutes:g} minutes in {args.out / 'runs'}", file=sys.stderr)
+        print(f"no runs of {args.minutes:g} minutes in {rows_path(args.out)}", file=sys.stderr)
         return 1
     print_tables(rows, args.minutes, args.n)
     plot(rows, args.out / "fashion.png")

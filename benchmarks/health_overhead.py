@@ -54,7 +54,10 @@ def grad_norm_cost(recipe, overrides, n=50):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--json", default="benchmarks/results/health_overhead.json",
+                    help="write every recipe's figures here (default %(default)s; '' for none)")
     args = ap.parse_args()
+    rows = []
     torch.set_num_threads(1)
     from gankit.config import load_config
 
@@ -70,10 +73,18 @@ def main():
         plain, normed = grad_norm_cost(recipe, overrides)
         # Gradient norms cost (normed - plain) on one step in log_every.
         norms_share = 100 * (normed - plain) / plain / cfg.train.log_every
+        rows.append({"recipe": recipe, "overrides": overrides, "steps": cfg.train.steps, "log_every": cfg.train.log_every,
+                     "off_s": [w for w, _, _ in off], "on_s": [w for w, _, _ in on], "monitor_s": own, "train_s": train_s,
+                     "monitor_pct": 100 * own / train_s, "step_ms": 1000 * plain, "norms_ms": 1000 * (normed - plain),
+                     "norms_pct": norms_share})
         print(f"{recipe:<13} {cfg.train.steps:>5} {cfg.train.log_every:>4} {a:>7.2f} {b:>7.2f} {own:>9.2f} "
               f"{100 * own / train_s:>8.1f}% {1000 * plain:>7.2f} {1000 * (normed - plain):>9.3f} {norms_share:>6.2f}%")
     print("monitor %: time in the monitor's callbacks over training-step time of the same run; "
           "norms %: extra step time of measuring gradient norms, spread over log_every steps")
+    if args.json:
+        from gankit.utils import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps({"repeats": args.repeats, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

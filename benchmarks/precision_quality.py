@@ -7,7 +7,11 @@ test split (the protocol of benchmarks/quality_vs_time.py). Prints mean ± std p
 and the difference of the means against the seed-to-seed spread.
 
     python benchmarks/precision_quality.py                               # fast-fashion-mnist, 3000 steps, 3 seeds
-    python benchmarks/precision_quality.py --recipe dcgan-fashion-mnist --steps 2000
+    python benchmarks/precision_quality.py --seeds 0 1 --n 5000         # docs/speed.md's table
+    python benchmarks/precision_quality.py --recipe dcgan-fashion-mnist --steps 2000 --json /tmp/pq.json
+
+Every run's numbers go to ``--json`` (default benchmarks/results/precision_quality.json, the raw
+file of docs/speed.md; ``--json ''`` writes none).
 """
 from __future__ import annotations
 
@@ -34,17 +38,19 @@ def run_one(recipe: str, precision: str, seed: int, steps: int, n: int) -> dict:
         trainer.train_step()
     seconds = time.monotonic() - tic
     values = score(cfg, trainer.sampling_generator, n, "fid,kid,pr")
-    return {"train_precision": trainer.precision, "asked": precision, "seed": seed, "steps": steps,
+    return {"recipe": recipe, "train_precision": trainer.precision, "asked": precision, "seed": seed, "steps": steps,
+            "n": n, "split": "test", "features": "domain",
             "train_s": seconds, **values}
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="fast-fashion-mnist")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     p.add_argument("--n", type=int, default=10_000)
-    p.add_argument("--json", type=Path, help="also write every run's numbers here")
+    p.add_argument("--json", default="benchmarks/results/precision_quality.json",
+                   help="write every run's numbers here (default %(default)s; '' for none)")
     args = p.parse_args(argv)
     rows = []
     for seed in args.seeds:
@@ -76,7 +82,7 @@ def main(argv=None) -> int:
     if args.json:
         from gankit.utils import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(rows, indent=1))
+        atomic_write_text(Path(args.json), json.dumps(rows, indent=1))
     return 0
 
 

@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--batch", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--json", default="benchmarks/results/scaling.json",
+                    help="write every run's samples/s here (default %(default)s; '' for none)")
     args = ap.parse_args()
     print(f"{args.recipe}, {args.steps} steps, {os.cpu_count()} CPUs visible, load average "
           f"{os.getloadavg()[0]:.1f} at start; median of {args.reps} alternated runs", flush=True)
@@ -126,6 +128,12 @@ def main() -> None:
             cores = procs * threads
             print(f"| {batch} | {name} | {cores} | {med:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} | "
                   f"{med / base:.2f}× | {med / base / cores:.0%} |")
+    if args.json:
+        from gankit.utils import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps(
+            {"recipe": args.recipe, "steps": args.steps, "reps": args.reps, "cpus": os.cpu_count(),
+             "rows": [{"batch": b, "config": c, "samples_per_s": r} for (b, c), r in results.items()]}, indent=1))
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@
 
 Each row times both steps in one process, in alternating windows, and reports medians
 (see gankit/bench.py). CPU rows run with train.device=cpu, GPU rows with train.device=cuda;
-the GPU table crosses three workloads with precision and CUDA-graph settings. --out writes
-every row's raw figures as JSON lines, one per row as it finishes. Run it on an otherwise idle
+the GPU table crosses three workloads with precision and CUDA-graph settings. --out (default
+benchmarks/results/speed.jsonl) gets every row's raw figures as JSON lines, one per row as it finishes. Run it on an otherwise idle
 machine.
 """
 import argparse
@@ -66,7 +66,8 @@ def main(argv=None):
     only = ap.add_mutually_exclusive_group()
     only.add_argument("--cpu-only", action="store_true", help="skip the GPU table")
     only.add_argument("--gpu-only", action="store_true", help="skip the CPU table (needs a CUDA device)")
-    ap.add_argument("--out", metavar="FILE", help="also write every row's raw figures here as JSON lines")
+    ap.add_argument("--out", metavar="FILE", default="benchmarks/results/speed.jsonl",
+                    help="write every row's raw figures here as JSON lines (default %(default)s; '' for none)")
     args = ap.parse_args(argv)
     if args.gpu_only and not torch.cuda.is_available():
         sys.exit("--gpu-only: no CUDA device here")

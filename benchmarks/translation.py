@@ -15,9 +15,13 @@ Scores per direction: PSNR and SSIM against paired targets; FID/KID of the outpu
 target domain's held-out images on its domain features, and of the untranslated inputs
 (``fid_input``); content kept (the target domain's classifier agrees with the source label).
 Raw results go to ``--out``/results.jsonl as they arrive (``--report-only`` rebuilds the table),
-sample strips (input | output | target) to ``--out``/strips/.
+each run's eval.json, config.yaml and metrics.jsonl to ``--out``/ENTRY-seedS/ and sample strips
+(input | output | target) to ``--out``/strips/; all of it is tracked in git. The run folders
+themselves (checkpoints) go to ``--runs`` (default runs/benchmarks/translation, ignored).
 
     python benchmarks/translation.py                                  # 15 min x 3 seeds x 5 entries
+    python benchmarks/translation.py --minutes 10 --jobs pix2pix:0 l1-only:0 pix2pix:1 l1-only:1 pix2pix:2 \\
+        l1-only:2 cyclegan:0 cyclegan:1 cyclegan:2 no-cycle:0 no-identity:0   # the 11 runs of the docs' table
     python benchmarks/translation.py --entries pix2pix l1-only --minutes 5 --seeds 0 1 2
     python benchmarks/translation.py --minutes 0.5 --seeds 0 --n 500   # a quick look
     python benchmarks/translation.py --jobs cyclegan:2 no-cycle:0      # chosen (entry, seed) pairs
@@ -45,7 +49,11 @@ ENTRIES = {
 SHOWN = ("fid", "psnr", "ssim", "content_kept", "fid_input")
 
 
-def worker(entry: str, seed: int, minutes: float, n, out: Path) -> dict:
+#: what of a run folder is kept beside results.jsonl (the checkpoints are not)
+KEPT = ("eval.json", "config.yaml", "metrics.jsonl")
+
+
+def worker(entry: str, seed: int, minutes: float, n, out: Path, runs: Path = Path("runs/benchmarks/translation")) -> dict:
     """Train one entry for ``minutes`` on one thread, score it, write its strip; returns the record."""
     import torch
 
@@ -55,16 +63,27 @@ def worker(entry: str, seed: int, minutes: float, n, out: Path) -> dict:
     from gankit.train.run import train
 
     recipe, overrides = ENTRIES[entry]
-    run_dir = out / "runs" / f"{entry}-seed{seed}"
+    run_dir = runs / f"{entry}-seed{seed}"
     t0 = time.time()
     run = train(recipe, overrides + [f"seed={seed}", f"train.minutes={minutes}", "train.threads=1"],
                 out=run_dir, quiet=True)
     model = load(run_dir)
     results = evaluate_translation(model, n=n, seed=0, write=True)
     write_strips(model, out / "strips", f"{entry}-seed{seed}")
+    keep_raw(run_dir, out / f"{entry}-seed{seed}")
     return {"entry": entry, "recipe": recipe, "overrides": overrides, "seed": seed, "minutes": minutes,
             "steps": run.trainer.state.step, "train_seconds": round(run.trainer.state.seconds, 1),
             "wall_seconds": round(time.time() - t0, 1), "results": results}
+
+
+def keep_raw(run_dir: Path, dest: Path) -> None:
+    """Copy the run folder's raw files (``KEPT``) into the tracked results folder ``dest``."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in KEPT:
+        if (run_dir / name).exists():
+            shutil.copyfile(run_dir / name, dest / name)
 
 
 def write_strips(model, folder: Path, name: str, n: int = 8, per_row: int = 4) -> None:
@@ -111,7 +130,10 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=15.0, help="training minutes per run (default 15)")
     p.add_argument("--n", type=int, default=None, help="held-out images scored (default: the whole test split)")
     p.add_argument("--parallel", type=int, default=2, help="runs at a time, one thread each (default 2)")
-    p.add_argument("--out", type=Path, default=Path("benchmarks/results/translation"))
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results/translation"),
+                   help="raw results, kept files of each run and strips (tracked; default %(default)s)")
+    p.add_argument("--runs", type=Path, default=Path("runs/benchmarks/translation"),
+                   help="the run folders with their checkpoints (ignored by git; default %(default)s)")
     p.add_argument("--report-only", action="store_true", help="rebuild the table from results.jsonl")
     p.add_argument("--strips-only", action="store_true", help="rebuild the sample strips from the saved runs")
     p.add_argument("--worker", nargs=2, metavar=("ENTRY", "SEED"), help=argparse.SUPPRESS)
@@ -119,13 +141,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.jsonl"
     if args.worker:
-        record = worker(args.worker[0], int(args.worker[1]), args.minutes, args.n, args.out)
+        record = worker(args.worker[0], int(args.worker[1]), args.minutes, args.n, args.out, args.runs)
         with open(results_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         return
     if args.strips_only:
         from gankit.api import load
-        for run_dir in sorted((args.out / "runs").iterdir()):
+        for run_dir in sorted(args.runs.iterdir()):
             write_strips(load(run_dir), args.out / "strips", run_dir.name)
         return
     if not args.report_only:
@@ -140,7 +162,7 @@ def main() -> None:
             while jobs and len(running) < args.parallel:
                 e, s = jobs.pop(0)
                 cmd = [sys.executable, __file__, "--worker", e, str(s), "--minutes", str(args.minutes),
-                       "--out", str(args.out)] + (["--n", str(args.n)] if args.n else [])
+                       "--out", str(args.out), "--runs", str(args.runs)] + (["--n", str(args.n)] if args.n else [])
                 print(f"start {e} seed {s}", flush=True)
                 running.append(((e, s), subprocess.Popen(cmd)))
             time.sleep(2)

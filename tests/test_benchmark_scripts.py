@@ -123,9 +123,11 @@ def test_fashion_variants_are_sampled_as_gans_and_the_table_ranks_them_by_fid(tm
         return [{"entry": entry, "seed": seed, "mark_min": m, "train_s": 60.0 * m, "step": 10 * m, "steps": 50,
                  "d_steps_per_g": 5 if entry == "b" else 1, "images_per_s": 100.0, "fid": f, "kid": f / 10,
                  "precision": 0.5, "recall": 0.25} for m, f in zip((1, 2, 5), fids)]
-    (tmp_path / "runs").mkdir()
-    for entry, seed, fids in (("a", 0, [90, 60, 30]), ("a", 1, [80, 50, 34]), ("b", 0, [40, 20, 10])):
-        (tmp_path / "runs" / f"{entry}-seed{seed}.json").write_text(json.dumps(rows(entry, seed, fids)))
+    with open(tmp_path / "rows.jsonl", "w") as f:   # the tracked raw file
+        for entry, seed, fids in (("a", 0, [90, 60, 30]), ("a", 1, [80, 50, 34])):
+            f.write("".join(json.dumps(r) + "\n" for r in rows(entry, seed, fids)))
+    (tmp_path / "runs").mkdir()                      # the older layout is still read
+    (tmp_path / "runs" / "b-seed0.json").write_text(json.dumps(rows("b", 0, [40, 20, 10])))
     assert fashion.main(["--report-only", "--out", str(tmp_path), "--minutes", "5"]) == 0
     out = capsys.readouterr().out
     table = [line for line in out.splitlines() if line.startswith("| `")]
@@ -133,3 +135,84 @@ def test_fashion_variants_are_sampled_as_gans_and_the_table_ranks_them_by_fid(tm
     assert table[1].startswith("| `a` | 2 | 32.00 ± 2.83 |")
     assert "| `a` | 85.00 ± 7.07 | 55.00 ± 7.07 | 32.00 ± 2.83 |" in out          # FID at each mark
     assert (tmp_path / "fashion.png").stat().st_size > 10_000
+
+
+def test_fashion_keeps_every_run_s_raw_rows_in_rows_jsonl_and_does_not_repeat_a_run(tmp_path, monkeypatch):
+    """Each run appends its scored rows to OUT/rows.jsonl (tracked), with the protocol it was scored under."""
+    import argparse
+    import json
+
+    snaps = [(m, 60.0 * m, 10 * m, object(), None) for m in (1, 2)]
+    monkeypatch.setattr(fashion, "train_with_snapshots", lambda *a: (load_config("gan-mnist"), snaps,
+                                                                   {"steps": 20, "images_per_s": 5.0, "num_classes": 0}))
+    monkeypatch.setattr(fashion, "score", lambda cfg, G, n, metrics, k: {"fid": 7.5, "kid": 0.1})
+    monkeypatch.setattr(fashion, "save_grid", lambda *a: None)
+    args = argparse.Namespace(minutes=2.0, marks=[1.0, 2.0], threads=1, n=500, metrics="fid,kid", out=tmp_path)
+    fashion.run_one("gan-mnist", 3, args)
+    fashion.run_one("gan-mnist", 4, args)
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [(r["seed"], r["mark_min"]) for r in rows] == [(3, 1), (3, 2), (4, 1), (4, 2)]
+    assert {(r["minutes"], r["n"], r["split"], r["features"], r["fid"]) for r in rows} == {(2.0, 500, "test", "domain", 7.5)}
+    assert fashion.done(tmp_path, "gan-mnist", 3, 2.0) and not fashion.done(tmp_path, "gan-mnist", 3, 5.0)
+    assert not fashion.done(tmp_path, "gan-mnist", 5, 2.0)
+
+
+def _git_ignored(path: str) -> bool:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    return subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT).returncode == 0
+
+
+@pytest.mark.parametrize("path", ["benchmarks/results/fashion/rows.jsonl", "benchmarks/results/fashion/runs/x-seed0.json",
+                                  "benchmarks/results/translation/pix2pix-seed0/eval.json",
+                                  "benchmarks/results/translation/runs/pix2pix-seed0/eval.json"])
+def test_no_benchmark_raw_result_is_ignored_by_git(path):
+    assert not _git_ignored(path)
+
+
+def test_training_run_folders_stay_ignored():
+    assert _git_ignored("runs/fast-fashion-mnist/config.yaml")
+    assert _git_ignored("runs/benchmarks/translation/pix2pix-seed0/checkpoints/last.safetensors")
+
+
+def test_translation_keeps_a_run_s_raw_files_but_not_its_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in (*translation.KEPT, "checkpoints/step1.safetensors"):
+        (run / name).write_text(name)
+    translation.keep_raw(run, tmp_path / "out" / "pix2pix-seed0")
+    kept = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert kept == sorted(f"pix2pix-seed0/{n}" for n in translation.KEPT)
+    assert (tmp_path / "out" / "pix2pix-seed0" / "eval.json").read_text() == "eval.json"
+
+
+def _help(script: str) -> str:
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), "--help"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return " ".join(p.stdout.split())
+
+
+def test_audio_spectrogram_help_does_not_run_the_benchmark():
+    out = _help("audio_spectrogram")
+    assert out.startswith("usage:") and "| signal |" not in out and "--json" in out
+
+
+@pytest.mark.parametrize("script,default", [("audio_spectrogram", "benchmarks/results/audio/spectrogram.json"),
+                                            ("precision_quality", "benchmarks/results/precision_quality.json"),
+                                            ("scaling", "benchmarks/results/scaling.json"),
+                                            ("health_overhead", "benchmarks/results/health_overhead.json"),
+                                            ("speed", "benchmarks/results/speed.jsonl")])
+def test_a_benchmark_that_prints_a_table_writes_its_raw_results_by_default(script, default):
+    assert f"default {default}" in _help(script)
+
+
+def test_precision_quality_help_gives_the_whole_description():
+    out = _help("precision_quality")
+    assert "in fp32 and with ``train.precision`` auto (bf16 on this CPU), over several seeds." in out
