@@ -213,6 +213,30 @@ def test_truncate(fam):
 
 
 @pytest.mark.parametrize("fam", FAMILIES)
+def test_a_conditional_generator_truncates_toward_each_class_mean(fam):
+    from gankit.nets.stylegan import CLASS_MEAN_SAMPLES, CLASS_MEAN_SEED
+
+    g, _ = build(fam, shape=(1, 16, 16), nc=4)
+    set_noise_strength(g)
+    g.eval()
+    z = torch.randn(CLASS_MEAN_SAMPLES, Z, generator=torch.Generator().manual_seed(CLASS_MEAN_SEED))
+    with torch.no_grad():
+        means = torch.stack([g.mapping(z, torch.full((len(z),), c)).double().mean(0).float() for c in range(4)])
+        y = torch.tensor([3, 1, 3])
+        torch.testing.assert_close(g.class_w_avg(y), means[y], atol=1e-6, rtol=0)
+        # ψ = 0 with --class c gives class c's average image: the same for every z, different per class
+        x = g(torch.randn(3, Z), y, psi=0.0, noise_mode="const")
+        ref = g.synthesis(means[y].unsqueeze(1).expand(-1, g.num_ws, -1), noise_mode="const")
+        torch.testing.assert_close(x, ref, atol=1e-5, rtol=0)
+        assert torch.equal(x[0], x[2]) and (x[0] - x[1]).abs().max() > 1e-3
+        # deterministic, and recomputed when the mapping's weights change
+        before = g.class_w_avg(y).clone()
+        assert torch.equal(g.class_w_avg(y), before)
+        next(g.mapping.parameters()).add_(0.5)
+        assert not torch.allclose(g.class_w_avg(y), before)
+
+
+@pytest.mark.parametrize("fam", FAMILIES)
 def test_forward_is_mapping_broadcast_truncated_synthesis(fam):
     g, _ = build(fam)
     set_noise_strength(g)

@@ -61,6 +61,8 @@ from .sizes import ImageSizeError
 
 NOISE_MODES = ("random", "const", "none")
 W_AVG_BETA = 0.995  # w_avg <- w_avg + (mean_b w − w_avg)·(1 − β) per training forward (stylegan2-ada)
+CLASS_MEAN_SAMPLES = 4096  # z ~ N(0, I) mapped per class for a conditional G's class mean w (truncation)
+CLASS_MEAN_SEED = 0        # ... drawn from a generator seeded this: the same z for every class, every time
 SQRT2 = math.sqrt(2)
 
 
@@ -226,7 +228,8 @@ class StyleGeneratorBase(nn.Module):
     * ``num_ws``; ``ws_resolution`` (len num_ws): the feature-map side (the shorter one when H ≠ W)
       each style index acts on;
     * ``w_avg`` (w_dim,): running mean of w, updated by ``forward`` in training mode;
-    * ``truncate(ws, psi, cutoff)``; ``affines()``: the w -> style layer of each index, in ws order.
+    * ``truncate(ws, psi, cutoff, y=None)``; ``affines()``: the w -> style layer of each index, in ws order;
+    * ``class_w_avg(y)`` (conditional G): each label's class mean w, the centre truncation uses for it.
     """
 
     mapping: MappingNetwork
@@ -249,8 +252,31 @@ class StyleGeneratorBase(nn.Module):
     def affines(self) -> list[EqualizedLinear]:
         return self.synthesis.affines()
 
-    def truncate(self, ws: Tensor, psi: float, cutoff: int | None = None) -> Tensor:
-        """w_avg + psi·(w − w_avg) (the truncation trick, Karras et al. 2019, Sec. 3.1 / App. B).
+    @torch.no_grad()
+    def class_w_avg(self, y: Tensor) -> Tensor:
+        """(B, w_dim): for each label of ``y`` (B,), its class's mean w — mapping(z, c) averaged over
+        :data:`CLASS_MEAN_SAMPLES` z drawn from a generator seeded :data:`CLASS_MEAN_SEED` (the same z
+        for every class), so the same weights always give the same means. Each class is computed once
+        and cached until the mapping's weights change (an optimiser step or a load moves them)."""
+        key = tuple((p.data_ptr(), p._version) for p in self.mapping.parameters())
+        cache = self.__dict__.setdefault("_class_means", {})
+        if cache.get("key") != key:
+            cache.clear()
+            cache["key"] = key
+        dev = self.w_avg.device
+        for c in y.unique().tolist():
+            if c not in cache:
+                z = torch.randn(CLASS_MEAN_SAMPLES, self.z_dim,
+                                generator=torch.Generator().manual_seed(CLASS_MEAN_SEED)).to(dev)
+                w = self.mapping(z, torch.full((CLASS_MEAN_SAMPLES,), int(c), dtype=torch.long, device=dev))
+                cache[c] = w.double().mean(0).float()
+        return torch.stack([cache[c] for c in y.tolist()]) if len(y) else self.w_avg.new_zeros(0, self.w_dim)
+
+    def truncate(self, ws: Tensor, psi: float, cutoff: int | None = None, y: Tensor | None = None) -> Tensor:
+        """c + psi·(w − c) (the truncation trick, Karras et al. 2019, Sec. 3.1 / App. B), with the centre c
+        ``w_avg`` — or, for a conditional G given its labels ``y`` (B,), each sample's class mean w
+        (:meth:`class_w_avg`), so ψ = 0 gives the class's average image rather than one image for every
+        class (stylegan2-ada truncates every class toward its single w_avg).
 
         ws: (B, num_ws, w_dim), truncated on style indices < ``cutoff`` (all when None), or w: (B, w_dim),
         truncated whole (``cutoff`` must then be None). psi = 1 returns ``ws`` itself.
@@ -260,6 +286,9 @@ class StyleGeneratorBase(nn.Module):
         if psi == 1:
             return ws
         avg = self.w_avg.to(ws.dtype)
+        if y is not None and self.num_classes:
+            avg = self.class_w_avg(y.to(self.w_avg.device)).to(ws.device, ws.dtype)
+            avg = avg.unsqueeze(1) if ws.ndim == 3 else avg
         out = avg + psi * (ws - avg)
         if cutoff is None or ws.ndim == 2:
             return out
@@ -275,7 +304,7 @@ class StyleGeneratorBase(nn.Module):
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().float().mean(0).lerp(self.w_avg, W_AVG_BETA))
         ws = w.unsqueeze(1).expand(-1, self.num_ws, -1)
-        return self.synthesis(self.truncate(ws, psi, cutoff), noise_mode=noise_mode)
+        return self.synthesis(self.truncate(ws, psi, cutoff, y), noise_mode=noise_mode)
 
 
 class _SynthesisBase(nn.Module):

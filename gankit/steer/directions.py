@@ -278,7 +278,7 @@ def render_edit(G: nn.Module, direction: Direction, strengths: Sequence[float], 
             else:
                 w = G.mapping(z, y)
                 if psi != 1.0:
-                    w = G.truncate(w, psi)
+                    w = G.truncate(w, psi, None, y)  # a conditional G: toward each row's class mean
                 ws = w.unsqueeze(1).expand(-1, G.num_ws, -1)                 # (n, num_ws, w_dim)
             mask = torch.zeros(G.num_ws, 1, device=dev)
             mask[list(range(G.num_ws)) if layers is None else list(layers)] = 1.0

@@ -61,9 +61,9 @@ def mix_ws(ws_rows: Tensor, ws_cols: Tensor, coarse: int) -> Tensor:
 @torch.no_grad()
 def to_ws(G: nn.Module, z: Tensor, y: Optional[Tensor] = None, psi: float = 1.0) -> Tensor:
     """z (B, z_dim), y (B,) | None -> ws (B, num_ws, w_dim): one w per sample broadcast to every style
-    index and truncated toward ``G.w_avg`` by ``psi`` (1 = none)."""
+    index and truncated by ``psi`` (1 = none) toward ``G.w_avg`` (a conditional G: each class's mean w)."""
     w = G.mapping(z, y)
-    return G.truncate(w.unsqueeze(1).expand(-1, G.num_ws, -1), psi)
+    return G.truncate(w.unsqueeze(1).expand(-1, G.num_ws, -1), psi, None, y)
 
 
 @torch.no_grad()
