@@ -67,12 +67,31 @@ def test_real_vs_real_is_close_and_noise_is_far(digits_net, tmp_path):
         assert set(r["card"]) == CARD_KEYS
         assert r["card"]["features"] == "domain-digits" or r["name"] in ("is",) and r["card"]["n_real"] == 0
     card = real.results[0]["card"]
-    assert card["features_sha256"] == __import__("hashlib").sha256(digits_net.read_bytes()).hexdigest()
+    from gankit.metrics.domain_net import weights_sha256
+    assert card["features_sha256"] == weights_sha256(load_domain_net(digits_net)[0].state_dict())
     assert card["reference"]["dataset"] == "digits" and card["reference"]["split"] == "test"
     assert card["n_real"] == card["n_fake"] == 359
     written = json.loads((tmp_path / "real.eval.json").read_text())
     assert [r["name"] for r in written["results"]] == real.names()
     assert written["source"]["kind"] == "npz" and len(written["source"]["sha256"]) == 64
+
+
+def test_the_feature_networks_hash_is_of_its_tensors_not_its_file(digits_net, tmp_path):
+    """The same weights trained on another machine (another wall time in the file's metadata) keep
+    their hash, so their cards and card ids are the same; one changed weight changes it."""
+    from gankit.metrics.cache import load_tensors, save_tensors
+    from gankit.metrics.domain_net import DomainFeatures
+    from gankit.utils import sha256_file
+
+    state, meta = load_tensors(digits_net)
+    elsewhere, changed = tmp_path / "elsewhere.safetensors", tmp_path / "changed.safetensors"
+    save_tensors(elsewhere, state, {**meta, "seconds": meta["seconds"] + 52.3})
+    first = next(k for k in sorted(state) if state[k].is_floating_point())
+    save_tensors(changed, {**state, first: state[first] + 1e-6}, meta)
+    assert sha256_file(elsewhere) != sha256_file(digits_net)
+    here = DomainFeatures.for_dataset(DataConfig(name="digits")).sha256
+    assert DomainFeatures.for_dataset(DataConfig(name="digits"), path=elsewhere).sha256 == here
+    assert DomainFeatures.for_dataset(DataConfig(name="digits"), path=changed).sha256 != here
 
 
 def test_reference_features_are_cached(digits_net, tmp_path):

@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import GankitError
-from .cache import cache_dir, load_tensors, save_tensors, sha256_file, sha256_tensor
+from .cache import cache_dir, load_tensors, save_tensors, sha256_tensor
 from .extractor import FeatureExtractor, describe_fit, fit_images, num_threads, quantize
 
 # Datasets a domain net is trained for, with how long to train it (passes over the
@@ -315,6 +315,18 @@ def fit_domain_net(train, test, name: str, key: str, path: Path, epochs: Optiona
     return path
 
 
+def weights_sha256(state: dict) -> str:
+    """Hex SHA-256 of a network's tensors: each name, dtype, shape and bytes, in sorted-name order. The
+    file's hash would also cover its metadata (the training wall time, ...), so the same weights trained
+    on two machines would get two hashes, two card ids and two reference-statistics caches."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().contiguous().cpu()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def load_domain_net(path: Path) -> tuple[DomainNet, dict]:
     try:
         state, meta = load_tensors(path)
@@ -356,7 +368,7 @@ class DomainFeatures(FeatureExtractor):
                                   f"run `gankit features train {data_cfg.name}`")
             train_domain_net(data_cfg, path=path, log=lambda s: print(s, file=sys.stderr, flush=True))
         net, meta = load_domain_net(path)
-        return cls(net, meta, sha256_file(path))
+        return cls(net, meta, weights_sha256(net.state_dict()))
 
     def prepare(self, x):
         return fit_images(quantize(x), self.channels, self.size)
