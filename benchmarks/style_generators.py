@@ -142,9 +142,14 @@ def truncation(seed: int, runs: Path, n: int, examples: Path) -> None:
     psis = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5]
     rows = truncation_curve(runs / "stylegan2", psis, n=n, seed=seed, out=examples / "stylegan2-truncation.png")
     RESULTS.mkdir(parents=True, exist_ok=True)
+    from gankit.api import load
     from gankit.utils import atomic_write_text
 
-    atomic_write_text(RESULTS / f"truncation-seed{seed}.json", json.dumps(rows, indent=1) + "\n")
+    # named by arm and recording its run, so a later run never replaces the evidence of an earlier one
+    # (truncation-seed0.json, the list alone, is the curve of the run before the lazy correction)
+    record = {"arm": "stylegan2", "run": str(runs / "stylegan2"), "step": load(runs / "stylegan2").step,
+              "n": n, "seed": seed, "rows": rows}
+    atomic_write_text(RESULTS / f"truncation-stylegan2-seed{seed}.json", json.dumps(record, indent=1) + "\n")
     print("| ψ | FID | precision | recall |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['psi']} | {r['fid']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} |")
@@ -169,7 +174,7 @@ def projection(seed: int, runs: Path, images: int, steps: int) -> None:
     with torch.no_grad():
         z = torch.randn(images, G.z_dim, generator=torch.Generator().manual_seed(seed + 1))
         own = G(z, noise_mode="const")
-    out = {"images": images, "steps": steps}
+    out = {"arm": "stylegan2", "run": str(runs / "stylegan2"), "step": model.step, "images": images, "steps": steps}
     for space in ("w", "w+"):
         for name, target in (("real", real), ("generated", own)):
             _, _, psnr = project_tensor(G, target, steps=steps, space=space, seed=seed)
@@ -179,7 +184,8 @@ def projection(seed: int, runs: Path, images: int, steps: int) -> None:
             print(f"{name:10s} {space:3s} mean PSNR {float(psnr.mean()):.2f} dB "
                   f"(min {float(psnr.min()):.2f}, max {float(psnr.max()):.2f})", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS / f"projection-seed{seed}.json", json.dumps(out, indent=1) + "\n")
+    # projection-seed0.json (min-max copied from a log) is the run before the lazy correction: kept apart
+    atomic_write_text(RESULTS / f"projection-stylegan2-seed{seed}.json", json.dumps(out, indent=1) + "\n")
 
 
 def main(argv=None) -> None:
