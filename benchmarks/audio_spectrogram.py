@@ -109,6 +109,7 @@ def main(argv=None) -> int:
         mean = np.mean(tot[1:], 0)
         atomic_write_text(Path(args.json), json.dumps({
             "command": "python benchmarks/audio_spectrogram.py", "torch_threads": 1, "n_iter": 64,
+            "load": __import__("os").getloadavg()[0],
             "rows": rows, "mean_over_words": {"mae": float(mean[0]), "mae_uint8": float(mean[1])},
             "uint8_quantisation_max": quant, "timings": timings,
             "mcd_pairs_db": {k: float(v) for k, v in pairs.items()}}, indent=1))

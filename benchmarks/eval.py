@@ -2,6 +2,8 @@
 
     python benchmarks/eval.py [RUN_DIR ...] [--n 10000] [--sanity] [--threads 1]
 
+Writes its numbers to --json (default benchmarks/results/eval.json).
+
 1. Floor: Fashion-MNIST train images (a seeded 10k subset) scored as if generated, against
    the test split: the best FID/KID/PR/DC any generator can expect on this protocol.
 2. Each RUN_DIR: its latest checkpoint, n samples, the same protocol (the cards say so).
@@ -35,6 +37,8 @@ def main():
     ap.add_argument("--metrics", default="fid,kid,pr,dc")
     ap.add_argument("--sanity", action="store_true", help="also the 10k x 1000-d Gaussian PRDC check (~1 min)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default="benchmarks/results/eval.json",
+                    help="write every column's numbers, the protocol and the timings here (default %(default)s; '' for none)")
     args = ap.parse_args()
     if "GANKIT_CACHE" not in os.environ:
         os.environ["GANKIT_CACHE"] = tempfile.mkdtemp(prefix="gankit-bench-cache-")
@@ -78,6 +82,16 @@ def main():
     print(f"{args.n} vs {args.n}, {args.metrics}, including feature extraction:")
     print(f"  cold (real features computed): {cold:6.1f} s   stages: {floor.seconds}")
     print(f"  warm (real features cached):   {warm:6.1f} s   stages: {warm_res.seconds}")
+    if args.json:
+        import json
+
+        from gankit.utils import atomic_write_text
+
+        record = {"n": args.n, "metrics": args.metrics, "threads": args.threads, "load": os.getloadavg()[0],
+                  "floor_protocol": "fashion-mnist train (seeded 10k subset, torch seed 123) vs the test split, "
+                                    "domain features",
+                  "columns": {name: res for name, res in columns}, "cold_s": cold, "warm_s": warm}
+        atomic_write_text(Path(args.json), json.dumps(record, indent=1, default=str))
 
     if args.sanity:
         rng = np.random.RandomState(0)
