@@ -515,3 +515,17 @@ def test_a_set_on_a_finished_run_says_it_was_not_applied(tmp_path, capsys):
     assert run.was_finished and len(said.splitlines()) == 1
     assert said.endswith("(--set train.batch_size=64 not applied: nothing is trained)")
     assert load_config(str(tmp_path / "run" / "config.yaml")).train.batch_size == 32
+
+
+def test_a_run_says_its_budget_and_grids_first_and_the_next_commands_last(tmp_path, capsys):
+    half = [o for o in TINY_RING if not o.startswith("train.steps")] + ["train.steps=10", "train.minutes=30"]
+    run_dir = tmp_path / "run"
+    gankit.train("gan-ring8", half, out=run_dir)
+    err = capsys.readouterr().err
+    assert (f"gan-ring8: training: 30 minutes of training steps or 10 steps, whichever ends first; sample grids go "
+            f"to {run_dir / 'samples'}") in err
+    assert err.rstrip().splitlines()[-1] == (f"gan-ring8: done; next: gankit eval {run_dir} (FID and more), "
+                                             f"gankit report {run_dir} (an HTML page of the run)")
+    gankit.train(resume=run_dir, overrides=["train.steps=20", "train.minutes=null"])
+    err = capsys.readouterr().err
+    assert f"gan-ring8: continuing from step 10: 10 steps (to step 20); sample grids go to {run_dir / 'samples'}" in err

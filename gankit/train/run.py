@@ -271,6 +271,19 @@ class Run:
             print(f"{self.cfg.name}: {info['device_name']}, precision {info['precision']} ({info['precision_reason']}), "
                   f"CUDA graphs {graphs}", file=sys.stderr, flush=True)
 
+    def _plan(self) -> str:
+        """One line before training: from which step, for how long, where the grids go."""
+        t, tr = self.trainer, self.cfg.train
+        left = []
+        if tr.minutes is not None:
+            minutes = max(tr.minutes - t.state.seconds / 60, 0.0)
+            left.append(f"{minutes:.3g} minutes of training steps" + (f" (of {tr.minutes:g})" if self.resumed else ""))
+        if t.total_steps is not None:
+            left.append(f"{t.total_steps - t.state.step} steps" + (f" (to step {t.total_steps})" if self.resumed else ""))
+        budget = " or ".join(left) + (", whichever ends first" if len(left) > 1 else "")
+        start = f"continuing from step {t.state.step}" if self.resumed else "training"
+        return f"{self.cfg.name}: {start}: {budget}; sample grids go to {self.dir / 'samples'}"
+
     def _clock_due(self) -> bool:
         """train.checkpoint_minutes have passed since the last checkpoint (rank 0's clock)."""
         minutes = self.cfg.train.checkpoint_minutes
@@ -297,6 +310,8 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.dir / "config.yaml")
         self._write_runtime()
+        if not self.quiet:
+            print(self._plan(), file=sys.stderr, flush=True)
         if self.resumed:
             self._drop_after(t.state.step)
         self._open_tensorboard()
@@ -378,6 +393,9 @@ class Run:
             self.save(BEST)  # without an evaluator, the best known checkpoint is the last one
         self.finish()
         t.dist.close()  # torchrun: the other ranks have waited for the files above
+        if not self.quiet:
+            print(f"{cfg.name}: done; next: gankit eval {self.dir} (FID and more), gankit report {self.dir} "
+                  "(an HTML page of the run)", file=sys.stderr, flush=True)
         return self
 
     def _follow(self) -> "Run":
