@@ -237,3 +237,17 @@ def test_psi_errors_name_psi_and_fractional_counts_are_refused(runs, tmp_path, c
         mix(runs["style"], out=tmp_path / "m.png", coarse=2.7)
     with pytest.raises(GankitError, match="cutoff=2.5"):
         load(runs["style"]).sample(2, truncation=0.5, cutoff=2.5)
+
+
+# -- 9. class-conditional truncation ---------------------------------------------------------------
+
+def test_psi_zero_of_a_conditional_style_model_is_the_class_average(runs, tmp_path):
+    x7, _ = edit(runs["cstyle"], "sefa:0", 1.0, steps=1, n=2, label=7, psi=0.0, out=tmp_path / "a.png")
+    x0, _ = edit(runs["cstyle"], "sefa:0", 1.0, steps=1, n=2, label=0, psi=0.0, out=tmp_path / "b.png")
+    assert torch.equal(x7[0], x7[1])                  # every latent of class 7 gives the class-7 average
+    assert (x7[0] - x0[0]).abs().max() > 1e-3          # which is not class 0's
+    G = load(runs["cstyle"]).G
+    with torch.no_grad():
+        mean7 = G.class_w_avg(torch.tensor([7]))
+        ref = G.synthesis(mean7.unsqueeze(1).expand(-1, G.num_ws, -1), noise_mode="const").clamp(-1, 1)
+    torch.testing.assert_close(x7[:1], ref, atol=1e-5, rtol=0)
