@@ -176,3 +176,15 @@ def test_every_recipe_has_a_row_in_the_readme_s_measured_table():
     named = set(re.findall(r"`([\w*-]+)`", rows))
     missing = [r for r in recipe_names() if not any(fnmatch.fnmatchcase(r, n) for n in named)]
     assert not missing, f"README's measured table has no row for {', '.join(missing)}"
+
+
+def test_readme_s_stylegan2_row_is_the_shipped_recipe_s_raw_file_and_kid_is_not_said_scaled():
+    """The model row quotes stylegan2-seed0.json (the recipe as shipped), not the pre-correction run;
+    KID is gankit's raw MMD² everywhere, so no page says it is ×1000 (audit §2, §3)."""
+    import json
+
+    raw = json.loads((ROOT / "benchmarks/results/style/stylegan2-seed0.json").read_text())["scores"]
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines()
+               if line.startswith("| StyleGAN2 (Karras et al. 2020)"))
+    assert f"FID {raw['fid']:.2f}, recall {raw['recall']:.3f}" in row
+    assert not any("×1000" in p.read_text() and "KID" in p.read_text() for p in PAGES if p.name == "restoration.md")
