@@ -111,7 +111,8 @@ class HealthCallback(Callback):
     def _on_log(self, run, record: dict) -> Optional[dict]:
         t = run.trainer
         sig = self._signals(run, record)
-        for k in ("diversity", "energy", "modes", "modes_hq", "entropy", "on_data", "grad_g_rel"):
+        for k in ("diversity", "energy", "modes", "modes_hq", "entropy", "entropy_all", "on_data", "mean_shift",
+                  "grad_g_rel"):
             if k in sig and math.isfinite(sig[k]):
                 record[f"health/{k}"] = round(sig[k], 5)
         new = self.monitor.observe(sig)

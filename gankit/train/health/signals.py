@@ -5,7 +5,8 @@ Every log record (``train.log_every`` generator steps) the health monitor reads:
 * from the record: D's accuracy on real and fake, D and G losses, and the gradient norms the
   loop measured on that step (``grad/G``, ``grad/G/<layer>``, ``grad/D``; see
   :meth:`Trainer.grad_norm_stats`);
-* from ``health.samples`` samples of G on fixed noise against as many real samples, in a feature
+* from ``health.samples`` samples of the sampling generator (the EMA of G when the run keeps one,
+  as grids and evaluation use; else G) on fixed noise against as many real samples, in a feature
   space (1D/2D points as they are; images in the domain feature network's space when its
   weights are cached, else pixels average-pooled to at most 16×16): diversity = mean pairwise
   distance of generated / of real samples; energy distance between the two sets divided by the
@@ -109,12 +110,15 @@ class SampleProbe:
         if self.modes is not None:
             self.radius = mode_radius(self.modes, data.mode_std)
             self.mode_std = data.mode_std
+        self.last_mean: Optional[torch.Tensor] = None  # the generated samples' mean at the previous probe
         self.confidence_floor = 0.0  # a class counts a sample the classifier is as sure of as of 90 % of the reals
         self.real, real_counts, real_conf = self._embed(real)
         if real_conf is not None:
             self.confidence_floor = float(real_conf.quantile(0.1))
         self.real_dist = max(mean_pairwise_distance(self.real), 1e-12)
         self.real_entropy = entropy(real_counts) if real_counts is not None else None
+        if self.modes is not None:  # every real sample counted at its nearest mode, however far
+            self.real_entropy_all = max(entropy(mode_histogram(self.real, self.modes, math.inf)), 1e-12)
 
     def _embed(self, x: torch.Tensor):
         """(features (N, F) on the CPU, histogram counts or None, the classifier's confidence (N,) or None).
@@ -135,7 +139,10 @@ class SampleProbe:
     @torch.no_grad()
     def measure(self) -> Dict[str, float]:
         task = self.trainer.task
-        x = task.generate(self.trainer.nets[task.net], self.inputs, cpu=False)
+        # The generator the run samples from (its grids, checkpoints' samples, evaluation): the EMA
+        # of G when the run keeps one, else G. A run that works through its EMA (raw G circling the
+        # modes, its average on them) is judged on what it delivers, not on the raw iterate.
+        x = task.generate(self.trainer.sampling_net(task.net), self.inputs, cpu=False)
         if not torch.isfinite(x).all():
             return {"diversity": float("nan"), "energy": float("nan")}
         fake, counts, _ = self._embed(x)
@@ -146,7 +153,17 @@ class SampleProbe:
         if counts is not None and self.real_entropy:
             out["entropy"] = entropy(counts) / self.real_entropy
             out["on_data"] = float(counts.sum()) / fake.shape[0]  # the share of samples the histogram holds
+        # Mixtures: how far the generated samples' mean moved since the previous probe, in units of
+        # the real data's mean pairwise distance (a collapsed G that hops from mode to mode moves its
+        # mean between probes; one spread over the data barely moves it).
         if self.modes is not None:
+            mean = fake.mean(0)
+            if self.last_mean is not None:
+                out["mean_shift"] = float((mean - self.last_mean).norm()) / self.real_dist
+            self.last_mean = mean
+            # Every sample at its nearest mode, however far (a collapsed G often sits between
+            # modes, where the histogram of samples that look like data holds none of them).
+            out["entropy_all"] = entropy(mode_histogram(fake, self.modes, math.inf)) / self.real_entropy_all
             # Visited: a mode holds at least 1/4 of its fair share of samples within the loose radius.
             out["modes"] = float((counts >= 0.25 * fake.shape[0] / len(self.modes)).float().mean())
             # Covered as the VEEGAN/PacGAN protocol counts it (within 3σ; its 20 of 2,500 samples
