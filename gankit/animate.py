@@ -9,7 +9,10 @@ x = G(z) as the paper does: z at equally spaced quantiles of its N(0, 1) (so uni
 the paper's uniform z) with an arrow to where G puts it, dense where p_g is high.
 
 2D data: each frame is D's output as a heat map over the plane (the ½ contour drawn), the real
-data points (black) and the generator's samples (green) over it.
+data points (black) and the generator's samples (green) over it; samples outside the plotted area
+are counted under it. A D whose score depends on the rest of its batch (minibatch discrimination)
+scores each point as inside a batch of the training batch size filled with G's samples, as it
+judges G's batches; the figure says so.
 
 "D(x)" is the probability D gives x of being real for the logistic losses (minimax,
 non-saturating) and D's raw output for least squares (whose optimal D is also
@@ -21,6 +24,7 @@ system ffmpeg), an MP4; both written atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -42,6 +46,7 @@ N_SAMPLES_2D = 1500   # generator samples per frame in the cloud
 N_REAL_2D = 1500      # real points drawn from the mixture
 GRID_1D = 400         # points where the densities and D(x) are evaluated
 GRID_2D = 120         # per side of D's heat map
+D_CHUNK = 1024        # grid points per call of D: bounded memory (a minibatch layer holds (chunk, R, K, Dk))
 N_ARROWS = 24         # z quantiles drawn in the mapping panel (z_dim == 1)
 HOLD_LAST = 3         # the last frame stays this many frame durations
 
@@ -110,10 +115,25 @@ class Model:
         x = task.generate(self.nets[task.net], {"z": z, "y": None}).reshape(-1).double().numpy()
         return u.numpy(), x
 
+    @property
+    def batch_dependent(self) -> bool:
+        """Whether D's score of a sample depends on the other samples of its batch (minibatch
+        discrimination): then a point is scored as if it were in a batch of G's samples."""
+        from .nets.layers import MinibatchDiscrimination
+
+        d = self.nets.get("D")
+        return d is not None and any(isinstance(m, MinibatchDiscrimination) for m in d.modules())
+
     @torch.no_grad()
-    def d_values(self, x: np.ndarray) -> Optional[np.ndarray]:
+    def d_values(self, x: np.ndarray, context: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
         """D's output at points ``x`` (P, dim) (see the module docstring), averaged over classes when
-        D is conditional; None when the objective has no single discriminator D."""
+        D is conditional; None when the objective has no single discriminator D.
+
+        A batch-dependent D (:attr:`batch_dependent`) scores each point as it would inside a batch of
+        the training batch size whose other samples are ``context`` (n, dim; G's samples: the batch D
+        judges as fake and G learns from): its minibatch layers compare each point with the context's
+        kernel features only (``MinibatchDiscrimination.reference``), in chunks, so memory stays
+        bounded (all points in one batch would compare every pair of them: 83 GB for 120×120)."""
         obj = self.objective
         if "D" not in self.nets or not hasattr(obj, "discriminate") or not hasattr(obj, "loss"):
             return None
@@ -123,10 +143,47 @@ class Model:
         classes = range(self.info.num_classes) if self.info.num_classes else [None]
         total = torch.zeros(x.shape[0], dtype=torch.float64)
         for c in classes:
-            y = None if c is None else torch.full((pts.shape[0],), c, dtype=torch.long)
-            out = obj.discriminate(pts, y)[0].double().view(-1)
+            with self._compared_with(context, c, pack):
+                outs = []
+                for i in range(0, pts.shape[0], D_CHUNK * pack):
+                    part = pts[i:i + D_CHUNK * pack]
+                    y = None if c is None else torch.full((part.shape[0],), c, dtype=torch.long)
+                    outs.append(obj.discriminate(part, y)[0].double().view(-1))
+            out = torch.cat(outs)
             total += torch.sigmoid(out) if obj.loss.logistic else out
         return (total / len(classes)).numpy()
+
+    @contextlib.contextmanager
+    def _compared_with(self, context: Optional[np.ndarray], c: Optional[int], pack: int):
+        """While open, D's minibatch layers compare each sample with the kernel features of the first
+        batch_size − pack samples of ``context`` (what a batch of the training batch size holds
+        besides the point's own pack); nothing to do for a D without them."""
+        from .nets.layers import MinibatchDiscrimination
+
+        layers = [m for m in self.nets["D"].modules() if isinstance(m, MinibatchDiscrimination)]
+        if not layers:
+            yield
+            return
+        batch = max(int(self.cfg.train.batch_size) // pack * pack, 2 * pack)
+        if context is None or len(context) < batch - pack:
+            raise ValueError(f"scoring points with a minibatch-discrimination D needs {batch - pack} context samples")
+        ctx = torch.as_tensor(np.asarray(context)[:batch - pack], dtype=torch.float32).view(-1, *self.info.sample_shape)
+        feats = {}
+        hooks = [m.register_forward_pre_hook(lambda mod, inp: feats.__setitem__(mod, mod.features(inp[0])))
+                 for m in layers]
+        try:
+            y = None if c is None else torch.full((ctx.shape[0],), c, dtype=torch.long)
+            self.objective.discriminate(ctx, y)  # the context's kernel features, captured on the way in
+        finally:
+            for h in hooks:
+                h.remove()
+        for m in layers:
+            m.reference = feats[m]
+        try:
+            yield
+        finally:
+            for m in layers:
+                m.reference = None
 
 
 def build_model(snap: dict) -> Model:
@@ -281,6 +338,9 @@ def frames_2d(model: Model, snaps: List[Tuple[int, Path]], title: str, seed: int
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], GRID_2D), np.linspace(lo[1], hi[1], GRID_2D))
     pts = np.stack([gx.ravel(), gy.ravel()], 1)
     critic = not model.probability
+    batch = int(model.cfg.train.batch_size)
+    note = (f"D(x): each point scored in a batch of {batch} with {batch - 1} of G's samples "
+            "(D compares the samples of a batch)" if model.batch_dependent else "")
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.4, 4.6), dpi=90)
@@ -289,7 +349,7 @@ def frames_2d(model: Model, snaps: List[Tuple[int, Path]], title: str, seed: int
     for step, path in snaps:
         model.load(load_snapshot(path)["modules"])
         x = model.samples(N_SAMPLES_2D, seed)
-        d = model.d_values(pts)
+        d = model.d_values(pts, context=model.samples(batch, seed + 1) if model.batch_dependent else None)
         ax.clear()
         if d is not None:
             d = d.reshape(GRID_2D, GRID_2D)
@@ -310,6 +370,9 @@ def frames_2d(model: Model, snaps: List[Tuple[int, Path]], title: str, seed: int
         ax.set_aspect("equal")
         ax.legend(loc="upper right", fontsize=7, markerscale=3, framealpha=0.7)
         ax.set_title(f"{title}, step {step:,}", fontsize=10)
+        outside = int((~np.all(np.isfinite(x) & (x >= lo) & (x <= hi), axis=1)).sum())
+        lines = ([f"{outside:,} of {len(x):,} samples outside the plot"] if outside else []) + ([note] if note else [])
+        ax.set_xlabel("\n".join(lines), fontsize=7)
         fig.tight_layout()
         images.append(_canvas_image(fig))
     plt.close(fig)

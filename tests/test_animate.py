@@ -119,6 +119,42 @@ def test_animate_2d_ring8(tmp_path):
         assert im.n_frames == 3 and im.size[0] > 300
 
 
+def test_animate_and_report_a_minibatch_discrimination_run_score_each_point_in_a_batch(tmp_path, monkeypatch):
+    # All 14,400 grid points in one batch made the minibatch layer compare every pair of them
+    # ((B, B, K, Dk): 83 GB) and, memory aside, scored each point against the other grid points.
+    out = tmp_path / "mbd"
+    train("mbd-ring8", ["data.size=1000", "model.g.width=16", "model.d.width=16", "train.batch_size=32",
+                        "train.steps=20", "train.log_every=10", "train.snapshot_every=10",
+                        "health.enabled=false"], out=out, quiet=True)
+    snap = load_snapshot(list_snapshots(out)[-1][1])
+    model = build_model(snap)
+    model.load(snap["modules"])
+    assert model.batch_dependent
+    rng = np.random.default_rng(0)
+    pts, ctx = rng.normal(size=(40, 2)), model.samples(31, seed=1)
+    d = model.d_values(pts, context=ctx)
+    # Each point as D scores it first in a real batch of 32: itself and the 31 context samples.
+    with torch.no_grad():
+        ref = [torch.sigmoid(model.nets["D"](torch.tensor(np.vstack([p[None], ctx]), dtype=torch.float32))[0]).item()
+               for p in pts]
+    np.testing.assert_allclose(d, ref, rtol=1e-5, atol=1e-6)  # float32 sums over 31 samples
+    assert len(set(np.round(d, 6))) > 1
+    # Bounded memory: no call of the minibatch layer sees more than D_CHUNK rows against the context.
+    import gankit.animate as anim
+    seen = []
+    layer = model.nets["D"].mbd
+    hook = layer.register_forward_hook(lambda m, inp, o: seen.append((inp[0].shape[0], None if m.reference is None
+                                                                      else m.reference.shape[0])))
+    monkeypatch.setattr(anim, "D_CHUNK", 500)
+    model.d_values(rng.normal(size=(1200, 2)), context=ctx)
+    hook.remove()
+    assert seen == [(31, None), (500, 31), (500, 31), (200, 31)] and layer.reference is None
+    path = animate_run(out, out=tmp_path / "mbd.gif")
+    with Image.open(path) as im:
+        assert im.n_frames == 3
+    assert "data:image/gif;base64," in build_report(out)
+
+
 def test_a_run_without_snapshots_says_how_to_get_them(tmp_path):
     out = tmp_path / "plain"
     train("gan-ring8", ["data.size=500", "model.g.width=8", "model.d.width=8", "train.batch_size=32",

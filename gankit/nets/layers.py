@@ -125,15 +125,27 @@ class MinibatchStdDev(nn.Module):
 
 class MinibatchDiscrimination(nn.Module):
     """Salimans et al. 2016, Sec. 3.2: for each sample, Σ_j exp(−‖M_i,b − M_j,b‖₁) per kernel b.
-    (B, F) -> (B, F + kernels)."""
+    (B, F) -> (B, F + kernels).
+
+    ``reference`` (R, K, Dk), when set, replaces the rest of the batch: each sample is compared with
+    those R rows only, so a sample's output is the one it would get in a batch of itself and the R
+    samples whose kernel features they are (:meth:`features`). Plotting D over a grid uses it
+    (``gankit animate``): per point O(R) instead of comparing every pair of grid points."""
 
     def __init__(self, in_features: int, kernels: int = 50, kernel_dim: int = 5):
         super().__init__()
         self.T = nn.Parameter(torch.randn(in_features, kernels * kernel_dim) * 0.1)
         self.kernels, self.kernel_dim = kernels, kernel_dim
+        self.reference: Tensor | None = None      # (R, K, Dk) kernel features to compare with; None = the batch
+
+    def features(self, h: Tensor) -> Tensor:
+        return (h @ self.T).view(-1, self.kernels, self.kernel_dim)     # (B, K, Dk)
 
     def forward(self, h: Tensor) -> Tensor:
-        m = (h @ self.T).view(-1, self.kernels, self.kernel_dim)       # (B, K, Dk)
+        m = self.features(h)                                            # (B, K, Dk)
+        if self.reference is not None:
+            l1 = (m.unsqueeze(1) - self.reference.unsqueeze(0)).abs().sum(3)  # (B, R, K)
+            return torch.cat([h, torch.exp(-l1).sum(1)], 1)
         l1 = (m.unsqueeze(0) - m.unsqueeze(1)).abs().sum(3)             # (B, B, K)
         o = torch.exp(-l1).sum(1) - 1.0                                 # exclude self (exp(0) = 1)
         return torch.cat([h, o], 1)
