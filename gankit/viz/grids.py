@@ -87,6 +87,19 @@ def save_translation_grid(inputs: torch.Tensor, outputs: torch.Tensor, path: Pat
     save_image_grid(tiles, path, nrow=k * per_row, min_width=min_width)
 
 
+def scatter_limits(modes: np.ndarray, x: np.ndarray) -> tuple:
+    """(lo, hi) of a 2D scatter's axes: the modes ± 25 % of their span, widened to hold the samples
+    ``x``, but never more than one span further out on any side (a diverged G does not squash the
+    data into a dot; what stays outside is counted on the figure)."""
+    span = float(modes.max() - modes.min()) + 1e-9
+    lo, hi = modes.min(0) - 0.25 * span, modes.max(0) + 0.25 * span
+    ok = x[np.all(np.isfinite(x), axis=1)]
+    if len(ok):
+        lo = np.maximum(np.minimum(lo, ok.min(0)), modes.min(0) - 1.25 * span)
+        hi = np.minimum(np.maximum(hi, ok.max(0)), modes.max(0) + 1.25 * span)
+    return lo, hi
+
+
 def scatter_samples(x: torch.Tensor, real: Optional[torch.Tensor] = None, modes: Optional[torch.Tensor] = None,
                     title: str = "") -> bytes:
     """PNG bytes: generated 2D points over the real ones (or 1D histograms), modes marked."""
@@ -107,16 +120,22 @@ def scatter_samples(x: torch.Tensor, real: Optional[torch.Tensor] = None, modes:
         ax.hist(x[:, 0], bins=bins, range=(lo, hi), density=True, alpha=0.6, color="tab:orange", label="generated")
         ax.legend(loc="upper right", fontsize=8)
     else:
-        if real is not None:
-            r = real.detach().cpu().numpy()[:2000]
-            ax.scatter(r[:, 0], r[:, 1], s=2, c="tab:blue", alpha=0.3, label="real")
-        ax.scatter(x[:, 0], x[:, 1], s=3, c="tab:orange", alpha=0.6, label="generated")
+        # Drawn bottom to top: mode markers (thin, grey), real points over them (σ = 0.01 hides under
+        # a cross otherwise), generated samples on top.
         if modes is not None:
             m = modes.cpu().numpy()
-            ax.scatter(m[:, 0], m[:, 1], marker="x", s=30, c="black", label="modes")
-            pad = 0.25 * (m.max() - m.min() + 1e-9)
-            ax.set_xlim(m[:, 0].min() - pad, m[:, 0].max() + pad)
-            ax.set_ylim(m[:, 1].min() - pad, m[:, 1].max() + pad)
+            ax.scatter(m[:, 0], m[:, 1], marker="x", s=30, c="0.55", lw=0.8, zorder=1, label="modes")
+        if real is not None:
+            r = real.detach().cpu().numpy()[:2000]
+            ax.scatter(r[:, 0], r[:, 1], s=4, c="tab:blue", alpha=0.5, zorder=2, label="real")
+        ax.scatter(x[:, 0], x[:, 1], s=3, c="tab:orange", alpha=0.6, zorder=3, label="generated")
+        if modes is not None:
+            lo, hi = scatter_limits(m, x)
+            ax.set_xlim(lo[0], hi[0])
+            ax.set_ylim(lo[1], hi[1])
+            outside = int((~np.all(np.isfinite(x) & (x >= lo) & (x <= hi), axis=1)).sum())
+            if outside:
+                ax.set_xlabel(f"{outside:,} of {len(x):,} generated samples outside the plot", fontsize=8)
         ax.set_aspect("equal")
         ax.legend(loc="upper right", fontsize=7, markerscale=3)
     if title:
