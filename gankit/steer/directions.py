@@ -176,12 +176,12 @@ def resolve(G: nn.Module, name: str, n: int = 1000, seed: int = 0, classify: Opt
     if m is None:
         raise GankitError(f"{option('--direction', name)}: unknown; this model offers {valid}")
     if m.group(1) and not is_style_generator(G):
-        offers = (f"this model offers {valid}" if valid != NO_DIRECTIONS else
-                  "and this conditional generator's classes are labels, not directions in z, so it offers no "
-                  "direction: sample a class with gankit sample --class (or walk its latent space with gankit "
+        offers = (f"; this model offers {valid}" if valid != NO_DIRECTIONS else
+                  ", and this conditional generator's classes are labels, not directions in z: it has no "
+                  "directions; sample a class with gankit sample --class (or walk its latent space with gankit "
                   "sample --interpolate)")
-        raise GankitError(f"{option('--direction', name)}: SeFa needs a style generator (arch stylegan or stylegan2); "
-                          f"{offers}")
+        raise GankitError(f"{option('--direction', name)}: SeFa needs a style generator (arch stylegan or "
+                          f"stylegan2){offers}")
     if m.group(1):
         every = m.group(1) == "sefa-all"
         index = int(m.group(2))
