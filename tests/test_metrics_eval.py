@@ -273,9 +273,9 @@ def test_run_folder_eval_and_training_hook(tmp_path, monkeypatch):
     def no_sampling(*a, **k):
         raise AssertionError("sampled before the names were checked")
     monkeypatch.setattr(GAN, "sample", no_sampling)
-    with pytest.raises(EvalError, match="--metrics fod: unknown metric"):
+    with pytest.raises(EvalError, match="metrics='fod': unknown metric"):
         evaluate(run.dir, metrics="fid,fod", quiet=True)
-    with pytest.raises(EvalError, match="--features incepshun: unknown feature extractor"):
+    with pytest.raises(EvalError, match="features='incepshun': unknown feature extractor"):
         evaluate(run.dir, metrics="fid", features="incepshun", quiet=True)
 
 
