@@ -11,7 +11,7 @@ from gankit.config import DataConfig
 from gankit.errors import GankitError
 from gankit.evaluation import evaluate
 from gankit.metrics import EvalError
-from gankit.metrics.domain_net import domain_net_path, load_domain_net, train_domain_net
+from gankit.metrics.domain_net import DomainFeatures, domain_net_path, load_domain_net, train_domain_net
 
 CARD_KEYS = {"metric", "params", "features", "features_sha256", "preprocessing", "input", "reference", "n_real", "n_fake",
              "seed", "gankit", "warnings"}
@@ -187,6 +187,9 @@ def test_cli_eval_and_features(digits_net, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gankit", "features", "list"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0 and "digits" in proc.stdout and "test accuracy" in proc.stdout
+    # the hash it shows is the one cards carry: the weights', not the file's (which holds the training time)
+    card_hash = DomainFeatures.for_dataset(DataConfig(name="digits"), train_if_missing=False).sha256
+    assert f"weights sha256 {card_hash[:16]}" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "gankit", "eval", str(tmp_path / "none.npz"), "--data", "digits"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "no such file" in proc.stderr

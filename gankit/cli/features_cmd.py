@@ -21,7 +21,8 @@ def register(sub):
 
 def run_list(args):
     from ..metrics import FEATURES
-    from ..metrics.cache import cache_dir, load_tensors, sha256_file
+    from ..metrics.cache import cache_dir, load_tensors
+    from ..metrics.domain_net import weights_sha256
 
     print("extractors:")
     for name, factory in FEATURES.items():
@@ -32,13 +33,13 @@ def run_list(args):
     print(f"cached domain networks in {folder}:" if nets else f"no cached domain networks in {folder}")
     for path in nets:
         try:
-            _, meta = load_tensors(path)
+            state, meta = load_tensors(path)
         except (OSError, ValueError):
             print(f"  {path.name}: unreadable (delete it to retrain)")
             continue
         print(f"  {meta.get('dataset', '?'):<14} test accuracy {meta.get('test_accuracy', float('nan')):.4f}  "
               f"trained on {meta.get('n_train')} images, {meta.get('epochs')} epochs  "
-              f"sha256 {sha256_file(path)[:16]}")
+              f"weights sha256 {weights_sha256(state)[:16]}")
 
 
 def run_train(args):
@@ -47,8 +48,8 @@ def run_train(args):
     from ..config import DataConfig
     from ..data import DATASETS
     from ..errors import GankitError
-    from ..metrics.cache import load_tensors, sha256_file
-    from ..metrics.domain_net import train_domain_net
+    from ..metrics.cache import load_tensors
+    from ..metrics.domain_net import train_domain_net, weights_sha256
 
     if args.dataset not in DATASETS:
         raise GankitError(f"{args.dataset}: unknown dataset; choose one of: {', '.join(DATASETS.names())}")
@@ -56,6 +57,6 @@ def run_train(args):
         raise GankitError(f"--limit {args.limit}: train on at least 10 images")
     path = train_domain_net(DataConfig(name=args.dataset, root=args.data_root), epochs=args.epochs,
                             limit=args.limit, seed=args.seed, log=lambda s: print(s, file=sys.stderr, flush=True))
-    _, meta = load_tensors(path)
+    state, meta = load_tensors(path)
     print(f"{args.dataset}: test accuracy {meta['test_accuracy']:.4f} on {meta['n_test']} images "
-          f"({meta['seconds']:.0f} s); saved {path} (sha256 {sha256_file(path)[:16]})")
+          f"({meta['seconds']:.0f} s); saved {path} (weights sha256 {weights_sha256(state)[:16]})")

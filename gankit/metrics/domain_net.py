@@ -367,6 +367,11 @@ class DomainFeatures(FeatureExtractor):
                 raise GankitError(f"no feature network for {data_cfg.name} at {path}; "
                                   f"run `gankit features train {data_cfg.name}`")
             train_domain_net(data_cfg, path=path, log=lambda s: print(s, file=sys.stderr, flush=True))
+        return cls.load(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "DomainFeatures":
+        """The cached network at ``path``, named on cards by its weights' hash (:func:`weights_sha256`)."""
         net, meta = load_domain_net(path)
         return cls(net, meta, weights_sha256(net.state_dict()))
 

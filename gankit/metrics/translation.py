@@ -56,8 +56,8 @@ def folder_domain(model, task, held_out, log=None):
     None when the images are not square (rotation needs them square)."""
     from ..data import load_dataset
     from ..data.base import Dataset
-    from .cache import cache_dir, sha256_file, sha256_tensor
-    from .domain_net import DomainFeatures, fit_domain_net, load_domain_net
+    from .cache import cache_dir, sha256_tensor
+    from .domain_net import DomainFeatures, fit_domain_net
 
     cfg = model.cfg.data
     reference = folder_reference(model, task, held_out)
@@ -69,8 +69,7 @@ def folder_domain(model, task, held_out, log=None):
     path = cache_dir() / "features" / f"{key}.safetensors"
     if not path.exists():
         fit_domain_net(Dataset(name=name, x=train, y=None, kind="image"), reference, name, key, path, log=log)
-    net, meta = load_domain_net(path)
-    return DomainFeatures(net, meta, sha256_file(path)), reference
+    return DomainFeatures.load(path), reference
 
 
 def score_translations(outputs: torch.Tensor, inputs: torch.Tensor, targets: Optional[torch.Tensor],
