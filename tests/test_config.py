@@ -155,6 +155,8 @@ def test_unknown_keys_and_names_say_where_and_suggest_the_close_one(tmp_path):
     bad_arch.write_text(recipe_path("gan-ring8").read_text().replace("arch: mlp", "arch: mpl"))
     with pytest.raises(ConfigError, match=rf"^{bad_arch}: model\.arch: invalid value 'mpl'; did you mean mlp\?"):
         load_config(str(bad_arch))
+    with pytest.raises(ConfigError, match=r"^train\.lr_schedule: invalid value 'cosin'; did you mean cosine\?"):
+        load_config("gan-ring8", ["train.lr_schedule=cosin"])
 
 
 def test_paths_that_are_not_yaml_files_get_their_own_line(tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..config import coerce
+from ..config import coerce, did_you_mean
 from ..errors import ConfigError
 from ..registry import Registry
 from .sizes import ImageSizeError
@@ -85,8 +85,9 @@ def check_net_kwargs(model_cfg, name: str, role: str) -> None:
     arch, kwargs, prefix = net_kwargs(model_cfg, name, role)
     if arch not in NETWORKS:
         key = f"model.nets.{name}.arch" if "arch" in model_cfg.nets.get(name, {}) else "model.arch"
-        raise ConfigError(f"{key}: invalid value {arch!r}; allowed: {', '.join(NETWORKS.names())} (a family of "
-                          "your own registers when its module is imported: name it in the config's plugins)")
+        raise ConfigError(f"{key}: invalid value {arch!r};{did_you_mean(arch, NETWORKS.names())} allowed: "
+                          f"{', '.join(NETWORKS.names())} (a family of your own registers when its module is "
+                          "imported: name it in the config's plugins)")
     cls = NETWORKS.get(arch).role(role)
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in _FIXED]
     try:

@@ -9,7 +9,7 @@ itself is callable and forwards to that function.
 import pkgutil
 from importlib import import_module
 
-from ..config import check, register_check
+from ..config import check, check_name, register_check
 from ..facade import make_callable
 
 _EXPORTS = {"Trainer": ".loop", "Run": ".run", "train": ".run", "Callback": ".callback",
@@ -34,7 +34,7 @@ def _check_train(cfg) -> None:
 
     parse_policy(cfg.loss.augment)  # DiffAugment's names (loss.augment)
     t = cfg.train
-    check("train.lr_schedule", t.lr_schedule in SCHEDULES, ", ".join(SCHEDULES.names()))
+    check_name("train.lr_schedule", t.lr_schedule, SCHEDULES)
     double_backward = [r.name for r in cfg.loss.regularizers  # an unknown name is the losses' check to refuse
                        if r.name in REGULARIZERS and getattr(REGULARIZERS.get(r.name), "double_backward", False)]
     check("train.compile", not t.compile or not double_backward,
