@@ -359,7 +359,8 @@ def _section_type(tp):
 
 def set_dotted(tree: dict, key: str, value) -> None:
     """Set ``tree['a']['b'] = value`` for ``key='a.b'``; list items by index (``loss.regularizers.0.weight``).
-    A mapping value deep-merges into the mapping already there (:func:`merge`), as Hydra and OmegaConf do."""
+    A mapping value deep-merges into the mapping already there (:func:`merge`), as Hydra and OmegaConf do;
+    an empty mapping (``model.g={}``) clears the section instead: the way to drop a recipe's keys."""
     parts = key.split(".")
     node = tree
     for i, p in enumerate(parts[:-1]):
@@ -379,7 +380,7 @@ def set_dotted(tree: dict, key: str, value) -> None:
         if not last.isdigit() or int(last) >= len(node):
             raise ConfigError(f"--set {key}: index {last} is out of range")
         node[int(last)] = value
-    elif isinstance(value, dict) and isinstance(node.get(last), dict):
+    elif value and isinstance(value, dict) and isinstance(node.get(last), dict):
         merge(node[last], value)
     else:
         node[last] = value

@@ -98,6 +98,7 @@ def test_a_mapping_set_merges_into_the_recipes_section():
     fast = load_config("fast-fashion-mnist", ["model.g={width: 32}"])
     assert fast.model.g == {"width": 32, "extra_layers": 2}  # the recipe's extra_layers kept
     assert load_config("gan-ring8").replace(**{"train": {"steps": 7}}).train.batch_size == 256
+    assert load_config("fast-fashion-mnist", ["model.g={}"]).model.g == {}  # an empty mapping clears the section
 
 
 @pytest.mark.parametrize("text,key,line,first", [
