@@ -58,6 +58,7 @@ class HealthCallback(Callback):
         self.noise_start: Optional[int] = None   # the step instance noise was added: it anneals from there
         self.remedies: List[str] = []             # remedies applied, in order (re-applied on resume)
         self.probe: Optional[SampleProbe] = None
+        self._last_mean: Optional[list] = None     # the probe's last mean from a checkpoint, until the probe exists
         self.seconds = 0.0                        # wall time spent in this monitor (its own cost)
 
     # -- hooks ------------------------------------------------------------------------------
@@ -79,7 +80,10 @@ class HealthCallback(Callback):
         state = {"monitor": self.monitor.state_dict(), "events": [e.to_dict() for e in self.events],
                  "rollbacks": self.rollbacks, "lr_scale": self.lr_scale, "best_energy": self.best_energy,
                  "noise_sigma": self.noise_sigma, "noise_start": self.noise_start, "remedies": list(self.remedies),
-                 "seconds": self.seconds}
+                 "seconds": self.seconds,
+                 # the samples' mean at the last probe: the next record's mean_shift (mixtures) is measured from it
+                 "probe_last_mean": (self.probe.last_mean.tolist() if self.probe is not None
+                                     and self.probe.last_mean is not None else self._last_mean)}
         return json.loads(json.dumps(state, default=float))  # plain JSON values (evidence may hold numpy floats)
 
     def load_state_dict(self, state: dict) -> None:
@@ -89,6 +93,9 @@ class HealthCallback(Callback):
         self.best_energy, self.noise_sigma = state["best_energy"], float(state["noise_sigma"])
         self.noise_start = state.get("noise_start")  # None in checkpoints before it was kept: annealed from step 0
         self.remedies, self.seconds = list(state["remedies"]), float(state["seconds"])
+        self._last_mean = state.get("probe_last_mean")  # None in checkpoints before it was kept
+        if self.probe is not None:  # a rollback: the probe goes on from the state rolled back to
+            self.probe.last_mean = None if self._last_mean is None else torch.tensor(self._last_mean)
 
     def _start(self, run) -> None:
         t = run.trainer
@@ -100,6 +107,8 @@ class HealthCallback(Callback):
             self._apply_remedy(t, remedy)
         self.noise_sigma = sigma
         self.probe = SampleProbe(t, self.cfg.samples, run.cfg.seed) if self.cfg.samples > 0 else None
+        if self.probe is not None and self._last_mean is not None:  # resumed: mean_shift as if never stopped
+            self.probe.last_mean = torch.tensor(self._last_mean)
         # The state training starts from counts as healthy: a run that diverges before its first
         # record goes back there with lower learning rates.
         self.snapshot, self.snapshot_step = clone_state(t.state_dict()), t.state.step
