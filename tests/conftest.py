@@ -66,3 +66,26 @@ def _isolated_cache(tmp_path_factory):
         if "GANKIT_CACHE" not in os.environ:
             mp.setenv("GANKIT_CACHE", str(tmp_path_factory.getbasetemp() / "gankit-cache"))
         yield
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides():
+    """The tiny runs the style-tool tests train (test_projection, test_directions, test_style_outputs):
+    ``tiny`` (8x8 digits at 16 px, 4 steps, checkpointed), plus ``style`` (a StyleGAN2 of a 16-d W)
+    or ``dcgan`` (widths 8)."""
+    return {"tiny": ["data.name=digits", "data.resolution=16", "data.limit=64", "train.steps=4",
+                     "train.batch_size=8", "train.log_every=2", "train.checkpoint_every=4", "train.sample_every=4",
+                     "model.z_dim=16"],
+            "style": ["model.arch=stylegan2", "model.g={w_dim: 16, mapping_layers: 2, width: 64, max_width: 16}",
+                      "model.d={width: 64, max_width: 16}"],
+            "dcgan": ["model.arch=dcgan", "model.g.width=8", "model.d.width=8"]}
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: a projection or an edit is hundreds of tiny sequential steps, and on
+    shared cores a second thread only waits."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

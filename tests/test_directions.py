@@ -13,23 +13,13 @@ from gankit.steer.directions import (Direction, edit, available, class_direction
                                      render_edit, resolve, sefa, strengths_between)
 from gankit.train.run import train
 
-TINY = ["data.name=digits", "data.resolution=16", "data.limit=64", "train.steps=4", "train.batch_size=8",
-        "train.log_every=2", "train.checkpoint_every=4", "train.sample_every=4", "model.z_dim=16"]
-STYLE = ["model.arch=stylegan2", "model.g={w_dim: 16, mapping_layers: 2, width: 64, max_width: 16}",
-         "model.d={width: 64, max_width: 16}"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def style_run(tmp_path_factory):
-    return train("dcgan-digits", TINY + STYLE, out=tmp_path_factory.mktemp("d") / "style", quiet=True).dir
+def style_run(tmp_path_factory, tiny_overrides):
+    o = tiny_overrides
+    return train("dcgan-digits", o["tiny"] + o["style"], out=tmp_path_factory.mktemp("d") / "style", quiet=True).dir
 
 
 def style_g(arch="stylegan2", num_classes=0, w_dim=32, seed=0):

@@ -12,30 +12,19 @@ from gankit.steer.projection import (load_latent, project, noise_regularization,
                                      renormalize_noise)
 from gankit.train.run import train
 
-TINY = ["data.name=digits", "data.resolution=16", "data.limit=64", "train.steps=4", "train.batch_size=8",
-        "train.log_every=2", "train.checkpoint_every=4", "train.sample_every=4", "model.z_dim=16"]
-STYLE = ["model.arch=stylegan2", "model.g={w_dim: 16, mapping_layers: 2, width: 64, max_width: 16}",
-         "model.d={width: 64, max_width: 16}"]
-DCGAN = ["model.arch=dcgan", "model.g.width=8", "model.d.width=8"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # A projection is hundreds of tiny sequential steps: on shared cores a second thread only waits.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def style_run(tmp_path_factory):
-    return train("dcgan-digits", TINY + STYLE, out=tmp_path_factory.mktemp("p") / "style", quiet=True).dir
+def style_run(tmp_path_factory, tiny_overrides):
+    o = tiny_overrides
+    return train("dcgan-digits", o["tiny"] + o["style"], out=tmp_path_factory.mktemp("p") / "style", quiet=True).dir
 
 
 @pytest.fixture(scope="module")
-def dcgan_run(tmp_path_factory):
-    return train("dcgan-digits", TINY + DCGAN, out=tmp_path_factory.mktemp("p") / "dcgan", quiet=True).dir
+def dcgan_run(tmp_path_factory, tiny_overrides):
+    o = tiny_overrides
+    return train("dcgan-digits", o["tiny"] + o["dcgan"], out=tmp_path_factory.mktemp("p") / "dcgan", quiet=True).dir
 
 
 def generated(G, seed=3, n=1):

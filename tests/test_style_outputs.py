@@ -20,28 +20,17 @@ from gankit.steer.projection import project
 from gankit.steer.truncation import truncation_curve
 from gankit.train.run import train
 
-TINY = ["data.name=digits", "data.resolution=16", "data.limit=64", "train.steps=4", "train.batch_size=8",
-        "train.log_every=2", "train.checkpoint_every=4", "train.sample_every=4", "model.z_dim=16"]
-STYLE = ["model.arch=stylegan2", "model.g={w_dim: 16, mapping_layers: 2, width: 64, max_width: 16}",
-         "model.d={width: 64, max_width: 16}"]
-DCGAN = ["model.arch=dcgan", "model.g.width=8", "model.d.width=8"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, tiny_overrides):
+    o = tiny_overrides
     root = tmp_path_factory.mktemp("so")
-    return {"style": train("dcgan-digits", TINY + STYLE, out=root / "style", quiet=True).dir,
-            "cstyle": train("dcgan-digits", TINY + STYLE + ["model.conditional=true", "seed=1"], out=root / "cstyle",
-                            quiet=True).dir,
-            "dcgan": train("dcgan-digits", TINY + DCGAN, out=root / "dcgan", quiet=True).dir}
+    return {"style": train("dcgan-digits", o["tiny"] + o["style"], out=root / "style", quiet=True).dir,
+            "cstyle": train("dcgan-digits", o["tiny"] + o["style"] + ["model.conditional=true", "seed=1"],
+                            out=root / "cstyle", quiet=True).dir,
+            "dcgan": train("dcgan-digits", o["tiny"] + o["dcgan"], out=root / "dcgan", quiet=True).dir}
 
 
 @pytest.fixture(scope="module")
