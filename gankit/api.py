@@ -267,8 +267,7 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
            label: Optional[int] = None, interpolate: bool = False, which: str = "latest",
            rejection: bool = False, rejection_steps: int = 1000,
            rejection_percentile: Optional[float] = None, watermark: Optional[str] = None,
-           griffin_lim_iters: int = 64, truncation: float = 1.0, cutoff: Optional[int] = None,
-           latent: Optional[str | Path] = None) -> Path:
+           griffin_lim_iters: int = 64, truncation: float = 1.0, cutoff: Optional[int] = None) -> Path:
     """Write ``n`` samples (None: 64) of a trained run: ``.png`` -> grid (or scatter plot), ``.npz`` -> arrays
     ``x`` [and ``y``]; ``interpolate``: ``n`` latent walks (None: 8), one row of 10 steps each;
     for a spectrogram model (audio data) a path without a suffix -> a folder of WAVs (Griffin-Lim,
@@ -277,8 +276,7 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
     :meth:`GAN.rejection_sampler`). ``watermark``: a key; every image carries its invisible
     watermark (:mod:`gankit.watermark`). ``truncation``/``cutoff``: ψ and the style cutoff of
     :meth:`GAN.sample` (plain samples only). ``label`` with ``interpolate``: every walk in that class.
-    ``latent``: a NAME-latent.safetensors of ``gankit project`` for this checkpoint; the one image it
-    renders (with its own noise maps: the projected image) is written instead of samples.
+    (A latent of ``gankit project`` is rendered by :func:`gankit.steer.projection.sample_latent`.)
     The files carry their provenance (:mod:`gankit.provenance`); an existing ``out`` is replaced only
     when gankit wrote it (:func:`check_replaceable`)."""
     from .watermark import METHOD, embed
@@ -291,19 +289,10 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
         if interpolate or rejection:
             raise GankitError(f"{option('--truncation')}/{option('--cutoff')} apply to plain samples; drop "
                               f"{option('--interpolate', True)} or {option('--rejection', True)}")
-    if latent is not None:
-        others = [name for name, used in (("--interpolate", interpolate), ("--rejection", rejection),
-                                          ("--truncation", truncating), ("--class", label is not None),
-                                          ("-n", n not in (None, 1))) if used]
-        if others:
-            raise GankitError(f"{option('--latent', latent)} renders the projected latent as it is (its class "
-                              f"and noise come from the file): drop {', '.join(option(o) for o in others)}")
     index = model.class_index(label) if model.task.name == "generation" else label
-    provenance.update_from_model(model, "gankit.sample", seed=seed if latent is None else None,
-                                 label=index, rejection=rejection or None,
+    provenance.update_from_model(model, "gankit.sample", seed=seed, label=index, rejection=rejection or None,
                                  watermark=METHOD if watermark is not None else None,
-                                 truncation=truncation if truncating else None, cutoff=cutoff,
-                                 latent=None if latent is None else Path(latent).name)
+                                 truncation=truncation if truncating else None, cutoff=cutoff)
     walks, n = (8, 64) if n is None else (n, n)  # -n: the walks of --interpolate, else the samples
     out = Path(out)
     audio = model.data.get("audio")
@@ -311,25 +300,14 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
         if interpolate or rejection or watermark is not None:
             raise GankitError(f"{out}: a folder of WAVs takes plain samples; {option('--interpolate')}, "
                               f"{option('--rejection')} and {option('--watermark')} write .png/.npz files")
-        from .audio.render import write_samples
+        from .audio.render import write_samples as write_wavs
         x, y = model.sample(n, seed=seed, labels=label, truncation=truncation, cutoff=cutoff)
-        write_samples(x, y, audio, out, n_iter=griffin_lim_iters, seed=seed)
+        write_wavs(x, y, audio, out, n_iter=griffin_lim_iters, seed=seed)
         return out
     if out.suffix not in (".png", ".npz"):
         hint = " or a folder (WAV files of the spectrograms)" if audio is not None else ""
         raise GankitError(f"{out}: the output must end in .png (a picture) or .npz (arrays){hint}")
     check_replaceable(out)
-    if latent is not None:
-        from .steer.projection import read_projected, render_projected
-
-        model.require_generation()
-        projected = read_projected(model, latent)
-        provenance.update(label=projected.label)
-        x = render_projected(model.G, projected)
-        y = None if projected.label is None else torch.tensor([projected.label])
-        x = embed(x, watermark) if watermark is not None else x
-        _write_samples(model, x, y, out)
-        return out
     if interpolate:
         if rejection:
             raise GankitError(f"{option('--interpolate', True)} walks the latent space; it cannot reject samples: "
@@ -353,11 +331,11 @@ def sample(run_dir: str | Path, n: Optional[int] = None, out: str | Path = "samp
     else:
         x, y = model.sample(n, seed=seed, labels=label, truncation=truncation, cutoff=cutoff)
     x = embed(x, watermark) if watermark is not None else x  # per image, in the model's range
-    _write_samples(model, x, y, out)
+    write_samples(model, x, y, out)
     return out
 
 
-def _write_samples(model: GAN, x: torch.Tensor, y: Optional[torch.Tensor], out: Path) -> None:
+def write_samples(model: GAN, x: torch.Tensor, y: Optional[torch.Tensor], out: Path) -> None:
     """Samples ``x`` (and labels ``y``) to ``out``: .npz arrays, or a .png grid (or scatter plot)."""
     from .viz import save_samples_figure
 

@@ -16,7 +16,7 @@ from gankit.errors import GankitError
 from gankit.provenance import read_provenance
 from gankit.steer.directions import edit, strengths_between
 from gankit.steer.mixing import mix
-from gankit.steer.projection import project
+from gankit.steer.projection import project, sample_latent
 from gankit.steer.truncation import truncation_curve
 from gankit.train.run import train
 
@@ -185,7 +185,7 @@ def test_projected_latent_renders_again_in_sample_and_edit(runs, images, tmp_pat
     grid = np.asarray(Image.open(again))
     # the grid of one image may be enlarged: compare the image the NPZ holds too
     npz = tmp_path / "again.npz"
-    sample(runs["style"], out=npz, latent=latent)
+    sample_latent(runs["style"], latent, out=npz)   # the same from Python
     x = torch.from_numpy(np.load(npz)["x"])
     assert np.array_equal(to_uint8(x[0, 0]).numpy(), target)
     assert grid.ndim >= 2 and read_provenance(again)["latent"] == latent.name

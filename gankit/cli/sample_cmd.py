@@ -54,9 +54,19 @@ def run(args):
         raise GankitError(f"--truncation {args.truncation:g}: give ψ with {PSI_RANGE}")
     if args.rejection_steps < 0:
         raise GankitError(f"--rejection-steps {args.rejection_steps}: give 0 or more")
+    if args.latent is not None:
+        others = [flag for flag, used in (("--interpolate", args.interpolate), ("--rejection", args.rejection),
+                                          ("--truncation", args.truncation != 1), ("--cutoff", args.cutoff is not None),
+                                          ("--class", args.label is not None), ("-n", args.n not in (None, 1)))
+                  if used]
+        if others:
+            raise GankitError(f"--latent {args.latent} renders the projected latent as it is (its class and noise "
+                              f"come from the file): drop {', '.join(others)}")
+        from ..steer.projection import sample_latent
+        print(sample_latent(args.run_dir, args.latent, out=args.out, which=args.checkpoint, watermark=args.watermark))
+        return
     path = sample(args.run_dir, n=args.n, out=args.out, seed=args.seed, label=args.label,
                   interpolate=args.interpolate, which=args.checkpoint, rejection=args.rejection,
                   rejection_steps=args.rejection_steps, rejection_percentile=args.rejection_percentile, watermark=args.watermark,
-                  griffin_lim_iters=args.griffin_lim, truncation=args.truncation, cutoff=args.cutoff,
-                  latent=args.latent)
+                  griffin_lim_iters=args.griffin_lim, truncation=args.truncation, cutoff=args.cutoff)
     print(path)

@@ -530,6 +530,32 @@ def render_projected(G: nn.Module, p: Projected) -> Tensor:
 # -- on a run folder (the API and the CLI) --------------------------------------------------
 
 @provenance.scoped
+def sample_latent(run_dir: str | Path, latent: str | Path, out: str | Path = "projected.png", which: str = "latest",
+                  watermark: Optional[str] = None) -> Path:
+    """Write the image a latent of :func:`project` renders — the projected image, with its own noise maps
+    and class — to ``out`` (``.png`` or ``.npz``), as ``gankit sample RUN --latent FILE`` does. The latent
+    must come from this run's checkpoint ``which`` (:func:`read_projected`); an existing ``out`` is replaced
+    only when gankit wrote it. ``watermark``: a key, as for :func:`gankit.sample`."""
+    from ..api import check_replaceable, load, write_samples
+    from ..watermark import METHOD, embed
+
+    model = load(run_dir, which=which)
+    model.require_generation()
+    out = Path(out)
+    if out.suffix not in (".png", ".npz"):
+        raise GankitError(f"{option('-o', out, param='out')}: the output must end in .png (a picture) or .npz "
+                          "(arrays)")
+    check_replaceable(out)
+    projected = read_projected(model, latent)
+    provenance.update_from_model(model, "gankit.sample", label=projected.label, latent=Path(latent).name,
+                                 watermark=METHOD if watermark is not None else None)
+    x = render_projected(model.G, projected)
+    y = None if projected.label is None else torch.tensor([projected.label])
+    write_samples(model, embed(x, watermark) if watermark is not None else x, y, out)
+    return out
+
+
+@provenance.scoped
 def project(run_dir: str | Path, images, out_dir: str | Path, steps: int = 1000, space: Optional[str] = None,
             seed: int = 0, label: Optional[int] = None, features: str = "auto", which: str = "latest",
             **options) -> list:
