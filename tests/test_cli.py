@@ -45,6 +45,38 @@ def test_recipes_lists_one_line_each():
     assert all(len(l.split(None, 1)) == 2 for l in lines)  # every recipe has a description
 
 
+def test_recipes_name_prints_the_file_as_it_is(capsys):
+    """`gankit recipes NAME > my.yaml` starts one's own recipe from the shipped file, comments included."""
+    from gankit.recipes import recipe_path
+    assert main(["recipes", "fast-fashion-mnist"]) in (0, None)
+    assert capsys.readouterr().out == recipe_path("fast-fashion-mnist").read_text()
+
+
+@pytest.mark.parametrize("name", __import__("gankit.recipes", fromlist=["recipe_names"]).recipe_names())
+def test_recipes_resolved_loads_back_to_the_same_config(name, tmp_path, capsys):
+    """--resolved prints every key train would use; that file, trained from, is the same config."""
+    from gankit.config import load_config
+    assert main(["recipes", name, "--resolved", "--set", "train.steps=7"]) in (0, None)
+    text = capsys.readouterr().out
+    assert text.startswith(f"# gankit recipes {name} --resolved --set train.steps=7")
+    (tmp_path / "mine.yaml").write_text(text)
+    resolved = load_config(tmp_path / "mine.yaml")
+    assert resolved.to_dict() == load_config(name, ["train.steps=7"]).to_dict()
+    assert resolved.train.steps == 7 and "health:" in text and "eval:" in text  # defaults written out
+
+
+@pytest.mark.parametrize("argv,line", [
+    (["recipes", "gan-rng8"], "gankit: error: no recipe or YAML file 'gan-rng8'; did you mean gan-ring8"),
+    (["recipes", "gan-ring8", "--set", "train.stepz=7"], "gankit: error: --set train.stepz=7: unknown config key "
+     "train.stepz; did you mean train.steps?"),
+    (["recipes", "--resolved"], "gankit: error: --resolved and --set need a recipe"),
+])
+def test_recipes_bad_input_is_one_line(argv, line, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(line) and "\n" not in err
+
+
 def test_console_script_installed():
     exe = shutil.which("gankit")
     assert exe, "the gankit console script is not on PATH (pip install -e .)"
