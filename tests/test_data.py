@@ -38,6 +38,23 @@ def test_idx_round_trip(tmp_path, gz):
     assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
 
 
+def test_fashion_mnist_names_its_classes_as_its_authors_do(tmp_path):
+    """Fashion-MNIST's labels carry the paper's names (so `--class Sneaker` and `exclude_classes: [Bag]`
+    work); IDX files under that name whose labels go past 9 are another label set and stay unnamed."""
+    imgs = np.zeros((3, 28, 28), np.uint8)
+    write_idx(tmp_path / "train-images-idx3-ubyte", imgs, False)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 7, 9], np.uint8), False)
+    ds = load_dataset(DataConfig(name="fashion-mnist", root=str(tmp_path)))
+    names = ds.info["classes"]
+    assert len(names) == 10 and names[0] == "T-shirt/top" and names[7] == "Sneaker" and names[9] == "Ankle boot"
+    kept = load_dataset(DataConfig(name="fashion-mnist", root=str(tmp_path), exclude_classes=("Sneaker",)))
+    assert kept.y.tolist() == [0, 9]
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([0, 7, 25], np.uint8), False)  # EMNIST-like
+    assert "classes" not in load_dataset(DataConfig(name="fashion-mnist", root=str(tmp_path))).info
+    mnist = load_dataset(DataConfig(name="mnist", root=str(tmp_path)))
+    assert "classes" not in mnist.info  # digits are their indices
+
+
 def test_truncated_idx_is_a_clear_error(tmp_path):
     imgs = np.zeros((5, 28, 28), np.uint8)
     write_idx(tmp_path / "x", imgs, False)

@@ -66,8 +66,13 @@ def find_idx(root: Path, stem: str) -> Path:
 
 CLASSES = 10  # MNIST's digits, Fashion-MNIST's clothes
 
+#: Fashion-MNIST's class names, label 0 to 9, as its authors give them (Xiao et al. 2017, Table 1):
+#: ``gankit sample --class Sneaker``, ``data.exclude_classes: [Sneaker]``, the served page's menu.
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
-def load_idx_dataset(name: str, root: Path, split: str, hint: str) -> Dataset:
+
+def load_idx_dataset(name: str, root: Path, split: str, hint: str, names=()) -> Dataset:
     if split not in _PREFIX:
         raise DataError(f"{name}: unknown split {split!r}; use train or test")
     prefix = _PREFIX[split]
@@ -87,7 +92,10 @@ def load_idx_dataset(name: str, root: Path, split: str, hint: str) -> Dataset:
               f"{name}'s {CLASSES}", file=sys.stderr)
     x = torch.from_numpy(images.copy()).unsqueeze(1)  # (N, 1, 28, 28) uint8, a private copy
     y = torch.from_numpy(labels.astype(np.int64))
-    return Dataset(name=name, x=x, y=y, kind="image", num_classes=classes, info={"root": str(root), "split": split})
+    info = {"root": str(root), "split": split}
+    if names and classes == len(names):  # the classes' names, unless the files hold another set of labels
+        info["classes"] = list(names)
+    return Dataset(name=name, x=x, y=y, kind="image", num_classes=classes, info=info)
 
 
 @DATASETS.register("fashion-mnist")
@@ -95,7 +103,7 @@ def fashion_mnist(cfg, split: str = "train", seed: int = 0) -> Dataset:
     root = Path(cfg.root or FASHION_MNIST_DEFAULT)
     return load_idx_dataset("fashion-mnist", root, split,
                             "install it with `apt-get install dataset-fashion-mnist` or set data.root "
-                            "to a folder with the four IDX files")
+                            "to a folder with the four IDX files", names=FASHION_MNIST_CLASSES)
 
 
 @DATASETS.register("mnist")
