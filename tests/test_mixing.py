@@ -116,3 +116,48 @@ def test_mix_cli(runs, tmp_path, capsys):
     assert main(["mix", str(runs["dcgan"]), "-o", str(tmp_path / "d.png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "style generator" in err[0] and not (tmp_path / "d.png").exists()
+
+
+def test_mix_takes_projected_latents_as_sources(runs, tmp_path, capsys):
+    """`gankit mix --row-latents`: the row sources are the projected images' ws (rendered with the constant
+    noise, untruncated), the columns still drawn from the seed; a latent of another checkpoint is refused."""
+    from gankit.steer.mixing import drawn_ws, mix_sources
+    from gankit.steer.projection import project, projected_start, read_projected
+    from gankit.viz.grids import image_grid
+    import numpy as np
+
+    model = load(runs["stylegan2"])
+    for i in range(2):  # two "photos": samples of the model, saved as PNGs
+        img = ((model.sample(1, seed=10 + i)[0][0, 0].clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        Image.fromarray(img).save(tmp_path / f"p{i}.png")
+    spaces = {"p0": "w", "p1": "w+"}
+    latents = []
+    for name, space in spaces.items():
+        project(runs["stylegan2"], tmp_path / f"{name}.png", tmp_path / "proj", steps=2, space=space,
+                w_avg_samples=100, features="none")
+        latents.append(tmp_path / "proj" / f"{name}-latent.safetensors")
+    out = tmp_path / "mine.png"
+    assert main(["mix", str(runs["stylegan2"]), "-o", str(out), "--row-latents", *map(str, latents),
+                 "--cols", "3", "--seed", "4", "--truncation", "0.5", "--coarse", "2"]) == 0
+    capsys.readouterr()
+    ws_rows = torch.cat([projected_start(model.G, read_projected(model, f)) for f in latents])
+    drawn = model.task.draw(3, torch.Generator().manual_seed(4))       # the rows take no draws
+    ws_cols = drawn_ws(model.G, drawn["z"], drawn["y"], 0.5)
+    expected = mix_sources(model.G, ws_rows, ws_cols, 2)
+    grid = image_grid(grid_tiles(expected), nrow=4)
+    img = Image.open(out)
+    scale = img.width // grid.shape[1]
+    assert img.size == (grid.shape[1] * scale, grid.shape[0] * scale)
+    assert np.array_equal(np.asarray(img)[::scale, ::scale], grid[..., 0])   # rows from the latents, as computed
+    untruncated = mix_sources(model.G, ws_rows, drawn_ws(model.G, drawn["z"], drawn["y"], 1.0), 2)
+    assert not torch.equal(untruncated["cols"], expected["cols"])           # ψ reached the drawn columns
+    assert (expected["rows"][0] - expected["rows"][1]).abs().max() > 1e-3    # two different sources
+    from gankit.provenance import read_provenance
+    assert read_provenance(out)["row_latents"] == ["p0-latent.safetensors", "p1-latent.safetensors"]
+
+    other = train(load_config("dcgan-digits", TINY + STYLE2 + ["seed=1"]), out=tmp_path / "other", quiet=True)
+    assert main(["mix", str(other.dir), "-o", str(tmp_path / "x.png"), "--col-latents", str(latents[0])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "p0-latent.safetensors: projected with" in err and not (tmp_path / "x.png").exists()
+    assert main(["mix", str(runs["stylegan2"]), "-o", str(tmp_path / "y.png"), "--row-latents", "nope.safetensors"]) == 2
+    assert capsys.readouterr().err.strip() == "gankit: error: --row-latents nope.safetensors: no such file"

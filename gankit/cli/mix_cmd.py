@@ -16,6 +16,11 @@ def register(sub):
                    help="style indices taken from the row source (default: those acting at sides ≤ 8 px)")
     p.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
                    help="pull every w toward the mean by ψ first, 0 ≤ ψ ≤ 1 (default 1: none)")
+    p.add_argument("--row-latents", nargs="+", default=[], metavar="LATENT",
+                   help="latent files of `gankit project` (this checkpoint's) as the row sources instead of drawn "
+                        "ones: the coarse styles of your own images")
+    p.add_argument("--col-latents", nargs="+", default=[], metavar="LATENT",
+                   help="the same for the column sources: the fine styles of your own images")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
     p.set_defaults(func=run)
 
@@ -24,4 +29,5 @@ def run(args):
     from ..steer.mixing import mix
 
     print(mix(args.run_dir, out=args.out, rows=args.rows, cols=args.cols, seed=args.seed, coarse=args.coarse,
-              truncation=args.truncation, which=args.checkpoint))
+              truncation=args.truncation, which=args.checkpoint, row_latents=args.row_latents,
+              col_latents=args.col_latents))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -77,13 +77,29 @@ def style_mixing(G: nn.Module, z_rows: Tensor, z_cols: Tensor, coarse: Optional[
     are on any device; ``coarse`` None = :func:`default_coarse`; ``psi`` truncates every w first;
     ``noise_mode`` "const" (default) makes every picture with the same noise maps, so only styles differ."""
     require_style_generator(G)
+    device = next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    try:
+        ws_r = to_ws(G, z_rows.to(device), None if y_rows is None else y_rows.to(device), psi)
+        ws_c = to_ws(G, z_cols.to(device), None if y_cols is None else y_cols.to(device), psi)
+    finally:
+        G.train(was_training)
+    return mix_sources(G, ws_r, ws_c, coarse, noise_mode)
+
+
+@torch.no_grad()
+def mix_sources(G: nn.Module, ws_rows: Tensor, ws_cols: Tensor, coarse: Optional[int] = None,
+                noise_mode: str = "const") -> dict:
+    """:func:`style_mixing` of sources given as ws, (R, num_ws, w_dim) and (C, num_ws, w_dim): drawn and
+    mapped, or projected from real images (``gankit mix --row-latents``)."""
+    require_style_generator(G)
     k = check_coarse(G, coarse)
     was_training = G.training
     G.eval()
     device = next(G.parameters()).device
     try:
-        ws_r = to_ws(G, z_rows.to(device), None if y_rows is None else y_rows.to(device), psi)
-        ws_c = to_ws(G, z_cols.to(device), None if y_cols is None else y_cols.to(device), psi)
+        ws_r, ws_c = ws_rows.to(device), ws_cols.to(device)
         rows = G.synthesis(ws_r, noise_mode=noise_mode).float().cpu()
         cols = G.synthesis(ws_c, noise_mode=noise_mode).float().cpu()
         mixed = mix_ws(ws_r, ws_c, k)                                        # (R, C, num_ws, w_dim)
@@ -109,21 +125,30 @@ def grid_tiles(mix: dict, corner: float = 0.0) -> Tensor:
 
 @provenance.scoped
 def mix(run_dir: str | Path, out: str | Path = "mix.png", rows: int = 4, cols: int = 4, seed: int = 0,
-        coarse: Optional[int] = None, truncation: float = 1.0, which: str = "latest") -> Path:
+        coarse: Optional[int] = None, truncation: float = 1.0, which: str = "latest",
+        row_latents: Sequence[str | Path] = (), col_latents: Sequence[str | Path] = ()) -> Path:
     """Write a style-mixing grid of a style-generator run (:mod:`gankit.steer.mixing`) as a PNG and
     return its path: the top row are ``cols`` column sources, the first column ``rows`` row sources
     (all their latents drawn from one generator seeded ``seed``, rows first; a conditional model's
     labels cycle through its classes), and cell (i, j) takes the style indices < ``coarse`` (None:
     those acting at sides ≤ 8 px) from row source i and the rest from column source j. Pictures use
-    the constant noise maps; ``truncation`` ψ pulls every w toward the mean first (1 = none)."""
-    from .mixing import grid_tiles, require_style_generator, style_mixing
+    the constant noise maps; ``truncation`` ψ pulls every drawn w toward the mean first (1 = none).
+
+    ``row_latents`` / ``col_latents``: latent files of ``gankit project`` (this checkpoint's) to use as
+    that side's sources instead of drawn ones, e.g. the pose of your photo with the detail of another.
+    They are not truncated, and render with the constant noise maps like every picture here, so a
+    source differs in fine detail from its NAME-projected.png (made with its own optimised noise)."""
+    from .mixing import grid_tiles, require_style_generator
     from ..api import load
     from ..latent import check_psi
     from ..viz.grids import save_image_grid
 
-    for flag, v in (("--rows", rows), ("--cols", cols)):
-        if not 1 <= v <= 64:
+    for flag, v, files in (("--rows", rows, row_latents), ("--cols", cols, col_latents)):
+        if not files and not 1 <= v <= 64:
             raise GankitError(f"{flag} {v}: give 1..64 sources")
+    for flag, files in (("--row-latents", row_latents), ("--col-latents", col_latents)):
+        if len(files) > 64:
+            raise GankitError(f"{flag}: {len(files)} latent files; give 1..64")
     out = Path(out)
     if out.suffix != ".png":
         raise GankitError(f"{option('-o', out, param='out')}: a mixing grid is a picture; give a file ending in .png")
@@ -135,9 +160,44 @@ def mix(run_dir: str | Path, out: str | Path = "mix.png", rows: int = 4, cols: i
     require_style_generator(model.G)
     psi = check_psi(truncation, style=True)
     g = torch.Generator().manual_seed(seed)
-    a, b = model.task.draw(rows, g), model.task.draw(cols, g)
-    result = style_mixing(model.G, a["z"], b["z"], coarse, a["y"], b["y"], psi=psi)
+    ws = []
+    for count, files, flag in ((rows, row_latents, "--row-latents"), (cols, col_latents, "--col-latents")):
+        if files:
+            ws.append(projected_ws(model, files, flag, flag[2:].replace("-", "_")))
+        else:
+            drawn = model.task.draw(count, g)
+            ws.append(drawn_ws(model.G, drawn["z"], drawn["y"], psi))
+    result = mix_sources(model.G, ws[0], ws[1], coarse)
+    names = {key: [Path(f).name for f in files] or None
+             for key, files in (("row_latents", row_latents), ("col_latents", col_latents))}
     provenance.update_from_model(model, "gankit.mix", seed=seed, coarse=result["coarse"],
-                                 truncation=psi if psi != 1 else None)
-    save_image_grid(grid_tiles(result), out, nrow=cols + 1)
+                                 truncation=psi if psi != 1 else None, **{k: v for k, v in names.items() if v})
+    save_image_grid(grid_tiles(result), out, nrow=ws[1].shape[0] + 1)
     return out
+
+
+@torch.no_grad()
+def drawn_ws(G: nn.Module, z: Tensor, y: Optional[Tensor], psi: float) -> Tensor:
+    """:func:`to_ws` in G's eval mode (restored after), with z and y moved to G's device."""
+    device = next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    try:
+        return to_ws(G, z.to(device), None if y is None else y.to(device), psi)
+    finally:
+        G.train(was_training)
+
+
+@torch.no_grad()
+def projected_ws(model, files: Sequence[str | Path], flag: str, param: str) -> Tensor:
+    """ws (len(files), num_ws, w_dim) of latent files ``gankit project`` wrote with this model's checkpoint
+    (any space: z is mapped with its class, w broadcast to every style index, w+ as it is)."""
+    from .projection import projected_start, read_projected
+
+    G = model.G
+    was_training = G.training
+    G.eval()
+    try:
+        return torch.cat([projected_start(G, read_projected(model, f, flag, param)) for f in files])
+    finally:
+        G.train(was_training)

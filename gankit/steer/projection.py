@@ -443,15 +443,16 @@ class Projected:
     meta: dict
 
 
-def read_projected(model, path) -> Projected:
+def read_projected(model, path, flag: str = "--latent", param: str = "latent") -> Projected:
     """The latent file ``path`` (:func:`save_latent`) for a loaded :class:`gankit.GAN`. It must come from
     this very checkpoint (its recorded SHA-256 equals that of the file the model was loaded from) and fit
-    the generator's shapes; anything else is one line naming the file."""
+    the generator's shapes; anything else is one line naming the file (a missing one as the option
+    ``flag`` / keyword ``param`` that gave it)."""
     from ..utils import sha256_file
 
     path = Path(path).expanduser()
     if not path.is_file():
-        raise GankitError(f"{option('--latent', path, param='latent')}: no such file")
+        raise GankitError(f"{option(flag, path, param=param)}: no such file")
     latent, space, noise, meta = load_latent(path)
     recorded = meta.get("checkpoint_sha256") or ""
     ckpt = getattr(model, "checkpoint_path", None)
