@@ -14,7 +14,18 @@ data.direction itself, so ``load_dataset`` must not resize or cut a translation 
 ``unpaired-folder``  unpaired: CycleGAN's trainA/ trainB/ testA/ testB/ folders.
 
 Folders are read whole into memory at load time (no streaming): a 256x256 RGB image is 192 KiB,
-so 10k images take about 2 GiB.
+so 10k images take about 2 GiB. Files are resized with Pillow's bicubic filter, as the pix2pix/CycleGAN
+reference does and as ``gankit translate`` reads its inputs (:func:`gankit.data.images.prepare_image`).
+
+Random jitter and mirroring (Isola et al. 2017, App. 6.2; the reference's ``--preprocess
+resize_and_crop --load_size 286 --crop_size 256`` and its flips): the folder datasets take
+``data.options: {load_size: 286, flip: true}`` (:class:`Jitter`). Each training draw resizes the
+stored data.resolution images (bicubic) to the load size, cuts a random data.resolution crop and
+mirrors it left-right with probability 0.5 — the same crop and mirror for A and B of a pair, drawn
+independently per domain for unpaired data. Only training draws jitter (:meth:`TranslationDataset.batch`
+called without a generator, which draws from torch's global RNG: seeded, and kept in checkpoints, so
+a run is reproducible and resumes exactly); the test split, evaluation, grids and BatchNorm statistics
+see the fixed images.
 """
 from __future__ import annotations
 
@@ -24,10 +35,11 @@ from typing import ClassVar, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ..errors import DataError
-from .base import DATASETS, IMAGE, LABEL, Dataset, Field, fit_resolution, resolution_hw, to_model_range
-from .images import centre_crop, decode_all, list_images, open_image, stack_images
+from ..errors import ConfigError, DataError
+from .base import DATASET_OPTIONS, DATASETS, IMAGE, LABEL, Dataset, Field, fit_resolution, resolution_hw, to_model_range
+from .images import centre_crop, decode_all, list_images, open_image, prepare_image, stack_images
 
 DIRECTIONS = ("AtoB", "BtoA")
 
@@ -38,6 +50,69 @@ DIRECTIONS = ("AtoB", "BtoA")
 # (collars, soles, straps) and drop the fabric texture, close to the HED edges of edges2shoes.
 CANNY_SIGMA = 1.0
 CANNY_LOW, CANNY_HIGH = 0.2, 0.4
+
+# data.options.load_size is stated, as the reference's --load_size, for its --crop_size of 256; at
+# another data.resolution it scales with it (286 -> 36 at 32 px, 572 at 512 px).
+JITTER_CROP = 256
+JITTER_OPTIONS = ("load_size", "flip")
+
+
+@dataclass(frozen=True)
+class Jitter:
+    """Random jitter of training draws: resize to ``load`` (H, W) with a bicubic filter, crop a random
+    window of the stored size, mirror left-right with probability 0.5 when ``flip``."""
+
+    load: Tuple[int, int]
+    flip: bool = False
+
+    def draw(self, n: int, size: Tuple[int, int], generator: Optional[torch.Generator] = None) -> tuple:
+        """(top (n,), left (n,), mirror (n,) bool) for ``n`` images cropped to ``size`` (H, W), drawn
+        in that order from ``generator`` (None: torch's global RNG); ``mirror`` is all False without flip."""
+        (lh, lw), (h, w) = self.load, size
+        top = torch.randint(lh - h + 1, (n,), generator=generator)
+        left = torch.randint(lw - w + 1, (n,), generator=generator)
+        mirror = (torch.rand(n, generator=generator) < 0.5) if self.flip else torch.zeros(n, dtype=torch.bool)
+        return top, left, mirror
+
+    def apply(self, x: torch.Tensor, params: tuple) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> uint8 (N, C, H, W): each image resized to ``load`` (bicubic, rounded to
+        8 bit, as the reference's Pillow resize), cropped at (top, left) and mirrored where ``mirror``."""
+        top, left, mirror = (p.to(x.device) for p in params)
+        n, c, h, w = x.shape
+        if tuple(self.load) != (h, w):
+            x = F.interpolate(x.float(), size=tuple(self.load), mode="bicubic", align_corners=False)
+            x = x.round_().clamp_(0, 255).to(torch.uint8)
+        rows = top[:, None] + torch.arange(h, device=x.device)                       # (N, H)
+        cols = left[:, None] + torch.arange(w, device=x.device)                      # (N, W)
+        cols = torch.where(mirror[:, None], cols.flip(1), cols)
+        return x[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def check_jitter_options(name: str, options: dict) -> None:
+    """``data.options`` of a translation folder dataset: one ConfigError line naming a bad key or value."""
+    for key in options:
+        if key not in JITTER_OPTIONS:
+            raise ConfigError(f"data.options.{key}: dataset {name} has no such option; allowed: "
+                              f"{', '.join(JITTER_OPTIONS)}")
+    load = options.get("load_size")
+    if load is not None and (isinstance(load, bool) or not isinstance(load, int) or load < JITTER_CROP):
+        raise ConfigError(f"data.options.load_size: {load!r}; give an integer of at least {JITTER_CROP} (the size "
+                          f"for a {JITTER_CROP}-pixel crop, scaled with data.resolution; the papers' 286), or null")
+    if not isinstance(options.get("flip", False), bool):
+        raise ConfigError(f"data.options.flip: true or false, got {options['flip']!r}")
+
+
+def jitter_of(cfg, size: Tuple[int, int], split: str) -> Optional[Jitter]:
+    """The :class:`Jitter` of data.options for images of ``size`` (H, W): None for the test split, or
+    when the options ask for neither a load size nor mirroring."""
+    options = getattr(cfg, "options", None) or {}
+    load, flip = options.get("load_size"), bool(options.get("flip", False))
+    if split != "train" or (load is None and not flip):
+        return None
+    h, w = size
+    scaled = (h, w) if load is None else (round(load * h / JITTER_CROP), round(load * w / JITTER_CROP))
+    return Jitter(load=scaled, flip=flip)
 
 
 @dataclass
@@ -62,6 +137,7 @@ class TranslationDataset:
     # evaluation uses its domain feature network (FID, and its classifier for content kept).
     domains: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    jitter: Optional[Jitter] = None      # random jitter and mirroring of training draws; None = the fixed images
 
     # Read by the engine as on a generation Dataset: no class conditioning, no known modes.
     kind: ClassVar[str] = "translation"
@@ -102,10 +178,15 @@ class TranslationDataset:
 
     @property
     def index_sizes(self) -> Dict[str, int]:
-        """What to draw indices over: one index for both sides when paired, one per side otherwise."""
+        """What to draw indices over: one index for both sides when paired, one per side otherwise.
+
+        The training loop counts epochs in the first space (train/loop.py), so for unpaired data the
+        larger domain comes first: an epoch is max(|A|, |B|) draws whatever data.direction, as the
+        reference's ``UnalignedDataset.__len__``."""
         if self.paired:
             return {"A": len(self.a)}
-        return {"A": len(self.a), "B": len(self.b)}
+        sizes = {"A": len(self.a), "B": len(self.b)}
+        return dict(sorted(sizes.items(), key=lambda kv: -kv[1]))  # stable: A first when as large
 
     @property
     def fields(self) -> Dict[str, Field]:
@@ -121,8 +202,9 @@ class TranslationDataset:
               ) -> Dict[str, torch.Tensor]:
         """Images at ``index`` in model range: {"A": (B, C, H, W) float32 in [-1, 1], "B": ...}.
 
-        ``generator`` is unused (these images are fixed); restoration data (:mod:`gankit.data.restoration`)
-        draws its crops and masks from it.
+        With :attr:`jitter` and no ``generator`` (a training draw) each image is randomly jittered
+        and mirrored from torch's global RNG (:meth:`jittered`); given a generator (evaluation, grids,
+        BatchNorm statistics: callers that want the same inputs every time) the images are the fixed ones.
 
         ``index``: int64 A indices (B takes the same ones when paired, ``index % NB`` when not), or
         a dict {"A": ..., "B": ...} with one index tensor per side ("B" may be left out: then as above).
@@ -135,12 +217,25 @@ class TranslationDataset:
             ia, ib = index, None
         if ib is None:
             ib = ia if self.paired else ia % len(self.b)
-        out = {"A": to_model_range(self.a[ia]), "B": to_model_range(self.b[ib])}
+        a, b = self.a[ia], self.b[ib]
+        if self.jitter is not None and generator is None:
+            a, b = self.jittered(a, b)
+        out = {"A": to_model_range(a), "B": to_model_range(b)}
         if self.a_labels is not None:
             out["A_y"] = self.a_labels[ia]
         if self.b_labels is not None:
             out["B_y"] = self.b_labels[ib]
         return out
+
+    def jittered(self, a: torch.Tensor, b: torch.Tensor, generator: Optional[torch.Generator] = None) -> tuple:
+        """uint8 A and B images under :attr:`jitter`: one draw for both sides when paired (the
+        reference's aligned dataset), A's then B's when unpaired."""
+        size = tuple(a.shape[2:])
+        params = self.jitter.draw(len(a), size, generator)
+        a = self.jitter.apply(a, params)
+        if not self.paired:
+            params = self.jitter.draw(len(b), size, generator)
+        return a, self.jitter.apply(b, params)
 
     def to(self, device) -> "TranslationDataset":
         self.a, self.b = self.a.to(device), self.b.to(device)
@@ -168,7 +263,8 @@ class TranslationDataset:
         return TranslationDataset(name=self.name, a=self.b, b=self.a, paired=self.paired,
                                   a_labels=self.b_labels, b_labels=self.a_labels,
                                   label_classes=self.label_classes, info={**self.info, "direction": direction},
-                                  domains={{"A": "B", "B": "A"}[k]: v for k, v in self.domains.items()})
+                                  domains={{"A": "B", "B": "A"}[k]: v for k, v in self.domains.items()},
+                                  jitter=self.jitter)
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,6 +310,10 @@ def _nonempty_images(folder: Path, name: str, what: str) -> List[Path]:
 
 def _limit(items, limit: Optional[int]):
     return items if limit is None else items[:limit]
+
+
+def _jitter_info(jitter: Optional[Jitter]) -> dict:
+    return {} if jitter is None else {"jitter": {"load": list(jitter.load), "flip": jitter.flip}}
 
 
 # --------------------------------------------------------------------------------------------
@@ -310,8 +410,8 @@ def _read_side_by_side(files: List[Path], res: Tuple[int, int], mode: str) -> Tu
     def decode(p: Path):
         im = open_image(p, mode, "paired-folder")
         w, h = im.size
-        return (im.size, np.asarray(centre_crop(im.crop((0, 0, h, h)), res)),
-                np.asarray(centre_crop(im.crop((h, 0, w, h)), res)))
+        return (im.size, np.asarray(centre_crop(im.crop((0, 0, h, h)), res, "BICUBIC")),
+                np.asarray(centre_crop(im.crop((h, 0, w, h)), res, "BICUBIC")))
     decoded = decode_all(decode, files)
     (w, h), first = decoded[0][0], files[0]
     if w != 2 * h:
@@ -361,8 +461,10 @@ def paired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationDatase
 
     Files are read recursively (PNG/JPEG/BMP/WEBP, sorted by path), converted to RGB (L when
     data.channels is 1), centre-cropped to data.resolution's aspect ratio (square for an int, H:W for
-    [H, W]) and resized to it (default 256)
-    with Pillow's bilinear filter (antialiased when shrinking). data.limit keeps the first N pairs.
+    [H, W]) and resized to it (default 256) with Pillow's bicubic filter (antialiased when shrinking),
+    as ``gankit translate`` reads its inputs. data.limit keeps the first N pairs.
+    ``data.options: {load_size, flip}``: random jitter and mirroring of the training pairs, the same
+    crop and mirror for A and B (:class:`Jitter`; the test split is never jittered).
     """
     direction = _direction(cfg)
     _check_split("paired-folder", split)
@@ -391,7 +493,7 @@ def paired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationDatase
             if abs(wa * hb - wb * ha) > 0.01 * max(wa * hb, wb * ha):
                 raise DataError(f"paired-folder: {pa} is {wa}x{ha} but its partner {pb} is {wb}x{hb}; "
                                 f"a pair must have one aspect ratio to stay aligned")
-            return np.asarray(centre_crop(ia, res)), np.asarray(centre_crop(ib, res))
+            return np.asarray(centre_crop(ia, res, "BICUBIC")), np.asarray(centre_crop(ib, res, "BICUBIC"))
         a, b = map(list, zip(*decode_all(decode_pair, pairs)))
         layout, folder = "A/B", a_dir
     else:
@@ -404,8 +506,10 @@ def paired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationDatase
         files = _limit(_nonempty_images(folder, "paired-folder", "side-by-side A|B images"), cfg.limit)
         a, b = _read_side_by_side(files, res, mode)
         layout = "side-by-side"
-    ds = TranslationDataset(name="paired-folder", a=stack_images(a), b=stack_images(b), paired=True,
-                            info={"root": str(root), "folder": str(folder), "split": split, "layout": layout})
+    jitter = jitter_of(cfg, res, split)
+    ds = TranslationDataset(name="paired-folder", a=stack_images(a), b=stack_images(b), paired=True, jitter=jitter,
+                            info={"root": str(root), "folder": str(folder), "split": split, "layout": layout,
+                                  **_jitter_info(jitter)})
     return _finish(ds, direction)
 
 
@@ -415,15 +519,17 @@ def unpaired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationData
 
     The layout the CycleGAN datasets ship in. Images of any size: each is centre-cropped to
     data.resolution's aspect ratio (square for an int) and resized to it (default 256) with Pillow's
-    bilinear filter — the same as resizing the shorter side and centre-cropping (the CycleGAN
-    reference instead resizes to a load size and crops at random each step; augmentation is the
-    trainer's business, not the loader's). Files are read recursively (PNG/JPEG/BMP/WEBP, sorted), as
-    RGB (L when data.channels is 1); data.limit keeps the first N of each side.
+    bicubic filter (:func:`~gankit.data.images.prepare_image`, as ``gankit translate`` reads its
+    inputs). ``data.options: {load_size, flip}``: random jitter and mirroring of each training draw,
+    independent per domain (:class:`Jitter`; the test split is never jittered). Files are read
+    recursively (PNG/JPEG/BMP/WEBP, sorted), as RGB (L when data.channels is 1); data.limit keeps the
+    first N of each side.
     """
     direction = _direction(cfg)
     _check_split("unpaired-folder", split)
     root = _root(cfg, "unpaired-folder", "trainA/ and trainB/")
-    res, mode = resolution_hw(cfg.resolution) or (256, 256), _pil_mode(cfg, "unpaired-folder")
+    res = resolution_hw(cfg.resolution) or (256, 256)
+    _pil_mode(cfg, "unpaired-folder")  # data.channels 1 or 3 (prepare_image reads L or RGB by it)
     for side in ("A", "B"):
         if not (root / f"{split}{side}").is_dir():
             raise DataError(f"unpaired-folder: {root}: no {split}{side}/ folder; an unpaired-folder dataset "
@@ -432,8 +538,11 @@ def unpaired_folder(cfg, split: str = "train", seed: int = 0) -> TranslationData
     for side in ("A", "B"):
         folder = root / f"{split}{side}"
         files = _limit(_nonempty_images(folder, "unpaired-folder", f"the domain-{side} images"), cfg.limit)
-        sides.append(stack_images(decode_all(
-            lambda p: np.asarray(centre_crop(open_image(p, mode, "unpaired-folder"), res)), files)))
-    ds = TranslationDataset(name="unpaired-folder", a=sides[0], b=sides[1], paired=False,
-                            info={"root": str(root), "split": split})
+        sides.append(stack_images(decode_all(lambda p: prepare_image(p, cfg.channels, res, "unpaired-folder"), files)))
+    jitter = jitter_of(cfg, res, split)
+    ds = TranslationDataset(name="unpaired-folder", a=sides[0], b=sides[1], paired=False, jitter=jitter,
+                            info={"root": str(root), "split": split, **_jitter_info(jitter)})
     return _finish(ds, direction)
+
+
+DATASET_OPTIONS["paired-folder"] = DATASET_OPTIONS["unpaired-folder"] = check_jitter_options

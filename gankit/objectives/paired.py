@@ -22,7 +22,7 @@ from ..losses import LOSSES
 from ..losses.perceptual import FeatureLoss
 from ..nets import check_net_kwargs
 from ..tasks import TranslationTask
-from .base import Objective, OptimGroup, Phase
+from .base import Objective, OptimGroup, Phase, refuse_unused
 
 Stats = Dict[str, Tensor]
 
@@ -33,6 +33,9 @@ def check_translation_config(cfg, name: str) -> None:
         raise ConfigError(f"loss.regularizers: objective {name} takes none; remove them")
     if cfg.loss.clip_d_weights is not None:
         raise ConfigError(f"loss.clip_d_weights: objective {name} does not clip; set it to null")
+    # DiffAugment is never applied by a translator's critic: accepted, it would sit in config.yaml as if it had acted.
+    refuse_unused(cfg, name, ("loss.augment",), "applies no DiffAugment (the paired-folder and unpaired-folder "
+                  "data jitter and mirror training images with data.options {load_size: 286, flip: true})")
     if cfg.eval.every is not None:
         raise ConfigError(f"eval.every: objective {name} is scored after training (gankit eval RUN: PSNR, SSIM, "
                           "FID, content kept); set eval.every to null")
