@@ -116,6 +116,62 @@ def test_ada_probability_follows_the_overfitting_heuristic():
     assert ada.p == 1.0                           # clamped at 1
 
 
+def test_ada_sums_device_signs_and_reads_them_once_per_adjustment():
+    """Signs given as tensors (the D step's, on its device) move p exactly as the same signs given as
+    floats; between adjustments nothing is read (``meta`` tensors, which cannot be read, stand in
+    for a GPU's)."""
+    signs = [1.0, 0.75, -0.25, 0.5, 0.25, 1.0]
+    host, device = (AdaptiveAugment(target=0.6, interval=2, speed_images=100) for _ in range(2))
+    for v in signs:
+        host.observe(v, 10)
+        device.observe(torch.tensor(v, dtype=torch.float32), 10)
+        assert (device.p, device.rt) == (host.p, host.rt) and type(device.rt) is float  # read on the host
+    assert host.p == pytest.approx(0.2)
+    lazy = AdaptiveAugment(interval=4)
+    for _ in range(3):
+        lazy.observe(torch.ones((), device="meta"), 8)  # a host read of a meta tensor would raise
+    assert lazy._signs.device.type == "meta" and lazy.p == 0.0
+
+
+def test_ada_statistics_sit_on_the_device_of_the_d_steps_statistics(monkeypatch):
+    """On a GPU every statistic of a D step is on the GPU, and a record stacks them all: ada_p and
+    ada_rt must be there too, and the D step must not read the GPU (``meta`` stands in for it)."""
+    from gankit.objectives.gan import GANObjective
+
+    d_step = GANObjective.accumulate_gradients
+    monkeypatch.setattr(GANObjective, "accumulate_gradients",
+                        lambda *a, **k: {key: v.to("meta") for key, v in d_step(*a, **k).items()})
+    tr = Trainer(cfg("loss.options.ada=true", "loss.options.ada_interval=4"))
+    batch = tr.next_batch()
+    for _ in range(3):  # before the adjustment (every 4 D steps), which reads the signs once
+        stats = tr.objective.accumulate_gradients("D", batch, 8)
+    assert {k: v.device.type for k, v in stats.items()} == {k: "meta" for k in stats}
+    assert {"ada_p", "ada_rt"} <= set(stats) and stats["ada_p"].shape == ()
+
+
+def _rot90_reference(x, k):
+    """The per-sample loop the blit's quarter turns replaced (a host read of k per batch)."""
+    return torch.stack([torch.rot90(xi, int(ki), (1, 2)) for xi, ki in zip(x, k.tolist())])
+
+
+def test_ada_quarter_turns_equal_rot90_and_no_augmentation_reads_the_device(monkeypatch):
+    import gankit.losses.ada as ada_module
+
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 6, 6)
+    k = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    # _blit's gates in order (flip, quarter turn, translation): only the quarter turns act, by k
+    calls = iter([k])
+    randint = torch.randint
+    monkeypatch.setattr(torch, "randint", lambda *a, **kw: next(calls) if a[0] == 4 else randint(*a, **kw))
+    gates = iter([False, True, False])
+    monkeypatch.setattr(ada_module, "_gate", lambda x, p: torch.full((x.shape[0], 1, 1, 1), next(gates)))
+    assert torch.equal(ada_module._blit(x, 0.5), _rot90_reference(x, k))
+    monkeypatch.undo()
+    meta = torch.empty(4, 3, 8, 8, device="meta")
+    assert AdaptiveAugment(p=0.5)(meta).shape == meta.shape  # every decision on the device
+
+
 def test_ada_is_the_identity_at_p_0_and_differentiable_at_p_1():
     torch.manual_seed(0)
     x = torch.rand(6, 3, 16, 16) * 2 - 1
@@ -138,3 +194,14 @@ def test_stylegan_objective_needs_a_style_generator_and_sane_options():
         cfg("loss.options.pl_every=0")
     with pytest.raises(ConfigError, match="loss.options.nope"):
         cfg("loss.options.nope=1")
+
+
+@pytest.mark.gpu
+def test_stylegan_with_ada_records_on_a_gpu():
+    """The GPU recipe's StyleGAN2 + ADA (stylegan2-emoji-gpu sets ada: true): every statistic on the
+    GPU, so the first record reads them in one transfer."""
+    tr = Trainer(cfg("train.device=cuda", "loss.options.ada=true", "loss.options.ada_interval=2", steps=4))
+    for _ in range(4):
+        tr.train_step()
+    stats = tr.pop_stats()
+    assert {"ada_p", "ada_rt", "d_loss"} <= set(stats) and all(v == v for v in stats.values())

@@ -38,20 +38,22 @@ def _blit(x: Tensor, p: float) -> Tensor:
     b, _, h, w = x.shape
     x = torch.where(_gate(x, p), x.flip(3), x)
     if h == w:  # a quarter turn of a non-square image would change its shape
-        k = torch.randint(4, (b,), device=x.device) * _gate(x, p).view(b).long()
-        x = torch.stack([torch.rot90(xi, int(ki), (1, 2)) for xi, ki in zip(x, k.tolist())]) if bool(k.any()) else x
+        k = (torch.randint(4, (b,), device=x.device) * _gate(x, p).view(b).long()).view(b, 1, 1, 1)
+        # rot90 by k quarter turns from H towards W, per sample and on the device (no host read):
+        # transpose when k is odd, then flip the rows for k in {1, 2} and the columns for k in {2, 3}.
+        x = torch.where(k % 2 == 1, x.transpose(2, 3), x)
+        x = torch.where((k == 1) | (k == 2), x.flip(2), x)
+        x = torch.where(k >= 2, x.flip(3), x)
     gate = _gate(x, p).view(b)
-    if bool(gate.any()):
-        mh, mw = max(1, round(h / 8)), max(1, round(w / 8))
-        dy = torch.randint(-mh, mh + 1, (b,), device=x.device) * gate
-        dx = torch.randint(-mw, mw + 1, (b,), device=x.device) * gate
-        padded = F.pad(x, (mw, mw, mh, mh), mode="reflect")
-        rows = (torch.arange(h, device=x.device).view(1, -1) + mh - dy.view(-1, 1))   # (B, H)
-        cols = (torch.arange(w, device=x.device).view(1, -1) + mw - dx.view(-1, 1))   # (B, W)
-        c = x.shape[1]
-        out = padded.gather(2, rows.view(b, 1, h, 1).expand(b, c, h, padded.shape[3]))
-        x = out.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))
-    return x
+    mh, mw = max(1, round(h / 8)), max(1, round(w / 8))
+    dy = torch.randint(-mh, mh + 1, (b,), device=x.device) * gate     # 0 for samples not translated
+    dx = torch.randint(-mw, mw + 1, (b,), device=x.device) * gate
+    padded = F.pad(x, (mw, mw, mh, mh), mode="reflect")
+    rows = (torch.arange(h, device=x.device).view(1, -1) + mh - dy.view(-1, 1))   # (B, H)
+    cols = (torch.arange(w, device=x.device).view(1, -1) + mw - dx.view(-1, 1))   # (B, W)
+    c = x.shape[1]
+    out = padded.gather(2, rows.view(b, 1, h, 1).expand(b, c, h, padded.shape[3]))
+    return out.gather(3, cols.view(b, 1, 1, w).expand(b, c, h, w))
 
 
 def _geometric(x: Tensor, p: float) -> Tensor:
@@ -60,13 +62,13 @@ def _geometric(x: Tensor, p: float) -> Tensor:
     angle = (torch.rand(b, device=x.device) * 2 - 1) * math.pi
     scale = torch.where(_gate(x, p).view(b), scale, torch.ones_like(scale))
     angle = torch.where(_gate(x, p).view(b), angle, torch.zeros_like(angle))
-    if not bool(((scale != 1) | (angle != 0)).any()):
-        return x
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, torch.zeros_like(cos)], 1),
                          torch.stack([sin, cos, torch.zeros_like(cos)], 1)], 1).to(x.dtype)  # (B, 2, 3)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    moved = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    # Samples left alone stay exactly themselves (an identity resampling is exact only to rounding).
+    return torch.where(((scale != 1) | (angle != 0)).view(b, 1, 1, 1), moved, x)
 
 
 def _colour(x: Tensor, p: float) -> Tensor:
@@ -101,20 +103,25 @@ class AdaptiveAugment:
             return x
         return _colour(_geometric(_blit(x, self.p), self.p), self.p)
 
-    def observe(self, sign_real_mean: float, images: int) -> None:
-        """Record one D step: the mean of sign(D(x_real)) over its batch and the batch's size; every
-        ``interval`` steps, move ``p``."""
-        self._signs += sign_real_mean
+    def observe(self, sign_real_mean, images: int) -> None:
+        """Record one D step: the mean of sign(D(x_real)) over its batch (a float, or a 0-dim tensor,
+        which stays on its device) and the batch's size; every ``interval`` steps, move ``p``. The
+        signs are summed where they are and read once per adjustment, as stylegan2-ada-pytorch
+        reads its sign statistics once every ``ada_interval`` steps: D steps between adjustments
+        never wait for the GPU."""
+        if isinstance(sign_real_mean, Tensor):  # fp64, as the host sum of Python floats it replaces
+            sign_real_mean = sign_real_mean.detach().to(torch.float64)
+        self._signs = self._signs + sign_real_mean
         self._count += 1
         self._images += images
         if self._count >= self.interval:
-            self.rt = self._signs / self._count
+            self.rt = float(self._signs) / self._count  # the one host read per adjustment
             step = math.copysign(self._images / self.speed_images, self.rt - self.target)
             self.p = min(max(self.p + step, 0.0), 1.0)
             self._signs, self._count, self._images = 0.0, 0, 0
 
     def state_dict(self) -> dict:
-        return {"p": self.p, "signs": self._signs, "count": self._count, "images": self._images, "rt": self.rt}
+        return {"p": self.p, "signs": float(self._signs), "count": self._count, "images": self._images, "rt": self.rt}
 
     def load_state_dict(self, state: dict) -> None:
         self.p, self._signs = float(state["p"]), float(state["signs"])

@@ -135,10 +135,13 @@ class StyleGANObjective(GANObjective):
             self._tracking = False
         if self.ada is not None:
             # ADA's overfitting heuristic r_t = E[sign D(x_real)] is 2·acc_real − 1 (acc_real: the share of
-            # reals D scores above its threshold, 0 for these losses); a host read per D step.
-            self.ada.observe(2 * float(stats["acc_real"]) - 1, batch["x"].shape[0])
-            stats["ada_p"] = torch.tensor(self.ada.p)
-            stats["ada_rt"] = torch.tensor(self.ada.rt)
+            # reals D scores above its threshold, 0 for these losses), summed on the device and read
+            # once per adjustment (every ada_interval D steps).
+            acc = stats["acc_real"]
+            self.ada.observe(acc.detach().double() * 2 - 1, batch["x"].shape[0])
+            # On the statistics' device (a fill, no copy from the host): a record stacks them all.
+            stats["ada_p"] = torch.full((), self.ada.p, device=acc.device)
+            stats["ada_rt"] = torch.full((), self.ada.rt, device=acc.device)
         return stats
 
     def _path_length_step(self, batch_size: int) -> Dict[str, Tensor]:
