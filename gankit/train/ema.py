@@ -27,7 +27,9 @@ class EMA(nn.Module):
         # SyncBatchNorm (torchrun) becomes plain: only rank 0 samples, so its statistics need no collective.
         self.module = local_batchnorm(copy.deepcopy(model)).eval().requires_grad_(False)
         self.has_batchnorm = has_batchnorm(self.module)
-        self.stale = self.has_batchnorm  # BatchNorm statistics not yet estimated for the current weights
+        # BatchNorm statistics not yet estimated for the current weights. Set by :meth:`apply` and, for
+        # every training step, by the Trainer on the host: a CUDA graph replays apply's kernels, not its Python.
+        self.stale = self.has_batchnorm
         # β of the next update. On a GPU it is a device tensor the host writes before the step, so
         # a CUDA graph that captured :meth:`apply` uses each step's β (ramp-up, start).
         device = next(self.module.parameters()).device

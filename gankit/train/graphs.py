@@ -59,9 +59,6 @@ def why_not(trainer, mode: str) -> Optional[str]:
         return f"dataset {trainer.cfg.data.name!r} cannot be indexed on the GPU"
     if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):
         return f"PyTorch {torch.__version__} has no CUDAGraph.register_generator_state (a private generator in a graph)"
-    draws = sum(p.repeats for p in trainer.phases if p.needs_data)
-    if draws > trainer.sampler.batches_per_epoch:
-        return f"one step draws {draws} batches, more than an epoch holds ({trainer.sampler.batches_per_epoch})"
     return None
 
 
@@ -75,16 +72,23 @@ class DeviceDraws:
 
     Draw j (counted from the start of training) is global batch ``j mod B`` of epoch ``j // B``
     (B batches per epoch); this rank's rows of it are ``perm_epoch[pos + rank·n : pos + (rank+1)·n]``.
-    The permutations stay the host sampler's (seeded, in checkpoints); the two a step can touch
-    (this epoch's and the next) sit on the GPU in slots ``epoch mod 2``, and a device counter picks
-    the rows, so the draw is the same kernel at every step and can be replayed in a graph. The
-    host sampler is advanced in step (:meth:`advance`) and uploads a new epoch's permutation
-    before the step that first uses it; stream order keeps the slot it overwrites unused by then.
+    The permutations stay the host sampler's (seeded, in checkpoints); every one a step can touch
+    sits on the GPU in slot ``epoch mod slots``, and a device counter picks the rows, so the draw is
+    the same kernel at every step and can be replayed in a graph. The host sampler is advanced in
+    step (:meth:`advance`) and uploads a new epoch's permutation before the step that first uses it;
+    stream order keeps the slot it overwrites unused by then, as long as one step's draws fit in
+    the slots: ``draws_per_step`` (the most batches one step draws) sets how many epochs that is,
+    2 for a step shorter than an epoch, more where a step's k D steps run through a small dataset
+    several times (100 images at batch 64 hold 1 batch: 5 D steps touch up to 5 epochs).
     """
 
-    def __init__(self, sampler, device: torch.device):
+    def __init__(self, sampler, device: torch.device, draws_per_step: int = 1):
         self.sampler, self.device = sampler, device
-        self.perms = torch.empty(2, sampler.n, dtype=torch.long, device=device)
+        self.draws_per_step = max(1, int(draws_per_step))
+        B = sampler.batches_per_epoch
+        # draws j .. j+d-1 touch epochs j//B .. (j+d-1)//B: at most (d + B - 2)//B + 1 of them
+        self.slots = max(2, (self.draws_per_step + B - 2) // B + 1)
+        self.perms = torch.empty(self.slots, sampler.n, dtype=torch.long, device=device)
         self.counter = torch.zeros((), dtype=torch.long, device=device)
         self.rows = torch.arange(sampler.local_batch_size, device=device) + sampler.rank * sampler.local_batch_size
         self.sync()
@@ -97,10 +101,14 @@ class DeviceDraws:
 
     def _upload(self, epoch: int, perm: Tensor) -> None:
         src = perm.pin_memory() if self.device.type == "cuda" else perm
-        self.perms[epoch % 2].copy_(src, non_blocking=True)
+        self.perms[epoch % self.slots].copy_(src, non_blocking=True)
 
     def advance(self, draws: int) -> None:
-        """Host side of the next ``draws`` draws: move the sampler on, upload new permutations."""
+        """Host side of the next ``draws`` draws (one step's, at most ``draws_per_step``): move the
+        sampler on, upload new permutations."""
+        if draws > self.draws_per_step:
+            raise ValueError(f"DeviceDraws: a step of {draws} draws, more than the {self.draws_per_step} "
+                             "its slots were sized for (draws_per_step)")
         for _ in range(draws):
             epoch = self.sampler.epoch
             self.sampler.next()
@@ -111,7 +119,7 @@ class DeviceDraws:
         """This rank's indices of the next batch, on the device (device work only)."""
         s = self.sampler
         epoch = torch.div(self.counter, s.batches_per_epoch, rounding_mode="floor")
-        start = (epoch % 2) * s.n + (self.counter - epoch * s.batches_per_epoch) * s.batch_size
+        start = (epoch % self.slots) * s.n + (self.counter - epoch * s.batches_per_epoch) * s.batch_size
         self.counter.add_(1)
         return self.perms.view(-1).index_select(0, start + self.rows)
 
@@ -138,8 +146,10 @@ class StepGraphs:
                  warmup: int = WARMUP_STEPS):
         self.device, self.generators, self.warmup = device, list(generators), warmup
         self.graphs: Dict[tuple, _Graph] = {}
+        self.stopped: List[_Graph] = []         # graphs dropped by stop() whose replays the next fold still counts
         self.seen: Dict[tuple, int] = collections.Counter()
         self.off: Optional[str] = None          # why graphs stopped for this run, once they did
+        self.on_stop: List[Callable[[str], None]] = []  # told the reason when graphs stop (runtime.json)
         self.side = torch.cuda.Stream(device)   # eager warm-up runs beside the capture stream, as PyTorch asks
 
     @property
@@ -147,16 +157,25 @@ class StepGraphs:
         return self.off is None
 
     def stop(self, reason: str) -> None:
-        """Train eagerly from now on (a health remedy changed the step on the host)."""
+        """Train eagerly from now on (a health remedy changed the step on the host, or a step waits
+        for the GPU). The graphs' statistics replayed since the last fold are kept for the next
+        :meth:`fold`; each of ``on_stop`` is called with ``reason`` once."""
         if self.off is None:
             self.off = reason
             print(f"note: CUDA graphs off from here: {reason}", flush=True)
+            for listener in self.on_stop:
+                listener(reason)
+        for g in self.graphs.values():
+            if g.replays:
+                g.graph = None  # the graph's memory goes; its totals stay until folded
+                self.stopped.append(g)
         self.graphs.clear()
 
     def reset(self) -> None:
-        """Forget every graph (a rollback or resume replaced optimiser state tensors); they are
-        captured again after the warm-up."""
+        """Forget every graph and the statistics of their replays (a rollback or resume replaced
+        optimiser state tensors and the sums); they are captured again after the warm-up."""
         self.graphs.clear()
+        self.stopped.clear()
         self.seen.clear()
 
     def step(self, key: tuple, body: Callable[[], Stats], accumulate: Callable[[Stats], None]) -> None:
@@ -214,7 +233,7 @@ class StepGraphs:
     def fold(self, sums: Dict[str, Tensor], counts: Dict[str, int]) -> None:
         """Add the statistics of the replays since the last fold into ``sums`` and ``counts`` (the
         eager steps' accumulators), on the device."""
-        for g in self.graphs.values():
+        for g in [*self.stopped, *self.graphs.values()]:
             if not g.replays:
                 continue
             for i, k in enumerate(g.keys):
@@ -223,6 +242,7 @@ class StepGraphs:
                 counts[k] += n * g.replays
             g.total.zero_()
             g.replays = 0
+        self.stopped.clear()
 
 
 @contextlib.contextmanager

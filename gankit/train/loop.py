@@ -72,6 +72,20 @@ def restore_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
                     st[k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
 
 
+def check_bf16(precision: str, device: torch.device) -> None:
+    """Refuses bf16 on a CUDA GPU without native bf16 (before Ampere), where PyTorch would emulate
+    it slowly or fail inside a kernel; ``auto`` never picks it there."""
+    if precision != "bf16" or device.type != "cuda":
+        return
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # PyTorch before 2.4 has no emulation to leave out
+        native = torch.cuda.is_bf16_supported()
+    if not native:
+        raise ConfigError(f"train.precision=bf16: this GPU ({torch.cuda.get_device_name(device)}) has no native "
+                          "bf16; set train.precision to auto or fp32 (or fp16)")
+
+
 @dataclass
 class State:
     """Everything that changes while training, beside network and optimiser tensors."""
@@ -126,6 +140,7 @@ class Trainer:
         self.dist = setup_distributed(cfg)  # rank, world size, device; a single-process Dist outside torchrun
         self.device = self.dist.device
         self.precision = resolve_precision(t.precision, self.device)
+        check_bf16(self.precision, self.device)
         if self.device.type == "cuda" and not torch.backends.cudnn.deterministic:
             # Shapes never change during training: let cuDNN time its algorithms once per shape
             # (unless the user asked for deterministic algorithms, which benchmarking would vary).
@@ -192,7 +207,7 @@ class Trainer:
         # from the host per step (and a draw a CUDA graph can replay).
         self.draws: Optional[Dict[str, DeviceDraws]] = None
         if self.device.type == "cuda" and getattr(self.data, "device_indexable", False):
-            self.draws = {k: DeviceDraws(s, self.device) for k, s in self.samplers.items()}
+            self.draws = self.device_draws()
         # Noise of noise-driven objectives: one global stream, each rank draws its slice.
         self.noise = None
         if hasattr(self.objective, "noise_source"):
@@ -256,6 +271,12 @@ class Trainer:
         """Stop after the step just trained: a signal arrived (under torchrun: at any rank before
         this step began, agreed on by all at its start, so every rank stops after the same step)."""
         return self._stop_agreed if self.dist.enabled else self.stop_requested is not None
+
+    def device_draws(self) -> Dict[str, DeviceDraws]:
+        """Batch indices drawn on the device, one per index space, each holding the permutations of
+        every epoch one step can touch (all phases are due at step 0: the most draws a step makes)."""
+        per_step = sum(p.repeats for p in self.phases if p.needs_data)
+        return {k: DeviceDraws(s, self.device, per_step) for k, s in self.samplers.items()}
 
     def standing_inputs(self) -> list:
         """The same inputs at every call, on which an averaged network's BatchNorm statistics are
@@ -347,6 +368,9 @@ class Trainer:
         decay = self.ema_decay(step)
         for ema in self.emas.values():
             ema.set_decay(decay)
+            # The update below changes the weights; marked here, on the host, because a replayed
+            # step runs EMA.apply's kernels but none of its Python.
+            ema.stale = ema.has_batchnorm
         body = functools.partial(self._step_work, due, norms_due)
         if self.graphs is not None and self.graphs.active:
             self.graphs.step((tuple(p.name for p in due), norms_due), body, self._accumulate_list)

@@ -266,10 +266,22 @@ class Run:
                         **{k: info[k] for k in RUNTIME_HISTORY_KEYS}})
         info["history"] = history
         atomic_write_text(self.dir / "runtime.json", json.dumps(info, indent=1) + "\n")
+        self._runtime = info
+        if t.graphs is not None:
+            t.graphs.on_stop.append(self._graphs_stopped)
         if not self.quiet:
             graphs = "on" if info["cuda_graphs"] else f"off ({info['cuda_graphs_off']})"
             print(f"{self.cfg.name}: {info['device_name']}, precision {info['precision']} ({info['precision_reason']}), "
                   f"CUDA graphs {graphs}", file=sys.stderr, flush=True)
+
+    def _graphs_stopped(self, reason: str) -> None:
+        """CUDA graphs went off mid-run (a step that waits for the GPU, a health remedy):
+        runtime.json says so from now on (written atomically), and this start's history segment
+        names the first step trained eagerly (``cuda_graphs_off_from``)."""
+        info = self._runtime
+        info["cuda_graphs"], info["cuda_graphs_off"] = False, reason
+        info["history"][-1].update(cuda_graphs=False, cuda_graphs_off_from=self.trainer.state.step)
+        atomic_write_text(self.dir / "runtime.json", json.dumps(info, indent=1) + "\n")
 
     def _plan(self) -> str:
         """One line before training: from which step, for how long, where the grids go."""
