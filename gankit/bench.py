@@ -95,6 +95,24 @@ def _bce(out: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(out, torch.full_like(out, float(real)))
 
 
+def _indices(sampler, device: torch.device) -> Callable[[], torch.Tensor]:
+    """A copy of ``sampler``'s batches as index tensors on ``device``, as a plain PyTorch loop over
+    data held there draws them: each epoch's permutation copied to the device once, batches sliced
+    from it (no copy from the host per batch, as gankit's :class:`~gankit.train.graphs.DeviceDraws`)."""
+    s = copy.deepcopy(sampler)
+    held = {"epoch": None, "perm": None}
+
+    def next_batch() -> torch.Tensor:
+        s.next()  # the host sampler moves on (and turns its epoch); its rows, from the device copy
+        if held["epoch"] != s.epoch:
+            perm = s.perm.pin_memory() if device.type == "cuda" else s.perm
+            held["epoch"], held["perm"] = s.epoch, perm.to(device, non_blocking=True)
+        start = s.position - s.batch_size + s.rank * s.local_batch_size
+        return held["perm"][start:start + s.local_batch_size]
+
+    return next_batch
+
+
 def plain_gan_step(trainer: Trainer) -> Callable[[], None]:
     """The straightforward PyTorch step for the trainer's networks: fp32, eager, BCE-with-logits
     (non-saturating), fresh copies of G and D, no EMA, no tricks; ``train.d_steps`` D updates
@@ -102,12 +120,12 @@ def plain_gan_step(trainer: Trainer) -> Callable[[], None]:
     nets = _plain_copies(trainer)
     G, D = nets["G"], nets["D"]
     g_opt, d_opt = _adam(G), _adam(D)
-    data, sampler, z_dim = trainer.data, copy.deepcopy(trainer.sampler), trainer.cfg.model.z_dim
+    data, indices, z_dim = trainer.data, _indices(trainer.sampler, trainer.device), trainer.cfg.model.z_dim
     n_cls, d_steps = trainer.num_classes, trainer.cfg.train.d_steps
 
     def step():
         for _ in range(d_steps):
-            batch = data.batch(sampler.next())
+            batch = data.batch(indices())
             real, y = batch["x"], batch["y"] if n_cls else None
             z = torch.randn(real.shape[0], z_dim, device=real.device)
             fake = G(z, y)
@@ -128,11 +146,11 @@ def plain_pix2pix_step(trainer: Trainer) -> Callable[[], None]:
     nets = _plain_copies(trainer)
     G, D = nets["G"], nets.get("D")
     g_opt, d_opt = _adam(G), (_adam(D) if D is not None else None)
-    data, sampler = trainer.data, copy.deepcopy(trainer.sampler)
+    data, indices = trainer.data, _indices(trainer.sampler, trainer.device)
     lam = trainer.objective.options.l1_weight
 
     def step():
-        batch = data.batch(sampler.next())
+        batch = data.batch(indices())
         x, y = batch["A"], batch["B"]
         fake = G(x)
         loss = lam * F.l1_loss(fake, y)
@@ -153,11 +171,11 @@ def plain_cyclegan_step(trainer: Trainer) -> Callable[[], None]:
     discriminators on real vs the step's fakes (no pool); fp32, eager, fresh copies, no EMA."""
     n = _plain_copies(trainer)
     g_opt, d_opt = _adam(n["G_AB"], n["G_BA"]), _adam(n["D_A"], n["D_B"])
-    data, samplers = trainer.data, {k: copy.deepcopy(s) for k, s in trainer.samplers.items()}
+    data, samplers = trainer.data, {k: _indices(s, trainer.device) for k, s in trainer.samplers.items()}
     mse = lambda out, t: F.mse_loss(out, torch.full_like(out, t))  # noqa: E731
 
     def step():
-        batch = data.batch({k: s.next() for k, s in samplers.items()})
+        batch = data.batch({k: s() for k, s in samplers.items()})
         a, b = batch["A"], batch["B"]
         fake_b, fake_a = n["G_AB"](a), n["G_BA"](b)
         loss = (mse(n["D_B"](fake_b), 1) + mse(n["D_A"](fake_a), 1)
