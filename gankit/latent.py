@@ -34,12 +34,16 @@ PSI_RANGE = "0 < ψ ≤ 1 (1 = no truncation; a style generator also takes 0, it
 def psi_to_tau(psi: float) -> float:
     """BigGAN's resampling threshold τ for truncation ψ: the τ with P(|z| ≤ τ) = ψ for z ~ N(0, 1),
     i.e. τ = Φ⁻¹((1 + ψ)/2) (Φ the standard normal CDF). ψ = 1 -> ∞ (nothing is resampled);
-    ψ = 0.95 -> 1.960; ψ = 0.5 -> 0.674. Raises ValueError unless 0 < ψ ≤ 1."""
-    from scipy.stats import norm
+    ψ = 0.95 -> 1.960; ψ = 0.5 -> 0.674. Raises ValueError unless 0 < ψ ≤ 1.
+
+    Computed as the equal τ = √2·erf⁻¹(ψ): (1 + ψ)/2 rounds to 0.5 for ψ below ~1.1e-16, and
+    Φ⁻¹(0.5) = 0 would be no threshold at all, while erf⁻¹ keeps full precision near 0 (τ ≈ ψ·√(π/2)),
+    so every ψ > 0 a float can hold gives τ > 0 (all of z pulled to within τ of 0)."""
+    from scipy.special import erfinv
 
     if not 0 < psi <= 1:
         raise ValueError(f"truncation ψ must satisfy 0 < ψ ≤ 1, got {psi}")
-    return math.inf if psi == 1 else float(norm.ppf((1 + psi) / 2))
+    return math.inf if psi == 1 else math.sqrt(2) * float(erfinv(psi))
 
 
 def check_psi(psi: float, style: bool, flag: str = "--truncation", param: Optional[str] = None) -> float:

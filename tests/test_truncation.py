@@ -170,6 +170,27 @@ def test_sample_cli_truncation(runs, tmp_path, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_a_tiny_psi_has_a_positive_threshold_and_pulls_z_to_zero(runs, tmp_path, capsys):
+    """ψ below ~1.1e-16 rounded (1 + ψ)/2 to 0.5 and gave τ = 0, a ValueError in the CLI and a 500
+    in the server. τ = √2·erf⁻¹(ψ) ≈ ψ·√(π/2) near 0 (the first term of erf⁻¹'s series; the next is
+    relatively ψ²·π/12 smaller, so rel=1e-12 is generous)."""
+    for psi in (1e-17, 1e-300, 5e-324):
+        tau = psi_to_tau(psi)
+        assert tau > 0 and tau == pytest.approx(psi * math.sqrt(math.pi / 2), rel=1e-12, abs=5e-324)
+    z = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+    assert (resample_outside(z, psi_to_tau(1e-17), torch.Generator().manual_seed(1)).abs() <= 2e-17).all()
+    out = tmp_path / "tiny.npz"
+    assert main(["sample", str(runs["dcgan"]), "-n", "4", "--truncation", "1e-17", "-o", str(out)]) == 0
+    capsys.readouterr()
+    import numpy as np
+    with np.load(out) as f:
+        x = torch.from_numpy(f["x"])
+    # every z is within 1.3e-17 of 0: all four samples are G(0), up to float rounding
+    model = load(runs["dcgan"])
+    z0 = torch.zeros(4, model.cfg.model.z_dim)
+    want = model.task.generate(model.G, {"z": z0, "y": None}, batch_size=4)
+    assert torch.allclose(x, want, atol=1e-5)
+
 def test_sample_cli_states_the_range_a_style_model_takes(runs, tmp_path, capsys):
     from gankit.latent import PSI_RANGE
 
