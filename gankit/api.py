@@ -504,7 +504,8 @@ def progress(items: list, desc: str, unit: str):
 
 def unique_stems(paths) -> list:
     """Output names for input files: each file's stem, with "_" appended until it differs from the
-    stems before it (the same name in two folders writes two files)."""
+    stems before it (the same name in two folders writes two files; the commands that use it say
+    each renaming on stderr)."""
     used, out = set(), []
     for p in paths:
         stem = Path(p).stem
@@ -515,18 +516,57 @@ def unique_stems(paths) -> list:
     return out
 
 
-def read_images(inputs, channels: int, size: tuple, purpose: str = "translate") -> tuple[list, torch.Tensor]:
+def read_images(inputs, channels: int, size: tuple, purpose: str = "translate",
+                half: Optional[str] = None) -> tuple[list, torch.Tensor]:
     """Image files (or folders, searched recursively) -> (paths, (N, C, H, W) float32 in [-1, 1]) with
     ``channels`` and spatial ``size`` (H, W), prepared as a folder dataset prepares its training images
     (:func:`gankit.data.images.prepare_image`: centre crop to the aspect ratio, bicubic resize).
-    ``purpose``: the command named in a bad file's error line."""
+    ``purpose``: the command named in a bad file's error line. ``half`` ("left" or "right", for a run
+    trained on side-by-side A|B files): a file twice as wide as high is such a pair, and only that
+    half of it is read, as paired-folder reads its training files (:func:`side_by_side_half`); one
+    note on stderr says how many were cut."""
     from .data.base import to_model_range
     from .data.images import prepare_image, stack_images
 
     paths = expand_inputs(inputs, list_input_images, f"{INPUT_KINDS} images")
     note_frames(paths)
-    arrays = [prepare_image(p, channels, tuple(size), purpose) for p in paths]
+    h, w = tuple(size)
+    # a side-by-side pair is 2:1; a model whose own input is 2:1 could not tell one from a plain input
+    pairs = set()
+    if half is not None and w != 2 * h:
+        pairs = {p for p in paths for pw, ph in [image_size(p)] if pw == 2 * ph}
+    if pairs:
+        print(f"note: {len(pairs)} input(s) twice as wide as high, A|B pairs as this run's training files: "
+              f"translating each one's {half} half ({'A' if half == 'left' else 'B'}), as pix2pix's test.py does",
+              file=sys.stderr)
+    arrays = [_pair_half(p, channels, (h, w), half, purpose) if p in pairs else prepare_image(p, channels, (h, w), purpose)
+              for p in paths]
     return paths, to_model_range(stack_images(arrays))
+
+
+def _pair_half(path: Path, channels: int, size: tuple, half: str, purpose: str):
+    """One half of a side-by-side A|B file (left: A, right: B), prepared as paired-folder prepares it:
+    the h x h half, centre-cropped to ``size``'s aspect ratio, bicubic resize."""
+    from .data.images import centre_crop, open_image
+
+    im = open_image(path, "L" if channels == 1 else "RGB", purpose)
+    w, h = im.size
+    im = im.crop((0, 0, h, h) if half == "left" else (h, 0, w, h))
+    return np.asarray(centre_crop(im, size, "BICUBIC"), dtype=np.uint8)
+
+
+def side_by_side_half(model, source: str) -> Optional[str]:
+    """Which half of a side-by-side A|B file is the input of a task whose source is ``source`` ("A"
+    or "B", the model's sides), for a run trained on paired-folder data: "left" (the file's A) or
+    "right" (its B, when data.direction is BtoA or the task translates back). None for other data,
+    or when the run's data.root holds the A/ B/ folder layout rather than side-by-side files."""
+    cfg = model.cfg.data
+    if cfg.name != "paired-folder":
+        return None
+    root = Path(cfg.root).expanduser() if cfg.root else None
+    if root is not None and ((root / "A").is_dir() or (root / "B").is_dir()):
+        return None
+    return "left" if (getattr(cfg, "direction", "AtoB") == "AtoB") == (source == "A") else "right"
 
 
 def expand_inputs(inputs, find, what: str) -> list:
@@ -631,8 +671,11 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
     interpolation) and writes each at its own size.
 
     No output is written over an input, nor over an existing file named by ``out_dir``; outputs
-    already in an ``out_dir`` folder are replaced, or with ``skip_existing`` kept and their inputs skipped.
-    Inputs are all read before the first output is written."""
+    already in an ``out_dir`` folder are replaced if gankit wrote them (their provenance), a file there
+    that gankit did not write is refused; with ``skip_existing`` they are kept and their inputs skipped.
+    An output renamed because another input has its name is said on stderr (``X -> Y``). A run trained
+    on side-by-side A|B files (paired-folder) translates the source half of an input twice as wide as
+    high (:func:`read_images`). Inputs are all read before the first output is written."""
     from .data.base import to_uint8
     from .viz.grids import image_grid, png_bytes, translation_columns
 
@@ -660,12 +703,18 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
     if restoring:
         return _restore_files(model, inputs, Path(out_dir), side_by_side, mask, seed, tile, extend, alpha,
                               skip_existing)
-    paths, x = read_images(inputs, shape[0], tuple(shape[1:]))
+    paths, x = read_images(inputs, shape[0], tuple(shape[1:]), half=side_by_side_half(model, tasks[name].source))
     targets = output_targets(paths, out_dir, ".png")
+    if Path(out_dir).expanduser().suffix.lower() != ".png":  # a folder: say where each renamed input went
+        for p, target in zip(paths, targets):
+            if target.stem != Path(p).stem:
+                print(f"{p} -> {target} (another input is also named {Path(p).stem})", file=sys.stderr, flush=True)
     todo = {t for _, t in pending(paths, targets, out_dir, skip_existing)}
     keep = [i for i, t in enumerate(targets) if t in todo]
     if not keep:
         return []
+    for i in keep:  # replaced only if gankit wrote it: a user's own file in the folder is refused, in one line
+        check_replaceable(targets[i], "-o", "out_dir")
     x = x[keep]
     y = model.translate(x, name)
     written = []
