@@ -153,30 +153,38 @@ def load_source(run_dir: str | Path, which: str = "latest") -> Source:
 
 # -- ONNX ---------------------------------------------------------------------------------------
 
-class _Generation(nn.Module):
-    """``G(z[, y])`` with the ONNX inputs as positional arguments. A style generator runs with its
-    constant per-layer noise (:data:`STYLE_NOISE`; the graph holds no random op, so the file is
-    deterministic), and a generator with a linear output is clamped to [-1, 1], as gankit's own samples are."""
+class _Output(nn.Module):
+    """The graph: the task's own output step (:meth:`gankit.tasks.Task.output`: the network, its
+    composition with the input — an inpainter's known pixels, a colouriser's L*a*b* -> RGB — and the
+    final clamp) with the ONNX inputs as positional arguments, in ``names`` order."""
 
-    def __init__(self, net: nn.Module, conditional: bool):
+    def __init__(self, net: nn.Module, task, names: List[str]):
         super().__init__()
-        self.net, self.conditional = net, conditional
-        mode = noise_mode(net)
-        self.kwargs = {"noise_mode": mode} if mode != "none" else {}
-        self.clamp = bool(getattr(net, "linear_output", False))
+        self.net, self.task, self.names = net, task, list(names)
 
-    def forward(self, z: Tensor, y: Optional[Tensor] = None) -> Tensor:
-        x = self.net(z, y if self.conditional else None, **self.kwargs)
-        return x.clamp(-1, 1) if self.clamp else x
+    def forward(self, *args: Tensor) -> Tensor:
+        return self.task.output(self.net, dict(zip(self.names, args)))
 
 
-class _Translation(nn.Module):
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
+def export_task(task, net: nn.Module):
+    """``task`` as the graph runs it: a style generator with its constant per-layer noise
+    (:data:`STYLE_NOISE`; the graph holds no random op, so the file is deterministic)."""
+    from .tasks import GenerationTask
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+    if isinstance(task, GenerationTask) and noise_mode(net) != "none":
+        return task.truncated(1.0, None, net, noise_mode=STYLE_NOISE)
+    return task
+
+
+def spec_task(spec: "Spec"):
+    """The task of a bare network exported with ``spec`` (no model around it): G(z[, y]) for
+    generation, G(x) composed by ``spec.compose`` for translation."""
+    from .tasks import GenerationTask, TranslationTask
+
+    if spec.task == "generation":
+        y = [i for i in spec.inputs if i["name"] == "y"]
+        return GenerationTask(int(spec.inputs[0]["shape"][1]), int(y[0]["num_classes"]) if y else 0)
+    return TranslationTask(compose=spec.compose)
 
 
 def frozen_copy(net: nn.Module) -> nn.Module:
@@ -207,9 +215,12 @@ class Spec:
     task: str                          # generation | translation
     inputs: List[dict]
     outputs: List[dict]
+    compose: str = "none"              # translation: how the output joins the input (gankit.tasks.COMPOSE)
 
     def example(self, n: int, seed: int) -> Dict[str, Tensor]:
-        """Inputs for a batch of ``n``: z ~ N(0, I), classes 0..K-1 cycling, images uniform in [-1, 1]."""
+        """Inputs for a batch of ``n`` as the task feeds them: z ~ N(0, I), classes 0..K-1 cycling,
+        images uniform in [-1, 1]; an inpainter's input (``keep-known``) is such an image with a hole
+        set to 0 and the 0/1 hole mask as its last channel (rectangles, strokes and borders)."""
         g = torch.Generator().manual_seed(seed)
         out = {}
         for spec in self.inputs:
@@ -218,6 +229,12 @@ class Spec:
                 out["y"] = torch.arange(n, dtype=torch.int64) % int(spec["num_classes"])
             elif spec["name"] == "z":
                 out["z"] = torch.randn(*shape, generator=g)
+            elif self.compose == "keep-known":
+                from .data.masks import draw_masks
+                from .data.restoration import with_hole
+
+                image = torch.rand(n, shape[1] - 1, *shape[2:], generator=g) * 2 - 1
+                out[spec["name"]] = with_hole(image, draw_masks(("rect", "stroke", "border"), n, *shape[2:], g))
             else:
                 out[spec["name"]] = torch.rand(*shape, generator=g) * 2 - 1
         return out
@@ -225,6 +242,21 @@ class Spec:
 
 def _image_range(shape) -> str:
     return "[-1, 1] (uint8 pixel = round((v + 1) * 127.5))" if len(shape) == 3 else "the data's coordinates"
+
+
+#: What a composed translator's input is (metadata gankit.inputs' "range"), by compose rule.
+INPUT_MEANING = {
+    "keep-known": "channels 0..C-2: the image in [-1, 1] with the hole set to 0; channel C-1: the hole mask, "
+                  "1 on the pixels to fill, 0 on the known pixels (exactly 0 or 1)",
+    "lab": "lightness L* in model scale L/50 - 1, in [-1, 1] (L* in [0, 100])",
+}
+#: What a composed translator's output is.
+OUTPUT_MEANING = {
+    "keep-known": "[-1, 1] (uint8 pixel = round((v + 1) * 127.5)); the known pixels (mask 0) are the input's, "
+                  "bit for bit; the hole is the network's",
+    "lab": "RGB in [-1, 1] (uint8 pixel = round((v + 1) * 127.5)): the input's L* with the predicted a*, b*, "
+           "converted from CIE L*a*b* (D65) to sRGB",
+}
 
 
 def generation_spec(z_dim: int, num_classes: int, sample_shape: Tuple[int, ...]) -> Spec:
@@ -236,20 +268,22 @@ def generation_spec(z_dim: int, num_classes: int, sample_shape: Tuple[int, ...])
     return Spec("generation", inputs, outputs)
 
 
-def translation_spec(in_shape: Tuple[int, ...], out_shape: Tuple[int, ...]) -> Spec:
+def translation_spec(in_shape: Tuple[int, ...], out_shape: Tuple[int, ...], compose: str = "none") -> Spec:
     return Spec("translation",
-                [{"name": "x", "dtype": "float32", "shape": ["N", *in_shape], "range": _image_range(in_shape)}],
-                [{"name": "y", "dtype": "float32", "shape": ["N", *out_shape], "range": _image_range(out_shape)}])
+                [{"name": "x", "dtype": "float32", "shape": ["N", *in_shape],
+                  "range": INPUT_MEANING.get(compose, _image_range(in_shape))}],
+                [{"name": "y", "dtype": "float32", "shape": ["N", *out_shape],
+                  "range": OUTPUT_MEANING.get(compose, _image_range(out_shape))}], compose)
 
 
-def onnx_bytes(net: nn.Module, spec: Spec, exporter: str = "torchscript") -> bytes:
-    """The ONNX graph of ``net`` (already a :func:`frozen_copy`) with ``spec``'s names and a dynamic
-    batch axis. ``exporter``: ``torchscript`` (``torch.onnx.export(dynamo=False)``, fast, opset 17)
-    or ``dynamo`` (``torch.export``; needs onnxscript)."""
-    module = (_Generation(net, any(i["name"] == "y" for i in spec.inputs)) if spec.task == "generation"
-              else _Translation(net)).eval()
-    example = spec.example(CHECK_BATCHES[0], seed=0)
+def onnx_bytes(net: nn.Module, spec: Spec, exporter: str = "torchscript", task=None) -> bytes:
+    """The ONNX graph of ``task``'s outputs (:meth:`gankit.tasks.Task.output`; None: :func:`spec_task`)
+    made by ``net`` (already a :func:`frozen_copy`), with ``spec``'s names and a dynamic batch axis.
+    ``exporter``: ``torchscript`` (``torch.onnx.export(dynamo=False)``, fast, opset 17) or ``dynamo``
+    (``torch.export``; needs onnxscript)."""
     names = [i["name"] for i in spec.inputs]
+    module = _Output(net, export_task(task or spec_task(spec), net), names).eval()
+    example = spec.example(CHECK_BATCHES[0], seed=0)
     args = tuple(example[k] for k in names)
     out_names = [o["name"] for o in spec.outputs]
     with warnings.catch_warnings():
@@ -269,35 +303,55 @@ def onnx_bytes(net: nn.Module, spec: Spec, exporter: str = "torchscript") -> byt
 
             batch = Dim("N", min=1)
             program = torch.onnx.export(module, args, dynamo=True, input_names=names, output_names=out_names,
-                                        dynamic_shapes={k: {0: batch} for k in names}, verbose=False)
+                                        dynamic_shapes=(tuple({0: batch} for _ in names),),  # forward(*args)
+                                        verbose=False)
             return program.model_proto.SerializeToString()
     raise GankitError(f"exporter {exporter!r}: choose torchscript or dynamo")
 
 
-def check_onnx(data: bytes, net: nn.Module, spec: Spec, batches=CHECK_BATCHES, seed: int = 0) -> Dict[int, float]:
-    """Max |onnxruntime − PyTorch| of the ONNX model ``data`` against ``net`` on the same inputs, per
-    batch size (seeded inputs: z ~ N(0, I), images uniform in [-1, 1], classes cycling). The reference
-    is ``net`` as exported: a style generator with its constant noise (``noise_mode="const"``, see
-    :func:`noise_mode`), not the random noise of ``gankit sample``."""
+def check_onnx(data: bytes, net: nn.Module, spec: Spec, batches=CHECK_BATCHES, seed: int = 0,
+               task=None) -> Dict[int, float]:
+    """Max |onnxruntime − PyTorch| of the ONNX model ``data`` against ``task``'s outputs made by ``net``
+    (:meth:`gankit.tasks.Task.output`, composed and clamped as gankit makes them; None:
+    :func:`spec_task`) on the same inputs, per batch size (:meth:`Spec.example`: z ~ N(0, I), classes
+    cycling, images uniform in [-1, 1], an inpainter's with a 0/1 mask and its hole zeroed). A style
+    generator runs with its constant noise (``noise_mode="const"``, see :func:`noise_mode`), not the
+    random noise of ``gankit sample``."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, torch.get_num_threads())
     opts.log_severity_level = 3
     session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-    task = _Generation(net, len(spec.inputs) > 1) if spec.task == "generation" else _Translation(net)
+    names = [i["name"] for i in spec.inputs]
+    reference = _Output(net, export_task(task or spec_task(spec), net), names)
+    was_training = net.training
+    net.eval()
     errors = {}
-    for i, n in enumerate(batches):
-        inputs = spec.example(n, seed + i)
-        got = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
-        with torch.no_grad():
-            want = task(*inputs.values()).float().numpy()
-        expected = (n, *[int(d) for d in spec.outputs[0]["shape"][1:]])
-        if got.shape != expected:
-            raise GankitError(f"ONNX export: onnxruntime returned shape {got.shape} for a batch of {n}, "
-                              f"expected {expected}; the graph's batch axis is not dynamic")
-        errors[n] = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
+    try:
+        for i, n in enumerate(batches):
+            inputs = spec.example(n, seed + i)
+            got = session.run(None, {k: v.numpy() for k, v in inputs.items()})[0]
+            with torch.no_grad():
+                want = reference(*(inputs[k] for k in names)).float().numpy()
+            expected = (n, *[int(d) for d in spec.outputs[0]["shape"][1:]])
+            if got.shape != expected:
+                cause = ("the graph's batch axis is not dynamic" if got.shape[0] != n else
+                         "the graph's output is not the task's (channels or size differ)")
+                raise GankitError(f"ONNX export: onnxruntime returned shape {got.shape} for a batch of {n}, "
+                                  f"expected {expected}; {cause}")
+            if not np.isfinite(want).all():
+                raise GankitError(f"ONNX export: the network's own outputs hold NaN or inf on the check's inputs "
+                                  f"(its weights: {_non_finite(net)} non-finite values); nothing to export: "
+                                  "export a healthy checkpoint")
+            errors[n] = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
+    finally:
+        net.train(was_training)
     return errors
+
+
+def _non_finite(net: nn.Module) -> int:
+    return sum(int((~torch.isfinite(t)).sum()) for t in net.state_dict().values() if t.is_floating_point())
 
 
 def onnx_metadata(src: Source, spec: Spec, direction: Optional[str], net_name: str,
@@ -342,11 +396,18 @@ def export_onnx(src: Source, out: Path, direction: Optional[str] = None, exporte
     """Write the sampling network of ``src`` as ``out`` (.onnx) after checking it with onnxruntime."""
     import onnx
 
+    from .api import check_replaceable
+
     model = src.model
     if out.suffix != ".onnx":
         raise GankitError(f"{option('-o', out, param='out')}: an ONNX file name ends in .onnx")
     if out.is_dir():
         raise GankitError(f"{option('-o', out, param='out')}: a folder is there; give a file name ending in .onnx")
+    check_replaceable(out)  # an existing file is replaced only when gankit wrote it (its gankit.provenance)
+    if model.task.name == "reconstruction":
+        raise GankitError(f"ONNX export: {model.cfg.loss.objective} is an anomaly detector: its output is a score, "
+                          "not an image; score images with gankit score RUN IMAGES... (a model folder, "
+                          f"{option('--format', 'folder', param='fmt')}, keeps it whole)")
     if model.task.name == "translation":
         tasks = model.objective.tasks()
         name = direction or next(iter(tasks))
@@ -355,18 +416,18 @@ def export_onnx(src: Source, out: Path, direction: Optional[str] = None, exporte
         task = tasks[name]
         in_shape = model.info.sample_shape if task.source == "A" else model.info.target_shape
         out_shape = model.info.target_shape if task.source == "A" else model.info.sample_shape
-        spec = translation_spec(tuple(in_shape), tuple(out_shape))
-        net_name = task.net
+        spec = translation_spec(tuple(in_shape), tuple(out_shape), task.compose.name)
         direction = name if len(tasks) > 1 else None
     else:
         if direction is not None:
             raise GankitError(f"{option('--direction', direction)}: this is a {model.task.name} model; it has one "
                               "direction")
+        task = model.task
         spec = generation_spec(model.cfg.model.z_dim, model.num_classes, tuple(model.info.sample_shape))
-        net_name = model.task.net
+    net_name = task.net
     net = frozen_copy(model.nets[net_name])
     try:
-        data = onnx_bytes(net, spec, exporter)
+        data = onnx_bytes(net, spec, exporter, task)
     except GankitError:
         raise
     except Exception as e:  # an operator the exporter cannot express: one line, what to try
@@ -378,7 +439,7 @@ def export_onnx(src: Source, out: Path, direction: Optional[str] = None, exporte
     proto.doc_string = (f"gankit {spec.task} network {net_name} of run {src.name} (step {model.step}); "
                         "inputs and outputs: see metadata gankit.inputs / gankit.outputs")
     data = proto.SerializeToString()
-    errors = check_onnx(data, model.nets[net_name], spec)  # against the network itself, not the folded copy
+    errors = check_onnx(data, model.nets[net_name], spec, task=task)  # against the network, not the folded copy
     worst = max(errors.values())
     if not worst <= tolerance:  # also catches NaN
         raise GankitError(f"ONNX export: onnxruntime and PyTorch differ by {worst:.3g} (> {tolerance:g}) on the same "

@@ -52,11 +52,20 @@ class Task:
             try:
                 for i in range(0, n, batch_size):
                     part = {k: (v[i:i + batch_size].to(device) if v is not None else None) for k, v in inputs.items()}
-                    x = self.run(net, part).float()
+                    x = self.output(net, part)
                     out.append(x.cpu() if cpu else x)
             finally:
                 net.train(was_training)
         return torch.cat(out)
+
+    def output(self, net: nn.Module, inputs: Inputs) -> Tensor:
+        """One batch's outputs, fp32, as :meth:`generate` makes them: :meth:`run`, then :meth:`finish`.
+        No batching, mode or RNG handling: what an exported graph computes (:mod:`gankit.export`)."""
+        return self.finish(self.run(net, inputs).float(), net)
+
+    def finish(self, out: Tensor, net: nn.Module) -> Tensor:
+        """The last step of making outputs, on ``run``'s fp32 result: none here."""
+        return out
 
     def from_batch(self, batch: Dict[str, Tensor]) -> Inputs:
         raise NotImplementedError
@@ -161,12 +170,10 @@ class GenerationTask(Task):
                 return net(inputs["z"], inputs.get("y"), **kw)
         return net(inputs["z"], inputs.get("y"))
 
-    @torch.no_grad()
-    def generate(self, net: nn.Module, inputs: Inputs, batch_size: int = 500, cpu: bool = True) -> Tensor:
-        """As :meth:`Task.generate`; a generator with a linear output (``linear_output``: StyleGAN's, whose
-        images are only about [-1, 1] once trained) is clamped to the data's range [-1, 1]."""
-        out = super().generate(net, inputs, batch_size, cpu)
-        return out.clamp_(-1, 1) if getattr(net, "linear_output", False) else out
+    def finish(self, out: Tensor, net: nn.Module) -> Tensor:
+        """A generator with a linear output (``linear_output``: StyleGAN's, whose images are only about
+        [-1, 1] once trained) is clamped to the data's range [-1, 1]."""
+        return out.clamp(-1, 1) if getattr(net, "linear_output", False) else out
 
     def from_batch(self, batch: Dict[str, Tensor]) -> Inputs:
         """Noise for a batch's size, with its labels (a conditional G follows the data's labels)."""
@@ -235,11 +242,10 @@ class TranslationTask(Task):
     def from_batch(self, batch: Dict[str, Tensor]) -> Inputs:
         return {"x": batch[self.source]}
 
-    @torch.no_grad()
-    def generate(self, net: nn.Module, inputs: Inputs, batch_size: int = 500, cpu: bool = True) -> Tensor:
-        """As :meth:`Task.generate`, clamped to the images' range [-1, 1] (a super-resolution G has a
-        linear output that may overshoot it slightly)."""
-        return super().generate(net, inputs, batch_size, cpu).clamp_(-1, 1)
+    def finish(self, out: Tensor, net: nn.Module) -> Tensor:
+        """Clamped to the images' range [-1, 1] (a super-resolution G has a linear output that may
+        overshoot it slightly)."""
+        return out.clamp(-1, 1)
 
     def seeded(self, n: int, seed: int, data=None, device="cpu", labels=None) -> Inputs:
         """``n`` inputs drawn from ``data`` (at most all of it), with their targets under ``"target"``
