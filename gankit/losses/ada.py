@@ -38,12 +38,15 @@ def _blit(x: Tensor, p: float) -> Tensor:
     b, _, h, w = x.shape
     x = torch.where(_gate(x, p), x.flip(3), x)
     if h == w:  # a quarter turn of a non-square image would change its shape
-        k = (torch.randint(4, (b,), device=x.device) * _gate(x, p).view(b).long()).view(b, 1, 1, 1)
-        # rot90 by k quarter turns from H towards W, per sample and on the device (no host read):
-        # transpose when k is odd, then flip the rows for k in {1, 2} and the columns for k in {2, 3}.
-        x = torch.where(k % 2 == 1, x.transpose(2, 3), x)
-        x = torch.where((k == 1) | (k == 2), x.flip(2), x)
-        x = torch.where(k >= 2, x.flip(3), x)
+        k = (torch.randint(4, (b,), device=x.device) * _gate(x, p).view(b).long()).view(b, 1, 1)
+        # torch.rot90 by k quarter turns (H towards W) per sample, as one gather on the device (no
+        # host read): out[i, j] = x[i, j], x[j, n-1-i], x[n-1-i, n-1-j], x[n-1-j, i] for k = 0..3.
+        i = torch.arange(h, device=x.device).view(1, h, 1)
+        j = torch.arange(w, device=x.device).view(1, 1, w)
+        r = torch.where(k == 0, i, torch.where(k == 1, j, torch.where(k == 2, h - 1 - i, w - 1 - j)))
+        c = torch.where(k == 0, j, torch.where(k == 1, h - 1 - i, torch.where(k == 2, w - 1 - j, i)))
+        ch = x.shape[1]
+        x = x.reshape(b, ch, h * w).gather(2, (r * w + c).view(b, 1, h * w).expand(b, ch, h * w)).view(b, ch, h, w)
     gate = _gate(x, p).view(b)
     mh, mw = max(1, round(h / 8)), max(1, round(w / 8))
     dy = torch.randint(-mh, mh + 1, (b,), device=x.device) * gate     # 0 for samples not translated
