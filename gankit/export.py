@@ -22,6 +22,8 @@ import copy
 import datetime
 import io
 import json
+import os
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,8 @@ from torch import Tensor, nn
 
 from .errors import CheckpointError, GankitError, option
 from .provenance import current as provenance_record, read_onnx_metadata, to_json
-from .model_folder import CARD_FILE, CONFIG_FILE, FOLDER_FORMAT, WEIGHTS_FILE, is_model_folder, read_folder_config
+from .model_folder import (CARD_FILE, CONFIG_FILE, FILES, FOLDER_FORMAT, WEIGHTS_FILE, check_plugins, is_model_folder,
+                           read_folder_config, untrusted_plugins)
 from .utils import atomic_write_bytes, atomic_write_text, sha256_file
 
 FORMATS = ("onnx", "folder")
@@ -95,18 +98,19 @@ class ExportResult:
 
 
 def export(run_dir: str | Path, fmt: str, out: str | Path, which: str = "latest",
-           direction: Optional[str] = None, exporter: str = "torchscript") -> ExportResult:
+           direction: Optional[str] = None, exporter: str = "torchscript", trust_plugins: bool = False) -> ExportResult:
     """Export the sampling generator of ``run_dir`` (a run folder or an exported model folder) as
     ``fmt`` (``onnx`` or ``folder``) to ``out``; the function behind ``gankit export``.
     ``which``: the run's ``latest`` or ``best`` checkpoint. ``direction``: for CycleGAN's ONNX
     export, ``AtoB`` (the default, the model's first task) or ``BtoA``. ``exporter``: see
-    :func:`onnx_bytes`."""
+    :func:`onnx_bytes`. ``trust_plugins``: import the ``plugins`` a model folder's config names
+    (they run code; refused otherwise, see :func:`gankit.model_folder.check_plugins`)."""
     if fmt not in FORMATS:
         raise GankitError(f"{option('--format', fmt, param='fmt')}: unknown export format; choose one of: "
                           f"{', '.join(FORMATS)}")
     if exporter not in EXPORTERS:
         raise GankitError(f"{option('--exporter', exporter)}: choose one of: {', '.join(EXPORTERS)}")
-    src = load_source(run_dir, which)
+    src = load_source(run_dir, which, trust_plugins)
     if fmt == "onnx":
         return export_onnx(src, Path(out), direction, exporter)
     if direction is not None:
@@ -117,11 +121,13 @@ def export(run_dir: str | Path, fmt: str, out: str | Path, which: str = "latest"
 
 # -- the source ---------------------------------------------------------------------------------
 
-def load_source(run_dir: str | Path, which: str = "latest") -> Source:
+def load_source(run_dir: str | Path, which: str = "latest", trust_plugins: bool = False) -> Source:
     """The model of a run folder's ``which`` checkpoint (sampling weights), on the CPU, with the
-    SHA-256 of the checkpoint file it came from."""
+    SHA-256 of the checkpoint file it came from. A model folder holds one checkpoint's weights:
+    ``which`` must be ``latest`` (the default) or the one it was exported from."""
     from .api import load
     from .checkpoint import BEST, LATEST, load_latest
+    from .config import import_plugins
 
     path = Path(run_dir).expanduser()
     if not path.exists():
@@ -129,6 +135,12 @@ def load_source(run_dir: str | Path, which: str = "latest") -> Source:
     if path.is_dir() and is_model_folder(path):
         meta = read_folder_config(path)
         src = meta.get("source", {})
+        if which not in ("latest", src.get("which")):
+            raise GankitError(f"{option('--checkpoint', which, param='which')}: {path} is a model folder; it holds "
+                              f"one set of weights (its run's {src.get('which', 'latest')} checkpoint, step "
+                              f"{meta.get('step')}); drop {option('--checkpoint', which, param='which')}")
+        check_plugins(path, meta, trust_plugins)
+        import_plugins(untrusted_plugins(meta))  # trusted by the caller (check_plugins refused otherwise)
         return Source(load(path, device="cpu"), src.get("run", path.name),
                       src.get("checkpoint", str(path)), src.get("checkpoint_sha256", ""), src.get("which", which),
                       meta.get("best_fid"))
@@ -490,17 +502,27 @@ def model_card(src: Source, meta: dict, fid: Optional[dict]) -> str:
     model = src.model
     cfg = model.cfg
     task = model.task.name
-    pipeline = "image-to-image" if task == "translation" else (
-        "unconditional-image-generation" if model.info.kind == "image" else "other")
+    image = model.info.kind == "image"
+    # The Hub has no pipeline for class-conditional generation or anomaly scores: "other", with tags.
+    pipeline = {"translation": "image-to-image"}.get(task, "unconditional-image-generation"
+                                                     if task == "generation" and image and not model.num_classes
+                                                     else "other")
+    extra_tags = (["class-conditional"] if task == "generation" and model.num_classes else []) + (
+        ["anomaly-detection"] if task == "reconstruction" else [])
     shape = "×".join(str(d) for d in model.info.sample_shape)
-    lines = ["---", "library_name: gankit", f"pipeline_tag: {pipeline}",
-             f"tags: [{', '.join(dict.fromkeys(['gan', 'gankit', cfg.loss.objective, cfg.model.arch]))}]", "---", "",
+    tags = dict.fromkeys(['gan', 'gankit', *extra_tags, cfg.loss.objective, cfg.model.arch])
+    lines = ["---", "library_name: gankit", f"pipeline_tag: {pipeline}", f"tags: [{', '.join(tags)}]", "---", "",
              f"# {src.name}", ""]
+    name = Path(meta["path"]).name
     if task == "translation":
         dirs = ", ".join(model.directions())
         what = (f"An image-to-image translator ({cfg.loss.objective}, `{cfg.model.arch}` networks) trained on "
                 f"`{cfg.data.name}`: input images {shape} in [-1, 1] → outputs "
                 f"{'×'.join(str(d) for d in model.info.target_shape)}; directions: {dirs}.")
+    elif task == "reconstruction":
+        what = (f"An anomaly detector ({cfg.loss.objective} objective, `{cfg.model.arch}` networks) trained on "
+                f"`{cfg.data.name}`: it reconstructs images {shape} in [-1, 1] of the normal data and scores an "
+                "image by how badly it does (higher = more anomalous). It does not generate images from noise.")
     else:
         cond = f", conditioned on {model.num_classes} classes" if model.num_classes else ""
         what = (f"A generator ({cfg.loss.objective} objective, `{cfg.model.arch}` networks{cond}) trained on "
@@ -510,27 +532,38 @@ def model_card(src: Source, meta: dict, fid: Optional[dict]) -> str:
     lines += [what, "",
               f"- trained for **{model.step:,} generator steps** (`{cfg.name}` recipe, seed {cfg.seed}, "
               f"batch {cfg.train.batch_size})",
+              f"- {_overrides_line(cfg)}",
               f"- weights: {', '.join(meta['networks'])}" + (f" (EMA weights for {', '.join(ema)}, decay "
                                                                f"{cfg.train.ema})" if ema else ""),
               f"- exported from the `{src.which}` checkpoint (SHA-256 `{src.sha256}`) with gankit "
               f"{meta['gankit']} on {meta['exported']}", "",
-              "## Use", "", "```python", "import gankit", "", f'model = gankit.load("{Path(meta["path"]).name}")']
+              "## Use", "", "```python", "import gankit", "", f'model = gankit.load("{name}")']
     if task == "translation":
         lines += ["y = model.translate(x)  # x: (N, C, H, W) float32 in [-1, 1]"]
+    elif task == "reconstruction":
+        lines += ["x_hat = model.translate(x)  # x: (N, C, H, W) float32 in [-1, 1] -> its reconstruction"]
     else:
         lines += ["x, y = model.sample(16, seed=0)  # x: (16, *sample_shape); y: labels or None"]
     lines += ["```", "", "```bash",
-              (f"gankit translate {Path(meta['path']).name} inputs/ -o out/" if task == "translation"
-               else f"gankit sample {Path(meta['path']).name} -n 64 -o samples.png"),
-              f"gankit export {Path(meta['path']).name} --format onnx -o model.onnx", "```", "",
-              "## Evaluation", ""]
+              {"translation": f"gankit translate {name} inputs/ -o out/",
+               "reconstruction": f"gankit score {name} images/   # anomaly scores"}.get(
+                  task, f"gankit sample {name} -n 64 -o samples.png")]
+    if task != "reconstruction":  # an anomaly score is not a graph's output: no ONNX export for these
+        lines += [f"gankit export {name} --format onnx -o model.onnx"]
+    lines += ["```", "", "## Evaluation", ""]
     if fid is None:
         lines += ["Not evaluated: the run folder held no FID (`gankit eval RUN_DIR` writes one)."]
     else:
-        step = f" at step {fid['step']:,}" if isinstance(fid.get("step"), int) else ""
+        at = fid.get("step")
+        step = f" at step {at:,}" if isinstance(at, int) else " at a step the file does not record"
         if fid.get("checkpoint"):
             step += f" of the `{fid['checkpoint']}` checkpoint"
-        lines += [f"Best FID recorded for the run: **{fid['value']:.4g}**{step} (from `{fid['file']}`). "
+        if at == model.step:
+            whose = f"the weights of step {at:,}, these ones"
+        else:
+            whose = (f"**not a score of these weights** (step {model.step:,}), which were not evaluated; "
+                     "evaluate them to compare")
+        lines += [f"Best FID recorded for the run: **{fid['value']:.4g}**{step} (from `{fid['file']}`): {whose}. "
                   "Compare it only with numbers of the same card:", "", "```"]
         card = fid["card"]
         if "protocol" in card:  # a translation run's eval.json: the direction's scores and the protocol
@@ -547,8 +580,41 @@ def model_card(src: Source, meta: dict, fid: Optional[dict]) -> str:
     return "\n".join(lines)
 
 
+def _overrides_line(cfg, most: int = 12) -> str:
+    """The settings where ``cfg`` differs from its shipped recipe (the run's --set overrides, as they
+    resolve), as ``key=value``; config.json holds the whole resolved config."""
+    from .config import load_config
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict) and v:
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    try:
+        recipe = flat(load_config(cfg.name).to_dict())
+    except Exception:  # noqa: BLE001  (not a shipped recipe: a user's YAML, a dict)
+        return f"settings: `{CONFIG_FILE}` holds the resolved config (`{cfg.name}` is not a shipped recipe)"
+    mine = flat(cfg.to_dict())
+    diff = [f"`{k}={json.dumps(v)}`" for k, v in mine.items() if recipe.get(k, object()) != v]
+    if not diff:
+        return f"settings: the `{cfg.name}` recipe as shipped (`{CONFIG_FILE}` holds the resolved config)"
+    more = f" and {len(diff) - most} more" if len(diff) > most else ""
+    return (f"settings that differ from the `{cfg.name}` recipe: {', '.join(diff[:most])}{more} "
+            f"(`{CONFIG_FILE}` holds the resolved config)")
+
+
 def export_folder(src: Source, out: Path) -> ExportResult:
-    """Write ``config.json``, ``model.safetensors`` and ``README.md`` into ``out``."""
+    """Write ``config.json``, ``model.safetensors`` and ``README.md`` into the folder ``out``, as a whole:
+    into a new hidden sibling first, then renamed into place (:func:`_put_in_place`), so a killed
+    export leaves the folder that was there (or none) or the new one, never a mix. An existing ``out``
+    is replaced only when it is a gankit model folder holding nothing but its files as gankit wrote
+    them (a card edited since, or a file of the user's, is refused, named)."""
+    import hashlib
+
     from safetensors.torch import save as safetensors_save
 
     from .version import __version__
@@ -556,9 +622,8 @@ def export_folder(src: Source, out: Path) -> ExportResult:
     model = src.model
     if out.exists() and not out.is_dir():
         raise GankitError(f"{option('-o', out, param='out')}: a file is there; give a folder name")
-    if out.is_dir() and any(out.iterdir()) and not is_model_folder(out):
-        raise GankitError(f"{option('-o', out, param='out')}: the folder is not empty and is not a gankit model "
-                          "folder; give a new folder")
+    if out.is_dir() and any(out.iterdir()):
+        _check_replaceable_folder(out)
     tensors = {}
     for name, net in model.nets.items():
         for k, v in net.state_dict().items():
@@ -579,14 +644,77 @@ def export_folder(src: Source, out: Path) -> ExportResult:
     fid = best_fid(model.run_dir) if src.fid is None else src.fid
     if fid is not None:
         meta["best_fid"] = fid
-    out.mkdir(parents=True, exist_ok=True)
     card = model_card(src, meta, fid)
     del meta["path"]  # where it was written is not part of the model
-    atomic_write_bytes(out / WEIGHTS_FILE, safetensors_save(tensors, metadata={"format": FOLDER_FORMAT}))
-    atomic_write_text(out / CARD_FILE, card)
-    # config.json last: a folder is a model folder (is_model_folder) only once its weights are there.
-    atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=1) + "\n")
+    weights = safetensors_save(tensors, metadata={"format": FOLDER_FORMAT})
+    # what gankit.load verifies (the weights) and what a re-export may replace (the card as written)
+    meta["files"] = {WEIGHTS_FILE: hashlib.sha256(weights).hexdigest(),
+                     CARD_FILE: hashlib.sha256(card.encode("utf-8")).hexdigest()}
+    out = out.expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import secrets
+
+    tmp = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
+    tmp.mkdir()  # the umask's permissions, as out.mkdir would give
+    try:
+        atomic_write_bytes(tmp / WEIGHTS_FILE, weights)
+        atomic_write_text(tmp / CARD_FILE, card)
+        atomic_write_text(tmp / CONFIG_FILE, json.dumps(meta, indent=1) + "\n")
+        _put_in_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return ExportResult("folder", out, files=[CONFIG_FILE, WEIGHTS_FILE, CARD_FILE])
+
+
+def _check_replaceable_folder(out: Path) -> None:
+    """Refuse, in one line, to replace ``out`` unless it is a model folder of gankit's own files, the
+    card as gankit wrote it (by the SHA-256 config.json records; older folders recorded none)."""
+    if not is_model_folder(out):
+        raise GankitError(f"{option('-o', out, param='out')}: the folder is not empty and is not a gankit model "
+                          "folder; give a new folder")
+    extra = sorted(p.name for p in out.iterdir() if p.name not in FILES)
+    if extra:
+        raise GankitError(f"{option('-o', out, param='out')}: this model folder also holds {', '.join(extra)}, "
+                          "which gankit did not write; a re-export replaces the folder as a whole: move them "
+                          "away or give a new folder")
+    recorded = (read_folder_config(out).get("files") or {}).get(CARD_FILE)
+    if recorded is not None and (out / CARD_FILE).is_file() and sha256_file(out / CARD_FILE) != recorded:
+        raise GankitError(f"{option('-o', out, param='out')}: its {CARD_FILE} was edited since gankit wrote it; a "
+                          "re-export would replace it: move it away or give a new folder")
+
+
+def _put_in_place(new: Path, out: Path) -> None:
+    """Rename the finished folder ``new`` to ``out``. An existing ``out`` is swapped with ``new`` in one
+    step where the system can (Linux renameat2 RENAME_EXCHANGE), then deleted; elsewhere it is moved
+    aside first (a kill between the two renames leaves it as ``.NAME.old-*`` beside ``out``)."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        os.replace(new, out)  # an empty folder is replaced by rename(2) itself
+        return
+    if _exchange(new, out):
+        shutil.rmtree(new)  # now the old folder
+        return
+    old = out.parent / f".{out.name}.old-{new.name.rsplit('-', 1)[-1]}"
+    os.rename(out, old)
+    os.rename(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    return renameat2(AT_FDCWD, os.fsencode(str(a)), AT_FDCWD, os.fsencode(str(b)), RENAME_EXCHANGE) == 0
 
 
 __all__ = ["export", "export_onnx", "export_folder", "read_onnx_metadata", "TOLERANCE", "FORMATS"]

@@ -2,9 +2,14 @@
 
 ::
 
-    config.json        {"format": "gankit-model-v1", "config": ..., "data": ..., "step": ..., "source": ...}
+    config.json        {"format": "gankit-model-v1", "config": ..., "data": ..., "step": ..., "source": ...,
+                        "files": {"model.safetensors": SHA-256, "README.md": SHA-256}}
     model.safetensors  the sampling weights, one tensor per ``NETWORK.parameter`` (EMA where the run kept one)
     README.md          the model card
+
+Reading one verifies the weights against the SHA-256 config.json records (folders written before it
+recorded one are read unchecked), refuses non-finite weights, and imports no code: a config that names
+``plugins`` is refused unless those modules are already imported or the caller trusts them.
 
 The layout lives here, below both the writer (:mod:`gankit.export`) and the reader
 (:func:`gankit.api.load`), so neither imports the other.
@@ -12,15 +17,18 @@ The layout lives here, below both the writer (:mod:`gankit.export`) and the read
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Dict, Tuple
 
 import torch
 
-from .errors import CheckpointError, GankitError
+from .errors import CheckpointError, GankitError, option
 
 FOLDER_FORMAT = "gankit-model-v1"
 CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
+#: every file a model folder holds; config.json's "files" maps the others to their SHA-256
+FILES = (CONFIG_FILE, WEIGHTS_FILE, CARD_FILE)
 
 
 def is_model_folder(path: Path) -> bool:
@@ -41,17 +49,52 @@ def read_folder_config(path: Path) -> dict:
     return meta
 
 
-def read_model_folder(path: Path) -> Tuple[dict, Dict[str, Dict[str, torch.Tensor]]]:
-    """``(config.json, {network: state_dict})`` of a model folder; never unpickles."""
+def untrusted_plugins(meta: dict) -> list:
+    """The modules a model folder's config names in ``plugins`` that are not imported yet."""
+    plugins = (meta.get("config") or {}).get("plugins") or []
+    return [str(p) for p in plugins if str(p) not in sys.modules]
+
+
+def check_plugins(path: Path, meta: dict, trust_plugins: bool = False) -> None:
+    """Refuse, in one line, a folder whose config names ``plugins`` not imported yet: importing a
+    module runs its code, and a model folder (from the Hub, say) must not run code by being loaded.
+    ``trust_plugins``: the caller has decided to run them (the importer then imports them)."""
+    missing = untrusted_plugins(meta)
+    if missing and not trust_plugins:
+        names = ", ".join(missing)
+        raise GankitError(f"{Path(path) / CONFIG_FILE}: this model folder's config names plugins {names}: they run "
+                          f"code, so gankit does not import them; if you trust them, import them yourself first "
+                          f"(import {missing[0]}), or pass {option('--trust-plugins', True, param='trust_plugins')}")
+
+
+def read_model_folder(path: Path, trust_plugins: bool = False) -> Tuple[dict, Dict[str, Dict[str, torch.Tensor]]]:
+    """``(config.json, {network: state_dict})`` of a model folder; never unpickles. The weights file
+    must match the SHA-256 config.json records and hold finite values; a config naming ``plugins``
+    not imported yet is refused (:func:`check_plugins`) unless ``trust_plugins``."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     path = Path(path)
     meta = read_folder_config(path)
+    check_plugins(path, meta, trust_plugins)
+    weights = path / WEIGHTS_FILE
     try:
-        tensors = load_file(str(path / WEIGHTS_FILE))
+        data = weights.read_bytes()
+        tensors = load(data)
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path / WEIGHTS_FILE}: corrupt or truncated ({e}); export the model again") from None
+        raise CheckpointError(f"{weights}: corrupt or truncated ({e}); export the model again") from None
+    want = (meta.get("files") or {}).get(WEIGHTS_FILE)
+    if want is not None:
+        import hashlib
+
+        if hashlib.sha256(data).hexdigest() != want:
+            raise CheckpointError(f"{weights}: damaged: its SHA-256 does not match the one in {CONFIG_FILE}; "
+                                  "download or export the model folder again")
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{weights}: tensor {key} holds {bad} NaN or infinite values; these weights "
+                                  "cannot make outputs: export the model again from a healthy checkpoint")
     states: Dict[str, Dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         net, _, param = key.partition(".")  # network names (G, D, G_AB, ...) have no dot

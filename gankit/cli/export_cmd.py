@@ -11,11 +11,14 @@ def register(sub):
     p.add_argument("--format", required=True, choices=["onnx", "folder"])
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="the .onnx file or the folder to write")
     p.add_argument("--checkpoint", default="latest", choices=["latest", "best"],
-                   help="the run's latest checkpoint (default) or the evaluator's best")
+                   help="the run's latest checkpoint (default) or the evaluator's best (a model folder holds one)")
     p.add_argument("--direction", default=None, metavar="NAME",
                    help="translation models with two directions (CycleGAN): AtoB (default) or BtoA; onnx only")
     p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                    help="onnx: torch.onnx's TorchScript exporter (default; opset 17) or its torch.export one")
+    p.add_argument("--trust-plugins", action="store_true",
+                   help="a model folder whose config.json names plugins: import them (they run code; refused "
+                        "without this)")
     p.set_defaults(func=run)
 
 
@@ -23,4 +26,4 @@ def run(args):
     from ..export import export
 
     print(export(args.run_dir, args.format, args.out, which=args.checkpoint, direction=args.direction,
-                 exporter=args.exporter))
+                 exporter=args.exporter, trust_plugins=args.trust_plugins))
