@@ -49,6 +49,8 @@ def _commands():
                         toks = shlex.split(part, comments=True)
                     except ValueError:
                         continue
+                    cut = [j for j, t in enumerate(toks) if t in ("|", "<") or t.lstrip("0123456789&").startswith(">")]
+                    toks = toks[:cut[0]] if cut else toks  # `gankit recipes NAME > my.yaml`: the shell's, not gankit's
                     if "gankit" not in toks:
                         continue
                     i = toks.index("gankit")
