@@ -16,16 +16,20 @@ MAX_UPLOAD_BYTES = 4 * 1024 * 1024       # an uploaded image file, as sent
 MAX_UPLOAD_PIXELS = 4096 * 4096          # its width × height, checked from the header before decoding
 UPLOAD_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF")
 
-_INT = re.compile(r"-?[0-9]{1,12}")
-_FLOAT = re.compile(r"-?(?:[0-9]{1,12}(?:\.[0-9]{0,12})?|\.[0-9]{1,12})(?:[eE][-+]?[0-9]{1,3})?")
+_INT = re.compile(r"-?[0-9]+")     # ASCII digits only (str.isdigit would take "²", which int() refuses)
+_FLOAT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+MAX_INT_DIGITS = 18                # longer is out of every range here, and int() is never asked to parse it
+                                   # (Python refuses over 4,300 digits)
 
 
 class BadRequest(GankitError):
-    """A request the server refuses; ``status`` is the HTTP code (400, 404, 413, 415, …)."""
+    """A request the server refuses; ``status`` is the HTTP code (400, 404, 413, 415, …);
+    ``headers``: extra response headers (a 405's ``Allow``)."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, headers: Optional[dict] = None):
         super().__init__(message)
         self.status = status
+        self.headers = headers or {}
 
 
 @dataclass(frozen=True)
@@ -71,16 +75,25 @@ def _value(name: str, raw: str, p: Param):
     pattern = _INT if p.kind == "int" else _FLOAT
     if not pattern.fullmatch(raw):
         raise BadRequest(f"{name}={shown!r}: not {'an integer' if p.kind == 'int' else 'a number'}")
+    if p.kind == "int" and len(raw.lstrip("-")) > MAX_INT_DIGITS:
+        raise BadRequest(f"{name}={shown}: {_range(p)}")
     value = int(raw) if p.kind == "int" else float(raw)
     if not math.isfinite(value):
         raise BadRequest(f"{name}={shown!r}: not a finite number")
     if (p.lo is not None and value < p.lo) or (p.hi is not None and value > p.hi):
-        raise BadRequest(f"{name}={shown}: must be in [{_fmt(p.lo)}, {_fmt(p.hi)}]")
+        raise BadRequest(f"{name}={shown}: {_range(p)}")
     return value
 
 
+def _range(p: Param) -> str:
+    """What a value of ``p`` must be: in [lo, hi], ≥ lo or ≤ hi (a missing bound is none)."""
+    if p.lo is not None and p.hi is not None:
+        return f"must be in [{_fmt(p.lo)}, {_fmt(p.hi)}]"
+    return f"must be ≥ {_fmt(p.lo)}" if p.lo is not None else f"must be ≤ {_fmt(p.hi)}"
+
+
 def _fmt(v) -> str:
-    return "-inf" if v is None else (str(int(v)) if float(v).is_integer() else str(v))
+    return str(int(v)) if float(v).is_integer() else str(v)
 
 
 def decode_image(data: bytes, mode: str):
@@ -107,7 +120,10 @@ def decode_image(data: bytes, mode: str):
             return as_mode(im, mode)  # as gankit reads every image: upright, alpha over white
     except BadRequest:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Image.open refuses above 2 × MAX_IMAGE_PIXELS from the header
+        raise BadRequest(f"image declares over {2 * Image.MAX_IMAGE_PIXELS:,} pixels in its header; "
+                         f"the limit is {MAX_UPLOAD_PIXELS:,} pixels", 413) from None
+    except UnidentifiedImageError:
         raise BadRequest(f"not an image this server reads: send a {', '.join(UPLOAD_FORMATS)} file", 415) from None
     except (OSError, ValueError, SyntaxError, EOFError, IndexError) as e:  # what Pillow raises on damaged files
         raise BadRequest(f"the image could not be decoded ({type(e).__name__}); is the file complete?", 415) from None
