@@ -81,7 +81,7 @@ class ModelService:
             "target_shape": list(m.info.target_shape) if m.info.target_shape else None,
             "z_dim": m.cfg.model.z_dim if self.generation else None,
             "num_classes": m.num_classes,
-            "class_names": m.class_names,   # [] when the data's classes have no names
+            "class_names": m.class_names if m.num_classes else [],   # [] when unconditional or unnamed
             "directions": m.directions() if not self.generation else [],
             "style_layers": self.style_layers,
             "limits": {"seed": [0, MAX_SEED], "truncation": list(TRUNCATION), "n": [1, self.max_n],
@@ -159,7 +159,8 @@ class ModelService:
             raise BadRequest(f"crossover={crossover}: must be in [0, {layers}]")
         psi = self._task(truncation).psi
         za, zb = self.model.task.seeded(1, a)["z"], self.model.task.seeded(1, b)["z"]
-        y = self._labels(1, 0 if label is None and self.model.num_classes else label)
+        label = 0 if label is None and self.model.num_classes else label   # as the walk: class 0 unless asked
+        y = self._labels(1, label)
         with self.lock:
             x = style_mixing(self.model.G, za, zb, crossover, y, y, psi=psi)["cells"][0]   # (1, C, H, W)
         return _grid_png(x, self._record(seed=a, truncation=truncation, label=label,
@@ -167,19 +168,19 @@ class ModelService:
 
     def translate(self, data: bytes, direction: Optional[str] = None) -> bytes:
         """The uploaded image translated by the model: decoded and checked (validate.decode_image),
-        converted to the model's channels and resized to its input size (bicubic, as
-        ``gankit translate`` does), translated, returned as a PNG at the model's output size."""
+        converted to the model's channels, centre-cropped to its input's aspect ratio and resized to
+        its input size with Pillow's bicubic filter (:func:`gankit.data.images.centre_crop`, what
+        ``gankit translate``'s :func:`~gankit.data.images.prepare_image` does to a file), translated,
+        returned as a PNG at the model's output size."""
         if self.generation:
             raise BadRequest(f"this is a {self.model.task.name} model: it takes no input image; use /api/sample")
         tasks = self.model.objective.tasks()
         name = direction or next(iter(tasks))
         shape = self.model.info.sample_shape if tasks[name].source == "A" else self.model.info.target_shape
         c, h, w = shape
-        from PIL import Image
+        from ..data.images import centre_crop
 
-        img = decode_image(data, "L" if c == 1 else "RGB")
-        if img.size != (w, h):
-            img = img.resize((w, h), Image.Resampling.BICUBIC)
+        img = centre_crop(decode_image(data, "L" if c == 1 else "RGB"), (h, w), "BICUBIC")
         arr = np.asarray(img, dtype=np.uint8)
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         x = to_model_range(torch.from_numpy(arr.copy())).unsqueeze(0)     # (1, C, H, W) in [-1, 1]
