@@ -13,7 +13,9 @@ def register(sub):
     p.add_argument("--queue", type=int, default=32,
                    help="requests that may wait for a worker; beyond that the server answers 503 (default 32)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
-    p.add_argument("--checkpoint", default="latest", choices=["latest", "best"])
+    p.add_argument("--checkpoint", default="latest", choices=["latest", "best"],
+                   help="the run's latest checkpoint (default) or its best; a model folder holds one model and "
+                        "takes neither")
     p.set_defaults(func=run)
 
 

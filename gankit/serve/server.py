@@ -3,24 +3,33 @@
 * Connections are accepted by one thread and handed to a pool of ``workers`` threads. At most
   ``queue`` more wait for a free worker; a connection beyond that is answered at once with
   503 and ``Retry-After: 1`` — a burst cannot grow memory or threads without bound.
-* Every response is closed after it is sent (HTTP/1.0), so an idle browser never holds a worker;
-  a client that stalls mid-request is dropped after ``Handler.timeout`` seconds.
+* Every response is closed after it is sent (HTTP/1.0), so an idle browser never holds a worker.
+  A request (request line, headers and upload) must arrive whole within ``Handler.timeout`` seconds
+  of a worker taking it — one deadline, not a timeout per read, so a client that sends a byte now
+  and then cannot keep a worker; a stalled upload is a 408, a stalled request line or header is dropped.
+* The 503 to a connection beyond the queue is written by the accepting thread without waiting for
+  the client; up to ``REJECTERS`` short-lived threads then read what the client sends for at most
+  ``REJECT_LINGER`` seconds before closing (so that the close does not reset the connection before
+  the 503 is read). Beyond that many at once the connection is closed straight after the 503.
 * Stopping (Ctrl-C) closes the listening socket, lets running requests finish for up to
   ``STOP_GRACE`` seconds, then cuts the connections still open (a stalled client, a browser's
   unused pre-connection) so the process ends at once instead of after ``Handler.timeout``.
 * Routes are a fixed table: three files of the page and the JSON/PNG API. Nothing is read from
   the disk by request path, so there is no path to traverse.
-* Bound to a loopback address (the default), requests must name a loopback host in their Host
-  header: a web page elsewhere cannot reach the server by pointing its own domain name at
-  127.0.0.1 (DNS rebinding).
+* Bound to a loopback address (the default; judged from the address actually bound, so
+  ``--host 127.1`` or ``localhost`` count), requests must name ``localhost`` or a loopback address
+  (127.x.x.x, ::1) in their Host header: a web page elsewhere cannot reach the server by pointing
+  its own domain name at 127.0.0.1 (DNS rebinding).
 * A bad request is a 4xx with ``{"error": "one line"}``; an exception in a handler is a 500 with a
   one-line message (the traceback goes to the server's stderr, never to the client) and the
   server keeps serving.
 """
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
+import re
 import signal
 import socket
 import sys
@@ -45,11 +54,33 @@ STATIC = {  # URL path -> (file under gankit/serve/static, content type)
 }
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
 DRAIN_LIMIT = 4 * MAX_UPLOAD_BYTES   # an oversized upload up to this size is read and dropped, so the
                                      # client sees the 413 instead of a reset connection
 
+REJECT_LINGER = 0.2                  # seconds a rejecting thread reads what the client sends before closing
+REJECTERS = 8                        # such threads at once; the accepting thread itself never waits
+_DIGITS = re.compile(r"[0-9]{1,18}")  # a Content-Length: ASCII digits (str.isdigit takes "²"), below an exabyte
+
 Response = Tuple[int, str, bytes]    # status, content type, body
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A connection's reads, all before one ``deadline`` (time.monotonic): each read waits at most the
+    time left, then TimeoutError. A per-read timeout would let a client keep a worker by sending a
+    byte every few seconds."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock, self.deadline = sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -60,7 +91,12 @@ class Handler(BaseHTTPRequestHandler):
     default_request_version = "HTTP/1.0"   # answer even a malformed request with a status line and headers
     server_version = "gankit-serve"
     sys_version = ""
-    timeout = 30                     # seconds a client may stall mid-request before it is dropped
+    timeout = 30                     # seconds for the whole request to arrive (and for each write of the answer)
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()           # the socket file the standard library made; reads go through the deadline
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, time.monotonic() + self.timeout))
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -72,8 +108,9 @@ class Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _not_allowed(self) -> None:
-        self._send_json(405, {"error": f"method {self.command} is not allowed here; use GET or POST"},
-                        {"Allow": "GET, HEAD, POST"})
+        allow = _allow(self.path.partition("?")[0])
+        self._send_json(405, {"error": f"method {self.command} is not allowed here; use {allow.replace(', ', ' or ')}"},
+                        {"Allow": allow})
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
 
@@ -85,7 +122,7 @@ class Handler(BaseHTTPRequestHandler):
             status, ctype, body = self._route(method, path, query)
             self._send(status, ctype, body, head=method == "HEAD")
         except BadRequest as e:
-            self._send_json(e.status, {"error": _one_line(e)})
+            self._send_json(e.status, {"error": _one_line(e)}, e.headers)
         except GankitError as e:
             self._send_json(400, {"error": _one_line(e)})
         except Exception as e:  # a bug or an environment failure: log it here, a one-line 500 there
@@ -99,7 +136,7 @@ class Handler(BaseHTTPRequestHandler):
         svc = self.server.service
         if path in STATIC:
             if method not in ("GET", "HEAD"):
-                raise BadRequest(f"{path} is read with GET", 405)
+                raise BadRequest(f"{path} is read with GET", 405, {"Allow": _allow(path)})
             parse_query(query, {})
             return 200, STATIC[path][1], self.server.static[path]
         api: Dict[str, Tuple[str, Callable[[str], bytes]]] = {
@@ -113,7 +150,7 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest(f"no such page: {path[:100]}", 404)
         want, fn = api[path]
         if method != want and not (method == "HEAD" and want == "GET"):
-            raise BadRequest(f"{path} takes {want}, not {method}", 405)
+            raise BadRequest(f"{path} takes {want}, not {method}", 405, {"Allow": _allow(path)})
         body = fn(query)
         return 200, "application/json" if path == "/api/info" else "image/png", body
 
@@ -122,7 +159,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         host = (self.headers.get("Host") or "").strip().lower()
         name = host[1:host.index("]")] if host.startswith("[") and "]" in host else host.rsplit(":", 1)[0]
-        if name not in LOOPBACK_NAMES:
+        if not _is_loopback(name):   # localhost or an address literal: never a name an attacker's DNS answers
             raise BadRequest(f"Host {host[:60]!r} is not this machine; open {self.server.url}", 421)
 
     def _body(self) -> bytes:
@@ -132,14 +169,20 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.headers.get("Content-Length")
         if raw is None:
             raise BadRequest("the upload has no Content-Length", 411)
-        if not raw.strip().isdigit():
+        if not _DIGITS.fullmatch(raw.strip()):
             raise BadRequest(f"Content-Length {raw[:20]!r} is not a byte count")
         size = int(raw)
-        if size > MAX_UPLOAD_BYTES:
-            if size <= DRAIN_LIMIT:
-                _drain(self.rfile, size)
-            raise BadRequest(f"upload of {size:,} bytes; the limit is {MAX_UPLOAD_BYTES:,} bytes", 413)
-        data = self.rfile.read(size)
+        try:
+            if size > MAX_UPLOAD_BYTES:
+                if size <= DRAIN_LIMIT:
+                    _drain(self.rfile, size)
+                raise BadRequest(f"upload of {size:,} bytes; the limit is {MAX_UPLOAD_BYTES:,} bytes", 413)
+            data = self.rfile.read(size)
+        except TimeoutError:
+            raise BadRequest(f"the upload stalled: {size:,} bytes did not arrive within {self.timeout:g} s of the "
+                             "request; send it again", 408) from None
+        except ConnectionError:
+            raise BadRequest("the connection closed during the upload") from None
         if len(data) != size:
             raise BadRequest(f"the upload ended after {len(data):,} of {size:,} bytes")
         return data
@@ -147,6 +190,7 @@ class Handler(BaseHTTPRequestHandler):
     # ---- responses ------------------------------------------------------------------------
     def _send(self, status: int, ctype: str, body: bytes, extra: Optional[dict] = None, head: bool = False) -> None:
         try:
+            self.connection.settimeout(self.timeout)   # the reads' deadline may have left it near 0
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
@@ -197,17 +241,21 @@ class GankitServer(HTTPServer):
                  quiet: bool = False):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, Handler)
+        # Everything server_close uses exists before binding: a failed bind calls server_close
+        # from inside HTTPServer.__init__, and make_server turns the OSError into one line.
         self.service, self.workers, self.queue, self.quiet = service, workers, queue, quiet
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gankit-serve")
-        self.static = {path: resources.files(__package__).joinpath("static", name).read_bytes()
-                       for path, (name, _) in STATIC.items()}
-        self.loopback = _is_loopback(address[0])
         self._lock = threading.Lock()
         self._pending = 0
         self._slot = threading.local()   # .held: this worker thread's request still counts in _pending
         self._open: set = set()          # connections a worker is handling now
+        self._rejecters = threading.BoundedSemaphore(REJECTERS)
         self.served = self.rejected = 0
+        self.static = {path: resources.files(__package__).joinpath("static", name).read_bytes()
+                       for path, (name, _) in STATIC.items()}
+        super().__init__(address, Handler)
+        # judged from the address bound, not the --host text: "127.1" and "localhost" bind 127.0.0.1
+        self.loopback = _is_loopback(self.server_address[0])
 
     @property
     def url(self) -> str:
@@ -256,24 +304,47 @@ class GankitServer(HTTPServer):
             self.shutdown_request(request)
 
     def _reject(self, request) -> None:
-        """503 to a connection beyond the queue, from the accepting thread: read what the client
-        already sent (for at most 0.2 s, so closing does not reset the connection), answer, close."""
+        """503 to a connection beyond the queue. The accepting thread never waits on the client: a
+        short-lived thread (at most REJECTERS at once) answers and lingers; beyond that the answer is
+        written here without waiting and the connection closed."""
+        with self._lock:
+            self.rejected += 1
+        if self._rejecters.acquire(blocking=False):
+            try:
+                threading.Thread(target=self._answer_busy, args=(request, REJECT_LINGER), daemon=True,
+                                 name="gankit-serve-503").start()
+                return
+            except RuntimeError:  # no thread to be had
+                self._rejecters.release()
+        self._answer_busy(request, 0.0)
+
+    def _answer_busy(self, request, linger: float) -> None:
+        """Write the 503 without blocking (what the client already sent is read first), end our side,
+        then read what the client sends for up to ``linger`` seconds, so that closing a socket with
+        unread data does not reset the connection before the client has read the 503."""
         body = json.dumps({"error": f"busy: {self.workers} requests are being served and {self.queue} are "
                                     "waiting; retry in a moment"}).encode()
         try:
-            request.settimeout(0.2)
+            request.setblocking(False)
             try:
-                request.recv(65536)
-            except OSError:
+                while request.recv(65536):
+                    pass
+            except OSError:  # nothing (more) has arrived
                 pass
             request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                             b"Retry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            request.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + linger
+            while (left := deadline - time.monotonic()) > 0:   # until the client closes, or linger ends
+                request.settimeout(left)
+                if not request.recv(65536):
+                    break
         except OSError:
             pass
         finally:
-            with self._lock:
-                self.rejected += 1
             self.shutdown_request(request)
+            if linger:
+                self._rejecters.release()
 
     def handle_error(self, request, client_address) -> None:
         self.log(f"error with {client_address}:\n{traceback.format_exc()}")
@@ -326,12 +397,14 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, worker
     from ..api import load
 
     _check_settings(port, workers, queue)   # before the model is loaded
+    _check_run(run_dir, which)
     model = load(run_dir, which=which)
     server = make_server(ModelService(model, run_name(run_dir)), host, port, workers, queue, quiet)
     print(f"gankit serve: {run_name(run_dir)} ({model.cfg.loss.objective}, step {model.step}) at {server.url}",
           flush=True)
     if not server.loopback:
-        print(f"gankit serve: warning: listening on {host}: other machines on the network can open this page",
+        print(f"gankit serve: warning: listening on {server.server_address[0]}: other machines on the network "
+              "can open this page",
               file=sys.stderr, flush=True)
     print("gankit serve: Ctrl-C stops it", flush=True)
     # SIGTERM (a service manager, `kill`) stops it as gracefully as Ctrl-C
@@ -351,6 +424,16 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+UPLOAD_PATHS = {"/api/translate"}   # the one route that takes POST; every other route is GET (and HEAD)
+
+
+def _allow(path: str) -> str:
+    """A 405's Allow header for ``path`` (RFC 9110 §15.5.6); an unknown path: every method served."""
+    if path in UPLOAD_PATHS:
+        return "POST"
+    return "GET, HEAD" if path in STATIC or path.startswith("/api/") else "GET, HEAD, POST"
+
+
 def _info(service: ModelService, query: str) -> bytes:
     parse_query(query, {})  # takes no parameters
     return json.dumps(service.info()).encode()
@@ -363,6 +446,20 @@ def _check_settings(port: int, workers: int, queue: int) -> None:
         raise GankitError(f"{option('--queue', queue)}: must be 0 or more")
     if not 0 <= port <= 65535:
         raise GankitError(f"{option('--port', port)}: must be in 0..65535 (0 = any free port)")
+
+
+def _check_run(run_dir, which: str) -> None:
+    """What gankit.load would not say in so many words: a path that is not there, and a
+    ``--checkpoint`` a model folder cannot honour (it holds one model; load would ignore the option)."""
+    from ..model_folder import is_model_folder
+
+    path = Path(run_dir)
+    if not path.exists():
+        raise GankitError(f"{run_dir}: no such folder; give a run folder (runs/NAME), a checkpoint file or a "
+                          "model folder from gankit export")
+    if which != "latest" and path.is_dir() and is_model_folder(path) and not (path / "checkpoints").is_dir():
+        raise GankitError(f"{option('--checkpoint', which, param='which')}: {run_dir} is a model folder "
+                          "(gankit export), which holds one model; leave the option out")
 
 
 def _rename(params: dict) -> dict:
