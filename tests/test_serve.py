@@ -37,7 +37,7 @@ TINY = ["train.threads=1", "train.log_every=5", "health.enabled=false"]
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Tiny runs: a conditional image generator (ACGAN, 10 classes), a translator (pix2pix), a 2D GAN,
-    a StyleGAN2 generator. GANKIT_SERVE_RUN=DIR uses that run as the generator instead (for the docs screenshot)."""
+    a conditional StyleGAN2 generator. GANKIT_SERVE_RUN=DIR uses that run as the generator instead (for the docs screenshot)."""
     root = tmp_path_factory.mktemp("serve")
     gen = os.environ.get("GANKIT_SERVE_RUN")
     if not gen:
@@ -48,7 +48,7 @@ def runs(tmp_path_factory):
                                     "train.minutes=null", "train.steps=3", *TINY], out=root / "tr", quiet=True)
     train("gan-ring8", ["model.g.width=16", "model.d.width=16", "train.steps=10", *TINY], out=root / "vec", quiet=True)
     train("dcgan-digits", ["data.resolution=16", "data.limit=64", "model.z_dim=8", "model.arch=stylegan2",
-                           "model.g={w_dim: 8, mapping_layers: 2, width: 64, max_width: 8}",
+                           "model.conditional=true", "model.g={w_dim: 8, mapping_layers: 2, width: 64, max_width: 8}",
                            "model.d={width: 64, max_width: 8}", "train.batch_size=8", "train.steps=2", *TINY],
           out=root / "style", quiet=True)
     return {"gen": Path(gen), "tr": root / "tr", "vec": root / "vec", "style": root / "style"}
@@ -245,12 +245,45 @@ def test_an_uploaded_image_round_trips_through_the_translator(services, browser,
         page.close()
     assert answer.value.status == 200 and size == [32, 40]
     # what the page shows is what the Python API makes of the same file
+    from gankit.data.images import prepare_image
     c, h, w = svc.model.info.sample_shape
-    im = Image.open(path).convert("L").resize((w, h), Image.Resampling.BICUBIC)
-    x = to_model_range(torch.from_numpy(np.asarray(im).copy())[None, None])
+    x = to_model_range(torch.from_numpy(prepare_image(path, c, (h, w)).copy())[None, None])
     want = to_uint8(svc.model.translate(x))[0, 0].numpy()
     got = np.asarray(Image.open(io.BytesIO(_data_url_bytes(shown))).convert("L"))
     assert np.array_equal(got, want)
+
+
+def test_a_non_square_upload_is_centre_cropped_as_gankit_translate_does(runs, services, tmp_path, capsys):
+    """A 96×32 upload to a 32×32 translator: the centre 32×32 square, as `gankit translate` reads the
+    file, not the whole image squashed (which the test checks gives another picture)."""
+    svc = services["tr"]
+    wide = np.random.default_rng(3).integers(0, 256, (32, 96, 3), dtype=np.uint8)
+    wide[:, 32:64] = 0                                   # the centre black, the sides noise
+    path = tmp_path / "wide.png"
+    path.write_bytes(png(wide))
+    assert main(["translate", str(runs["tr"]), str(path), "-o", str(tmp_path / "cli.png")]) == 0
+    capsys.readouterr()
+    want = pixels((tmp_path / "cli.png").read_bytes())
+    with running(svc) as server:
+        got, _, body = request(server, "POST", "/api/translate", body=path.read_bytes())
+    assert got == 200 and np.array_equal(pixels(body), want)
+    c, h, w = svc.model.info.sample_shape
+    squashed = np.asarray(Image.fromarray(wide).convert("L").resize((w, h), Image.Resampling.BICUBIC))
+    x = to_model_range(torch.from_numpy(squashed.copy())[None, None])
+    assert not np.array_equal(to_uint8(svc.model.translate(x))[0, 0].numpy(), want)
+
+
+def test_a_tiny_truncation_and_long_decimals_are_served(services):
+    """ψ = 1e-17 gave τ = 0 and a 500; 13 decimal places were "not a number". Both are valid ψ."""
+    from gankit.viz.grids import image_grid
+
+    svc = services["gen"]
+    with running(svc) as server:
+        for q in ("truncation=1e-17", "truncation=0.0000000000001"):
+            got, _, body = request(server, "GET", f"/api/sample?seed=4&n=4&class=2&{q}")
+            assert got == 200, (q, body[:200])
+            grid = image_grid(expected_samples(svc, seed=4, n=4, label=2, truncation=float(q.split("=")[1])), nrow=2)
+            assert np.array_equal(pixels(body).reshape(grid.shape), grid), q
 
 
 # ---- refusals ----------------------------------------------------------------------------------
@@ -264,7 +297,10 @@ GEN_BAD = [
     ("GET", "/api/sample?seed=1e3", 400, "not an integer"),
     ("GET", "/api/sample?n=0", 400, "n=0: must be in [1, 64]"),
     ("GET", "/api/sample?n=65", 400, "n=65: must be in [1, 64]"),
-    ("GET", "/api/sample?n=99999999999999", 400, "not an integer"),
+    ("GET", "/api/sample?n=99999999999999", 400, "n=99999999999999: must be in [1, 64]"),   # out of range, not
+    ("GET", "/api/sample?seed=1234567890123", 400, "must be in [0, 2147483647]"),           # malformed
+    ("GET", "/api/sample?n=" + "9" * 5000, 400, "must be in [1, 64]"),     # over Python's 4,300-digit int()
+    ("GET", "/api/sample?n=%C2%B2", 400, "not an integer"),                # "²": str.isdigit, not int()
     ("GET", "/api/sample?truncation=1.5", 400, "truncation=1.5: must be in [0, 1]"),
     ("GET", "/api/sample?truncation=0", 400, "truncation=0: give ψ with 0 < ψ ≤ 1"),   # 0: style generators only
     ("GET", "/api/walk?truncation=0", 400, "truncation=0: give ψ with 0 < ψ ≤ 1"),
@@ -279,6 +315,7 @@ GEN_BAD = [
     ("POST", "/api/sample", 405, "takes GET"),
     ("GET", "/api/translate", 405, "takes POST"),
     ("PUT", "/", 405, "not allowed"),
+    ("POST", "/", 405, "read with GET"),
     ("DELETE", "/api/info", 405, "not allowed"),
     ("POST", "/api/translate", 400, "generation model: it takes no input image"),
 ]
@@ -288,14 +325,16 @@ def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(servi
     k = services["gen"].model.num_classes
     assert k >= 2  # the tiny generator is conditional, so class checks are exercised
     bad = GEN_BAD + [("GET", f"/api/sample?class={k}", 400, f"class={k}: must be in [0, {k - 1}]"),
-                     ("GET", "/api/sample?class=-1", 400, "class=-1")]
+                     ("GET", "/api/sample?class=-1", 400, "class=-1: must be ≥ 0")]
     with running(services["gen"]) as server:
         for method, path, status, message in bad:
             got, headers, body = request(server, method, path, body=b"" if method == "POST" else None)
             assert got == status, (method, path, got, body)
             err = json.loads(body)["error"]
-            assert message in err and "\n" not in err and "Traceback" not in err, (path, err)
+            assert message in err and "\n" not in err and "Traceback" not in err and "-inf]" not in err, (path, err)
             assert headers["Content-Type"] == "application/json"
+            if got == 405:   # RFC 9110 §15.5.6: a 405 lists the methods the resource takes
+                assert headers["Allow"] == ("POST" if path == "/api/translate" else "GET, HEAD"), (method, path)
             assert request(server, "GET", "/api/info")[0] == 200
         # what http.client will not send: a broken request line, a foreign Host (DNS rebinding)
         answer = raw(server, b"GET / NOTHTTP/1.1\r\n\r\n")
@@ -309,6 +348,11 @@ def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(servi
         assert request(server, "GET", "/api/info")[0] == 200
 
 
+# 37 bytes of GIF whose screen and frame declare 65535 × 65535 pixels (4.3 Gpx), over twice Pillow's
+# MAX_IMAGE_PIXELS: Image.open raises DecompressionBombError before the server reads the size itself.
+GIF_BOMB = bytes.fromhex("474946383761ffffffff8000000000000000002c000000000100010000080400010404003b")
+
+
 def test_bad_uploads_are_refused_by_content_and_size(services):
     tiff = png(np.zeros((8, 8, 3), np.uint8), "TIFF")
     bomb = png(np.zeros((5000, 5000), np.uint8))       # 25 Mpx of zeros: a few kB on the wire
@@ -320,6 +364,7 @@ def test_bad_uploads_are_refused_by_content_and_size(services):
         (tiff, {"Content-Type": "image/png"}, 415, "not an image this server reads"),
         (whole[:len(whole) // 2], {}, 415, "could not be decoded"),
         (bomb, {}, 413, "the limit is 16,777,216 pixels"),
+        (GIF_BOMB, {}, 413, "the limit is 16,777,216 pixels"),     # Pillow itself refuses it at open
         (b"\0" * (MAX_UPLOAD_BYTES + 1), {}, 413, "the limit is 4,194,304 bytes"),
     ]
     with running(services["tr"]) as server:
@@ -332,6 +377,10 @@ def test_bad_uploads_are_refused_by_content_and_size(services):
         assert answer.startswith(b"HTTP/1.0 411")
         answer = raw(server, b"POST /api/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999999\r\n\r\n")
         assert answer.startswith(b"HTTP/1.0 413")
+        for length in ("²".encode(), b"9" * 5000):   # str.isdigit takes "²"; int() refuses over 4,300 digits
+            answer = raw(server, b"POST /api/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: " + length
+                         + b"\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.0 400") and b"is not a byte count" in answer, answer[:200]
         for fmt in ("JPEG", "BMP", "WEBP", "GIF"):
             image = png(np.full((20, 20, 3), 90, np.uint8), fmt)
             got, headers, answer = request(server, "POST", "/api/translate", body=image)
@@ -423,10 +472,13 @@ def test_200_requests_8_at_a_time_none_lost(services):
 
 
 # ---- other models, style mixing, the command --------------------------------------------------------
-def test_a_2d_model_is_drawn_as_a_plot_with_its_walk(services):
+def test_a_2d_model_is_drawn_as_a_plot_with_its_walk(services, monkeypatch):
+    # data that named its classes, on a model that does not take them: no class names to offer
+    monkeypatch.setitem(services["vec"].model.data, "classes", ["a", "b"])
     with running(services["vec"]) as server:
         info = json.loads(request(server, "GET", "/api/info")[2])
-        assert info["kind"] == "vector" and info["limits"]["n"] == [1, 5000]
+        assert info["kind"] == "vector" and info["limits"]["n"] == [1, 5000] and info["limits"]["n_default"] == 1000
+        assert info["num_classes"] == 0 and info["class_names"] == []
         for path in ("/api/sample?n=2000&truncation=1", "/api/walk?a=0&b=1&t=0.5"):
             got, headers, body = request(server, "GET", path)
             assert got == 200 and headers["Content-Type"] == "image/png"
@@ -458,10 +510,17 @@ def test_style_mixing_on_a_style_run_is_gankit_mix_s(services):
         assert got == 200 and headers["Content-Type"] == "image/png"
         assert request(server, "GET", f"/api/mix?crossover={m.G.num_ws + 1}")[0] == 400
         assert request(server, "GET", "/api/sample?truncation=0&n=2")[0] == 200   # a style G's average image
+        class0 = request(server, "GET", "/api/mix?a=1&b=2&crossover=2&truncation=0.5&class=0")[2]
+    assert m.num_classes >= 2                           # the tiny style run is conditional: no class is class 0,
+    assert np.array_equal(pixels(body), pixels(class0))  # as the walk, and its provenance says so
+    with Image.open(io.BytesIO(body)) as im:
+        assert json.loads(im.text["gankit"])["label"] == 0
     za, zb = m.task.seeded(1, 1)["z"], m.task.seeded(1, 2)["z"]
-    want = style_mixing(m.G, za, zb, 2, psi=0.5)["cells"][0, 0]
+    y = m.task.labels(1, 0)
+    want = style_mixing(m.G, za, zb, 2, y, y, psi=0.5)["cells"][0, 0]
     assert np.array_equal(pixels(body), to_uint8(want)[0].numpy())
-    assert not np.array_equal(pixels(body), to_uint8(style_mixing(m.G, za, zb, 0, psi=0.5)["cells"][0, 0])[0].numpy())
+    assert not np.array_equal(pixels(body),
+                              to_uint8(style_mixing(m.G, za, zb, 0, y, y, psi=0.5)["cells"][0, 0])[0].numpy())
 
 
 @pytest.mark.parametrize("run,psi", [("style", 0.5), ("style", 0.0), ("gen", 0.6)])
@@ -540,6 +599,105 @@ def test_serve_command_refuses_bad_settings(runs, tmp_path, capsys):
     assert "--workers 0: must be at least 1" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--port", "0"]) == 2
     assert "no checkpoint" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path / "nope"), "--port", "0"]) == 2
+    assert "nope: no such folder" in capsys.readouterr().err
+    assert main(["export", str(runs["vec"]), "--format", "folder", "-o", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    assert main(["serve", str(tmp_path / "m"), "--checkpoint", "best", "--port", "0"]) == 2   # one model: no best
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--checkpoint best" in err[0] and "model folder" in err[0], err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "not-a-host.invalid"])
+def test_a_port_or_host_that_cannot_be_bound_is_one_line_and_exit_2(runs, host, capsys):
+    """The bind fails inside HTTPServer.__init__, which calls server_close before the pool existed:
+    an AttributeError traceback instead of make_server's line."""
+    with socket.socket() as held:                      # port P taken by another listener
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert main(["serve", str(runs["vec"]), "--host", host, "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--host {host} --port {port}: cannot listen there" in err[0], err
+    assert "--port 0 picks a free one" in err[0]
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "127.1"])
+def test_the_host_check_follows_the_address_bound(services, host):
+    """127.0.0.2 is loopback too: its own URL must not be refused. "127.1" binds 127.0.0.1: loopback,
+    so a foreign Host is still refused (DNS rebinding)."""
+    with running(services["vec"], host=host) as server:
+        bound, port = server.server_address[:2]
+        assert server.loopback and bound == {"127.1": "127.0.0.1"}.get(host, host)
+        answer = raw(server, f"GET /api/info HTTP/1.1\r\nHost: {bound}:{port}\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.0 200"), answer[:200]
+        answer = raw(server, b"GET /api/info HTTP/1.1\r\nHost: evil.example\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.0 421"), answer[:200]
+
+
+def test_a_request_must_arrive_whole_within_the_deadline(services, monkeypatch, capsys):
+    """Handler.timeout bounds the whole request, not each read: a client dripping a byte every 0.1 s
+    (which a per-read timeout of 1 s never catches) is dropped after 1 s, well before its 100 bytes
+    are sent; an upload that stops half-way is a 408 with one line and no traceback in the log."""
+    import select
+
+    from gankit.serve.server import Handler
+
+    monkeypatch.setattr(Handler, "timeout", 1.0)
+    with running(services["tr"]) as server:
+        with socket.create_connection(server.server_address[:2], timeout=10) as s:
+            s.sendall(b"GET /api/info HTTP/1.0\r\nX-Drip: ")
+            sent = dropped = 0
+            while sent < 100 and not dropped:
+                try:
+                    s.sendall(b"a")
+                except OSError:
+                    dropped = True
+                    break
+                sent += 1
+                if select.select([s], [], [], 0.1)[0]:
+                    dropped = True
+            assert dropped and sent < 100, sent
+        answer = raw(server, b"POST /api/translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n"
+                             b"12345678")
+        assert answer.startswith(b"HTTP/1.0 408") and b"the upload stalled" in answer, answer[:200]
+        assert request(server, "GET", "/api/info")[0] == 200
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_connections_beyond_the_queue_get_503_without_waiting_for_them(services, monkeypatch):
+    """60 connections that send nothing, beyond a busy single worker: the accepting thread must not
+    wait for what each might send (it waited 0.2 s each: 12 s before the next client heard anything;
+    this client gives up after 5 s)."""
+    svc = services["gen"]
+    entered, release = threading.Event(), threading.Event()
+    original = svc.sample
+
+    def slow(**kw):
+        entered.set()
+        release.wait(20)
+        return original(**kw)
+
+    monkeypatch.setattr(svc, "sample", slow)
+    with running(svc, workers=1, queue=0) as server:
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(request, server, "GET", "/api/sample?seed=2")
+            assert entered.wait(10)
+            idle = [socket.create_connection(server.server_address[:2], timeout=10) for _ in range(60)]
+            try:
+                conn = http.client.HTTPConnection(*server.server_address[:2], timeout=5)
+                conn.request("GET", "/api/info")
+                res = conn.getresponse()
+                assert res.status == 503 and res.getheader("Retry-After") == "1"
+                conn.close()
+                for s in (idle[0], idle[-1]):           # the silent ones were answered too
+                    assert s.recv(65536).startswith(b"HTTP/1.0 503")
+            finally:
+                for s in idle:
+                    s.close()
+            release.set()
+            assert first.result(10)[0] == 200
+        assert server.rejected == 61
 
 
 def test_non_square_models_are_served_at_their_shape(tmp_path):
