@@ -539,8 +539,8 @@ def read_images(inputs, channels: int, size: tuple, purpose: str = "translate",
         print(f"note: {len(pairs)} input(s) twice as wide as high, A|B pairs as this run's training files: "
               f"translating each one's {half} half ({'A' if half == 'left' else 'B'}), as pix2pix's test.py does",
               file=sys.stderr)
-    arrays = [_pair_half(p, channels, (h, w), half, purpose) if p in pairs else prepare_image(p, channels, (h, w), purpose)
-              for p in paths]
+    arrays = [_pair_half(p, channels, (h, w), half, purpose) if p in pairs
+              else prepare_image(p, channels, (h, w), purpose) for p in paths]
     return paths, to_model_range(stack_images(arrays))
 
 

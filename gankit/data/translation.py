@@ -85,8 +85,8 @@ class Jitter:
         rows = top[:, None] + torch.arange(h, device=x.device)                       # (N, H)
         cols = left[:, None] + torch.arange(w, device=x.device)                      # (N, W)
         cols = torch.where(mirror[:, None], cols.flip(1), cols)
-        return x[torch.arange(n, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None],
-                 rows[:, None, :, None], cols[:, None, None, :]]
+        images, channels = torch.arange(n, device=x.device), torch.arange(c, device=x.device)
+        return x[images[:, None, None, None], channels[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def check_jitter_options(name: str, options: dict) -> None:
