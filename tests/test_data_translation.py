@@ -490,11 +490,12 @@ def test_loss_augment_is_refused_by_translators_not_recorded_as_if_it_acted(reci
     assert "data.options {load_size: 286, flip: true}" in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("recipe", ["pix2pix-folder", "cyclegan-folder"])
-def test_a_jittered_run_resumes_exactly(recipe, side_by_side, unpaired, tmp_path):
+@pytest.mark.parametrize("recipe,probe", [("pix2pix-folder", 0), ("cyclegan-folder", 0), ("pix2pix-folder", 4)])
+def test_a_jittered_run_resumes_exactly(recipe, probe, side_by_side, unpaired, tmp_path):
     """The jitter draws come from torch's global RNG, which checkpoints keep: 3 steps + 3 resumed are
-    the 6 steps of an uninterrupted run, record for record (the recipes' health.samples: 0; see
-    docs/translation.md for the sample probe)."""
+    the 6 steps of an uninterrupted run, record for record; also with the health monitor's sample probe,
+    which takes its batch with a generator of its own (it drew from the global RNG, shifting a resumed
+    run's jitter)."""
     import json
 
     import gankit
@@ -504,7 +505,7 @@ def test_a_jittered_run_resumes_exactly(recipe, side_by_side, unpaired, tmp_path
            else ["model.g.width=4", "model.g.n_blocks=1"])
     tiny = [f"data.root={root}", "data.resolution=8", "model.d.width=4", "model.d.n_layers=1", "train.epochs=null",
             "train.log_every=1", "train.num_samples=2", "train.batch_size=1",
-            "train.lr_schedule=constant"] + net  # a linear decay would differ: it spans train.steps
+            "train.lr_schedule=constant", f"health.samples={probe}"] + net  # a linear decay spans train.steps
 
     def losses(run_dir):
         return [{k: v for k, v in r.items() if k.endswith("loss") or k in ("l1", "cycle_A", "cycle_B")}

@@ -90,7 +90,10 @@ class SampleProbe:
         n = min(n, len(data))
         idx = torch.randperm(len(data), generator=g)[:n]
         task = trainer.task
-        batch = data.batch(idx.to(trainer.device))
+        # The probe's own generator, never torch's global RNG: a run's training draws (a translation
+        # folder's jitter, restoration's crops and masks) stay those of a run without the probe, and
+        # the probe built again on resume takes the same images.
+        batch = data.batch(idx.to(trainer.device), generator=g)
         if task.name == "generation":  # G's samples against the data
             real = batch["x"]
             self.inputs = task.draw(n, g, device=trainer.device)
