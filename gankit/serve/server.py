@@ -26,6 +26,7 @@
 """
 from __future__ import annotations
 
+import errno
 import io
 import ipaddress
 import json
@@ -179,8 +180,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise BadRequest(f"upload of {size:,} bytes; the limit is {MAX_UPLOAD_BYTES:,} bytes", 413)
             data = self.rfile.read(size)
         except TimeoutError:
-            raise BadRequest(f"the upload stalled: {size:,} bytes did not arrive within {self.timeout:g} s of the "
-                             "request; send it again", 408) from None
+            raise BadRequest(f"the upload stalled: its {size:,} bytes did not all arrive within {self.timeout:g} s; "
+                             "send it again", 408) from None
         except ConnectionError:
             raise BadRequest("the connection closed during the upload") from None
         if len(data) != size:
@@ -386,6 +387,10 @@ def make_server(service: ModelService, host: str = "127.0.0.1", port: int = 8000
     try:
         return GankitServer((host, port), service, workers=workers, queue=queue, quiet=quiet)
     except OSError as e:
+        if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL:   # the host, not the port
+            raise GankitError(f"{option('--host', host)}: cannot listen there ({e.strerror or e}); give an address "
+                              f"of this machine ({option('--host', '127.0.0.1')}, or "
+                              f"{option('--host', '0.0.0.0')} for every one)") from None
         raise GankitError(f"{option('--host', host)} {option('--port', port)}: cannot listen there "
                           f"({e.strerror or e}); "
                           f"choose another port ({option('--port', 0)} picks a free one)") from None
