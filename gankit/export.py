@@ -4,7 +4,9 @@
   eval mode, spectral norm folded into the weights) as an ONNX graph with a dynamic batch axis.
   Generation: inputs ``z`` (N, z_dim) float32 [and ``y`` (N,) int64 for conditional models] ->
   ``x`` (N, C, H, W) in [-1, 1] (or (N, D) for vector data). Translation: ``x`` (N, C, H, W) in
-  [-1, 1] -> ``y`` (N, C', H, W) in [-1, 1]. The file's ``metadata_props`` name the inputs, outputs,
+  [-1, 1] -> ``y`` (N, C', H', W') in [-1, 1], the task's own output (:meth:`gankit.tasks.Task.output`:
+  an inpainter's known pixels kept, a colouriser's L*a*b* -> RGB, the clamp). Anomaly detectors are
+  refused (their output is a score: ``gankit score``). The file's ``metadata_props`` name the inputs, outputs,
   shapes and value ranges and where the weights came from (:func:`onnx_metadata`). Before the file
   is written, onnxruntime runs it on the same inputs as PyTorch at two batch sizes; a max absolute
   difference above :data:`TOLERANCE` fails the export. A style generator's graph holds its
@@ -14,7 +16,8 @@
 * ``folder``: ``config.json`` (the run's resolved config and what rebuilding the networks needs),
   ``model.safetensors`` (every network of the objective, the EMA weights where the run keeps them)
   and ``README.md`` (a model card). ``gankit.load(folder)`` rebuilds the model from it without the
-  run folder; nothing in it is pickled or executed.
+  run folder; nothing in it is pickled or executed. It is written whole (a hidden sibling folder,
+  renamed into place) and ``config.json`` records the SHA-256 of the weights, which loading verifies.
 """
 from __future__ import annotations
 

@@ -202,7 +202,8 @@ def test_an_export_that_disagrees_is_refused_and_not_written(runs, tmp_path, mon
     import gankit.export as ex
 
     # A graph whose weights are 0.01 off: what a wrong export would give.
-    monkeypatch.setattr(ex, "onnx_bytes", lambda net, spec, exporter="torchscript": onnx_bytes(_perturbed(net), spec))
+    monkeypatch.setattr(ex, "onnx_bytes", lambda net, spec, exporter="torchscript", task=None:
+                        onnx_bytes(_perturbed(net), spec, task=task))
     with pytest.raises(GankitError, match=r"differ by .* not written"):
         export(runs / "ring", "onnx", tmp_path / "g.onnx")
     assert not (tmp_path / "g.onnx").exists()
@@ -307,3 +308,195 @@ def test_model_card_of_a_translation_run_reads_its_eval_json(runs, tmp_path):
     card = (tmp_path / "m" / "README.md").read_text()
     assert "**54.75**" in card and "direction     BtoA" in card and "split         test" in card
     assert json.loads((tmp_path / "m" / "config.json").read_text())["best_fid"]["card"]["direction"] == "BtoA"
+
+
+# -- what the task makes, in the graph (restoration: composition and clamp) -------------------------
+
+def _restoration(kind):
+    """A tiny restoration G, its task (the composition gankit uses) and the export spec."""
+    from gankit.tasks import TranslationTask
+
+    torch.manual_seed(0)
+    if kind == "keep-known":
+        G = NETWORKS.get("inpaint").generator(in_channels=4, out_channels=3, width=8, dilations=(2,))
+        return G.eval(), TranslationTask(compose="keep-known"), translation_spec((4, 16, 16), (3, 16, 16), kind)
+    if kind == "lab":  # a colouriser: L* in, a*b* predicted, RGB out
+        G = NETWORKS.get("pix2pix").generator(in_channels=1, out_channels=2, width=4, depth=3)
+        return G.eval(), TranslationTask(compose="lab"), translation_spec((1, 16, 16), (3, 16, 16), kind)
+    G = NETWORKS.get("srresnet").generator(in_channels=3, out_channels=3, width=8, n_blocks=1, scale=2)
+    with torch.no_grad():  # a linear output that overshoots [-1, 1] (as a trained one does, slightly)
+        for p in G.parameters():
+            p.mul_(3)
+    return G.eval(), TranslationTask(), translation_spec((3, 8, 8), (3, 16, 16))
+
+
+@pytest.mark.parametrize("kind", ["keep-known", "lab", "sr"])
+def test_onnx_of_a_restoration_model_is_the_tasks_composed_output(kind, tmp_path):
+    G, task, spec = _restoration(kind)
+    data = onnx_bytes(frozen_copy(G), spec, task=task)
+    assert max(check_onnx(data, G, spec, task=task).values()) <= TOLERANCE
+    x = spec.example(5, seed=3)["x"]
+    got = session_of(data).run(None, {"x": x.numpy()})[0]
+    want = task.generate(G, {"x": x}).numpy()                       # what model.translate(x) gives
+    assert got.shape == want.shape and np.abs(got - want).max() <= TOLERANCE
+    raw = G(x).detach().numpy()
+    if kind == "keep-known":
+        mask = x[:, -1:].expand(-1, 3, -1, -1).numpy()
+        assert set(np.unique(mask)) == {0.0, 1.0} and (x[:, :-1].numpy()[mask == 1] == 0).all()  # realistic inputs
+        assert np.array_equal(got[mask == 0], x[:, :-1].numpy()[mask == 0])   # known pixels bit-exact
+        assert np.abs(raw - got)[mask == 0].max() > 0.1                        # the raw network's differ
+        assert "mask" in spec.inputs[0]["range"] and "1 on the pixels to fill" in spec.inputs[0]["range"]
+    elif kind == "lab":
+        assert raw.shape[1] == 2 and got.shape[1] == 3 and np.abs(got).max() <= 1
+    else:
+        assert np.abs(raw).max() > 1.2 and np.abs(got).max() <= 1.0           # clamped as translate clamps
+
+
+def session_of(data):
+    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+
+def test_a_channel_mismatch_is_not_blamed_on_the_batch_axis():
+    from gankit.tasks import TranslationTask
+
+    G, task, spec = _restoration("lab")
+    raw = onnx_bytes(frozen_copy(G), spec, task=TranslationTask())  # a graph without the L*a*b* -> RGB step
+    with pytest.raises(GankitError, match=r"returned shape \(8, 2, 16, 16\).*channels or size differ") as e:
+        check_onnx(raw, G, spec, task=task)
+    assert "batch axis" not in str(e.value)
+
+
+def test_onnx_never_replaces_a_file_gankit_did_not_write(runs, tmp_path, capsys):
+    mine = tmp_path / "mine.onnx"
+    mine.write_text("my precious model")
+    assert main(["export", str(runs / "ring"), "--format", "onnx", "-o", str(mine)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "gankit did not write it" in err and len(err.splitlines()) == 1
+    assert mine.read_text() == "my precious model"
+    ours = tmp_path / "ours.onnx"
+    export(runs / "ring", "onnx", ours)
+    export(runs / "cgan", "onnx", ours)                                   # its own file: replaced
+    assert read_onnx_metadata(ours)["gankit.run"] == "cgan"
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    out = tmp_path_factory.mktemp("det") / "ae"
+    gankit.train("autoencoder-fashion-mnist", ["data.limit=32", "model.g.width=4", "train.batch_size=8",
+                                               "train.minutes=null"] + RUN[1:] + ["train.steps=1"], out=out, quiet=True)
+    return out
+
+
+def test_an_anomaly_detector_is_refused_as_onnx_and_its_card_says_what_it_is(detector, tmp_path, capsys):
+    assert main(["export", str(detector), "--format", "onnx", "-o", str(tmp_path / "a.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "anomaly detector" in err and "gankit score" in err and len(err.splitlines()) == 1
+    export(detector, "folder", tmp_path / "m")
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "An anomaly detector" in card and "gankit score" in card and "noise z" not in card
+    assert "unconditional-image-generation" not in card and "--format onnx" not in card and "sample(" not in card
+
+
+# -- model folders: whole, verified, no code run ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def folder(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("folders") / "cgan"
+    export(runs / "cgan", "folder", out)
+    return out
+
+
+def test_a_damaged_or_nan_model_folder_is_refused_in_one_line(folder, tmp_path):
+    import hashlib
+
+    from safetensors.torch import load_file, save
+
+    flipped = tmp_path / "flipped"
+    shutil.copytree(folder, flipped)
+    data = bytearray((flipped / "model.safetensors").read_bytes())
+    data[-40] ^= 1                                      # one bit of a weight: still a valid safetensors file
+    (flipped / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(GankitError, match=r"model.safetensors: damaged: its SHA-256 does not match"):
+        gankit.load(flipped, device="cpu")
+    nan = tmp_path / "nan"                              # NaN weights whose hash matches: still refused
+    shutil.copytree(folder, nan)
+    tensors = load_file(str(nan / "model.safetensors"))
+    tensors["G.net.0.weight" if "G.net.0.weight" in tensors else next(
+        k for k, v in tensors.items() if k.startswith("G.") and v.is_floating_point())].fill_(float("nan"))
+    data = save(tensors, metadata={"format": "gankit-model-v1"})
+    (nan / "model.safetensors").write_bytes(data)
+    meta = json.loads((nan / "config.json").read_text())
+    meta["files"]["model.safetensors"] = hashlib.sha256(data).hexdigest()
+    (nan / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(GankitError, match=r"holds \d+ NaN or infinite values") as e:
+        gankit.load(nan, device="cpu")
+    assert len(str(e.value).splitlines()) == 1
+
+
+def test_a_model_folder_naming_plugins_runs_no_code_unless_trusted(folder, tmp_path, monkeypatch, capsys):
+    import sys
+
+    hub = tmp_path / "hub"
+    shutil.copytree(folder, hub)
+    meta = json.loads((hub / "config.json").read_text())
+    meta["config"]["plugins"] = ["gankit_test_plugin_ran"]
+    (hub / "config.json").write_text(json.dumps(meta))
+    (tmp_path / "gankit_test_plugin_ran.py").write_text("import builtins\nbuiltins.GANKIT_PLUGIN_RAN = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "gankit_test_plugin_ran", raising=False)
+    with pytest.raises(GankitError, match="names plugins gankit_test_plugin_ran: they run code.*trust_plugins=True"):
+        gankit.load(hub, device="cpu")
+    assert main(["export", str(hub), "--format", "onnx", "-o", str(tmp_path / "h.onnx")]) == 2
+    assert "--trust-plugins" in capsys.readouterr().err
+    import builtins
+    assert not hasattr(builtins, "GANKIT_PLUGIN_RAN")
+    try:
+        export(hub, "onnx", tmp_path / "h.onnx", trust_plugins=True)        # the caller's choice: imported
+        assert builtins.GANKIT_PLUGIN_RAN and gankit.load(hub, device="cpu").step == 3
+    finally:
+        vars(builtins).pop("GANKIT_PLUGIN_RAN", None)
+        sys.modules.pop("gankit_test_plugin_ran", None)
+
+
+def test_a_re_export_replaces_a_model_folder_whole_or_not_at_all(runs, folder, tmp_path, monkeypatch):
+    import gankit.export as ex
+
+    target = tmp_path / "m"
+    shutil.copytree(folder, target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    # killed after the new weights were written: the folder there is still the old one, byte for byte
+    def crash(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ex, "atomic_write_text", crash)
+    with pytest.raises(KeyboardInterrupt):
+        export(runs / "ring", "folder", target)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]             # no partial folder left behind
+    export(runs / "ring", "folder", target)                                # replaced as a whole
+    assert json.loads((target / "config.json").read_text())["source"]["run"] == "ring"
+    assert sorted(p.name for p in target.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    (target / "NOTES.md").write_text("mine")
+    with pytest.raises(GankitError, match="also holds NOTES.md, which gankit did not write"):
+        export(runs / "cgan", "folder", target)
+    (target / "NOTES.md").unlink()
+    with open(target / "README.md", "a") as f:
+        f.write("my notes\n")
+    with pytest.raises(GankitError, match="README.md was edited since gankit wrote it"):
+        export(runs / "cgan", "folder", target)
+    with pytest.raises(GankitError, match=r"which='best': .* is a model folder; it holds one set of weights"):
+        export(folder, "onnx", tmp_path / "b.onnx", which="best")
+
+
+def test_model_card_says_whose_fid_and_how_the_run_differs_from_its_recipe(runs, folder, tmp_path):
+    card = (folder / "README.md").read_text()
+    assert "pipeline_tag: other" in card and "class-conditional" in card     # cgan: not unconditional
+    assert "settings that differ from the `cgan-fashion-mnist` recipe:" in card and "`model.g.width=8`" in card
+    run = tmp_path / "ring"
+    shutil.copytree(runs / "ring", run)
+    doc = {"step": 1, "source": {"step": 1, "checkpoint": "latest"},
+           "results": [{"name": "fid", "value": 2.5, "card": {}, "card_id": "x"}]}
+    (run / "eval.json").write_text(json.dumps(doc))                      # evaluated at step 1; exported at 3
+    export(run, "folder", tmp_path / "m")
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "**2.5** at step 1" in card and "**not a score of these weights** (step 3)" in card
