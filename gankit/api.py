@@ -483,13 +483,27 @@ def note_frames(paths) -> None:
 
 
 def pending(paths: list, targets: list, out, skip_existing: bool) -> list:
-    """(input, output) pairs to make: an output already there (from an earlier run into the folder
-    ``out``) is replaced, or with ``skip_existing`` kept and its input skipped; either is said on stderr."""
+    """(input, output) pairs to make, checked before anything is written: an output renamed because
+    another input has its name is said on stderr (``X -> Y``, when ``out`` is a folder); an output
+    already there (from an earlier run into the folder ``out``) is replaced if gankit wrote it, or with
+    ``skip_existing`` kept and its input skipped, either said on stderr; a file there that gankit did
+    not write is refused in one line (:func:`check_replaceable`)."""
+    if Path(out).expanduser().suffix.lower() not in OUTPUT_SUFFIXES:  # a folder: say where each renamed input went
+        for p, target in zip(paths, targets):
+            if Path(target).stem != Path(p).stem:
+                print(f"{p} -> {target} (another input is also named {Path(p).stem})", file=sys.stderr, flush=True)
     there = [t for t in targets if Path(t).exists()]
     if there:
         print(f"{'keeping' if skip_existing else 'replacing'} {len(there)} output(s) already in {out}"
               f" ({option('--skip-existing', True)}{'' if skip_existing else ' keeps them'})", file=sys.stderr)
-    return [(p, t) for p, t in zip(paths, targets) if not (skip_existing and Path(t).exists())]
+    todo = [(p, t) for p, t in zip(paths, targets) if not (skip_existing and Path(t).exists())]
+    for _, t in todo:  # a user's own file in the folder is never replaced
+        check_replaceable(t, "-o", "out_dir")
+    return todo
+
+
+#: what ``translate``'s ``out_dir`` ends in when it names one output file, not a folder
+OUTPUT_SUFFIXES = (".png", ".wav")
 
 
 def progress(items: list, desc: str, unit: str):
@@ -629,11 +643,11 @@ def _sound_files(folder: Path) -> list:
                   and not any(part.startswith(".") for part in q.relative_to(folder).parts))
 
 
-def _convert_audio(model: GAN, direction: str, inputs, out: Path, n_iter: int = 64) -> list:
+def _convert_audio(model: GAN, direction: str, inputs, out: Path, n_iter: int = 64, skip_existing: bool = False) -> list:
     """Voice conversion: each sound file converted whole (:func:`gankit.audio.render.convert`) and
     written as a WAV of the input's length: ``out`` itself when it ends in .wav (one input), else
     ``out/<name>.wav``, named as image translation names its PNGs (:func:`output_targets`: flat, a
-    repeated name gets "_" appended, and each such renaming is printed to stderr).
+    repeated name gets "_" appended; :func:`pending` says each renaming, and replaces only gankit's own WAVs).
 
     Every input is read before anything is converted, so an unreadable one fails in one line naming
     it and no output is written."""
@@ -646,11 +660,8 @@ def _convert_audio(model: GAN, direction: str, inputs, out: Path, n_iter: int = 
     for p in paths:      # check them all first (load_wav raises one line naming a bad file)
         load_wav(p, s.sample_rate)
     targets = output_targets(paths, out, ".wav")
-    for p, target in zip(paths, targets):
-        if Path(target).stem != Path(p).stem:   # two inputs of one name: say where this one went
-            print(f"{p} -> {target} (another input is also named {Path(p).stem})", file=sys.stderr, flush=True)
     written = []
-    for p, target in zip(paths, targets):
+    for p, target in pending(paths, targets, out, skip_existing):
         audio = load_wav(p, s.sample_rate)
         y, _, _ = convert(lambda x: model.translate(x, direction), audio, s, n_iter=n_iter)
         written.append(write_wav(target, y, s.sample_rate))
@@ -695,7 +706,7 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
         if side_by_side:
             raise GankitError(f"{option('--side-by-side', True)} pairs images; a voice-conversion run writes WAV "
                               "files: drop it")
-        return _convert_audio(model, name, inputs, Path(out_dir), n_iter=griffin_lim_iters)
+        return _convert_audio(model, name, inputs, Path(out_dir), n_iter=griffin_lim_iters, skip_existing=skip_existing)
     restoring = model.data.get("restoration") is not None
     if not restoring and (mask is not None or tile is not None or extend is not None or alpha is not None):
         raise GankitError(f"{option('--mask')}, {option('--tile')}, {option('--extend')} and {option('--alpha')} are "
@@ -705,16 +716,10 @@ def translate(run_dir: str | Path, inputs, out_dir: str | Path, direction: Optio
                               skip_existing)
     paths, x = read_images(inputs, shape[0], tuple(shape[1:]), half=side_by_side_half(model, tasks[name].source))
     targets = output_targets(paths, out_dir, ".png")
-    if Path(out_dir).expanduser().suffix.lower() != ".png":  # a folder: say where each renamed input went
-        for p, target in zip(paths, targets):
-            if target.stem != Path(p).stem:
-                print(f"{p} -> {target} (another input is also named {Path(p).stem})", file=sys.stderr, flush=True)
     todo = {t for _, t in pending(paths, targets, out_dir, skip_existing)}
     keep = [i for i, t in enumerate(targets) if t in todo]
     if not keep:
         return []
-    for i in keep:  # replaced only if gankit wrote it: a user's own file in the folder is refused, in one line
-        check_replaceable(targets[i], "-o", "out_dir")
     x = x[keep]
     y = model.translate(x, name)
     written = []

@@ -116,10 +116,11 @@ def test_a_spectrogram_gan_samples_to_wav_files_of_its_classes(spec_run, tmp_pat
     assert main(["sample", str(spec_run), "-n", "2", "--griffin-lim", "0", "-o", str(tmp_path / "y")]) == 2
 
 
-def test_voice_conversion_writes_a_wav_of_the_inputs_length_at_any_length(vc_run, corpus, tmp_path):
+def test_voice_conversion_writes_a_wav_of_the_inputs_length_at_any_length(vc_run, corpus, tmp_path, capsys):
     word = sorted((corpus / "flite-slt").glob("*.wav"))[0]
     out = tmp_path / "out.wav"
     assert main(["translate", str(vc_run), str(word), "-o", str(out)]) == 0
+    assert " -> " not in capsys.readouterr().err   # -o names the file: nothing was renamed
     a, ra = sf.read(word)
     b, rb = sf.read(out)
     assert rb == ra == S.sample_rate and b.shape == a.shape and np.abs(b).max() > 0
@@ -130,6 +131,11 @@ def test_voice_conversion_writes_a_wav_of_the_inputs_length_at_any_length(vc_run
     assert main(["translate", str(vc_run), str(tmp_path / "long.wav"), "-o", str(tmp_path / "conv")]) == 0
     c, rc = sf.read(tmp_path / "conv" / "long.wav")
     assert rc == S.sample_rate and abs(len(c) - len(long)) <= 1
+    capsys.readouterr()
+    (tmp_path / "conv" / "long.wav").write_bytes(b"my own recording")   # the user's file now: never replaced
+    assert main(["translate", str(vc_run), str(tmp_path / "long.wav"), "-o", str(tmp_path / "conv")]) == 2
+    assert "long.wav: the file exists and gankit did not write it" in capsys.readouterr().err
+    assert (tmp_path / "conv" / "long.wav").read_bytes() == b"my own recording"
     (tmp_path / "bad.wav").write_bytes(b"RIFF0000WAVEnot really")
     with pytest.raises(GankitError, match="bad.wav: not a readable sound file"):
         from gankit.api import translate

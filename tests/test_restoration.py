@@ -487,13 +487,24 @@ def test_no_output_is_written_over_an_input_or_a_named_file(runs, tmp_path, caps
     # a folder -o: a rerun replaces its earlier outputs; --skip-existing keeps them
     photo(tmp_path / "same" / "two.png", size=(20, 16))
     (tmp_path / "o").mkdir()
-    (tmp_path / "o" / "in.png").write_bytes(b"earlier")
+    assert cli_main(["translate", sr, str(tmp_path / "same" / "in.png"), "-o", str(tmp_path / "o")]) == 0
+    earlier = (tmp_path / "o" / "in.png").read_bytes()
+    capsys.readouterr()
     assert cli_main(["translate", sr, str(tmp_path / "same"), "-o", str(tmp_path / "o"), "--skip-existing"]) == 0
-    assert (tmp_path / "o" / "in.png").read_bytes() == b"earlier" and (tmp_path / "o" / "two.png").exists()
+    assert (tmp_path / "o" / "in.png").read_bytes() == earlier and (tmp_path / "o" / "two.png").exists()
     assert "keeping 1 output(s)" in capsys.readouterr().err
     assert cli_main(["translate", sr, str(tmp_path / "same"), "-o", str(tmp_path / "o")]) == 0
     assert np.asarray(Image.open(tmp_path / "o" / "in.png")).shape == (29 * 4, 37 * 4, 3)
     assert "replacing 2 output(s)" in capsys.readouterr().err
+    # ... but a file there that gankit did not write is the user's: refused in one line, before any output
+    (tmp_path / "o" / "two.png").write_bytes(b"my own picture")
+    before = (tmp_path / "o" / "in.png").read_bytes()
+    assert cli_main(["translate", sr, str(tmp_path / "same"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("two.png: the file exists and gankit did not write it (no gankit provenance); gankit "
+                            "replaces only its own outputs: move it away or give another name")
+    assert (tmp_path / "o" / "two.png").read_bytes() == b"my own picture"
+    assert (tmp_path / "o" / "in.png").read_bytes() == before
 
 
 def test_a_folder_is_read_whole_before_anything_is_written(runs, tmp_path, capsys):
