@@ -279,7 +279,8 @@ def test_digits2mnist_unpaired_with_labels():
     assert len(small.a) == 10 and torch.equal(small.domain("A").y, small.a_labels)
 
 
-def test_eval_of_a_folder_translator_scores_fid_on_a_network_of_its_target_images(side_by_side, tmp_path, capsys):
+def test_eval_of_a_folder_translator_scores_fid_on_a_network_of_its_target_images(side_by_side, tmp_path, capsys,
+                                                                                    monkeypatch):
     """A folder domain has no registered feature network: one is trained on the rotation task on the
     target side of the train split (cached by those images' bytes), and FID/KID compare the outputs with
     the held-out targets. Content kept needs labels: one `not computed:` line says so, and the protocol
@@ -291,6 +292,11 @@ def test_eval_of_a_folder_translator_scores_fid_on_a_network_of_its_target_image
     from gankit.cli.main import main
     from gankit.utils import cache_dir
 
+    from gankit.metrics import domain_net
+
+    # 10 steps for the rotation network, not the 150-step floor a real folder gets (50-100 s of the
+    # suite): this checks that one is trained, cached and used, not how good it is.
+    monkeypatch.setattr(domain_net, "MIN_STEPS", 10)
     root, _ = side_by_side
     tiny = [f"data.root={root}", "model.g.depth=3", "model.g.width=4", "model.d.width=4", "model.d.n_layers=1",
             "train.epochs=null", "train.steps=2", "train.log_every=1", "train.num_samples=2", "train.batch_size=2"]
