@@ -82,7 +82,8 @@ class LossConfig:
 class OptimConfig:
     name: str = "adam"                   # adam | rmsprop | sgd
     lr: float = 2e-4
-    betas: Tuple[float, float] = (0.5, 0.999)
+    betas: Tuple[float, float] = (0.5, 0.999)  # Adam's only; sgd and rmsprop refuse any other value
+    momentum: float = 0.0                # sgd's and rmsprop's (PyTorch's default 0); adam refuses any other
     weight_decay: float = 0.0
 
 
@@ -632,6 +633,14 @@ def validate(cfg: Config) -> Config:
         check(f"train.{key}.weight_decay", math.isfinite(o.weight_decay) and o.weight_decay >= 0,
               "a finite number >= 0")
         check(f"train.{key}.betas", all(0.0 <= b < 1.0 for b in o.betas), "two numbers in [0, 1)")
+        check(f"train.{key}.momentum", math.isfinite(o.momentum) and 0.0 <= o.momentum < 1.0, "a number in [0, 1)")
+        # A typed config refuses what would do nothing: sgd and rmsprop have no betas, Adam no momentum.
+        if o.name != "adam" and tuple(o.betas) != OptimConfig.betas:
+            raise ConfigError(f"train.{key}.betas: {list(o.betas)} does nothing with {o.name} (Adam's setting); "
+                              f"remove it (train.{key}.momentum sets {o.name}'s momentum)")
+        if o.name == "adam" and o.momentum != 0.0:
+            raise ConfigError(f"train.{key}.momentum: {o.momentum:g} does nothing with adam (sgd's and rmsprop's "
+                              f"setting); remove it, or set train.{key}.betas (Adam's β1 is its momentum)")
     check("model.z_dim", cfg.model.z_dim >= 1, "an integer >= 1")
     r = cfg.data.resolution
     check("data.resolution", r is None or min((r, r) if isinstance(r, int) else r) >= 4,

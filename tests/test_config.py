@@ -206,3 +206,31 @@ def test_a_path_given_by_set_is_the_text_written(raw, root):
     # YAML would read ~ and #x as null (the default dataset) and 2024 as a number; a path is text.
     assert load_config("gan-ring8", [f"data.root={raw}"]).data.root == root
     assert load_config("gan-ring8").replace(**{"data.root": raw or None}).data.root == (raw or None)  # from Python
+
+
+def test_sgd_is_plain_sgd_unless_momentum_is_set_and_each_optimiser_refuses_the_others_setting():
+    """``name: sgd`` once took Adam's β1 (0.5) as its momentum, silently; now momentum is its own key,
+    PyTorch's default 0 (rmsprop's too), and a setting the chosen optimiser has not got is one line."""
+    import torch
+
+    from gankit.train.loop import make_optimizer
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    sgd = ["train.d_optim.name=sgd", "train.d_optim.lr=0.1"]
+    cfg = load_config("gan-ring8", sgd + ["train.g_optim.name=rmsprop", "train.g_optim.lr=0.1"])
+    assert cfg.train.d_optim.betas == (0.5, 0.999)  # the default, untouched: accepted
+    assert make_optimizer(p, cfg.train.d_optim).param_groups[0]["momentum"] == 0.0
+    assert make_optimizer(p, cfg.train.g_optim).param_groups[0]["momentum"] == 0.0
+    cfg = load_config("gan-ring8", sgd + ["train.d_optim.momentum=0.5", "train.g_optim.name=rmsprop",
+                                          "train.g_optim.momentum=0.9"])
+    assert make_optimizer(p, cfg.train.d_optim).param_groups[0]["momentum"] == 0.5
+    assert make_optimizer(p, cfg.train.g_optim).param_groups[0]["momentum"] == 0.9
+    with pytest.raises(ConfigError, match=r"^train\.d_optim\.betas: \[0\.9, 0\.99\] does nothing with sgd "
+                                          r"\(Adam's setting\); remove it \(train\.d_optim\.momentum sets"):
+        load_config("gan-ring8", sgd + ["train.d_optim.betas=[0.9, 0.99]"])
+    with pytest.raises(ConfigError, match=r"^train\.optim\.D\.betas: .* does nothing with rmsprop"):
+        load_config("gan-ring8", ["train.optim={D: {name: rmsprop, betas: [0.0, 0.9]}}"])
+    with pytest.raises(ConfigError, match=r"^train\.g_optim\.momentum: 0\.5 does nothing with adam"):
+        load_config("gan-ring8", ["train.g_optim.momentum=0.5"])
+    with pytest.raises(ConfigError, match=r"^train\.d_optim\.momentum: invalid value; allowed: a number in \[0, 1\)"):
+        load_config("gan-ring8", sgd + ["train.d_optim.momentum=1.5"])

@@ -127,7 +127,8 @@ def test_lazy_regulariser_corrects_its_optimiser_as_stylegan2(d_steps, optim, c)
     """StyleGAN2 App. B: an optimiser that takes one lazy step per N regular ones runs at lr × N/(N+1)
     and betas ** (N/(N+1)); N counts D steps (the phase's interval), G's optimiser is untouched, and
     ``train.lazy_correction=false`` gives the settings as written."""
-    d = f"train.d_optim={{name: {optim}, lr: 0.002, betas: [0.0, 0.99]}}"
+    betas = ", betas: [0.0, 0.99]" if optim == "adam" else ""  # RMSprop has no betas (refused)
+    d = f"train.d_optim={{name: {optim}, lr: 0.002{betas}}}"
     cfg = _tiny("loss.regularizers=[{name: r1, weight: 10, every: 16}]", f"train.d_steps={d_steps}", d,
                 "train.g_optim={lr: 0.001, betas: [0.5, 0.9]}")
     groups = {k: o.param_groups[0] for k, o in Trainer(cfg).optimizers.items()}

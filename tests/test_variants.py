@@ -312,14 +312,16 @@ def test_a_relativistic_g_loss_sees_d_on_a_real_batch(loss):
         load_config(TOY, [f"loss.name={loss}", "loss.objective=unrolled"])
 
 
-@pytest.mark.parametrize("opt_name", ["sgd", "adam", "rmsprop"])
+@pytest.mark.parametrize("opt_name", ["sgd", "adam", "rmsprop", "rmsprop-momentum"])
 def test_unrolled_steps_are_d_optimiser_steps(opt_name):
-    """G's unrolled loss equals its plain loss against a copy of D stepped k times by D's optimiser."""
+    """G's unrolled loss equals its plain loss against a copy of D stepped k times by D's optimiser
+    (RMSprop's momentum, train.*_optim.momentum, included)."""
     G, D, cfg = _pair()
     real = torch.randn(32, 2)
     make = {"sgd": lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.5),
             "adam": lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.5, 0.9)),
-            "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=0.01)}[opt_name]
+            "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=0.01),
+            "rmsprop-momentum": lambda ps: torch.optim.RMSprop(ps, lr=0.01, momentum=0.5)}[opt_name]
     d_opt = make(D.parameters())
     # one real D step first, so the optimiser has moments the unrolling must start from
     (D(real).sum() * 0.1).backward()

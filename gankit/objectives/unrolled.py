@@ -122,6 +122,10 @@ class _OptimizerUpdate:
                 v = alpha * st.get("square_avg", torch.zeros_like(p)) + (1 - alpha) * g * g
                 st["square_avg"] = v
                 step = g / ((v + eps * eps).sqrt() + eps)
+                mom = g_cfg.get("momentum", 0.0)
+                if mom:  # torch's RMSprop: buf = momentum · buf + g / (√v + ε), from a zero buffer
+                    step = mom * st.get("momentum_buffer", torch.zeros_like(p)) + step
+                    st["momentum_buffer"] = step
             else:
                 mom = g_cfg.get("momentum", 0.0)
                 if mom:

@@ -47,8 +47,9 @@ def make_optimizer(params, cfg, capturable: bool = False) -> torch.optim.Optimiz
             kw["capturable"] = True
         return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, **kw)
     if cfg.name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.betas[0], weight_decay=cfg.weight_decay)
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    # Plain SGD unless train.*_optim.momentum is set (Goodfellow et al. 2014 used 0.5 rising to 0.7).
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 def restore_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
