@@ -215,7 +215,13 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
     if not isinstance(run_dir, (str, Path)) and isinstance(getattr(run_dir, "dir", None), (str, Path)):
         run_dir = run_dir.dir  # a Run
     path = Path(run_dir)
+    if not path.exists():
+        raise GankitError(f"{run_dir}: no such folder; give a run folder (runs/NAME), a checkpoint file or a "
+                          "model folder from gankit export")
     if path.is_dir() and is_model_folder(path) and not (path / "checkpoints").is_dir():
+        if which != "latest":  # it holds one model: the option cannot be honoured, and is not ignored
+            raise GankitError(f"{option('--checkpoint', which, param='which')}: {run_dir} is a model folder "
+                              "(gankit export), which holds one model; leave the option out")
         return _load_model_folder(path, device)
     if path.is_dir() and which == "latest":
         run = path

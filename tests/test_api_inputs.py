@@ -83,3 +83,21 @@ def test_a_message_names_the_option_as_its_user_wrote_it(run, tmp_path, capsys, 
         gankit.sample(run.dir, **{"out": tmp_path / "b.png", **kwargs})
     assert python_words in str(e.value) and "--" not in str(e.value)
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_load_says_a_missing_path_and_refuses_a_checkpoint_a_model_folder_cannot_honour(run, tmp_path, capsys):
+    """gankit.load (so sample, serve, export, eval alike): a path that is not there is "no such folder",
+    not "no checkpoint there"; --checkpoint best on a model folder (one model) is refused, not ignored."""
+    from gankit.cli.main import main
+
+    with pytest.raises(GankitError, match=r"nope: no such folder; give a run folder"):
+        gankit.load(tmp_path / "nope")
+    assert main(["export", str(run.dir), "--format", "folder", "-o", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    with pytest.raises(GankitError, match=r"which='best': .*m is a model folder \(gankit export\), which holds one"):
+        gankit.load(tmp_path / "m", which="best")
+    assert main(["sample", str(tmp_path / "m"), "--checkpoint", "best", "-o", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gankit: error: --checkpoint best: ") and "\n" not in err
+    assert not (tmp_path / "s.png").exists()
+    assert gankit.load(tmp_path / "m").step == gankit.load(run).step   # the default still loads it

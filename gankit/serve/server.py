@@ -402,7 +402,6 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, worker
     from ..api import load
 
     _check_settings(port, workers, queue)   # before the model is loaded
-    _check_run(run_dir, which)
     model = load(run_dir, which=which)
     server = make_server(ModelService(model, run_name(run_dir)), host, port, workers, queue, quiet)
     print(f"gankit serve: {run_name(run_dir)} ({model.cfg.loss.objective}, step {model.step}) at {server.url}",
@@ -451,20 +450,6 @@ def _check_settings(port: int, workers: int, queue: int) -> None:
         raise GankitError(f"{option('--queue', queue)}: must be 0 or more")
     if not 0 <= port <= 65535:
         raise GankitError(f"{option('--port', port)}: must be in 0..65535 (0 = any free port)")
-
-
-def _check_run(run_dir, which: str) -> None:
-    """What gankit.load would not say in so many words: a path that is not there, and a
-    ``--checkpoint`` a model folder cannot honour (it holds one model; load would ignore the option)."""
-    from ..model_folder import is_model_folder
-
-    path = Path(run_dir)
-    if not path.exists():
-        raise GankitError(f"{run_dir}: no such folder; give a run folder (runs/NAME), a checkpoint file or a "
-                          "model folder from gankit export")
-    if which != "latest" and path.is_dir() and is_model_folder(path) and not (path / "checkpoints").is_dir():
-        raise GankitError(f"{option('--checkpoint', which, param='which')}: {run_dir} is a model folder "
-                          "(gankit export), which holds one model; leave the option out")
 
 
 def _rename(params: dict) -> dict:
