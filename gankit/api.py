@@ -201,10 +201,13 @@ def whole_number(value, name: str, low: int = 0) -> int:
     return int(value)
 
 
-def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: bool = True) -> GAN:
+def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: bool = True,
+         trust_plugins: bool = False) -> GAN:
     """Rebuild a trained model from a run folder (or a checkpoint file, or a model folder written by
     ``gankit export --format folder``, or the :class:`~gankit.train.run.Run` that ``gankit.train``
-    returned) without running its code. ``device``: auto, cpu, cuda or cuda:N."""
+    returned) without running its code. ``device``: auto, cpu, cuda or cuda:N. ``trust_plugins``: import
+    the ``plugins`` a model folder's config.json names (modules of code, run on import); without it such
+    a folder loads only when they are imported already (a run folder is your own: its plugins are imported)."""
     import re
 
     from .objectives import OBJECTIVES, DataInfo
@@ -222,7 +225,7 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
         if which != "latest":  # it holds one model: the option cannot be honoured, and is not ignored
             raise GankitError(f"{option('--checkpoint', which, param='which')}: {run_dir} is a model folder "
                               "(gankit export), which holds one model; leave the option out")
-        return _load_model_folder(path, device)
+        return _load_model_folder(path, device, trust_plugins)
     if path.is_dir() and which == "latest":
         run = path
         found = load_latest(path)  # the previous checkpoint (with a warning) when the latest is damaged
@@ -250,11 +253,11 @@ def load(run_dir: str | Path, which: str = "latest", device: str = "auto", ema: 
     return model
 
 
-def _load_model_folder(path: Path, device: str) -> GAN:
+def _load_model_folder(path: Path, device: str, trust_plugins: bool = False) -> GAN:
     """A folder ``gankit export --format folder`` wrote (:mod:`gankit.model_folder`)."""
     from .objectives import OBJECTIVES, DataInfo
 
-    meta, states = read_model_folder(path)
+    meta, states = read_model_folder(path, trust_plugins)
     cfg = from_dict(Config, meta["config"])
     import_plugins(cfg.plugins)
     nets = OBJECTIVES.get(cfg.loss.objective).build_networks(cfg, DataInfo.from_meta(meta["data"]))

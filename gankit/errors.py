@@ -19,6 +19,11 @@ def command_line():
         _ON_COMMAND_LINE.reset(token)
 
 
+def on_command_line() -> bool:
+    """Whether the command line is running (inside :func:`command_line`)."""
+    return _ON_COMMAND_LINE.get()
+
+
 def option(flag: str, value=_UNSET, param: str | None = None) -> str:
     """How a message names an option and its value: ``--tile 8`` (``--rejection`` for ``value=True``) on
     the command line, ``tile=8`` from Python. ``param``: the Python keyword where it is not the

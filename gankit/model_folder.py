@@ -16,6 +16,8 @@ The layout lives here, below both the writer (:mod:`gankit.export`) and the read
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import sys
 from pathlib import Path
@@ -55,16 +57,34 @@ def untrusted_plugins(meta: dict) -> list:
     return [str(p) for p in plugins if str(p) not in sys.modules]
 
 
+_TRUSTED = contextvars.ContextVar("gankit_trust_plugins", default=False)
+
+
+@contextlib.contextmanager
+def trusting_plugins():
+    """While inside, model folders' plugins are imported as if ``trust_plugins=True`` were passed
+    (``gankit --trust-plugins COMMAND``)."""
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
 def check_plugins(path: Path, meta: dict, trust_plugins: bool = False) -> None:
     """Refuse, in one line, a folder whose config names ``plugins`` not imported yet: importing a
     module runs its code, and a model folder (from the Hub, say) must not run code by being loaded.
-    ``trust_plugins``: the caller has decided to run them (the importer then imports them)."""
+    ``trust_plugins`` (or :func:`trusting_plugins`): the caller has decided to run them (the importer
+    then imports them)."""
+    from .errors import on_command_line
+
     missing = untrusted_plugins(meta)
-    if missing and not trust_plugins:
+    if missing and not (trust_plugins or _TRUSTED.get()):
         names = ", ".join(missing)
+        how = ("run the command as gankit --trust-plugins COMMAND ..." if on_command_line()
+               else f"import them yourself first (import {missing[0]}), or pass trust_plugins=True")
         raise GankitError(f"{Path(path) / CONFIG_FILE}: this model folder's config names plugins {names}: they run "
-                          f"code, so gankit does not import them; if you trust them, import them yourself first "
-                          f"(import {missing[0]}), or pass {option('--trust-plugins', True, param='trust_plugins')}")
+                          f"code, so gankit does not import them; if you trust them, {how}")
 
 
 def read_model_folder(path: Path, trust_plugins: bool = False) -> Tuple[dict, Dict[str, Dict[str, torch.Tensor]]]:

@@ -447,12 +447,21 @@ def test_a_model_folder_naming_plugins_runs_no_code_unless_trusted(folder, tmp_p
     with pytest.raises(GankitError, match="names plugins gankit_test_plugin_ran: they run code.*trust_plugins=True"):
         gankit.load(hub, device="cpu")
     assert main(["export", str(hub), "--format", "onnx", "-o", str(tmp_path / "h.onnx")]) == 2
-    assert "--trust-plugins" in capsys.readouterr().err
+    assert "if you trust them, run the command as gankit --trust-plugins COMMAND" in capsys.readouterr().err
+    assert main(["sample", str(hub), "-o", str(tmp_path / "s.png")]) == 2
     import builtins
     assert not hasattr(builtins, "GANKIT_PLUGIN_RAN")
     try:
-        export(hub, "onnx", tmp_path / "h.onnx", trust_plugins=True)        # the caller's choice: imported
+        assert gankit.load(hub, device="cpu", trust_plugins=True).step == 3   # the caller's choice: imported
+        assert builtins.GANKIT_PLUGIN_RAN
+        sys.modules.pop("gankit_test_plugin_ran", None)
+        vars(builtins).pop("GANKIT_PLUGIN_RAN", None)
+        export(hub, "onnx", tmp_path / "h.onnx", trust_plugins=True)        # and through export
         assert builtins.GANKIT_PLUGIN_RAN and gankit.load(hub, device="cpu").step == 3
+        sys.modules.pop("gankit_test_plugin_ran", None)
+        vars(builtins).pop("GANKIT_PLUGIN_RAN", None)
+        assert main(["--trust-plugins", "sample", str(hub), "-o", str(tmp_path / "s.png")]) == 0  # any command
+        assert builtins.GANKIT_PLUGIN_RAN
     finally:
         vars(builtins).pop("GANKIT_PLUGIN_RAN", None)
         sys.modules.pop("gankit_test_plugin_ran", None)

@@ -16,9 +16,6 @@ def register(sub):
                    help="translation models with two directions (CycleGAN): AtoB (default) or BtoA; onnx only")
     p.add_argument("--exporter", default="torchscript", choices=["torchscript", "dynamo"],
                    help="onnx: torch.onnx's TorchScript exporter (default; opset 17) or its torch.export one")
-    p.add_argument("--trust-plugins", action="store_true",
-                   help="a model folder whose config.json names plugins: import them (they run code; refused "
-                        "without this)")
     p.set_defaults(func=run)
 
 
@@ -26,4 +23,4 @@ def run(args):
     from ..export import export
 
     print(export(args.run_dir, args.format, args.out, which=args.checkpoint, direction=args.direction,
-                 exporter=args.exporter, trust_plugins=args.trust_plugins))
+                 exporter=args.exporter))

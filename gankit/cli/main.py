@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="gankit", description="Train, sample and evaluate GANs.")
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
+    parser.add_argument("--trust-plugins", action="store_true",
+                        help="import the plugins a model folder's config.json names (modules of code: they run "
+                             "on import; without this such a folder is refused): gankit --trust-plugins sample DIR")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for cmd in COMMANDS:
@@ -63,7 +66,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if overrides and hasattr(args, "overrides") else "")
         args.subparsers[args.command].error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     try:
-        with command_line():  # messages name options as flags (--tile 8), not keywords (tile=8)
+        from contextlib import nullcontext
+
+        from ..model_folder import trusting_plugins
+
+        # messages name options as flags (--tile 8), not keywords (tile=8)
+        with command_line(), (trusting_plugins() if args.trust_plugins else nullcontext()):
             code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a reader gone before the last lines is handled below
         return code
