@@ -224,3 +224,27 @@ def test_ema_decay_start_and_rampup():
     # step 99 (100 steps done): half-life 10 steps, so β¹⁰ = ½; late on the configured 0.999 caps it.
     assert tr.ema_decay(99) ** 10 == pytest.approx(0.5)
     assert tr.ema_decay(100_000) == 0.999
+
+
+def test_weight_clipping_follows_every_step_of_ds_optimiser_the_lazy_regularisers_too():
+    """WGAN clips D after each of its optimiser's steps; a lazy regulariser's phase steps D too, so G
+    must never see a weight outside [-c, c] (unclipped, it saw 0.0131 after each gradient-penalty
+    phase). Clamping makes the bound exact: no tolerance."""
+    cfg = _tiny("loss.name=wasserstein", "loss.clip_d_weights=0.01", "train.d_steps=1",
+                "loss.regularizers=[{name: gradient-penalty, weight: 10, every: 2}]",
+                "train.d_optim={name: rmsprop, lr: 1.0e-3}", "train.g_optim={name: rmsprop, lr: 1.0e-3}")
+    tr = Trainer(cfg)
+    assert [p.name for p in tr.phases] == ["D", "reg:gradient-penalty", "G"]
+    D, seen = tr.nets["D"], []
+    orig = tr.objective.accumulate_gradients
+
+    def acc(phase, *a):
+        if phase == "G":
+            seen.append((tr.state.step, max(p.abs().max().item() for p in D.parameters())))
+        return orig(phase, *a)
+
+    tr.objective.accumulate_gradients = acc
+    for _ in range(3):
+        tr.train_step()
+    assert len(seen) == 3 and all(m <= 0.01 for _, m in seen), seen
+    assert max(m for _, m in seen) == pytest.approx(0.01, rel=1e-6)  # the clip bites (else the test proves nothing)

@@ -137,7 +137,9 @@ class GANObjective(Objective):
         return self._lazy_reg_step(phase, real, y)
 
     def after_step(self, phase: str) -> None:
-        if phase == "D" and self.clip is not None:
+        # WGAN's clipping follows every step of D's optimiser: the D phase's and a lazy regulariser's
+        # (``reg:<name>``, which steps D too), so G never sees a critic outside [-c, c].
+        if self.clip is not None and (phase == "D" or phase in self.lazy_regs):
             with torch.no_grad():
                 for p in self.D.parameters():
                     p.clamp_(-self.clip, self.clip)

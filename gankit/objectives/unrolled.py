@@ -8,8 +8,11 @@ away after G's step. k = 0 is the plain objective.
 
 As in the reference notebook (Poole & Metz), every unrolled step uses the same real
 and fake batch, and applies D's own optimiser (Adam, RMSprop or SGD, with its current
-moment estimates) written as a differentiable function, so the unrolled steps are the
-ones D would take. D is called functionally (``torch.func.functional_call``) on
+moment estimates) written as a differentiable function, followed by WGAN's weight clipping
+when ``loss.clip_d_weights`` is set, so the unrolled steps are the ones D would take — but
+for the regularisers: a look-ahead step differentiates the adversarial loss only, not an
+eager ``loss.regularizers`` penalty (that would be a third derivative through D), and no
+lazy regulariser phase is unrolled. D is called functionally (``torch.func.functional_call``) on
 detached copies of its parameters; its buffers are copied so BatchNorm statistics and
 spectral-norm vectors do not move during unrolling.
 """
@@ -77,6 +80,8 @@ class UnrolledObjective(GANObjective):
             grads = torch.autograd.grad(d_loss, [params[k] for k in names], create_graph=True)
             grads = mean_across_ranks(grads)  # torchrun: D's global-batch gradient, differentiably (identity otherwise)
             params = update(params, dict(zip(names, grads)))
+            if self.clip is not None:  # WGAN's clipping, as after D's real steps (zero gradient where it clips)
+                params = {k: v.clamp(-self.clip, self.clip) for k, v in params.items()}
         with self.autocast():
             loss = self.loss.g(d(fake, y, params))
         self.backward(loss)
