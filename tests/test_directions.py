@@ -79,6 +79,24 @@ def brightness_classes(x):
     return (x.mean((1, 2, 3)) > 0).long()
 
 
+def test_a_class_direction_that_is_mostly_sampling_noise_says_so(capsys):
+    """The error of a difference of two means is sqrt(tr Σa/ka + tr Σb/kb): over a quarter of the
+    direction's length (or a class seen once) is a note; 1,000 samples of this G are not."""
+    from gankit.steer.directions import sampling_error
+
+    x = torch.randn(400, 16, generator=torch.Generator().manual_seed(0))
+    # the error of a mean of 400 unit-variance samples in 16 dims is sqrt(16/400) = 0.2
+    assert sampling_error([x]) == pytest.approx(0.2, rel=0.1) and sampling_error([x[:1]]) == float("inf")
+    G = style_g(w_dim=16)
+    class_direction(G, 0, 1, n=1000, seed=2, classify=brightness_classes)
+    assert capsys.readouterr().err == ""
+    class_direction(G, 0, 1, n=100, seed=2, classify=brightness_classes)
+    err = capsys.readouterr().err
+    assert err.startswith("note: class:0-1: estimated from 21 and 79 sample(s); its sampling error is about ")
+    class_direction(G, 0, 1, n=10, seed=2, classify=brightness_classes)
+    assert "from 1 and 9 sample(s); its sampling error is unknown (one sample)" in capsys.readouterr().err
+
+
 def test_class_direction_of_an_unconditional_generator_averages_classified_latents():
     G = style_g(w_dim=16)
     d = class_direction(G, 0, 1, n=100, seed=2, classify=brightness_classes)

@@ -75,6 +75,36 @@ def sefa(G: nn.Module, k: Optional[int] = None, all_layers: bool = False) -> tup
     return vectors.float(), values.float()
 
 
+#: a class direction whose estimated sampling error is more than this share of its length gets a note
+NOISY_DIRECTION = 0.25
+
+
+def sampling_error(groups: Sequence[Tensor]) -> float:
+    """The expected norm of the error of a sum (or difference) of the means of ``groups`` (each (k, d),
+    independent samples): sqrt(Σ_groups tr(Cov)/k). A group of one sample has no spread to estimate:
+    infinite."""
+    total = 0.0
+    for x in groups:
+        if len(x) < 2:
+            return float("inf")
+        total += float(x.var(0, unbiased=True).sum()) / len(x)
+    return total ** 0.5
+
+
+def note_noisy(name: str, d: Tensor, groups: Sequence[Tensor]) -> None:
+    """A note on stderr when the direction ``d``, estimated from ``groups``' means, is mostly sampling
+    noise: its expected error (:func:`sampling_error`) over :data:`NOISY_DIRECTION` of its length."""
+    import sys
+
+    err, length = sampling_error(groups), float(d.norm())
+    if err <= NOISY_DIRECTION * length:
+        return
+    sizes = " and ".join(str(len(x)) for x in groups)
+    ratio = "unknown (one sample)" if err == float("inf") else f"about {err / max(length, 1e-12):.0%} of its length"
+    print(f"note: {name}: estimated from {sizes} sample(s); its sampling error is {ratio}, so the edit follows "
+          f"noise as much as the class: draw more ({option('--samples')})", file=sys.stderr)
+
+
 @torch.no_grad()
 def class_direction(G: nn.Module, a: int, b: int, n: int = 1000, seed: int = 0,
                     classify: Optional[Classifier] = None, batch_size: int = 250,
@@ -107,12 +137,15 @@ def class_direction(G: nn.Module, a: int, b: int, n: int = 1000, seed: int = 0,
             for c in (a, b):
                 if not 0 <= c < classes:
                     raise GankitError(f"{name}: this model has classes 0..{classes - 1}")
-            total = torch.zeros(G.w_dim, dtype=torch.float64)
+            diffs = []
             for i in range(0, n, batch_size):
                 z = torch.randn(min(batch_size, n - i), z_dim, generator=g).to(dev)
                 ya, yb = (torch.full((len(z),), c, dtype=torch.long, device=dev) for c in (a, b))
-                total += (G.mapping(z, yb) - G.mapping(z, ya)).double().sum(0).cpu()
-            return Direction(name, "w", (total / n).float(), f"difference of class means over {n} paired samples")
+                diffs.append((G.mapping(z, yb) - G.mapping(z, ya)).double().cpu())
+            diff = torch.cat(diffs)
+            d = diff.mean(0)
+            note_noisy(name, d, [diff])
+            return Direction(name, "w", d.float(), f"difference of class means over {n} paired samples")
         if classify is None:
             raise GankitError(f"{name}: this model is unconditional; class directions need a classifier "
                               "of its images (the dataset's domain network)")
@@ -134,6 +167,7 @@ def class_direction(G: nn.Module, a: int, b: int, n: int = 1000, seed: int = 0,
             raise GankitError(f"{name}: none of {n} samples was classified as class {' or '.join(missing)}; "
                               "draw more samples (--samples) or pick other classes")
         d = lat[lab == b].mean(0) - lat[lab == a].mean(0)
+        note_noisy(name, d, [lat[lab == a], lat[lab == b]])
         return Direction(name, "w" if style else "z", d.float(),
                          f"difference of class means ({counts[a]} samples of {a}, {counts[b]} of {b}, of {n})")
     finally:
