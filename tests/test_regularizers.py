@@ -248,3 +248,23 @@ def test_weight_clipping_follows_every_step_of_ds_optimiser_the_lazy_regulariser
         tr.train_step()
     assert len(seen) == 3 and all(m <= 0.01 for _, m in seen), seen
     assert max(m for _, m in seen) == pytest.approx(0.01, rel=1e-6)  # the clip bites (else the test proves nothing)
+
+
+@pytest.mark.parametrize("reg", ["gradient-penalty", "r1", "r2"])
+def test_a_gradient_penalty_on_a_batchnorm_critic_is_noted_once_not_refused(reg, capsys):
+    """Gulrajani et al. 2017 (Sec. 4): BatchNorm mixes a batch's samples, so a penalty on each sample's
+    input gradient is not per sample. One note at config check (stderr), the config still loads;
+    none without BatchNorm (batchnorm: false, or spectral norm in its place) or for a penalty on D's
+    output (drift)."""
+    penalty = f"loss.regularizers=[{{name: {reg}, weight: 10}}]"
+    cfg = load_config("dcgan-digits", ["loss.name=wasserstein", penalty])
+    assert cfg.loss.regularizers[0].name == reg
+    out, err = capsys.readouterr()
+    assert err.count("note: ") == 1 and out == ""
+    assert err.startswith(f"note: loss.regularizers: {reg} on each sample's input gradient, but the dcgan D has "
+                          "BatchNorm (model.d.batchnorm)") and "Gulrajani et al. 2017, Sec. 4" in err
+    for quiet in (["model.d.batchnorm=false"], ["model.d.spectral=true"]):
+        load_config("dcgan-digits", ["loss.name=wasserstein", penalty, *quiet])
+        assert capsys.readouterr().err == ""
+    load_config("dcgan-digits", ["loss.regularizers=[{name: drift, weight: 0.001}]"])
+    assert capsys.readouterr().err == ""

@@ -93,6 +93,13 @@ class DCGANDiscriminator(nn.Module):
         """An :class:`~gankit.nets.sizes.ImageSizeError` unless images of h×w can be scored."""
         check_grid("the dcgan discriminator", h, w, up=False)
 
+    @staticmethod
+    def has_batchnorm(batchnorm: bool = True, spectral: bool = False, **_) -> bool:
+        """Whether a D built with these ``model.d`` settings normalises with BatchNorm (spectral norm
+        replaces it), told without building it: the config check notes a per-sample gradient
+        penalty on such a critic."""
+        return bool(batchnorm) and not spectral
+
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         if self.pack > 1:
             x = x.reshape(x.shape[0] // self.pack, -1, *x.shape[2:])

@@ -8,6 +8,7 @@ this and change what D's output means (:meth:`GANObjective.discriminate`) or wha
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -15,7 +16,8 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..losses import LOSSES, REGULARIZERS
-from ..nets import build_net, check_net_kwargs
+from ..nets import NETWORKS, build_net, check_net_kwargs
+from ..nets.base import net_kwargs
 from ..tasks import GenerationTask
 from ..losses.augment import DiffAugment
 from .base import Objective, OptimGroup, Phase, register_objective
@@ -82,6 +84,7 @@ class GANObjective(Objective):
             raise ConfigError("loss.unroll_steps: invalid value; allowed: an integer >= 0")
         if cfg.loss.aux_weight < 0:
             raise ConfigError("loss.aux_weight: invalid value; allowed: a number >= 0")
+        note_penalty_on_batchnorm(cfg)
 
     # -- phases -------------------------------------------------------------------------
     def phases(self, d_steps: int) -> List[Phase]:
@@ -200,6 +203,25 @@ class GANObjective(Objective):
         # runs every round(N / d_steps) G-steps, i.e. every that many × d_steps D-steps.
         self.backward(weight * self.reg_interval[phase] * penalty)
         return {phase.split(":", 1)[1]: penalty.detach()}
+
+
+def note_penalty_on_batchnorm(cfg) -> None:
+    """One ``note:`` line (stderr: a config printed to stdout stays clean) when a penalty on each
+    sample's input gradient (gradient-penalty, R1, R2: the regularisers marked ``double_backward``)
+    meets a critic with BatchNorm, which mixes the samples of a batch: Gulrajani et al. 2017 (Sec. 4)
+    call that penalty invalid there. Trained anyway; a family tells through its D's
+    ``has_batchnorm(**model.d)``."""
+    penalties = [r.name for r in cfg.loss.regularizers
+                 if r.name in REGULARIZERS and getattr(REGULARIZERS.get(r.name), "double_backward", False)]
+    if not penalties:
+        return
+    arch, kwargs, prefix = net_kwargs(cfg.model, "D", "D")
+    has_batchnorm = getattr(NETWORKS.get(arch).role("D"), "has_batchnorm", None) if arch in NETWORKS else None
+    if has_batchnorm is not None and has_batchnorm(**kwargs):
+        print(f"note: loss.regularizers: {', '.join(penalties)} on each sample's input gradient, but the {arch} "
+              f"D has BatchNorm ({prefix}.batchnorm), which mixes the samples of a batch: the penalty is not per "
+              f"sample (Gulrajani et al. 2017, Sec. 4); set {prefix}.batchnorm=false as the WGAN-GP recipes do",
+              file=sys.stderr)
 
 
 def d_accuracy(loss, out_real: Tensor, out_fake: Tensor, suffix: str = "") -> Dict[str, Tensor]:
