@@ -219,6 +219,28 @@ def test_dcgan_init_is_normal_0_02():
     assert abs(w.mean().item()) < 0.002 and abs(w.std().item() - 0.02) < 0.002
 
 
+@pytest.mark.parametrize("kwargs,biases", [({}, [True, False, False, False]),
+                                            ({"batchnorm": False}, [True, True, True, True]),
+                                            ({"spectral": True}, [True, True, True, True])])
+def test_dcgan_d_convs_keep_their_bias_unless_batchnorm_follows(kwargs, biases):
+    """A conv followed by BatchNorm has no bias (BN's shift cancels it); with spectral norm in BN's place
+    every conv keeps its bias, as Miyato et al.'s SN-CNN (Table 3) — it had lost the stride-2 ones."""
+    from gankit.errors import CheckpointError
+    from gankit.nets.dcgan import DCGANDiscriminator
+
+    D = DCGANDiscriminator((1, 32, 32), 0, width=8, extra_layers=1, **kwargs)
+    convs = [m for m in D.body if isinstance(m, torch.nn.Conv2d)]  # 3 stride-2 convs, 1 extra 3x3
+    assert [m.bias is not None for m in convs] == biases
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in D.body) == (kwargs == {})
+    if kwargs.get("spectral"):
+        # weights written before (stride-2 convs without bias) are refused in one line, naming the key
+        old = {k: v for k, v in D.state_dict().items() if k not in ("body.2.bias", "body.4.bias")}
+        with pytest.raises(CheckpointError, match=r"^model\.d\.spectral: true: this dcgan D's weights have no "
+                                                  r"bias in conv body\.2 \(written by a gankit that dropped"):
+            DCGANDiscriminator((1, 32, 32), 0, width=8, extra_layers=1, spectral=True).load_state_dict(old)
+        D.load_state_dict(D.state_dict())  # its own weights load
+
+
 @pytest.mark.parametrize("spectral", [False, True])
 def test_resnet_init_is_xavier_also_under_spectral_norm(spectral):
     """ResNet D's convs start Xavier-uniform (gain √2 for 3×3) whether or not spectral norm wraps them:

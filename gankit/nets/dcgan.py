@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ..errors import CheckpointError
 from .base import register_family
 from .layers import (LabelToNoise, LatentConvTranspose2d, MinibatchStdDev, ProjectionHead, dcgan_init,
                      flatten_features)
@@ -60,7 +61,8 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     def __init__(self, sample_shape: tuple, num_classes: int = 0, width: int = 64, batchnorm: bool = True,
                  minibatch_std: bool = False, spectral: bool = False, pack: int = 1, extra_layers: int = 0):
-        """``spectral`` applies spectral normalisation (Miyato et al. 2018) to every conv instead of BN;
+        """``spectral`` applies spectral normalisation (Miyato et al. 2018) to every conv instead of BN,
+        and every conv then has its bias, as in Miyato et al.'s SN-CNN (Table 3);
         ``minibatch_std`` appends the minibatch-std channel before the last conv (Karras et al. 2018);
         ``pack`` > 1 scores groups of ``pack`` samples stacked on the channel axis (PacGAN);
         ``extra_layers`` adds that many [Conv 3x3 stride 1, (BN), LeakyReLU 0.2] at h0×w0, before the head."""
@@ -68,16 +70,19 @@ class DCGANDiscriminator(nn.Module):
         channels, h0, w0, n = sample_grid("the dcgan discriminator", sample_shape, up=False)
         self.pack = pack
         sn = nn.utils.parametrizations.spectral_norm if spectral else (lambda m: m)
+        bn = self.has_batchnorm(batchnorm, spectral)
         layers, c_in, c = [], channels * pack, width
+        # A conv keeps its bias unless BatchNorm follows it (its shift would cancel the bias); D's first
+        # conv has no BatchNorm (the paper's D).
         for i in range(n):
-            layers.append(sn(nn.Conv2d(c_in, c, 4, 2, 1, bias=not batchnorm or i == 0)))
-            if batchnorm and i > 0 and not spectral:
+            layers.append(sn(nn.Conv2d(c_in, c, 4, 2, 1, bias=not (bn and i > 0))))
+            if bn and i > 0:
                 layers.append(nn.BatchNorm2d(c))
             layers.append(nn.LeakyReLU(0.2, True))
             c_in, c = c, c * 2
         for _ in range(_check_extra_layers(extra_layers)):
-            layers.append(sn(nn.Conv2d(c_in, c_in, 3, 1, 1, bias=not batchnorm or spectral)))
-            if batchnorm and not spectral:
+            layers.append(sn(nn.Conv2d(c_in, c_in, 3, 1, 1, bias=not bn)))
+            if bn:
                 layers.append(nn.BatchNorm2d(c_in))
             layers.append(nn.LeakyReLU(0.2, True))
         if minibatch_std:
@@ -87,6 +92,8 @@ class DCGANDiscriminator(nn.Module):
         # The paper's last s0×s0 conv to one output is a linear map of the flattened h0×w0 features.
         self.head = ProjectionHead(c_in * h0 * w0, num_classes if pack == 1 else 0, spectral=spectral)
         dcgan_init(self)
+        if spectral and batchnorm:
+            self.register_load_state_dict_pre_hook(_refuse_spectral_without_biases)
 
     @classmethod
     def check_size(cls, h: int, w: int, **_) -> None:
@@ -105,6 +112,18 @@ class DCGANDiscriminator(nn.Module):
             x = x.reshape(x.shape[0] // self.pack, -1, *x.shape[2:])
         h = flatten_features(self.body(x))  # (B, C·h0·w0)
         return self.head(h, y if self.pack == 1 else None)
+
+
+def _refuse_spectral_without_biases(module, state_dict, prefix, *_) -> None:
+    """Weights of a ``spectral: true`` D from before its stride-2 convs kept their biases (gankit
+    dropped them there, as if BatchNorm followed): refused in one line, not torch's list of missing keys."""
+    for name, m in module.body.named_children():
+        if isinstance(m, nn.Conv2d) and f"{prefix}body.{name}.bias" not in state_dict and any(
+                k.startswith(f"{prefix}body.{name}.") for k in state_dict):
+            raise CheckpointError(f"model.d.spectral: true: this dcgan D's weights have no bias in conv body.{name} "
+                                  "(written by a gankit that dropped them under spectral norm); this version keeps "
+                                  "them (Miyato et al.'s SN-CNN): train it again, or load it with the gankit that "
+                                  "wrote it")
 
 
 register_family("dcgan", DCGANGenerator, DCGANDiscriminator, "Radford et al. 2016")
