@@ -38,6 +38,8 @@ def test_per_image_errors_match_a_hand_computation():
     assert torch.allclose(l2, t([(.01 + .09 + .09 + .1225) / 4, (.09 + .16 + .04 + .0025) / 4]).float(), atol=1e-6)
     # latent: image 0: .01 .25 .04 ; image 1: 1 0 .36
     assert torch.allclose(latent_error(t(Z), t(ZH)), t([0.30 / 3, 1.36 / 3]).float(), atol=1e-6)
+    # the paper's Eq. 5 (L1, here / z_dim): |d| = .1 .5 .2 ; 1 0 .6 — it ranks the two the same way here
+    assert torch.allclose(latent_error(t(Z), t(ZH), "l1"), t([0.8 / 3, 1.6 / 3]).float(), atol=1e-6)
     with pytest.raises(ValueError):
         per_image_error(t(X), t(XH), "l3")
 
@@ -128,6 +130,7 @@ def test_score_refuses_a_batch_size_below_one(runs, tmp_path, capsys):
     ("ganomaly-fashion-mnist", ["loss.options.w_con=-1"], "loss.options.w_con"),
     ("ganomaly-fashion-mnist", ["loss.options.lambda=1"], "loss.options.lambda"),
     ("ganomaly-fashion-mnist", ["model.d.pack=2"], "model.d.pack"),
+    ("ganomaly-fashion-mnist", ["loss.options.score=l3"], "loss.options.score"),
     ("ganomaly-fashion-mnist", ["model.conditional=true"], "model.conditional"),
     ("autoencoder-fashion-mnist", ["model.d.width=8"], "model.d"),
     ("autoencoder-fashion-mnist", ["loss.options.reconstruction=l3"], "loss.options.reconstruction"),
@@ -171,6 +174,26 @@ def test_scores_and_auroc_of_a_trained_run(runs, name):
     assert model.objective.evaluate_model(replace(model.cfg.data, exclude_classes=()), "test") == {}
     with pytest.raises(GankitError, match="this model takes"):
         score_images(model, torch.zeros(2, 1, 8, 8))
+
+
+def test_ganomaly_scores_with_the_official_codes_l2_by_default_and_the_papers_l1_on_request(runs):
+    """Default ``score: l2``, mean_j (z − ẑ)² (samet-akcay/ganomaly lib/model.py); ``score: l1``, mean_j |z − ẑ|
+    (Akcay et al. 2018, Eq. 5's ‖·‖₁ / z_dim). The two rank images differently, so their AUROCs differ."""
+    from dataclasses import replace
+
+    model = load(runs["ganomaly"])
+    assert model.objective.options.score == "l2"
+    x = load_dataset(model.cfg.data, "test").all_model_range()[:200]
+    l2 = score_images(model, x)
+    model.objective.options = replace(model.objective.options, score="l1")
+    l1 = score_images(model, x)
+    G = model.nets["G"].eval()
+    with torch.no_grad():
+        r = G.reconstruct(x)
+    assert torch.allclose(l2, (r.z - r.z_hat).square().mean(1), rtol=1e-5, atol=1e-7)
+    assert torch.allclose(l1, (r.z - r.z_hat).abs().mean(1), rtol=1e-5, atol=1e-7)
+    assert not torch.equal(l1.argsort(), l2.argsort())  # another ranking (200 images: a tie is all but impossible)
+    assert load_config("ganomaly-fashion-mnist", ["loss.options.score=l1"]).loss.options["score"] == "l1"
 
 
 def test_score_refuses_a_model_that_does_not_score(tmp_path):

@@ -13,9 +13,13 @@ x̂ = G_D(z) -> ẑ = E(x̂); ``D`` = the DCGAN discriminator. Losses (Sec. 3.2,
     L_G   = w_adv·L_adv + w_con·L_con + w_enc·L_enc      (paper: w_adv = 1, w_con = 50, w_enc = 1)
 
 and D minimises the adversarial loss of ``loss.name`` on D(x) against D(x̂) (default
-``non-saturating``: the logistic loss, the paper's binary cross-entropy). The anomaly score is the
-paper's (Eq. 5): A(x) = mean_j (G_E(x)_j − E(G_D(G_E(x)))_j)², before its min-max scaling over the
-test set, which changes no ranking and so no AUROC. Left out: the official code re-initialises D
+``non-saturating``: the logistic loss, the paper's binary cross-entropy). The anomaly score
+(``loss.options.score``) is by default the official code's (samet-akcay/ganomaly, lib/model.py:
+``torch.mean(torch.pow(latent_i - latent_o, 2), dim=1)``), A(x) = mean_j (G_E(x)_j − E(G_D(G_E(x)))_j)²;
+the paper's Eq. 5 writes an L1 norm, ‖G_E(x) − E(G_D(G_E(x)))‖₁, which ``score: l1`` gives (as
+mean_j |·|: ‖·‖₁ / z_dim, the same ranking). The rankings differ, so the AUROCs do (measured once:
+docs/anomaly.md). Both are taken before the paper's min-max scaling over the test set, which
+changes no ranking and so no AUROC. Left out: the official code re-initialises D
 when its loss falls below 1e-5 (a branch on the host between steps).
 
 **Autoencoder** (``loss.objective: autoencoder``): the same G_E -> G_D (``reencode=False``), trained
@@ -65,9 +69,10 @@ def per_image_error(x: Tensor, x_hat: Tensor, norm: str = "l2") -> Tensor:
     raise ValueError(f"norm must be one of {', '.join(RECONSTRUCTIONS)}, got {norm!r}")
 
 
-def latent_error(z: Tensor, z_hat: Tensor) -> Tensor:
-    """(B,) mean_j (z_j − ẑ_j)²: GANomaly's anomaly score (Akcay et al. 2018, Eq. 5)."""
-    return (z.float() - z_hat.float()).square().mean(1)
+def latent_error(z: Tensor, z_hat: Tensor, norm: str = "l2") -> Tensor:
+    """(B,) GANomaly's anomaly score: mean_j (z_j − ẑ_j)² (``l2``, the official code's) or mean_j |z_j − ẑ_j|
+    (``l1``, Akcay et al. 2018, Eq. 5's ‖z − ẑ‖₁ divided by z_dim, which changes no ranking)."""
+    return per_image_error(z, z_hat, norm)
 
 
 def ganomaly_generator_loss(x: Tensor, x_hat: Tensor, z: Tensor, z_hat: Tensor, feat_real: Tensor,
@@ -203,6 +208,8 @@ class GANomalyOptions:
     w_adv: float = 1.0                # weight of the feature-matching adversarial loss (paper: 1)
     w_con: float = 50.0               # weight of the contextual L1 loss |x − x̂| (paper: 50)
     w_enc: float = 1.0                # weight of the latent loss (z − ẑ)² (paper: 1)
+    # The anomaly score: l2 = mean_j (z − ẑ)², the official code's; l1 = mean_j |z − ẑ|, the paper's Eq. 5
+    score: str = "l2"
 
 
 @register_objective("ganomaly")
@@ -229,6 +236,9 @@ class GANomalyObjective(_AnomalyObjective):
         for k in ("w_adv", "w_con", "w_enc"):
             if not getattr(o, k) >= 0:
                 raise ConfigError(f"loss.options.{k}: invalid value {getattr(o, k)!r}; allowed: a number >= 0")
+        if o.score not in RECONSTRUCTIONS:
+            raise ConfigError(f"loss.options.score: invalid value {o.score!r}; allowed: l2 (mean (z − ẑ)², the "
+                              "official code's), l1 (mean |z − ẑ|, the paper's Eq. 5)")
         unknown = set(cfg.model.nets) - {"G", "D"}
         if unknown:
             raise ConfigError(f"model.nets.{sorted(unknown)[0]}: objective ganomaly has networks G and D only")
@@ -243,7 +253,7 @@ class GANomalyObjective(_AnomalyObjective):
 
     def _scores(self, x: Tensor) -> Tensor:
         r = self.reconstruct(x)
-        return latent_error(r.z, r.z_hat)
+        return latent_error(r.z, r.z_hat, self.options.score)
 
     def accumulate_gradients(self, phase: str, batch: Optional[Dict[str, Tensor]], batch_size: int
                              ) -> Dict[str, Tensor]:
