@@ -274,3 +274,27 @@ def test_health_state_survives_a_resume(tmp_path):
     hb = json.loads((tmp_path / "b" / "health.json").read_text())
     for k in ("status", "events", "rollbacks", "lr_scale"):
         assert hb[k] == health[k], k
+
+
+def test_a_purging_tensorboard_writer_sorts_after_every_earlier_event_file(tmp_path):
+    """TensorBoard sorts event files by name, "...tfevents.<second>.<host>.<pid>.<n>" with n unpadded:
+    in one second a 10th writer's file sorts before a 9th's, and its purge of a rolled-back stretch
+    missed that file (a flaky test_health failure in a long pytest process). A purging writer now
+    starts in a later second than every file there."""
+    import socket
+    import time
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from gankit.train.run import after_event_files
+
+    tb = tmp_path / "tb"
+    tb.mkdir()
+    now = int(time.time())
+    (tb / f"events.out.tfevents.{now + 1:010d}.{socket.gethostname()}.1.9").write_bytes(b"")
+    after_event_files(tb)
+    assert int(time.time()) > now + 1
+    writer = SummaryWriter(log_dir=str(tb), purge_step=5)
+    writer.close()
+    names = sorted(p.name for p in tb.iterdir())
+    assert len(names) == 2 and names[0].endswith(".1.9")   # the purging writer's file reads last

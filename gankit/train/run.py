@@ -47,6 +47,21 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 RUNTIME_HISTORY_KEYS = ("world_size", "device", "device_name", "precision", "cuda_graphs", "torch")
 
 
+def after_event_files(tb_dir: Path) -> None:
+    """Wait, if need be, until the clock's second is past every TensorBoard event file's in ``tb_dir``.
+    A writer's purge (of a resumed or rolled-back stretch) acts on the files that sort before its own,
+    and files are sorted by name: "events.out.tfevents.<second>.<host>.<pid>.<n>", with the writer
+    count n unpadded, so in the same second writer 10 sorts before writer 9 and its purge would miss
+    that file's steps. A later second sorts after, whatever n is (rollbacks are rare: at most 1 s each)."""
+    latest = 0
+    for f in tb_dir.glob("events.out.tfevents.*"):
+        field = f.name.split(".")[3]
+        if field.isdigit():
+            latest = max(latest, int(field))
+    while int(time.time()) <= latest:
+        time.sleep(max(0.01, latest + 1 - time.time()))
+
+
 class Run:
     """Owns a run folder and drives a :class:`Trainer` through it."""
 
@@ -168,6 +183,8 @@ class Run:
         # trained again).
         if purge is None and self.resumed:
             purge = self.trainer.state.step + 1
+        if purge is not None:
+            after_event_files(self.dir / "tb")
         self._tb = SummaryWriter(log_dir=str(self.dir / "tb"), flush_secs=30, purge_step=purge)
 
     def _drop_after(self, step: int) -> None:
