@@ -405,14 +405,16 @@ def test_an_exception_in_a_handler_is_a_500_and_the_server_keeps_serving(service
     assert "boom in /some/secret/path" in capsys.readouterr().err     # the details stay in the server's log
 
 
-def test_beyond_the_workers_and_the_queue_a_request_gets_503(services, monkeypatch):
-    svc = services["gen"]
+@contextmanager
+def one_busy_worker(svc, monkeypatch):
+    """A server with one worker and no queue, that worker held inside a sample request; yields the
+    server and ``free()``, which lets the held request finish (answered 200), as the block's end does."""
     entered, release = threading.Event(), threading.Event()
     original = svc.sample
 
     def slow(**kw):
         entered.set()
-        release.wait(10)
+        release.wait(20)
         return original(**kw)
 
     monkeypatch.setattr(svc, "sample", slow)
@@ -420,10 +422,22 @@ def test_beyond_the_workers_and_the_queue_a_request_gets_503(services, monkeypat
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(request, server, "GET", "/api/sample?seed=2")
             assert entered.wait(10)
-            got, headers, body = request(server, "GET", "/api/info")       # the one worker is busy
-            assert got == 503 and headers["Retry-After"] == "1" and "busy" in json.loads(body)["error"]
-            release.set()
-            assert first.result(10)[0] == 200
+
+            def free():
+                release.set()
+                assert first.result(10)[0] == 200
+
+            try:
+                yield server, free
+            finally:
+                free()
+
+
+def test_beyond_the_workers_and_the_queue_a_request_gets_503(services, monkeypatch):
+    with one_busy_worker(services["gen"], monkeypatch) as (server, free):
+        got, headers, body = request(server, "GET", "/api/info")       # the one worker is busy
+        assert got == 503 and headers["Retry-After"] == "1" and "busy" in json.loads(body)["error"]
+        free()
         # the slot frees before the answer is written, so the next request at once finds room
         assert request(server, "GET", "/api/info")[0] == 200
         assert server.rejected == 1
@@ -673,35 +687,20 @@ def test_connections_beyond_the_queue_get_503_without_waiting_for_them(services,
     """60 connections that send nothing, beyond a busy single worker: the accepting thread must not
     wait for what each might send (it waited 0.2 s each: 12 s before the next client heard anything;
     this client gives up after 5 s)."""
-    svc = services["gen"]
-    entered, release = threading.Event(), threading.Event()
-    original = svc.sample
-
-    def slow(**kw):
-        entered.set()
-        release.wait(20)
-        return original(**kw)
-
-    monkeypatch.setattr(svc, "sample", slow)
-    with running(svc, workers=1, queue=0) as server:
-        with ThreadPoolExecutor(1) as pool:
-            first = pool.submit(request, server, "GET", "/api/sample?seed=2")
-            assert entered.wait(10)
-            idle = [socket.create_connection(server.server_address[:2], timeout=10) for _ in range(60)]
-            try:
-                conn = http.client.HTTPConnection(*server.server_address[:2], timeout=5)
-                conn.request("GET", "/api/info")
-                res = conn.getresponse()
-                assert res.status == 503 and res.getheader("Retry-After") == "1"
-                conn.close()
-                for s in (idle[0], idle[-1]):           # the silent ones were answered too
-                    assert s.recv(65536).startswith(b"HTTP/1.0 503")
-            finally:
-                for s in idle:
-                    s.close()
-            release.set()
-            assert first.result(10)[0] == 200
-        assert server.rejected == 61
+    with one_busy_worker(services["gen"], monkeypatch) as (server, _):
+        idle = [socket.create_connection(server.server_address[:2], timeout=10) for _ in range(60)]
+        try:
+            conn = http.client.HTTPConnection(*server.server_address[:2], timeout=5)
+            conn.request("GET", "/api/info")
+            res = conn.getresponse()
+            assert res.status == 503 and res.getheader("Retry-After") == "1"
+            conn.close()
+            for s in (idle[0], idle[-1]):           # the silent ones were answered too
+                assert s.recv(65536).startswith(b"HTTP/1.0 503")
+        finally:
+            for s in idle:
+                s.close()
+    assert server.rejected == 61
 
 
 def test_non_square_models_are_served_at_their_shape(tmp_path):
