@@ -368,24 +368,24 @@ def test_unrolled_look_ahead_clips_as_ds_real_steps_do():
     loss_unrolled, _ = _g_grads(obj, real)
     torch.manual_seed(7)
     fake = G(torch.randn(32, 4)).detach()
-    D2 = copy.deepcopy(D)
-    opt2 = torch.optim.SGD(D2.parameters(), lr=0.5)
-    for _ in range(k):
-        opt2.zero_grad()
-        obj.loss.d(D2(real), D2(fake)).backward()
-        opt2.step()
-        with torch.no_grad():
-            for p in D2.parameters():
-                p.clamp_(-c, c)
-    assert loss_unrolled == pytest.approx(obj.loss.g(D2(fake)).item(), rel=1e-5)
+
+    def look_ahead(clip: bool):
+        """G's loss after k plain SGD steps of a copy of D, clipped after each or not."""
+        D2 = copy.deepcopy(D)
+        opt2 = torch.optim.SGD(D2.parameters(), lr=0.5)
+        for _ in range(k):
+            opt2.zero_grad()
+            obj.loss.d(D2(real), D2(fake)).backward()
+            opt2.step()
+            if clip:
+                with torch.no_grad():
+                    for p in D2.parameters():
+                        p.clamp_(-c, c)
+        return obj.loss.g(D2(fake)).item()
+
+    assert loss_unrolled == pytest.approx(look_ahead(clip=True), rel=1e-5)
     # the clip bites: without it the look-ahead ends 1 % away, 1000× the tolerance above
-    D3 = copy.deepcopy(D)
-    opt3 = torch.optim.SGD(D3.parameters(), lr=0.5)
-    for _ in range(k):
-        opt3.zero_grad()
-        obj.loss.d(D3(real), D3(fake)).backward()
-        opt3.step()
-    assert obj.loss.g(D3(fake)).item() != pytest.approx(loss_unrolled, rel=5e-3)
+    assert look_ahead(clip=False) != pytest.approx(loss_unrolled, rel=5e-3)
 
 
 def test_unrolled_trains_end_to_end():
