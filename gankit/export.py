@@ -40,7 +40,7 @@ from .errors import CheckpointError, GankitError, option
 from .provenance import current as provenance_record, read_onnx_metadata, to_json
 from .model_folder import (CARD_FILE, CONFIG_FILE, FILES, FOLDER_FORMAT, WEIGHTS_FILE, check_plugins, is_model_folder,
                            read_folder_config, untrusted_plugins)
-from .utils import atomic_write_bytes, atomic_write_text, sha256_file
+from .utils import atomic_write_bytes, atomic_write_text, replace_folder, sha256_file
 
 FORMATS = ("onnx", "folder")
 #: The largest max |ONNX - PyTorch| an export accepts (fp32 outputs in [-1, 1]: ~1000 ulps at 1).
@@ -612,7 +612,7 @@ def _overrides_line(cfg, most: int = 12) -> str:
 
 def export_folder(src: Source, out: Path) -> ExportResult:
     """Write ``config.json``, ``model.safetensors`` and ``README.md`` into the folder ``out``, as a whole:
-    into a new hidden sibling first, then renamed into place (:func:`_put_in_place`), so a killed
+    into a new hidden sibling first, then renamed into place (:func:`gankit.utils.replace_folder`), so a killed
     export leaves the folder that was there (or none) or the new one, never a mix. An existing ``out``
     is replaced only when it is a gankit model folder holding nothing but its files as gankit wrote
     them (a card edited since, or a file of the user's, is refused, named)."""
@@ -663,7 +663,7 @@ def export_folder(src: Source, out: Path) -> ExportResult:
         atomic_write_bytes(tmp / WEIGHTS_FILE, weights)
         atomic_write_text(tmp / CARD_FILE, card)
         atomic_write_text(tmp / CONFIG_FILE, json.dumps(meta, indent=1) + "\n")
-        _put_in_place(tmp, out)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -685,39 +685,6 @@ def _check_replaceable_folder(out: Path) -> None:
     if recorded is not None and (out / CARD_FILE).is_file() and sha256_file(out / CARD_FILE) != recorded:
         raise GankitError(f"{option('-o', out, param='out')}: its {CARD_FILE} was edited since gankit wrote it; a "
                           "re-export would replace it: move it away or give a new folder")
-
-
-def _put_in_place(new: Path, out: Path) -> None:
-    """Rename the finished folder ``new`` to ``out``. An existing ``out`` is swapped with ``new`` in one
-    step where the system can (Linux renameat2 RENAME_EXCHANGE), then deleted; elsewhere it is moved
-    aside first (a kill between the two renames leaves it as ``.NAME.old-*`` beside ``out``)."""
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        os.replace(new, out)  # an empty folder is replaced by rename(2) itself
-        return
-    if _exchange(new, out):
-        shutil.rmtree(new)  # now the old folder
-        return
-    old = out.parent / f".{out.name}.old-{new.name.rsplit('-', 1)[-1]}"
-    os.rename(out, old)
-    os.rename(new, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
-    import ctypes
-    import ctypes.util
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    AT_FDCWD, RENAME_EXCHANGE = -100, 2
-    return renameat2(AT_FDCWD, os.fsencode(str(a)), AT_FDCWD, os.fsencode(str(b)), RENAME_EXCHANGE) == 0
 
 
 __all__ = ["export", "export_onnx", "export_folder", "read_onnx_metadata", "TOLERANCE", "FORMATS"]

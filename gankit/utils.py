@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -148,3 +149,37 @@ def resolve_device(name: str, setting: str = "device") -> torch.device:
         raise ConfigError(f"{named}: no such CUDA device here ({torch.cuda.device_count()} visible); "
                           f"use cpu or auto")
     return device
+
+
+def replace_folder(new: Path, out: Path) -> None:
+    """Rename the finished folder ``new`` (written whole beside ``out``: a model folder) to ``out``. An
+    existing ``out`` is swapped with ``new`` in one step where the system can (Linux renameat2
+    RENAME_EXCHANGE), then deleted; elsewhere it is moved
+    aside first (a kill between the two renames leaves it as ``.NAME.old-*`` beside ``out``)."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        os.replace(new, out)  # an empty folder is replaced by rename(2) itself
+        return
+    if exchange_paths(new, out):
+        shutil.rmtree(new)  # now the old folder
+        return
+    old = out.parent / f".{out.name}.old-{new.name.rsplit('-', 1)[-1]}"
+    os.rename(out, old)
+    os.rename(new, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    return renameat2(AT_FDCWD, os.fsencode(str(a)), AT_FDCWD, os.fsencode(str(b)), RENAME_EXCHANGE) == 0
