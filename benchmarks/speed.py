@@ -12,12 +12,11 @@ machine.
 """
 import argparse
 import contextlib
-import json
 import sys
 
 import torch
 
-from gankit.bench import bench, format_table
+from gankit.bench import bench, format_table, write_rows
 
 CPU_ROWS = [
     ("gan-mnist", []),
@@ -51,11 +50,10 @@ def run_table(name, rows, device, args, out):
                     steps_per_window=args.steps)
         row.update(table=name, overrides=overrides)  # raw: the recipe name stays as loaded
         if out is not None:
-            out.write(json.dumps(row) + "\n")
-            out.flush()
+            write_rows([row], out)
         shown = dict(row, recipe=f"{recipe} ({', '.join(overrides)})" if overrides else recipe)
         done.append(shown)
-        print(format_table([shown]).splitlines()[-1], flush=True)
+        print(format_table([shown]).splitlines()[2], flush=True)  # the row (notes follow it)
     print(f"\n{name} table:\n{format_table(done)}\n", flush=True)
 
 

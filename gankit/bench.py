@@ -1,7 +1,12 @@
 """Training-step speed: gankit's step against a plain fp32 eager PyTorch step of the same networks.
 
 Both are timed in the same process, in alternating windows after warm-up, so the ratio
-survives a noisy machine; images/s are medians over windows. FLOPs per image are the model
+survives a noisy machine; images/s are medians over windows, and the spread of the per-window
+ratio (min–max) is reported beside the median. A window's length is a multiple of every phase's
+interval (R1 every 16 steps: 16, 32, ...), so each window holds the lazy regularisers in
+proportion. The plain step uses the recipe's optimisers (kind and settings, PyTorch's default
+implementation) and trains the networks at the stage gankit's step trains them (a growing
+ProGAN: the same resolution and fade, copied before each plain step). FLOPs per image are the model
 FLOPs of one plain step (G forward, D forward on real and fake, both backward passes), counted
 with ``torch.utils.flop_counter``. Images/s count generator steps × batch (a recipe with
 ``train.d_steps`` = k does k D updates per step, and so does the plain step). "% of peak"
@@ -13,10 +18,13 @@ before timing, and the row says whether the graphs were used.
 from __future__ import annotations
 
 import copy
+import json
+import math
+import os
 import resource
 import statistics
 import time
-from typing import Callable, Dict, List, Optional
+from typing import IO, Callable, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -69,16 +77,34 @@ def _cuda_matmul_peak_gflops(dtype: torch.dtype, device: torch.device, n: int, w
     return best
 
 
-def plain_step(trainer: Trainer) -> Callable[[], None]:
-    """The straightforward PyTorch step of the trainer's model (see :data:`PLAIN_STEPS`)."""
-    objective = trainer.cfg.loss.objective
+def _plain_maker(objective: str, cls) -> Optional[Callable]:
+    """The plain step for objective ``objective`` (class ``cls``), or None: its own entry of
+    :data:`PLAIN_STEPS`, else the GAN step for every other noise-driven objective (acgan, biggan,
+    progan, ssgan, stylegan, unrolled, ...: a G and a D)."""
     make = PLAIN_STEPS.get(objective)
-    if make is None and trainer.objective.kind == "generation":  # every noise-driven G/D pair
+    if make is None and cls.kind == "generation":
         make = PLAIN_STEPS["gan"]
+    return make
+
+
+def measured_objectives() -> List[str]:
+    """Every registered objective ``gankit bench`` has a plain step for."""
+    from .objectives import OBJECTIVES
+
+    return sorted(n for n, cls in OBJECTIVES.items() if _plain_maker(n, cls) is not None)
+
+
+def plain_step(trainer: Trainer) -> Callable[[], None]:
+    """The straightforward PyTorch step of the trainer's model (see :data:`PLAIN_STEPS`). The step
+    carries what it trains: ``step.nets`` (its copies) and ``step.optimizers``."""
+    objective = trainer.cfg.loss.objective
+    make = _plain_maker(objective, type(trainer.objective))
+    if make is plain_gan_step and not {"G", "D"} <= set(trainer.nets):
+        make = None  # a noise-driven objective without a G/D pair has no GAN step to compare with
     if make is None:
         from .errors import GankitError
-        raise GankitError(f"gankit bench has no plain PyTorch step for objective {objective!r}; "
-                          f"it measures: {', '.join(PLAIN_STEPS)}")
+        raise GankitError(f"gankit bench has no plain PyTorch step for objective {objective!r} (networks "
+                          f"{', '.join(trainer.nets)}); it measures: {', '.join(measured_objectives())}")
     return make(trainer)
 
 
@@ -87,8 +113,30 @@ def _plain_copies(trainer: Trainer) -> Dict[str, torch.nn.Module]:
     return {k: copy.deepcopy(m).float().to(memory_format=torch.contiguous_format) for k, m in trainer.nets.items()}
 
 
-def _adam(*nets) -> torch.optim.Optimizer:
-    return torch.optim.Adam([p for n in nets for p in n.parameters()], lr=2e-4, betas=(0.5, 0.999))
+def _same_stage(trainer: Trainer, copies: Dict[str, torch.nn.Module]) -> Callable[[], None]:
+    """A call that puts growing copies (``growth``/``set_growth``: ProGAN) at the stage and fade the
+    trainer's networks are at now. The objective sets them in its ``on_step``, at the start of each
+    of gankit's steps: without this the copies stay at the stage they were built at (ProGAN's top,
+    32×32, against gankit's 4×4 at the start of training)."""
+    growing = [(trainer.nets[k], m) for k, m in copies.items() if hasattr(m, "set_growth")]
+
+    def sync() -> None:
+        for ours, plain in growing:
+            plain.set_growth(*ours.growth())
+
+    return sync
+
+
+def _optimizer(trainer: Trainer, name: str, *nets: torch.nn.Module) -> torch.optim.Optimizer:
+    """The recipe's optimiser ``name`` (its kind, lr, betas or momentum, weight decay: the trainer's
+    resolved settings) over ``nets``, in PyTorch's default implementation (no fused kernel)."""
+    o = trainer.optim_cfgs[name]
+    params = [p for n in nets for p in n.parameters()]
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    if o.name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def _bce(out: torch.Tensor, real: bool) -> torch.Tensor:
@@ -115,15 +163,17 @@ def _indices(sampler, device: torch.device) -> Callable[[], torch.Tensor]:
 
 def plain_gan_step(trainer: Trainer) -> Callable[[], None]:
     """The straightforward PyTorch step for the trainer's networks: fp32, eager, BCE-with-logits
-    (non-saturating), fresh copies of G and D, no EMA, no tricks; ``train.d_steps`` D updates
-    (each on a new batch and new noise) per G update, like the recipe."""
+    (non-saturating), fresh copies of G and D at gankit's stage, the recipe's optimisers, no EMA, no
+    tricks; ``train.d_steps`` D updates (each on a new batch and new noise) per G update, like the recipe."""
     nets = _plain_copies(trainer)
     G, D = nets["G"], nets["D"]
-    g_opt, d_opt = _adam(G), _adam(D)
+    g_opt, d_opt = _optimizer(trainer, "G", G), _optimizer(trainer, "D", D)
     data, indices, z_dim = trainer.data, _indices(trainer.sampler, trainer.device), trainer.cfg.model.z_dim
     n_cls, d_steps = trainer.num_classes, trainer.cfg.train.d_steps
+    same_stage = _same_stage(trainer, nets)
 
     def step():
+        same_stage()
         for _ in range(d_steps):
             batch = data.batch(indices())
             real, y = batch["x"], batch["y"] if n_cls else None
@@ -137,22 +187,25 @@ def plain_gan_step(trainer: Trainer) -> Callable[[], None]:
         _bce(D(fake, y), True).backward()
         g_opt.step()
 
+    step.nets, step.optimizers = nets, {"G": g_opt, "D": d_opt}
     return step
 
 
 def plain_pix2pix_step(trainer: Trainer) -> Callable[[], None]:
     """Pix2Pix as its reference trains it: G(x); D on (x, y) and (x, G(x)) with BCE, halved; then G
-    with BCE + 100·L1; fp32, eager, fresh copies, no EMA. Without D (L1 alone) only the G update."""
+    with BCE + 100·L1; fp32, eager, fresh copies, the recipe's optimisers, no EMA. Without D (L1 alone)
+    only the G update. G's output goes through the task's composition, as in gankit's step (a
+    colouriser's G predicts a*, b*, joined to the input's L*: :data:`gankit.tasks.COMPOSE`)."""
     nets = _plain_copies(trainer)
     G, D = nets["G"], nets.get("D")
-    g_opt, d_opt = _adam(G), (_adam(D) if D is not None else None)
+    g_opt, d_opt = _optimizer(trainer, "G", G), (_optimizer(trainer, "D", D) if D is not None else None)
     data, indices = trainer.data, _indices(trainer.sampler, trainer.device)
-    lam = trainer.objective.options.l1_weight
+    lam, task = trainer.objective.options.l1_weight, trainer.objective.task
 
     def step():
         batch = data.batch(indices())
         x, y = batch["A"], batch["B"]
-        fake = G(x)
+        fake = task.run(G, {"x": x})
         loss = lam * F.l1_loss(fake, y)
         if D is not None:
             d_opt.zero_grad()
@@ -163,14 +216,16 @@ def plain_pix2pix_step(trainer: Trainer) -> Callable[[], None]:
         loss.backward()
         g_opt.step()
 
+    step.nets, step.optimizers = nets, {"G": g_opt, "D": d_opt}
     return step
 
 
 def plain_cyclegan_step(trainer: Trainer) -> Callable[[], None]:
     """CycleGAN as its reference trains it: both generators on LSGAN + 10·cycle + 5·identity, then both
-    discriminators on real vs the step's fakes (no pool); fp32, eager, fresh copies, no EMA."""
+    discriminators on real vs the step's fakes (no pool); fp32, eager, fresh copies, the recipe's
+    optimisers, no EMA."""
     n = _plain_copies(trainer)
-    g_opt, d_opt = _adam(n["G_AB"], n["G_BA"]), _adam(n["D_A"], n["D_B"])
+    g_opt, d_opt = _optimizer(trainer, "G", n["G_AB"], n["G_BA"]), _optimizer(trainer, "D", n["D_A"], n["D_B"])
     data, samplers = trainer.data, {k: _indices(s, trainer.device) for k, s in trainer.samplers.items()}
     mse = lambda out, t: F.mse_loss(out, torch.full_like(out, t))  # noqa: E731
 
@@ -190,11 +245,35 @@ def plain_cyclegan_step(trainer: Trainer) -> Callable[[], None]:
         d_loss.backward()
         d_opt.step()
 
+    step.nets, step.optimizers = n, {"G": g_opt, "D": d_opt}
     return step
 
 
-#: objective (or "gan" for every noise-driven one) -> the plain PyTorch step gankit's is timed against
-PLAIN_STEPS = {"gan": plain_gan_step, "pix2pix": plain_pix2pix_step, "cyclegan": plain_cyclegan_step}
+def plain_vae_step(trainer: Trainer) -> Callable[[], None]:
+    """The VAE as Kingma & Welling train it: encode, reparameterise, decode, the negative ELBO (the
+    recipe's decoder and β), one optimiser step of E and G together; fp32, eager, fresh copies, no EMA."""
+    from .objectives.vae import negative_elbo
+
+    nets = _plain_copies(trainer)
+    E, G = nets["E"], nets["G"]
+    opt = _optimizer(trainer, "G", E, G)
+    data, indices, o = trainer.data, _indices(trainer.sampler, trainer.device), trainer.objective.options
+
+    def step():
+        x = data.batch(indices())["x"]
+        mu, logvar = E(x)
+        z = mu + (logvar / 2).exp() * torch.randn_like(mu)
+        opt.zero_grad()
+        negative_elbo(x, G(z, None), mu, logvar, o.beta, o.decoder, o.sigma)["loss"].backward()
+        opt.step()
+
+    step.nets, step.optimizers = nets, {"G": opt}
+    return step
+
+
+#: objective (or "gan" for every other noise-driven one) -> the plain PyTorch step gankit's is timed against
+PLAIN_STEPS = {"gan": plain_gan_step, "pix2pix": plain_pix2pix_step, "cyclegan": plain_cyclegan_step,
+               "vae": plain_vae_step}
 
 
 def flops_per_image(step: Callable[[], None], batch_size: int) -> float:
@@ -210,16 +289,61 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def window_steps(phases, steps: int) -> int:
+    """Steps per timed window: ``steps`` rounded up to a multiple of every phase's interval (their least
+    common multiple), so each window holds every lazy phase in proportion (R1 every 16 steps: 16 steps
+    hold exactly one R1 step wherever the window starts). A median over windows of 5 steps left them out."""
+    every = math.lcm(*(p.every for p in phases))
+    return every * math.ceil(steps / every)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _load() -> Optional[float]:
+    """The 1-minute load average, None where the system has none (Windows)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def _growth(trainer: Trainer) -> Optional[str]:
+    """The resolution (and fade) a growing G trains at now, e.g. "4×4" or "8×8 fading in (α 0.40)"; None
+    for a network that does not grow."""
+    G = trainer.nets.get("G")
+    if G is None or not hasattr(G, "growth") or not hasattr(G, "h0"):
+        return None
+    stage, alpha = G.growth()
+    text = f"{G.h0 * 2 ** stage}×{G.w0 * 2 ** stage}"
+    return text + (f" fading in (α {alpha:.2f})" if alpha < 1 else "")
+
+
 def bench(recipe: str, overrides: Optional[List[str]] = None, windows: int = 7, steps_per_window: int = 5,
           warmup: int = 3) -> Dict[str, float | str]:
     """Measure one recipe; returns a dict of figures (see module docstring). ``warmup``: untimed steps
-    of each side first; on CUDA at least 3 more than the Trainer's eager steps before graph capture."""
+    of each side first; on CUDA at least 3 more than the Trainer's eager steps before graph capture.
+    ``steps_per_window`` is rounded up to a multiple of the phases' intervals (:func:`window_steps`).
+
+    A recipe's ``train.threads`` holds for its own row only (its matmul peaks are measured at that
+    count too): torch's thread count is restored when the row is done, also on an error."""
+    threads_before = torch.get_num_threads()
+    try:
+        return _bench(recipe, overrides, windows, steps_per_window, warmup)
+    finally:
+        if torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
+
+
+def _bench(recipe, overrides, windows, steps_per_window, warmup):
     cfg = load_config(recipe, list(overrides or []) + ["train.steps=1000000", "train.log_every=1000000"])
     trainer = Trainer(cfg)
     device = trainer.device
     baseline = plain_step(trainer)
     batch = cfg.train.batch_size
     ours_fn = trainer.train_step
+    steps = window_steps(trainer.phases, steps_per_window)
     if device.type == "cuda":
         # Past the capture of every set of phases: each runs eagerly WARMUP_STEPS times first, and a
         # phase every N steps (a lazy regulariser) comes round once per N steps.
@@ -229,65 +353,146 @@ def bench(recipe: str, overrides: Optional[List[str]] = None, windows: int = 7, 
         ours_fn()
         baseline()
     _sync(trainer.device)
+    load_before, stage_before = _load(), _growth(trainer)
     times = {"ours": [], "plain": []}
     for _ in range(windows):
         for name, fn in (("ours", ours_fn), ("plain", baseline)):
             t0 = time.perf_counter()
-            for _ in range(steps_per_window):
+            for _ in range(steps):
                 fn()
             _sync(trainer.device)
-            times[name].append((time.perf_counter() - t0) / steps_per_window)
+            times[name].append((time.perf_counter() - t0) / steps)
+    load_after, stage_after = _load(), _growth(trainer)
     trainer.pop_stats()
     flops = flops_per_image(baseline, batch)
     ours_s, plain_s = statistics.median(times["ours"]), statistics.median(times["plain"])
+    ratios = [p / o for o, p in zip(times["ours"], times["plain"])]  # each window against the plain one after it
+    threads = torch.get_num_threads()  # the row's: the peaks below are measured at this count
     peak32 = matmul_peak_gflops(torch.float32, device)
     peak16 = matmul_peak_gflops(torch.bfloat16, device)
     ours_gflops = flops * batch / ours_s / 1e9
     plain_gflops = flops * batch / plain_s / 1e9
     peak_ours = peak32 if trainer.precision == "fp32" else peak16  # fp16: the same tensor-core rate as bf16
+    loads = [x for x in (load_before, load_after) if x is not None]
+    timed_at = stage_before if stage_before == stage_after else f"{stage_before} to {stage_after}"
     return {
         "recipe": cfg.name, "precision": trainer.precision, "batch": batch, "device": device_name(device),
         "cuda_graphs": bool(getattr(trainer, "cuda_graphs", False)),
         "ours_img_s": batch / ours_s, "plain_img_s": batch / plain_s, "speedup": plain_s / ours_s,
+        "speedup_min": min(ratios), "speedup_max": max(ratios), "windows": windows, "steps_per_window": steps,
+        "timed_at": timed_at,
         "mflop_per_img": flops / 1e6, "ours_gflops": ours_gflops, "plain_gflops": plain_gflops,
         "peak_fp32_gflops": peak32, "peak_bf16_gflops": peak16,
         "ours_peak_frac": ours_gflops / peak_ours, "plain_peak_frac": plain_gflops / peak32,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": torch.get_num_threads(),
+        "threads": threads, "cores": _cores(), "load_avg": max(loads) if loads else None,
         "plain_omits": extra_work(cfg),
     }
 
 
+def _options(cfg):
+    from .objectives import OBJECTIVES, parse_options
+
+    return parse_options(OBJECTIVES.get(cfg.loss.objective), cfg.loss.options)
+
+
+def _stylegan_work(cfg) -> List[str]:
+    o, work = _options(cfg), []
+    if o.style_mixing > 0:
+        work.append(f"style mixing (p {o.style_mixing:g})")
+    if o.pl_weight > 0:
+        work.append(f"path-length regularisation every {o.pl_every}")
+    if o.ada:
+        work.append("ADA augmentation")
+    return work
+
+
+def _ssgan_work(cfg) -> List[str]:
+    if _options(cfg).unsup_weight == 0:
+        return ["a labelled batch in D's step (the supervised baseline: no G step)"]
+    return ["a labelled batch in D's step", "feature matching in G's step (G's forward run again)"]
+
+
+#: objective -> cfg -> what its step does beyond the plain step it is timed against (the plain GAN
+#: step for every noise-driven objective), from its settings
+OBJECTIVE_WORK: Dict[str, Callable[..., List[str]]] = {
+    "unrolled": lambda cfg: ([f"{cfg.loss.unroll_steps} unrolled D updates differentiated through in G's step"]
+                             if cfg.loss.unroll_steps else []),
+    "ssgan": _ssgan_work,
+    "acgan": lambda cfg: [f"auxiliary class loss (weight {cfg.loss.aux_weight:g})"],
+    "biggan": lambda cfg: ([f"orthogonal regularisation of G (β {_options(cfg).ortho_weight:g})"]
+                           if _options(cfg).ortho_weight > 0 else []),
+    "stylegan": _stylegan_work,
+    "progan": lambda cfg: ["reals blurred to the stage's level of detail"],
+    "cyclegan": lambda cfg: ([f"history pools of {_options(cfg).pool_size} fakes"] if _options(cfg).pool_size else []),
+}
+
+
 def extra_work(cfg) -> List[str]:
-    """What gankit's step of ``cfg`` does that the plain step does not (its speed-up pays for them)."""
+    """What gankit's step of ``cfg`` does that the plain step does not (the speed-up pays for them),
+    from the config: regularisers (gradient penalty, drift, R1: with their interval), weight clipping,
+    a relativistic loss's real batch in G's step, DiffAugment, EMA and the objective's own work
+    (:data:`OBJECTIVE_WORK`). The optimisers are not listed: the plain step uses the recipe's."""
+    from .losses import LOSSES
+
     work = [r.name + (f" every {r.every}" if r.every > 1 else "") for r in cfg.loss.regularizers]
+    if cfg.loss.clip_d_weights is not None:
+        work.append(f"weight clipping at {cfg.loss.clip_d_weights:g}")
+    if cfg.loss.name in LOSSES and getattr(LOSSES.get(cfg.loss.name), "relativistic", False):
+        work.append(f"{cfg.loss.name}: D on a real batch in G's step")
     if cfg.loss.augment:
         work.append(f"augment {cfg.loss.augment}")
+    work += OBJECTIVE_WORK.get(cfg.loss.objective, lambda cfg: [])(cfg)
     if cfg.train.ema:
         work.append("EMA")
     return work
 
 
+def write_rows(rows: List[Dict[str, float | str]], out: IO[str]) -> None:
+    """Append ``rows``' raw figures to ``out`` as JSON lines, one a row, flushed (a row survives a later crash)."""
+    for row in rows:
+        out.write(json.dumps(row) + "\n")
+    out.flush()
+
+
 def _percent(frac: float) -> str:
-    """Small GPU fractions (a 28×28 DCGAN uses well under 1 % of an H200) keep a digit."""
+    """Small GPU fractions (a 28×28 DCGAN uses well under 1 % of an H200) keep a digit; 100 % and more
+    means the matmul peak was measured low (other processes shared the device then): shown capped."""
+    if frac >= 1:
+        return ">100%: peak measured low"
     return f"{100 * frac:.0f}%" if frac >= 0.1 else f"{100 * frac:.1f}%"
 
 
+def loaded(row: Dict[str, float | str]) -> bool:
+    """Whether other processes competed for the CPU while ``row`` was timed: the 1-minute load average
+    exceeded the cores this process may use (bench itself adds its own thread count to it)."""
+    load = row.get("load_avg")
+    return load is not None and load > row.get("cores", _cores())
+
+
 def format_table(rows: List[Dict[str, float | str]]) -> str:
-    head = ("| recipe | device | precision | CUDA graphs | batch | gankit img/s | plain fp32 img/s | speed-up | "
-            "MFLOP/img | gankit GFLOP/s (% of peak) | plain GFLOP/s (% of fp32 peak) | peak fp32 / bf16 GFLOP/s | "
-            "process peak RSS MB |")
+    head = ("| recipe | device | precision | CUDA graphs | batch | gankit img/s | plain fp32 img/s | "
+            "speed-up (min–max of windows) | MFLOP/img | gankit GFLOP/s (% of peak) | plain GFLOP/s (% of fp32 peak) | "
+            "peak fp32 / bf16 GFLOP/s | process peak RSS MB |")
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     for r in rows:
         graphs = ("on" if r["cuda_graphs"] else "off") if not r["device"].startswith("CPU") else "-"
+        name = r["recipe"] + (f" (timed at {r['timed_at']})" if r.get("timed_at") else "")
+        spread = f" ({r['speedup_min']:.2f}–{r['speedup_max']:.2f})" if "speedup_min" in r else ""
         lines.append(
-            f"| {r['recipe']} | {r['device']} | {r['precision']} | {graphs} | {r['batch']} | "
+            f"| {name} | {r['device']} | {r['precision']} | {graphs} | {r['batch']} | "
             f"{r['ours_img_s']:.0f} | {r['plain_img_s']:.0f} | "
-            f"{r['speedup']:.2f}x | {r['mflop_per_img']:.1f} | {r['ours_gflops']:.1f} ({_percent(r['ours_peak_frac'])}) | "
+            f"{r['speedup']:.2f}x{spread} | {r['mflop_per_img']:.1f} | {r['ours_gflops']:.1f} ({_percent(r['ours_peak_frac'])}) | "
             f"{r['plain_gflops']:.1f} ({_percent(r['plain_peak_frac'])}) | "
             f"{r['peak_fp32_gflops']:.0f} / {r['peak_bf16_gflops']:.0f} | {r['peak_rss_mb']:.0f} |")
     omits = [f"{r['recipe']}: {', '.join(r['plain_omits'])}" for r in rows if r.get("plain_omits")]
     if omits:
         lines.append("\nThe plain step omits what gankit's step also does (the speed-up pays for it; FLOPs are the "
                      "plain step's): " + "; ".join(omits) + ". Peak RSS is the process's highest so far.")
+    busy = [r for r in rows if loaded(r)]
+    if busy:
+        lines.append(f"\nwarning: the machine was loaded while timing {', '.join(r['recipe'] for r in busy)} (load "
+                     f"average up to {max(r['load_avg'] for r in busy):.1f} on {busy[0].get('cores')} cores): other "
+                     "processes shared the CPU, so these ratios are unreliable (see their min–max); rerun on an idle "
+                     "machine.")
     return "\n".join(lines)
