@@ -390,50 +390,13 @@ def _bench(recipe, overrides, windows, steps_per_window, warmup):
     }
 
 
-def _options(cfg):
-    from .objectives import OBJECTIVES, parse_options
-
-    return parse_options(OBJECTIVES.get(cfg.loss.objective), cfg.loss.options)
-
-
-def _stylegan_work(cfg) -> List[str]:
-    o, work = _options(cfg), []
-    if o.style_mixing > 0:
-        work.append(f"style mixing (p {o.style_mixing:g})")
-    if o.pl_weight > 0:
-        work.append(f"path-length regularisation every {o.pl_every}")
-    if o.ada:
-        work.append("ADA augmentation")
-    return work
-
-
-def _ssgan_work(cfg) -> List[str]:
-    if _options(cfg).unsup_weight == 0:
-        return ["a labelled batch in D's step (the supervised baseline: no G step)"]
-    return ["a labelled batch in D's step", "feature matching in G's step (G's forward run again)"]
-
-
-#: objective -> cfg -> what its step does beyond the plain step it is timed against (the plain GAN
-#: step for every noise-driven objective), from its settings
-OBJECTIVE_WORK: Dict[str, Callable[..., List[str]]] = {
-    "unrolled": lambda cfg: ([f"{cfg.loss.unroll_steps} unrolled D updates differentiated through in G's step"]
-                             if cfg.loss.unroll_steps else []),
-    "ssgan": _ssgan_work,
-    "acgan": lambda cfg: [f"auxiliary class loss (weight {cfg.loss.aux_weight:g})"],
-    "biggan": lambda cfg: ([f"orthogonal regularisation of G (β {_options(cfg).ortho_weight:g})"]
-                           if _options(cfg).ortho_weight > 0 else []),
-    "stylegan": _stylegan_work,
-    "progan": lambda cfg: ["reals blurred to the stage's level of detail"],
-    "cyclegan": lambda cfg: ([f"history pools of {_options(cfg).pool_size} fakes"] if _options(cfg).pool_size else []),
-}
-
-
 def extra_work(cfg) -> List[str]:
     """What gankit's step of ``cfg`` does that the plain step does not (the speed-up pays for them),
     from the config: regularisers (gradient penalty, drift, R1: with their interval), weight clipping,
     a relativistic loss's real batch in G's step, DiffAugment, EMA and the objective's own work
-    (:data:`OBJECTIVE_WORK`). The optimisers are not listed: the plain step uses the recipe's."""
+    (``Objective.extra_work``). The optimisers are not listed: the plain step uses the recipe's."""
     from .losses import LOSSES
+    from .objectives import OBJECTIVES, parse_options
 
     work = [r.name + (f" every {r.every}" if r.every > 1 else "") for r in cfg.loss.regularizers]
     if cfg.loss.clip_d_weights is not None:
@@ -442,7 +405,8 @@ def extra_work(cfg) -> List[str]:
         work.append(f"{cfg.loss.name}: D on a real batch in G's step")
     if cfg.loss.augment:
         work.append(f"augment {cfg.loss.augment}")
-    work += OBJECTIVE_WORK.get(cfg.loss.objective, lambda cfg: [])(cfg)
+    objective = OBJECTIVES.get(cfg.loss.objective)
+    work += objective.extra_work(cfg, parse_options(objective, cfg.loss.options))
     if cfg.train.ema:
         work.append("EMA")
     return work

@@ -21,6 +21,10 @@ from .gan import GANObjective
 
 @register_objective("acgan")
 class ACGANObjective(GANObjective):
+    @classmethod
+    def extra_work(cls, cfg, options) -> list:
+        return [f"auxiliary class loss (weight {cfg.loss.aux_weight:g})"]
+
     def __init__(self, nets, cfg, data, **kwargs):
         super().__init__(nets, cfg, data, **kwargs)
         if not self.num_classes:

@@ -97,6 +97,12 @@ class Objective:
         raise NotImplementedError
 
     @classmethod
+    def extra_work(cls, cfg, options) -> List[str]:
+        """What a step of this objective does beyond the plain step ``gankit bench`` times it against
+        (its row's footnote), from ``cfg`` and its parsed ``options``: nothing here."""
+        return []
+
+    @classmethod
     def check_config(cls, cfg) -> None:
         """Fail with one line naming the key when ``cfg`` cannot work with this objective
         (network settings, options); called before training starts."""

@@ -82,6 +82,10 @@ class BigGANObjective(GANObjective):
     Options = BigGANOptions
 
     @classmethod
+    def extra_work(cls, cfg, options) -> List[str]:
+        return [f"orthogonal regularisation of G (β {options.ortho_weight:g})"] if options.ortho_weight > 0 else []
+
+    @classmethod
     def check_config(cls, cfg) -> None:
         super().check_config(cfg)
         if not parse_options(cls, cfg.loss.options).ortho_weight >= 0:

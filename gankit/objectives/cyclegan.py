@@ -84,6 +84,10 @@ class CycleGANObjective(Objective):
     ema = ("G_AB", "G_BA")
     optimizers = {"G": OptimGroup(("G_AB", "G_BA"), "g_optim"), "D": OptimGroup(("D_A", "D_B"), "d_optim")}
 
+    @classmethod
+    def extra_work(cls, cfg, options) -> List[str]:
+        return [f"history pools of {options.pool_size} fakes"] if options.pool_size else []
+
     def __init__(self, nets: Dict[str, nn.Module], cfg, data, **kwargs):
         super().__init__(nets, cfg, data, **kwargs)
         self.loss = LOSSES.get(cfg.loss.name)

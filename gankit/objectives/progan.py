@@ -77,6 +77,10 @@ class ProGANObjective(GANObjective):
     Options = ProGANOptions
     capturable = False  # the layers each step runs, and the fade weight, are chosen on the host
 
+    @classmethod
+    def extra_work(cls, cfg, options) -> list:
+        return ["reals blurred to the stage's level of detail"]
+
     def __init__(self, nets, cfg, data, **kwargs):
         super().__init__(nets, cfg, data, **kwargs)
         o = self.options

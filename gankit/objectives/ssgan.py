@@ -127,6 +127,12 @@ class SSGANObjective(Objective):
         "accuracy": "accuracy of the discriminator's {K}-way classifier on the {n} images of the {split} split "
                     "(argmax of the K logits, eval mode)"}
 
+    @classmethod
+    def extra_work(cls, cfg, options) -> List[str]:
+        if options.unsup_weight == 0:
+            return ["a labelled batch in D's step (the supervised baseline: no G step)"]
+        return ["a labelled batch in D's step", "feature matching in G's step (G's forward run again)"]
+
     def __init__(self, nets: Dict[str, nn.Module], cfg, data, **kwargs):
         super().__init__(nets, cfg, data, **kwargs)
         self.z_dim = cfg.model.z_dim

@@ -51,6 +51,17 @@ class StyleGANObjective(GANObjective):
     Options = StyleOptions
     capturable = False      # the mixing cut and ADA's probability are host decisions per step
 
+    @classmethod
+    def extra_work(cls, cfg, options) -> List[str]:
+        work = []
+        if options.style_mixing > 0:
+            work.append(f"style mixing (p {options.style_mixing:g})")
+        if options.pl_weight > 0:
+            work.append(f"path-length regularisation every {options.pl_every}")
+        if options.ada:
+            work.append("ADA augmentation")
+        return work
+
     def __init__(self, nets: Dict[str, nn.Module], cfg, data,
                  autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext):
         self.ada = None

@@ -35,6 +35,11 @@ class UnrolledObjective(GANObjective):
     capturable = False  # the unrolled steps read D's optimiser settings (Python numbers) at every step
     relativistic_losses = False  # its G step looks ahead through D's unrolled updates with g(fake)
 
+    @classmethod
+    def extra_work(cls, cfg, options) -> List[str]:
+        k = cfg.loss.unroll_steps
+        return [f"{k} unrolled D updates differentiated through in G's step"] if k else []
+
     def __init__(self, nets, cfg, data, **kwargs):
         super().__init__(nets, cfg, data, **kwargs)
         self.k = cfg.loss.unroll_steps
