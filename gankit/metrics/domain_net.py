@@ -16,8 +16,10 @@ Inception Score or class metrics. Rotation needs square images.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
 
 from ..errors import GankitError
 from .cache import cache_dir, load_tensors, save_tensors, sha256_tensor
@@ -92,11 +95,39 @@ class DomainNet(nn.Module):
         return f, self.head(f)
 
 
-def domain_net_path(dataset: str, data_cfg=None) -> Path:
+def domain_net_path(dataset: str, data_cfg=None, train=None) -> Path:
     """The cached net of ``dataset``; a ``data_cfg`` with a ``root`` or ``options`` (another folder,
     the audio data's speaker labels) gets its own file, named by a hash of them and, with a root,
-    of the images it trains on (:func:`domain_key`)."""
-    return cache_dir() / "features" / f"{domain_key(dataset, data_cfg)}.safetensors"
+    of the images it trains on (:func:`domain_key`; ``train``: that split, if loaded already)."""
+    return cache_dir() / "features" / f"{domain_key(dataset, data_cfg, train)}.safetensors"
+
+
+def domain_source(data_cfg) -> dict:
+    """What a net's file records of the data it learnt from (its metadata's ``source``): the resolved root
+    and the options, the part of :func:`domain_key` known without reading a single image."""
+    root = getattr(data_cfg, "root", None)
+    return {"root": str(Path(root).expanduser().resolve()) if root is not None else None,
+            "options": dict(getattr(data_cfg, "options", None) or {})}
+
+
+def may_have_domain_net(data_cfg) -> bool:
+    """Whether the cache may hold a net for ``data_cfg``, found without decoding its images: False when no
+    file of the dataset's name is cached, or when each one records another root or options (files of
+    before that record kept their metadata without ``source``, and may match)."""
+    name = data_cfg.name
+    exact = re.compile(rf"domain-{re.escape(name)}(-[0-9a-f]{{10}})?\.safetensors")
+    files = [p for p in (cache_dir() / "features").glob(f"domain-{glob.escape(name)}*.safetensors")
+             if exact.fullmatch(p.name)]
+    want = domain_source(data_cfg)
+    for path in files:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                source = json.loads((f.metadata() or {}).get("gankit", "{}")).get("source")
+        except (OSError, ValueError, SafetensorError):
+            return True  # unreadable here: loading it says what is wrong
+        if source is None or source == want:
+            return True
+    return False
 
 
 def domain_key(dataset: str, data_cfg=None, train=None) -> str:
@@ -225,7 +256,8 @@ def train_domain_net(data_cfg, epochs: Optional[float] = None, limit: Optional[i
     key = domain_key(name, data_cfg, train)
     return fit_domain_net(train, _load_split(data_cfg, "test"), name,
                           key, Path(path or cache_dir() / "features" / f"{key}.safetensors"),
-                          epochs=epochs, limit=limit, seed=seed, log=log, title=network_title(name, data_cfg))
+                          epochs=epochs, limit=limit, seed=seed, log=log, title=network_title(name, data_cfg),
+                          source=domain_source(data_cfg))
 
 
 def network_title(name: str, data_cfg=None) -> str:
@@ -247,18 +279,22 @@ def chance_warning(meta: dict) -> Optional[str]:
         return None
     what = meta.get("title") or f"{meta.get('dataset')} feature network"
     task = "rotation accuracy" if meta.get("pretext") else "accuracy"
+    from ..data.audio import SPEECH_DATASETS
+
+    more = "give the corpus more takes" if meta.get("dataset") in SPEECH_DATASETS else "give the data more images"
     return (f"the {what} judging this scores {task} {acc:.3f} on {meta.get('n_test')} held-out images, near "
-            f"chance ({chance:.3f}): its numbers mean nothing; give the data more files (a corpus: more takes)")
+            f"chance ({chance:.3f}): its numbers mean nothing; {more}")
 
 
 def fit_domain_net(train, test, name: str, key: str, path: Path, epochs: Optional[float] = None,
                    limit: Optional[int] = None, seed: int = 0, log: Optional[Callable[[str], None]] = None,
-                   title: Optional[str] = None) -> Path:
+                   title: Optional[str] = None, source: Optional[dict] = None) -> Path:
     """Train a domain net on the image :class:`~gankit.data.base.Dataset` ``train`` (a classifier with
     labels, the rotation task without), score it on ``test``, and save it at ``path`` under the cache
     ``key``: :func:`train_domain_net` for a registered dataset, or images from elsewhere (the target
     side of a translation folder, :mod:`gankit.metrics.translation`). ``title`` names it in the log and
-    its metadata (:func:`network_title`). With the default epochs it trains at least :data:`MIN_STEPS`
+    its metadata (:func:`network_title`); ``source`` (:func:`domain_source`), recorded in it too, lets
+    :func:`may_have_domain_net` pass over it without decoding any data. With the default epochs it trains at least :data:`MIN_STEPS`
     steps; epochs given explicitly are trained as asked."""
     from ..data import to_model_range
 
@@ -306,6 +342,8 @@ def fit_domain_net(train, test, name: str, key: str, path: Path, epochs: Optiona
             "n_test": n_test, "n_train": n_train, "epochs": epochs, "min_steps": min_steps, "shift": spec.get("shift", 0), "seed": seed,
             "seconds": round(seconds, 1),
             "expected_accuracy": spec["expect"]}
+    if source is not None:
+        meta["source"] = source
     if pretext:
         meta["pretext"] = pretext   # test_accuracy is then rotation accuracy, over 4 turns of n_test images
     warning = chance_warning(meta)
@@ -360,8 +398,16 @@ class DomainFeatures(FeatureExtractor):
         self.warnings = [w for w in (chance_warning(meta),) if w]
 
     @classmethod
-    def for_dataset(cls, data_cfg, train_if_missing: bool = True, path: Optional[Path] = None) -> "DomainFeatures":
-        path = Path(path or domain_net_path(data_cfg.name, data_cfg))
+    def for_dataset(cls, data_cfg, train_if_missing: bool = True, path: Optional[Path] = None,
+                    train=None) -> "DomainFeatures":
+        """The cached net of ``data_cfg`` (trained first unless ``train_if_missing`` is False: then a
+        GankitError when there is none). ``train``: its native train split when the caller holds it (the
+        key hashes it; else it is decoded). Not training, with no file for its dataset, root and options
+        in the cache, nothing is decoded (:func:`may_have_domain_net`)."""
+        if path is None and not train_if_missing and not may_have_domain_net(data_cfg):
+            raise GankitError(f"no feature network for {data_cfg.name} in {cache_dir() / 'features'}; "
+                              f"run `gankit features train {data_cfg.name}`")
+        path = Path(path or domain_net_path(data_cfg.name, data_cfg, train))
         if not path.exists():
             if not train_if_missing:
                 raise GankitError(f"no feature network for {data_cfg.name} at {path}; "

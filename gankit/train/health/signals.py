@@ -74,6 +74,17 @@ def entropy(counts: torch.Tensor) -> float:
     return float(-(p[p > 0] * p[p > 0].log()).sum()) + 0.0  # + 0.0: no "-0"
 
 
+def native_train_split(data_cfg, data) -> bool:
+    """Whether the run's loaded ``data`` is what the domain feature network's key hashes (its train split at
+    native resolution and channels, all of it: :func:`gankit.metrics.domain_net._load_split`), so the key can
+    be computed from it instead of decoding the data again."""
+    from ...data.base import Dataset
+
+    return (type(data) is Dataset and data.kind == "image" and data_cfg.resolution is None
+            and data_cfg.channels is None and data_cfg.limit is None and data_cfg.subset_fraction is None
+            and not data_cfg.exclude_classes)
+
+
 class SampleProbe:
     """Generated vs real samples on fixed noise: diversity, energy distance, histogram entropy.
 
@@ -105,7 +116,11 @@ class SampleProbe:
             try:
                 from ...errors import GankitError
                 from ...metrics.domain_net import DomainFeatures
-                self.extractor = DomainFeatures.for_dataset(trainer.cfg.data, train_if_missing=False)
+                # Never trained here, and never decoded again only to be looked up: with no cached file for
+                # the data the look-up reads nothing; the run's own images stand for the net's key when they
+                # are the native train split it hashes.
+                self.extractor = DomainFeatures.for_dataset(trainer.cfg.data, train_if_missing=False,
+                                                            train=data if native_train_split(trainer.cfg.data, data) else None)
                 self.space = self.extractor.name
             except (ImportError, GankitError, KeyError, ValueError):
                 self.extractor = None
