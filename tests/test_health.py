@@ -3,6 +3,7 @@ healthy one; the policies (rollback, early stop, remedies) act; the rules on han
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -374,6 +375,49 @@ def test_image_runs_compare_in_domain_features_when_cached_else_pixels(tmp_path,
     assert json.loads((r.dir / "health.json").read_text())["feature_space"] == "domain-test"
     rec = metrics(r.dir)[-1]
     assert 0 <= rec["health/entropy"] <= 1.5 and rec["health/diversity"] > 0
+
+
+def test_the_probe_looks_up_a_folders_feature_network_without_decoding_it_again(tmp_path, monkeypatch):
+    """The audit's 20,000-image folder with data.limit=500: the probe decoded all of it again at native size
+    (17.9 s, +1 GB) only to hash a cache key, then found no network. With no file for the folder cached
+    nothing is decoded; a run on the native train split hashes the images it holds."""
+    from PIL import Image
+
+    from gankit.metrics import domain_net
+    from gankit.metrics.cache import save_tensors
+    from gankit.train.health import SampleProbe
+    from gankit.train.loop import Trainer
+
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
+    for k, cls in enumerate(("cats", "dogs")):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((8, 8, 3), 100 * k + i, np.uint8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    decoded = []
+    load_split = domain_net._load_split
+    monkeypatch.setattr(domain_net, "_load_split", lambda *a: decoded.append(a) or load_split(*a))
+    base = ["data.name=folder", f"data.root={tmp_path / 'imgs'}", "data.resolution=null", "train.batch_size=4",
+            "model.g.width=4", "model.d.width=4", "train.device=cpu"]
+    limited = Trainer(load_config("dcgan-fashion-mnist", base + ["data.limit=4"]))
+    assert SampleProbe(limited, 4, 0).space == "pixels pooled to <=16x16" and decoded == []  # nothing cached
+    net = domain_net.DomainNet(3, 8, 2)
+    meta = {"kind": "domain", "version": domain_net.VERSION, "dataset": "folder", "arch": net.arch}
+    other = tmp_path / "cache" / "features" / "domain-folder-0123456789.safetensors"
+    save_tensors(other, net.state_dict(), {**meta, "source": {"root": "/elsewhere", "options": {}}})
+    assert SampleProbe(limited, 4, 0).space == "pixels pooled to <=16x16" and decoded == []  # another folder's
+    native = Trainer(load_config("dcgan-fashion-mnist", base))
+    key = domain_net.domain_key("folder", native.cfg.data, native.data)
+    save_tensors(other.with_name(f"{key}.safetensors"), net.state_dict(), {**meta, "key": key})  # no source: older
+    assert SampleProbe(native, 4, 0).space == key and decoded == []   # hashed from the run's own images
+    assert SampleProbe(limited, 4, 0).space == key and len(decoded) == 1   # limited: the key needs all of them
+
+
+def test_a_near_chance_feature_network_asks_images_for_images_and_a_corpus_for_takes():
+    from gankit.metrics.domain_net import chance_warning
+
+    meta = {"test_accuracy": 0.3, "n_test": 40, "arch": {"num_classes": 3}}
+    assert chance_warning({**meta, "dataset": "folder"}).endswith("its numbers mean nothing; give the data more images")
+    assert chance_warning({**meta, "dataset": "spoken-digits"}).endswith("; give the corpus more takes")
 
 
 def test_events_show_in_the_progress_bar_and_the_summary(tmp_path, capsys):
