@@ -205,7 +205,9 @@ def test_a_folder_is_decoded_once_and_read_from_the_cache_until_it_changes(tmp_p
     real_open = images.open_image
     monkeypatch.setattr(images, "open_image", lambda *a, **k: pytest.fail("decoded although cached"))
     again = load_dataset(cfg)
-    assert torch.equal(again.x, first.x) and capsys.readouterr().err == ""
+    err = capsys.readouterr().err                              # a cache hit says so in one line
+    assert torch.equal(again.x, first.x) and err.count("\n") == 1 and "folder: 5 images under " in err
+    assert f"from the cache {cached[0]}" in err
 
     monkeypatch.setattr(images, "open_image", real_open)
     Image.fromarray(np.full((30, 20, 3), 250, np.uint8)).save(root / "0.png")   # a file changes: a new key
@@ -221,6 +223,10 @@ def test_a_folder_is_decoded_once_and_read_from_the_cache_until_it_changes(tmp_p
     off = DataConfig(name="folder", root=str(root), resolution=16, options={"cache": False})
     before = set((tmp_path / "cache" / "data").iterdir())
     assert load_dataset(off).x.shape == (5, 3, 16, 16) and set((tmp_path / "cache" / "data").iterdir()) == before
+    assert "not cached (data.options.cache=false)" in capsys.readouterr().err
+    from gankit.data import reference_config                   # evaluation's data keeps cache=false
+    assert load_dataset(reference_config(off), "test").x.shape == (5, 3, 16, 16)
+    assert set((tmp_path / "cache" / "data").iterdir()) == before
 
     from gankit.config import load_config
     from gankit.errors import ConfigError
@@ -367,3 +373,143 @@ def test_exclude_classes_takes_a_folders_class_names(tmp_path):
         load_dataset(load_config("dcgan-digits", base + ["data.exclude_classes=[z]"]).data, "train")
     with pytest.raises(ConfigError, match="data.exclude_classes: digits has no class named 'z'"):
         load_dataset(load_config("dcgan-digits", ["data.exclude_classes=[z]"]).data, "train")
+
+
+def _png(path, value=0, size=(12, 10)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), value, np.uint8)).save(path)
+
+
+def test_a_folder_is_read_as_torchvisions_imagefolder_reads_it(tmp_path, capsys):
+    """Top-level sub-folders are the classes (one may be called train), folder links are followed (a loop
+    is not), nested folders belong to their top-level class, hidden entries and loose images beside class
+    folders are not read, and each is said in one line."""
+    import os
+    cfg = lambda root, **k: DataConfig(name="folder", root=str(root), resolution=8, **k)  # noqa: E731
+    for i, c in enumerate(("car", "train", "tram")):          # vehicles: "train" is a class, not a split
+        for j in range(2):
+            _png(tmp_path / "vehicles" / c / f"{j}.png", 50 * i)
+    ds = load_dataset(cfg(tmp_path / "vehicles"))
+    assert ds.info["classes"] == ["car", "train", "tram"] and ds.y.tolist() == [0, 0, 1, 1, 2, 2]
+
+    src, mine = tmp_path / "src", tmp_path / "mine"
+    for j in range(3):
+        _png(src / "cats" / f"{j}.png", 10)
+    _png(mine / "owls" / "0.png", 200)
+    _png(mine / "owls" / "deep" / "er" / "1.png", 201)        # nested: still an owl
+    os.symlink(src / "cats", mine / "cats")                   # a linked class folder is followed
+    os.symlink(mine, mine / "owls" / "loop")                  # a link back to the root: not followed
+    _png(mine / "stray.png", 99)                              # loose beside class folders: not read
+    _png(mine / ".ipynb_checkpoints" / "0-checkpoint.png", 7)
+    (mine / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (mine / "owls" / "._0.png").write_bytes(b"\0\5\26\7 AppleDouble, not an image")
+    capsys.readouterr()
+    ds = load_dataset(cfg(mine))
+    assert ds.info["classes"] == ["cats", "owls"] and ds.y.tolist() == [0, 0, 0, 1, 1]
+    assert ds.x[:3].max() == 10 and ds.x[3:].min() == 200    # no stray (99), no checkpoint copy (7)
+    err = capsys.readouterr().err
+    assert "folder: 1 image directly in " in err and "as torchvision's ImageFolder" in err
+    assert "folder: skipped 3 hidden entries" in err and "owls/._0.png" in err
+    assert "not following 1 folder link back to a folder above it (a loop): owls/loop" in err
+
+    for d in ("train/cats", "test/cats", "extra"):            # split names beside other folders: ambiguous
+        _png(tmp_path / "mixed" / d / "0.png")
+    with pytest.raises(DataError, match=r"folder: .*mixed holds split folders \(test/, train/\) beside other "
+                                        r"folders \(extra/\); for splits, put the class folders inside each split"):
+        load_dataset(cfg(tmp_path / "mixed"))
+
+
+def test_a_non_utf8_file_name_is_read_and_cached(tmp_path, monkeypatch):
+    import os
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "imgs"
+    _png(root / "a.png", 0)
+    name = os.fsdecode(b"caf\xe9.png")                        # Latin-1 bytes: not UTF-8
+    try:
+        _png(root / name, 100)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses non-UTF-8 names")
+    ds = load_dataset(DataConfig(name="folder", root=str(root), resolution=8))
+    assert len(ds) == 2 and sorted(ds.x.float().mean(dim=(1, 2, 3)).tolist()) == [0, 100]
+    assert len(list((tmp_path / "cache" / "data").glob("folder-*.safetensors"))) == 1
+
+
+def test_every_unreadable_file_is_named_in_one_line(tmp_path, monkeypatch):
+    import gankit.data.images as images
+    for i in range(4):
+        _png(tmp_path / f"{i}.png")
+    for bad in ("b1.jpg", "b2.png", "b3.png"):
+        (tmp_path / bad).write_bytes(b"not an image")
+    cfg = DataConfig(name="folder", root=str(tmp_path), resolution=8, options={"cache": False})
+    with pytest.raises(DataError) as e:
+        load_dataset(cfg)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"folder: 3 unreadable images under {tmp_path}: b1.jpg, b2.png, "
+                                              "b3.png (b1.jpg: UnidentifiedImageError") and msg.endswith(
+        "; remove or fix them")
+    monkeypatch.setattr(images, "MAX_BAD_FILES", 2)
+    with pytest.raises(DataError, match=r"folder: at least [23] unreadable images under .* \(stopped looking after 2\): "
+                                        r"b1.jpg, b2.png \(b1.jpg: "):
+        load_dataset(cfg)
+
+
+def test_a_folder_larger_than_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    import gankit.data.images as images
+    for i in range(3):
+        _png(tmp_path / f"{i}.png")
+    monkeypatch.setattr(images, "available_memory", lambda: 1000)           # 1,000 bytes free
+    monkeypatch.setattr(images, "open_image", lambda *a, **k: pytest.fail("decoded although it cannot fit"))
+    with pytest.raises(DataError, match=r"folder: 3 images under .* at 16x16 take 2.2 KiB decoded, more than "
+                                        r"the 1.0 KiB of memory available; set data.limit \(about 1 fit\) or a lower "
+                                        r"data.resolution"):
+        load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=16))
+
+
+def test_a_folder_is_decoded_into_one_tensor_not_three_copies(tmp_path, capsys, monkeypatch):
+    """numpy's buffers are traced by tracemalloc, torch's are not: decoding into a preallocated tensor leaves
+    only the images in flight and Pillow's 64 KiB read buffer per thread (2 threads here: ~150 KB); a list,
+    np.stack and a transposed copy were 3x the data (> 2x traced, ~1 MB)."""
+    import tracemalloc
+
+    import gankit.data.images as images
+    for i in range(40):
+        _png(tmp_path / f"{i:02d}.png", i, size=(64, 64))
+    monkeypatch.setattr(images, "PROGRESS_FROM", 10)          # a long decode shows a bar
+    monkeypatch.setattr(images, "_cores", lambda: 2)          # buffers in flight do not grow with the machine
+    cfg = DataConfig(name="folder", root=str(tmp_path), resolution=64, options={"cache": False})
+    load_dataset(cfg)                                          # imports and first-call set-up, untraced
+    tracemalloc.start()
+    try:
+        ds = load_dataset(cfg)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    data = ds.x.numel()                                        # 40 x 3 x 64 x 64 = 492 KB
+    assert ds.x.shape == (40, 3, 64, 64) and ds.x[:, 0, 5, 5].tolist() == list(range(40))
+    assert peak < 0.5 * data, (peak, data)                     # 3 copies traced were > 2x data
+    err = capsys.readouterr().err
+    assert f"folder: reading 40 images under {tmp_path} at 64x64 (~480.0 KiB); not cached" in err
+    assert "40/40" in err                                      # the bar's last state
+
+
+def test_a_folder_keeps_its_few_most_recent_cache_files(tmp_path, monkeypatch):
+    import gankit.data.images as images
+    monkeypatch.setenv("GANKIT_CACHE", str(tmp_path / "cache"))
+    for i in range(6):
+        _png(tmp_path / "a" / f"{i}.png", i)
+    _png(tmp_path / "b" / "0.png")
+    cfg = lambda root, limit=None: DataConfig(name="folder", root=str(tmp_path / root), resolution=8, limit=limit)  # noqa: E731
+    files = lambda: set((tmp_path / "cache" / "data").glob("folder-*.safetensors"))  # noqa: E731
+    load_dataset(cfg("b"))
+    other = files()
+    for limit in range(1, 7):                                  # six keys of one folder
+        load_dataset(cfg("a", limit))
+    assert len(other) == 1 and files() >= other and len(files() - other) == images.FOLDER_CACHE_KEEP == 4
+    real_open = images.open_image
+    monkeypatch.setattr(images, "open_image", lambda *a, **k: pytest.fail("a recent cache was deleted"))
+    for limit in (3, 4, 5, 6):
+        assert len(load_dataset(cfg("a", limit))) == limit
+    monkeypatch.setattr(images, "open_image", real_open)
+    assert len(load_dataset(cfg("a", 2))) == 2 and len(files() - other) == 4   # the oldest went
+    monkeypatch.setattr(images, "open_image", lambda *a, **k: pytest.fail("a recent cache was deleted"))
+    load_dataset(cfg("a", 6))                                  # read last: kept, though written before limit 2

@@ -28,11 +28,14 @@ def _check_data(cfg) -> None:
 def reference_config(cfg):
     """The data a run's samples are scored against (and a scorer trains on): ``cfg``'s dataset, root and
     size, without the run's own limit, subset or held-out classes; for a dataset with no native image
-    size (:data:`SIZED_ON_LOAD`: a folder) also its resolution and channels, the size the model makes."""
+    size (:data:`SIZED_ON_LOAD`: a folder) also its resolution and channels, the size the model makes, and
+    its ``data.options`` (how the files are read: a folder's ``cache``, so ``cache=false`` holds for
+    evaluation too)."""
     from ..config import DataConfig
 
     if cfg.name in SIZED_ON_LOAD:
-        return DataConfig(name=cfg.name, root=cfg.root, resolution=cfg.resolution, channels=cfg.channels)
+        return DataConfig(name=cfg.name, root=cfg.root, resolution=cfg.resolution, channels=cfg.channels,
+                          options=dict(cfg.options or {}))
     return DataConfig(name=cfg.name, root=cfg.root, size=cfg.size)
 
 
