@@ -217,6 +217,8 @@ class EpochSampler:
                 "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        if len(state["perm"]) != self.n:  # its permutation would index samples that are gone, or miss new ones
+            raise ValueError(f"the sampler state is of {len(state['perm'])} samples, not {self.n}")
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
         self.perm = state["perm"].clone()

@@ -194,8 +194,10 @@ class Trainer:
         sizes = getattr(self.data, "index_sizes", None) or {"x": len(self.data)}
         for k, n in sizes.items():
             if n == 0:
-                raise ConfigError(f"data: the training data ({cfg.data.name}) is empty; check data.root, data.limit "
-                                  "and data.exclude_classes")
+                checks = ["data.root", "data.limit", "data.exclude_classes"] + (
+                    [f"data.subset_fraction={cfg.data.subset_fraction:g}"] if cfg.data.subset_fraction is not None else [])
+                raise ConfigError(f"data: the training data ({cfg.data.name}) is empty; check "
+                                  f"{', '.join(checks[:-1])} and {checks[-1]}")
             if t.batch_size > n:  # a user's folder of a few images against a recipe's batch of 128
                 where = f"{cfg.data.name}" + (f", domain {k}" if len(sizes) > 1 else "")
                 raise ConfigError(f"train.batch_size={t.batch_size}: the training data ({where}) has only {n} "
@@ -570,6 +572,10 @@ class Trainer:
             restore_optimizer_state(opt, state["optimizers"][k])
         samplers = state.get("samplers") or {next(iter(self.samplers)): state["sampler"]}  # v1: one sampler
         for k, s in self.samplers.items():
+            if len(samplers[k]["perm"]) != s.n:  # the data changed since (a resumed run says what changed first)
+                raise CheckpointError(f"this checkpoint's data held {len(samplers[k]['perm'])} samples"
+                                      f"{'' if len(self.samplers) == 1 else f' in {k}'}, the data now {s.n}: restore "
+                                      "the data it was trained on, or start a new run")
             s.load_state_dict(samplers[k])
         for d in (self.draws or {}).values():
             d.sync()

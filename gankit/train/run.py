@@ -32,7 +32,7 @@ import torch
 
 from .. import faults
 from ..config import Config, apply_overrides, from_dict, load_config, save_config, validate
-from ..errors import ConfigError, GankitError, Interrupted, option
+from ..errors import ConfigError, DataError, GankitError, Interrupted, option
 from ..viz import plot_curves, save_samples_figure
 from ..provenance import training_context
 from ..checkpoint import BEST, LATEST, load_latest, save_checkpoint, save_latest
@@ -100,6 +100,8 @@ class Run:
             meta["audio"] = d.info["audio"]
         if getattr(d, "info", {}).get("classes"):  # a folder's sub-folders: `gankit sample --class dogs`
             meta["classes"] = list(d.info["classes"])
+        # samples per index space (unpaired data: per domain): a resume checks the data still holds as many
+        meta["sizes"] = {k: s.n for k, s in self.trainer.samplers.items()}
         return meta
 
     def state_dict(self) -> dict:
@@ -679,6 +681,12 @@ def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterabl
             _clear_outputs(run_dir)
         return run.fit()
     state, path = found
+    changed = data_change(state.get("data") or {}, run.data_meta(), _saved_sizes(state))
+    if changed:  # before anything is restored: the networks, class indices and sampler are of the data then
+        run.trainer.dist.close()
+        raise DataError(f"{run_dir}: the training data ({cfg.data.root or cfg.data.name}) changed since {path.name} "
+                        f"was written: {changed}; restore the data as it was, or start a new run (another "
+                        f"{option('--out')}); {option('--set', param='overrides')} cannot change a run's data")
     latest = run_dir / LATEST
     if path != latest and latest.exists() and run.trainer.dist.is_main:
         # Kept for inspection, out of the way: the next checkpoint would otherwise push it onto `previous`.
@@ -710,6 +718,45 @@ def _resume(run_dir: Path, overrides: List[str], quiet: bool, callbacks: Iterabl
               f"fake labels) cannot continue as they were, so such a recipe does not follow the "
               f"{written}-process run exactly from here", file=sys.stderr, flush=True)
     return run.fit()
+
+
+def _saved_sizes(state: dict) -> dict:
+    """Samples per index space of the data a checkpoint was trained on: its data description's, or for a
+    checkpoint written before that recorded them, the length of each sampler's saved permutation."""
+    sizes = (state.get("data") or {}).get("sizes")
+    if sizes is not None:
+        return sizes
+    samplers = state.get("samplers") or ({"x": state["sampler"]} if "sampler" in state else {})  # v1: one sampler
+    return {k: len(s["perm"]) for k, s in samplers.items()}
+
+
+def data_change(then: dict, now: dict, sizes_then: dict) -> Optional[str]:
+    """What differs between the data description a checkpoint saved (``then``, :meth:`Run.data_meta`) and
+    the data loaded now, in words ("classes then cats, dogs, owls, now aardvarks, cats, dogs (owls gone,
+    aardvarks new)"; "100 images then, 50 now"), or None when nothing it records changed. ``sizes_then``:
+    samples per index space then (:func:`_saved_sizes`); a description without classes or shapes (an
+    older checkpoint) is compared on what it has."""
+    said = []
+    names_then, names_now = then.get("classes"), now.get("classes")
+    if names_then is not None and names_now is not None and names_then != names_now:
+        gone = [c for c in names_then if c not in names_now]
+        new = [c for c in names_now if c not in names_then]
+        how = ", ".join(p for p in (", ".join(gone) + " gone" if gone else "", ", ".join(new) + " new" if new else "")
+                        if p) or "the same names in another order"
+        said.append(f"classes then {', '.join(map(str, names_then))}, now {', '.join(map(str, names_now))} ({how})")
+    elif then.get("num_classes") is not None and then.get("num_classes") != now.get("num_classes"):
+        said.append(f"{then['num_classes']} classes then, {now.get('num_classes')} now")
+    for key, what in (("sample_shape", "samples"), ("target_shape", "targets")):
+        if then.get(key) is not None and list(then[key]) != list(now.get(key) or []):
+            said.append(f"{what} of shape {'x'.join(map(str, then[key]))} then, "
+                        f"{'x'.join(map(str, now.get(key) or [])) or 'none'} now")
+    unit = "images" if now.get("kind") == "image" else "samples"
+    sizes_now = now.get("sizes") or {}
+    for k, n in sizes_then.items():
+        if k in sizes_now and int(n) != sizes_now[k]:
+            where = f" in {k}" if len(sizes_now) > 1 else ""
+            said.append(f"{int(n):,} {unit}{where} then, {sizes_now[k]:,} now")
+    return "; ".join(said) or None
 
 
 def _clear_outputs(run_dir: Path) -> None:
