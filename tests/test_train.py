@@ -339,6 +339,75 @@ def test_a_folder_of_class_folders_samples_its_classes_by_name(tmp_path, capsys)
     assert "--class 2: this model has classes 0..1 (cats, dogs)" in capsys.readouterr().err
 
 
+def test_resuming_after_the_data_changed_says_what_changed_in_one_line(tmp_path, capsys):
+    """The audit's three changes to a folder between a checkpoint and `--resume`: a class renamed (its
+    indices silently shifted), a class added (a size-mismatch traceback), images deleted (an IndexError from
+    the sampler's saved permutation). Each is one line naming the change, exit 2, nothing trained; the
+    folder as it was resumes."""
+    from PIL import Image
+
+    from gankit.cli.main import main
+    imgs = tmp_path / "imgs"
+
+    def images(cls, n, start=0):
+        (imgs / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(start, start + n):
+            Image.fromarray(np.full((8, 8, 3), 20 * i, np.uint8)).save(imgs / cls / f"{i}.png")
+
+    images("cats", 6)
+    images("dogs", 6)
+    run = gankit.train("cgan-fashion-mnist", ["data.name=folder", f"data.root={imgs}", "data.resolution=8",
+                                              "train.steps=2", "train.batch_size=4", "health.samples=0",
+                                              "model.g.width=4", "model.d.width=4"], out=tmp_path / "run", quiet=True)
+    resume = ["train", "--resume", str(run.dir), "--set", "train.steps=4"]
+    capsys.readouterr()
+    (imgs / "dogs").rename(imgs / "aardvarks")
+    assert main(resume) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the folder's own lines about reading it
+    assert err == (f"gankit: error: {run.dir}: the training data ({imgs}) changed since latest.safetensors was "
+                   "written: classes then cats, dogs, now aardvarks, cats (dogs gone, aardvarks new); restore the data "
+                   "as it was, or start a new run (another --out); --set cannot change a run's data")
+    (imgs / "aardvarks").rename(imgs / "dogs")
+    images("owls", 6)
+    assert main(resume) == 2
+    assert "classes then cats, dogs, now cats, dogs, owls (owls new); 12 images then, 18 now; restore" in capsys.readouterr().err
+    for f in (imgs / "owls").iterdir():
+        f.unlink()
+    (imgs / "owls").rmdir()
+    for f in sorted((imgs / "cats").iterdir())[:3]:
+        f.unlink()
+    assert main(resume) == 2
+    assert "written: 12 images then, 9 now; restore" in capsys.readouterr().err
+    assert gankit.load(run.dir).step == 2   # nothing trained
+    images("cats", 3)
+    assert gankit.train(resume=run.dir, overrides=["train.steps=4"], quiet=True).trainer.state.step == 4
+
+
+def test_a_checkpoint_without_its_data_size_is_checked_against_its_samplers():
+    """Checkpoints written before the data description held the sizes: each sampler's saved permutation
+    says how many samples there were."""
+    from gankit.train.run import _saved_sizes, data_change
+
+    now = {"kind": "image", "num_classes": 0, "sample_shape": [3, 8, 8], "sizes": {"x": 50}}
+    old = {"data": {"kind": "image", "num_classes": 0, "sample_shape": [3, 8, 8]},
+           "samplers": {"x": {"perm": torch.randperm(100)}}}
+    assert data_change(old["data"], now, _saved_sizes(old)) == "100 images then, 50 now"
+    assert data_change(old["data"], {**now, "sizes": {"x": 100}}, _saved_sizes(old)) is None
+    v1 = {"data": {"num_classes": 10, "sample_shape": [1, 28, 28]}, "sampler": {"perm": torch.randperm(100)}}
+    assert data_change(v1["data"], {**now, "num_classes": 10, "sample_shape": [1, 32, 32], "sizes": {"x": 100}},
+                       _saved_sizes(v1)) == "samples of shape 1x28x28 then, 1x32x32 now"
+    from gankit.data import EpochSampler
+    with pytest.raises(ValueError, match="the sampler state is of 100 samples, not 50"):  # was an IndexError later
+        EpochSampler(50, 10, seed=0).load_state_dict(EpochSampler(100, 10, seed=0).state_dict())
+
+
+def test_an_empty_subset_names_subset_fraction():
+    from gankit.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"is empty; check data.root, data.limit, data.exclude_classes and "
+                                          r"data.subset_fraction=1e-06$"):
+        Trainer(load_config("dcgan-fashion-mnist", TINY_DCGAN + ["data.limit=null", "data.subset_fraction=1e-6"]))
+
+
 def test_ring8_through_the_cli_covers_the_modes(tmp_path):
     """The issue's acceptance check: gan-ring8 via the CLI, then >= 6 of 8 modes hold
     high-quality samples (within 3σ = 0.03 of a mean), judged on 2,500 samples."""
