@@ -240,6 +240,23 @@ def test_folder_photos_recursive_and_stable_split(tmp_path):
     assert test40 == ["d1/img31.png", "d1/img37.png", "d2/img11.png", "d2/img29.jpg"]
 
 
+def test_folder_photos_follow_links_and_skip_hidden_entries(tmp_path):
+    """A photo folder is listed as the folder dataset lists one (images.scan_images): a linked sub-folder is
+    read, a link looping back is not (no hang), and macOS's ._x.png, .DS_Store and a notebook's
+    .ipynb_checkpoints/ copy are not photos (the ._ file is not even an image: it stopped the load)."""
+    import os
+    rels = _tree(tmp_path / "elsewhere", 6)
+    root = tmp_path / "photos"
+    _save(root / "own.png", 99)
+    os.symlink(tmp_path / "elsewhere", root / "linked")
+    os.symlink(root, root / "loop")
+    (root / "._own.png").write_bytes(b"\0\5\26\7 AppleDouble")
+    (root / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    _save(root / ".ipynb_checkpoints" / "own-checkpoint.png", 98)
+    names = [n for split in ("train", "test") for n, _ in P.load_folder_photos(root, split)]
+    assert sorted(names) == sorted(["own.png"] + [f"linked/{r}" for r in rels])
+
+
 def test_folder_split_keeps_both_splits_non_empty():
     for n in range(2, 12):
         rels = [f"photo{n}_{i}.png" for i in range(n)]
