@@ -412,6 +412,14 @@ def test_a_folder_is_read_as_torchvisions_imagefolder_reads_it(tmp_path, capsys)
     assert "folder: skipped 3 hidden entries" in err and "owls/._0.png" in err
     assert "not following 1 folder link back to a folder above it (a loop): owls/loop" in err
 
+    for d in ("train/cats", "test/cats"):                     # a splits layout: loose images at its top are said
+        _png(tmp_path / "splits" / d / "0.png", 30)
+    _png(tmp_path / "splits" / "forgotten.png", 40)
+    capsys.readouterr()
+    ds = load_dataset(cfg(tmp_path / "splits"))
+    assert len(ds) == 1 and ds.x.max() == 30
+    assert "folder: 1 image directly in " in capsys.readouterr().err
+
     for d in ("train/cats", "test/cats", "extra"):            # split names beside other folders: ambiguous
         _png(tmp_path / "mixed" / d / "0.png")
     with pytest.raises(DataError, match=r"folder: .*mixed holds split folders \(test/, train/\) beside other "

@@ -570,6 +570,13 @@ def folder(cfg, split: str = "train", seed: int = 0) -> Dataset:
     has_labels = len(classes) > 1
     if not files:
         raise DataError(f"folder: no PNG/JPEG/BMP/WEBP images under {base}")
+    if train_base != root:  # a splits layout: images beside train/ and test/ belong to neither
+        beside = [e for e in os.scandir(root) if not e.name.startswith(".") and e.is_file()
+                  and os.path.splitext(e.name)[1].lower() in IMAGE_SUFFIXES]
+        if beside:
+            notes.append(f"folder: {len(beside):,} image{'s' if len(beside) > 1 else ''} directly in {root} not "
+                         f"read: beside split folders only train/ and the held-out split are; move "
+                         f"{'them' if len(beside) > 1 else 'it'} into train/ (or its class folders)")
     if scan.loops:
         notes.append(f"folder: not following {len(scan.loops)} folder link{'s' if len(scan.loops) > 1 else ''} "
                      f"back to a folder above {'them' if len(scan.loops) > 1 else 'it'} (a loop): "
