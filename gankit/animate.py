@@ -27,10 +27,8 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -39,7 +37,7 @@ import numpy as np
 import torch
 
 from .errors import GankitError, option
-from .utils import atomic_write_bytes
+from .utils import atomic_write, atomic_write_bytes
 
 N_SAMPLES_1D = 5000   # generator samples per frame for the KDE
 N_SAMPLES_2D = 1500   # generator samples per frame in the cloud
@@ -410,23 +408,17 @@ def write_mp4(images: list, path: Path, fps: float) -> None:
                           f"{option('-o', 'FILE.gif', param='out')}")
     w, h = images[0].size
     images = images + [images[-1]] * (HOLD_LAST - 1)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.mp4")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-    try:
+    data = b"".join(np.asarray(im.convert("RGB")).tobytes() for im in images)
+
+    def encode(tmp: str) -> None:
         cmd = [exe, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                "-r", f"{fps:g}", "-i", "-", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264",
                "-pix_fmt", "yuv420p", "-movflags", "+faststart", tmp]
-        data = b"".join(np.asarray(im.convert("RGB")).tobytes() for im in images)
         proc = subprocess.run(cmd, input=data, capture_output=True)
         if proc.returncode != 0:
             raise GankitError(f"{path}: ffmpeg failed ({proc.stderr.decode(errors='replace').strip()[:200]})")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, encode, suffix=".tmp.mp4")
 
 
 def _data_kind(run_dir: Path) -> Optional[str]:

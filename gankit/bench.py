@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from .config import load_config
 from .train.graphs import WARMUP_STEPS
 from .train.loop import Trainer
-from .utils import device_name
+from .utils import device_name, usable_cores
 
 
 def matmul_peak_gflops(dtype: torch.dtype, device: torch.device | str = "cpu", n: Optional[int] = None,
@@ -297,10 +297,6 @@ def window_steps(phases, steps: int) -> int:
     return every * math.ceil(steps / every)
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def _load() -> Optional[float]:
     """The 1-minute load average, None where the system has none (Windows)."""
     try:
@@ -385,7 +381,7 @@ def _bench(recipe, overrides, windows, steps_per_window, warmup):
         "peak_fp32_gflops": peak32, "peak_bf16_gflops": peak16,
         "ours_peak_frac": ours_gflops / peak_ours, "plain_peak_frac": plain_gflops / peak32,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "threads": threads, "cores": _cores(), "load_avg": max(loads) if loads else None,
+        "threads": threads, "cores": usable_cores(), "load_avg": max(loads) if loads else None,
         "plain_omits": extra_work(cfg),
     }
 
@@ -431,7 +427,7 @@ def loaded(row: Dict[str, float | str]) -> bool:
     """Whether other processes competed for the CPU while ``row`` was timed: the 1-minute load average
     exceeded the cores this process may use (bench itself adds its own thread count to it)."""
     load = row.get("load_avg")
-    return load is not None and load > row.get("cores", _cores())
+    return load is not None and load > row.get("cores", usable_cores())
 
 
 def format_table(rows: List[Dict[str, float | str]]) -> str:

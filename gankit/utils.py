@@ -19,20 +19,22 @@ def cache_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "gankit"
 
 
-def atomic_write_bytes(path: Path, data: bytes, before_replace=None) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename: a reader
-    sees the old file or the new one, never part of one, whenever the writer dies. ``before_replace``
-    (no arguments) is called between the two (the crash tests kill the process there)."""
+def atomic_write(path: Path, write, suffix: str = ".tmp", before_replace=None) -> None:
+    """Make ``path`` whole or not at all: ``write(tmp)`` writes the file at ``tmp``, a temp path in the
+    same folder (ending in ``suffix``: a tool that picks its format by extension gets the right one),
+    which is then flushed to disk and renamed over ``path`` (atomic): a reader sees the old file or the
+    new one, never part of one, whenever the writer dies. ``before_replace`` (no arguments) is called
+    between the two (the crash tests kill the process there)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         if before_replace is not None:
             before_replace()
@@ -43,6 +45,15 @@ def atomic_write_bytes(path: Path, data: bytes, before_replace=None) -> None:
         if isinstance(e, OSError) and e.filename is None:  # a full disk on write: say which file
             raise OSError(e.errno, e.strerror, str(path)) from e
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, before_replace=None) -> None:
+    """:func:`atomic_write` of ``data``."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write(path, write, before_replace=before_replace)
 
 
 TMP_GLOB = ".*.tmp"  # what atomic_write_bytes leaves behind when the process is killed mid-write
@@ -183,3 +194,8 @@ def exchange_paths(a: Path, b: Path) -> bool:
         return False
     AT_FDCWD, RENAME_EXCHANGE = -100, 2
     return renameat2(AT_FDCWD, os.fsencode(str(a)), AT_FDCWD, os.fsencode(str(b)), RENAME_EXCHANGE) == 0
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

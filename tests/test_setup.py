@@ -1,11 +1,9 @@
 """scripts/setup.sh on a Python its distribution manages (PEP 668): one line on how to make a venv, nothing installed."""
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +46,6 @@ def run_setup(tmp_path, managed: bool):
     return out, log.read_text()
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_setup_stops_on_an_externally_managed_python(tmp_path):
     out, calls = run_setup(tmp_path, managed=True)
     assert out.returncode == 1
@@ -59,7 +56,6 @@ def test_setup_stops_on_an_externally_managed_python(tmp_path):
     assert "--break-system-packages" not in out.stderr
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_setup_goes_on_when_pip_may_install(tmp_path):
     # The same fake without EXTERNALLY-MANAGED reaches pip: the check above is what stopped it.
     out, calls = run_setup(tmp_path, managed=False)
